@@ -1,0 +1,1 @@
+"""crypto: see the module docstrings."""

@@ -1,0 +1,269 @@
+"""One exception hierarchy for passerelle; each error knows its SMTP reply, exit code and fate.
+
+Errors are raised where they are detected and turned into an SMTP reply, a process exit code
+or a spool decision (retry / bounce / quarantine) in exactly one place: the class attributes
+below.  Nothing else in the code base picks reply codes or exit codes for an error.
+
+Exit codes follow sysexits(3): 0 ok, 2 usage, 65 bad input (EX_DATAERR), 70 internal
+(EX_SOFTWARE), 75 transient (EX_TEMPFAIL), 78 configuration (EX_CONFIG).
+Enhanced status codes follow RFC 3463.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import ClassVar
+
+EX_OK = 0
+EX_USAGE = 2
+EX_DATAERR = 65
+EX_SOFTWARE = 70
+EX_TEMPFAIL = 75
+EX_CONFIG = 78
+
+
+class Fate(str, Enum):
+    """What the spool does with a message whose processing raised this error."""
+
+    RETRY = "retry"  # transient: keep, back off, try again until the lifetime ends
+    BOUNCE = "bounce"  # permanent and the sender's doing: tell the sender in their format
+    QUARANTINE = "quarantine"  # permanent but ours to look at: keep for an operator
+
+
+class PasserelleError(Exception):
+    """Base of every error passerelle raises on purpose.
+
+    ``kind`` is a stable, patient-data-free label used in metrics, logs and the trace.
+    The message (``str(err)``) must never contain patient data either: name files,
+    line numbers, field names, key fingerprints — not contents.
+    """
+
+    exit_code: ClassVar[int] = EX_SOFTWARE
+    smtp_code: ClassVar[int] = 451
+    enhanced: ClassVar[str] = "4.3.0"
+    fate: ClassVar[Fate] = Fate.RETRY
+    kind: ClassVar[str] = "internal"
+
+    @property
+    def transient(self) -> bool:
+        return self.smtp_code < 500
+
+    def smtp_reply(self) -> str:
+        """The reply line an SMTP handler sends for this error (no patient data)."""
+        text = str(self).replace("\r", " ").replace("\n", " ")[:200] or self.kind
+        return f"{self.smtp_code} {self.enhanced} {text}"
+
+
+# --- usage and configuration ------------------------------------------------------------
+
+
+class UsageError(PasserelleError):
+    exit_code = EX_USAGE
+    kind = "usage"
+
+
+class ConfigError(PasserelleError):
+    """The operator's configuration or tables are wrong: we must not accept work we cannot do."""
+
+    exit_code = EX_CONFIG
+    smtp_code = 451
+    enhanced = "4.3.5"
+    fate = Fate.RETRY
+    kind = "config"
+
+
+# --- transient trouble: 4xx, retry -----------------------------------------------------------
+
+
+class TransientError(PasserelleError):
+    exit_code = EX_TEMPFAIL
+    smtp_code = 451
+    enhanced = "4.3.0"
+    fate = Fate.RETRY
+    kind = "transient"
+
+
+class SpoolUnavailable(TransientError):
+    kind = "spool_unavailable"
+
+
+class SpoolFull(TransientError):
+    smtp_code = 452
+    enhanced = "4.3.1"
+    kind = "spool_full"
+
+
+class CryptoToolError(TransientError):
+    """The crypto tool itself failed (crashed, timed out): not the message's fault."""
+
+    enhanced = "4.7.0"
+    kind = "crypto_tool"
+
+
+class PeerTemporaryError(TransientError):
+    enhanced = "4.4.1"
+    kind = "peer_temporary"
+
+
+# --- bad input: 5xx, the sender's doing --------------------------------------------------
+
+
+class BadInputError(PasserelleError):
+    exit_code = EX_DATAERR
+    smtp_code = 554
+    enhanced = "5.6.0"
+    fate = Fate.QUARANTINE
+    kind = "bad_input"
+
+
+class TextError(BadInputError):
+    """Bytes that cannot be read as text without losing some of them."""
+
+    kind = "text"
+
+
+class MessageFormatError(BadInputError):
+    """Malformed RFC 5322 / MIME structure."""
+
+    fate = Fate.BOUNCE
+    kind = "message_format"
+
+
+class MessageTooBig(BadInputError):
+    smtp_code = 552
+    enhanced = "5.3.4"
+    fate = Fate.BOUNCE
+    kind = "too_big"
+
+
+class DocumentError(BadInputError):
+    """An HPRIM, CDA, XDM or PDF document that cannot be read or built faithfully."""
+
+    kind = "document"
+
+
+class UnsafeDocumentError(DocumentError):
+    """A document that tries something dangerous: entities, DTD, traversal, zip bomb."""
+
+    kind = "unsafe_document"
+
+
+class TranslationError(BadInputError):
+    """The content was read but cannot be carried faithfully to the other side."""
+
+    kind = "translation"
+
+
+# --- cryptography: the legacy side's end-to-end crypto and S/MIME ---------------------------
+
+
+class CryptoError(BadInputError):
+    smtp_code = 554
+    enhanced = "5.7.5"
+    fate = Fate.BOUNCE
+    kind = "crypto"
+
+
+class NotEncrypted(CryptoError):
+    kind = "not_encrypted"
+
+
+class Unsigned(CryptoError):
+    enhanced = "5.7.7"
+    kind = "unsigned"
+
+
+class UnknownKey(CryptoError):
+    kind = "unknown_key"
+
+
+class BadSignature(CryptoError):
+    enhanced = "5.7.7"
+    kind = "bad_signature"
+
+
+class WrongSigner(CryptoError):
+    enhanced = "5.7.1"
+    kind = "wrong_signer"
+
+
+class KeyExpired(CryptoError):
+    kind = "key_expired"
+
+
+class KeyRevoked(CryptoError):
+    kind = "key_revoked"
+
+
+class CannotDecrypt(CryptoError):
+    kind = "cannot_decrypt"
+
+
+class NoRecipientKey(CryptoError):
+    """We hold no usable key for the recipient: never fall back to plaintext."""
+
+    fate = Fate.QUARANTINE
+    kind = "no_recipient_key"
+
+
+class SmimeError(CryptoError):
+    enhanced = "5.7.7"
+    kind = "smime"
+
+
+# --- policy and trust: who may talk to whom -------------------------------------------------
+
+
+class PolicyError(PasserelleError):
+    exit_code = EX_DATAERR
+    smtp_code = 550
+    enhanced = "5.7.1"
+    fate = Fate.BOUNCE
+    kind = "policy"
+
+
+class RelayDenied(PolicyError):
+    smtp_code = 554
+    kind = "relay_denied"
+
+
+class DomainNotListed(PolicyError):
+    kind = "domain_not_listed"
+
+
+class CertificateRejected(PolicyError):
+    kind = "certificate_rejected"
+
+
+class UnknownAddress(PolicyError):
+    enhanced = "5.1.1"
+    kind = "unknown_address"
+
+
+class AmbiguousAddress(PolicyError):
+    enhanced = "5.1.4"
+    kind = "ambiguous_address"
+
+
+class TrustListError(BadInputError):
+    """A list of domains that is malformed, badly signed or older than the one in force."""
+
+    kind = "trust_list"
+
+
+def exit_code_for(exc: BaseException) -> int:
+    """The process exit code for any exception (unexpected ones are EX_SOFTWARE)."""
+    if isinstance(exc, PasserelleError):
+        return exc.exit_code
+    return EX_SOFTWARE
+
+
+def all_error_classes() -> list[type[PasserelleError]]:
+    """Every error class, for the failure table and its test."""
+    seen: list[type[PasserelleError]] = []
+    stack: list[type[PasserelleError]] = [PasserelleError]
+    while stack:
+        cls = stack.pop()
+        seen.append(cls)
+        stack.extend(cls.__subclasses__())
+    return seen

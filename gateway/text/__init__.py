@@ -1,0 +1,1 @@
+"""Text fidelity: read legacy bytes back into exactly what the author wrote."""
