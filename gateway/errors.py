@@ -11,7 +11,7 @@ Enhanced status codes follow RFC 3463.
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from typing import ClassVar
 
 EX_OK = 0
@@ -22,7 +22,7 @@ EX_TEMPFAIL = 75
 EX_CONFIG = 78
 
 
-class Fate(str, Enum):
+class Fate(StrEnum):
     """What the spool does with a message whose processing raised this error."""
 
     RETRY = "retry"  # transient: keep, back off, try again until the lifetime ends
