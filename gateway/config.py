@@ -1,0 +1,182 @@
+"""Configuration: one TOML file → frozen, typed settings; errors name the file, key and reason.
+
+Relative paths are resolved against the directory of the configuration file.  Every key is
+documented in ``deploy/passerelle.example.toml``; defaults make a single box work.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gateway.errors import ConfigError
+
+DEFAULT_TLS12_SUITES = (
+    "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-RSA-AES128-GCM-SHA256:"
+    "ECDHE-RSA-AES256-SHA384:ECDHE-RSA-AES128-SHA256"
+)
+
+
+@dataclass(frozen=True)
+class LegacyCryptoSettings:
+    adapter: str = "openpgp"  # "openpgp" or "command"
+    gnupg_home: Path | None = None
+    gateway_fingerprint: str = ""
+    open_command: tuple[str, ...] = ()
+    seal_command: tuple[str, ...] = ()
+    key_dir: Path | None = None
+    timeout: float = 30.0
+
+
+@dataclass(frozen=True)
+class TrustSettings:
+    signing_cert: Path | None = None
+    signing_key: Path | None = None
+    chain: tuple[Path, ...] = ()
+    server_cert: Path | None = None
+    server_key: Path | None = None
+    client_cert: Path | None = None
+    client_key: Path | None = None
+    anchors: tuple[Path, ...] = ()
+    crls: tuple[Path, ...] = ()
+    domain_list: Path | None = None
+    ciphers: str = DEFAULT_TLS12_SUITES
+    accept_unsigned: bool = True  # policy for trust-space mail without S/MIME signature
+
+
+@dataclass(frozen=True)
+class Settings:
+    source: Path | None
+    domain: str = "legacy.mssante.example"
+    state_dir: Path = Path("state")
+    addresses: Path = Path("mappings/addresses.csv")
+    mappings_dir: Path = Path("mappings")
+    spool_url: str = ""
+    legacy: LegacyCryptoSettings = field(default_factory=LegacyCryptoSettings)
+    trust: TrustSettings = field(default_factory=TrustSettings)
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def journal_url(self) -> str:
+        return self.spool_url or f"sqlite:///{self.state_dir / 'spool.db'}"
+
+
+class _Reader:
+    """Typed access to one table of the TOML document, with errors naming file and key."""
+
+    def __init__(self, data: dict[str, Any], base: Path, source: str, prefix: str = "") -> None:
+        self.data = data
+        self.base = base
+        self.source = source
+        self.prefix = prefix
+
+    def _err(self, key: str, why: str) -> ConfigError:
+        return ConfigError(f"{self.source}: {self.prefix}{key}: {why}")
+
+    def table(self, key: str) -> _Reader:
+        value = self.data.get(key, {})
+        if not isinstance(value, dict):
+            raise self._err(key, "must be a table")
+        return _Reader(value, self.base, self.source, f"{self.prefix}{key}.")
+
+    def text(self, key: str, default: str) -> str:
+        value = self.data.get(key, default)
+        if not isinstance(value, str):
+            raise self._err(key, "must be a string")
+        return value
+
+    def number(self, key: str, default: float) -> float:
+        value = self.data.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise self._err(key, "must be a positive number")
+        return float(value)
+
+    def flag(self, key: str, default: bool) -> bool:
+        value = self.data.get(key, default)
+        if not isinstance(value, bool):
+            raise self._err(key, "must be true or false")
+        return value
+
+    def path(self, key: str, default: Path | None = None) -> Path | None:
+        value = self.data.get(key)
+        if value is None:
+            return None if default is None else self.base / default
+        if not isinstance(value, str) or not value:
+            raise self._err(key, "must be a path")
+        return (self.base / value).resolve() if not Path(value).is_absolute() else Path(value)
+
+    def paths(self, key: str) -> tuple[Path, ...]:
+        value = self.data.get(key, [])
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise self._err(key, "must be a list of paths")
+        return tuple((self.base / v).resolve() for v in value)
+
+    def argv(self, key: str) -> tuple[str, ...]:
+        value = self.data.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise self._err(key, "must be a list of strings (an argv template)")
+        return tuple(value)
+
+
+def load(path: Path | None) -> Settings:
+    """Read the configuration file (``None``: the embedded defaults, relative to the cwd)."""
+    if path is None:
+        return Settings(source=None)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    return from_dict(data, base=path.resolve().parent, source=str(path))
+
+
+def from_dict(data: dict[str, Any], *, base: Path, source: str) -> Settings:
+    top = _Reader(data, base, source)
+    gw = top.table("gateway")
+    maps = top.table("mappings")
+    leg = top.table("legacy")
+    trust = top.table("trust")
+    spool = top.table("spool")
+    state_dir = gw.path("state_dir") or base / "state"
+    adapter = leg.text("adapter", "openpgp")
+    if adapter not in ("openpgp", "command"):
+        raise ConfigError(f"{source}: legacy.adapter: must be \"openpgp\" or \"command\"")
+    legacy = LegacyCryptoSettings(
+        adapter=adapter,
+        gnupg_home=leg.path("gnupg_home"),
+        gateway_fingerprint=leg.text("gateway_fingerprint", "").replace(" ", "").upper(),
+        open_command=leg.argv("open_command"),
+        seal_command=leg.argv("seal_command"),
+        key_dir=leg.path("key_dir"),
+        timeout=leg.number("timeout", 30.0),
+    )
+    trust_settings = TrustSettings(
+        signing_cert=trust.path("signing_cert"),
+        signing_key=trust.path("signing_key"),
+        chain=trust.paths("chain"),
+        server_cert=trust.path("server_cert"),
+        server_key=trust.path("server_key"),
+        client_cert=trust.path("client_cert"),
+        client_key=trust.path("client_key"),
+        anchors=trust.paths("anchors"),
+        crls=trust.paths("crls"),
+        domain_list=trust.path("domain_list"),
+        ciphers=trust.text("ciphers", DEFAULT_TLS12_SUITES),
+        accept_unsigned=trust.flag("accept_unsigned", True),
+    )
+    return Settings(
+        source=Path(source),
+        domain=gw.text("domain", "legacy.mssante.example").lower(),
+        state_dir=state_dir,
+        addresses=maps.path("addresses") or base / "mappings" / "addresses.csv",
+        mappings_dir=maps.path("dir") or base / "mappings",
+        spool_url=spool.text("url", ""),
+        legacy=legacy,
+        trust=trust_settings,
+        raw=data,
+    )

@@ -1,0 +1,58 @@
+"""Configuration: typed settings, relative paths, errors that name file, key and reason."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway import config
+from gateway.errors import ConfigError
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "passerelle.toml"
+    p.write_text(text, encoding="utf-8")
+    return p
+
+
+def test_defaults_and_relative_paths(tmp_path: Path) -> None:
+    s = config.load(write(tmp_path, """
+[gateway]
+domain = "Legacy.MSSante.example"
+[legacy]
+gnupg_home = "keys/gnupg"
+gateway_fingerprint = "ab12 "
+[trust]
+anchors = ["pki/ca.pem"]
+accept_unsigned = false
+"""))
+    assert s.domain == "legacy.mssante.example"
+    assert s.legacy.gnupg_home == tmp_path / "keys" / "gnupg"
+    assert s.legacy.gateway_fingerprint == "AB12"
+    assert s.trust.anchors == (tmp_path / "pki" / "ca.pem",)
+    assert s.trust.accept_unsigned is False
+    assert s.addresses == tmp_path / "mappings" / "addresses.csv"
+    assert s.state_dir == tmp_path / "state"
+    assert "ECDHE-RSA-AES256-GCM-SHA384" in s.trust.ciphers
+    assert s.journal_url.startswith("sqlite:///")
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("[legacy]\ntimeout = -1\n", "legacy.timeout: must be a positive number"),
+    ("[legacy]\nadapter = \"magic\"\n", "legacy.adapter"),
+    ("[trust]\naccept_unsigned = \"yes\"\n", "trust.accept_unsigned: must be true or false"),
+    ("[trust]\nanchors = 3\n", "trust.anchors: must be a list of paths"),
+    ("gateway = 1\n", "gateway: must be a table"),
+    ("[gateway\n", "not valid TOML"),
+])
+def test_errors_name_file_and_key(tmp_path: Path, text: str, message: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as exc:
+        config.load(path)
+    assert str(path) in str(exc.value) and message in str(exc.value)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        config.load(tmp_path / "absent.toml")
