@@ -1,0 +1,297 @@
+"""IHE XDM packages (IHE_XDM.ZIP): pack CDAs with README, INDEX and ebRIM metadata; unpack and
+verify them with zip-bomb and traversal checks made before anything is extracted.
+
+Layout and identifiers: ../shared/specs/cda-xdm.md.  Zips are built in memory with a fixed
+timestamp so the same input gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import io
+import uuid
+import zipfile
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from lxml import etree
+
+from gateway.documents import ebrim, safexml
+from gateway.documents.cdaconst import INS_NIR, LEGACY_ROOT, RPPS_ROOT, H
+from gateway.documents.model import Finding
+from gateway.errors import DocumentError, UnsafeDocumentError
+
+SUBSET = "IHE_XDM/SUBSET01/"
+METADATA = SUBSET + "METADATA.XML"
+MAX_ENTRIES = 1000
+MAX_ENTRY_BYTES = 50 * 1024 * 1024
+MAX_TOTAL_BYTES = 200 * 1024 * 1024
+MAX_RATIO = 100  # uncompressed / compressed; CDA text compresses ~10:1, bombs 1000:1 and more
+_FIXED_TIME = (1980, 1, 1, 0, 0, 0)
+
+
+@dataclass(frozen=True)
+class XdmDocument:
+    """A CDA to put in a package."""
+
+    xml: bytes
+
+
+@dataclass(frozen=True)
+class XdmSender:
+    """Who sends the package (README.TXT, INDEX.HTM, sourceId, authorInstitution)."""
+
+    name: str
+    address: str = ""
+    source_oid: str = LEGACY_ROOT
+    application: str = "passerelle"
+    version: str = "0.1.0"
+    vendor: str = "passerelle developers"
+
+
+@dataclass(frozen=True)
+class XdmEntry:
+    path: str
+    xml: bytes
+    entry_id: str
+
+
+@dataclass(frozen=True)
+class XdmPackage:
+    documents: list[XdmEntry]
+    metadata: bytes
+    readme: str = ""
+    findings: list[Finding] = field(default_factory=list)
+
+
+def _ts(when: datetime) -> str:
+    if when.tzinfo is None:
+        raise DocumentError("submission_time must carry a time zone")
+    return when.astimezone(UTC).strftime("%Y%m%d%H%M%S")
+
+
+def _describe(n: int, xml: bytes, author_xcn: str) -> ebrim.Entry:
+    root = safexml.parse(xml, what=f"CDA #{n}")
+    if root.tag != H + "ClinicalDocument":
+        raise DocumentError(f"CDA #{n}: root element is not ClinicalDocument")
+    ns = {"h": H[1:-1]}
+
+    def one(path: str, attr: str) -> str:
+        found = root.xpath(f"{path}/@{attr}", namespaces=ns)
+        return str(found[0]) if isinstance(found, list) and found else ""
+
+    ids = dict(zip(root.xpath("h:recordTarget/h:patientRole/h:id/@root", namespaces=ns),  # type: ignore[arg-type]
+                   root.xpath("h:recordTarget/h:patientRole/h:id/@extension", namespaces=ns), strict=False))  # type: ignore[arg-type]  # fmt: skip
+    if ids.get(INS_NIR):
+        cx = f"{ids[INS_NIR]}^^^&{INS_NIR}&ISO^NH"
+    else:
+        cx = f"{ids.get(LEGACY_ROOT, 'UNK')}^^^&{LEGACY_ROOT}&ISO^PI"
+    pat = "h:recordTarget/h:patientRole/h:patient"
+    family = "".join(root.xpath(f"string({pat}/h:name/h:family)", namespaces=ns))  # type: ignore[arg-type]
+    given = "".join(root.xpath(f"string({pat}/h:name/h:given)", namespaces=ns))  # type: ignore[arg-type]
+    info = [f"PID-5|{family}^{given}^^^^^L"]
+    if one(f"{pat}/h:birthTime", "value"):
+        info.append(f"PID-7|{one(f'{pat}/h:birthTime', 'value')[:8]}")
+    info.append(f"PID-8|{one(f'{pat}/h:administrativeGenderCode', 'code') or 'U'}")
+    templates = root.xpath("h:templateId/@root", namespaces=ns)
+    level1 = isinstance(templates, list) and "1.3.6.1.4.1.19376.1.2.20" in templates
+    created = one("h:effectiveTime", "value")
+    doc_id = one("h:id", "root") + (f"^{one('h:id', 'extension')}" if one("h:id", "extension") else "")
+    digest = hashlib.sha1(xml).hexdigest().upper()  # noqa: S324 — XDM mandates SHA-1
+    return ebrim.Entry(
+        entry_id=f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_OID, doc_id + digest)}",
+        unique_id=doc_id,
+        uri=f"DOC{n:04d}.XML",
+        size=len(xml),
+        sha1=digest,
+        patient_cx=cx,
+        patient_info=tuple(info),
+        creation_time=_utc(created),
+        service_start=one("h:documentationOf/h:serviceEvent/h:effectiveTime", "value")[:8] or _utc(created),
+        title="".join(root.xpath("string(h:title)", namespaces=ns)),  # type: ignore[arg-type]
+        format_code=ebrim.FORMAT_PDF if level1 else ebrim.FORMAT_CRBIO,
+        author_xcn=_author_xcn(root, ns),
+    )
+
+
+def _utc(ts: str) -> str:
+    """An HL7 TS with offset as the UTC yyyymmddhhmmss that XDS slots want."""
+    try:
+        return datetime.strptime(ts, "%Y%m%d%H%M%S%z").astimezone(UTC).strftime("%Y%m%d%H%M%S")
+    except ValueError:
+        return ts[:14]
+
+
+def _author_xcn(root: etree._Element, ns: dict[str, str]) -> str:
+    aa = "h:author/h:assignedAuthor"
+    rpps = root.xpath(f"string({aa}/h:id[@root='{RPPS_ROOT}']/@extension)", namespaces=ns)
+    family = root.xpath(f"string({aa}/h:assignedPerson/h:name/h:family)", namespaces=ns)
+    given = root.xpath(f"string({aa}/h:assignedPerson/h:name/h:given)", namespaces=ns)
+    if rpps:
+        return f"{rpps}^{family}^{given}^^^^^^&{RPPS_ROOT}&ISO^D^^^IDNPS"
+    org = root.xpath(f"string({aa}/h:representedOrganization/h:name)", namespaces=ns)
+    code = root.xpath(f"string({aa}/h:id[@root='{LEGACY_ROOT}']/@extension)", namespaces=ns)
+    return f"{code}^{org}^^^^^^^&{LEGACY_ROOT}&ISO"
+
+
+def _readme(sender: XdmSender, entries: list[ebrim.Entry], when: str) -> str:
+    lines = [
+        "IHE XDM package (ITI-32), French CI-SIS profile",
+        f"Sender: {sender.name} {sender.address}".rstrip(),
+        f"Application: {sender.application} {sender.version} ({sender.vendor})",
+        f"Submission time (UTC): {when}",
+        "Content:",
+        "  IHE_XDM/SUBSET01/METADATA.XML  ebRIM 3.0 metadata",
+        *(f"  IHE_XDM/SUBSET01/{e.uri}  {e.title} ({e.format_code})" for e in entries),
+    ]
+    return "\r\n".join(lines) + "\r\n"
+
+
+def _index(sender: XdmSender, entries: list[ebrim.Entry]) -> str:
+    links = "".join(
+        f'<li><a href="IHE_XDM/SUBSET01/{e.uri}">{html.escape(e.title)}</a></li>' for e in entries
+    )
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n<html xmlns="http://www.w3.org/1999/xhtml">'
+        f"<head><title>IHE XDM</title></head><body><h1>{html.escape(sender.name)}</h1>"
+        f'<p><a href="README.TXT">README.TXT</a></p><ul>{links}</ul></body></html>\n'
+    )
+
+
+def pack(
+    documents: list[XdmDocument],
+    *,
+    submission_time: datetime,
+    sender: XdmSender,
+    facility: ebrim.Code = ("SA29", "Laboratoire de biologie médicale", "1.2.250.1.71.4.2.4"),
+    practice: ebrim.Code = ("ORG", "Organisation", "1.2.250.1.213.1.1.4.9"),
+    content_type: ebrim.Code = ("11502-2", "CR d'examens biologiques", "2.16.840.1.113883.6.1"),
+) -> bytes:
+    """IHE_XDM.ZIP bytes holding the CDAs (DOC0001.XML …) and their metadata."""
+    if not documents:
+        raise DocumentError("xdm pack: no document")
+    when = _ts(submission_time)
+    entries = []
+    for n, d in enumerate(documents, start=1):
+        entries.append(_describe(n, d.xml, ""))
+    seed = when + "".join(e.sha1 for e in entries)
+    set_uuid = uuid.uuid5(uuid.NAMESPACE_OID, seed)
+    meta = ebrim.build(
+        entries, set_id=f"urn:uuid:{set_uuid}", set_unique_id=f"2.25.{set_uuid.int}",
+        submission_time=when, source_id=sender.source_oid, institution=sender.name,
+        facility=facility, practice=practice, content_type=content_type,
+        uid=lambda name: f"urn:uuid:{uuid.uuid5(set_uuid, name)}",
+    )  # fmt: skip
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        files = [("README.TXT", _readme(sender, entries, when).encode()),
+                 ("INDEX.HTM", _index(sender, entries).encode()), (METADATA, meta)]  # fmt: skip
+        files += [(SUBSET + e.uri, d.xml) for e, d in zip(entries, documents, strict=True)]
+        for name, data in files:
+            z.writestr(zipfile.ZipInfo(name, _FIXED_TIME), data, zipfile.ZIP_DEFLATED)
+    return buf.getvalue()
+
+
+def _safe_names(z: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
+    """Every entry checked for traversal, count, sizes and ratio: nothing read before this."""
+    infos = z.infolist()
+    if len(infos) > MAX_ENTRIES:
+        raise UnsafeDocumentError(f"xdm: {len(infos)} zip entries, over {MAX_ENTRIES}")
+    total, names = 0, {}
+    for info in infos:
+        name = info.filename
+        parts = name.replace("\\", "/").split("/")
+        if name.startswith(("/", "\\")) or ".." in parts or ":" in name or "\x00" in name:
+            raise UnsafeDocumentError("xdm: zip entry path leaves the package (traversal)")
+        if info.file_size > MAX_ENTRY_BYTES:
+            raise UnsafeDocumentError(f"xdm: zip entry of {info.file_size} bytes, over the cap")
+        ratio = info.file_size / max(info.compress_size, 1)
+        if info.file_size > 1024 and ratio > MAX_RATIO:
+            raise UnsafeDocumentError(f"xdm: zip entry compressed {int(ratio)}:1 (zip bomb?)")
+        total += info.file_size
+        if total > MAX_TOTAL_BYTES:
+            raise UnsafeDocumentError("xdm: zip entries over the total size cap")
+        names[name.upper()] = info
+    return names
+
+
+def _check(data: bytes) -> XdmPackage:
+    """Open, check and read a package; raises at the first unsafe thing, collects the rest."""
+    if len(data) > MAX_TOTAL_BYTES:
+        raise UnsafeDocumentError("xdm: package over the size cap")
+    try:
+        z = zipfile.ZipFile(io.BytesIO(data))
+    except (zipfile.BadZipFile, ValueError):
+        raise DocumentError("xdm: not a zip file") from None
+    with z:
+        names = _safe_names(z)
+        findings: list[Finding] = []
+
+        def read(name: str) -> bytes | None:
+            info = names.get(name.upper())
+            if info is None:
+                return None
+            try:
+                return z.read(info)
+            except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError):
+                raise DocumentError(f"xdm: {name}: corrupt zip entry") from None
+
+        meta = read(METADATA)
+        if meta is None:
+            raise DocumentError(f"xdm: no {METADATA}")
+        readme = read("README.TXT")
+        if readme is None:
+            findings.append(Finding("no-readme", "README.TXT missing"))
+        if read("INDEX.HTM") is None:
+            findings.append(Finding("no-index", "INDEX.HTM missing"))
+        docs: list[XdmEntry] = []
+        listed = ebrim.listed(safexml.parse(meta, what="METADATA.XML"))
+        if not listed:
+            findings.append(Finding("no-document", "METADATA.XML lists no document"))
+        for entry_id, slots in listed:
+            uri = (slots.get("URI") or [""])[0]
+            path = SUBSET + uri
+            if not uri or "/" in uri or "\\" in uri or ".." in uri:
+                findings.append(Finding("uri", "DocumentEntry without a plain URI slot"))
+                continue
+            body = read(path)
+            if body is None:
+                findings.append(Finding("missing", f"{path} listed but absent"))
+                continue
+            want_hash = (slots.get("hash") or [""])[0]
+            got_hash = hashlib.sha1(body).hexdigest().upper()  # noqa: S324 — mandated by XDM
+            if want_hash != got_hash:
+                findings.append(Finding("hash", f"{path}: SHA-1 differs from METADATA.XML"))
+            if (slots.get("size") or [""])[0] != str(len(body)):
+                findings.append(Finding("size", f"{path}: size differs from METADATA.XML"))
+            try:
+                root = safexml.parse(body, what=path)
+                if root.tag != H + "ClinicalDocument":
+                    findings.append(Finding("not-cda", f"{path}: not a CDA document"))
+            except UnsafeDocumentError:
+                raise
+            except DocumentError:
+                findings.append(Finding("not-cda", f"{path}: not well-formed XML"))
+            docs.append(XdmEntry(path, body, entry_id))
+        text = readme.decode("utf-8", "replace") if readme is not None else ""
+        return XdmPackage(docs, meta, text, findings)
+
+
+def verify(data: bytes) -> list[Finding]:
+    """Every problem found in a package; an empty list means it is sound."""
+    try:
+        return _check(data).findings
+    except UnsafeDocumentError as exc:
+        return [Finding("unsafe", str(exc))]
+    except DocumentError as exc:
+        return [Finding("unreadable", str(exc))]
+
+
+def unpack(data: bytes) -> XdmPackage:
+    """The checked documents of a package; DocumentError/UnsafeDocumentError on any problem."""
+    package = _check(data)
+    bad = [f for f in package.findings if f.code not in ("no-readme", "no-index")]
+    if bad:
+        raise DocumentError(f"xdm: {bad[0].message}")
+    return package
