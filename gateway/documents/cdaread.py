@@ -160,10 +160,12 @@ def _agrees(shown: ResLine, said: ResLine) -> bool:
         except ValueError:
             return False
     flag_ok = shown.flag == said.flag or shown.flag not in ("N", "L", "H", "LL", "HH")
-    status_ok = STATUS_TO_ACT.get(shown.status) == STATUS_TO_ACT.get(
-        {"F": "F", "R": "R"}.get(said.status, "F")
+    status_ok = STATUS_TO_ACT.get(shown.status, "completed") == {"R": "active"}.get(
+        said.status, "completed"
     )
-    return flag_ok and status_ok and shown.code.strip() == said.code.strip()
+    # A code with spaces cannot be a coded value: it travels as nullFlavor, narrative only.
+    code_ok = shown.code.strip() == said.code.strip() or not said.code
+    return flag_ok and status_ok and code_ok
 
 
 def _lab(root: etree._Element, out: list[Finding]) -> list[LabLine] | None:
