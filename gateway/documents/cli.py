@@ -1,10 +1,169 @@
-"""Subcommands of the documents area (registered into `passerelle` by gateway.cli)."""
+"""Subcommands of the documents area (registered into `passerelle` by gateway.cli):
+`hprim to-cda`, `cda to-hprim`, `xdm pack|unpack|verify`.
+
+The core in this package is pure; this module is the only place here that reads files, the
+clock and the command line.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
+
+from gateway.documents import cda, hprim, pdf, xdm
+from gateway.documents.codes import load_tables
+from gateway.documents.model import Finding
+from gateway.errors import DocumentError, TranslationError
+
+MAX_INPUT = 50 * 1024 * 1024
+
+
+def _read(path: str) -> bytes:
+    try:
+        p = Path(path)
+        if p.stat().st_size > MAX_INPUT:
+            raise DocumentError(f"{path}: larger than {MAX_INPUT} bytes")
+        return p.read_bytes()
+    except OSError as exc:
+        raise DocumentError(f"{path}: cannot read ({exc.strerror})") from None
+
+
+def _findings(found: Sequence[Finding], as_json: bool, where: str) -> None:
+    if as_json:
+        print(json.dumps({"file": where, "findings": [f.as_dict() for f in found]}), file=sys.stderr)
+        return
+    for f in found:
+        print(f"passerelle: {where}: {f}", file=sys.stderr)
+
+
+def _when(text: str | None) -> datetime:
+    if not text:
+        return datetime.now(UTC)
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise DocumentError(f"--time: not an ISO 8601 time: {text!r}") from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def _to_cda(args: argparse.Namespace) -> int:
+    data = _read(args.file)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise DocumentError(f"{args.file}: not UTF-8 (run `passerelle normalize-text` first)") from None
+    if not hprim.looks_like_hprim(text):
+        raise DocumentError(f"{args.file}: not HPRIM Net (no ****FIN**** after a header)")
+    parsed = hprim.parse(text)
+    if not 1 <= args.document <= len(parsed.documents):
+        raise DocumentError(f"{args.file}: no document {args.document} (it has {len(parsed.documents)})")
+    doc = parsed.documents[args.document - 1]
+    when = _when(args.time)
+    doc_id = args.document_id or f"2.25.{uuid.uuid5(uuid.NAMESPACE_OID, data.hex() + str(args.document)).int}"
+    found = list(parsed.findings)
+    try:
+        result = cda.build_crbio(doc, tables=load_tables(args.mappings), document_id=doc_id,
+                                 effective_time=when)  # fmt: skip
+        xml, found = result.xml, found + result.findings
+    except TranslationError:
+        # Nothing to structure: the report travels as a PDF in a level-1 document.
+        xml = cda.build_level1(doc, pdf.render(doc), document_id=doc_id, effective_time=when)
+        found.append(Finding("level-1", "no RES line: sent as a level-1 CDA with a PDF"))
+    _findings(found, args.json, args.file)
+    sys.stdout.buffer.write(xml)
+    sys.stdout.buffer.flush()
+    return 0
+
+
+def _to_hprim(args: argparse.Namespace) -> int:
+    content = cda.read_cda(_read(args.file))
+    if content.pdf is not None:
+        raise DocumentError(f"{args.file}: level-1 CDA carries a PDF, not results")
+    _findings(content.findings, args.json, args.file)
+    text = hprim.write(content.document)
+    try:
+        out = text.encode(args.charset)
+    except LookupError:
+        raise DocumentError(f"--charset: unknown charset {args.charset!r}") from None
+    except UnicodeEncodeError as exc:
+        raise DocumentError(f"--charset {args.charset}: cannot encode character {exc.start}") from None
+    sys.stdout.buffer.write(out)
+    sys.stdout.buffer.flush()
+    return 0
+
+
+def _pack(args: argparse.Namespace) -> int:
+    docs = [xdm.XdmDocument(_read(p)) for p in args.cda]
+    data = xdm.pack(docs, submission_time=_when(args.time), sender=xdm.XdmSender(args.sender))
+    Path(args.out).write_bytes(data)
+    print(f"{args.out}: {len(docs)} document(s), {len(data)} bytes")
+    return 0
+
+
+def _unpack(args: argparse.Namespace) -> int:
+    package = xdm.unpack(_read(args.zip))
+    out = Path(args.out)
+    (out / "IHE_XDM" / "SUBSET01").mkdir(parents=True, exist_ok=True)
+    (out / xdm.METADATA).write_bytes(package.metadata)
+    for entry in package.documents:
+        # entry.path was checked to be IHE_XDM/SUBSET01/<plain name> before anything was read
+        (out / entry.path).write_bytes(entry.xml)
+        print(out / entry.path)
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    found = xdm.verify(_read(args.zip))
+    if args.json:
+        print(json.dumps({"file": args.zip, "ok": not found, "findings": [f.as_dict() for f in found]}))
+    elif found:
+        for f in found:
+            print(f"passerelle: xdm verify: {args.zip}: {f}", file=sys.stderr)
+    else:
+        print(f"{args.zip}: ok")
+    return 65 if found else 0
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
     """Add this area's subcommands to the `passerelle` parser."""
+    hp = sub.add_parser("hprim", help="HPRIM Net documents").add_subparsers(
+        dest="action", metavar="ACTION", required=True, parser_class=sub._parser_class)  # fmt: skip
+    p = hp.add_parser("to-cda", help="HPRIM Net file -> CDA R2 CR-BIO on stdout")
+    p.add_argument("file")
+    p.add_argument("--document", type=int, default=1, help="which document of the body (1-based)")
+    p.add_argument("--document-id", help="CDA id root (default: an OID derived from the file)")
+    p.add_argument("--time", help="effective time, ISO 8601 (default: now)")
+    p.add_argument("--mappings", help="directory of lab-codes.csv and units.csv")
+    p.add_argument("--json", action="store_true", help="findings as JSON on stderr")
+    p.set_defaults(handler=_to_cda)
+
+    cp = sub.add_parser("cda", help="CDA R2 documents").add_subparsers(
+        dest="action", metavar="ACTION", required=True, parser_class=sub._parser_class)  # fmt: skip
+    p = cp.add_parser("to-hprim", help="CDA R2 CR-BIO -> HPRIM Net on stdout")
+    p.add_argument("file")
+    p.add_argument("--charset", default="utf-8", help="output charset (default utf-8)")
+    p.add_argument("--json", action="store_true", help="findings as JSON on stderr")
+    p.set_defaults(handler=_to_hprim)
+
+    xp = sub.add_parser("xdm", help="IHE XDM packages").add_subparsers(
+        dest="action", metavar="ACTION", required=True, parser_class=sub._parser_class)  # fmt: skip
+    p = xp.add_parser("pack", help="CDA files -> IHE_XDM.ZIP")
+    p.add_argument("cda", nargs="+")
+    p.add_argument("--out", required=True)
+    p.add_argument("--sender", default="passerelle", help="sender named in README and metadata")
+    p.add_argument("--time", help="submission time, ISO 8601 (default: now)")
+    p.set_defaults(handler=_pack)
+    p = xp.add_parser("unpack", help="check an XDM zip and extract its documents")
+    p.add_argument("zip")
+    p.add_argument("--out", required=True)
+    p.set_defaults(handler=_unpack)
+    p = xp.add_parser("verify", help="check hashes, sizes and safety of an XDM zip")
+    p.add_argument("zip")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_verify)
