@@ -1,0 +1,187 @@
+"""Legacy → trust: a decrypted legacy message becomes a trust-space message (before signing).
+
+open (by the crypto adapter) → text repair with the sender's charset hint → HPRIM detection →
+CR-BIO in IHE_XDM.ZIP + PDF per report → a UTF-8 MIME message with rewritten addresses, the
+gateway's note and the trace part.  Signing is the caller's last step (see ``pipeline``).
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass, field
+from datetime import datetime
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+from typing import Any
+
+from gateway.documents import cda, hprim, pdf, xdm
+from gateway.documents.codes import CodeTables
+from gateway.documents.model import HprimDocument
+from gateway.errors import DocumentError, TranslationError
+from gateway.text import TextResult, normalize
+from gateway.translate import mime
+from gateway.translate.addresses import AddressBook, LegacyUser, rewrite_header
+from gateway.translate.trace import TRACE_FILENAME, TraceRecord, sha256
+
+SUBJECT_LABEL = "CR d'examens biologiques"
+CODE_CDA = "11502-2"
+HPRIM_SUFFIXES = (".hpr", ".hpm", ".hprim", ".txt", ".hp")
+
+
+@dataclass
+class TrustDraft:
+    """What this stage produces: the unsigned message and what it did (for the demo table)."""
+
+    message: bytes
+    repairs: int = 0
+    encoding: str = ""
+    documents: list[str] = field(default_factory=list)
+    findings: list[str] = field(default_factory=list)
+
+
+def _ascii_upper(name: str) -> str:
+    decomposed = unicodedata.normalize("NFKD", name)
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).upper()
+
+
+def subject_for(doc: HprimDocument) -> str:
+    """``XDM/1.0/DDM+<libellé> <NOM> <prénom> <JJ/MM/AAAA>`` (trust-space convention)."""
+    h = doc.header
+    parts = [f"XDM/1.0/DDM+{SUBJECT_LABEL[:40]}", _ascii_upper(h.last_name), h.first_name]
+    if h.birth is not None:
+        parts.append(h.birth.strftime("%d/%m/%Y"))
+    return " ".join(p for p in parts if p)
+
+
+def _note(signer: str, text: TextResult, docs: int) -> str:
+    fixes = len([r for r in text.repairs if r.kind not in ("line_ends", "bom")])
+    parts = [
+        "Message transmis par la passerelle depuis la messagerie sécurisée historique.",
+        f"Signature de l'expéditeur vérifiée (clé {signer[-16:]}).",
+        f"Texte lu en {text.encoding}"
+        + (f", {fixes} correction(s) d'encodage." if fixes else ", sans correction."),
+    ]
+    if docs:
+        parts.append(f"{docs} compte(s) rendu(s) HPRIM converti(s) en CDA (IHE_XDM.ZIP) et PDF.")
+    return "\n".join(parts)
+
+
+def _documents(text: str, *, tables: CodeTables, now: datetime, sender: LegacyUser,
+               message_key: str) -> tuple[bytes | None, list[tuple[str, bytes]],
+                                          HprimDocument | None, dict[str, Any]]:
+    """HPRIM reports → (XDM zip, PDFs, first document, trace details)."""
+    if not hprim.looks_like_hprim(text):
+        return None, [], None, {}
+    parsed = hprim.parse(text)
+    if not parsed.documents:
+        return None, [], None, {"findings": [str(f) for f in parsed.findings]}
+    cdas: list[xdm.XdmDocument] = []
+    pdfs: list[tuple[str, bytes]] = []
+    findings = [str(f) for f in parsed.findings]
+    results = 0
+    levels: list[int] = []
+    for n, doc in enumerate(parsed.documents, start=1):
+        rendition = pdf.render(doc)
+        doc_id = f"{message_key}.{n}"
+        if doc.results:
+            built = cda.build_crbio(doc, tables=tables, document_id=doc_id, effective_time=now)
+            findings.extend(str(f) for f in built.findings)
+            cdas.append(xdm.XdmDocument(built.xml))
+            results += len(doc.results)
+            levels.append(3)
+        else:
+            cdas.append(xdm.XdmDocument(cda.build_level1(doc, rendition, document_id=doc_id,
+                                                         effective_time=now)))
+            levels.append(1)
+        pdfs.append((f"CR{n:04d}.PDF", rendition))
+    package = xdm.pack(cdas, submission_time=now,
+                       sender=xdm.XdmSender(name=sender.display_name,
+                                            address=sender.trust_address))
+    details = {"documents": len(cdas), "levels": levels, "results": results,
+               "findings": findings, "xdm_sha256": sha256(package)}
+    return package, pdfs, parsed.documents[0], details
+
+
+def compose(decrypted: bytes, *, sender: LegacyUser, book: AddressBook, envelope_from: str,
+            tables: CodeTables, now: datetime, trace: TraceRecord, signer_fpr: str,
+            domain: str) -> TrustDraft:
+    """Build the unsigned trust-space message from a decrypted legacy message."""
+    inner = mime.parse(decrypted)
+    parts = mime.leaves(inner)
+    body_part = next((p for p in parts if p.content_type == "text/plain"
+                      and not p.is_attachment), None)
+    body_bytes = body_part.data if body_part is not None else b""
+    text = normalize(body_bytes, hint=sender.charset)
+    trace.add("repair", now, body_bytes, text.text.encode("utf-8"), **text.summary(),
+              changes=[{"kind": r.kind, "line": r.line, "column": r.column,
+                        "before": r.before, "after": r.after} for r in text.repairs[:200]])
+
+    message_key = sha256(decrypted)[:32]
+    try:
+        package, pdfs, first_doc, doc_details = _documents(
+            text.text, tables=tables, now=now, sender=sender, message_key=message_key)
+    except DocumentError as exc:
+        raise TranslationError(f"HPRIM report cannot be converted: {exc}") from None
+    trace.add("documents", now, text.text.encode("utf-8"), package or b"", **doc_details)
+
+    out = EmailMessage()
+    mapper = {u.legacy_address: (u.display_name, u.trust_address) for u in book.users()}
+    mapped: list[str] = []
+    from_value, done = rewrite_header(mime.header(inner, "From") or envelope_from, mapper)
+    if sender.trust_address.lower() not in from_value.lower():
+        # The signer is the envelope sender: a From that says otherwise is corrected (KIM).
+        from_value, done = rewrite_header(sender.legacy_address, mapper)
+        mapped.append("From corrected to the signer")
+    mapped.extend(done)
+    out["From"] = from_value
+    for name in ("To", "Cc", "Reply-To", "Sender"):
+        value = mime.header(inner, name)
+        if value:
+            new, done = rewrite_header(value, mapper)
+            out[name] = new
+            mapped.extend(done)
+    subject = subject_for(first_doc) if first_doc is not None else (
+        mime.header(inner, "Subject"))
+    out["Subject"] = subject
+    out["Date"] = mime.header(inner, "Date") or format_datetime(now)
+    out["Message-ID"] = mime.header(inner, "Message-ID") or make_msgid(
+        idstring=message_key[:16], domain=domain)
+    for name in ("In-Reply-To", "References"):
+        value = mime.header(inner, name)
+        if value:
+            out[name] = value
+    dnt = mime.header(inner, "Disposition-Notification-To")
+    if dnt:
+        new, done = rewrite_header(dnt, mapper)
+        out["Disposition-Notification-To"] = new
+        mapped.extend(done)
+    if package is not None:
+        out["X-MSS-CODECDA"] = CODE_CDA
+    out["X-Passerelle-Checked"] = f"legacy-signature=verified; signer={signer_fpr}"
+    out.make_mixed()
+
+    docs = doc_details.get("documents", 0)
+    body = text.text + "\n-- \n" + _note(signer_fpr, text, docs) + "\n"
+    out.attach(mime.text_part(body))
+    if package is not None:
+        out.attach(mime.attachment_part(package, content_type="application/zip",
+                                        filename="IHE_XDM.ZIP"))
+        for name, data in pdfs:
+            out.attach(mime.attachment_part(data, content_type="application/pdf",
+                                            filename=name))
+    for p in parts:
+        if p is body_part:
+            continue
+        out.attach(mime.attachment_part(p.data, content_type=p.content_type,
+                                        filename=p.filename or "piece-jointe.bin"))
+    trace.add("compose", now, decrypted, b"", mappings=mapped,
+              attachments=len(parts) - (1 if body_part is not None else 0))
+    out.attach(mime.attachment_part(trace.to_bytes(), content_type="application/json",
+                                    filename=TRACE_FILENAME))
+    return TrustDraft(
+        message=mime.to_bytes(out),
+        repairs=len([r for r in text.repairs if r.kind not in ("line_ends", "bom")]),
+        encoding=text.encoding,
+        documents=(["IHE_XDM.ZIP", *[n for n, _ in pdfs]] if package is not None else []),
+        findings=list(doc_details.get("findings", [])),
+    )

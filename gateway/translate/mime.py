@@ -1,0 +1,140 @@
+"""Reading and writing RFC 5322 / MIME messages safely, for both directions.
+
+Incoming messages come from outside: the reader bounds header count, header line length and
+nesting depth before anything else looks at them, and turns every parse problem into a
+:class:`~gateway.errors.MessageFormatError` (never a traceback).
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import re
+from dataclasses import dataclass
+from email.message import EmailMessage, Message
+
+from gateway.errors import MessageFormatError
+
+MAX_HEADERS = 500
+MAX_HEADER_LINE = 16 * 1024
+MAX_DEPTH = 20
+MAX_PARTS = 500
+
+_HEADER_END = re.compile(rb"\r?\n\r?\n")
+
+# MIME names of the charsets legacy software reads (RFC 1345 / IANA registry).
+MIME_CHARSET = {"cp1252": "windows-1252", "mac_roman": "macintosh", "cp850": "IBM850",
+                "utf-8": "utf-8"}
+
+
+@dataclass(frozen=True)
+class Part:
+    """A leaf of a MIME tree, with its content already decoded from its transfer encoding."""
+
+    content_type: str
+    filename: str | None
+    data: bytes
+    charset: str | None
+    is_attachment: bool
+
+
+def check_shape(raw: bytes) -> None:
+    """Refuse messages whose header block is too large or malformed before parsing them."""
+    m = _HEADER_END.search(raw)
+    head = raw[: m.start()] if m else raw
+    lines = head.split(b"\n")
+    fields = sum(1 for ln in lines if ln and ln[:1] not in (b" ", b"\t"))
+    if fields > MAX_HEADERS:
+        raise MessageFormatError(f"message has {fields} header fields (limit {MAX_HEADERS})")
+    longest = max((len(ln) for ln in lines), default=0)
+    if longest > MAX_HEADER_LINE:
+        raise MessageFormatError(f"header line of {longest} bytes (limit {MAX_HEADER_LINE})")
+
+
+def parse(raw: bytes) -> EmailMessage:
+    """Parse a message with the modern policy, after the shape checks."""
+    check_shape(raw)
+    try:
+        msg = email.message_from_bytes(raw, policy=email.policy.default)
+    except Exception as exc:  # the email package raises many types on hostile input
+        raise MessageFormatError(f"unreadable message ({type(exc).__name__})") from None
+    assert isinstance(msg, EmailMessage)
+    _check_tree(msg)
+    return msg
+
+
+def _check_tree(msg: Message) -> None:
+    count = 0
+    stack: list[tuple[Message, int]] = [(msg, 0)]
+    while stack:
+        part, depth = stack.pop()
+        count += 1
+        if depth > MAX_DEPTH:
+            raise MessageFormatError(f"MIME nesting deeper than {MAX_DEPTH}")
+        if count > MAX_PARTS:
+            raise MessageFormatError(f"more than {MAX_PARTS} MIME parts")
+        if part.is_multipart():
+            payload = part.get_payload()
+            if not isinstance(payload, list):
+                raise MessageFormatError("multipart without parts")
+            stack.extend((p, depth + 1) for p in payload if isinstance(p, Message))
+    for defect in msg.defects:
+        if type(defect).__name__ in ("MultipartInvariantViolationDefect",
+                                     "StartBoundaryNotFoundDefect"):
+            raise MessageFormatError(f"malformed MIME: {type(defect).__name__}")
+
+
+def header(msg: Message, name: str) -> str:
+    """A header's value as text, or "" (undecodable bytes never raise)."""
+    try:
+        value = msg.get(name)
+    except Exception:
+        raise MessageFormatError(f"unreadable {name} header") from None
+    return "" if value is None else str(value)
+
+
+def leaves(msg: Message) -> list[Part]:
+    """Every non-multipart part, decoded from base64/quoted-printable."""
+    out: list[Part] = []
+    for part in msg.walk():
+        if part.is_multipart():
+            continue
+        try:
+            data = part.get_payload(decode=True)
+        except Exception:
+            raise MessageFormatError("undecodable MIME part") from None
+        if not isinstance(data, bytes):
+            data = b""
+        filename = part.get_filename()
+        disposition = (part.get_content_disposition() or "").lower()
+        out.append(Part(
+            content_type=part.get_content_type(),
+            filename=filename,
+            data=data,
+            charset=part.get_content_charset(),
+            is_attachment=disposition == "attachment" or (filename is not None
+                                                          and disposition != "inline"),
+        ))
+    return out
+
+
+def text_part(data: str, *, charset: str = "utf-8") -> EmailMessage:
+    """A text/plain part with a 7-bit transfer encoding (S/MIME canonical form)."""
+    part = EmailMessage()
+    body = data.replace("\r\n", "\n").replace("\n", "\r\n").encode(charset)
+    part.set_content(body, maintype="text", subtype="plain", cte="quoted-printable")
+    part.set_param("charset", MIME_CHARSET.get(charset, charset))
+    return part
+
+
+def attachment_part(data: bytes, *, content_type: str, filename: str) -> EmailMessage:
+    part = EmailMessage()
+    maintype, _, subtype = content_type.partition("/")
+    part.set_content(data, maintype=maintype or "application", subtype=subtype or "octet-stream",
+                     cte="base64", disposition="attachment", filename=filename)
+    return part
+
+
+def to_bytes(msg: EmailMessage) -> bytes:
+    """Serialise with CRLF line ends, as it goes on the wire."""
+    return msg.as_bytes(policy=email.policy.SMTP)

@@ -1,0 +1,163 @@
+"""Trust → legacy: a (verified) trust-space message becomes what legacy software integrates.
+
+XDM unpacked and verified → each CR-BIO back to HPRIM Net (identity header, free text, LAB
+block; the recipient's HPRIM code on line 12) → body in the recipient's charset with CRLF;
+level-1 PDFs and other attachments passed on.  Sealing is the caller's last step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from datetime import datetime
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+from typing import Any
+
+from gateway.documents import cda, hprim, xdm
+from gateway.documents.model import HprimDocument, HprimFile
+from gateway.errors import DocumentError, TranslationError
+from gateway.translate import mime
+from gateway.translate.addresses import AddressBook, LegacyUser, rewrite_header
+from gateway.translate.trace import TraceRecord, sha256
+
+# What legacy charsets cannot hold, written the way a typist would (never dropped silently:
+# each replacement is counted in the trace).
+_FALLBACK = {
+    "\u2019": "'", "\u2018": "'", "\u201c": '"', "\u201d": '"', "\u00ab": '"', "\u00bb": '"',
+    "\u2013": "-", "\u2014": "-", "\u2026": "...", "\u00a0": " ", "\u202f": " ", "\u2009": " ",
+    "\u0153": "oe", "\u0152": "OE", "\u20ac": "EUR", "\u2264": "<=", "\u2265": ">=",
+    "\u00b5": "u", "\u00b0": " deg", "\u2022": "-",
+}
+
+
+@dataclass
+class LegacyDraft:
+    message: bytes
+    recipient: LegacyUser
+    documents: list[str] = field(default_factory=list)
+    replaced: int = 0
+
+
+def encode_for(text: str, charset: str) -> tuple[bytes, int]:
+    """Text in the recipient's charset with CRLF; returns the bytes and replacements made."""
+    text = text.replace("\r\n", "\n").replace("\n", "\r\n")
+    try:
+        return text.encode(charset), 0
+    except UnicodeEncodeError:
+        pass
+    out: list[str] = []
+    replaced = 0
+    for ch in text:
+        try:
+            ch.encode(charset)
+            out.append(ch)
+        except UnicodeEncodeError:
+            out.append(_FALLBACK.get(ch, "?"))
+            replaced += 1
+    return "".join(out).encode(charset), replaced
+
+
+def _hprim_from_xdm(package: bytes, recipient: LegacyUser) -> tuple[str | None,
+                                                                    list[tuple[str, bytes]],
+                                                                    dict[str, Any]]:
+    try:
+        unpacked = xdm.unpack(package)
+    except DocumentError:
+        raise
+    documents: list[HprimDocument] = []
+    pdfs: list[tuple[str, bytes]] = []
+    findings = [str(f) for f in unpacked.findings]
+    for n, entry in enumerate(unpacked.documents, start=1):
+        content = cda.read_cda(entry.xml)
+        findings.extend(str(f) for f in content.findings)
+        if content.pdf is not None:
+            pdfs.append((f"CR{n:04d}.PDF", content.pdf))
+        doc = content.document
+        header = dataclasses.replace(doc.header, recipient_code=recipient.hprim_code,
+                                     recipient_name=recipient.legacy_address.split("@")[0])
+        documents.append(dataclasses.replace(doc, header=header))
+    text = hprim.write(HprimFile(documents=documents, ended=True), newline="\n") if (
+        documents) else None
+    return text, pdfs, {"documents": len(documents), "findings": findings,
+                        "xdm_sha256": sha256(package)}
+
+
+def compose(content: bytes, *, recipient: LegacyUser, book: AddressBook, now: datetime,
+            trace: TraceRecord, domain: str) -> LegacyDraft:
+    """Build the plaintext legacy message for one recipient (sealed by the caller)."""
+    msg = mime.parse(content)
+    parts = mime.leaves(msg)
+    text_part = next((p for p in parts if p.content_type == "text/plain"
+                      and not p.is_attachment), None)
+    human = ""
+    if text_part is not None:
+        try:
+            human = text_part.data.decode(text_part.charset or "utf-8")
+        except (LookupError, UnicodeDecodeError):
+            raise TranslationError("text part is not in the charset it declares") from None
+    package = next((p for p in parts if (p.filename or "").upper() == "IHE_XDM.ZIP"), None)
+    pdfs: list[tuple[str, bytes]] = []
+    details: dict[str, Any] = {}
+    body_text = human
+    extra: list[tuple[str, str, bytes]] = []
+    if package is not None:
+        try:
+            report, pdfs, details = _hprim_from_xdm(package.data, recipient)
+        except DocumentError as exc:
+            raise TranslationError(f"IHE_XDM.ZIP cannot be read: {exc}") from None
+        if report is not None:
+            body_text = report
+            if human.strip():
+                extra.append(("MESSAGE.TXT", "text/plain", b""))
+    trace.add("documents", now, package.data if package else b"", body_text.encode("utf-8"),
+              **details)
+    body, replaced = encode_for(body_text, recipient.charset)
+
+    out = EmailMessage()
+    mapper = {u.trust_address.lower(): (u.display_name, u.legacy_address) for u in book.users()}
+    mapped: list[str] = []
+    out["From"] = mime.header(msg, "From")
+    to_value, done = rewrite_header(mime.header(msg, "To") or recipient.trust_address, mapper)
+    out["To"] = to_value
+    mapped.extend(done)
+    for name in ("Cc", "Reply-To"):
+        value = mime.header(msg, name)
+        if value:
+            new, done = rewrite_header(value, mapper)
+            out[name] = new
+            mapped.extend(done)
+    out["Subject"] = mime.header(msg, "Subject")
+    out["Date"] = mime.header(msg, "Date") or format_datetime(now)
+    out["Message-ID"] = mime.header(msg, "Message-ID") or make_msgid(
+        idstring=sha256(content)[:16], domain=domain)
+    for name in ("In-Reply-To", "References"):
+        value = mime.header(msg, name)
+        if value:
+            out[name] = value
+    out["X-Passerelle-Trace"] = trace.message_id
+    out.make_mixed()
+    body_part = EmailMessage()
+    body_part.set_content(body, maintype="text", subtype="plain", cte="quoted-printable")
+    body_part.set_param("charset", mime.MIME_CHARSET[recipient.charset])
+    out.attach(body_part)
+    for name, _, _ in extra:
+        human_bytes, more = encode_for(human, recipient.charset)
+        replaced += more
+        part = EmailMessage()
+        part.set_content(human_bytes, maintype="text", subtype="plain", cte="quoted-printable",
+                         disposition="attachment", filename=name)
+        part.set_param("charset", mime.MIME_CHARSET[recipient.charset])
+        out.attach(part)
+    for name, data in pdfs:
+        out.attach(mime.attachment_part(data, content_type="application/pdf", filename=name))
+    for p in parts:
+        if p is text_part or p is package or (p.filename or "") == "passerelle-trace.json":
+            continue
+        out.attach(mime.attachment_part(p.data, content_type=p.content_type,
+                                        filename=p.filename or "piece-jointe.bin"))
+    trace.add("compose", now, content, b"", mappings=mapped, charset=recipient.charset,
+              replaced_characters=replaced)
+    return LegacyDraft(message=mime.to_bytes(out), recipient=recipient,
+                       documents=(["HPRIM"] if package is not None else []) + [n for n, _ in pdfs],
+                       replaced=replaced)
