@@ -12,13 +12,43 @@ from pathlib import Path
 OUT = Path(__file__).resolve().parents[1] / "fixtures" / "hprim"
 
 PATIENTS = [
-    ("P0001", "MARTIN", "Élodie", "12 rue des Écoles", "Bât. B", "75005 PARIS", "14/07/1962",
-     "2620775123456 45", "24-000117", "03/04/2024"),
-    ("P0002", "LEFÈVRE", "François", "3 chemin du Moulin", "", "69003 LYON", "1948-11-02",
-     "1481169123123 07", "24-000118", "04/04/2024"),
-    ("P0003", "NGUYEN", "Anaïs", "", "", "13008 MARSEILLE", "02/03/85", "", "24-000119",
-     "05/04/2024"),
-]  # fmt: skip
+    (
+        "P0001",
+        "MARTIN",
+        "Élodie",
+        "12 rue des Écoles",
+        "Bât. B",
+        "75005 PARIS",
+        "14/07/1962",
+        "2620775123456 45",
+        "24-000117",
+        "03/04/2024",
+    ),
+    (
+        "P0002",
+        "LEFÈVRE",
+        "François",
+        "3 chemin du Moulin",
+        "",
+        "69003 LYON",
+        "1948-11-02",
+        "1481169123123 07",
+        "24-000118",
+        "04/04/2024",
+    ),
+    (
+        "P0003",
+        "NGUYEN",
+        "Anaïs",
+        "",
+        "",
+        "13008 MARSEILLE",
+        "02/03/85",
+        "",
+        "24-000119",
+        "05/04/2024",
+    ),
+]
 
 PANELS = {
     "glycemie": ["RES|GLYCEMIE à jeun|glyc33|N|0.91|g/l|0.74|1.06|N|F|5.05|mmol/l|4.11|5.88"],
@@ -84,9 +114,20 @@ FREE = [
 
 
 def header(p: tuple[str, ...], thirteen: bool) -> list[str]:
-    lines = [p[0], p[1], p[2], f"{p[3]:<30}" if p[3] else " ", f"{p[4]:<30}" if p[4] else " ",
-             p[5], p[6], p[7], p[8], p[9], f"{'LABO75':<10} Laboratoire Bio-Santé Paris",
-             f"{'DRDUPONT':<10} dr.dupont"]  # fmt: skip
+    lines = [
+        p[0],
+        p[1],
+        p[2],
+        f"{p[3]:<30}" if p[3] else " ",
+        f"{p[4]:<30}" if p[4] else " ",
+        p[5],
+        p[6],
+        p[7],
+        p[8],
+        p[9],
+        f"{'LABO75':<10} Laboratoire Bio-Santé Paris",
+        f"{'DRDUPONT':<10} dr.dupont",
+    ]
     return [*lines, ""] if thirteen else lines
 
 

@@ -16,11 +16,30 @@ from lxml import etree
 
 from gateway.documents import narrative
 from gateway.documents.cdaconst import (
-    CHAPTER_TEMPLATES, CONFIDENTIALITY, CRBIO_CODE, DOC_TEMPLATES, ENTRY_TEMPLATES,
-    FLAG_DISPLAY, GENDER, INS_NIR, INTERPRETATION, LEGACY_ROOT, LEVEL1_TEMPLATES, LOCAL_LAB_CODES,
-    LOCAL_UNITS, LOINC, NSMAP, OBS_TEMPLATES, ORDER_ROOT, ORG_ROOT, RPPS_ROOT, STATUS_TO_ACT,
-    SUBSECTION_TEMPLATES, UCUM, XSI_TYPE, H,
-)  # fmt: skip
+    CHAPTER_TEMPLATES,
+    CONFIDENTIALITY,
+    CRBIO_CODE,
+    DOC_TEMPLATES,
+    ENTRY_TEMPLATES,
+    FLAG_DISPLAY,
+    GENDER,
+    INS_NIR,
+    INTERPRETATION,
+    LEGACY_ROOT,
+    LEVEL1_TEMPLATES,
+    LOCAL_LAB_CODES,
+    LOCAL_UNITS,
+    LOINC,
+    NSMAP,
+    OBS_TEMPLATES,
+    ORDER_ROOT,
+    ORG_ROOT,
+    RPPS_ROOT,
+    STATUS_TO_ACT,
+    SUBSECTION_TEMPLATES,
+    XSI_TYPE,
+    H,
+)
 from gateway.documents.codes import CHAPTERS, FALLBACK_CHAPTER, CodeTables
 from gateway.documents.hprim import NIR, NUMBER
 from gateway.documents.model import Finding, HprimDocument, HprimHeader, LabLine, ResLine
@@ -28,9 +47,15 @@ from gateway.documents.narrative import sub
 from gateway.errors import DocumentError, TranslationError
 
 __all__ = [
-    "Author", "CdaContent", "CdaResult", "Organisation", "build_crbio", "build_level1",
-    "read_cda", "read_crbio",
-]  # fmt: skip
+    "Author",
+    "CdaContent",
+    "CdaResult",
+    "Organisation",
+    "build_crbio",
+    "build_level1",
+    "read_cda",
+    "read_crbio",
+]
 
 
 @dataclass(frozen=True)
@@ -62,8 +87,14 @@ def _ts(when: datetime) -> str:
     return when.strftime("%Y%m%d%H%M%S%z")
 
 
-def _root(document_id: str, when: datetime, title: str, templates: tuple[str, ...],
-          set_id: str | None, version: int) -> etree._Element:  # fmt: skip
+def _root(
+    document_id: str,
+    when: datetime,
+    title: str,
+    templates: tuple[str, ...],
+    set_id: str | None,
+    version: int,
+) -> etree._Element:
     doc = etree.Element(H + "ClinicalDocument", nsmap=NSMAP)  # type: ignore[arg-type]
     sub(doc, "realmCode", code="FR")
     sub(doc, "typeId", root="2.16.840.1.113883.1.3", extension="POCD_HD000040")
@@ -80,8 +111,14 @@ def _root(document_id: str, when: datetime, title: str, templates: tuple[str, ..
     return doc
 
 
-def _header(doc: etree._Element, h: HprimHeader, when: datetime, author: Author | None,
-            org: Organisation | None, out: list[Finding]) -> None:  # fmt: skip
+def _header(
+    doc: etree._Element,
+    h: HprimHeader,
+    when: datetime,
+    author: Author | None,
+    org: Organisation | None,
+    out: list[Finding],
+) -> None:
     role = sub(sub(doc, "recordTarget"), "patientRole")
     sub(role, "id", root=LEGACY_ROOT, extension=h.patient_code) if h.patient_code else None
     nir = h.nir.strip()
@@ -177,10 +214,21 @@ def _range(obs: etree._Element, low: str, high: str, unit: str, ucum: str | None
             sub(ivl, tag, value=raw.strip(), unit=ucum)
 
 
-def _observation(parent: etree._Element, res: ResLine, row: str, n: int, tables: CodeTables,
-                 h: HprimHeader, out: list[Finding]) -> None:  # fmt: skip
-    obs = sub(sub(parent, "entryRelationship", typeCode="COMP"), "observation",
-              classCode="OBS", moodCode="EVN")  # fmt: skip
+def _observation(
+    parent: etree._Element,
+    res: ResLine,
+    row: str,
+    n: int,
+    tables: CodeTables,
+    h: HprimHeader,
+    out: list[Finding],
+) -> None:
+    obs = sub(
+        sub(parent, "entryRelationship", typeCode="COMP"),
+        "observation",
+        classCode="OBS",
+        moodCode="EVN",
+    )
     for t in OBS_TEMPLATES:
         sub(obs, "templateId", root=t)
     entry = tables.lab(res.code)
@@ -213,15 +261,22 @@ def _observation(parent: etree._Element, res: ResLine, row: str, n: int, tables:
     else:
         sub(obs, "value", res.value).set(XSI_TYPE, "ST")
     if res.flag in FLAG_DISPLAY:
-        sub(obs, "interpretationCode", code=res.flag, codeSystem=INTERPRETATION,
-            displayName=FLAG_DISPLAY[res.flag])  # fmt: skip
+        sub(
+            obs,
+            "interpretationCode",
+            code=res.flag,
+            codeSystem=INTERPRETATION,
+            displayName=FLAG_DISPLAY[res.flag],
+        )
     if res.kind == "N":
         _range(obs, res.low, res.high, res.unit, ucum)
         if res.value2.strip() or res.unit2.strip():
             _range(obs, res.low2, res.high2, res.unit2, _ucum(tables, res, res.unit2))
 
 
-def _chapters(lab: list[LabLine], tables: CodeTables) -> list[tuple[str, list[tuple[str, LabLine]]]]:
+def _chapters(
+    lab: list[LabLine], tables: CodeTables
+) -> list[tuple[str, list[tuple[str, LabLine]]]]:
     """Consecutive lab lines grouped by LOINC chapter; TEX lines follow the result before them."""
     groups: list[tuple[str, list[tuple[str, LabLine]]]] = []
     current: str | None = None
@@ -258,8 +313,14 @@ def build_crbio(
     if not doc.results:
         raise TranslationError("no RES line to structure: send it as a level-1 document")
     out: list[Finding] = []
-    root = _root(document_id, effective_time, "Compte rendu d'examens biologiques",
-                 DOC_TEMPLATES, set_id, version)  # fmt: skip
+    root = _root(
+        document_id,
+        effective_time,
+        "Compte rendu d'examens biologiques",
+        DOC_TEMPLATES,
+        set_id,
+        version,
+    )
     _header(root, doc.header, effective_time, author, organisation, out)
     body = sub(sub(root, "component"), "structuredBody")
     numbers = {id(x): n for n, x in enumerate(doc.results, start=1)}
@@ -307,8 +368,13 @@ def build_level1(
     root = _root(document_id, effective_time, title, LEVEL1_TEMPLATES, None, 1)
     _header(root, h, effective_time, author, organisation, [])
     body = sub(sub(root, "component"), "nonXMLBody")
-    sub(body, "text", base64.b64encode(pdf).decode("ascii"),
-        mediaType="application/pdf", representation="B64")  # fmt: skip
+    sub(
+        body,
+        "text",
+        base64.b64encode(pdf).decode("ascii"),
+        mediaType="application/pdf",
+        representation="B64",
+    )
     return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8"))
 
 

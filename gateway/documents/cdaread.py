@@ -17,9 +17,16 @@ from lxml import etree
 
 from gateway.documents import narrative, safexml
 from gateway.documents.cdaconst import (
-    INS_NIR, LEGACY_ROOT, LOCAL_LAB_CODES, LOCAL_UNITS, ORDER_ROOT, RPPS_ROOT, STATUS_TO_ACT,
-    XSI_TYPE, H,
-)  # fmt: skip
+    INS_NIR,
+    LEGACY_ROOT,
+    LOCAL_LAB_CODES,
+    LOCAL_UNITS,
+    ORDER_ROOT,
+    RPPS_ROOT,
+    STATUS_TO_ACT,
+    XSI_TYPE,
+    H,
+)
 from gateway.documents.hprim import NUMBER
 from gateway.documents.model import Finding, HprimDocument, HprimHeader, LabLine, ResLine
 from gateway.errors import DocumentError
@@ -53,12 +60,17 @@ def _first(el: etree._Element, path: str) -> etree._Element | None:
 
 def _text(el: etree._Element, path: str) -> str:
     got = _first(el, path)
-    return "".join(got.itertext()) if got is not None else ""
+    return alltext(got) if got is not None else ""
 
 
 def _attr(el: etree._Element, path: str, name: str) -> str:
     got = _first(el, path)
     return (got.get(name) or "") if got is not None else ""
+
+
+def alltext(el: etree._Element) -> str:
+    """All the text inside an element (not its tail)."""
+    return "".join(t if isinstance(t, str) else t.decode() for t in el.itertext())
 
 
 def _date(ts: str) -> date | None:
@@ -89,9 +101,12 @@ def _header(root: etree._Element) -> HprimHeader:
     if author is not None:
         aids = {i.get("root"): i.get("extension") or "" for i in _x(author, "h:id")}
         sender_code = aids.get(LEGACY_ROOT) or aids.get(RPPS_ROOT, "")
-        sender_name = _text(author, "h:representedOrganization/h:name") or " ".join(
-            _text(author, f"h:assignedPerson/h:name/h:{p}") for p in ("family", "given")
-        ).strip()
+        sender_name = (
+            _text(author, "h:representedOrganization/h:name")
+            or " ".join(
+                _text(author, f"h:assignedPerson/h:name/h:{p}") for p in ("family", "given")
+            ).strip()
+        )
     recip = _first(root, "h:informationRecipient/h:intendedRecipient")
     recipient_code = recipient_name = ""
     if recip is not None:
@@ -143,7 +158,7 @@ def _structured(obs: etree._Element) -> ResLine:
             kind = "C"
             raw = value.get("code") or _text(value, "h:originalText")
         else:
-            raw = "".join(value.itertext())
+            raw = alltext(value)
     low = _attr(obs, "h:referenceRange/h:observationRange/h:value/h:low", "value")
     high = _attr(obs, "h:referenceRange/h:observationRange/h:value/h:high", "value")
     flag = _attr(obs, "h:interpretationCode", "code")
@@ -201,7 +216,7 @@ def read_cda(xml: bytes) -> CdaContent:
         if b64.get("mediaType") != "application/pdf" or b64.get("representation") != "B64":
             raise DocumentError("CDA: level-1 body is not a base64 PDF")
         try:
-            pdf = base64.b64decode("".join(b64.itertext()), validate=False)
+            pdf = base64.b64decode(alltext(b64), validate=False)
         except (binascii.Error, ValueError):
             raise DocumentError("CDA: level-1 body is not valid base64") from None
         return CdaContent(HprimDocument(header), pdf, out)

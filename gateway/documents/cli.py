@@ -36,7 +36,9 @@ def _read(path: str) -> bytes:
 
 def _findings(found: Sequence[Finding], as_json: bool, where: str) -> None:
     if as_json:
-        print(json.dumps({"file": where, "findings": [f.as_dict() for f in found]}), file=sys.stderr)
+        print(
+            json.dumps({"file": where, "findings": [f.as_dict() for f in found]}), file=sys.stderr
+        )
         return
     for f in found:
         print(f"passerelle: {where}: {f}", file=sys.stderr)
@@ -57,19 +59,27 @@ def _to_cda(args: argparse.Namespace) -> int:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
-        raise DocumentError(f"{args.file}: not UTF-8 (run `passerelle normalize-text` first)") from None
+        raise DocumentError(
+            f"{args.file}: not UTF-8 (run `passerelle normalize-text` first)"
+        ) from None
     if not hprim.looks_like_hprim(text):
         raise DocumentError(f"{args.file}: not HPRIM Net (no ****FIN**** after a header)")
     parsed = hprim.parse(text)
     if not 1 <= args.document <= len(parsed.documents):
-        raise DocumentError(f"{args.file}: no document {args.document} (it has {len(parsed.documents)})")
+        raise DocumentError(
+            f"{args.file}: no document {args.document} (it has {len(parsed.documents)})"
+        )
     doc = parsed.documents[args.document - 1]
     when = _when(args.time)
-    doc_id = args.document_id or f"2.25.{uuid.uuid5(uuid.NAMESPACE_OID, data.hex() + str(args.document)).int}"
+    doc_id = (
+        args.document_id
+        or f"2.25.{uuid.uuid5(uuid.NAMESPACE_OID, data.hex() + str(args.document)).int}"
+    )
     found = list(parsed.findings)
     try:
-        result = cda.build_crbio(doc, tables=load_tables(args.mappings), document_id=doc_id,
-                                 effective_time=when)  # fmt: skip
+        result = cda.build_crbio(
+            doc, tables=load_tables(args.mappings), document_id=doc_id, effective_time=when
+        )
         xml, found = result.xml, found + result.findings
     except TranslationError:
         # Nothing to structure: the report travels as a PDF in a level-1 document.
@@ -92,7 +102,9 @@ def _to_hprim(args: argparse.Namespace) -> int:
     except LookupError:
         raise DocumentError(f"--charset: unknown charset {args.charset!r}") from None
     except UnicodeEncodeError as exc:
-        raise DocumentError(f"--charset {args.charset}: cannot encode character {exc.start}") from None
+        raise DocumentError(
+            f"--charset {args.charset}: cannot encode character {exc.start}"
+        ) from None
     sys.stdout.buffer.write(out)
     sys.stdout.buffer.flush()
     return 0
@@ -121,7 +133,11 @@ def _unpack(args: argparse.Namespace) -> int:
 def _verify(args: argparse.Namespace) -> int:
     found = xdm.verify(_read(args.zip))
     if args.json:
-        print(json.dumps({"file": args.zip, "ok": not found, "findings": [f.as_dict() for f in found]}))
+        print(
+            json.dumps(
+                {"file": args.zip, "ok": not found, "findings": [f.as_dict() for f in found]}
+            )
+        )
     elif found:
         for f in found:
             print(f"passerelle: xdm verify: {args.zip}: {f}", file=sys.stderr)
@@ -133,7 +149,8 @@ def _verify(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction[Any]) -> None:
     """Add this area's subcommands to the `passerelle` parser."""
     hp = sub.add_parser("hprim", help="HPRIM Net documents").add_subparsers(
-        dest="action", metavar="ACTION", required=True, parser_class=sub._parser_class)  # fmt: skip
+        dest="action", metavar="ACTION", required=True, parser_class=sub._parser_class
+    )
     p = hp.add_parser("to-cda", help="HPRIM Net file -> CDA R2 CR-BIO on stdout")
     p.add_argument("file")
     p.add_argument("--document", type=int, default=1, help="which document of the body (1-based)")
@@ -144,7 +161,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p.set_defaults(handler=_to_cda)
 
     cp = sub.add_parser("cda", help="CDA R2 documents").add_subparsers(
-        dest="action", metavar="ACTION", required=True, parser_class=sub._parser_class)  # fmt: skip
+        dest="action", metavar="ACTION", required=True, parser_class=sub._parser_class
+    )
     p = cp.add_parser("to-hprim", help="CDA R2 CR-BIO -> HPRIM Net on stdout")
     p.add_argument("file")
     p.add_argument("--charset", default="utf-8", help="output charset (default utf-8)")
@@ -152,7 +170,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p.set_defaults(handler=_to_hprim)
 
     xp = sub.add_parser("xdm", help="IHE XDM packages").add_subparsers(
-        dest="action", metavar="ACTION", required=True, parser_class=sub._parser_class)  # fmt: skip
+        dest="action", metavar="ACTION", required=True, parser_class=sub._parser_class
+    )
     p = xp.add_parser("pack", help="CDA files -> IHE_XDM.ZIP")
     p.add_argument("cda", nargs="+")
     p.add_argument("--out", required=True)

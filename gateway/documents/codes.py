@@ -80,9 +80,13 @@ def _load(directory: Path) -> CodeTables:
         if code in labs:
             raise ConfigError(f"{directory / LAB_CODES}:{n}: duplicate local_code")
         labs[code] = LabCode(
-            code, row["label"], row["loinc"].strip(), row["loinc_display"],
-            row["chapter"].strip() or FALLBACK_CHAPTER, (row.get("default_ucum") or "").strip(),
-        )  # fmt: skip
+            code,
+            row["label"],
+            row["loinc"].strip(),
+            row["loinc_display"],
+            row["chapter"].strip() or FALLBACK_CHAPTER,
+            (row.get("default_ucum") or "").strip(),
+        )
     units: dict[str, str] = {}
     for n, row in enumerate(_rows(directory / UNITS, ("unit", "ucum")), start=2):
         unit, ucum = row["unit"].strip(), row["ucum"].strip()

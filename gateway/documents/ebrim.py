@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from lxml import etree
@@ -73,35 +74,64 @@ def _name(parent: etree._Element, text: str) -> None:
 
 
 def _classify(parent: etree._Element, scheme: str, obj: str, cid: str, code: Code) -> None:
-    c = etree.SubElement(parent, R + "Classification", id=cid, classificationScheme=scheme,
-                         classifiedObject=obj, nodeRepresentation=code[0])  # fmt: skip
+    c = etree.SubElement(
+        parent,
+        R + "Classification",
+        id=cid,
+        classificationScheme=scheme,
+        classifiedObject=obj,
+        nodeRepresentation=code[0],
+    )
     _slot(c, "codingScheme", code[2])
     _name(c, code[1])
 
 
 def _author(parent: etree._Element, scheme: str, obj: str, cid: str, xcn: str, inst: str) -> None:
-    c = etree.SubElement(parent, R + "Classification", id=cid, classificationScheme=scheme,
-                         classifiedObject=obj, nodeRepresentation="")  # fmt: skip
+    c = etree.SubElement(
+        parent,
+        R + "Classification",
+        id=cid,
+        classificationScheme=scheme,
+        classifiedObject=obj,
+        nodeRepresentation="",
+    )
     _slot(c, "authorPerson", xcn)
     if inst:
         _slot(c, "authorInstitution", inst)
 
 
 def _ext_id(parent: etree._Element, scheme: str, obj: str, eid: str, value: str, name: str) -> None:
-    e = etree.SubElement(parent, R + "ExternalIdentifier", id=eid, registryObject=obj,
-                         identificationScheme=scheme, value=value)  # fmt: skip
+    e = etree.SubElement(
+        parent,
+        R + "ExternalIdentifier",
+        id=eid,
+        registryObject=obj,
+        identificationScheme=scheme,
+        value=value,
+    )
     _name(e, name)
 
 
-def build(entries: list[Entry], *, set_id: str, set_unique_id: str, submission_time: str,
-          source_id: str, institution: str, facility: Code, practice: Code,
-          content_type: Code, uid: str) -> bytes:  # fmt: skip
+def build(
+    entries: list[Entry],
+    *,
+    set_id: str,
+    set_unique_id: str,
+    submission_time: str,
+    source_id: str,
+    institution: str,
+    facility: Code,
+    practice: Code,
+    content_type: Code,
+    uid: Callable[[str], str],
+) -> bytes:
     """The SubmitObjectsRequest for `entries`; `uid(name)` mints the object ids."""
     req = etree.Element("{%s}SubmitObjectsRequest" % LCM, nsmap={"lcm": LCM, "rim": RIM})  # noqa: UP031
     rol = etree.SubElement(req, R + "RegistryObjectList")
     for e in entries:
-        eo = etree.SubElement(rol, R + "ExtrinsicObject", id=e.entry_id, mimeType="text/xml",
-                              objectType=DOC_ENTRY)  # fmt: skip
+        eo = etree.SubElement(
+            rol, R + "ExtrinsicObject", id=e.entry_id, mimeType="text/xml", objectType=DOC_ENTRY
+        )
         _slot(eo, "creationTime", e.creation_time)
         _slot(eo, "hash", e.sha1)
         _slot(eo, "languageCode", "fr-FR")
@@ -114,13 +144,25 @@ def build(entries: list[Entry], *, set_id: str, set_unique_id: str, submission_t
         _name(eo, e.title)
         n = e.entry_id
         _author(eo, DE_AUTHOR, n, f"{n}-au", e.author_xcn, institution)
-        _classify(eo, DE_CLASS, n, f"{n}-cl", ("11502-2", "CR d'examens biologiques", "2.16.840.1.113883.6.1"))  # fmt: skip
+        _classify(
+            eo,
+            DE_CLASS,
+            n,
+            f"{n}-cl",
+            ("11502-2", "CR d'examens biologiques", "2.16.840.1.113883.6.1"),
+        )
         _classify(eo, DE_CONF, n, f"{n}-co", ("N", "Normal", "2.16.840.1.113883.5.25"))
         fmt_name = "CR-BIO" if e.format_code == FORMAT_CRBIO else "PDF (XDS-SD)"
-        _classify(eo, DE_FORMAT, n, f"{n}-fo", (e.format_code, fmt_name, "1.3.6.1.4.1.19376.1.2.3"))  # fmt: skip
+        _classify(eo, DE_FORMAT, n, f"{n}-fo", (e.format_code, fmt_name, "1.3.6.1.4.1.19376.1.2.3"))
         _classify(eo, DE_FACILITY, n, f"{n}-fa", facility)
         _classify(eo, DE_PRACTICE, n, f"{n}-pr", practice)
-        _classify(eo, DE_TYPE, n, f"{n}-ty", ("11502-2", "CR d'examens biologiques", "2.16.840.1.113883.6.1"))  # fmt: skip
+        _classify(
+            eo,
+            DE_TYPE,
+            n,
+            f"{n}-ty",
+            ("11502-2", "CR d'examens biologiques", "2.16.840.1.113883.6.1"),
+        )
         _ext_id(eo, DE_PATIENT, n, f"{n}-pid", e.patient_cx, "XDSDocumentEntry.patientId")
         _ext_id(eo, DE_UNIQUE, n, f"{n}-uid", e.unique_id, "XDSDocumentEntry.uniqueId")
     rp = etree.SubElement(rol, R + "RegistryPackage", id=set_id)
@@ -130,12 +172,25 @@ def build(entries: list[Entry], *, set_id: str, set_unique_id: str, submission_t
     _classify(rp, SS_CONTENT_TYPE, set_id, f"{set_id}-ct", content_type)
     _ext_id(rp, SS_UNIQUE, set_id, f"{set_id}-uid", set_unique_id, "XDSSubmissionSet.uniqueId")
     _ext_id(rp, SS_SOURCE, set_id, f"{set_id}-sid", source_id, "XDSSubmissionSet.sourceId")
-    _ext_id(rp, SS_PATIENT, set_id, f"{set_id}-pid", entries[0].patient_cx, "XDSSubmissionSet.patientId")  # fmt: skip
-    etree.SubElement(rol, R + "Classification", id=f"{set_id}-ss", classifiedObject=set_id,
-                     classificationNode=SUBMISSION_SET)  # fmt: skip
+    _ext_id(
+        rp, SS_PATIENT, set_id, f"{set_id}-pid", entries[0].patient_cx, "XDSSubmissionSet.patientId"
+    )
+    etree.SubElement(
+        rol,
+        R + "Classification",
+        id=f"{set_id}-ss",
+        classifiedObject=set_id,
+        classificationNode=SUBMISSION_SET,
+    )
     for k, e in enumerate(entries, start=1):
-        a = etree.SubElement(rol, R + "Association", id=uid(f"assoc{k}"), associationType=HAS_MEMBER,
-                             sourceObject=set_id, targetObject=e.entry_id)  # fmt: skip
+        a = etree.SubElement(
+            rol,
+            R + "Association",
+            id=uid(f"assoc{k}"),
+            associationType=HAS_MEMBER,
+            sourceObject=set_id,
+            targetObject=e.entry_id,
+        )
         _slot(a, "SubmissionSetStatus", "Original")
     return bytes(etree.tostring(req, xml_declaration=True, encoding="UTF-8", pretty_print=True))
 

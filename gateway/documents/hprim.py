@@ -23,15 +23,32 @@ from gateway.documents.model import (
 )
 
 __all__ = [
-    "Finding", "HprimDocument", "HprimFile", "HprimHeader", "LabLine", "ResLine", "TexLine",
-    "looks_like_hprim", "parse", "parse_date", "write",
-]  # fmt: skip
+    "Finding",
+    "HprimDocument",
+    "HprimFile",
+    "HprimHeader",
+    "LabLine",
+    "ResLine",
+    "TexLine",
+    "looks_like_hprim",
+    "parse",
+    "parse_date",
+    "write",
+]
 
 LAB, FIN, FINFICHIER = "****LAB****", "****FIN****", "****FINFICHIER****"
 HEADER_FIELDS = (
-    "patient_code", "last_name", "first_name", "address1", "address2", "postcode_city",
-    "birth_date", "nir", "lab_ref", "exam_date",
-)  # fmt: skip
+    "patient_code",
+    "last_name",
+    "first_name",
+    "address1",
+    "address2",
+    "postcode_city",
+    "birth_date",
+    "nir",
+    "lab_ref",
+    "exam_date",
+)
 RES_FIELDS = 14
 KINDS = frozenset({"N", "A", "C"})
 FLAGS = frozenset({"", "L", "H", "LL", "HH", "N"})
@@ -99,10 +116,21 @@ def _parse_header(lines: list[str], start: int, out: list[Finding]) -> tuple[Hpr
             out.append(Finding(f"{role}-layout", f"{role} line: code not 10 chars", start + n + 1))
         parties += [code, name]
     header = HprimHeader(
-        **values,
-        sender_code=parties[0], sender_name=parties[1],
-        recipient_code=parties[2], recipient_name=parties[3],
-    )  # fmt: skip
+        patient_code=values["patient_code"],
+        last_name=values["last_name"],
+        first_name=values["first_name"],
+        address1=values["address1"],
+        address2=values["address2"],
+        postcode_city=values["postcode_city"],
+        birth_date=values["birth_date"],
+        nir=values["nir"],
+        lab_ref=values["lab_ref"],
+        exam_date=values["exam_date"],
+        sender_code=parties[0],
+        sender_name=parties[1],
+        recipient_code=parties[2],
+        recipient_name=parties[3],
+    )
     dates: dict[str, date | None] = {}
     for attr, idx, name in (("birth", 6, "birth_date"), ("exam", 9, "exam_date")):
         parsed, why = parse_date(values[name])
@@ -114,7 +142,8 @@ def _parse_header(lines: list[str], start: int, out: list[Finding]) -> tuple[Hpr
         out.append(Finding("nir", "nir: not 13 characters, a space and a 2-digit key", start + 8))
     end = start + len(got)
     blank13 = end < len(lines) and lines[end].strip() == "" and len(got) == 12
-    return replace(header, blank_line_13=blank13, **dates), end + (1 if blank13 else 0)
+    header = replace(header, blank_line_13=blank13, birth=dates["birth"], exam=dates["exam"])
+    return header, end + (1 if blank13 else 0)
 
 
 def _parse_res(line: str, lineno: int, out: list[Finding]) -> ResLine:
@@ -173,7 +202,9 @@ def parse(text: str) -> HprimFile:
             elif raw.startswith("TEX|") or raw == "TEX":
                 lab.append(TexLine(raw[4:]))
             elif mark:
-                findings.append(Finding("lab-line", "line in coded block is not TEX or RES", lineno))
+                findings.append(
+                    Finding("lab-line", "line in coded block is not TEX or RES", lineno)
+                )
                 lab.append(TexLine(raw))
         if not closed:
             findings.append(Finding("no-fin", "document not ended by ****FIN****", i))
@@ -189,11 +220,19 @@ def _party(code: str, name: str) -> str:
 
 def _header_lines(h: HprimHeader) -> list[str]:
     lines = [
-        h.patient_code, h.last_name, h.first_name,
-        f"{h.address1:<30}" if h.address1 else " ", f"{h.address2:<30}" if h.address2 else " ",
-        h.postcode_city, h.birth_date, h.nir, h.lab_ref, h.exam_date,
-        _party(h.sender_code, h.sender_name), _party(h.recipient_code, h.recipient_name),
-    ]  # fmt: skip
+        h.patient_code,
+        h.last_name,
+        h.first_name,
+        f"{h.address1:<30}" if h.address1 else " ",
+        f"{h.address2:<30}" if h.address2 else " ",
+        h.postcode_city,
+        h.birth_date,
+        h.nir,
+        h.lab_ref,
+        h.exam_date,
+        _party(h.sender_code, h.sender_name),
+        _party(h.recipient_code, h.recipient_name),
+    ]
     return [*lines, ""] if h.blank_line_13 else lines
 
 

@@ -81,9 +81,20 @@ class ResLine:
     def fields(self) -> tuple[str, ...]:
         """Fields 2..14 in order."""
         return (
-            self.label, self.code, self.kind, self.value, self.unit, self.low, self.high,
-            self.flag, self.status, self.value2, self.unit2, self.low2, self.high2,
-        )  # fmt: skip
+            self.label,
+            self.code,
+            self.kind,
+            self.value,
+            self.unit,
+            self.low,
+            self.high,
+            self.flag,
+            self.status,
+            self.value2,
+            self.unit2,
+            self.low2,
+            self.high2,
+        )
 
 
 LabLine = TexLine | ResLine

@@ -83,4 +83,3 @@ def read_row(tr: etree._Element) -> LabLine | None:
     if not all(k in found for k in keys):
         return None
     return ResLine(*(found[k] for k in keys))
-

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from xml.sax.saxutils import escape
 
 import reportlab
 from reportlab.lib import colors
@@ -17,7 +18,6 @@ from reportlab.lib.units import mm
 from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.platypus import Paragraph, Preformatted, SimpleDocTemplate, Spacer, Table, TableStyle
-from xml.sax.saxutils import escape
 
 from gateway.documents.model import HprimDocument, ResLine
 
@@ -55,24 +55,48 @@ def render(doc: HprimDocument, *, title: str = "Compte rendu d'examens biologiqu
         story.append(Preformatted(doc.free_text, mono))
         story.append(Spacer(1, 4 * mm))
     if doc.lab:
-        rows: list[list[object]] = [["Analyse", "Résultat", "Unité", "Normales", "", "Résultat (2)"]]
+        rows: list[list[object]] = [
+            ["Analyse", "Résultat", "Unité", "Normales", "", "Résultat (2)"]
+        ]
         for item in doc.lab:
             if isinstance(item, ResLine):
                 second = f"{item.value2.strip()} {item.unit2.strip()}".strip()
-                rows.append([Paragraph(escape(item.label), body), item.value.strip(), item.unit,
-                             _range(item.low, item.high), item.flag, second])  # fmt: skip
+                rows.append(
+                    [
+                        Paragraph(escape(item.label), body),
+                        item.value.strip(),
+                        item.unit,
+                        _range(item.low, item.high),
+                        item.flag,
+                        second,
+                    ]
+                )
             else:
                 rows.append([Paragraph(escape(item.text), body), "", "", "", "", ""])
-        table = Table(rows, colWidths=[62 * mm, 25 * mm, 22 * mm, 30 * mm, 10 * mm, 28 * mm], repeatRows=1)
-        table.setStyle(TableStyle([
-            ("FONT", (0, 0), (-1, -1), FONT, 8),
-            ("FONT", (0, 0), (-1, 0), BOLD, 8),
-            ("LINEBELOW", (0, 0), (-1, 0), 0.5, colors.black),
-            ("VALIGN", (0, 0), (-1, -1), "TOP"),
-        ]))  # fmt: skip
+        table = Table(
+            rows, colWidths=[62 * mm, 25 * mm, 22 * mm, 30 * mm, 10 * mm, 28 * mm], repeatRows=1
+        )
+        table.setStyle(
+            TableStyle(
+                [
+                    ("FONT", (0, 0), (-1, -1), FONT, 8),
+                    ("FONT", (0, 0), (-1, 0), BOLD, 8),
+                    ("LINEBELOW", (0, 0), (-1, 0), 0.5, colors.black),
+                    ("VALIGN", (0, 0), (-1, -1), "TOP"),
+                ]
+            )
+        )
         story.append(table)
     out = io.BytesIO()
-    pdf = SimpleDocTemplate(out, pagesize=A4, title=title, author=h.sender_name,
-                            leftMargin=15 * mm, rightMargin=15 * mm, invariant=1)  # fmt: skip
-    pdf.build(story)  # type: ignore[arg-type]
+    pdf = SimpleDocTemplate(
+        out,
+        pagesize=A4,
+        title=title,
+        author=h.sender_name,
+        leftMargin=15 * mm,
+        rightMargin=15 * mm,
+        invariant=1,
+        initialFontName=FONT,
+    )
+    pdf.build(story)
     return out.getvalue()

@@ -37,6 +37,6 @@ def parse(data: bytes, *, max_bytes: int = MAX_BYTES, what: str = "XML") -> etre
     except etree.XMLSyntaxError as exc:
         line = getattr(exc, "lineno", None)
         raise DocumentError(f"{what}: not well-formed XML (line {line})") from None
-    if root.getroottree().docinfo.doctype:
+    if getattr(root.getroottree().docinfo, "doctype", ""):
         raise UnsafeDocumentError(f"{what}: DOCTYPE declarations are refused")
     return root

@@ -81,15 +81,16 @@ def _describe(n: int, xml: bytes, author_xcn: str) -> ebrim.Entry:
         found = root.xpath(f"{path}/@{attr}", namespaces=ns)
         return str(found[0]) if isinstance(found, list) and found else ""
 
-    ids = dict(zip(root.xpath("h:recordTarget/h:patientRole/h:id/@root", namespaces=ns),  # type: ignore[arg-type]
-                   root.xpath("h:recordTarget/h:patientRole/h:id/@extension", namespaces=ns), strict=False))  # type: ignore[arg-type]  # fmt: skip
+    ids = {
+        str(i.get("root")): str(i.get("extension") or "")
+        for i in root.iterfind(f"{H}recordTarget/{H}patientRole/{H}id")
+    }
     if ids.get(INS_NIR):
         cx = f"{ids[INS_NIR]}^^^&{INS_NIR}&ISO^NH"
     else:
         cx = f"{ids.get(LEGACY_ROOT, 'UNK')}^^^&{LEGACY_ROOT}&ISO^PI"
     pat = "h:recordTarget/h:patientRole/h:patient"
-    family = "".join(root.xpath(f"string({pat}/h:name/h:family)", namespaces=ns))  # type: ignore[arg-type]
-    given = "".join(root.xpath(f"string({pat}/h:name/h:given)", namespaces=ns))  # type: ignore[arg-type]
+    family, given = _string(root, f"{pat}/h:name/h:family"), _string(root, f"{pat}/h:name/h:given")
     info = [f"PID-5|{family}^{given}^^^^^L"]
     if one(f"{pat}/h:birthTime", "value"):
         info.append(f"PID-7|{one(f'{pat}/h:birthTime', 'value')[:8]}")
@@ -97,8 +98,10 @@ def _describe(n: int, xml: bytes, author_xcn: str) -> ebrim.Entry:
     templates = root.xpath("h:templateId/@root", namespaces=ns)
     level1 = isinstance(templates, list) and "1.3.6.1.4.1.19376.1.2.20" in templates
     created = one("h:effectiveTime", "value")
-    doc_id = one("h:id", "root") + (f"^{one('h:id', 'extension')}" if one("h:id", "extension") else "")
-    digest = hashlib.sha1(xml).hexdigest().upper()  # noqa: S324 — XDM mandates SHA-1
+    doc_id = one("h:id", "root") + (
+        f"^{one('h:id', 'extension')}" if one("h:id", "extension") else ""
+    )
+    digest = hashlib.sha1(xml).hexdigest().upper()
     return ebrim.Entry(
         entry_id=f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_OID, doc_id + digest)}",
         unique_id=doc_id,
@@ -108,11 +111,17 @@ def _describe(n: int, xml: bytes, author_xcn: str) -> ebrim.Entry:
         patient_cx=cx,
         patient_info=tuple(info),
         creation_time=_utc(created),
-        service_start=one("h:documentationOf/h:serviceEvent/h:effectiveTime", "value")[:8] or _utc(created),
-        title="".join(root.xpath("string(h:title)", namespaces=ns)),  # type: ignore[arg-type]
+        service_start=one("h:documentationOf/h:serviceEvent/h:effectiveTime", "value")[:8]
+        or _utc(created),
+        title=_string(root, "h:title"),
         format_code=ebrim.FORMAT_PDF if level1 else ebrim.FORMAT_CRBIO,
         author_xcn=_author_xcn(root, ns),
     )
+
+
+def _string(root: etree._Element, path: str) -> str:
+    """XPath string() of `path` under `root` (HL7 namespace prefix h:)."""
+    return str(root.xpath(f"string({path})", namespaces={"h": H[1:-1]}))
 
 
 def _utc(ts: str) -> str:
@@ -125,13 +134,13 @@ def _utc(ts: str) -> str:
 
 def _author_xcn(root: etree._Element, ns: dict[str, str]) -> str:
     aa = "h:author/h:assignedAuthor"
-    rpps = root.xpath(f"string({aa}/h:id[@root='{RPPS_ROOT}']/@extension)", namespaces=ns)
-    family = root.xpath(f"string({aa}/h:assignedPerson/h:name/h:family)", namespaces=ns)
-    given = root.xpath(f"string({aa}/h:assignedPerson/h:name/h:given)", namespaces=ns)
+    rpps = _string(root, f"{aa}/h:id[@root='{RPPS_ROOT}']/@extension")
+    family = _string(root, f"{aa}/h:assignedPerson/h:name/h:family")
+    given = _string(root, f"{aa}/h:assignedPerson/h:name/h:given")
     if rpps:
         return f"{rpps}^{family}^{given}^^^^^^&{RPPS_ROOT}&ISO^D^^^IDNPS"
-    org = root.xpath(f"string({aa}/h:representedOrganization/h:name)", namespaces=ns)
-    code = root.xpath(f"string({aa}/h:id[@root='{LEGACY_ROOT}']/@extension)", namespaces=ns)
+    org = _string(root, f"{aa}/h:representedOrganization/h:name")
+    code = _string(root, f"{aa}/h:id[@root='{LEGACY_ROOT}']/@extension")
     return f"{code}^{org}^^^^^^^&{LEGACY_ROOT}&ISO"
 
 
@@ -178,15 +187,24 @@ def pack(
     seed = when + "".join(e.sha1 for e in entries)
     set_uuid = uuid.uuid5(uuid.NAMESPACE_OID, seed)
     meta = ebrim.build(
-        entries, set_id=f"urn:uuid:{set_uuid}", set_unique_id=f"2.25.{set_uuid.int}",
-        submission_time=when, source_id=sender.source_oid, institution=sender.name,
-        facility=facility, practice=practice, content_type=content_type,
+        entries,
+        set_id=f"urn:uuid:{set_uuid}",
+        set_unique_id=f"2.25.{set_uuid.int}",
+        submission_time=when,
+        source_id=sender.source_oid,
+        institution=sender.name,
+        facility=facility,
+        practice=practice,
+        content_type=content_type,
         uid=lambda name: f"urn:uuid:{uuid.uuid5(set_uuid, name)}",
-    )  # fmt: skip
+    )
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
-        files = [("README.TXT", _readme(sender, entries, when).encode()),
-                 ("INDEX.HTM", _index(sender, entries).encode()), (METADATA, meta)]  # fmt: skip
+        files = [
+            ("README.TXT", _readme(sender, entries, when).encode()),
+            ("INDEX.HTM", _index(sender, entries).encode()),
+            (METADATA, meta),
+        ]
         files += [(SUBSET + e.uri, d.xml) for e, d in zip(entries, documents, strict=True)]
         for name, data in files:
             z.writestr(zipfile.ZipInfo(name, _FIXED_TIME), data, zipfile.ZIP_DEFLATED)
@@ -260,7 +278,7 @@ def _check(data: bytes) -> XdmPackage:
                 findings.append(Finding("missing", f"{path} listed but absent"))
                 continue
             want_hash = (slots.get("hash") or [""])[0]
-            got_hash = hashlib.sha1(body).hexdigest().upper()  # noqa: S324 — mandated by XDM
+            got_hash = hashlib.sha1(body).hexdigest().upper()
             if want_hash != got_hash:
                 findings.append(Finding("hash", f"{path}: SHA-1 differs from METADATA.XML"))
             if (slots.get("size") or [""])[0] != str(len(body)):

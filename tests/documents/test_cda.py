@@ -30,7 +30,9 @@ def corpus_docs() -> list[tuple[str, HprimDocument]]:
 
 
 @pytest.mark.parametrize(("name", "doc"), corpus_docs(), ids=[n for n, _ in corpus_docs()])
-def test_corpus_round_trip_and_schema(name: str, doc: HprimDocument, schema: etree.XMLSchema) -> None:
+def test_corpus_round_trip_and_schema(
+    name: str, doc: HprimDocument, schema: etree.XMLSchema
+) -> None:
     xml = build(doc).xml
     assert schema.validate(etree.fromstring(xml)), schema.error_log
     back = cda.read_cda(xml)
@@ -38,8 +40,21 @@ def test_corpus_round_trip_and_schema(name: str, doc: HprimDocument, schema: etr
     assert back.document.lab == doc.lab  # every RES field, TEX lines and their order
     assert back.document.free_text == doc.free_text
     h, g = back.document.header, doc.header
-    for attr in ("patient_code", "last_name", "first_name", "address1", "address2", "postcode_city",
-                 "nir", "lab_ref", "exam_date", "sender_code", "sender_name", "recipient_code", "recipient_name"):  # fmt: skip
+    for attr in (
+        "patient_code",
+        "last_name",
+        "first_name",
+        "address1",
+        "address2",
+        "postcode_city",
+        "nir",
+        "lab_ref",
+        "exam_date",
+        "sender_code",
+        "sender_name",
+        "recipient_code",
+        "recipient_name",
+    ):
         assert getattr(h, attr) == getattr(g, attr), attr
     assert h.birth == g.birth
 
@@ -48,12 +63,21 @@ def test_crbio_identifiers(schema: etree.XMLSchema) -> None:
     _, doc = corpus_docs()[0]
     root = etree.fromstring(build(doc).xml)
     templates = root.xpath("h:templateId/@root", namespaces=NS)
-    assert templates == ["2.16.840.1.113883.2.8.2.1", "1.2.250.1.213.1.1.1.1", "1.3.6.1.4.1.19376.1.3.3", "1.2.250.1.213.1.1.1.55"]  # fmt: skip
+    assert templates == [
+        "2.16.840.1.113883.2.8.2.1",
+        "1.2.250.1.213.1.1.1.1",
+        "1.3.6.1.4.1.19376.1.3.3",
+        "1.2.250.1.213.1.1.1.55",
+    ]
     assert root.xpath("h:code/@code", namespaces=NS) == ["11502-2"]
     assert root.xpath("h:realmCode/@code", namespaces=NS) == ["FR"]
     assert root.xpath("h:confidentialityCode/@code", namespaces=NS) == ["N"]
     obs = root.xpath("//h:observation", namespaces=NS)
-    assert obs and all(o.xpath("h:templateId/@root", namespaces=NS) == ["1.3.6.1.4.1.19376.1.3.1.6", "1.2.250.1.213.1.1.3.80"] for o in obs)  # fmt: skip
+    assert obs and all(
+        o.xpath("h:templateId/@root", namespaces=NS)
+        == ["1.3.6.1.4.1.19376.1.3.1.6", "1.2.250.1.213.1.1.3.80"]
+        for o in obs
+    )
     assert root.xpath("//h:entry/@typeCode", namespaces=NS) == ["DRIV"]
 
 
@@ -72,9 +96,18 @@ def test_glycemie_is_structured_in_loinc_and_ucum() -> None:
 
 
 def test_unmapped_code_and_unit_are_findings_and_stay_readable() -> None:
-    doc = HprimDocument(hprim.HprimHeader(patient_code="X"), "", [ResLine("Dosage", "XYZ42", "N", "17.3", "U/zz", "10", "20", "N", "F")])  # fmt: skip
+    doc = HprimDocument(
+        hprim.HprimHeader(patient_code="X"),
+        "",
+        [ResLine("Dosage", "XYZ42", "N", "17.3", "U/zz", "10", "20", "N", "F")],
+    )
     result = build(doc)
-    assert {f.code for f in result.findings} == {"code-unmapped", "unit-unmapped", "birth-date", "exam-date"}
+    assert {f.code for f in result.findings} == {
+        "code-unmapped",
+        "unit-unmapped",
+        "birth-date",
+        "exam-date",
+    }
     root = etree.fromstring(result.xml)
     (o,) = root.xpath("//h:observation", namespaces=NS)
     assert o.find(H + "code").get("nullFlavor") == "OTH"
@@ -90,8 +123,15 @@ def test_foreign_crbio_is_read_from_structured_entries() -> None:
         table.getparent().remove(table)  # another producer's narrative: not our layout
     (res,) = cda.read_crbio(etree.tostring(root)).results
     assert (res.code, res.kind, res.value, res.unit, res.low, res.high, res.flag, res.status) == (
-        "glyc33", "N", "0.91", "g/l", "0.74", "1.06", "N", "F",
-    )  # fmt: skip
+        "glyc33",
+        "N",
+        "0.91",
+        "g/l",
+        "0.74",
+        "1.06",
+        "N",
+        "F",
+    )
 
 
 def test_tampered_structured_value_is_a_finding() -> None:
@@ -118,7 +158,10 @@ def test_level1_carries_the_pdf(schema: etree.XMLSchema) -> None:
 
 
 def test_entities_and_doctype_are_refused() -> None:
-    bomb = b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaa">]><ClinicalDocument xmlns="urn:hl7-org:v3">&a;</ClinicalDocument>'
+    bomb = (
+        b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaa">]>'
+        b'<ClinicalDocument xmlns="urn:hl7-org:v3">&a;</ClinicalDocument>'
+    )
     with pytest.raises(UnsafeDocumentError):
         cda.read_cda(bomb)
     with pytest.raises(DocumentError):
@@ -128,12 +171,16 @@ def test_entities_and_doctype_are_refused() -> None:
 # --- property: any RES line the labs could write survives HPRIM -> CDA -> HPRIM -------------
 
 codes = st.sampled_from([*sorted(TABLES.lab_codes)[:20], "LOCAL9", "", "x y"])
-units = st.sampled_from(["g/l", "mmol/l", "G/L", "%", "", "U/zz", "mL/min/1,73m²", "µmol/l", "10 3/µl"])
+units = st.sampled_from(
+    ["g/l", "mmol/l", "G/L", "%", "", "U/zz", "mL/min/1,73m²", "µmol/l", "10 3/µl"]
+)
 numbers = st.one_of(
     st.decimals(min_value=-1000, max_value=100000, places=3, allow_nan=False).map(str),
     st.sampled_from(["0", ".5", "+1.2", "12.", "", "< 0.5", "1,2"]),
 )
-text = st.text(st.characters(blacklist_characters="|\r\n", blacklist_categories=("Cs", "Cc")), max_size=15)
+text = st.text(
+    st.characters(blacklist_characters="|\r\n", blacklist_categories=("Cs", "Cc")), max_size=15
+)
 
 
 @st.composite
@@ -141,16 +188,28 @@ def res_lines(draw: st.DrawFn) -> ResLine:
     kind = draw(st.sampled_from(["N", "A", "C", ""]))
     value = draw(numbers) if kind == "N" else draw(text)
     return ResLine(
-        draw(text), draw(codes), kind, value, draw(units), draw(numbers), draw(numbers),
-        draw(st.sampled_from(["", "N", "L", "H", "LL", "HH"])), draw(st.sampled_from(["F", "R", "C", ""])),
-        draw(st.one_of(st.just(""), numbers)), draw(units), draw(numbers), draw(numbers),
-    )  # fmt: skip
+        draw(text),
+        draw(codes),
+        kind,
+        value,
+        draw(units),
+        draw(numbers),
+        draw(numbers),
+        draw(st.sampled_from(["", "N", "L", "H", "LL", "HH"])),
+        draw(st.sampled_from(["F", "R", "C", ""])),
+        draw(st.one_of(st.just(""), numbers)),
+        draw(units),
+        draw(numbers),
+        draw(numbers),
+    )
 
 
 @settings(max_examples=150, deadline=None)
 @given(st.lists(res_lines(), min_size=1, max_size=5))
 def test_property_res_lines_round_trip(lines: list[ResLine]) -> None:
-    doc = HprimDocument(hprim.HprimHeader(patient_code="P", exam_date="03/04/2024"), "", list(lines))
+    doc = HprimDocument(
+        hprim.HprimHeader(patient_code="P", exam_date="03/04/2024"), "", list(lines)
+    )
     result = build(doc)
     back = cda.read_cda(result.xml)
     assert back.findings == []
@@ -164,7 +223,11 @@ def test_property_res_lines_round_trip(lines: list[ResLine]) -> None:
         assert value.get(XSI_TYPE) == {"N": "PQ", "C": "CD"}.get(res.kind, "ST")
         if value.get("value") is not None:
             assert float(value.get("value")) == float(res.value)
-            assert value.get("unit") == (TABLES.ucum(res.unit) if res.unit.strip() else TABLES.lab(res.code).default_ucum)
+            assert value.get("unit") == (
+                TABLES.ucum(res.unit) if res.unit.strip() else TABLES.lab(res.code).default_ucum
+            )
             assert value.find(H + "translation").get("codeSystem") == LOCAL_UNITS
         flag = o.find(H + "interpretationCode")
-        assert (flag.get("code") if flag is not None else "") == (res.flag if res.flag in {"N", "L", "H", "LL", "HH"} else "")
+        assert (flag.get("code") if flag is not None else "") == (
+            res.flag if res.flag in {"N", "L", "H", "LL", "HH"} else ""
+        )

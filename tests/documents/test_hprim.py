@@ -39,11 +39,19 @@ def test_parse_sample_fields() -> None:
     assert f.findings == [] and f.ended
     (doc,) = f.documents
     h = doc.header
-    assert (h.patient_code, h.last_name, h.sender_code, h.sender_name) == ("P1", "DUPONT", "LABO01", "Labo")
+    assert (h.patient_code, h.last_name, h.sender_code, h.sender_name) == (
+        "P1",
+        "DUPONT",
+        "LABO01",
+        "Labo",
+    )
     assert (h.recipient_code, h.postcode, h.city) == ("DRX", "75012", "PARIS")
     assert h.birth == date(1950, 2, 1) and h.exam == date(2024, 4, 3) and h.blank_line_13
     assert doc.free_text == "Texte libre"
-    assert doc.lab == [hprim.TexLine("titre"), ResLine("LEUCOCYTES", "gb", "N", "2920", "/mm3", "4000", "10000", "L", "F")]
+    assert doc.lab == [
+        hprim.TexLine("titre"),
+        ResLine("LEUCOCYTES", "gb", "N", "2920", "/mm3", "4000", "10000", "L", "F"),
+    ]
 
 
 def test_writer_output_is_byte_exact_for_canonical_input() -> None:
@@ -57,7 +65,12 @@ def test_line_ends_do_not_matter() -> None:
 
 
 def test_short_res_line_is_padded_and_real_lines_parse() -> None:
-    f = hprim.parse(SAMPLE.replace("RES|LEUCOCYTES|gb|N|2920|/mm3|4000|10000|L|F", "RES|CRP|CRPS33|A|    < 0.12  mg/l |||||F"))
+    f = hprim.parse(
+        SAMPLE.replace(
+            "RES|LEUCOCYTES|gb|N|2920|/mm3|4000|10000|L|F",
+            "RES|CRP|CRPS33|A|    < 0.12  mg/l |||||F",
+        )
+    )
     res = f.documents[0].results[0]
     assert res.value == "    < 0.12  mg/l " and res.status == "F" and res.high2 == ""
     assert f.findings == []
@@ -97,7 +110,9 @@ def test_several_documents() -> None:
     assert hprim.parse(hprim.write(f)).documents == f.documents
 
 
-field_text = st.text(st.characters(blacklist_characters="|\r\n", blacklist_categories=("Cs",)), max_size=12)
+field_text = st.text(
+    st.characters(blacklist_characters="|\r\n", blacklist_categories=("Cs",)), max_size=12
+)
 
 
 @given(st.lists(field_text, min_size=13, max_size=13))

@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from gateway.cli import main
+from gateway.documents import hprim
+from tests.documents.conftest import corpus_files
+
+TIME = ["--time", "2024-04-03T10:00:00+02:00"]
+
+
+def _one(name: str) -> Path:
+    return next(p for p in corpus_files() if name in p.name)
+
+
+def test_hprim_to_cda_and_back(tmp_path: Path, capsysbinary: pytest.CaptureFixture[bytes]) -> None:
+    src = _one("iono-crlf")
+    assert main(["hprim", "to-cda", str(src), *TIME]) == 0
+    xml = capsysbinary.readouterr().out
+    assert xml.startswith(b"<?xml") and b"1.2.250.1.213.1.1.1.55" in xml
+    (tmp_path / "a.xml").write_bytes(xml)
+    assert main(["cda", "to-hprim", str(tmp_path / "a.xml"), "--charset", "cp1252"]) == 0
+    back = capsysbinary.readouterr().out.decode("cp1252")
+    assert hprim.parse(back).documents[0].lab == hprim.parse(src.read_text()).documents[0].lab
+
+
+def test_findings_as_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["hprim", "to-cda", str(_one("oddities-crlf")), *TIME, "--json"]) == 0
+    report = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
+    assert "code-unmapped" in {f["code"] for f in report["findings"]}
+
+
+def test_free_text_only_becomes_level1(capsysbinary: pytest.CaptureFixture[bytes]) -> None:
+    assert main(["hprim", "to-cda", str(_one("free-text-only")), *TIME]) == 0
+    assert b'mediaType="application/pdf"' in capsysbinary.readouterr().out
+
+
+def test_xdm_pack_verify_unpack(tmp_path: Path, capsysbinary: pytest.CaptureFixture[bytes]) -> None:
+    assert main(["hprim", "to-cda", str(_one("nfs-crlf")), *TIME]) == 0
+    (tmp_path / "a.xml").write_bytes(capsysbinary.readouterr().out)
+    zip_path = tmp_path / "IHE_XDM.ZIP"
+    assert main(["xdm", "pack", str(tmp_path / "a.xml"), "--out", str(zip_path), *TIME]) == 0
+    assert main(["xdm", "verify", str(zip_path)]) == 0
+    assert main(["xdm", "unpack", str(zip_path), "--out", str(tmp_path / "out")]) == 0
+    assert (tmp_path / "out/IHE_XDM/SUBSET01/DOC0001.XML").read_bytes() == (
+        tmp_path / "a.xml"
+    ).read_bytes()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["hprim", "to-cda", "/nonexistent.hpr"],
+        ["hprim", "to-cda", "{tmp}/junk.txt"],
+        ["cda", "to-hprim", "{tmp}/junk.txt"],
+        ["xdm", "verify", "{tmp}/junk.txt"],
+        ["xdm", "unpack", "{tmp}/junk.txt", "--out", "{tmp}/o"],
+    ],
+)
+def test_bad_files_exit_65_with_one_line(
+    argv: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "junk.txt").write_bytes(b"<not really\x00")
+    assert main([a.replace("{tmp}", str(tmp_path)) for a in argv]) == 65
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
