@@ -1,0 +1,337 @@
+"""Every Prometheus metric passerelle exports, on its own registry, and the helpers that feed them.
+
+All families are defined here and nowhere else.  Names follow the Prometheus conventions: a
+``passerelle_`` prefix, ``_total`` on counters, base units in the name (``_seconds``,
+``_bytes``), absolute times as ``_timestamp_seconds`` (so a value set once never goes stale:
+the age is ``time() - x`` in PromQL).
+
+Labels never carry patient data.  Every label value comes from a closed vocabulary below, or —
+for the only open one, a peer's domain — must look like a host name; anything else is counted
+under ``other`` (see `safe_label`).
+
+The daemon uses the module-level helpers (bound to the default `Metrics` on `REGISTRY`); a test
+or a second instance in the same process can build its own ``Metrics(CollectorRegistry())``.
+"""
+
+from __future__ import annotations
+
+import re
+import ssl
+import time
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
+
+from gateway import __version__
+from gateway.errors import CryptoError, CryptoToolError, PasserelleError, all_error_classes
+
+OTHER = "other"
+
+# --- vocabularies --------------------------------------------------------------------------
+
+DIRECTIONS = ("to_trust", "to_legacy")
+"""legacy → trust space, and trust space → legacy."""
+
+EVENTS = ("received", "translated", "delivered", "deferred", "bounced", "quarantined")
+"""The spool's state changes a message goes through (Postfix-style, named exactly)."""
+
+ERROR_KINDS = tuple(sorted({cls.kind for cls in all_error_classes()}))
+"""The ``kind`` of every error class in `gateway.errors`."""
+
+OUTCOMES = (
+    "ok",  # the step succeeded
+    "duplicate",  # suppressed: same Message-ID and content digest already delivered
+    "expired",  # the retry lifetime ended (bounce after 5 days by default)
+    "delay_warning",  # a delay notice was sent to the sender
+    "operator",  # an operator acted (queue retry/hold/release/delete, quarantine release/drop)
+    "peer_permanent",  # the next hop answered 5xx
+    "shutdown",  # the daemon was stopping
+)
+REASONS = ERROR_KINDS + OUTCOMES
+"""``reason`` label of ``passerelle_messages_total``: an error kind or an outcome word."""
+
+STAGES = ("accept", "open", "repair", "documents", "sign", "seal", "deliver")
+"""Pipeline stages: accept (SMTP DATA → fsync), open (decrypt/verify), repair (text), documents
+(HPRIM ↔ CDA/XDM), sign (S/MIME, to_trust), seal (OpenPGP, to_legacy), deliver (next hop)."""
+
+SPOOL_STATES = ("received", "translated", "deferred", "held", "quarantined")
+"""States a message can sit in; messages in a final state (delivered, bounced) are not counted."""
+
+REPAIR_KINDS = (
+    "mojibake", "mac_pc", "misread", "mixed_encoding", "line_ends", "bom", "nfc", "dos_eof",
+)  # fmt: skip
+"""`gateway.text.model.Repair.kind` values."""
+
+TLS_REASONS = (
+    "certificate_unknown",  # chain does not lead to an anchor we hold
+    "certificate_expired",
+    "certificate_revoked",
+    "hostname_mismatch",
+    "certificate_rejected",  # verified, but refused by policy (not in the list, wrong usage)
+    "no_client_certificate",
+    "protocol",  # version / cipher negotiation failed
+    "timeout",
+    "refused",  # TCP connection refused or reset before the handshake ended
+    "starttls_unsupported",
+)
+CRYPTO_KINDS = (
+    *sorted({c.kind for c in all_error_classes() if issubclass(c, CryptoError | CryptoToolError)}),
+    "certificate_rejected",
+)
+"""`kind` of the crypto error classes (and the S/MIME policy refusal)."""
+
+EXPIRY_KINDS = ("certificate", "openpgp_key", "crl")
+"""What expires: an X.509 certificate, an OpenPGP key, a CRL (its nextUpdate)."""
+
+_LABEL = re.compile(r"[a-z0-9_.:-]{1,64}")
+_DNS_LABEL = r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?"
+_HOST = re.compile(rf"(?=.{{1,64}}\Z){_DNS_LABEL}(?:\.{_DNS_LABEL})+")
+_IPV4 = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
+
+STAGE_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+E2E_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600, 24 * 3600, 5 * 86400)
+
+
+def safe_label(value: object) -> str:
+    """``value`` if it matches ``[a-z0-9_.:-]{1,64}``, else ``other``."""
+    text = str(value)
+    return text if _LABEL.fullmatch(text) else OTHER
+
+
+def _closed(value: str, vocabulary: Iterable[str]) -> str:
+    return value if value in vocabulary else OTHER
+
+
+def peer_label(domain: str) -> str:
+    """A peer's domain (operators, not patients) lower-cased, or ``other`` if not a host name."""
+    text = domain.strip().rstrip(".").lower()
+    if _HOST.fullmatch(text) or _IPV4.fullmatch(text):
+        return safe_label(text)
+    return OTHER
+
+
+def tls_reason(exc: BaseException) -> str:
+    """Map an exception from a TLS connection attempt to a `TLS_REASONS` word."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        code = getattr(exc, "verify_code", 0)
+        # OpenSSL X509_V_ERR_*: 10 expired, 23 revoked, 62 hostname mismatch.
+        return {10: "certificate_expired", 23: "certificate_revoked",
+                62: "hostname_mismatch"}.get(code, "certificate_unknown")  # fmt: skip
+    if isinstance(exc, PasserelleError) and exc.kind == "certificate_rejected":
+        return "certificate_rejected"
+    if isinstance(exc, ssl.SSLError):
+        text = str(exc).lower()
+        if "certificate required" in text or "peer did not return a certificate" in text:
+            return "no_client_certificate"
+        return "protocol"
+    if isinstance(exc, TimeoutError):
+        return "timeout"
+    if isinstance(exc, ConnectionError):
+        return "refused"
+    return OTHER
+
+
+class Metrics:
+    """The metric families on one registry, and the helpers that feed them."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.messages = Counter(
+            "passerelle_messages_total",
+            "Messages by spool event (received, translated, delivered, deferred, bounced, "
+            "quarantined), direction (to_trust, to_legacy) and reason (error kind or outcome).",
+            ["event", "direction", "reason"], registry=r,
+        )  # fmt: skip
+        self.stage = Histogram(
+            "passerelle_stage_duration_seconds",
+            "Time spent in one pipeline stage "
+            "(accept, open, repair, documents, sign, seal, deliver).",
+            ["stage"], buckets=STAGE_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.end_to_end = Histogram(
+            "passerelle_message_duration_seconds",
+            "Time from acceptance (250 after fsync) to delivery by the next hop, by direction.",
+            ["direction"], buckets=E2E_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.spool_depth = Gauge(
+            "passerelle_spool_messages",
+            "Messages in the spool by state (received, translated, deferred, held, quarantined).",
+            ["state"], registry=r,
+        )  # fmt: skip
+        self.oldest = Gauge(
+            "passerelle_spool_oldest_message_age_seconds",
+            "Age of the oldest message not yet in a final state (0 when the spool is empty).",
+            registry=r,
+        )
+        self.retries = Counter(
+            "passerelle_retries_total",
+            "Delivery attempts after the first, by direction.",
+            ["direction"], registry=r,
+        )  # fmt: skip
+        self.repairs = Counter(
+            "passerelle_text_repairs_total",
+            "Repairs made to legacy text, by kind (mojibake, mac_pc, line_ends, ...).",
+            ["kind"], registry=r,
+        )  # fmt: skip
+        self.tls_failures = Counter(
+            "passerelle_tls_handshake_failures_total",
+            "TLS handshakes that failed, by peer domain (an operator) and reason.",
+            ["peer_domain", "reason"], registry=r,
+        )  # fmt: skip
+        self.crypto_failures = Counter(
+            "passerelle_crypto_failures_total",
+            "Legacy OpenPGP and S/MIME failures, by error kind.",
+            ["kind"], registry=r,
+        )  # fmt: skip
+        self.expiry = Gauge(
+            "passerelle_expiry_timestamp_seconds",
+            "When each certificate, key or CRL in use expires (Unix time), by kind and role "
+            "(server, client, signing, gateway, anchor:<sha1 prefix>, crl:<issuer>).",
+            ["kind", "name"], registry=r,
+        )  # fmt: skip
+        self.list_time = Gauge(
+            "passerelle_domain_list_timestamp_seconds",
+            "When the list of domains in force was issued (Unix time); age = time() - this.",
+            registry=r,
+        )
+        self.list_domains = Gauge(
+            "passerelle_domain_list_domains",
+            "Domains in the list of domains in force.",
+            registry=r,
+        )
+        self.crl_time = Gauge(
+            "passerelle_crl_timestamp_seconds",
+            "When each CRL in use was issued (thisUpdate, Unix time), by issuer label.",
+            ["issuer"], registry=r,
+        )  # fmt: skip
+        self.journal_entries = Gauge(
+            "passerelle_journal_entries", "Entries in the trace journal.", registry=r
+        )
+        self.journal_bytes = Gauge(
+            "passerelle_journal_size_bytes", "Size of the trace journal on disk.", registry=r
+        )
+        self.build = Gauge(
+            "passerelle_build_info", "Always 1; the version in a label.", ["version"], registry=r
+        )
+        self.build.labels(__version__).set(1)
+        self._spool_states_seen: set[str] = set()
+
+    # --- helpers the daemon calls -------------------------------------------------------------
+
+    def count_message(self, event: str, direction: str, reason: str = "ok") -> None:
+        """One message changed state; ``reason`` is an error ``kind`` or an outcome word."""
+        self.messages.labels(
+            _closed(event, EVENTS), _closed(direction, DIRECTIONS), _closed(reason, REASONS)
+        ).inc()
+
+    def observe_stage(self, stage: str, seconds: float) -> None:
+        self.stage.labels(_closed(stage, STAGES)).observe(max(0.0, seconds))
+
+    def observe_end_to_end(self, direction: str, seconds: float) -> None:
+        self.end_to_end.labels(_closed(direction, DIRECTIONS)).observe(max(0.0, seconds))
+
+    def set_spool_depth(self, counts_by_state: Mapping[str, int]) -> None:
+        """Set every state's count; states seen before and absent now drop to 0."""
+        counts: dict[str, int] = {}
+        for state, n in counts_by_state.items():
+            label = _closed(state, SPOOL_STATES)
+            counts[label] = counts.get(label, 0) + n
+        for state in self._spool_states_seen | set(SPOOL_STATES):
+            counts.setdefault(state, 0)
+        for state, n in counts.items():
+            self.spool_depth.labels(state).set(n)
+        self._spool_states_seen |= set(counts)
+
+    def set_oldest_age(self, seconds: float) -> None:
+        self.oldest.set(max(0.0, seconds))
+
+    def count_retry(self, direction: str) -> None:
+        self.retries.labels(_closed(direction, DIRECTIONS)).inc()
+
+    def count_repair(self, kind: str, n: int = 1) -> None:
+        self.repairs.labels(_closed(kind, REPAIR_KINDS)).inc(n)
+
+    def count_tls_failure(self, peer_domain: str, reason: str) -> None:
+        self.tls_failures.labels(peer_label(peer_domain), _closed(reason, TLS_REASONS)).inc()
+
+    def count_crypto_failure(self, kind: str) -> None:
+        self.crypto_failures.labels(_closed(kind, CRYPTO_KINDS)).inc()
+
+    def set_expiry_at(self, kind: str, name: str, not_after: datetime | float) -> None:
+        """``name`` is a role (``server``, ``anchor:3f2a9c01``), never a person's name."""
+        ts = not_after.timestamp() if isinstance(not_after, datetime) else float(not_after)
+        self.expiry.labels(_closed(kind, EXPIRY_KINDS), safe_label(name)).set(ts)
+
+    def set_expiry(self, kind: str, name: str, days: float) -> None:
+        """Like `set_expiry_at`, from a number of days left counted from now."""
+        self.set_expiry_at(kind, name, time.time() + days * 86400)
+
+    def set_list_timestamp(self, issued: datetime | float, domains: int | None = None) -> None:
+        ts = issued.timestamp() if isinstance(issued, datetime) else float(issued)
+        self.list_time.set(ts)
+        if domains is not None:
+            self.list_domains.set(domains)
+
+    def set_list_age(self, seconds: float) -> None:
+        """The list in force is ``seconds`` old now."""
+        self.list_time.set(time.time() - seconds)
+
+    def set_crl_timestamp(self, issuer_label: str, issued: datetime | float) -> None:
+        ts = issued.timestamp() if isinstance(issued, datetime) else float(issued)
+        self.crl_time.labels(safe_label(issuer_label)).set(ts)
+
+    def set_crl_age(self, issuer_label: str, seconds: float) -> None:
+        self.crl_time.labels(safe_label(issuer_label)).set(time.time() - seconds)
+
+    def set_journal_size(self, entries: int, size_bytes: int) -> None:
+        self.journal_entries.set(entries)
+        self.journal_bytes.set(size_bytes)
+
+    def family_names(self) -> set[str]:
+        """Names of the families on this registry, as exposed (counters with ``_total``)."""
+        names: set[str] = set()
+        for family in self.registry.collect():
+            names.add(family.name + ("_total" if family.type == "counter" else ""))
+        return names
+
+    def sample_names(self) -> set[str]:
+        """Every sample name a scrape can show (``_bucket``, ``_count``, ``_sum``, ``_created``)."""
+        names = self.family_names()
+        for family in self.registry.collect():
+            if family.type == "histogram":
+                names |= {family.name + s for s in ("_bucket", "_count", "_sum", "_created")}
+            elif family.type == "counter":
+                names.add(family.name + "_created")
+        return names
+
+
+REGISTRY = CollectorRegistry()
+ProcessCollector(registry=REGISTRY)
+PlatformCollector(registry=REGISTRY)
+METRICS = Metrics(REGISTRY)
+
+count_message = METRICS.count_message
+observe_stage = METRICS.observe_stage
+observe_end_to_end = METRICS.observe_end_to_end
+set_spool_depth = METRICS.set_spool_depth
+set_oldest_age = METRICS.set_oldest_age
+count_retry = METRICS.count_retry
+count_repair = METRICS.count_repair
+count_tls_failure = METRICS.count_tls_failure
+count_crypto_failure = METRICS.count_crypto_failure
+set_expiry = METRICS.set_expiry
+set_expiry_at = METRICS.set_expiry_at
+set_list_age = METRICS.set_list_age
+set_list_timestamp = METRICS.set_list_timestamp
+set_crl_age = METRICS.set_crl_age
+set_crl_timestamp = METRICS.set_crl_timestamp
+set_journal_size = METRICS.set_journal_size
