@@ -3,7 +3,8 @@
 Logs leave the box (journald, a collector, a support ticket), so they must never carry patient
 data.  Rather than trying to spot patient data, `redact` keeps only what is known to be safe:
 an allow-list of keys, each with the shape its value must have (a queue id, a hex digest, a
-number, a host name, a lower-case word, an SMTP code).  Any other key, and any value of the
+number, a lower-case host name, a word from the closed vocabulary `WORDS` (extend it with
+`allow_words`), an SMTP code).  Any other key, and any value of the
 wrong shape, becomes ``"[redacted]"``.  E-mail addresses are cut to their domain
 (``***@medical33.legacy.example``): the local part names a person.  Strings that look like a
 NIR or a date are refused even where a word would be allowed.  Exceptions are logged as their

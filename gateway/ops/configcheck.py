@@ -1,0 +1,327 @@
+"""`passerelle config check`: everything a configuration names is there, readable and coherent.
+
+Each check yields `Problem`s (``ERROR``: the daemon would refuse to start or fail at work;
+``WARNING``: it will run, but someone should look).  Messages name the key and the file and
+say what is wrong; they never quote file contents.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+from lxml import etree
+
+from gateway import config
+from gateway.errors import ConfigError, PasserelleError
+
+EXPIRY_WARNING = timedelta(days=30)
+LIST_MAX_AGE = timedelta(hours=48)
+SECTIONS = frozenset({
+    "gateway", "mappings", "legacy", "trust", "spool", "listen", "limits", "routes", "retry",
+    "ops", "logging",
+})  # fmt: skip
+LEVELS = ("debug", "info", "warning", "error", "critical")
+_FPR = re.compile(r"[0-9A-F]{40}")
+
+
+@dataclass(frozen=True)
+class Problem:
+    level: str  # "ERROR" or "WARNING"
+    key: str  # the configuration key, e.g. "trust.server_cert"
+    message: str  # what is wrong, naming the file: no contents
+
+    def __str__(self) -> str:
+        return f"{self.level} {self.key}: {self.message}"
+
+    def to_json(self) -> dict[str, str]:
+        return asdict(self)
+
+
+def _error(key: str, message: str) -> Problem:
+    return Problem("ERROR", key, message)
+
+
+def _warning(key: str, message: str) -> Problem:
+    return Problem("WARNING", key, message)
+
+
+def _read(key: str, path: Path) -> tuple[bytes | None, Problem | None]:
+    try:
+        return path.read_bytes(), None
+    except OSError as exc:
+        return None, _error(key, f"{path}: cannot read ({exc.strerror or exc})")
+
+
+def _day(when: datetime) -> str:
+    return when.strftime("%Y-%m-%d")
+
+
+def _certificates(
+    key: str, path: Path, now: datetime
+) -> tuple[list[x509.Certificate], list[Problem]]:
+    data, problem = _read(key, path)
+    if data is None:
+        return [], [problem] if problem else []
+    try:
+        certs = (x509.load_pem_x509_certificates(data) if b"-----BEGIN" in data
+                 else [x509.load_der_x509_certificate(data)])  # fmt: skip
+    except ValueError:
+        return [], [_error(key, f"{path}: not a PEM or DER X.509 certificate")]
+    problems = []
+    for cert in certs:
+        label = "certificate" if len(certs) == 1 else f"certificate serial {cert.serial_number:x}"
+        if cert.not_valid_after_utc < now:
+            ended = _day(cert.not_valid_after_utc)
+            problems.append(_error(key, f"{path}: {label} expired on {ended}"))
+        elif cert.not_valid_before_utc > now:
+            problems.append(
+                _error(key, f"{path}: {label} not valid before {_day(cert.not_valid_before_utc)}")
+            )
+        elif cert.not_valid_after_utc - now < EXPIRY_WARNING:
+            days = (cert.not_valid_after_utc - now).days
+            problems.append(_warning(
+                key, f"{path}: {label} expires on {_day(cert.not_valid_after_utc)} (in {days} days)"
+            ))  # fmt: skip
+    return certs, problems
+
+
+def _private_key(key: str, path: Path) -> tuple[PrivateKeyTypes | None, Problem | None]:
+    data, problem = _read(key, path)
+    if data is None:
+        return None, problem
+    try:
+        if b"-----BEGIN" in data:
+            return serialization.load_pem_private_key(data, password=None), None
+        return serialization.load_der_private_key(data, password=None), None
+    except TypeError:
+        return None, _error(key, f"{path}: private key is encrypted (a passphrase cannot be given)")
+    except (ValueError, Exception):  # cryptography raises several types for garbage
+        return None, _error(key, f"{path}: not a PEM or DER private key")
+
+
+def _pair(s: config.TrustSettings, role: str, now: datetime) -> Iterator[Problem]:
+    cert_path: Path | None = getattr(s, f"{role}_cert")
+    key_path: Path | None = getattr(s, f"{role}_key")
+    ck, kk = f"trust.{role}_cert", f"trust.{role}_key"
+    if cert_path is None and key_path is None:
+        return
+    if cert_path is None or key_path is None:
+        missing = ck if cert_path is None else kk
+        yield _error(missing, f"is not set but {kk if cert_path is None else ck} is")
+        return
+    certs, problems = _certificates(ck, cert_path, now)
+    yield from problems
+    private, problem = _private_key(kk, key_path)
+    if problem:
+        yield problem
+    if certs and private is not None:
+        spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        if certs[0].public_key().public_bytes(*spki) != private.public_key().public_bytes(*spki):
+            yield _error(kk, f"{key_path}: does not match the certificate in {cert_path}")
+
+
+def _local(el: etree._Element) -> str:
+    tag = el.tag
+    return etree.QName(tag).localname if isinstance(tag, str) else ""
+
+
+def _domain_list(path: Path, now: datetime) -> Iterator[Problem]:
+    from gateway.documents import safexml
+
+    key = "trust.domain_list"
+    data, problem = _read(key, path)
+    if data is None:
+        yield from [problem] if problem else []
+        return
+    try:
+        root = safexml.parse(data, what=str(path))
+    except PasserelleError as exc:
+        yield _error(key, str(exc))
+        return
+    domains = [el for el in root.iter() if _local(el) == "Domaine"]
+    if not domains:
+        yield _error(key, f"{path}: no Domaine entry")
+        return
+    for n, dom in enumerate(domains, 1):
+        if not any(_local(c) == "Nom" and (c.text or "").strip() for c in dom):
+            yield _error(key, f"{path}: Domaine #{n} has no Nom")
+    stamps = [(el.text or "").strip() for el in root.iter() if _local(el) == "DateDeGeneration"]
+    stamp = stamps[0] if stamps else ""
+    if not stamp:
+        yield _warning(key, f"{path}: no DateDeGeneration: the list's age is unknown")
+        return
+    try:
+        generated = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        yield _error(key, f"{path}: DateDeGeneration is not an ISO date")
+        return
+    if generated.tzinfo is None:
+        generated = generated.replace(tzinfo=UTC)
+    age = now - generated
+    if age > LIST_MAX_AGE:
+        yield _warning(
+            key, f"{path}: list generated {age.total_seconds() / 3600:.0f} h ago "
+                 f"(max {LIST_MAX_AGE.total_seconds() / 3600:.0f} h): refresh it"
+        )  # fmt: skip
+
+
+def _crl(path: Path, now: datetime) -> Iterator[Problem]:
+    key = "trust.crls"
+    data, problem = _read(key, path)
+    if data is None:
+        yield from [problem] if problem else []
+        return
+    try:
+        crl = (x509.load_pem_x509_crl(data) if b"-----BEGIN" in data
+               else x509.load_der_x509_crl(data))  # fmt: skip
+    except ValueError:
+        yield _error(key, f"{path}: not a PEM or DER CRL")
+        return
+    nxt = crl.next_update_utc
+    if nxt is not None and nxt < now:
+        yield _error(key, f"{path}: CRL out of date since {_day(nxt)} (nextUpdate passed)")
+
+
+def _legacy(s: config.LegacyCryptoSettings) -> Iterator[Problem]:
+    if s.adapter == "openpgp":
+        if s.gnupg_home is None:
+            yield _error("legacy.gnupg_home", "is not set (needed by the openpgp adapter)")
+        elif not s.gnupg_home.is_dir():
+            yield _error("legacy.gnupg_home", f"{s.gnupg_home}: not a directory")
+        elif not os.access(s.gnupg_home, os.R_OK | os.X_OK):
+            yield _error("legacy.gnupg_home", f"{s.gnupg_home}: not readable")
+        if s.gateway_fingerprint and not _FPR.fullmatch(s.gateway_fingerprint):
+            yield _error("legacy.gateway_fingerprint", "must be 40 hex digits")
+        elif not s.gateway_fingerprint:
+            yield _error("legacy.gateway_fingerprint", "is not set")
+        if shutil.which("gpg") is None:
+            yield _error("legacy.adapter", "openpgp adapter needs gpg on PATH; none found")
+    else:
+        for name in ("open_command", "seal_command"):
+            argv: tuple[str, ...] = getattr(s, name)
+            if not argv:
+                yield _error(f"legacy.{name}", "is not set (needed by the command adapter)")
+            elif shutil.which(argv[0]) is None:
+                yield _error(f"legacy.{name}", f"{argv[0]}: not found or not executable")
+    if s.key_dir is not None and not s.key_dir.is_dir():
+        yield _error("legacy.key_dir", f"{s.key_dir}: not a directory")
+
+
+def _mappings(s: config.Settings) -> Iterator[Problem]:
+    from gateway.documents.codes import load_tables
+    from gateway.translate.addresses import AddressBook
+
+    try:
+        book = AddressBook.load(s.addresses)
+    except ConfigError as exc:
+        yield _error("mappings.addresses", str(exc))
+    else:
+        for user in book.users():
+            if not _FPR.fullmatch(user.legacy_fingerprint):  # AddressBook checks too: belt
+                yield _error("mappings.addresses", f"{s.addresses}: a legacy_fingerprint is "
+                                                   "not 40 hex digits")  # fmt: skip
+        if len(book) == 0:
+            yield _warning("mappings.addresses", f"{s.addresses}: no user")
+    if not s.mappings_dir.is_dir():
+        yield _error("mappings.dir", f"{s.mappings_dir}: not a directory")
+        return
+    try:
+        load_tables(s.mappings_dir)
+    except ConfigError as exc:
+        yield _error("mappings.dir", str(exc))
+
+
+def _state(s: config.Settings) -> Iterator[Problem]:
+    key = "gateway.state_dir"
+    if s.state_dir.exists():
+        if not s.state_dir.is_dir():
+            yield _error(key, f"{s.state_dir}: not a directory")
+        elif not os.access(s.state_dir, os.W_OK | os.X_OK):
+            yield _error(key, f"{s.state_dir}: not writable")
+    elif not s.state_dir.parent.is_dir():
+        yield _error(key, f"{s.state_dir}: neither it nor its parent directory exists")
+    else:
+        yield _warning(key, f"{s.state_dir}: does not exist yet (it will be created)")
+    url = s.spool_url
+    if url and not url.startswith(("sqlite:///", "postgresql://", "postgres://")):
+        yield _error("spool.url", "must start with sqlite:/// or postgresql://")
+
+
+def _host_port(key: str, value: object) -> Iterator[Problem]:
+    from gateway.ops.http import parse_listen
+
+    try:
+        if not isinstance(value, str):
+            raise ValueError
+        parse_listen(value)
+    except ValueError:
+        yield _error(key, "must be \"host:port\"")
+
+
+def _daemon_keys(raw: dict[str, Any]) -> Iterator[Problem]:
+    """The daemon's tables (listen, limits, routes, retry, ops, logging): shapes only."""
+    for name in sorted(set(raw) - SECTIONS):
+        yield _warning(name, "unknown section (a typo?)")
+    listen = raw.get("listen", {})
+    for side in ("legacy", "trust"):
+        table = listen.get(side, {}) if isinstance(listen, dict) else {}
+        port = table.get("port") if isinstance(table, dict) else None
+        if port is not None and (not isinstance(port, int) or not 0 < port < 65536):
+            yield _error(f"listen.{side}.port", "must be a port number (1-65535)")
+    for key, value in (raw.get("limits") or {}).items():
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            yield _error(f"limits.{key}", "must be a positive integer")
+    for domain, target in (raw.get("routes") or {}).items():
+        yield from _host_port(f"routes.\"{domain}\"", target)
+    retry = raw.get("retry") or {}
+    for key, value in retry.items():
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            yield _error(f"retry.{key}", "must be a positive number")
+    if all(isinstance(retry.get(k), int | float) for k in ("initial", "max")) and (
+        retry["initial"] > retry["max"]
+    ):
+        yield _error("retry.initial", "is larger than retry.max")
+    ops = raw.get("ops") or {}
+    if "listen" in ops:
+        yield from _host_port("ops.listen", ops["listen"])
+    level = (raw.get("logging") or {}).get("level")
+    if level is not None and str(level).lower() not in LEVELS:
+        yield _error("logging.level", f"must be one of {', '.join(LEVELS)}")
+
+
+def check(path: Path, *, now: datetime | None = None) -> list[Problem]:
+    """Every problem with the configuration at ``path`` (empty: all good)."""
+    now = now or datetime.now(UTC)
+    try:
+        s = config.load(path)
+    except ConfigError as exc:
+        return [_error("config", str(exc))]
+    problems: list[Problem] = []
+    problems += _state(s)
+    problems += _legacy(s.legacy)
+    problems += _mappings(s)
+    for role in ("signing", "server", "client"):
+        problems += _pair(s.trust, role, now)
+    for key, paths in (("trust.chain", s.trust.chain), ("trust.anchors", s.trust.anchors)):
+        for p in paths:
+            problems += _certificates(key, p, now)[1]
+    if not s.trust.anchors:
+        problems.append(_warning("trust.anchors", "none set: no trust-space peer can be verified"))
+    for p in s.trust.crls:
+        problems += _crl(p, now)
+    if s.trust.domain_list is not None:
+        problems += _domain_list(s.trust.domain_list, now)
+    else:
+        problems.append(_warning("trust.domain_list", "not set: every trust domain is refused"))
+    problems += _daemon_keys(s.raw)
+    return problems

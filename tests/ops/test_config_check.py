@@ -1,0 +1,213 @@
+"""`passerelle config check` on a real temporary setup: certificates made here with cryptography."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from gateway.errors import EX_CONFIG
+from gateway.ops import cli as ops_cli
+from gateway.ops.configcheck import check
+
+ROOT = Path(__file__).resolve().parents[2]
+NOW = datetime.now(UTC)
+FPR = "0123456789ABCDEF0123456789ABCDEF01234567"
+ADDRESSES = (
+    "legacy_address,trust_address,display_name,rpps,legacy_fingerprint,charset,hprim_code\n"
+    f"dr.test@medical33.legacy.example,dr.test@legacy.mssante.example,Dr Test,10000000001,"
+    f"{FPR},cp1252,DRTEST\n"
+)
+DOMAIN_LIST = """<?xml version="1.0" encoding="UTF-8"?>
+<ListeBlanche xmlns="https://listeblanche.mssante.fr/schema">
+  <DateDeGeneration>{generated}</DateDeGeneration>
+  <Domaine><Nom>op.example</Nom><DNCertificatOperateur>CN=mx.op.example</DNCertificatOperateur>
+  </Domaine>
+</ListeBlanche>
+"""
+
+
+def make_cert(
+    cn: str, *, days: int = 365, start_days: int = -1, key: ec.EllipticCurvePrivateKey | None = None
+) -> tuple[bytes, bytes]:
+    key = key or ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(NOW + timedelta(days=start_days))
+        .not_valid_after(NOW + timedelta(days=days))
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    pem_key = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())  # fmt: skip
+    return cert.public_bytes(serialization.Encoding.PEM), pem_key
+
+
+def write_setup(tmp: Path, **overrides: str) -> Path:
+    """A complete, valid setup under ``tmp``; ``overrides`` replace whole TOML lines by key."""
+    (tmp / "state").mkdir()
+    (tmp / "gnupg").mkdir(mode=0o700)
+    maps = tmp / "mappings"
+    maps.mkdir()
+    for name in ("lab-codes.csv", "units.csv"):
+        shutil.copy(ROOT / "mappings" / name, maps / name)
+    (maps / "addresses.csv").write_text(ADDRESSES, encoding="utf-8")
+    pki = tmp / "pki"
+    pki.mkdir()
+    for role in ("signing", "server", "client", "anchor"):
+        cert, key = make_cert(f"{role}.legacy.mssante.example")
+        (pki / f"{role}.pem").write_bytes(cert)
+        (pki / f"{role}.key").write_bytes(key)
+    generated = (NOW - timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    (tmp / "liste.xml").write_text(DOMAIN_LIST.format(generated=generated), encoding="utf-8")
+    lines = {
+        "state_dir": 'state_dir = "state"',
+        "gnupg_home": 'gnupg_home = "gnupg"',
+        "gateway_fingerprint": f'gateway_fingerprint = "{FPR}"',
+        "signing_cert": 'signing_cert = "pki/signing.pem"',
+        "signing_key": 'signing_key = "pki/signing.key"',
+        "server_cert": 'server_cert = "pki/server.pem"',
+        "server_key": 'server_key = "pki/server.key"',
+        "client_cert": 'client_cert = "pki/client.pem"',
+        "client_key": 'client_key = "pki/client.key"',
+        "anchors": 'anchors = ["pki/anchor.pem"]',
+        "domain_list": 'domain_list = "liste.xml"',
+    }
+    lines.update(overrides)
+    text = "\n".join([
+        "[gateway]", lines["state_dir"],
+        "[legacy]", lines["gnupg_home"], lines["gateway_fingerprint"],
+        "[trust]", *(lines[k] for k in ("signing_cert", "signing_key", "server_cert", "server_key",
+                                        "client_cert", "client_key", "anchors", "domain_list")),
+        "[ops]", 'listen = "127.0.0.1:9325"', "[logging]", 'level = "info"', "",
+    ])  # fmt: skip
+    path = tmp / "passerelle.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    parser = argparse.ArgumentParser(prog="passerelle")
+    ops_cli.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(argv)
+    code = args.handler(args)
+    return code, capsys.readouterr().out
+
+
+def errors(path: Path) -> list[str]:
+    return [str(p) for p in check(path) if p.level == "ERROR"]
+
+
+needs_gpg = pytest.mark.skipif(shutil.which("gpg") is None, reason="gpg is not on PATH")
+
+
+@needs_gpg
+def test_a_valid_setup_is_clean(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_setup(tmp_path)
+    assert check(path) == []
+    code, out = run_cli(["config", "check", "--config", str(path)], capsys)
+    assert code == 0 and out == f"{path}: ok\n"
+
+
+def test_expired_certificate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_setup(tmp_path)
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert, pem_key = make_cert("server", days=-3, start_days=-400, key=key)
+    (tmp_path / "pki" / "server.pem").write_bytes(cert)
+    (tmp_path / "pki" / "server.key").write_bytes(pem_key)
+    day = (NOW - timedelta(days=3)).strftime("%Y-%m-%d")
+    code, out = run_cli(["config", "check", "--config", str(path)], capsys)
+    assert code == EX_CONFIG
+    assert f"ERROR trust.server_cert: {tmp_path / 'pki' / 'server.pem'}: certificate expired " \
+        f"on {day}" in out.splitlines()
+
+
+def test_key_that_does_not_match_its_certificate(tmp_path: Path) -> None:
+    path = write_setup(tmp_path, client_key='client_key = "pki/server.key"')
+    assert errors(path) == [
+        f"ERROR trust.client_key: {tmp_path / 'pki' / 'server.key'}: does not match the "
+        f"certificate in {tmp_path / 'pki' / 'client.pem'}"
+    ]
+
+
+def test_soon_expiring_certificate_is_a_warning(tmp_path: Path) -> None:
+    path = write_setup(tmp_path)
+    cert, _ = make_cert("anchor", days=10)
+    (tmp_path / "pki" / "anchor.pem").write_bytes(cert)
+    problems = check(path)
+    assert [p.level for p in problems if p.key == "trust.anchors"] == ["WARNING"]
+    assert "in 9 days" in str(problems[-1]) or "in 10 days" in str(problems[-1])
+
+
+def test_unreadable_and_garbage_files(tmp_path: Path) -> None:
+    path = write_setup(tmp_path, signing_cert='signing_cert = "pki/missing.pem"',
+                       anchors='anchors = ["pki/anchor.key"]')  # fmt: skip
+    (tmp_path / "pki" / "server.key").write_text("not a key")
+    found = errors(path)
+    assert any(e.startswith("ERROR trust.signing_cert:") and "cannot read" in e for e in found)
+    assert any(e.startswith("ERROR trust.server_key:") and "not a PEM or DER private key" in e
+               for e in found)  # fmt: skip
+    assert any(e.startswith("ERROR trust.anchors:") and "not a PEM or DER X.509" in e
+               for e in found)  # fmt: skip
+
+
+def test_domain_list_problems(tmp_path: Path) -> None:
+    path = write_setup(tmp_path)
+    listing = tmp_path / "liste.xml"
+    listing.write_text("<ListeBlanche><Domaine></Domaine>", encoding="utf-8")
+    assert any("not well-formed XML" in e for e in errors(path))
+    listing.write_text('<!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]><x>&e;</x>')
+    assert any("DOCTYPE or ENTITY" in e for e in errors(path))
+    listing.write_text("<ListeBlanche/>", encoding="utf-8")
+    assert any("no Domaine entry" in e for e in errors(path))
+    old = (NOW - timedelta(hours=60)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    listing.write_text(DOMAIN_LIST.format(generated=old), encoding="utf-8")
+    stale = [str(p) for p in check(path) if p.key == "trust.domain_list"]
+    assert stale == [f"WARNING trust.domain_list: {listing}: list generated 60 h ago "
+                     "(max 48 h): refresh it"]  # fmt: skip
+
+
+def test_mappings_and_legacy_problems(tmp_path: Path) -> None:
+    path = write_setup(tmp_path, gnupg_home='gnupg_home = "nowhere"',
+                       gateway_fingerprint='gateway_fingerprint = "ABC"')  # fmt: skip
+    (tmp_path / "mappings" / "addresses.csv").write_text(
+        ADDRESSES.replace(FPR, "XYZ"), encoding="utf-8"
+    )
+    found = errors(path)
+    assert f"ERROR legacy.gnupg_home: {tmp_path / 'nowhere'}: not a directory" in found
+    assert "ERROR legacy.gateway_fingerprint: must be 40 hex digits" in found
+    assert any(e.startswith("ERROR mappings.addresses:") and "legacy_fingerprint" in e
+               for e in found)  # fmt: skip
+
+
+def test_daemon_keys_are_shape_checked(tmp_path: Path) -> None:
+    path = write_setup(tmp_path)
+    with path.open("a", encoding="utf-8") as f:
+        f.write('[limits]\nmax_message_size = -1\n[routes]\n"op.example" = "mx.op.example"\n'
+                '[retry]\ninitial = 7200\nmax = 3600\n[listen.legacy]\nport = 70000\n'
+                '[lisen]\nx = 1\n')  # fmt: skip
+    text = path.read_text().replace('level = "info"', 'level = "loud"')
+    path.write_text(text.replace('listen = "127.0.0.1:9325"', 'listen = "9325"'))
+    keys = {p.key for p in check(path)}
+    assert {"limits.max_message_size", 'routes."op.example"', "retry.initial",
+            "listen.legacy.port", "lisen", "ops.listen", "logging.level"} <= keys  # fmt: skip
+
+
+def test_unreadable_config_and_json_output(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out = run_cli(["config", "check", "--config", str(tmp_path / "no.toml"), "--json"],
+                        capsys)  # fmt: skip
+    doc = json.loads(out)
+    assert code == EX_CONFIG and doc["ok"] is False
+    assert doc["problems"][0]["key"] == "config"
+    assert "cannot read" in doc["problems"][0]["message"]
