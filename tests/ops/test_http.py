@@ -193,3 +193,20 @@ def test_parse_listen_refuses(value: str) -> None:
 def test_default_bind_is_loopback() -> None:
     assert ops_http.DEFAULT_HOST == "127.0.0.1"
     assert OpsServer(CollectorRegistry()).host == "127.0.0.1"
+
+
+def test_scrape_helper_sees_which_families_moved() -> None:
+    from tests.ops.scrape import scrape, still_families
+
+    mx = Metrics(CollectorRegistry())
+
+    async def body(s: OpsServer) -> set[str]:
+        before = await asyncio.to_thread(scrape, s.url)
+        mx.count_message("received", "to_trust")
+        mx.observe_stage("accept", 0.01)
+        after = await asyncio.to_thread(scrape, s.url)
+        return still_families(before, after, ["passerelle_messages_total",
+                                              "passerelle_stage_duration_seconds",
+                                              "passerelle_retries_total"])  # fmt: skip
+
+    assert run(OpsServer(mx.registry, port=0), body) == {"passerelle_retries_total"}
