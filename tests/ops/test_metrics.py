@@ -1,4 +1,4 @@
-"""The metric families: names follow the Prometheus conventions, labels stay in their vocabularies."""
+"""Metric families: Prometheus naming conventions, labels kept in their vocabularies."""
 
 from __future__ import annotations
 
