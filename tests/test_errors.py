@@ -42,3 +42,15 @@ def test_transient_internal_failures_are_4xx() -> None:
     for cls in (errors.SpoolUnavailable, errors.SpoolFull, errors.CryptoToolError,
                 errors.ConfigError, errors.PeerTemporaryError):
         assert cls("x").smtp_reply().startswith("4")
+
+
+def test_security_doc_lists_every_error() -> None:
+    from tests.conftest import ROOT
+
+    doc = (ROOT / "docs" / "security.md").read_text("utf-8")
+    for cls in all_error_classes():
+        row = next((line for line in doc.splitlines() if line.startswith(f"| `{cls.kind}` |")),
+                   None)
+        assert row is not None, f"docs/security.md misses {cls.kind}"
+        if cls is not errors.UsageError:
+            assert f"{cls.smtp_code} {cls.enhanced}" in row and cls.fate.value in row
