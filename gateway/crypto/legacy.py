@@ -1,0 +1,191 @@
+"""The legacy crypto adapter: ``open`` a received legacy message, ``seal`` one for a user.
+
+The message shapes are the legacy network's (see the legacy-network spec):
+
+* an inline ASCII-armoured body (``-----BEGIN PGP MESSAGE-----`` in a text part),
+* PGP/MIME (RFC 3156: ``multipart/encrypted; protocol="application/pgp-encrypted"``),
+* encrypted attachments named ``name.ext.pgp`` / ``name.ext.apz`` (``.gpg``/``.asc`` too).
+
+Every part must be encrypted *and* signed by the key bound to the envelope sender; anything
+else is a typed failure (:mod:`gateway.errors`), never plaintext passed on.  The shapes are
+handled here once; an implementation (:class:`PartCipher`) only decrypts, verifies and
+encrypts single parts — one tool call per part.  ``seal`` writes what legacy clients write:
+the body inline-armoured in a ``text/plain`` part, each attachment as ``name.ext.pgp``.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+from dataclasses import dataclass, field
+from email.message import EmailMessage, Message
+from typing import Any, Protocol
+
+from gateway.errors import MessageFormatError, NotEncrypted, WrongSigner
+from gateway.translate import mime
+
+ARMOR_BEGIN = b"-----BEGIN PGP MESSAGE-----"
+ENCRYPTED_SUFFIXES = (".pgp", ".apz", ".gpg", ".asc")
+
+
+@dataclass(frozen=True)
+class PartResult:
+    """One decrypted part: its plaintext and who signed it (primary key fingerprint)."""
+
+    plaintext: bytes
+    signer: str
+    signer_uid: str = ""
+
+
+class PartCipher(Protocol):
+    """What an implementation provides: single-part operations, failures typed."""
+
+    def decrypt_verify(self, data: bytes) -> PartResult: ...
+
+    def encrypt_sign(self, data: bytes, *, recipient: str) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class Verification:
+    signer: str
+    signer_uid: str
+    parts: tuple[str, ...] = field(default=())  # what each part was, e.g. "body:inline"
+
+    def summary(self) -> dict[str, Any]:
+        return {"signer": self.signer, "parts": list(self.parts), "result": "good"}
+
+
+@dataclass(frozen=True)
+class OpenedMessage:
+    message: bytes  # the MIME message with every encrypted part replaced by its plaintext
+    verification: Verification
+
+
+class LegacyCrypto:
+    """`open`/`seal` over any :class:`PartCipher` (OpenPGP through gpg, or a licensed tool)."""
+
+    def __init__(self, cipher: PartCipher) -> None:
+        self.cipher = cipher
+
+    def open(self, raw: bytes, *, expected_signer: str) -> OpenedMessage:
+        msg = mime.parse(raw)
+        results: list[tuple[str, PartResult]] = []
+        out = self._rebuild(msg, results, top=True)
+        if not results:
+            raise NotEncrypted("message holds no encrypted part")
+        expected = expected_signer.replace(" ", "").upper()
+        for what, result in results:
+            if result.signer.upper() != expected:
+                raise WrongSigner(f"{what} signed by {result.signer[-16:]}, expected the "
+                                  f"sender's key {expected[-16:]}")
+        first = results[0][1]
+        return OpenedMessage(mime.to_bytes(out), Verification(
+            signer=first.signer, signer_uid=first.signer_uid,
+            parts=tuple(what for what, _ in results)))
+
+    def _rebuild(self, part: Message, results: list[tuple[str, PartResult]], *,
+                 top: bool, inside: bool = False) -> EmailMessage:
+        """Rebuild ``part`` with its encrypted pieces opened; ``inside`` = already within a
+        decrypted (and signature-checked) PGP/MIME entity, whose leaves are plaintext."""
+        ctype = part.get_content_type()
+        if ctype == "multipart/encrypted":
+            payload = part.get_payload()
+            if not isinstance(payload, list) or len(payload) != 2 or not isinstance(
+                    payload[1], Message):
+                raise MessageFormatError("PGP/MIME message without its two parts")
+            data = payload[1].get_payload(decode=True)
+            if not isinstance(data, bytes):
+                raise MessageFormatError("PGP/MIME encrypted part is empty")
+            result = self.cipher.decrypt_verify(data)
+            results.append(("body:pgp-mime", result))
+            inner = mime.parse(result.plaintext)
+            rebuilt = self._rebuild(inner, results, top=False, inside=True)
+            return _with_headers(part, rebuilt) if top else rebuilt
+        if part.is_multipart():
+            new = EmailMessage()
+            if top:
+                _copy_headers(part, new)
+                new["MIME-Version"] = "1.0"
+            new["Content-Type"] = part.get("Content-Type", "multipart/mixed")
+            payload = part.get_payload()
+            assert isinstance(payload, list)
+            new.set_payload([self._rebuild(p, results, top=False, inside=inside)
+                             for p in payload if isinstance(p, Message)])
+            return new
+        if inside:
+            leaf = EmailMessage()
+            for name, value in part.items():
+                leaf[name] = value
+            leaf.set_payload(part.get_payload())
+            return leaf
+        return self._leaf(part, results, top=top)
+
+    def _leaf(self, part: Message, results: list[tuple[str, PartResult]], *,
+              top: bool) -> EmailMessage:
+        data = part.get_payload(decode=True)
+        data = data if isinstance(data, bytes) else b""
+        filename = part.get_filename()
+        new = EmailMessage()
+        if top:
+            _copy_headers(part, new, skip_content=True)
+        if filename and filename.lower().endswith(ENCRYPTED_SUFFIXES):
+            result = self.cipher.decrypt_verify(data)
+            name = filename[: filename.rfind(".")]
+            results.append((f"attachment:{len(results) + 1}", result))
+            guessed = mimetypes.guess_type(name)[0] or "application/octet-stream"
+            maintype, _, subtype = guessed.partition("/")
+            new.set_content(result.plaintext, maintype=maintype, subtype=subtype,
+                            disposition="attachment", filename=name, cte="base64")
+            return new
+        if ARMOR_BEGIN in data[:4096] or ARMOR_BEGIN in data:
+            result = self.cipher.decrypt_verify(data)
+            results.append(("body:inline", result))
+            # Bytes as the author's software wrote them: the text stage finds the charset.
+            new.set_content(result.plaintext, maintype="text", subtype="plain", cte="base64")
+            return new
+        if data.strip():
+            what = f"attachment {filename!r}" if filename else "a text part"
+            raise NotEncrypted(f"{what} is not encrypted")
+        new.set_content(b"", maintype="text", subtype="plain")
+        return new
+
+    def seal(self, message: bytes, *, recipient: str) -> bytes:
+        msg = mime.parse(message)
+        out = EmailMessage()
+        _copy_headers(msg, out, skip_content=True)
+        out.make_mixed()
+        for leaf in mime.leaves(msg):
+            armored = self.cipher.encrypt_sign(leaf.data, recipient=recipient)
+            part = EmailMessage()
+            if leaf.is_attachment:
+                part.set_content(armored, maintype="application", subtype="octet-stream",
+                                 disposition="attachment",
+                                 filename=f"{leaf.filename or 'piece-jointe'}.pgp", cte="7bit")
+            else:
+                part.set_content(armored.decode("ascii"), subtype="plain", charset="us-ascii",
+                                 cte="7bit")
+            out.attach(part)
+        return mime.to_bytes(out)
+
+
+_CONTENT_HEADERS = ("content-type", "content-transfer-encoding", "content-disposition",
+                    "mime-version")
+
+
+def _copy_headers(src: Message, dst: EmailMessage, *, skip_content: bool = True) -> None:
+    for name, value in src.items():
+        if skip_content and name.lower() in _CONTENT_HEADERS:
+            continue
+        dst[name] = value
+
+
+def _with_headers(outer: Message, inner: EmailMessage) -> EmailMessage:
+    new = EmailMessage()
+    _copy_headers(outer, new)
+    for name, value in inner.items():
+        if name.lower() in _CONTENT_HEADERS:
+            new[name] = value
+    if inner.is_multipart():
+        new.set_payload(inner.get_payload())
+    else:
+        new.set_payload(inner.get_payload(), inner.get_content_charset())
+    return new

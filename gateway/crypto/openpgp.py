@@ -1,0 +1,111 @@
+"""OpenPGP part cipher on python-gnupg and the real ``gpg``, in its own GnuPG home.
+
+One gpg process per part: decryption and signature verification happen in the same call
+(``gpg --decrypt`` of a signed-and-encrypted message), sealing is one ``--sign --encrypt``.
+Verdicts are read from gpg's machine-readable status lines, never from its prose:
+
+| status seen | failure |
+|---|---|
+| ``NO_SECKEY`` / ``DECRYPTION_FAILED`` / no plaintext | :class:`CannotDecrypt` |
+| no signature status at all | :class:`Unsigned` |
+| ``ERRSIG`` with ``NO_PUBKEY`` | :class:`UnknownKey` |
+| ``BADSIG`` | :class:`BadSignature` |
+| ``EXPKEYSIG`` / ``KEYEXPIRED`` | :class:`KeyExpired` |
+| ``REVKEYSIG`` / ``KEYREVOKED`` | :class:`KeyRevoked` |
+| gpg missing, crashed or timed out | :class:`CryptoToolError` (transient) |
+
+The trust model is ``always``: the address book, not a web of trust, says which key belongs
+to whom, and ``LegacyCrypto.open`` checks the signer against it.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import gnupg
+
+from gateway.crypto.legacy import PartResult
+from gateway.errors import (
+    BadSignature,
+    CannotDecrypt,
+    CryptoToolError,
+    KeyExpired,
+    KeyRevoked,
+    NoRecipientKey,
+    UnknownKey,
+    Unsigned,
+)
+
+
+def _status(stderr: str) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for line in stderr.splitlines():
+        if line.startswith("[GNUPG:] "):
+            keyword, _, rest = line[9:].partition(" ")
+            out.setdefault(keyword, []).append(rest)
+    return out
+
+
+class OpenPgpCipher:
+    """Part-level OpenPGP for :class:`gateway.crypto.legacy.LegacyCrypto`."""
+
+    def __init__(self, home: Path, *, gateway_fingerprint: str, timeout: float = 30.0) -> None:
+        if not home.is_dir():
+            raise CryptoToolError(f"GnuPG home {home} does not exist")
+        self.home = home
+        self.gateway = gateway_fingerprint.replace(" ", "").upper()
+        self.timeout = timeout
+        try:
+            self.gpg = gnupg.GPG(gnupghome=str(home), options=["--trust-model", "always",
+                                                             "--no-auto-key-retrieve"])
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise CryptoToolError(f"gpg unavailable ({type(exc).__name__})") from None
+        self.gpg.encoding = "latin-1"
+
+    def decrypt_verify(self, data: bytes) -> PartResult:
+        try:
+            result = self.gpg.decrypt(data, always_trust=True, extra_args=["--no-tty"])
+        except (OSError, ValueError, subprocess.SubprocessError) as exc:
+            raise CryptoToolError(f"gpg failed ({type(exc).__name__})") from None
+        st = _status(result.stderr or "")
+        if "NO_SECKEY" in st or "DECRYPTION_FAILED" in st or "BEGIN_DECRYPTION" not in st:
+            if "NODATA" in st or "NO_DATA" in st:
+                raise CannotDecrypt("part is not a readable OpenPGP message")
+            raise CannotDecrypt("part cannot be decrypted with the gateway's key")
+        if "REVKEYSIG" in st:
+            raise KeyRevoked(f"signed by revoked key {st['REVKEYSIG'][0].split()[0][-16:]}")
+        if "EXPKEYSIG" in st:
+            raise KeyExpired(f"signed by expired key {st['EXPKEYSIG'][0].split()[0][-16:]}")
+        if "BADSIG" in st:
+            raise BadSignature(f"bad signature by {st['BADSIG'][0].split()[0][-16:]}")
+        if "ERRSIG" in st:
+            fields = st["ERRSIG"][0].split()
+            if "NO_PUBKEY" in st or (len(fields) > 5 and fields[5] == "9"):
+                raise UnknownKey(f"signed by unknown key {fields[0][-16:]}")
+            raise BadSignature("signature cannot be checked")
+        if "VALIDSIG" not in st:
+            raise Unsigned("part is encrypted but not signed")
+        if "DECRYPTION_OKAY" not in st:
+            raise CannotDecrypt("decryption did not complete (integrity check failed)")
+        fields = st["VALIDSIG"][0].split()
+        primary = fields[9] if len(fields) > 9 else fields[0]
+        uid = st.get("GOODSIG", [""])[0].partition(" ")[2]
+        if "KEYREVOKED" in st:
+            raise KeyRevoked(f"signer key {primary[-16:]} is revoked")
+        return PartResult(plaintext=result.data, signer=primary.upper(), signer_uid=uid)
+
+    def encrypt_sign(self, data: bytes, *, recipient: str) -> bytes:
+        try:
+            result = self.gpg.encrypt(data, [recipient], sign=self.gateway, always_trust=True,
+                                      armor=True, extra_args=["--no-tty"])
+        except (OSError, ValueError, subprocess.SubprocessError) as exc:
+            raise CryptoToolError(f"gpg failed ({type(exc).__name__})") from None
+        st = _status(result.stderr or "")
+        if not result.ok or not result.data:
+            if "INV_RECP" in st or "KEYEXPIRED" in st or "KEYREVOKED" in st:
+                raise NoRecipientKey(f"no usable key for recipient {recipient[-16:]}")
+            if "INV_SGNR" in st:
+                raise CryptoToolError("gateway signing key unusable")
+            raise NoRecipientKey(f"cannot encrypt to {recipient[-16:]}")
+        return bytes(result.data)

@@ -1,0 +1,166 @@
+"""Trust anchors, chain validation (expiry, key usage, CRL) and the TLS contexts of both sides.
+
+TLS policy (trust-space spec): TLS 1.2 minimum, 1.3 allowed; for TLS 1.2 exactly the four
+MSSanté suites by default (configurable); the trust listener requires and verifies a client
+certificate against the anchors and the CRLs; the sender presents the gateway's client
+certificate and verifies the server against the anchors.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from gateway.crypto.x509util import dn_string, load_certificates
+from gateway.errors import CertificateRejected, ConfigError
+
+MSSANTE_TLS12_SUITES = (
+    "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-RSA-AES128-GCM-SHA256:"
+    "ECDHE-RSA-AES256-SHA384:ECDHE-RSA-AES128-SHA256"
+)
+_PURPOSES = {
+    "server": ExtendedKeyUsageOID.SERVER_AUTH,
+    "client": ExtendedKeyUsageOID.CLIENT_AUTH,
+    "signing": ExtendedKeyUsageOID.EMAIL_PROTECTION,
+}
+
+
+@dataclass(frozen=True)
+class TrustAnchors:
+    certificates: tuple[x509.Certificate, ...]
+    crls: tuple[x509.CertificateRevocationList, ...] = ()
+    paths: tuple[Path, ...] = ()
+    crl_paths: tuple[Path, ...] = ()
+
+    @classmethod
+    def load(cls, paths: Iterable[Path], crls: Iterable[Path] = ()) -> TrustAnchors:
+        paths = tuple(paths)
+        crl_paths = tuple(crls)
+        certs = [c for p in paths for c in load_certificates(p)]
+        if not certs:
+            raise ConfigError("no trust anchor configured")
+        loaded = []
+        for p in crl_paths:
+            try:
+                data = p.read_bytes()
+                loaded.append(x509.load_pem_x509_crl(data) if b"-----BEGIN" in data
+                              else x509.load_der_x509_crl(data))
+            except (OSError, ValueError) as exc:
+                raise ConfigError(f"{p}: not a readable CRL ({type(exc).__name__})") from None
+        return cls(tuple(certs), tuple(loaded), paths, crl_paths)
+
+
+def validate_chain(cert: x509.Certificate, *, anchors: TrustAnchors,
+                   intermediates: Sequence[x509.Certificate] = (), at: datetime | None = None,
+                   purpose: str = "signing") -> list[x509.Certificate]:
+    """Validate ``cert`` up to an anchor; returns the chain or raises CertificateRejected."""
+    at = at or datetime.now(UTC)
+    chain = [cert]
+    current = cert
+    pool = list(intermediates) + list(anchors.certificates)
+    for _ in range(8):
+        _check_validity(current, at)
+        if current is cert:
+            _check_usage(current, purpose)
+        _check_revocation(current, anchors, at)
+        if any(current == a for a in anchors.certificates):
+            return chain
+        issuer = next((c for c in pool if c.subject == current.issuer and c != current), None)
+        if issuer is None:
+            raise CertificateRejected(
+                f"certificate of {dn_string(cert.subject)!r} does not chain to a trust anchor")
+        try:
+            current.verify_directly_issued_by(issuer)
+        except (ValueError, TypeError, Exception) as exc:
+            raise CertificateRejected(f"certificate signature invalid ({type(exc).__name__})")\
+                from None
+        chain.append(issuer)
+        current = issuer
+    raise CertificateRejected("certificate chain too long")
+
+
+def _check_validity(cert: x509.Certificate, at: datetime) -> None:
+    if at < cert.not_valid_before_utc:
+        raise CertificateRejected(f"certificate {dn_string(cert.subject)!r} not yet valid")
+    if at > cert.not_valid_after_utc:
+        raise CertificateRejected(
+            f"certificate {dn_string(cert.subject)!r} expired on "
+            f"{cert.not_valid_after_utc:%Y-%m-%d}")
+
+
+def _check_usage(cert: x509.Certificate, purpose: str) -> None:
+    try:
+        ku = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+        if not ku.digital_signature:
+            raise CertificateRejected("certificate key usage does not allow signatures")
+    except x509.ExtensionNotFound:
+        pass
+    try:
+        eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return
+    if _PURPOSES[purpose] not in eku and ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE not in eku:
+        raise CertificateRejected(f"certificate not issued for {purpose} use")
+
+
+def _check_revocation(cert: x509.Certificate, anchors: TrustAnchors, at: datetime) -> None:
+    for crl in anchors.crls:
+        if crl.issuer != cert.issuer:
+            continue
+        if crl.next_update_utc is not None and at > crl.next_update_utc:
+            raise CertificateRejected("CRL of the issuer is out of date")
+        if crl.get_revoked_certificate_by_serial_number(cert.serial_number) is not None:
+            raise CertificateRejected(f"certificate {dn_string(cert.subject)!r} is revoked")
+
+
+def _base_context(purpose: ssl.Purpose, protocol: int, ciphers: str) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(protocol)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        ctx.set_ciphers(ciphers)
+    except ssl.SSLError:
+        raise ConfigError(f"no usable TLS 1.2 cipher suite in {ciphers!r}") from None
+    ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE
+    return ctx
+
+
+def server_tls_context(cert: Path, key: Path, *, anchors: TrustAnchors | None,
+                       require_client_cert: bool = True,
+                       ciphers: str = MSSANTE_TLS12_SUITES) -> ssl.SSLContext:
+    """The listener's context: our certificate; client certificates verified (and CRLs)."""
+    ctx = _base_context(ssl.Purpose.CLIENT_AUTH, ssl.PROTOCOL_TLS_SERVER, ciphers)
+    try:
+        ctx.load_cert_chain(str(cert), str(key))
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"{cert}: cannot load certificate and key ({exc})") from None
+    if anchors is not None:
+        for p in anchors.paths:
+            ctx.load_verify_locations(cafile=str(p))
+        for p in anchors.crl_paths:
+            ctx.load_verify_locations(cafile=str(p))
+        if anchors.crl_paths:
+            ctx.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
+    ctx.verify_mode = ssl.CERT_REQUIRED if require_client_cert else ssl.CERT_NONE
+    return ctx
+
+
+def client_tls_context(cert: Path | None, key: Path | None, *, anchors: TrustAnchors,
+                       ciphers: str = MSSANTE_TLS12_SUITES) -> ssl.SSLContext:
+    """The sender's context: our client certificate; the server verified against anchors."""
+    ctx = _base_context(ssl.Purpose.SERVER_AUTH, ssl.PROTOCOL_TLS_CLIENT, ciphers)
+    for p in anchors.paths:
+        ctx.load_verify_locations(cafile=str(p))
+    ctx.check_hostname = True
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    if cert is not None and key is not None:
+        try:
+            ctx.load_cert_chain(str(cert), str(key))
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"{cert}: cannot load certificate and key ({exc})") from None
+    return ctx

@@ -1,0 +1,180 @@
+"""The legacy crypto adapter with the real gpg: good messages open, every failure is typed."""
+
+from __future__ import annotations
+
+import subprocess
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+
+from gateway import errors
+from gateway.crypto.legacy import LegacyCrypto
+from gateway.crypto.openpgp import OpenPgpCipher
+from gateway.crypto.world import World
+from gateway.translate import mime
+from tests.conftest import gateway_crypto, legacy_client
+
+DUPONT = "jean.DUPONT@medical33.legacy.example"
+
+
+def letter(body: bytes = "Hémoglobine à 11,8 g/dL".encode("mac_roman"),
+           attachment: bytes | None = b"%PDF-1.4 scan") -> EmailMessage:
+    m = EmailMessage()
+    m["From"] = DUPONT
+    m["To"] = "dr.x@hopital-a.mssante.example"
+    m["Subject"] = "Patient"
+    m.set_content(body, maintype="text", subtype="plain")
+    if attachment is not None:
+        m.add_attachment(attachment, maintype="application", subtype="pdf", filename="scan.pdf")
+    return m
+
+
+def test_good_message_opens_with_every_part(world: World) -> None:
+    sealed = legacy_client(world, "dupont").seal(letter().as_bytes(),
+                                                 recipient=world.fingerprints["gateway"])
+    assert b"-----BEGIN PGP MESSAGE-----" in sealed and b"scan.pdf.pgp" in sealed
+    assert "Hémoglobine".encode("mac_roman") not in sealed
+    opened = gateway_crypto(world).open(sealed, expected_signer=world.fingerprints["dupont"])
+    assert opened.verification.signer == world.fingerprints["dupont"]
+    assert opened.verification.parts == ("body:inline", "attachment:2")
+    parts = mime.leaves(mime.parse(opened.message))
+    assert parts[0].data == "Hémoglobine à 11,8 g/dL".encode("mac_roman")
+    assert (parts[1].filename, parts[1].content_type, parts[1].data) == (
+        "scan.pdf", "application/pdf", b"%PDF-1.4 scan")
+
+
+def test_pgp_mime_opens(world: World, tmp_path: Path) -> None:
+    inner = letter(attachment=None)
+    del inner["From"], inner["To"], inner["Subject"]
+    armored = subprocess.run(
+        ["gpg", "--homedir", world.gnupg_users["dupont"], "--batch", "--trust-model", "always",
+         "--armor", "--sign", "--encrypt", "-r", world.fingerprints["gateway"]],
+        input=inner.as_bytes(), capture_output=True, check=True).stdout
+    outer = EmailMessage()
+    outer["From"] = DUPONT
+    outer["Subject"] = "PGP/MIME"
+    outer.set_type("multipart/encrypted")
+    outer.set_param("protocol", "application/pgp-encrypted")
+    control = EmailMessage()
+    control.set_content(b"Version: 1\n", maintype="application", subtype="pgp-encrypted")
+    data = EmailMessage()
+    data.set_content(armored, maintype="application", subtype="octet-stream",
+                     filename="encrypted.asc")
+    outer.set_payload([control, data])
+    opened = gateway_crypto(world).open(outer.as_bytes(),
+                                        expected_signer=world.fingerprints["dupont"])
+    assert opened.verification.parts == ("body:pgp-mime",)
+    assert "Hémoglobine".encode("mac_roman") in mime.leaves(mime.parse(opened.message))[0].data
+
+
+def _gpg_out(world: World, user: str, *args: str, data: bytes = b"secret") -> bytes:
+    return subprocess.run(
+        ["gpg", "--homedir", world.gnupg_users[user], "--batch", "--trust-model", "always",
+         "--armor", *args], input=data, capture_output=True, check=True).stdout
+
+
+def _inline(armored: bytes) -> bytes:
+    m = EmailMessage()
+    m["From"] = DUPONT
+    m.set_content(armored, maintype="text", subtype="plain")
+    return m.as_bytes()
+
+
+@pytest.mark.parametrize(("case", "error"), [
+    ("unsigned", errors.Unsigned),
+    ("wrong_signer", errors.WrongSigner),
+    ("cannot_decrypt", errors.CannotDecrypt),
+    ("unknown_key", errors.UnknownKey),
+    ("bad_signature", errors.BadSignature),
+    ("expired", errors.KeyExpired),
+    ("revoked", errors.KeyRevoked),
+    ("not_encrypted", errors.NotEncrypted),
+    ("corrupt", errors.CannotDecrypt),
+])
+def test_each_failure_is_typed(world: World, tmp_path: Path, case: str,
+                               error: type[errors.CryptoError]) -> None:
+    gw = world.fingerprints["gateway"]
+    expected = world.fingerprints["dupont"]
+    if case == "unsigned":
+        raw = _inline(_gpg_out(world, "dupont", "--encrypt", "-r", gw))
+    elif case == "wrong_signer":
+        raw = _inline(_gpg_out(world, "martin", "--sign", "--encrypt", "-r", gw))
+    elif case == "cannot_decrypt":  # encrypted to another key than the gateway's
+        raw = _inline(_gpg_out(world, "dupont", "--sign", "--encrypt", "-r",
+                               world.fingerprints["martin"]))
+    elif case == "unknown_key":  # a signer the gateway has never heard of
+        stranger = tmp_path / "g"
+        stranger.mkdir(mode=0o700)
+        subprocess.run(["gpg", "--homedir", str(stranger), "--batch", "--passphrase", "",
+                        "--quick-gen-key", "stranger@evil.example", "ed25519", "sign", "never"],
+                       check=True, capture_output=True)
+        pub = subprocess.run(["gpg", "--homedir", str(world.gnupg_gateway), "--armor",
+                              "--export", gw], capture_output=True, check=True).stdout
+        subprocess.run(["gpg", "--homedir", str(stranger), "--batch", "--import"], input=pub,
+                       check=True, capture_output=True)
+        raw = _inline(subprocess.run(
+            ["gpg", "--homedir", str(stranger), "--batch", "--trust-model", "always", "--armor",
+             "--sign", "--encrypt", "-r", gw], input=b"x", capture_output=True,
+            check=True).stdout)
+        subprocess.run(["gpgconf", "--homedir", str(stranger), "--kill", "all"], check=False)
+    elif case == "bad_signature":
+        # a signed (not encrypted-and-signed) body altered after signing, then encrypted
+        body = subprocess.run(
+            ["gpg", "--homedir", world.gnupg_users["dupont"], "--batch", "--compress-algo",
+             "none", "--sign"], input=b"original text of the letter", capture_output=True,
+            check=True).stdout
+        tampered = bytearray(body)
+        idx = tampered.find(b"original")
+        assert idx > 0
+        tampered[idx] = ord("O")
+        raw = _inline(subprocess.run(
+            ["gpg", "--homedir", world.gnupg_users["dupont"], "--batch", "--trust-model",
+             "always", "--armor", "--no-literal", "--encrypt", "-r", gw],
+            input=bytes(tampered),
+            capture_output=True, check=True).stdout)
+    elif case == "expired":  # signed while the key was valid, received after it expired
+        expected = world.fingerprints["perime"]
+        raw = _inline(_encrypt_signed(world, gw, subprocess.run(
+            ["gpg", "--homedir", world.gnupg_users["perime"], "--batch",
+             "--faked-system-time", "20200101T120000", "--sign"], input=b"x",
+            capture_output=True, check=True).stdout))
+    elif case == "revoked":  # signed before the revocation, received after it
+        expected = world.fingerprints["revoque"]
+        raw = _inline(_encrypt_signed(world, gw, (
+            Path(world.gnupg_users["revoque"]) / "signed-before-revocation.gpg").read_bytes()))
+    elif case == "not_encrypted":
+        raw = _inline(b"Bonjour, en clair.")
+    else:
+        armored = _gpg_out(world, "dupont", "--sign", "--encrypt", "-r", gw)
+        lines = armored.splitlines()
+        lines[3] = lines[3][::-1]
+        raw = _inline(b"\n".join(lines))
+    with pytest.raises(error):
+        gateway_crypto(world).open(raw, expected_signer=expected)
+
+
+def _encrypt_signed(world: World, gw: str, signed: bytes) -> bytes:
+    """Encrypt an existing signed OpenPGP message to the gateway (no new literal packet)."""
+    return subprocess.run(
+        ["gpg", "--homedir", world.gnupg_users["dupont"], "--batch", "--trust-model", "always",
+         "--armor", "--no-literal", "--encrypt", "-r", gw], input=signed,
+        capture_output=True, check=True).stdout
+
+
+def test_seal_refuses_plaintext_fallback(world: World) -> None:
+    with pytest.raises(errors.NoRecipientKey):
+        gateway_crypto(world).seal(letter().as_bytes(), recipient="F" * 40)
+
+
+def test_seal_then_user_opens(world: World) -> None:
+    sealed = gateway_crypto(world).seal(letter().as_bytes(),
+                                        recipient=world.fingerprints["martin"])
+    opened = legacy_client(world, "martin").open(sealed,
+                                                 expected_signer=world.fingerprints["gateway"])
+    assert mime.leaves(mime.parse(opened.message))[1].data == b"%PDF-1.4 scan"
+
+
+def test_missing_home_is_transient(tmp_path: Path) -> None:
+    with pytest.raises(errors.CryptoToolError):
+        LegacyCrypto(OpenPgpCipher(tmp_path / "absent", gateway_fingerprint="A" * 40))

@@ -1,0 +1,113 @@
+"""S/MIME signatures: openssl verifies ours; any changed byte breaks them."""
+
+from __future__ import annotations
+
+import email.policy
+import subprocess
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+
+from gateway.crypto import smime
+from gateway.crypto.pki import TrustAnchors
+from gateway.crypto.world import World
+from gateway.errors import CertificateRejected, SmimeError
+
+
+def message() -> bytes:
+    m = EmailMessage()
+    m["From"] = "Dr Jean Dupont <jean.dupont@legacy.mssante.example>"
+    m["To"] = "dr.x@hopital-a.mssante.example"
+    m["Subject"] = "Compte rendu — hémoglobine"
+    m.set_content("Hémoglobine à 11,8 g/dL.\nÀ revoir dans trois mois.\n",
+                  cte="quoted-printable")
+    m.add_attachment(b"%PDF-1.4 rapport", maintype="application", subtype="pdf",
+                     filename="CR0001.PDF")
+    return m.as_bytes(policy=email.policy.SMTP)
+
+
+@pytest.fixture(scope="module")
+def signed(world: World) -> bytes:
+    identity = smime.SigningIdentity.load(world.cert("gateway-signing"),
+                                          world.key("gateway-signing"))
+    anchors = TrustAnchors.load([world.ca_cert], [world.crl])
+    return smime.sign_and_check(message(), identity, anchors=anchors, at=datetime.now(UTC))
+
+
+def openssl_verify(world: World, data: bytes, tmp_path: Path) -> subprocess.CompletedProcess[bytes]:
+    path = tmp_path / "signed.eml"
+    path.write_bytes(data)
+    return subprocess.run(["openssl", "cms", "-verify", "-in", str(path), "-CAfile",
+                           str(world.ca_cert), "-purpose", "smimesign", "-out", "/dev/null"],
+                          capture_output=True, check=False)
+
+
+def test_openssl_verifies_our_signature(world: World, signed: bytes, tmp_path: Path) -> None:
+    assert b'multipart/signed; protocol="application/pkcs7-signature"' in signed
+    assert b"micalg=sha-256" in signed
+    assert signed.isascii()
+    proc = openssl_verify(world, signed, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert b"Verification successful" in proc.stderr
+
+
+def test_headers_stay_outside_and_readable(signed: bytes) -> None:
+    msg = email.message_from_bytes(signed, policy=email.policy.default)
+    assert msg["Subject"] == "Compte rendu — hémoglobine"
+    assert msg.get_content_type() == "multipart/signed"
+
+
+def _content_offsets(signed: bytes) -> list[int]:
+    start = signed.index(b"Content-Type: multipart/mixed")
+    end = signed.index(b"application/pkcs7-signature; name")
+    return [start + (end - start) * k // 7 for k in range(1, 7)]
+
+
+def test_any_changed_byte_fails_both_verifiers(world: World, signed: bytes,
+                                               tmp_path: Path) -> None:
+    anchors = TrustAnchors.load([world.ca_cert], [world.crl])
+    for offset in _content_offsets(signed):
+        tampered = bytearray(signed)
+        tampered[offset] = ord("x") if tampered[offset] != ord("x") else ord("y")
+        assert openssl_verify(world, bytes(tampered), tmp_path).returncode != 0
+        with pytest.raises(SmimeError):
+            smime.verify(bytes(tampered), anchors=anchors, at=datetime.now(UTC))
+
+
+def test_verify_returns_exact_content_and_signer(world: World, signed: bytes) -> None:
+    anchors = TrustAnchors.load([world.ca_cert], [world.crl])
+    result = smime.verify(signed, anchors=anchors, at=datetime.now(UTC))
+    assert result.signer.startswith("CN=passerelle@legacy.mssante.example")
+    assert result.content in signed
+    assert b"Content-Type: multipart/mixed" in result.content
+
+
+def test_signature_from_another_ca_is_refused(world: World, signed: bytes) -> None:
+    other = TrustAnchors.load([world.evil_ca_cert])
+    with pytest.raises(CertificateRejected):
+        smime.verify(signed, anchors=other, at=datetime.now(UTC))
+
+
+def test_expired_signer_is_refused(world: World, signed: bytes) -> None:
+    anchors = TrustAnchors.load([world.ca_cert], [world.crl])
+    with pytest.raises(CertificateRejected, match="expired"):
+        smime.verify(signed, anchors=anchors, at=datetime(2040, 1, 1, tzinfo=UTC))
+
+
+def test_eight_bit_content_is_not_signed(world: World) -> None:
+    identity = smime.SigningIdentity.load(world.cert("gateway-signing"),
+                                          world.key("gateway-signing"))
+    raw = "Subject: x\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nhé\r\n".encode()
+    with pytest.raises(SmimeError, match="7-bit"):
+        smime.sign(raw, identity)
+
+
+def test_encrypt_decrypt_round_trip(world: World) -> None:
+    identity = smime.SigningIdentity.load(world.cert("gateway-signing"),
+                                          world.key("gateway-signing"))
+    sealed = smime.encrypt(message(), [identity.cert])
+    assert b"CR0001.PDF" not in sealed
+    opened = smime.decrypt(sealed, identity)
+    assert b"CR0001.PDF" in opened and b"11,8 g/dL" in opened
