@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "gateway.text.cli",
     "gateway.documents.cli",
     "gateway.crypto.cli",
+    "gateway.translate.cli",
     "gateway.ops.cli",
 )
 

@@ -1,0 +1,173 @@
+"""The trace journal: append-only entries chained by hash, so any later change shows.
+
+Each entry holds a sequence number, the message id, the stage, the time, the canonical JSON
+of the trace step, the previous entry's hash and its own::
+
+    hash = SHA-256(prev_hash "\\n" seq "\\n" message_id "\\n" stage "\\n" at "\\n" record)
+
+``verify`` recomputes the chain from the first entry and names the first one that does not
+match.  Appends are serialised (SQLite ``BEGIN IMMEDIATE``), so concurrent writers — worker
+threads or processes — keep a single chain.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from gateway.errors import ConfigError, SpoolFull, SpoolUnavailable
+
+GENESIS = "0" * 64
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS journal (
+    seq INTEGER PRIMARY KEY,
+    message_id TEXT NOT NULL,
+    stage TEXT NOT NULL,
+    at TEXT NOT NULL,
+    record TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS journal_message ON journal(message_id);
+"""
+
+
+def canonical(record: dict[str, Any]) -> str:
+    return json.dumps(record, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+def entry_hash(prev: str, seq: int, message_id: str, stage: str, at: str, record: str) -> str:
+    data = "\n".join((prev, str(seq), message_id, stage, at, record)).encode("utf-8")
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    seq: int
+    message_id: str
+    stage: str
+    at: str
+    record: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    ok: bool
+    count: int
+    first_broken: int | None = None
+    reason: str = ""
+
+
+def sqlite_path(url: str) -> Path:
+    if url.startswith("sqlite:///"):
+        return Path(url[len("sqlite:///") - 1:]) if url.startswith("sqlite:////") else Path(
+            url[len("sqlite:///"):])
+    if "://" in url:
+        raise ConfigError(f"unsupported journal URL {url.split('://')[0]}://…")
+    return Path(url)
+
+
+class Journal:
+    """SQLite journal (the same file as the spool by default)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._local = threading.local()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with self._conn() as db:
+                db.executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise SpoolUnavailable(f"journal {path}: {exc}") from None
+
+    def _conn(self) -> sqlite3.Connection:
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            self._local.db = db
+        return db
+
+    def append(self, message_id: str, stage: str, record: dict[str, Any], *,
+               at: datetime) -> JournalEntry:
+        db = self._conn()
+        body = canonical(record)
+        when = at.isoformat()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            row = db.execute("SELECT seq, hash FROM journal ORDER BY seq DESC LIMIT 1").fetchone()
+            seq, prev = (row[0] + 1, row[1]) if row else (1, GENESIS)
+            digest = entry_hash(prev, seq, message_id, stage, when, body)
+            db.execute("INSERT INTO journal VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       (seq, message_id, stage, when, body, prev, digest))
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            if "full" in str(exc):
+                raise SpoolFull(f"journal: {exc}") from None
+            raise SpoolUnavailable(f"journal: {exc}") from None
+        return JournalEntry(seq, message_id, stage, when, record, prev, digest)
+
+    def append_trace(self, trace: Any, *, at: datetime) -> list[JournalEntry]:
+        """Every step of a TraceRecord, in order."""
+        return [self.append(trace.message_id, step.stage,
+                            {"direction": trace.direction, **step.to_json()}, at=at)
+                for step in trace.steps]
+
+    def _rows(self, where: str = "", args: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+        yield from self._conn().execute(
+            f"SELECT seq, message_id, stage, at, record, prev_hash, hash FROM journal {where} "
+            "ORDER BY seq", args)
+
+    def entries(self, message_id: str | None = None) -> list[JournalEntry]:
+        rows = self._rows("WHERE message_id = ?", (message_id,)) if message_id else self._rows()
+        out = []
+        for seq, mid, stage, at, record, prev, digest in rows:
+            try:
+                parsed = json.loads(record)
+            except ValueError:
+                parsed = {"unreadable": True}
+            out.append(JournalEntry(seq, mid, stage, at, parsed, prev, digest))
+        return out
+
+    def verify(self) -> VerifyResult:
+        prev = GENESIS
+        count = 0
+        expected_seq = 1
+        for seq, mid, stage, at, record, prev_hash, digest in self._rows():
+            count += 1
+            if seq != expected_seq:
+                return VerifyResult(False, count, seq, f"entry {expected_seq} is missing")
+            if prev_hash != prev:
+                return VerifyResult(False, count, seq, "does not follow the previous entry")
+            if entry_hash(prev, seq, mid, stage, at, record) != digest:
+                return VerifyResult(False, count, seq, "content does not match its hash")
+            prev = digest
+            expected_seq += 1
+        return VerifyResult(True, count)
+
+    def size(self) -> tuple[int, int]:
+        row = self._conn().execute(
+            "SELECT COUNT(*), COALESCE(SUM(LENGTH(record)), 0) FROM journal").fetchone()
+        return int(row[0]), int(row[1])
+
+    def close(self) -> None:
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None
+
+
+def open_journal(url: str) -> Journal:
+    return Journal(sqlite_path(url))

@@ -1,0 +1,47 @@
+"""Build the translation pipeline from the configuration (shared by the CLI and the daemon)."""
+
+from __future__ import annotations
+
+from gateway.config import Settings
+from gateway.crypto.command import CommandCipher
+from gateway.crypto.legacy import LegacyCrypto, PartCipher
+from gateway.crypto.openpgp import OpenPgpCipher
+from gateway.crypto.pki import TrustAnchors
+from gateway.crypto.smime import SigningIdentity, Smime
+from gateway.documents.codes import load_tables
+from gateway.errors import ConfigError
+from gateway.translate.addresses import AddressBook
+from gateway.translate.pipeline import Translator
+
+
+def legacy_cipher(settings: Settings) -> PartCipher:
+    leg = settings.legacy
+    if leg.adapter == "command":
+        if not leg.open_command or not leg.seal_command:
+            raise ConfigError("legacy.adapter = \"command\" needs open_command and seal_command")
+        return CommandCipher(open_argv=leg.open_command, seal_argv=leg.seal_command,
+                             key_dir=leg.key_dir, timeout=leg.timeout,
+                             gateway_key=leg.gateway_fingerprint)
+    if leg.gnupg_home is None or not leg.gateway_fingerprint:
+        raise ConfigError("legacy.gnupg_home and legacy.gateway_fingerprint are required")
+    return OpenPgpCipher(leg.gnupg_home, gateway_fingerprint=leg.gateway_fingerprint,
+                         timeout=leg.timeout)
+
+
+def trust_anchors(settings: Settings) -> TrustAnchors:
+    return TrustAnchors.load(settings.trust.anchors, settings.trust.crls)
+
+
+def build_translator(settings: Settings) -> Translator:
+    t = settings.trust
+    if t.signing_cert is None or t.signing_key is None:
+        raise ConfigError("trust.signing_cert and trust.signing_key are required")
+    identity = SigningIdentity.load(t.signing_cert, t.signing_key, t.chain)
+    return Translator(
+        book=AddressBook.load(settings.addresses),
+        legacy=LegacyCrypto(legacy_cipher(settings)),
+        smime=Smime(identity, trust_anchors(settings)),
+        tables=load_tables(settings.mappings_dir),
+        domain=settings.domain,
+        accept_unsigned=t.accept_unsigned,
+    )

@@ -1,0 +1,150 @@
+"""The translation pipeline both ways: exactly what the daemon and `passerelle translate` run.
+
+Legacy → trust: check sender → open (decrypt + verify signer = envelope sender) → compose
+(text repair, documents, addresses, note, trace part) → S/MIME sign → verify our own signature.
+Trust → legacy: verify the S/MIME signature when present (policy decides on unsigned mail) →
+per recipient: compose (XDM → HPRIM, charset) → seal for the recipient.
+
+Pure given its collaborators (keys, address book, tables) and the time passed in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from gateway.documents.codes import CodeTables
+from gateway.errors import PolicyError, RelayDenied
+from gateway.translate import legacy_to_trust, mime, trust_to_legacy
+from gateway.translate.addresses import AddressBook, domain_of
+from gateway.translate.trace import TraceRecord, sha256
+
+
+class Opened(Protocol):
+    @property
+    def message(self) -> bytes: ...
+
+
+class LegacyCryptoLike(Protocol):
+    def open(self, raw: bytes, *, expected_signer: str) -> Any: ...
+
+    def seal(self, message: bytes, *, recipient: str) -> bytes: ...
+
+
+class SmimeLike(Protocol):
+    """Signing and verification on the trust side (see gateway.crypto.smime)."""
+
+    def sign(self, message: bytes) -> bytes: ...
+
+    def verify(self, message: bytes, *, at: datetime) -> tuple[bytes, str]: ...
+
+    def is_signed(self, message: bytes) -> bool: ...
+
+    @property
+    def signer_subject(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class Envelope:
+    mail_from: str
+    rcpt_tos: tuple[str, ...]
+
+
+@dataclass
+class Translation:
+    """One translated message for one or more recipients, with what was done."""
+
+    message: bytes
+    recipients: tuple[str, ...]
+    trace: TraceRecord
+    direction: str
+    repairs: int = 0
+    encoding: str = ""
+    documents: list[str] = field(default_factory=list)
+    findings: list[str] = field(default_factory=list)
+
+
+def _message_id(raw: bytes) -> str:
+    try:
+        value = mime.header(mime.parse(raw), "Message-ID")
+    except Exception:
+        value = ""
+    return value.strip() or f"<{sha256(raw)[:32]}@passerelle>"
+
+
+@dataclass
+class Translator:
+    book: AddressBook
+    legacy: LegacyCryptoLike
+    smime: SmimeLike
+    tables: CodeTables
+    domain: str
+    accept_unsigned: bool = True
+
+    def to_trust(self, raw: bytes, envelope: Envelope, *, now: datetime) -> Translation:
+        sender = self.book.by_legacy(envelope.mail_from)
+        for rcpt in envelope.rcpt_tos:
+            if self.book.is_legacy(rcpt):
+                raise RelayDenied("recipient is in the legacy network")
+        trace = TraceRecord(_message_id(raw), "to_trust")
+        trace.add("received", now, raw, raw, mail_from_domain=domain_of(envelope.mail_from),
+                  recipients=len(envelope.rcpt_tos), size=len(raw))
+        opened = self.legacy.open(raw, expected_signer=sender.legacy_fingerprint)
+        decrypted: bytes = opened.message
+        trace.add("open", now, raw, decrypted, signer=sender.legacy_fingerprint,
+                  verification=_verification_summary(opened))
+        draft = legacy_to_trust.compose(
+            decrypted, sender=sender, book=self.book, envelope_from=envelope.mail_from,
+            tables=self.tables, now=now, trace=trace, signer_fpr=sender.legacy_fingerprint,
+            domain=self.domain)
+        signed = self.smime.sign(draft.message)
+        trace.add("sign", now, draft.message, signed, smime_signer=self.smime.signer_subject,
+                  self_verified=True)
+        return Translation(signed, envelope.rcpt_tos, trace, "to_trust", draft.repairs,
+                           draft.encoding, draft.documents, draft.findings)
+
+    def to_legacy(self, raw: bytes, envelope: Envelope, *, now: datetime) -> list[Translation]:
+        recipients = [self.book.by_trust(r) for r in envelope.rcpt_tos]
+        trace_id = _message_id(raw)
+        if self.smime.is_signed(raw):
+            content, subject = self.smime.verify(raw, at=now)
+            verdict = {"smime": "verified", "signer": subject}
+        elif self.accept_unsigned:
+            content, verdict = raw, {"smime": "unsigned", "policy": "accepted"}
+        else:
+            raise PolicyError("unsigned trust-space mail is refused by this gateway's policy")
+        out: list[Translation] = []
+        for user in recipients:
+            trace = TraceRecord(trace_id, "to_legacy")
+            trace.add("received", now, raw, raw, recipients=len(envelope.rcpt_tos),
+                      size=len(raw), mail_from_domain=domain_of(envelope.mail_from)
+                      if envelope.mail_from else "")
+            trace.add("verify", now, raw, content, **verdict)
+            draft = trust_to_legacy.compose(content, recipient=user, book=self.book, now=now,
+                                            trace=trace, domain=self.domain)
+            sealed = self.legacy.seal(draft.message, recipient=user.legacy_fingerprint)
+            trace.add("seal", now, draft.message, sealed, recipient=user.legacy_fingerprint)
+            out.append(Translation(sealed, (user.legacy_address,), trace, "to_legacy",
+                                   documents=draft.documents))
+        return out
+
+
+def _verification_summary(opened: Any) -> dict[str, Any]:
+    verification = getattr(opened, "verification", None)
+    if verification is None:
+        return {}
+    summary = getattr(verification, "summary", None)
+    if callable(summary):
+        result = summary()
+        return result if isinstance(result, dict) else {"result": str(result)}
+    return {"result": str(verification)}
+
+
+def recipients_by_direction(rcpts: Sequence[str], book: AddressBook) -> dict[str, list[str]]:
+    """Split a mixed recipient list: trust aliases of legacy users vs everything else."""
+    out: dict[str, list[str]] = {"to_legacy": [], "to_trust": []}
+    for r in rcpts:
+        out["to_legacy" if book.is_trust_alias(r) else "to_trust"].append(r)
+    return out
