@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/passerelle normalize-text fixtures/text/sample-letter-mac-read-as-pc.bin
+	$(VENV)/bin/passerelle demo
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "gateway.documents.cli",
     "gateway.crypto.cli",
     "gateway.translate.cli",
+    "gateway.spool.cli",
     "gateway.ops.cli",
 )
 

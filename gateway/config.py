@@ -47,6 +47,26 @@ class TrustSettings:
 
 
 @dataclass(frozen=True)
+class DaemonSettings:
+    legacy_listen: tuple[str, int] = ("127.0.0.1", 2525)
+    trust_listen: tuple[str, int] = ("127.0.0.1", 2526)
+    hostname: str = "mx.legacy.mssante.example"
+    routes: dict[str, str] = field(default_factory=dict)
+    max_message_size: int = 30 * 1024 * 1024
+    max_recipients: int = 100
+    retry_initial: float = 300.0
+    retry_factor: float = 2.0
+    retry_max: float = 3600.0
+    delay_warning_after: float = 4 * 3600.0
+    lifetime: float = 5 * 86400.0
+    ops_listen: tuple[str, int] = ("127.0.0.1", 9325)
+    workers: int = 2
+    per_destination: int = 4
+    delivery_timeout: float = 60.0
+    poll_interval: float = 1.0
+
+
+@dataclass(frozen=True)
 class Settings:
     source: Path | None
     domain: str = "legacy.mssante.example"
@@ -56,6 +76,7 @@ class Settings:
     spool_url: str = ""
     legacy: LegacyCryptoSettings = field(default_factory=LegacyCryptoSettings)
     trust: TrustSettings = field(default_factory=TrustSettings)
+    daemon: DaemonSettings = field(default_factory=DaemonSettings)
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -115,6 +136,33 @@ class _Reader:
             raise self._err(key, "must be a list of paths")
         return tuple((self.base / v).resolve() for v in value)
 
+    def listen(self, key: str, default: tuple[str, int]) -> tuple[str, int]:
+        value = self.data.get(key)
+        if value is None:
+            return default
+        if isinstance(value, str):
+            host, _, port = value.rpartition(":")
+            value = {"host": host, "port": port}
+        if not isinstance(value, dict):
+            raise self._err(key, 'must be "host:port" or a table with host and port')
+        try:
+            return str(value.get("host", default[0])), int(value.get("port", default[1]))
+        except (TypeError, ValueError):
+            raise self._err(key, "port must be a number") from None
+
+    def mapping(self, key: str) -> dict[str, str]:
+        value = self.data.get(key, {})
+        if not isinstance(value, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+            raise self._err(key, 'must be a table of "domain" = "host:port"')
+        return {k.lower(): v for k, v in value.items()}
+
+    def integer(self, key: str, default: int) -> int:
+        value = self.data.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise self._err(key, "must be a positive whole number")
+        return value
+
     def argv(self, key: str) -> tuple[str, ...]:
         value = self.data.get(key, [])
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
@@ -169,6 +217,30 @@ def from_dict(data: dict[str, Any], *, base: Path, source: str) -> Settings:
         ciphers=trust.text("ciphers", DEFAULT_TLS12_SUITES),
         accept_unsigned=trust.flag("accept_unsigned", True),
     )
+    listen = top.table("listen")
+    limits = top.table("limits")
+    retry = top.table("retry")
+    ops = top.table("ops")
+    workers = top.table("workers")
+    defaults = DaemonSettings()
+    daemon = DaemonSettings(
+        legacy_listen=listen.listen("legacy", defaults.legacy_listen),
+        trust_listen=listen.listen("trust", defaults.trust_listen),
+        hostname=gw.text("hostname", defaults.hostname),
+        routes=top.mapping("routes"),
+        max_message_size=limits.integer("max_message_size", defaults.max_message_size),
+        max_recipients=limits.integer("max_recipients", defaults.max_recipients),
+        retry_initial=retry.number("initial", defaults.retry_initial),
+        retry_factor=retry.number("factor", defaults.retry_factor),
+        retry_max=retry.number("max", defaults.retry_max),
+        delay_warning_after=retry.number("delay_warning_after", defaults.delay_warning_after),
+        lifetime=retry.number("lifetime", defaults.lifetime),
+        ops_listen=ops.listen("listen", defaults.ops_listen),
+        workers=workers.integer("translate", defaults.workers),
+        per_destination=workers.integer("per_destination", defaults.per_destination),
+        delivery_timeout=workers.number("delivery_timeout", defaults.delivery_timeout),
+        poll_interval=workers.number("poll_interval", defaults.poll_interval),
+    )
     return Settings(
         source=Path(source),
         domain=gw.text("domain", "legacy.mssante.example").lower(),
@@ -178,5 +250,6 @@ def from_dict(data: dict[str, Any], *, base: Path, source: str) -> Settings:
         spool_url=spool.text("url", ""),
         legacy=legacy,
         trust=trust_settings,
+        daemon=daemon,
         raw=data,
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import tomllib
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
@@ -305,7 +306,12 @@ def check(path: Path, *, now: datetime | None = None) -> list[Problem]:
     try:
         s = config.load(path)
     except ConfigError as exc:
-        return [_error("config", str(exc))]
+        # Name each bad daemon key when the file parses (loading stops at the first one).
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+            return [_error("config", str(exc))]
+        return list(_daemon_keys(raw)) or [_error("config", str(exc))]
     problems: list[Problem] = []
     problems += _state(s)
     problems += _legacy(s.legacy)

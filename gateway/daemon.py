@@ -1,0 +1,396 @@
+"""The daemon: listeners, spool, translation workers, delivery, notices, ops; graceful drain.
+
+Flow: a listener checks the envelope and stores message + envelope in the spool (``250``
+only after the commit) → a translation worker leases it, translates it off the event loop and
+stores the result per recipient group → a delivery task leases it and sends it over SMTP →
+each recipient ends ``delivered``, ``deferred`` (backoff), ``bounced`` (a notice goes to the
+sender in their own network and format) or ``quarantined`` (an operator looks).
+
+SIGTERM drains: listeners stop accepting, work in flight finishes, the rest stays in the
+spool for the next start.  SIGHUP reloads the address book and the list of domains.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.utils
+import logging
+import re
+import signal
+import ssl
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from gateway.config import Settings
+from gateway.crypto.domainlist import DomainList, DomainListStore
+from gateway.crypto.pki import client_tls_context, server_tls_context
+from gateway.errors import Fate, PasserelleError, TrustListError
+from gateway.journal import Journal, open_journal
+from gateway.smtp import notices
+from gateway.smtp.delivery import NO_ROUTE, DestinationLimiter, Outcome, Router, deliver
+from gateway.smtp.server import (
+    Arrival,
+    LegacyHandler,
+    Limits,
+    Listener,
+    TrustHandler,
+)
+from gateway.spool import Direction, RetryPolicy, SqliteSpool, State, open_spool
+from gateway.spool.model import DeliverWork, TranslateWork
+from gateway.translate.addresses import AddressBook, domain_of
+from gateway.translate.factory import build_translator, trust_anchors
+from gateway.translate.pipeline import Envelope, Translator
+
+log = logging.getLogger("passerelle")
+# aiosmtpd warns about every context that demands client certificates: that is our design.
+logging.getLogger("mail.log").setLevel(logging.ERROR)
+_MESSAGE_ID = re.compile(rb"^message-id:[ \t]*(.+?)\r?$", re.IGNORECASE | re.MULTILINE)
+
+
+def message_id_of(data: bytes) -> str:
+    head = data.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
+    m = _MESSAGE_ID.search(head)
+    return m.group(1).decode("ascii", "replace").strip() if m else ""
+
+
+class _Domains:
+    """The list of domains as the listeners see it (reloadable, fail-closed)."""
+
+    def __init__(self, store: DomainListStore | None) -> None:
+        self.store = store
+
+    def current(self) -> DomainList:
+        if self.store is None:
+            return DomainList(generated_at=datetime.now(UTC))
+        try:
+            return self.store.current()
+        except TrustListError:
+            log.error("list of domains unreadable: every trust domain refused")
+            return DomainList(generated_at=datetime(1970, 1, 1, tzinfo=UTC))
+
+
+class Gateway:
+    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.clock = clock
+        d = settings.daemon
+        self.policy = RetryPolicy(d.retry_initial, d.retry_factor, d.retry_max,
+                                  d.delay_warning_after, d.lifetime)
+        self.spool: SqliteSpool = open_spool(settings.journal_url, policy=self.policy)
+        self.journal: Journal = open_journal(settings.journal_url)
+        self.translator: Translator = build_translator(settings)
+        self.anchors = trust_anchors(settings)
+        t = settings.trust
+        store = (DomainListStore(t.domain_list, anchors=t.anchors) if t.domain_list else None)
+        self.domains = _Domains(store)
+        self.router = Router(dict(d.routes))
+        self.limiter = DestinationLimiter(d.per_destination)
+        self.name = f"{d.hostname}-{uuid.uuid4().hex[:8]}"
+        self.trust_client_tls = client_tls_context(t.client_cert, t.client_key,
+                                                   anchors=self.anchors, ciphers=t.ciphers)
+        self.legacy_client_tls = ssl.create_default_context()
+        self.legacy_client_tls.check_hostname = False
+        self.legacy_client_tls.verify_mode = ssl.CERT_NONE  # content is end-to-end sealed
+        self.legacy_client_tls.minimum_version = ssl.TLSVersion.TLSv1_2
+        self._wake_translate = asyncio.Event()
+        self._wake_deliver = asyncio.Event()
+        self._stopping = False
+        self._tasks: list[asyncio.Task[None]] = []
+        self._inflight: set[asyncio.Task[None]] = set()
+        self.listeners: list[Listener] = []
+
+    # -- wiring --------------------------------------------------------------------------
+
+    def book(self) -> AddressBook:
+        return self.translator.book
+
+    def reload(self) -> None:
+        """SIGHUP: the address book and the list of domains are read again."""
+        try:
+            self.translator.book = AddressBook.load(self.settings.addresses)
+            if self.domains.store is not None:
+                self.domains.store.reload()
+            log.info("reloaded address book and list of domains")
+        except PasserelleError as exc:
+            log.error("reload failed, previous tables kept: %s", exc.kind)
+
+    async def start(self) -> None:
+        self.spool.recover(now=self.clock())
+        d = self.settings.daemon
+        t = self.settings.trust
+        limits = Limits(d.max_message_size, d.max_recipients)
+        common: dict[str, Any] = {"book": self.book, "domains": self.domains.current,
+                                  "accept": self.accept, "limits": limits,
+                                  "gateway_domain": self.settings.domain}
+        if t.server_cert is None or t.server_key is None:
+            from gateway.errors import ConfigError
+
+            raise ConfigError("trust.server_cert and trust.server_key are required to serve")
+        legacy_tls = server_tls_context(t.server_cert, t.server_key, anchors=None,
+                                        require_client_cert=False, ciphers=t.ciphers)
+        trust_tls = server_tls_context(t.server_cert, t.server_key, anchors=self.anchors,
+                                       require_client_cert=True, ciphers=t.ciphers)
+        self.listeners = [
+            Listener(LegacyHandler(**common), host=d.legacy_listen[0], port=d.legacy_listen[1],
+                     tls=legacy_tls, require_starttls=False, hostname=d.hostname,
+                     limits=limits),
+            Listener(TrustHandler(**common), host=d.trust_listen[0], port=d.trust_listen[1],
+                     tls=trust_tls, require_starttls=True, hostname=d.hostname, limits=limits),
+        ]
+        for listener in self.listeners:
+            await listener.start()
+        for i in range(d.workers):
+            self._tasks.append(asyncio.create_task(self._translate_loop(i)))
+        self._tasks.append(asyncio.create_task(self._deliver_loop()))
+
+    async def drain(self, grace: float = 30.0) -> None:
+        """Stop accepting, let work in flight finish, leave the rest in the spool."""
+        self._stopping = True
+        for listener in self.listeners:
+            await listener.stop_accepting()
+        self._wake_translate.set()
+        self._wake_deliver.set()
+        if self._inflight:
+            await asyncio.wait(self._inflight, timeout=grace)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # -- accepting -----------------------------------------------------------------------
+
+    async def accept(self, arrival: Arrival) -> str:
+        direction = Direction.TO_TRUST if arrival.side == "legacy" else Direction.TO_LEGACY
+        queue_id, duplicate = await asyncio.to_thread(
+            self.spool.accept, direction=direction, mail_from=arrival.mail_from,
+            rcpts=arrival.rcpt_tos, data=arrival.data, message_id=message_id_of(arrival.data),
+            now=self.clock(), peer=arrival.peer)
+        log.info("message.accepted queue_id=%s direction=%s size=%d duplicate=%s",
+                 queue_id, direction, len(arrival.data), duplicate)
+        self._wake_translate.set()
+        return queue_id
+
+    # -- translation ---------------------------------------------------------------------
+
+    async def _translate_loop(self, index: int) -> None:
+        worker = f"{self.name}/t{index}"
+        while not self._stopping:
+            work = await asyncio.to_thread(self.spool.lease_translate, worker, now=self.clock(),
+                                           duration=300, limit=1)
+            if not work:
+                self._wake_translate.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake_translate.wait(),
+                                           self.settings.daemon.poll_interval)
+                continue
+            for item in work:
+                task = asyncio.create_task(self._translate_one(item))
+                self._inflight.add(task)
+                task.add_done_callback(self._inflight.discard)
+                await asyncio.shield(task)
+
+    def _translate_sync(self, item: TranslateWork) -> list[tuple[tuple[str, ...], bytes,
+                                                                 Any]]:
+        now = datetime.fromtimestamp(self.clock(), UTC)
+        envelope = Envelope(item.mail_from, item.rcpts)
+        if item.direction is Direction.TO_TRUST:
+            t = self.translator.to_trust(item.data, envelope, now=now)
+            return [(item.rcpts, t.message, t.trace)]
+        out: list[tuple[tuple[str, ...], bytes, Any]] = []
+        for rcpt in item.rcpts:
+            results = self.translator.to_legacy(item.data, Envelope(item.mail_from, (rcpt,)),
+                                                now=now)
+            out.append(((rcpt,), results[0].message, results[0].trace))
+        return out
+
+    async def _translate_one(self, item: TranslateWork) -> None:
+        now = self.clock()
+        try:
+            groups = await asyncio.to_thread(self._translate_sync, item)
+        except PasserelleError as exc:
+            await self._translation_failed(item, exc.fate, exc.kind, str(exc))
+            return
+        except Exception as exc:  # a bug: keep the message, retry later
+            log.exception("translation crashed queue_id=%s", item.queue_id)
+            await self._translation_failed(item, Fate.RETRY, "internal", type(exc).__name__)
+            return
+        at = datetime.fromtimestamp(now, UTC)
+        for _, _, trace in groups:
+            await asyncio.to_thread(self.journal.append_trace, trace, at=at)
+        await asyncio.to_thread(self.spool.store_translated, item.queue_id,
+                                [(rcpts, data) for rcpts, data, _ in groups], now=self.clock())
+        log.info("message.translated queue_id=%s direction=%s", item.queue_id, item.direction)
+        self._wake_deliver.set()
+
+    async def _translation_failed(self, item: TranslateWork, fate: Fate, kind: str,
+                                  reason: str) -> None:
+        log.info("message.%s queue_id=%s kind=%s", fate, item.queue_id, kind)
+        await asyncio.to_thread(self.spool.translate_failed, item.queue_id, fate=str(fate),
+                                reason=f"{kind}: {reason}", now=self.clock())
+        if fate is Fate.BOUNCE:
+            failures = [notices.Failure(r, "failed", "5.7.0" if "sign" in kind or "crypt" in kind
+                                        or "key" in kind else "5.6.0", kind) for r in item.rcpts]
+            await self._notify(item.direction, item.mail_from, item.data, failures)
+
+    # -- notices -------------------------------------------------------------------------
+
+    async def _notify(self, direction: Direction, sender: str, original: bytes,
+                      failures: list[notices.Failure], *, delayed: bool = False) -> None:
+        if not sender or direction is Direction.NOTICE:
+            return  # never a notice about a notice (no bounce loops)
+        now = datetime.fromtimestamp(self.clock(), UTC)
+        try:
+            if direction is Direction.TO_TRUST:  # the sender is a legacy user
+                user = self.book().by_legacy(sender)
+                letter = notices.legacy_notice(original, sender=user.legacy_address,
+                                               failures=failures,
+                                               gateway_domain=self.settings.domain, now=now,
+                                               delayed=delayed)
+                data = await asyncio.to_thread(self.translator.legacy.seal, letter,
+                                               recipient=user.legacy_fingerprint)
+                rcpt = user.legacy_address
+            else:
+                data = notices.build_dsn(original, sender=sender, failures=failures,
+                                         reporting_mta=self.settings.daemon.hostname, now=now)
+                rcpt = sender
+        except PasserelleError as exc:
+            log.error("notice could not be written kind=%s", exc.kind)
+            return
+        await asyncio.to_thread(self.spool.accept, direction=Direction.NOTICE, mail_from="",
+                                rcpts=(rcpt,), data=data, message_id=message_id_of(data),
+                                now=self.clock(), state=State.TRANSLATED)
+        self._wake_deliver.set()
+
+    # -- delivery ------------------------------------------------------------------------
+
+    async def _deliver_loop(self) -> None:
+        worker = f"{self.name}/d"
+        while not self._stopping:
+            work = await asyncio.to_thread(self.spool.lease_deliver, worker, now=self.clock(),
+                                           duration=max(120.0,
+                                                        self.settings.daemon.delivery_timeout * 2),
+                                           limit=32)
+            if not work:
+                self._wake_deliver.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake_deliver.wait(),
+                                           self.settings.daemon.poll_interval)
+                continue
+            tasks = []
+            for item in work:
+                task = asyncio.create_task(self._deliver_one(item))
+                self._inflight.add(task)
+                task.add_done_callback(self._inflight.discard)
+                tasks.append(task)
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _target(self, item: DeliverWork, rcpt: str) -> tuple[str, str, bool]:
+        """(domain to route on, address to send to, is it the legacy side?)"""
+        book = self.book()
+        if item.direction is Direction.TO_LEGACY:
+            user = book.by_trust(rcpt)
+            return domain_of(user.legacy_address), user.legacy_address, True
+        legacy = book.is_legacy(rcpt)
+        return domain_of(rcpt), rcpt, legacy
+
+    async def _deliver_one(self, item: DeliverWork) -> None:
+        by_route: dict[tuple[str, bool], list[tuple[str, str]]] = {}
+        outcomes: dict[str, Outcome] = {}
+        for rcpt in item.rcpts:
+            try:
+                domain, address, legacy = self._target(item, rcpt)
+            except PasserelleError:
+                outcomes[rcpt] = NO_ROUTE
+                continue
+            by_route.setdefault((domain, legacy), []).append((rcpt, address))
+        for (domain, legacy), pairs in by_route.items():
+            route = self.router.route(domain)
+            if route is None:
+                outcomes.update(dict.fromkeys((r for r, _ in pairs), NO_ROUTE))
+                continue
+            if legacy:
+                route = type(route)(route.host, route.port, require_tls=False)
+            tls = self.legacy_client_tls if legacy else self.trust_client_tls
+            started = time.monotonic()
+            async with self.limiter(f"{route.host}:{route.port}"):
+                got = await deliver(item.data, mail_from=item.mail_from if item.direction
+                                    is not Direction.TO_LEGACY else self._legacy_sender(item),
+                                    rcpts=[a for _, a in pairs], route=route, tls=tls,
+                                    timeout=self.settings.daemon.delivery_timeout,
+                                    helo=self.settings.daemon.hostname)
+            log.info("delivery.attempt queue_id=%s peer=%s seconds=%.3f", item.queue_id,
+                     route.host, time.monotonic() - started)
+            for rcpt, address in pairs:
+                outcomes[rcpt] = got[address]
+        await self._record(item, outcomes)
+
+    def _legacy_sender(self, item: DeliverWork) -> str:
+        return item.mail_from
+
+    async def _record(self, item: DeliverWork, outcomes: dict[str, Outcome]) -> None:
+        now = self.clock()
+        delivered = [r for r, o in outcomes.items() if o.fate is None]
+        bounced = [r for r, o in outcomes.items() if o.fate is Fate.BOUNCE]
+        deferred = [r for r, o in outcomes.items() if o.fate is Fate.RETRY]
+        if delivered:
+            await asyncio.to_thread(self.spool.mark_delivered, item.output_id, delivered,
+                                    now=now)
+            log.info("message.delivered queue_id=%s recipients=%d", item.queue_id,
+                     len(delivered))
+        failures: list[notices.Failure] = []
+        if bounced:
+            await asyncio.to_thread(self.spool.mark_bounced, item.output_id, bounced, now=now,
+                                    reason="; ".join(outcomes[r].reason for r in bounced))
+            failures += [notices.Failure(r, "failed", outcomes[r].status, outcomes[r].reason)
+                         for r in bounced]
+        if deferred:
+            reason = outcomes[deferred[0]].reason
+            _, warn, expired = await asyncio.to_thread(
+                self.spool.mark_deferred, item.output_id, deferred, now=now, reason=reason)
+            if expired:
+                await asyncio.to_thread(self.spool.mark_bounced, item.output_id, deferred,
+                                        now=now, reason=f"lifetime over: {reason}")
+                failures += [notices.Failure(r, "failed", "4.4.7", f"expired: {reason}")
+                             for r in deferred]
+            elif warn:
+                original = await self._original(item)
+                await self._notify(item.direction, item.mail_from, original,
+                                   [notices.Failure(r, "delayed", outcomes[r].status,
+                                                    outcomes[r].reason) for r in deferred],
+                                   delayed=True)
+        if failures:
+            original = await self._original(item)
+            await self._notify(item.direction, item.mail_from, original, failures)
+
+    async def _original(self, item: DeliverWork) -> bytes:
+        try:
+            _, data = await asyncio.to_thread(self.spool.show, item.queue_id)
+        except PasserelleError:
+            return b""
+        return data
+
+
+async def serve(settings: Settings, *, ready: Callable[[Gateway], None] | None = None) -> int:
+    """`passerelle serve`: run until SIGTERM/SIGINT (drain) — SIGHUP reloads."""
+    gateway = Gateway(settings)
+    await gateway.start()
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, gateway.reload)
+    ports = ", ".join(f"{lis.host}:{lis.port}" for lis in gateway.listeners)
+    print(f"passerelle: serving on {ports}", flush=True)
+    if ready is not None:
+        ready(gateway)
+    await stop.wait()
+    print("passerelle: draining", flush=True)
+    await gateway.drain()
+    return 0
+
+
+def parse_addresses(values: Sequence[str]) -> list[str]:
+    return [a for _, a in email.utils.getaddresses(list(values)) if a]

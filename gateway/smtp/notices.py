@@ -1,0 +1,134 @@
+"""Notices to senders, in the sender's own network and format (pure: clock passed in).
+
+* a legacy user gets a plain French letter (sealed by the caller with their key);
+* a trust-space sender gets an RFC 3464 delivery status notification.
+
+Neither ever carries the original body — only its headers — so no patient data travels back
+outside the end-to-end encryption.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+from dataclasses import dataclass
+from datetime import datetime
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+
+_KEEP = ("From", "To", "Cc", "Date", "Message-ID", "In-Reply-To", "References")
+
+
+@dataclass(frozen=True)
+class Failure:
+    recipient: str
+    action: str  # "failed" or "delayed"
+    status: str  # "5.1.1", "4.4.1" …
+    diagnostic: str
+
+
+def original_headers(message: bytes) -> tuple[str, str, str]:
+    """(Message-ID, Date, Subject) of the original, for correlation and the notice text."""
+    head = message.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
+    msg = email.message_from_bytes(head + b"\r\n\r\n", policy=email.policy.default)
+    return (str(msg.get("Message-ID", "")), str(msg.get("Date", "")),
+            str(msg.get("Subject", "")))
+
+
+def _why(f: Failure) -> str:
+    if f.status.startswith("5.1"):
+        return "adresse inconnue chez le destinataire"
+    if f.status.startswith("5.7"):
+        return ("refusé pour des raisons de sécurité (signature, chiffrement ou domaine non "
+                "autorisé)")
+    if f.status.startswith("5.4.4"):
+        return "domaine du destinataire inconnu de la passerelle"
+    if f.action == "delayed" or f.status.startswith("4"):
+        return "le serveur du destinataire ne répond pas ou refuse temporairement"
+    return "refusé par le serveur du destinataire"
+
+
+def legacy_notice(original: bytes, *, sender: str, failures: list[Failure], gateway_domain: str,
+                  now: datetime, delayed: bool = False) -> bytes:
+    """A French plain-text letter to a legacy user (to be sealed for them)."""
+    message_id, date, _ = original_headers(original)
+    if delayed:
+        opening = ("Votre message n'a pas encore pu être remis. La passerelle continue d'essayer "
+                   "et vous préviendra s'il ne peut pas l'être.")
+        subject = "Message en attente de remise"
+    else:
+        opening = "Votre message n'a pas pu être remis aux destinataires suivants :"
+        subject = "Message non remis"
+    lines = [
+        "Bonjour,",
+        "",
+        f"Message du {date or 'date inconnue'} (référence {message_id or 'inconnue'}).",
+        "",
+        opening,
+        "",
+    ]
+    for f in failures:
+        lines.append(f"  - {f.recipient} : {_why(f)} (code {f.status})")
+    lines += [
+        "",
+        "Le contenu de votre message n'est pas joint à cet avis, pour la confidentialité des "
+        "patients." if not delayed else "",
+        "",
+        f"La passerelle de messagerie sécurisée ({gateway_domain})",
+    ]
+    msg = EmailMessage()
+    msg["From"] = f"Passerelle MSSante <postmaster@{gateway_domain}>"
+    msg["To"] = sender
+    msg["Subject"] = subject
+    msg["Date"] = format_datetime(now)
+    msg["Message-ID"] = make_msgid(domain=gateway_domain)
+    if message_id:
+        msg["In-Reply-To"] = message_id
+    msg.set_content("\r\n".join(lines) + "\r\n", charset="utf-8", cte="quoted-printable")
+    return msg.as_bytes(policy=email.policy.SMTP)
+
+
+def build_dsn(original: bytes, *, sender: str, failures: list[Failure], reporting_mta: str,
+              now: datetime) -> bytes:
+    """RFC 3464 multipart/report (delivery-status) with the original's headers only."""
+    message_id, date, _ = original_headers(original)
+    delayed = all(f.action == "delayed" for f in failures)
+    report = EmailMessage()
+    report["From"] = f"Mail Delivery System <MAILER-DAEMON@{reporting_mta}>"
+    report["To"] = sender
+    report["Subject"] = ("Delivery delayed / Remise retardée" if delayed
+                         else "Undelivered mail / Message non remis")
+    report["Date"] = format_datetime(now)
+    report["Message-ID"] = make_msgid(domain=reporting_mta)
+    report["Auto-Submitted"] = "auto-replied"
+    if message_id:
+        report["In-Reply-To"] = message_id
+    text = [
+        "Ceci est un message automatique de la passerelle.",
+        f"Message {message_id} du {date} :",
+        *[f"  {f.recipient}: {f.action} ({f.status}) {f.diagnostic}" for f in failures],
+        "",
+        "This is an automatic message from the gateway.",
+        "The original message's headers are attached; its content is not.",
+    ]
+    human = EmailMessage()
+    human.set_content("\r\n".join(text) + "\r\n", cte="quoted-printable")
+    status_lines = [f"Reporting-MTA: dns; {reporting_mta}",
+                    f"Arrival-Date: {format_datetime(now)}", ""]
+    for f in failures:
+        status_lines += [f"Final-Recipient: rfc822; {f.recipient}", f"Action: {f.action}",
+                         f"Status: {f.status}",
+                         f"Diagnostic-Code: smtp; {f.diagnostic[:200] or f.status}", ""]
+    status = EmailMessage()
+    status.set_content("\r\n".join(status_lines).encode("ascii", "replace"),
+                       maintype="message", subtype="delivery-status", cte="7bit")
+    head = original.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
+    headers = EmailMessage()
+    headers.set_content(head + b"\r\n", maintype="text", subtype="rfc822-headers",
+                        cte="base64")
+    report.set_content("")
+    report.make_mixed()
+    report.set_payload([human, status, headers])
+    report.replace_header("Content-Type", 'multipart/report; report-type=delivery-status')
+    report.set_boundary(make_msgid(domain="b").strip("<>").replace("@", "."))
+    return report.as_bytes(policy=email.policy.SMTP)

@@ -1,0 +1,233 @@
+"""The two SMTP listeners: thin aiosmtpd handlers that check, store and answer.
+
+* **legacy listener** — the legacy hub relays here every message for a recipient outside the
+  legacy network.  STARTTLS is offered.  Only mapped legacy senders, writing to listed
+  trust-space domains (or to a mapped user's trust-space alias) are accepted: no open relay.
+* **trust listener** — trust-space operators deliver here.  STARTTLS is required before MAIL;
+  the TLS layer demands and verifies a client certificate (anchors + CRL); at MAIL FROM its
+  subject DN must be the one the list of domains publishes for the sender's domain;
+  recipients must be mapped legacy users.
+
+Handlers never translate: they check the envelope, hand message + envelope to the spool
+(``accept``, which returns only once both are durably stored) and answer.  Every failure is a
+:class:`~gateway.errors.PasserelleError` whose reply is decided in ``gateway/errors.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from gateway.errors import (
+    DomainNotListed,
+    MessageTooBig,
+    PasserelleError,
+    RelayDenied,
+    UnknownAddress,
+)
+from gateway.translate.addresses import AddressBook, domain_of
+
+log = logging.getLogger("passerelle.smtp")
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_message_size: int = 30 * 1024 * 1024
+    max_recipients: int = 100
+    timeout: float = 300.0
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """What a listener hands to the spool: the envelope as received and the bytes."""
+
+    side: str  # "legacy" or "trust"
+    mail_from: str
+    rcpt_tos: tuple[str, ...]
+    data: bytes
+    peer: str
+    tls: str | None  # negotiated protocol, when any
+    client_subject: str | None  # trust side: the verified client certificate's subject
+
+
+AcceptFn = Callable[[Arrival], Awaitable[str]]
+
+
+class DomainPolicy(Protocol):
+    """What the listeners need from the list of domains."""
+
+    def is_listed(self, domain: str) -> bool: ...
+
+    def check_client(self, domain: str, der_certificate: bytes) -> str: ...
+
+
+class _Handler:
+    side = ""
+
+    def __init__(self, *, book: Callable[[], AddressBook], domains: Callable[[], DomainPolicy],
+                 accept: AcceptFn, limits: Limits, gateway_domain: str) -> None:
+        self.book = book  # callables: SIGHUP swaps the tables under running listeners
+        self.domains = domains
+        self.accept = accept
+        self.limits = limits
+        self.gateway_domain = gateway_domain
+
+    @staticmethod
+    def _reply(exc: PasserelleError) -> str:
+        return exc.smtp_reply()
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
+                          address: str, rcpt_options: list[str]) -> str:
+        if len(envelope.rcpt_tos) >= self.limits.max_recipients:
+            return "452 4.5.3 Too many recipients"
+        try:
+            self.check_recipient(address)
+        except PasserelleError as exc:
+            return self._reply(exc)
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
+    def check_recipient(self, address: str) -> None:
+        raise NotImplementedError
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        data = envelope.original_content or b""
+        if isinstance(data, str):  # aiosmtpd gives bytes unless decode_data: never here
+            data = data.encode("utf-8", "surrogateescape")
+        if len(data) > self.limits.max_message_size:
+            return self._reply(MessageTooBig(
+                f"message size exceeds {self.limits.max_message_size} bytes"))
+        ssl_info: dict[str, Any] = session.ssl or {}
+        ssl_obj = ssl_info.get("ssl_object")
+        arrival = Arrival(
+            side=self.side,
+            mail_from=envelope.mail_from or "",
+            rcpt_tos=tuple(envelope.rcpt_tos),
+            data=data,
+            peer=str(session.peer[0]) if session.peer else "",
+            tls=ssl_obj.version() if isinstance(ssl_obj, ssl.SSLObject) else None,
+            client_subject=getattr(session, "passerelle_client_subject", None),
+        )
+        started = time.monotonic()
+        try:
+            queue_id = await self.accept(arrival)
+        except PasserelleError as exc:
+            log.info("accept failed", extra={"side": self.side, "kind": exc.kind})
+            return self._reply(exc)
+        except Exception as exc:  # never a 5xx for our own failure: the sender retries
+            log.exception("accept crashed", extra={"side": self.side})
+            return f"451 4.3.0 Internal error ({type(exc).__name__}), try again later"
+        log.debug("accepted", extra={"queue_id": queue_id,
+                                     "seconds": round(time.monotonic() - started, 4)})
+        return f"250 2.0.0 OK queued as {queue_id}"
+
+
+class LegacyHandler(_Handler):
+    side = "legacy"
+
+    async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope,
+                          address: str, mail_options: list[str]) -> str:
+        try:
+            self.book().by_legacy(address)
+        except PasserelleError:
+            return "550 5.7.1 Sender is not a legacy user served by this gateway"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 2.1.0 OK"
+
+    def check_recipient(self, address: str) -> None:
+        book = self.book()
+        domain = domain_of(address)
+        if domain == self.gateway_domain:
+            book.by_trust(address)  # a legacy user's trust alias: UnknownAddress otherwise
+            return
+        if book.is_legacy(address):
+            raise RelayDenied("recipient is in the legacy network: not relayed back")
+        if not self.domains().is_listed(domain):
+            raise DomainNotListed(f"domain {domain} is not on the list of trust-space domains")
+
+
+class TrustHandler(_Handler):
+    side = "trust"
+
+    async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope,
+                          address: str, mail_options: list[str]) -> str:
+        ssl_info: dict[str, Any] = session.ssl or {}
+        ssl_obj = ssl_info.get("ssl_object")
+        der = ssl_obj.getpeercert(binary_form=True) if isinstance(ssl_obj, ssl.SSLObject) else None
+        if not der:
+            return "530 5.7.0 Must issue a STARTTLS command with a client certificate first"
+        # A null sender (a DSN or MDN) has no domain: the certificate must then be the
+        # published one of some listed operator.
+        domain = domain_of(address) if address else ""
+        try:
+            if domain and not self.domains().is_listed(domain):
+                raise DomainNotListed(f"domain {domain} is not on the list")
+            subject = self.domains().check_client(domain, der)
+        except PasserelleError as exc:
+            return self._reply(exc)
+        session.passerelle_client_subject = subject  # type: ignore[attr-defined]
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 2.1.0 OK"
+
+    def check_recipient(self, address: str) -> None:
+        domain = domain_of(address)
+        if domain != self.gateway_domain:
+            raise RelayDenied(f"relay to {domain} denied")
+        try:
+            self.book().by_trust(address)
+        except UnknownAddress:
+            raise UnknownAddress("no such user here") from None
+
+
+class Listener:
+    """One listening socket running one handler (aiosmtpd protocol per connection)."""
+
+    def __init__(self, handler: _Handler, *, host: str, port: int,
+                 tls: ssl.SSLContext | None, require_starttls: bool, hostname: str,
+                 limits: Limits) -> None:
+        self.handler = handler
+        self.host = host
+        self.port = port
+        self.tls = tls
+        self.require_starttls = require_starttls
+        self.hostname = hostname
+        self.limits = limits
+        self._server: asyncio.base_events.Server | None = None
+
+    def _protocol(self) -> SMTP:
+        return SMTP(
+            self.handler,
+            data_size_limit=self.limits.max_message_size,
+            enable_SMTPUTF8=True,
+            decode_data=False,
+            hostname=self.hostname,
+            ident="passerelle",
+            tls_context=self.tls,
+            require_starttls=self.require_starttls,
+            timeout=self.limits.timeout,
+        )
+
+    async def start(self) -> int:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(self._protocol, host=self.host, port=self.port)
+        sock = self._server.sockets[0]
+        self.port = int(sock.getsockname()[1])
+        return self.port
+
+    async def stop_accepting(self) -> None:
+        """Close the listening socket; sessions already open finish (SIGTERM drain)."""
+        if self._server is not None:
+            self._server.close()
+
+    async def wait_closed(self) -> None:
+        if self._server is not None:
+            await self._server.wait_closed()

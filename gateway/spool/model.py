@@ -1,0 +1,88 @@
+"""Values of the queue: states, directions, work items, the retry policy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class State(StrEnum):
+    RECEIVED = "received"
+    TRANSLATED = "translated"
+    DELIVERED = "delivered"
+    DEFERRED = "deferred"
+    BOUNCED = "bounced"
+    QUARANTINED = "quarantined"
+    HELD = "held"
+
+
+FINAL = (State.DELIVERED, State.BOUNCED)
+
+
+class Direction(StrEnum):
+    TO_TRUST = "to_trust"
+    TO_LEGACY = "to_legacy"
+    NOTICE = "notice"  # bounces and warnings we write ourselves: delivered as they are
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Backoff (Postfix-like: 5 min doubling to ~1 h), delay warning, lifetime."""
+
+    initial: float = 300.0
+    factor: float = 2.0
+    maximum: float = 3600.0
+    delay_warning_after: float = 4 * 3600.0
+    lifetime: float = 5 * 86400.0
+
+    def delay(self, attempts: int) -> float:
+        return float(min(self.maximum, self.initial * self.factor ** max(0, attempts - 1)))
+
+
+@dataclass(frozen=True)
+class RecipientState:
+    rcpt: str
+    state: State
+    attempts: int
+    next_attempt: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class QueueEntry:
+    """What `queue list` shows: ids, sizes, ages, states — nothing about patients."""
+
+    queue_id: str
+    direction: str
+    message_id: str
+    mail_from_domain: str
+    size: int
+    digest: str
+    received_at: float
+    recipients: tuple[RecipientState, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class TranslateWork:
+    queue_id: str
+    direction: Direction
+    mail_from: str
+    rcpts: tuple[str, ...]
+    data: bytes
+    received_at: float
+    attempts: int
+
+
+@dataclass(frozen=True)
+class DeliverWork:
+    output_id: int
+    queue_id: str
+    direction: Direction
+    mail_from: str
+    rcpts: tuple[str, ...]
+    data: bytes
+    received_at: float
+    attempts: int
+    first_deferred: float | None
+    warned: bool
+    message_id: str

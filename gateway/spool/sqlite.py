@@ -1,0 +1,469 @@
+"""The spool on SQLite (WAL): commit = fsync, leases so a crashed worker's work is taken again.
+
+Guarantees:
+
+* ``accept`` returns only after the message and its envelope are committed with
+  ``synchronous=FULL`` (the WAL is fsync'd): the listener answers ``250`` after that, never
+  before.  The same Message-ID with the same content for the same recipient is accepted once
+  (the duplicate is acknowledged and not queued again).
+* Work is *leased* for a while (``lease_translate``/``lease_deliver``); a worker that dies
+  leaves its lease to expire and another takes the work again — at-least-once delivery, with
+  duplicates at the peer suppressed by Message-ID.
+* Every stored message carries its SHA-256: a row whose bytes no longer match is set aside
+  (quarantined, reason ``corrupt``) instead of stopping the daemon.
+* SQLite errors never escape: "disk full" is :class:`SpoolFull` (452), anything else
+  :class:`SpoolUnavailable` (451) — transient, so senders retry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import threading
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from gateway.errors import BadInputError, SpoolFull, SpoolUnavailable
+from gateway.spool.model import (
+    DeliverWork,
+    Direction,
+    QueueEntry,
+    RecipientState,
+    RetryPolicy,
+    State,
+    TranslateWork,
+)
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS messages (
+    queue_id TEXT PRIMARY KEY,
+    direction TEXT NOT NULL,
+    mail_from TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    received_at REAL NOT NULL,
+    size INTEGER NOT NULL,
+    digest TEXT NOT NULL,
+    peer TEXT NOT NULL DEFAULT '',
+    data BLOB NOT NULL,
+    translate_attempts INTEGER NOT NULL DEFAULT 0,
+    next_translate REAL NOT NULL DEFAULT 0,
+    lease_owner TEXT,
+    lease_until REAL NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS outputs (
+    output_id INTEGER PRIMARY KEY,
+    queue_id TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    data BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS recipients (
+    id INTEGER PRIMARY KEY,
+    queue_id TEXT NOT NULL,
+    rcpt TEXT NOT NULL,
+    state TEXT NOT NULL,
+    output_id INTEGER,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt REAL NOT NULL DEFAULT 0,
+    first_deferred REAL,
+    warned INTEGER NOT NULL DEFAULT 0,
+    reason TEXT NOT NULL DEFAULT '',
+    lease_owner TEXT,
+    lease_until REAL NOT NULL DEFAULT 0,
+    updated_at REAL NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS recipients_work ON recipients(state, next_attempt);
+CREATE INDEX IF NOT EXISTS recipients_queue ON recipients(queue_id);
+CREATE TABLE IF NOT EXISTS accepted (
+    message_id TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    rcpt TEXT NOT NULL,
+    queue_id TEXT NOT NULL,
+    PRIMARY KEY (message_id, digest, rcpt)
+);
+"""
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _path(url: str) -> Path:
+    if url.startswith("sqlite:///"):
+        return Path(url[len("sqlite://"):]) if url.startswith("sqlite:////") else Path(
+            url[len("sqlite:///"):])
+    return Path(url)
+
+
+class SqliteSpool:
+    def __init__(self, path: Path, *, policy: RetryPolicy | None = None) -> None:
+        self.path = path
+        self.policy = policy or RetryPolicy()
+        self._local = threading.local()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SpoolUnavailable(f"spool directory {path.parent}: {exc.strerror}") from None
+        try:
+            self._conn().executescript(_SCHEMA)  # idempotent; executescript commits itself
+        except sqlite3.Error as exc:
+            raise SpoolUnavailable(f"spool {path}: {exc}") from None
+        with self._tx() as db:
+            row = db.execute("SELECT version FROM schema_version").fetchone()
+            if row is None:
+                db.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
+
+    # -- connections and transactions -------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            try:
+                db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=FULL")
+            except sqlite3.Error as exc:
+                raise SpoolUnavailable(f"spool {self.path}: {exc}") from None
+            self._local.db = db
+        return db
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        db = self._conn()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            yield db
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            if "full" in str(exc).lower():
+                raise SpoolFull(f"spool: {exc}") from None
+            raise SpoolUnavailable(f"spool: {exc}") from None
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+
+    def close(self) -> None:
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None
+
+    def ping(self) -> str | None:
+        """None when the spool is writable, else the reason (for /readyz)."""
+        try:
+            with self._tx() as db:
+                db.execute("UPDATE schema_version SET version = version")
+        except (SpoolUnavailable, SpoolFull) as exc:
+            return str(exc)
+        return None
+
+    # -- accepting ----------------------------------------------------------------------
+
+    def accept(self, *, direction: Direction, mail_from: str, rcpts: Sequence[str],
+               data: bytes, message_id: str, now: float, peer: str = "",
+               state: State = State.RECEIVED) -> tuple[str, bool]:
+        """Store durably; returns (queue id, duplicate?)."""
+        return self.accept_many([(direction, mail_from, tuple(rcpts), data, message_id, peer,
+                                  state)], now=now)[0]
+
+    def accept_many(self, items: Sequence[tuple[Direction, str, tuple[str, ...], bytes, str,
+                                                 str, State]],
+                    *, now: float) -> list[tuple[str, bool]]:
+        """Group commit: several messages in one transaction, one fsync."""
+        out: list[tuple[str, bool]] = []
+        with self._tx() as db:
+            for direction, mail_from, rcpts, data, message_id, peer, state in items:
+                digest = _digest(data)
+                queue_id = uuid.uuid4().hex[:20].upper()
+                fresh = []
+                for rcpt in rcpts:
+                    if message_id:
+                        hit = db.execute(
+                            "SELECT queue_id FROM accepted WHERE message_id=? AND digest=? "
+                            "AND rcpt=?", (message_id, digest, rcpt)).fetchone()
+                        if hit is not None:
+                            continue
+                    fresh.append(rcpt)
+                if not fresh:
+                    out.append((queue_id, True))
+                    continue
+                db.execute(
+                    "INSERT INTO messages (queue_id, direction, mail_from, message_id, "
+                    "received_at, size, digest, peer, data) VALUES (?,?,?,?,?,?,?,?,?)",
+                    (queue_id, str(direction), mail_from, message_id, now, len(data), digest,
+                     peer, data))
+                output_id = None
+                if state is State.TRANSLATED:  # our own notices: delivered as they are
+                    output_id = db.execute(
+                        "INSERT INTO outputs (queue_id, digest, data) VALUES (?,?,?)",
+                        (queue_id, digest, data)).lastrowid
+                for rcpt in fresh:
+                    db.execute(
+                        "INSERT INTO recipients (queue_id, rcpt, state, output_id, next_attempt,"
+                        " updated_at) VALUES (?,?,?,?,?,?)",
+                        (queue_id, rcpt, str(state), output_id, now, now))
+                    if message_id:
+                        db.execute("INSERT OR IGNORE INTO accepted VALUES (?,?,?,?)",
+                                   (message_id, digest, rcpt, queue_id))
+                out.append((queue_id, False))
+        return out
+
+    # -- translation --------------------------------------------------------------------
+
+    def lease_translate(self, worker: str, *, now: float, duration: float,
+                        limit: int = 8) -> list[TranslateWork]:
+        with self._tx() as db:
+            rows = db.execute(
+                "SELECT m.queue_id FROM messages m WHERE m.next_translate <= ? AND "
+                "(m.lease_owner IS NULL OR m.lease_until < ?) AND EXISTS (SELECT 1 FROM "
+                "recipients r WHERE r.queue_id = m.queue_id AND r.state = 'received') "
+                "ORDER BY m.received_at LIMIT ?", (now, now, limit)).fetchall()
+            ids = [r[0] for r in rows]
+            for qid in ids:
+                db.execute("UPDATE messages SET lease_owner=?, lease_until=? WHERE queue_id=?",
+                           (worker, now + duration, qid))
+        work = []
+        for qid in ids:
+            item = self._translate_work(qid)
+            if item is not None:
+                work.append(item)
+        return work
+
+    def _translate_work(self, queue_id: str) -> TranslateWork | None:
+        db = self._conn()
+        row = db.execute("SELECT direction, mail_from, data, digest, received_at, "
+                         "translate_attempts FROM messages WHERE queue_id=?",
+                         (queue_id,)).fetchone()
+        if row is None:
+            return None
+        direction, mail_from, data, digest, received_at, attempts = row
+        if _digest(data) != digest:
+            self._set_aside(queue_id, "corrupt: stored bytes do not match their digest")
+            return None
+        rcpts = tuple(r[0] for r in db.execute(
+            "SELECT rcpt FROM recipients WHERE queue_id=? AND state='received' ORDER BY id",
+            (queue_id,)))
+        return TranslateWork(queue_id, Direction(direction), mail_from, rcpts, data,
+                             received_at, attempts)
+
+    def _set_aside(self, queue_id: str, reason: str) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE recipients SET state='quarantined', reason=?, lease_owner=NULL "
+                       "WHERE queue_id=? AND state NOT IN ('delivered','bounced')",
+                       (reason, queue_id))
+            db.execute("UPDATE messages SET lease_owner=NULL WHERE queue_id=?", (queue_id,))
+
+    def store_translated(self, queue_id: str, groups: Sequence[tuple[Sequence[str], bytes]],
+                         *, now: float) -> None:
+        with self._tx() as db:
+            for rcpts, data in groups:
+                output_id = db.execute(
+                    "INSERT INTO outputs (queue_id, digest, data) VALUES (?,?,?)",
+                    (queue_id, _digest(data), data)).lastrowid
+                for rcpt in rcpts:
+                    db.execute(
+                        "UPDATE recipients SET state='translated', output_id=?, next_attempt=?,"
+                        " updated_at=?, reason='' WHERE queue_id=? AND rcpt=? AND "
+                        "state='received'", (output_id, now, now, queue_id, rcpt))
+            db.execute("UPDATE messages SET lease_owner=NULL, lease_until=0 WHERE queue_id=?",
+                       (queue_id,))
+
+    def translate_failed(self, queue_id: str, *, fate: str, reason: str, now: float) -> None:
+        """``retry`` (back off), ``bounce`` or ``quarantine`` every waiting recipient."""
+        with self._tx() as db:
+            if fate == "retry":
+                attempts = db.execute("SELECT translate_attempts FROM messages WHERE queue_id=?",
+                                      (queue_id,)).fetchone()[0] + 1
+                db.execute("UPDATE messages SET translate_attempts=?, next_translate=?, "
+                           "lease_owner=NULL, lease_until=0 WHERE queue_id=?",
+                           (attempts, now + self.policy.delay(attempts), queue_id))
+                db.execute("UPDATE recipients SET reason=?, updated_at=? WHERE queue_id=? AND "
+                           "state='received'", (reason, now, queue_id))
+                return
+            state = "bounced" if fate == "bounce" else "quarantined"
+            db.execute("UPDATE recipients SET state=?, reason=?, updated_at=? WHERE queue_id=? "
+                       "AND state='received'", (state, reason, now, queue_id))
+            db.execute("UPDATE messages SET lease_owner=NULL, lease_until=0 WHERE queue_id=?",
+                       (queue_id,))
+
+    # -- delivery -----------------------------------------------------------------------
+
+    def lease_deliver(self, worker: str, *, now: float, duration: float,
+                      limit: int = 16) -> list[DeliverWork]:
+        with self._tx() as db:
+            outs = [r[0] for r in db.execute(
+                "SELECT DISTINCT output_id FROM recipients WHERE state IN ('translated',"
+                "'deferred') AND next_attempt <= ? AND lease_until < ? ORDER BY next_attempt "
+                "LIMIT ?", (now, now, limit))]
+            for oid in outs:
+                db.execute("UPDATE recipients SET lease_owner=?, lease_until=? WHERE output_id=?"
+                           " AND state IN ('translated','deferred') AND next_attempt <= ?",
+                           (worker, now + duration, oid, now))
+        work = []
+        db = self._conn()
+        for oid in outs:
+            row = db.execute(
+                "SELECT o.queue_id, o.data, o.digest, m.direction, m.mail_from, m.received_at,"
+                " m.message_id FROM outputs o JOIN messages m ON m.queue_id = o.queue_id "
+                "WHERE o.output_id=?", (oid,)).fetchone()
+            if row is None:
+                continue
+            qid, data, digest, direction, mail_from, received_at, message_id = row
+            if _digest(data) != digest:
+                self._set_aside(qid, "corrupt: translated bytes do not match their digest")
+                continue
+            rcpts = db.execute(
+                "SELECT rcpt, attempts, first_deferred, warned FROM recipients WHERE "
+                "output_id=? AND lease_owner=? AND state IN ('translated','deferred')",
+                (oid, worker)).fetchall()
+            if not rcpts:
+                continue
+            work.append(DeliverWork(
+                output_id=oid, queue_id=qid, direction=Direction(direction),
+                mail_from=mail_from, rcpts=tuple(r[0] for r in rcpts), data=data,
+                received_at=received_at, attempts=max(r[1] for r in rcpts),
+                first_deferred=min((r[2] for r in rcpts if r[2] is not None), default=None),
+                warned=any(r[3] for r in rcpts), message_id=message_id))
+        return work
+
+    def mark_delivered(self, output_id: int, rcpts: Sequence[str], *, now: float,
+                       reply: str = "") -> None:
+        self._mark(output_id, rcpts, "delivered", reply[:300], now)
+
+    def mark_bounced(self, output_id: int, rcpts: Sequence[str], *, now: float,
+                     reason: str) -> None:
+        self._mark(output_id, rcpts, "bounced", reason[:300], now)
+
+    def _mark(self, output_id: int, rcpts: Sequence[str], state: str, reason: str,
+              now: float) -> None:
+        with self._tx() as db:
+            for rcpt in rcpts:
+                db.execute("UPDATE recipients SET state=?, reason=?, lease_owner=NULL, "
+                           "lease_until=0, updated_at=?, attempts=attempts+1 WHERE output_id=? "
+                           "AND rcpt=?", (state, reason, now, output_id, rcpt))
+
+    def mark_deferred(self, output_id: int, rcpts: Sequence[str], *, now: float,
+                      reason: str) -> tuple[float, bool, bool]:
+        """Back off; returns (next attempt, delay warning now due, lifetime over)."""
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT MAX(attempts), MIN(COALESCE(first_deferred, ?)), MAX(warned) FROM "
+                "recipients WHERE output_id=?", (now, output_id)).fetchone()
+            attempts = (row[0] or 0) + 1
+            first = row[1] if row[1] is not None else now
+            warned = bool(row[2])
+            nxt = now + self.policy.delay(attempts)
+            warn = not warned and now - first >= self.policy.delay_warning_after
+            expired = now - first >= self.policy.lifetime
+            for rcpt in rcpts:
+                db.execute(
+                    "UPDATE recipients SET state='deferred', attempts=?, next_attempt=?, "
+                    "first_deferred=COALESCE(first_deferred, ?), warned=warned OR ?, reason=?, "
+                    "lease_owner=NULL, lease_until=0, updated_at=? WHERE output_id=? AND rcpt=?",
+                    (attempts, nxt, now, 1 if warn else 0, reason[:300], now, output_id, rcpt))
+        return nxt, warn, expired
+
+    # -- administration -----------------------------------------------------------------
+
+    def recover(self, *, now: float) -> int:
+        """At start: leases held by a previous run are released (their work is redone)."""
+        with self._tx() as db:
+            n = db.execute("UPDATE recipients SET lease_owner=NULL, lease_until=0 "
+                           "WHERE lease_owner IS NOT NULL").rowcount
+            n += db.execute("UPDATE messages SET lease_owner=NULL, lease_until=0 "
+                            "WHERE lease_owner IS NOT NULL").rowcount
+        return n
+
+    def counts(self) -> dict[str, int]:
+        return {state: n for state, n in self._conn().execute(
+            "SELECT state, COUNT(*) FROM recipients GROUP BY state")}
+
+    def oldest_age(self, now: float) -> float:
+        row = self._conn().execute(
+            "SELECT MIN(m.received_at) FROM messages m JOIN recipients r ON r.queue_id = "
+            "m.queue_id WHERE r.state IN ('received','translated','deferred')").fetchone()
+        return 0.0 if row[0] is None else max(0.0, now - row[0])
+
+    def list(self, *, state: str | None = None, limit: int = 100) -> list[QueueEntry]:
+        db = self._conn()
+        where = "WHERE queue_id IN (SELECT queue_id FROM recipients WHERE state=?)" if state \
+            else ""
+        rows = db.execute(
+            "SELECT queue_id, direction, message_id, mail_from, size, digest, received_at FROM "
+            f"messages {where} ORDER BY received_at LIMIT ?",
+            (state, limit) if state else (limit,)).fetchall()
+        return [self._entry(db, *row) for row in rows]
+
+    def _entry(self, db: sqlite3.Connection, qid: str, direction: str, message_id: str,
+               mail_from: str, size: int, digest: str, received_at: float) -> QueueEntry:
+        rcpts = tuple(RecipientState(r, State(s), a, n, reason) for r, s, a, n, reason in
+                      db.execute("SELECT rcpt, state, attempts, next_attempt, reason FROM "
+                                 "recipients WHERE queue_id=? ORDER BY id", (qid,)))
+        return QueueEntry(qid, direction, message_id, mail_from.rpartition("@")[2], size,
+                          digest, received_at, rcpts)
+
+    def show(self, queue_id: str) -> tuple[QueueEntry, bytes]:
+        db = self._conn()
+        row = db.execute("SELECT queue_id, direction, message_id, mail_from, size, digest, "
+                         "received_at, data FROM messages WHERE queue_id=?",
+                         (queue_id,)).fetchone()
+        if row is None:
+            raise BadInputError(f"no message {queue_id} in the queue")
+        return self._entry(db, *row[:7]), row[7]
+
+    def _admin(self, queue_id: str, sql: str, args: tuple[object, ...], allowed: str) -> int:
+        with self._tx() as db:
+            if db.execute("SELECT 1 FROM messages WHERE queue_id=?",
+                          (queue_id,)).fetchone() is None:
+                raise BadInputError(f"no message {queue_id} in the queue")
+            n = db.execute(sql + f" WHERE queue_id=? AND state IN ({allowed})",
+                           (*args, queue_id)).rowcount
+        if n == 0:
+            raise BadInputError(f"message {queue_id} has no recipient in a state this applies to")
+        return n
+
+    def retry(self, queue_id: str, *, now: float) -> int:
+        """Deferred recipients are tried again now."""
+        return self._admin(queue_id, "UPDATE recipients SET next_attempt=?", (now,),
+                           "'deferred'")
+
+    def hold(self, queue_id: str, *, now: float) -> int:
+        return self._admin(queue_id, "UPDATE recipients SET state='held', updated_at=?", (now,),
+                           "'received','translated','deferred'")
+
+    def release(self, queue_id: str, *, now: float) -> int:
+        """Held or quarantined recipients go back to work (translated again from scratch)."""
+        with self._tx() as db:
+            db.execute("UPDATE messages SET next_translate=0, translate_attempts=0, "
+                       "lease_owner=NULL WHERE queue_id=?", (queue_id,))
+        return self._admin(queue_id, "UPDATE recipients SET state='received', output_id=NULL, "
+                           "next_attempt=?, attempts=0, first_deferred=NULL, warned=0, "
+                           "reason='released', lease_owner=NULL", (now,),
+                           "'held','quarantined'")
+
+    def delete(self, queue_id: str) -> None:
+        with self._tx() as db:
+            if db.execute("DELETE FROM messages WHERE queue_id=?", (queue_id,)).rowcount == 0:
+                raise BadInputError(f"no message {queue_id} in the queue")
+            db.execute("DELETE FROM recipients WHERE queue_id=?", (queue_id,))
+            db.execute("DELETE FROM outputs WHERE queue_id=?", (queue_id,))
+
+    def size_bytes(self) -> int:
+        try:
+            return sum(os.path.getsize(p) for p in (self.path, Path(f"{self.path}-wal"))
+                       if p.exists())
+        except OSError:
+            return 0
+
+
+def open_spool(url: str, *, policy: RetryPolicy | None = None) -> SqliteSpool:
+    if url.startswith(("postgresql://", "postgres://")):
+        raise SpoolUnavailable("the PostgreSQL spool is not available in this version")
+    return SqliteSpool(_path(url), policy=policy)
