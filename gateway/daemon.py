@@ -248,7 +248,7 @@ class Gateway:
                 letter = notices.legacy_notice(original, sender=user.legacy_address,
                                                failures=failures,
                                                gateway_domain=self.settings.domain, now=now,
-                                               delayed=delayed)
+                                               delayed=delayed, charset=user.charset)
                 data = await asyncio.to_thread(self.translator.legacy.seal, letter,
                                                recipient=user.legacy_fingerprint)
                 rcpt = user.legacy_address
@@ -258,6 +258,9 @@ class Gateway:
                 rcpt = sender
         except PasserelleError as exc:
             log.error("notice could not be written kind=%s", exc.kind)
+            return
+        except Exception as exc:  # a bug must not lose the original's state
+            log.error("notice could not be written: %s", type(exc).__name__, exc_info=exc)
             return
         await asyncio.to_thread(self.spool.accept, direction=Direction.NOTICE, mail_from="",
                                 rcpts=(rcpt,), data=data, message_id=message_id_of(data),
@@ -285,7 +288,10 @@ class Gateway:
                 self._inflight.add(task)
                 task.add_done_callback(self._inflight.discard)
                 tasks.append(task)
-            await asyncio.gather(*tasks, return_exceptions=True)
+            for result in await asyncio.gather(*tasks, return_exceptions=True):
+                if isinstance(result, Exception):  # a bug: the lease expires, work is redone
+                    log.error("delivery task crashed: %s", type(result).__name__,
+                              exc_info=result)
 
     def _target(self, item: DeliverWork, rcpt: str) -> tuple[str, str, bool]:
         """(domain to route on, address to send to, is it the legacy side?)"""

@@ -354,8 +354,8 @@ domain = "{GATEWAY_DOMAIN}"
 state_dir = "state"
 
 [mappings]
-dir = "mappings"
-addresses = "mappings/addresses.csv"
+dir = "{world.root / 'mappings'}"
+addresses = "{world.addresses}"
 
 [legacy]
 adapter = "openpgp"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import quopri
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
@@ -49,8 +50,9 @@ def _why(f: Failure) -> str:
 
 
 def legacy_notice(original: bytes, *, sender: str, failures: list[Failure], gateway_domain: str,
-                  now: datetime, delayed: bool = False) -> bytes:
-    """A French plain-text letter to a legacy user (to be sealed for them)."""
+                  now: datetime, delayed: bool = False, charset: str = "cp1252") -> bytes:
+    """A French plain-text letter to a legacy user, in their software's charset with CRLF
+    (to be sealed for them)."""
     message_id, date, _ = original_headers(original)
     if delayed:
         opening = ("Votre message n'a pas encore pu être remis. La passerelle continue d'essayer "
@@ -84,7 +86,12 @@ def legacy_notice(original: bytes, *, sender: str, failures: list[Failure], gate
     msg["Message-ID"] = make_msgid(domain=gateway_domain)
     if message_id:
         msg["In-Reply-To"] = message_id
-    msg.set_content("\r\n".join(lines) + "\r\n", charset="utf-8", cte="quoted-printable")
+    from gateway.translate.mime import MIME_CHARSET
+    from gateway.translate.trust_to_legacy import encode_for
+
+    body, _ = encode_for("\n".join(lines) + "\n", charset)
+    msg.set_content(body, maintype="text", subtype="plain", cte="quoted-printable")
+    msg.set_param("charset", MIME_CHARSET.get(charset, charset))
     return msg.as_bytes(policy=email.policy.SMTP)
 
 
@@ -111,24 +118,38 @@ def build_dsn(original: bytes, *, sender: str, failures: list[Failure], reportin
         "This is an automatic message from the gateway.",
         "The original message's headers are attached; its content is not.",
     ]
-    human = EmailMessage()
-    human.set_content("\r\n".join(text) + "\r\n", cte="quoted-printable")
     status_lines = [f"Reporting-MTA: dns; {reporting_mta}",
                     f"Arrival-Date: {format_datetime(now)}", ""]
     for f in failures:
         status_lines += [f"Final-Recipient: rfc822; {f.recipient}", f"Action: {f.action}",
                          f"Status: {f.status}",
                          f"Diagnostic-Code: smtp; {f.diagnostic[:200] or f.status}", ""]
-    status = EmailMessage()
-    status.set_content("\r\n".join(status_lines).encode("ascii", "replace"),
-                       maintype="message", subtype="delivery-status", cte="7bit")
-    head = original.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
-    headers = EmailMessage()
-    headers.set_content(head + b"\r\n", maintype="text", subtype="rfc822-headers",
-                        cte="base64")
-    report.set_content("")
-    report.make_mixed()
-    report.set_payload([human, status, headers])
-    report.replace_header("Content-Type", 'multipart/report; report-type=delivery-status')
-    report.set_boundary(make_msgid(domain="b").strip("<>").replace("@", "."))
-    return report.as_bytes(policy=email.policy.SMTP)
+    head = original.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0].replace(b"\r\n", b"\n")
+    boundary = make_msgid(domain="report").strip("<>").replace("@", ".")
+    human = quopri.encodestring("\n".join(text).encode("utf-8")).replace(b"\n", b"\r\n")
+    body = b"\r\n".join([
+        b"This is a MIME-encapsulated delivery status report.",
+        b"",
+        b"--" + boundary.encode(),
+        b"Content-Type: text/plain; charset=utf-8",
+        b"Content-Transfer-Encoding: quoted-printable",
+        b"",
+        human,
+        b"--" + boundary.encode(),
+        b"Content-Type: message/delivery-status",
+        b"",
+        "\r\n".join(status_lines).encode("ascii", "replace"),
+        b"--" + boundary.encode(),
+        b"Content-Type: text/rfc822-headers",
+        b"",
+        head.replace(b"\n", b"\r\n"),
+        b"",
+        b"--" + boundary.encode() + b"--",
+        b"",
+    ])
+    del report["Content-Type"]
+    report["MIME-Version"] = "1.0"
+    report["Content-Type"] = (f'multipart/report; report-type=delivery-status; '
+                              f'boundary="{boundary}"')
+    return bytes(report.as_bytes(policy=email.policy.SMTP).split(b"\r\n\r\n", 1)[0]
+                 + b"\r\n\r\n" + body)
