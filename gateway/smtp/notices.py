@@ -147,7 +147,6 @@ def build_dsn(original: bytes, *, sender: str, failures: list[Failure], reportin
         b"--" + boundary.encode() + b"--",
         b"",
     ])
-    del report["Content-Type"]
     report["MIME-Version"] = "1.0"
     report["Content-Type"] = (f'multipart/report; report-type=delivery-status; '
                               f'boundary="{boundary}"')
