@@ -124,24 +124,33 @@ async def deliver(message: bytes, *, mail_from: str, rcpts: list[str], route: Ro
     try:
         await client.connect()
         errors, _ = await client.sendmail(mail_from, rcpts, message)
-    except BaseException as exc:
+    except BaseException as exc:  # noqa: BLE001 - classified, never propagated
+        client.close()
         if isinstance(exc, asyncio.CancelledError):
             raise
-        outcome = classify(exc)
         if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
             return {r.recipient: classify(aiosmtplib.SMTPResponseException(r.code, r.message))
                     for r in exc.recipients}
-        return dict.fromkeys(rcpts, outcome)
-    finally:
-        try:
-            if client.is_connected:
-                await client.quit()
-        except BaseException:
-            client.close()
+        return dict.fromkeys(rcpts, classify(exc))
+    # The peer has the message: say goodbye in the background, so that the caller records
+    # the delivery at once (the shorter that window, the fewer duplicates after a crash).
+    task = asyncio.create_task(_goodbye(client))
+    _GOODBYES.add(task)
+    task.add_done_callback(_GOODBYES.discard)
     out = dict.fromkeys(rcpts, DELIVERED)
     for rcpt, response in errors.items():
         out[rcpt] = classify(aiosmtplib.SMTPResponseException(response.code, response.message))
     return out
+
+
+_GOODBYES: set[asyncio.Task[None]] = set()
+
+
+async def _goodbye(client: aiosmtplib.SMTP) -> None:
+    try:
+        await client.quit()
+    except BaseException:  # noqa: BLE001 - best effort; the message is already delivered
+        client.close()
 
 
 class DestinationLimiter:

@@ -1,0 +1,134 @@
+"""kill -9 in the middle of a run: every accepted message is delivered, none twice."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import os
+import signal
+import socket
+import subprocess
+import sys
+from email.message import EmailMessage
+from pathlib import Path
+
+import aiosmtplib
+import pytest
+
+from gateway.crypto.world import World
+from gateway.sim import SimTrustOperator
+from tests.conftest import legacy_client
+from tests.daemon.harness import ADDR
+
+N = 200
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def sealed(world: World, n: int) -> bytes:
+    m = EmailMessage()
+    m["From"] = ADDR["durand"]
+    m["To"] = "dr.x@hopital-a.mssante.example"
+    m["Subject"] = f"Courrier {n}"
+    m["Message-ID"] = f"<crash-{n}@medical13.legacy.example>"
+    m.set_content(f"Lettre numéro {n} : résultats normaux.\n".encode(), maintype="text",
+                  subtype="plain")
+    return legacy_client(world, "durand").seal(m.as_bytes(),
+                                               recipient=world.fingerprints["gateway"])
+
+
+class Serve:
+    def __init__(self, cfg: Path) -> None:
+        self.cfg = cfg
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    async def start(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "gateway", "serve", "--config",
+                                      str(self.cfg)], stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL)
+        assert self.proc.stdout is not None
+        line = await asyncio.to_thread(self.proc.stdout.readline)
+        assert b"serving on" in line, line
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+@pytest.mark.slow
+def test_kill_9_mid_run_loses_nothing_and_duplicates_nothing(world: World,
+                                                             tmp_path: Path) -> None:
+    messages = [sealed(world, n) for n in range(N)]
+
+    async def main() -> None:
+        op = SimTrustOperator(cert=world.cert("hopital-a-server"),
+                              key=world.key("hopital-a-server"), anchors=[world.ca_cert])
+        await op.start()
+        legacy_port = free_port()
+        cfg = tmp_path / "passerelle.toml"
+        cfg.write_text(world.config.read_text("utf-8").replace(
+            'state_dir = "state"', f'state_dir = "{tmp_path / "state"}"') + f"""
+[listen.legacy]
+port = {legacy_port}
+[listen.trust]
+port = {free_port()}
+[retry]
+initial = 0.5
+factor = 1
+max = 0.5
+[workers]
+poll_interval = 0.1
+[routes]
+"hopital-a.mssante.example" = "127.0.0.1:{op.port}"
+""", "utf-8")
+        serve = Serve(cfg)
+        await serve.start()
+        tls = __import__("ssl").create_default_context(cafile=str(world.ca_cert))
+        accepted: set[int] = set()
+        restarted = asyncio.Event()
+
+        async def sender(indices: list[int]) -> None:
+            for n in indices:
+                while True:
+                    try:
+                        await aiosmtplib.send(messages[n], sender=ADDR["durand"],
+                                              recipients=["dr.x@hopital-a.mssante.example"],
+                                              hostname="127.0.0.1", port=legacy_port,
+                                              start_tls=True, tls_context=tls, timeout=10)
+                        accepted.add(n)
+                        break
+                    except (aiosmtplib.SMTPException, OSError):
+                        await restarted.wait()  # the gateway is down: wait, then resend
+
+        senders = [asyncio.create_task(sender(list(range(k, N, 4)))) for k in range(4)]
+        while len(accepted) < N // 2:
+            await asyncio.sleep(0.01)
+        serve.kill9()
+        await serve.start()
+        restarted.set()
+        await asyncio.gather(*senders)
+        assert accepted == set(range(N))
+        try:
+            await op.wait_for(N, timeout=120)
+            await asyncio.sleep(1.0)  # any late duplicate would show up here
+        finally:
+            serve.stop()
+            await op.stop()
+        ids = collections.Counter(op.message_ids())
+        assert set(ids) == {f"<crash-{n}@medical13.legacy.example>" for n in range(N)}
+        assert [mid for mid, c in ids.items() if c > 1] == []
+
+    asyncio.run(main())
