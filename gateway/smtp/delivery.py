@@ -124,7 +124,7 @@ async def deliver(message: bytes, *, mail_from: str, rcpts: list[str], route: Ro
     try:
         await client.connect()
         errors, _ = await client.sendmail(mail_from, rcpts, message)
-    except BaseException as exc:  # noqa: BLE001 - classified, never propagated
+    except BaseException as exc:
         client.close()
         if isinstance(exc, asyncio.CancelledError):
             raise
@@ -149,7 +149,7 @@ _GOODBYES: set[asyncio.Task[None]] = set()
 async def _goodbye(client: aiosmtplib.SMTP) -> None:
     try:
         await client.quit()
-    except BaseException:  # noqa: BLE001 - best effort; the message is already delivered
+    except BaseException:
         client.close()
 
 
