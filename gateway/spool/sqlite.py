@@ -300,7 +300,7 @@ class SqliteSpool:
         with self._tx() as db:
             outs = [r[0] for r in db.execute(
                 "SELECT DISTINCT output_id FROM recipients WHERE state IN ('translated',"
-                "'deferred') AND next_attempt <= ? AND lease_until < ? ORDER BY next_attempt "
+                "'deferred') AND next_attempt <= ? AND lease_until <= ? ORDER BY next_attempt "
                 "LIMIT ?", (now, now, limit))]
             for oid in outs:
                 db.execute("UPDATE recipients SET lease_owner=?, lease_until=? WHERE output_id=?"
