@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
+import functools
 import logging
 import re
 import signal
@@ -22,14 +23,19 @@ import ssl
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from gateway.config import Settings
 from gateway.crypto.domainlist import DomainList, DomainListStore
 from gateway.crypto.pki import client_tls_context, server_tls_context
 from gateway.errors import Fate, PasserelleError, TrustListError
 from gateway.journal import Journal, open_journal
+from gateway.ops import http as ops_http
+from gateway.ops.logging import configure as configure_logging
+from gateway.ops.logging import get_logger
+from gateway.ops.metrics import CRYPTO_KINDS, STAGES, Metrics
 from gateway.smtp import notices
 from gateway.smtp.delivery import NO_ROUTE, DestinationLimiter, Outcome, Router, deliver
 from gateway.smtp.server import (
@@ -45,7 +51,8 @@ from gateway.translate.addresses import AddressBook, domain_of
 from gateway.translate.factory import build_translator, trust_anchors
 from gateway.translate.pipeline import Envelope, Translator
 
-log = logging.getLogger("passerelle")
+log = get_logger("passerelle.daemon")
+T = TypeVar("T")
 # aiosmtpd warns about every context that demands client certificates: that is our design.
 logging.getLogger("mail.log").setLevel(logging.ERROR)
 _MESSAGE_ID = re.compile(rb"^message-id:[ \t]*(.+?)\r?$", re.IGNORECASE | re.MULTILINE)
@@ -69,7 +76,7 @@ class _Domains:
         try:
             return self.store.current()
         except TrustListError:
-            log.error("list of domains unreadable: every trust domain refused")
+            log.error("domain_list.unreadable", outcome="refused")
             return DomainList(generated_at=datetime(1970, 1, 1, tzinfo=UTC))
 
 
@@ -78,32 +85,55 @@ class Gateway:
         self.settings = settings
         self.clock = clock
         d = settings.daemon
-        self.policy = RetryPolicy(d.retry_initial, d.retry_factor, d.retry_max,
-                                  d.delay_warning_after, d.lifetime)
+        self.policy = RetryPolicy(
+            d.retry_initial, d.retry_factor, d.retry_max, d.delay_warning_after, d.lifetime
+        )
         self.spool: SqliteSpool = open_spool(settings.journal_url, policy=self.policy)
         self.journal: Journal = open_journal(settings.journal_url)
         self.translator: Translator = build_translator(settings)
         self.anchors = trust_anchors(settings)
         t = settings.trust
-        store = (DomainListStore(t.domain_list, anchors=t.anchors) if t.domain_list else None)
+        store = DomainListStore(t.domain_list, anchors=t.anchors) if t.domain_list else None
         self.domains = _Domains(store)
         self.router = Router(dict(d.routes))
         self.limiter = DestinationLimiter(d.per_destination)
         self.name = f"{d.hostname}-{uuid.uuid4().hex[:8]}"
-        self.trust_client_tls = client_tls_context(t.client_cert, t.client_key,
-                                                   anchors=self.anchors, ciphers=t.ciphers)
+        self.trust_client_tls = client_tls_context(
+            t.client_cert, t.client_key, anchors=self.anchors, ciphers=t.ciphers
+        )
         self.legacy_client_tls = ssl.create_default_context()
         self.legacy_client_tls.check_hostname = False
         self.legacy_client_tls.verify_mode = ssl.CERT_NONE  # content is end-to-end sealed
         self.legacy_client_tls.minimum_version = ssl.TLSVersion.TLSv1_2
+        # Spool and journal writes are short: they get their own threads, so that recording a
+        # delivery never queues behind a gpg call (the shorter the window between the peer's
+        # 250 and our commit, the fewer duplicates after a crash).
+        self._db = ThreadPoolExecutor(max_workers=2, thread_name_prefix="spool")
+        self._cpu = ThreadPoolExecutor(
+            max_workers=max(1, d.workers), thread_name_prefix="translate"
+        )
         self._wake_translate = asyncio.Event()
         self._wake_deliver = asyncio.Event()
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
         self._inflight: set[asyncio.Task[None]] = set()
         self.listeners: list[Listener] = []
+        self.metrics = Metrics()
+        readiness = ops_http.Readiness()
+        readiness.add("spool", ops_http.spool_writable(self.spool.ping))
+        readiness.add("domain_list", ops_http.domain_list_fresh(self._list_age))
+        readiness.add("keys", ops_http.keys_loaded(lambda: self.translator is not None))
+        self.ops = ops_http.OpsServer(
+            self.metrics.registry, readiness, host=d.ops_listen[0], port=d.ops_listen[1]
+        )
 
     # -- wiring --------------------------------------------------------------------------
+
+    async def _in(
+        self, pool: ThreadPoolExecutor, fn: Callable[..., T], *args: Any, **kwargs: Any
+    ) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(pool, functools.partial(fn, *args, **kwargs))
 
     def book(self) -> AddressBook:
         return self.translator.book
@@ -114,38 +144,111 @@ class Gateway:
             self.translator.book = AddressBook.load(self.settings.addresses)
             if self.domains.store is not None:
                 self.domains.store.reload()
-            log.info("reloaded address book and list of domains")
+            log.info("config.reloaded", outcome="ok")
+            self._static_metrics()
         except PasserelleError as exc:
-            log.error("reload failed, previous tables kept: %s", exc.kind)
+            log.error("config.reload_failed", kind=exc.kind)
 
-    async def start(self) -> None:
+    def _list_age(self) -> float | None:
+        listing = self.domains.current()
+        if not listing.entries:
+            return None
+        return max(0.0, self.clock() - listing.generated_at.timestamp())
+
+    def _static_metrics(self) -> None:
+        """Expiry of every certificate in use, age of the list and of the CRLs."""
+        from cryptography.hazmat.primitives import hashes
+
+        from gateway.crypto.x509util import load_certificate
+
+        t = self.settings.trust
+        for role, path in (
+            ("server", t.server_cert),
+            ("client", t.client_cert),
+            ("signing", t.signing_cert),
+        ):
+            if path is not None:
+                self.metrics.set_expiry_at(
+                    "certificate", role, load_certificate(path).not_valid_after_utc
+                )
+        for cert in self.anchors.certificates:
+            label = "anchor:" + cert.fingerprint(hashes.SHA1()).hex()[:12]
+            self.metrics.set_expiry_at("certificate", label, cert.not_valid_after_utc)
+        for crl in self.anchors.crls:
+            label = "crl:" + crl.fingerprint(hashes.SHA1()).hex()[:12]
+            self.metrics.set_crl_timestamp(label, crl.last_update_utc)
+            if crl.next_update_utc is not None:
+                self.metrics.set_expiry_at("crl", label, crl.next_update_utc)
+        listing = self.domains.current()
+        if listing.entries:
+            self.metrics.set_list_timestamp(listing.generated_at, len(listing.entries))
+
+    async def _gauges_loop(self) -> None:
+        while not self._stopping:
+            counts = await self._in(self._db, self.spool.counts)
+            self.metrics.set_spool_depth(counts)
+            self.metrics.set_oldest_age(
+                await self._in(self._db, self.spool.oldest_age, self.clock())
+            )
+            entries, size = await self._in(self._db, self.journal.size)
+            self.metrics.set_journal_size(entries, size)
+            await asyncio.sleep(min(5.0, self.settings.daemon.poll_interval * 5))
+
+    async def start(self, *, ops: bool = True) -> None:
         self.spool.recover(now=self.clock())
+        self._static_metrics()
+        if ops:
+            await self.ops.start()
         d = self.settings.daemon
         t = self.settings.trust
         limits = Limits(d.max_message_size, d.max_recipients)
-        common: dict[str, Any] = {"book": self.book, "domains": self.domains.current,
-                                  "accept": self.accept, "limits": limits,
-                                  "gateway_domain": self.settings.domain}
+        common: dict[str, Any] = {
+            "book": self.book,
+            "domains": self.domains.current,
+            "accept": self.accept,
+            "limits": limits,
+            "gateway_domain": self.settings.domain,
+        }
         if t.server_cert is None or t.server_key is None:
             from gateway.errors import ConfigError
 
             raise ConfigError("trust.server_cert and trust.server_key are required to serve")
-        legacy_tls = server_tls_context(t.server_cert, t.server_key, anchors=None,
-                                        require_client_cert=False, ciphers=t.ciphers)
-        trust_tls = server_tls_context(t.server_cert, t.server_key, anchors=self.anchors,
-                                       require_client_cert=True, ciphers=t.ciphers)
+        legacy_tls = server_tls_context(
+            t.server_cert, t.server_key, anchors=None, require_client_cert=False, ciphers=t.ciphers
+        )
+        trust_tls = server_tls_context(
+            t.server_cert,
+            t.server_key,
+            anchors=self.anchors,
+            require_client_cert=True,
+            ciphers=t.ciphers,
+        )
         self.listeners = [
-            Listener(LegacyHandler(**common), host=d.legacy_listen[0], port=d.legacy_listen[1],
-                     tls=legacy_tls, require_starttls=False, hostname=d.hostname,
-                     limits=limits),
-            Listener(TrustHandler(**common), host=d.trust_listen[0], port=d.trust_listen[1],
-                     tls=trust_tls, require_starttls=True, hostname=d.hostname, limits=limits),
+            Listener(
+                LegacyHandler(**common),
+                host=d.legacy_listen[0],
+                port=d.legacy_listen[1],
+                tls=legacy_tls,
+                require_starttls=False,
+                hostname=d.hostname,
+                limits=limits,
+            ),
+            Listener(
+                TrustHandler(**common),
+                host=d.trust_listen[0],
+                port=d.trust_listen[1],
+                tls=trust_tls,
+                require_starttls=True,
+                hostname=d.hostname,
+                limits=limits,
+            ),
         ]
         for listener in self.listeners:
             await listener.start()
         for i in range(d.workers):
             self._tasks.append(asyncio.create_task(self._translate_loop(i)))
         self._tasks.append(asyncio.create_task(self._deliver_loop()))
+        self._tasks.append(asyncio.create_task(self._gauges_loop()))
 
     async def drain(self, grace: float = 30.0) -> None:
         """Stop accepting, let work in flight finish, leave the rest in the spool."""
@@ -159,17 +262,36 @@ class Gateway:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.ops.stop()
+        self._cpu.shutdown(wait=True)
+        self._db.shutdown(wait=True)
 
     # -- accepting -----------------------------------------------------------------------
 
     async def accept(self, arrival: Arrival) -> str:
+        started = time.monotonic()
         direction = Direction.TO_TRUST if arrival.side == "legacy" else Direction.TO_LEGACY
-        queue_id, duplicate = await asyncio.to_thread(
-            self.spool.accept, direction=direction, mail_from=arrival.mail_from,
-            rcpts=arrival.rcpt_tos, data=arrival.data, message_id=message_id_of(arrival.data),
-            now=self.clock(), peer=arrival.peer)
-        log.info("message.accepted queue_id=%s direction=%s size=%d duplicate=%s",
-                 queue_id, direction, len(arrival.data), duplicate)
+        queue_id, duplicate = await self._in(
+            self._db,
+            self.spool.accept,
+            direction=direction,
+            mail_from=arrival.mail_from,
+            rcpts=arrival.rcpt_tos,
+            data=arrival.data,
+            message_id=message_id_of(arrival.data),
+            now=self.clock(),
+            peer=arrival.peer,
+        )
+        log.info(
+            "message.accepted",
+            queue_id=queue_id,
+            direction=str(direction),
+            size=len(arrival.data),
+            outcome="duplicate" if duplicate else "stored",
+            peer=arrival.peer,
+        )
+        self.metrics.count_message("received", str(direction), "duplicate" if duplicate else "ok")
+        self.metrics.observe_stage("accept", time.monotonic() - started)
         self._wake_translate.set()
         return queue_id
 
@@ -178,13 +300,20 @@ class Gateway:
     async def _translate_loop(self, index: int) -> None:
         worker = f"{self.name}/t{index}"
         while not self._stopping:
-            work = await asyncio.to_thread(self.spool.lease_translate, worker, now=self.clock(),
-                                           duration=300, limit=1)
+            work = await self._in(
+                self._db,
+                self.spool.lease_translate,
+                worker,
+                now=self.clock(),
+                duration=300,
+                limit=1,
+            )
             if not work:
                 self._wake_translate.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake_translate.wait(),
-                                           self.settings.daemon.poll_interval)
+                    await asyncio.wait_for(
+                        self._wake_translate.wait(), self.settings.daemon.poll_interval
+                    )
                 continue
             for item in work:
                 task = asyncio.create_task(self._translate_one(item))
@@ -192,8 +321,7 @@ class Gateway:
                 task.add_done_callback(self._inflight.discard)
                 await asyncio.shield(task)
 
-    def _translate_sync(self, item: TranslateWork) -> list[tuple[tuple[str, ...], bytes,
-                                                                 Any]]:
+    def _translate_sync(self, item: TranslateWork) -> list[tuple[tuple[str, ...], bytes, Any]]:
         now = datetime.fromtimestamp(self.clock(), UTC)
         envelope = Envelope(item.mail_from, item.rcpts)
         if item.direction is Direction.TO_TRUST:
@@ -201,70 +329,134 @@ class Gateway:
             return [(item.rcpts, t.message, t.trace)]
         out: list[tuple[tuple[str, ...], bytes, Any]] = []
         for rcpt in item.rcpts:
-            results = self.translator.to_legacy(item.data, Envelope(item.mail_from, (rcpt,)),
-                                                now=now)
+            results = self.translator.to_legacy(
+                item.data, Envelope(item.mail_from, (rcpt,)), now=now
+            )
             out.append(((rcpt,), results[0].message, results[0].trace))
         return out
 
     async def _translate_one(self, item: TranslateWork) -> None:
         now = self.clock()
         try:
-            groups = await asyncio.to_thread(self._translate_sync, item)
+            groups = await self._in(self._cpu, self._translate_sync, item)
         except PasserelleError as exc:
             await self._translation_failed(item, exc.fate, exc.kind, str(exc))
             return
         except Exception as exc:  # a bug: keep the message, retry later
-            log.exception("translation crashed queue_id=%s", item.queue_id)
+            log.error("translation.crashed", queue_id=item.queue_id, exc_info=exc)
             await self._translation_failed(item, Fate.RETRY, "internal", type(exc).__name__)
             return
         at = datetime.fromtimestamp(now, UTC)
         for _, _, trace in groups:
-            await asyncio.to_thread(self.journal.append_trace, trace, at=at)
-        await asyncio.to_thread(self.spool.store_translated, item.queue_id,
-                                [(rcpts, data) for rcpts, data, _ in groups], now=self.clock())
-        log.info("message.translated queue_id=%s direction=%s", item.queue_id, item.direction)
+            await self._in(self._db, self.journal.append_trace, trace, at=at)
+        await self._in(
+            self._db,
+            self.spool.store_translated,
+            item.queue_id,
+            [(rcpts, data) for rcpts, data, _ in groups],
+            now=self.clock(),
+        )
+        log.info("message.translated", queue_id=item.queue_id, direction=str(item.direction))
+        self.metrics.count_message("translated", str(item.direction))
+        for _, _, trace in groups:
+            for stage, seconds in trace.timings.items():
+                if stage in STAGES:
+                    self.metrics.observe_stage(stage, seconds)
+            for step in trace.steps:
+                if step.stage == "repair":
+                    for kind, n in step.details.get("repairs", {}).items():
+                        self.metrics.count_repair(kind, n)
         self._wake_deliver.set()
 
-    async def _translation_failed(self, item: TranslateWork, fate: Fate, kind: str,
-                                  reason: str) -> None:
-        log.info("message.%s queue_id=%s kind=%s", fate, item.queue_id, kind)
-        await asyncio.to_thread(self.spool.translate_failed, item.queue_id, fate=str(fate),
-                                reason=f"{kind}: {reason}", now=self.clock())
+    async def _translation_failed(
+        self, item: TranslateWork, fate: Fate, kind: str, reason: str
+    ) -> None:
+        log.info("translation.failed", queue_id=item.queue_id, fate=str(fate), kind=kind)
+        event = {Fate.BOUNCE: "bounced", Fate.QUARANTINE: "quarantined"}.get(fate, "deferred")
+        self.metrics.count_message(event, str(item.direction), kind)
+        if kind in CRYPTO_KINDS:
+            self.metrics.count_crypto_failure(kind)
+        if fate is Fate.RETRY:
+            self.metrics.count_retry(str(item.direction))
+        await self._in(
+            self._db,
+            self.spool.translate_failed,
+            item.queue_id,
+            fate=str(fate),
+            reason=f"{kind}: {reason}",
+            now=self.clock(),
+        )
         if fate is Fate.BOUNCE:
-            failures = [notices.Failure(r, "failed", "5.7.0" if "sign" in kind or "crypt" in kind
-                                        or "key" in kind else "5.6.0", kind) for r in item.rcpts]
+            failures = [
+                notices.Failure(
+                    r,
+                    "failed",
+                    "5.7.0" if "sign" in kind or "crypt" in kind or "key" in kind else "5.6.0",
+                    kind,
+                )
+                for r in item.rcpts
+            ]
             await self._notify(item.direction, item.mail_from, item.data, failures)
 
     # -- notices -------------------------------------------------------------------------
 
-    async def _notify(self, direction: Direction, sender: str, original: bytes,
-                      failures: list[notices.Failure], *, delayed: bool = False) -> None:
+    async def _notify(
+        self,
+        direction: Direction,
+        sender: str,
+        original: bytes,
+        failures: list[notices.Failure],
+        *,
+        delayed: bool = False,
+    ) -> None:
         if not sender or direction is Direction.NOTICE:
             return  # never a notice about a notice (no bounce loops)
         now = datetime.fromtimestamp(self.clock(), UTC)
         try:
             if direction is Direction.TO_TRUST:  # the sender is a legacy user
                 user = self.book().by_legacy(sender)
-                letter = notices.legacy_notice(original, sender=user.legacy_address,
-                                               failures=failures,
-                                               gateway_domain=self.settings.domain, now=now,
-                                               delayed=delayed, charset=user.charset)
-                data = await asyncio.to_thread(self.translator.legacy.seal, letter,
-                                               recipient=user.legacy_fingerprint)
+                letter = notices.legacy_notice(
+                    original,
+                    sender=user.legacy_address,
+                    failures=failures,
+                    gateway_domain=self.settings.domain,
+                    now=now,
+                    delayed=delayed,
+                    charset=user.charset,
+                )
+                data = await self._in(
+                    self._cpu,
+                    self.translator.legacy.seal,
+                    letter,
+                    recipient=user.legacy_fingerprint,
+                )
                 rcpt = user.legacy_address
             else:
-                data = notices.build_dsn(original, sender=sender, failures=failures,
-                                         reporting_mta=self.settings.daemon.hostname, now=now)
+                data = notices.build_dsn(
+                    original,
+                    sender=sender,
+                    failures=failures,
+                    reporting_mta=self.settings.daemon.hostname,
+                    now=now,
+                )
                 rcpt = sender
         except PasserelleError as exc:
-            log.error("notice could not be written kind=%s", exc.kind)
+            log.error("notice.failed", kind=exc.kind)
             return
         except Exception as exc:  # a bug must not lose the original's state
-            log.error("notice could not be written: %s", type(exc).__name__, exc_info=exc)
+            log.error("notice.failed", exc_info=exc)
             return
-        await asyncio.to_thread(self.spool.accept, direction=Direction.NOTICE, mail_from="",
-                                rcpts=(rcpt,), data=data, message_id=message_id_of(data),
-                                now=self.clock(), state=State.TRANSLATED)
+        await self._in(
+            self._db,
+            self.spool.accept,
+            direction=Direction.NOTICE,
+            mail_from="",
+            rcpts=(rcpt,),
+            data=data,
+            message_id=message_id_of(data),
+            now=self.clock(),
+            state=State.TRANSLATED,
+        )
         self._wake_deliver.set()
 
     # -- delivery ------------------------------------------------------------------------
@@ -272,15 +464,20 @@ class Gateway:
     async def _deliver_loop(self) -> None:
         worker = f"{self.name}/d"
         while not self._stopping:
-            work = await asyncio.to_thread(self.spool.lease_deliver, worker, now=self.clock(),
-                                           duration=max(120.0,
-                                                        self.settings.daemon.delivery_timeout * 2),
-                                           limit=32)
+            work = await self._in(
+                self._db,
+                self.spool.lease_deliver,
+                worker,
+                now=self.clock(),
+                duration=max(120.0, self.settings.daemon.delivery_timeout * 2),
+                limit=32,
+            )
             if not work:
                 self._wake_deliver.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake_deliver.wait(),
-                                           self.settings.daemon.poll_interval)
+                    await asyncio.wait_for(
+                        self._wake_deliver.wait(), self.settings.daemon.poll_interval
+                    )
                 continue
             tasks = []
             for item in work:
@@ -290,8 +487,7 @@ class Gateway:
                 tasks.append(task)
             for result in await asyncio.gather(*tasks, return_exceptions=True):
                 if isinstance(result, Exception):  # a bug: the lease expires, work is redone
-                    log.error("delivery task crashed: %s", type(result).__name__,
-                              exc_info=result)
+                    log.error("delivery.crashed", exc_info=result)
 
     def _target(self, item: DeliverWork, rcpt: str) -> tuple[str, str, bool]:
         """(domain to route on, address to send to, is it the legacy side?)"""
@@ -322,13 +518,33 @@ class Gateway:
             tls = self.legacy_client_tls if legacy else self.trust_client_tls
             started = time.monotonic()
             async with self.limiter(f"{route.host}:{route.port}"):
-                got = await deliver(item.data, mail_from=item.mail_from if item.direction
-                                    is not Direction.TO_LEGACY else self._legacy_sender(item),
-                                    rcpts=[a for _, a in pairs], route=route, tls=tls,
-                                    timeout=self.settings.daemon.delivery_timeout,
-                                    helo=self.settings.daemon.hostname)
-            log.info("delivery.attempt queue_id=%s peer=%s seconds=%.3f", item.queue_id,
-                     route.host, time.monotonic() - started)
+                got = await deliver(
+                    item.data,
+                    mail_from=item.mail_from
+                    if item.direction is not Direction.TO_LEGACY
+                    else self._legacy_sender(item),
+                    rcpts=[a for _, a in pairs],
+                    route=route,
+                    tls=tls,
+                    timeout=self.settings.daemon.delivery_timeout,
+                    helo=self.settings.daemon.hostname,
+                )
+            seconds = time.monotonic() - started
+            self.metrics.observe_stage("deliver", seconds)
+            log.info(
+                "delivery.attempt",
+                queue_id=item.queue_id,
+                peer=route.host,
+                seconds=round(seconds, 4),
+            )
+            for outcome in set(got.values()):
+                if outcome.status in ("4.7.5", "4.7.4"):
+                    self.metrics.count_tls_failure(
+                        domain,
+                        "starttls_unsupported"
+                        if outcome.status == "4.7.4"
+                        else "certificate_unknown",
+                    )
             for rcpt, address in pairs:
                 outcomes[rcpt] = got[address]
         await self._record(item, outcomes)
@@ -342,38 +558,67 @@ class Gateway:
         bounced = [r for r, o in outcomes.items() if o.fate is Fate.BOUNCE]
         deferred = [r for r, o in outcomes.items() if o.fate is Fate.RETRY]
         if delivered:
-            await asyncio.to_thread(self.spool.mark_delivered, item.output_id, delivered,
-                                    now=now)
-            log.info("message.delivered queue_id=%s recipients=%d", item.queue_id,
-                     len(delivered))
+            await self._in(self._db, self.spool.mark_delivered, item.output_id, delivered, now=now)
+            log.info("message.delivered", queue_id=item.queue_id, count=len(delivered))
+            direction = str(item.direction)
+            for _ in delivered:
+                self.metrics.count_message("delivered", direction)
+                self.metrics.observe_end_to_end(direction, max(0.0, now - item.received_at))
         failures: list[notices.Failure] = []
+        for _ in bounced:
+            self.metrics.count_message("bounced", str(item.direction), "peer_permanent")
+        for _ in deferred:
+            self.metrics.count_message("deferred", str(item.direction), "peer_temporary")
+            self.metrics.count_retry(str(item.direction))
         if bounced:
-            await asyncio.to_thread(self.spool.mark_bounced, item.output_id, bounced, now=now,
-                                    reason="; ".join(outcomes[r].reason for r in bounced))
-            failures += [notices.Failure(r, "failed", outcomes[r].status, outcomes[r].reason)
-                         for r in bounced]
+            await self._in(
+                self._db,
+                self.spool.mark_bounced,
+                item.output_id,
+                bounced,
+                now=now,
+                reason="; ".join(outcomes[r].reason for r in bounced),
+            )
+            failures += [
+                notices.Failure(r, "failed", outcomes[r].status, outcomes[r].reason)
+                for r in bounced
+            ]
         if deferred:
             reason = outcomes[deferred[0]].reason
-            _, warn, expired = await asyncio.to_thread(
-                self.spool.mark_deferred, item.output_id, deferred, now=now, reason=reason)
+            _, warn, expired = await self._in(
+                self._db, self.spool.mark_deferred, item.output_id, deferred, now=now, reason=reason
+            )
             if expired:
-                await asyncio.to_thread(self.spool.mark_bounced, item.output_id, deferred,
-                                        now=now, reason=f"lifetime over: {reason}")
-                failures += [notices.Failure(r, "failed", "4.4.7", f"expired: {reason}")
-                             for r in deferred]
+                await self._in(
+                    self._db,
+                    self.spool.mark_bounced,
+                    item.output_id,
+                    deferred,
+                    now=now,
+                    reason=f"lifetime over: {reason}",
+                )
+                failures += [
+                    notices.Failure(r, "failed", "4.4.7", f"expired: {reason}") for r in deferred
+                ]
             elif warn:
                 original = await self._original(item)
-                await self._notify(item.direction, item.mail_from, original,
-                                   [notices.Failure(r, "delayed", outcomes[r].status,
-                                                    outcomes[r].reason) for r in deferred],
-                                   delayed=True)
+                await self._notify(
+                    item.direction,
+                    item.mail_from,
+                    original,
+                    [
+                        notices.Failure(r, "delayed", outcomes[r].status, outcomes[r].reason)
+                        for r in deferred
+                    ],
+                    delayed=True,
+                )
         if failures:
             original = await self._original(item)
             await self._notify(item.direction, item.mail_from, original, failures)
 
     async def _original(self, item: DeliverWork) -> bytes:
         try:
-            _, data = await asyncio.to_thread(self.spool.show, item.queue_id)
+            _, data = await self._in(self._db, self.spool.show, item.queue_id)
         except PasserelleError:
             return b""
         return data
@@ -381,6 +626,7 @@ class Gateway:
 
 async def serve(settings: Settings, *, ready: Callable[[Gateway], None] | None = None) -> int:
     """`passerelle serve`: run until SIGTERM/SIGINT (drain) — SIGHUP reloads."""
+    configure_logging(str(settings.raw.get("logging", {}).get("level", "info")))
     gateway = Gateway(settings)
     await gateway.start()
     loop = asyncio.get_running_loop()
@@ -389,7 +635,7 @@ async def serve(settings: Settings, *, ready: Callable[[Gateway], None] | None =
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGHUP, gateway.reload)
     ports = ", ".join(f"{lis.host}:{lis.port}" for lis in gateway.listeners)
-    print(f"passerelle: serving on {ports}", flush=True)
+    print(f"passerelle: serving on {ports}; ops on {gateway.ops.url}", flush=True)
     if ready is not None:
         ready(gateway)
     await stop.wait()

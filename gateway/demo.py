@@ -114,6 +114,8 @@ async def run(*, keep_running: bool = False, directory: Path | None = None) -> i
     op_b.behaviour.per_recipient["dr.inconnu@clinique-b.mssante.example"] = "permfail"
     op_a.behaviour.fail_times = 1
     extra = f"""
+[ops]
+listen = "127.0.0.1:0"
 [listen.legacy]
 port = 0
 [listen.trust]

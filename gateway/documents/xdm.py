@@ -12,6 +12,7 @@ import html
 import io
 import uuid
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -252,7 +253,8 @@ def _check(data: bytes) -> XdmPackage:
                 return None
             try:
                 return z.read(info)
-            except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError):
+            except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError,
+                    zlib.error):
                 raise DocumentError(f"xdm: {name}: corrupt zip entry") from None
 
         meta = read(METADATA)

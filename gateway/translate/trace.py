@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -53,12 +54,18 @@ class TraceRecord:
     message_id: str
     direction: str  # "to_trust" or "to_legacy"
     steps: list[TraceStep] = field(default_factory=list)
+    # How long each stage took (for metrics only; not part of the record).
+    timings: dict[str, float] = field(default_factory=dict, compare=False)
+    _last: float = field(default_factory=time.perf_counter, repr=False, compare=False)
 
     def add(self, stage: str, at: datetime, data_in: bytes, data_out: bytes,
             **details: Any) -> TraceStep:
         step = TraceStep(stage, at, sha256(data_in), sha256(data_out),
                          {k: v for k, v in details.items() if v not in (None, [], {}, "")})
         self.steps.append(step)
+        tick = time.perf_counter()
+        self.timings[stage] = self.timings.get(stage, 0.0) + tick - self._last
+        self._last = tick
         return step
 
     def to_json(self) -> dict[str, Any]:

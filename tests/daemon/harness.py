@@ -89,6 +89,8 @@ async def start(world: World, state: Path, *, retry_initial: float = 0.3) -> Har
     cfg = state / "passerelle.toml"
     cfg.write_text(world.config.read_text("utf-8").replace(
         'state_dir = "state"', f'state_dir = "{state}"') + f"""
+[ops]
+listen = "127.0.0.1:0"
 [listen.legacy]
 port = 0
 [listen.trust]

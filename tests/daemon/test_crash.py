@@ -47,12 +47,17 @@ class Serve:
         self.proc: subprocess.Popen[bytes] | None = None
 
     async def start(self) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "gateway", "serve", "--config",
-                                      str(self.cfg)], stdout=subprocess.PIPE,
-                                     stderr=subprocess.DEVNULL)
-        assert self.proc.stdout is not None
-        line = await asyncio.to_thread(self.proc.stdout.readline)
-        assert b"serving on" in line, line
+        log = self.cfg.with_name(f"serve-{id(self)}-{os.urandom(3).hex()}.log")
+        with log.open("wb") as out:  # the daemon logs JSON lines on stdout
+            self.proc = subprocess.Popen([sys.executable, "-m", "gateway", "serve",
+                                          "--config", str(self.cfg)], stdout=out,
+                                         stderr=subprocess.STDOUT)
+        for _ in range(600):
+            if b"serving on" in log.read_bytes():
+                return
+            assert self.proc.poll() is None, log.read_text()
+            await asyncio.sleep(0.05)
+        raise TimeoutError("passerelle serve did not start")
 
     def kill9(self) -> None:
         assert self.proc is not None
@@ -81,6 +86,8 @@ def test_kill_9_mid_run_loses_nothing_and_duplicates_nothing(world: World,
         cfg = tmp_path / "passerelle.toml"
         cfg.write_text(world.config.read_text("utf-8").replace(
             'state_dir = "state"', f'state_dir = "{tmp_path / "state"}"') + f"""
+[ops]
+listen = "127.0.0.1:0"
 [listen.legacy]
 port = {legacy_port}
 [listen.trust]
