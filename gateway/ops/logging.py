@@ -353,4 +353,13 @@ def configure(level: str | int = "info", stream: TextIO | None = None) -> None:
 
 def get_logger(name: str) -> Any:
     """A bound logger whose events carry ``logger=name`` (a dotted module-like word)."""
-    return structlog.get_logger().bind(logger=name)
+    # Bound at each call, so that configuration made after import (`serve`, tests) applies.
+    return _NamedLogger(name)
+
+
+class _NamedLogger:
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, method: str) -> Any:
+        return getattr(structlog.get_logger().bind(logger=self._name), method)
