@@ -52,6 +52,7 @@ class DaemonSettings:
     trust_listen: tuple[str, int] = ("127.0.0.1", 2526)
     hostname: str = "mx.legacy.mssante.example"
     routes: dict[str, str] = field(default_factory=dict)
+    mx_lookup: bool = True
     max_message_size: int = 30 * 1024 * 1024
     max_recipients: int = 100
     retry_initial: float = 300.0
@@ -228,6 +229,7 @@ def from_dict(data: dict[str, Any], *, base: Path, source: str) -> Settings:
         trust_listen=listen.listen("trust", defaults.trust_listen),
         hostname=gw.text("hostname", defaults.hostname),
         routes=top.mapping("routes"),
+        mx_lookup=top.table("delivery").flag("mx_lookup", True),
         max_message_size=limits.integer("max_message_size", defaults.max_message_size),
         max_recipients=limits.integer("max_recipients", defaults.max_recipients),
         retry_initial=retry.number("initial", defaults.retry_initial),

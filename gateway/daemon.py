@@ -95,7 +95,7 @@ class Gateway:
         t = settings.trust
         store = DomainListStore(t.domain_list, anchors=t.anchors) if t.domain_list else None
         self.domains = _Domains(store)
-        self.router = Router(dict(d.routes))
+        self.router = Router(dict(d.routes), mx_lookup=d.mx_lookup)
         self.limiter = DestinationLimiter(d.per_destination)
         self.name = f"{d.hostname}-{uuid.uuid4().hex[:8]}"
         self.trust_client_tls = client_tls_context(
@@ -123,6 +123,9 @@ class Gateway:
         readiness.add("spool", ops_http.spool_writable(self.spool.ping))
         readiness.add("domain_list", ops_http.domain_list_fresh(self._list_age))
         readiness.add("keys", ops_http.keys_loaded(lambda: self.translator is not None))
+        # Last delivery attempt per next hop: did the peer answer at all?
+        self.peer_status: dict[str, bool] = {}
+        readiness.add("peers", ops_http.peers_reachable(lambda: self.peer_status))
         self.ops = ops_http.OpsServer(
             self.metrics.registry, readiness, host=d.ops_listen[0], port=d.ops_listen[1]
         )
@@ -386,6 +389,8 @@ class Gateway:
             reason=f"{kind}: {reason}",
             now=self.clock(),
         )
+        if item.direction is Direction.TO_LEGACY and fate is not Fate.RETRY:
+            await self._mdn(item.queue_id, item.mail_from, list(item.rcpts), error="900")
         if fate is Fate.BOUNCE:
             failures = [
                 notices.Failure(
@@ -459,6 +464,27 @@ class Gateway:
         )
         self._wake_deliver.set()
 
+    async def _mdn(self, queue_id: str, return_path: str, rcpts: Sequence[str], *,
+                   error: str | None = None) -> None:
+        """Answer an MDN request of a trust-space sender (trust-space spec, RFC 8098)."""
+        try:
+            _, original = await self._in(self._db, self.spool.show, queue_id)
+        except PasserelleError:
+            return
+        notify = notices.mdn_requested(original, return_path)
+        if notify is None:
+            return
+        now = datetime.fromtimestamp(self.clock(), UTC)
+        for rcpt in rcpts:
+            data = notices.build_mdn(original, notify=notify, final_recipient=rcpt,
+                                     reporting_ua=self.settings.daemon.hostname, now=now,
+                                     error=error)
+            await self._in(self._db, self.spool.accept, direction=Direction.NOTICE,
+                           mail_from="", rcpts=(notify,), data=data,
+                           message_id=message_id_of(data), now=self.clock(),
+                           state=State.TRANSLATED)
+        self._wake_deliver.set()
+
     # -- delivery ------------------------------------------------------------------------
 
     async def _deliver_loop(self) -> None:
@@ -509,9 +535,9 @@ class Gateway:
                 continue
             by_route.setdefault((domain, legacy), []).append((rcpt, address))
         for (domain, legacy), pairs in by_route.items():
-            route = self.router.route(domain)
-            if route is None:
-                outcomes.update(dict.fromkeys((r for r, _ in pairs), NO_ROUTE))
+            route = self.router.route(domain) if legacy else await self.router.resolve(domain)
+            if route is None or isinstance(route, Outcome):
+                outcomes.update(dict.fromkeys((r for r, _ in pairs), route or NO_ROUTE))
                 continue
             if legacy:
                 route = type(route)(route.host, route.port, require_tls=False)
@@ -529,6 +555,9 @@ class Gateway:
                     timeout=self.settings.daemon.delivery_timeout,
                     helo=self.settings.daemon.hostname,
                 )
+            self.peer_status[f"{route.host}:{route.port}"] = any(
+                o.fate is None or not o.status.startswith(("4.4.", "4.7.")) for o in got.values()
+            )
             seconds = time.monotonic() - started
             self.metrics.observe_stage("deliver", seconds)
             log.info(
@@ -560,6 +589,8 @@ class Gateway:
         if delivered:
             await self._in(self._db, self.spool.mark_delivered, item.output_id, delivered, now=now)
             log.info("message.delivered", queue_id=item.queue_id, count=len(delivered))
+            if item.direction is Direction.TO_LEGACY:
+                await self._mdn(item.queue_id, item.mail_from, delivered)
             direction = str(item.direction)
             for _ in delivered:
                 self.metrics.count_message("delivered", direction)

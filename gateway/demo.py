@@ -116,6 +116,8 @@ async def run(*, keep_running: bool = False, directory: Path | None = None) -> i
     extra = f"""
 [ops]
 listen = "127.0.0.1:0"
+[delivery]
+mx_lookup = false
 [listen.legacy]
 port = 0
 [listen.trust]

@@ -54,6 +54,28 @@ class Route:
 class Router:
     routes: dict[str, str] = field(default_factory=dict)
     tls_required: bool = True
+    mx_lookup: bool = True
+    dns_timeout: float = 5.0
+
+    async def resolve(self, domain: str) -> Route | Outcome | None:
+        """The static route, else the domain's best MX (port 25); an Outcome when DNS is
+        temporarily failing (deferred), None when the domain has no mail host (bounced)."""
+        route = self.route(domain)
+        if route is not None or not self.mx_lookup:
+            return route
+        import dns.asyncresolver
+        import dns.exception
+        import dns.resolver
+
+        try:
+            answer = await dns.asyncresolver.resolve(domain, "MX", lifetime=self.dns_timeout)
+        except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+            return None
+        except (dns.exception.DNSException, OSError):
+            return Outcome(Fate.RETRY, "4.4.3", "DNS lookup failed")
+        best = min(answer, key=lambda r: r.preference)
+        host = str(best.exchange).rstrip(".")
+        return Route(host, 25, self.tls_required) if host else None
 
     def route(self, domain: str) -> Route | None:
         domain = domain.lower().rstrip(".")

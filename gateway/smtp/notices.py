@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import email.utils
 import quopri
 from dataclasses import dataclass
 from datetime import datetime
@@ -152,3 +153,116 @@ def build_dsn(original: bytes, *, sender: str, failures: list[Failure], reportin
                               f'boundary="{boundary}"')
     return bytes(report.as_bytes(policy=email.policy.SMTP).split(b"\r\n\r\n", 1)[0]
                  + b"\r\n\r\n" + body)
+
+
+# --- MDN (RFC 8098), as the trust-space spec asks -------------------------------------------
+
+# Error codes of the trust-space MDN (`processed/Error: <code>^<libellé>`); passerelle uses:
+MDN_ERRORS = {
+    "900": "Erreur de traitement du message par la passerelle",
+    "901": "Message non remis au destinataire",
+}
+
+
+def mdn_requested(original: bytes, return_path: str) -> str | None:
+    """The address to notify, when the original asks for an MDN and that address is the
+    Return-Path (an MDN is never sent automatically anywhere else)."""
+    head = original.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
+    msg = email.message_from_bytes(head + b"\r\n\r\n", policy=email.policy.default)
+    value = str(msg.get("Disposition-Notification-To", "") or "")
+    addresses = [a for _, a in email.utils.getaddresses([value]) if a]
+    if len(addresses) != 1 or not return_path:
+        return None
+    return addresses[0] if addresses[0].lower() == return_path.strip("<>").lower() else None
+
+
+def build_mdn(original: bytes, *, notify: str, final_recipient: str, reporting_ua: str,
+              now: datetime, error: str | None = None) -> bytes:
+    """``multipart/report; report-type=disposition-notification`` for ``notify``."""
+    message_id, date, subject = original_headers(original)
+    if error is None:
+        disposition = "automatic-action/MDN-sent-automatically; processed"
+        human = (f"Le message {message_id} du {date} a été remis à {final_recipient} "
+                 "(messagerie sécurisée historique) par la passerelle.")
+    else:
+        disposition = (f"automatic-action/MDN-sent-automatically; processed/Error: "
+                       f"{error}^{MDN_ERRORS[error]}")
+        human = (f"Le message {message_id} du {date} n'a pas pu être remis à "
+                 f"{final_recipient} : {MDN_ERRORS[error]}.")
+    fields = [f"Reporting-UA: {reporting_ua}; passerelle",
+              f"Original-Recipient: rfc822; {final_recipient}",
+              f"Final-Recipient: rfc822; {final_recipient}",
+              f"Original-Message-ID: {message_id}",
+              f"Disposition: {disposition}"]
+    head = original.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0].replace(b"\r\n", b"\n")
+    boundary = make_msgid(domain="mdn").strip("<>").replace("@", ".")
+    body = b"\r\n".join([
+        b"This is a MIME-encapsulated disposition notification.",
+        b"",
+        b"--" + boundary.encode(),
+        b"Content-Type: text/plain; charset=utf-8",
+        b"Content-Transfer-Encoding: quoted-printable",
+        b"",
+        quopri.encodestring(human.encode("utf-8")).replace(b"\n", b"\r\n"),
+        b"--" + boundary.encode(),
+        b"Content-Type: message/disposition-notification",
+        b"",
+        "\r\n".join(fields).encode("ascii", "replace"),
+        b"",
+        b"--" + boundary.encode(),
+        b"Content-Type: text/rfc822-headers",
+        b"",
+        head.replace(b"\n", b"\r\n"),
+        b"",
+        b"--" + boundary.encode() + b"--",
+        b"",
+    ])
+    report = EmailMessage()
+    report["From"] = final_recipient
+    report["To"] = notify
+    report["Subject"] = ("Accusé de réception : " if error is None else
+                         "Erreur de remise : ") + (subject[:150] if subject else "")
+    report["Date"] = format_datetime(now)
+    report["Message-ID"] = make_msgid(domain=reporting_ua)
+    report["Auto-Submitted"] = "auto-replied"
+    if message_id:
+        report["In-Reply-To"] = message_id
+        report["References"] = message_id
+    report["MIME-Version"] = "1.0"
+    report["Content-Type"] = (f'multipart/report; report-type=disposition-notification; '
+                              f'boundary="{boundary}"')
+    return bytes(report.as_bytes(policy=email.policy.SMTP).split(b"\r\n\r\n", 1)[0]
+                 + b"\r\n\r\n" + body)
+
+
+@dataclass(frozen=True)
+class Disposition:
+    original_message_id: str
+    final_recipient: str
+    disposition: str
+
+
+def read_mdn(message: bytes) -> Disposition | None:
+    """The disposition fields of an incoming MDN, or None when the message is not one."""
+    msg = email.message_from_bytes(message, policy=email.policy.compat32)
+    report_type = msg.get_param("report-type")
+    if msg.get_content_type() != "multipart/report" or not isinstance(report_type, str) or (
+            report_type.lower() != "disposition-notification"):
+        return None
+    for part in msg.walk():
+        if part.get_content_type() == "message/disposition-notification":
+            payload = part.get_payload()
+            if isinstance(payload, list):  # parsed as header blocks
+                text = "\n".join(str(p) for p in payload)
+            else:
+                raw = part.get_payload(decode=True)
+                text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+            values: dict[str, str] = {}
+            for line in text.splitlines():
+                key, sep, value = line.partition(":")
+                if sep:
+                    values[key.strip().lower()] = value.strip()
+            return Disposition(values.get("original-message-id", ""),
+                               values.get("final-recipient", "").split(";")[-1].strip(),
+                               values.get("disposition", ""))
+    return None

@@ -108,7 +108,7 @@ class _Handler:
         ssl_obj = ssl_info.get("ssl_object")
         arrival = Arrival(
             side=self.side,
-            mail_from=envelope.mail_from or "",
+            mail_from="" if envelope.mail_from in (None, "<>") else envelope.mail_from,
             rcpt_tos=tuple(envelope.rcpt_tos),
             data=data,
             peer=str(session.peer[0]) if session.peer else "",
@@ -166,6 +166,8 @@ class TrustHandler(_Handler):
             return "530 5.7.0 Must issue a STARTTLS command with a client certificate first"
         # A null sender (a DSN or MDN) has no domain: the certificate must then be the
         # published one of some listed operator.
+        if address == "<>":
+            address = ""
         domain = domain_of(address) if address else ""
         try:
             if domain and not self.domains().is_listed(domain):
@@ -174,7 +176,7 @@ class TrustHandler(_Handler):
         except PasserelleError as exc:
             return self._reply(exc)
         session.passerelle_client_subject = subject  # type: ignore[attr-defined]
-        envelope.mail_from = address
+        envelope.mail_from = address or "<>"  # aiosmtpd needs a truthy reverse-path
         envelope.mail_options.extend(mail_options)
         return "250 2.1.0 OK"
 

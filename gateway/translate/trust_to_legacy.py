@@ -17,6 +17,7 @@ from typing import Any
 from gateway.documents import cda, hprim, xdm
 from gateway.documents.model import HprimDocument, HprimFile
 from gateway.errors import DocumentError, TranslationError
+from gateway.smtp.notices import read_mdn
 from gateway.translate import mime
 from gateway.translate.addresses import AddressBook, LegacyUser, rewrite_header
 from gateway.translate.trace import TraceRecord, sha256
@@ -96,6 +97,14 @@ def compose(content: bytes, *, recipient: LegacyUser, book: AddressBook, now: da
             human = text_part.data.decode(text_part.charset or "utf-8")
         except (LookupError, UnicodeDecodeError):
             raise TranslationError("text part is not in the charset it declares") from None
+    mdn = read_mdn(content)
+    if mdn is not None:
+        # A read/processing receipt: legacy software shows it as a short letter.
+        state = "traité" if "error" not in mdn.disposition.lower() else "en erreur"
+        human = (f"Accusé de réception : votre message {mdn.original_message_id} a été "
+                 f"{state} chez {mdn.final_recipient}.\n({mdn.disposition})\n")
+        parts = []
+        text_part = None
     package = next((p for p in parts if (p.filename or "").upper() == "IHE_XDM.ZIP"), None)
     pdfs: list[tuple[str, bytes]] = []
     details: dict[str, Any] = {}

@@ -91,6 +91,8 @@ async def start(world: World, state: Path, *, retry_initial: float = 0.3) -> Har
         'state_dir = "state"', f'state_dir = "{state}"') + f"""
 [ops]
 listen = "127.0.0.1:0"
+[delivery]
+mx_lookup = false
 [listen.legacy]
 port = 0
 [listen.trust]

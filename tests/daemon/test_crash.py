@@ -88,6 +88,8 @@ def test_kill_9_mid_run_loses_nothing_and_duplicates_nothing(world: World,
             'state_dir = "state"', f'state_dir = "{tmp_path / "state"}"') + f"""
 [ops]
 listen = "127.0.0.1:0"
+[delivery]
+mx_lookup = false
 [listen.legacy]
 port = {legacy_port}
 [listen.trust]

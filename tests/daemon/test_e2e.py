@@ -197,3 +197,63 @@ def test_trust_listener_requires_a_client_certificate(world: World, tmp_path: Pa
                                   timeout=10)
         assert h.gateway.spool.counts() == {}
     run(world, tmp_path, scenario)
+
+
+def test_mdn_requested_by_a_trust_sender_is_answered_after_the_hub_accepted(
+        world: World, tmp_path: Path) -> None:
+    async def scenario(h: Harness) -> None:
+        await h.send_trust("dr.x@hopital-a.mssante.example", TRUST["martin"], "Résultats",
+                           msgid="<e2e-7@hopital-a.mssante.example>",
+                           extra={"Disposition-Notification-To":
+                                  "dr.x@hopital-a.mssante.example"})
+        await h.hub.wait_for(1)
+        mdn = (await h.op_a.wait_for(1))[0]
+        msg = parsed(mdn.data)
+        assert msg.get_content_type() == "multipart/report"
+        assert msg.get_param("report-type") == "disposition-notification"
+        assert b"Original-Message-ID: <e2e-7@hopital-a.mssante.example>" in mdn.data
+        assert b"Disposition: automatic-action/MDN-sent-automatically; processed" in mdn.data
+        assert "Résultats".encode() not in mdn.data  # headers only, never the body
+    run(world, tmp_path, scenario)
+
+
+def test_no_mdn_when_the_request_is_not_the_return_path(world: World, tmp_path: Path) -> None:
+    async def scenario(h: Harness) -> None:
+        await h.send_trust("dr.x@hopital-a.mssante.example", TRUST["martin"], "Bonjour",
+                           msgid="<e2e-8@hopital-a.mssante.example>",
+                           extra={"Disposition-Notification-To":
+                                  "tiers@clinique-b.mssante.example"})
+        await h.hub.wait_for(1)
+        await until(lambda: h.gateway.spool.counts() == {"delivered": 1})
+        assert h.op_a.received == [] and h.op_b.received == []
+    run(world, tmp_path, scenario)
+
+
+def test_an_mdn_for_a_legacy_user_becomes_a_legacy_notice(world: World,
+                                                          tmp_path: Path) -> None:
+    from gateway.smtp import notices
+
+    async def scenario(h: Harness) -> None:
+        from datetime import UTC, datetime
+
+        original = (f"From: {TRUST['durand']}\r\nTo: dr.x@hopital-a.mssante.example\r\n"
+                    "Message-ID: <orig-9@legacy.mssante.example>\r\nSubject: x\r\n\r\nx").encode()
+        mdn = notices.build_mdn(original, notify=TRUST["durand"],
+                                final_recipient="dr.x@hopital-a.mssante.example",
+                                reporting_ua="mx.hopital-a.mssante.example",
+                                now=datetime.now(UTC))
+        import aiosmtplib
+
+        client = aiosmtplib.SMTP(hostname="127.0.0.1", port=h.trust_port, start_tls=True,
+                                 tls_context=h.tls("hopital-a-client"), timeout=10)
+        await client.connect()
+        await client.mail("")  # an MDN travels with the null reverse-path
+        await client.rcpt(TRUST["durand"])
+        await client.data(mdn)
+        await client.quit()
+        got = (await h.hub.wait_for(1))[0]
+        opened = legacy_client(h.world, "durand").open(
+            got.data, expected_signer=h.world.fingerprints["gateway"])
+        text = mime.leaves(mime.parse(opened.message))[0].data.decode("utf-8")
+        assert "Accusé de réception" in text and "<orig-9@legacy.mssante.example>" in text
+    run(world, tmp_path, scenario)
