@@ -525,6 +525,14 @@ class Gateway:
         return domain_of(rcpt), rcpt, legacy
 
     async def _deliver_one(self, item: DeliverWork) -> None:
+        data = item.data
+        if item.in_doubt:
+            # an earlier attempt was cut off after the peer may have taken the message (a
+            # crash between its 250 and our record): say so, outside the signed part, so
+            # that the receiving side can recognise the copy (RFC 5321 §6.1 duplicates)
+            eol = b"\r\n" if b"\r\n" in data[:2048] else b"\n"
+            data = b"X-Passerelle-Possible-Duplicate: " + item.queue_id.encode() + eol + data
+            log.warning("delivery.in_doubt", queue_id=item.queue_id, output_id=item.output_id)
         by_route: dict[tuple[str, bool], list[tuple[str, str]]] = {}
         outcomes: dict[str, Outcome] = {}
         for rcpt in item.rcpts:
@@ -593,7 +601,9 @@ class Gateway:
                 await self._mdn(item.queue_id, item.mail_from, delivered)
             direction = str(item.direction)
             for _ in delivered:
-                self.metrics.count_message("delivered", direction)
+                self.metrics.count_message(
+                    "delivered", direction, "in_doubt" if item.in_doubt else "ok"
+                )
                 self.metrics.observe_end_to_end(direction, max(0.0, now - item.received_at))
         failures: list[notices.Failure] = []
         for _ in bounced:

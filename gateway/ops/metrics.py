@@ -53,6 +53,7 @@ OUTCOMES = (
     "delay_warning",  # a delay notice was sent to the sender
     "operator",  # an operator acted (queue retry/hold/release/delete, quarantine release/drop)
     "peer_permanent",  # the next hop answered 5xx
+    "in_doubt",  # delivered again after an interrupted attempt: the peer may have it twice
     "shutdown",  # the daemon was stopping
 )
 REASONS = ERROR_KINDS + OUTCOMES

@@ -86,3 +86,4 @@ class DeliverWork:
     first_deferred: float | None
     warned: bool
     message_id: str
+    in_doubt: bool = False  # an earlier attempt was interrupted: the peer may have it

@@ -37,7 +37,7 @@ from gateway.spool.model import (
     TranslateWork,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS messages (
@@ -74,7 +74,8 @@ CREATE TABLE IF NOT EXISTS recipients (
     reason TEXT NOT NULL DEFAULT '',
     lease_owner TEXT,
     lease_until REAL NOT NULL DEFAULT 0,
-    updated_at REAL NOT NULL DEFAULT 0
+    updated_at REAL NOT NULL DEFAULT 0,
+    in_doubt INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS recipients_work ON recipients(state, next_attempt);
 CREATE INDEX IF NOT EXISTS recipients_queue ON recipients(queue_id);
@@ -116,6 +117,10 @@ class SqliteSpool:
             row = db.execute("SELECT version FROM schema_version").fetchone()
             if row is None:
                 db.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
+            elif row[0] < 2:  # version 1 had no record of interrupted deliveries
+                db.execute("ALTER TABLE recipients ADD COLUMN in_doubt INTEGER NOT NULL "
+                           "DEFAULT 0")
+                db.execute("UPDATE schema_version SET version=?", (SCHEMA_VERSION,))
 
     # -- connections and transactions -------------------------------------------------
 
@@ -303,8 +308,11 @@ class SqliteSpool:
                 "'deferred') AND next_attempt <= ? AND lease_until <= ? ORDER BY next_attempt "
                 "LIMIT ?", (now, now, limit))]
             for oid in outs:
-                db.execute("UPDATE recipients SET lease_owner=?, lease_until=? WHERE output_id=?"
-                           " AND state IN ('translated','deferred') AND next_attempt <= ?",
+                # a lease that ran out without an outcome: its delivery may have reached the
+                # peer before its worker died — the next attempt says it may be a duplicate
+                db.execute("UPDATE recipients SET lease_owner=?, lease_until=?, in_doubt="
+                           "in_doubt OR lease_owner IS NOT NULL WHERE output_id=? AND state IN "
+                           "('translated','deferred') AND next_attempt <= ?",
                            (worker, now + duration, oid, now))
         work = []
         db = self._conn()
@@ -320,7 +328,7 @@ class SqliteSpool:
                 self._set_aside(qid, "corrupt: translated bytes do not match their digest")
                 continue
             rcpts = db.execute(
-                "SELECT rcpt, attempts, first_deferred, warned FROM recipients WHERE "
+                "SELECT rcpt, attempts, first_deferred, warned, in_doubt FROM recipients WHERE "
                 "output_id=? AND lease_owner=? AND state IN ('translated','deferred')",
                 (oid, worker)).fetchall()
             if not rcpts:
@@ -330,7 +338,8 @@ class SqliteSpool:
                 mail_from=mail_from, rcpts=tuple(r[0] for r in rcpts), data=data,
                 received_at=received_at, attempts=max(r[1] for r in rcpts),
                 first_deferred=min((r[2] for r in rcpts if r[2] is not None), default=None),
-                warned=any(r[3] for r in rcpts), message_id=message_id))
+                warned=any(r[3] for r in rcpts), message_id=message_id,
+                in_doubt=any(r[4] for r in rcpts)))
         return work
 
     def mark_delivered(self, output_id: int, rcpts: Sequence[str], *, now: float,
@@ -346,7 +355,8 @@ class SqliteSpool:
         with self._tx() as db:
             for rcpt in rcpts:
                 db.execute("UPDATE recipients SET state=?, reason=?, lease_owner=NULL, "
-                           "lease_until=0, updated_at=?, attempts=attempts+1 WHERE output_id=? "
+                           "lease_until=0, in_doubt=0, updated_at=?, attempts=attempts+1 "
+                           "WHERE output_id=? "
                            "AND rcpt=?", (state, reason, now, output_id, rcpt))
 
     def mark_deferred(self, output_id: int, rcpts: Sequence[str], *, now: float,
@@ -373,9 +383,13 @@ class SqliteSpool:
     # -- administration -----------------------------------------------------------------
 
     def recover(self, *, now: float) -> int:
-        """At start: leases held by a previous run are released (their work is redone)."""
+        """At start: leases held by a previous run are released (their work is redone).
+
+        A delivery lease still held means the previous run may have handed the message to
+        the peer without recording it (SMTP cannot tell): such recipients are marked in
+        doubt, and their next delivery carries a header saying it may be a duplicate."""
         with self._tx() as db:
-            n = db.execute("UPDATE recipients SET lease_owner=NULL, lease_until=0 "
+            n = db.execute("UPDATE recipients SET lease_owner=NULL, lease_until=0, in_doubt=1 "
                            "WHERE lease_owner IS NOT NULL").rowcount
             n += db.execute("UPDATE messages SET lease_owner=NULL, lease_until=0 "
                             "WHERE lease_owner IS NOT NULL").rowcount

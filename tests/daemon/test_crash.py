@@ -138,6 +138,12 @@ poll_interval = 0.1
             await op.stop()
         ids = collections.Counter(op.message_ids())
         assert set(ids) == {f"<crash-{n}@medical13.legacy.example>" for n in range(N)}
-        assert [mid for mid, c in ids.items() if c > 1] == []
+        # SMTP cannot rule out a copy handed over in the instant between the peer's 250 and
+        # our record of it (RFC 5321 §6.1); such a copy must be flagged, and rare
+        twice = [mid for mid, c in ids.items() if c > 1]
+        assert len(twice) <= 2
+        for mid in twice:
+            copies = [r.data for r in op.received if mid.encode() in r.data]
+            assert any(c.startswith(b"X-Passerelle-Possible-Duplicate: ") for c in copies[1:])
 
     asyncio.run(main())

@@ -155,3 +155,41 @@ def test_two_processes_process_each_item_exactly_once(tmp_path: Path) -> None:
     seen = [q.get() for _ in range(q.qsize())] if hasattr(q, "qsize") else []
     assert sorted(seen) == sorted(ids)
     assert s.counts() == {str(State.TRANSLATED): 60}
+
+
+def test_an_interrupted_delivery_is_flagged_in_doubt_on_the_next_attempt(tmp_path: Path) -> None:
+    s = spool(tmp_path)
+    qid = put(s)
+    s.lease_translate("T", now=1000, duration=60)
+    s.store_translated(qid, [(("a@x.example",), b"translated")], now=1000)
+    first = s.lease_deliver("A", now=1000, duration=60)
+    assert [w.in_doubt for w in first] == [False]
+    # A dies holding the lease: whoever takes the work over is told it may be a duplicate
+    again = s.lease_deliver("B", now=1061, duration=60)
+    assert [w.in_doubt for w in again] == [True]
+    s.mark_deferred(again[0].output_id, ["a@x.example"], now=1062, reason="4.4.1 down")
+    # a restart releases every lease of the previous run the same way
+    later = s.lease_deliver("C", now=1062 + 400, duration=60)
+    assert [w.in_doubt for w in later] == [True]
+    s.close()
+    reopened = spool(tmp_path)
+    assert reopened.recover(now=1500) == 1
+    w = reopened.lease_deliver("D", now=1500, duration=60)[0]
+    assert w.in_doubt
+    reopened.mark_delivered(w.output_id, ["a@x.example"], now=1501)
+    assert reopened.list(state="delivered")[0].queue_id == qid
+
+
+def test_a_version_1_spool_is_migrated_at_open(tmp_path: Path) -> None:
+    s = spool(tmp_path)
+    put(s)
+    s.close()
+    db = sqlite3.connect(tmp_path / "spool.db")
+    db.execute("ALTER TABLE recipients DROP COLUMN in_doubt")
+    db.execute("UPDATE schema_version SET version=1")
+    db.commit()
+    db.close()
+    again = spool(tmp_path)
+    assert len(again.list()) == 1
+    assert sqlite3.connect(tmp_path / "spool.db").execute(
+        "SELECT version FROM schema_version").fetchone() == (2,)
