@@ -27,6 +27,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from gateway.errors import (
     DomainNotListed,
+    MessageFormatError,
     MessageTooBig,
     PasserelleError,
     RelayDenied,
@@ -72,8 +73,11 @@ class _Handler:
     side = ""
 
     def __init__(self, *, book: Callable[[], AddressBook], domains: Callable[[], DomainPolicy],
-                 accept: AcceptFn, limits: Limits, gateway_domain: str) -> None:
+                 accept: AcceptFn, limits: Limits, gateway_domain: str,
+                 directory_alias: Callable[[str], bool] | None = None) -> None:
         self.book = book  # callables: SIGHUP swaps the tables under running listeners
+        # rpps-<11 digits>@ and hprim@ the gateway domain: resolved when translated
+        self.directory_alias = directory_alias
         self.domains = domains
         self.accept = accept
         self.limits = limits
@@ -146,6 +150,8 @@ class LegacyHandler(_Handler):
         book = self.book()
         domain = domain_of(address)
         if domain == self.gateway_domain:
+            if self.directory_alias is not None and self.directory_alias(address):
+                return
             book.by_trust(address)  # a legacy user's trust alias: UnknownAddress otherwise
             return
         if book.is_legacy(address):
@@ -190,6 +196,32 @@ class TrustHandler(_Handler):
             raise UnknownAddress("no such user here") from None
 
 
+class _Smtp(SMTP):
+    """aiosmtpd's protocol, with the refusals it answers by itself brought into our table.
+
+    aiosmtpd refuses an oversize message, an over-long text line and a transaction before
+    STARTTLS itself, without the enhanced status code (RFC 3463) every other reply carries;
+    those few lines are rewritten here, their codes taken from ``gateway/errors.py``."""
+
+    def __init__(self, handler: _Handler, **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        too_big = MessageTooBig(
+            f"message size exceeds {handler.limits.max_message_size} bytes").smtp_reply()
+        self._own = {
+            "552 Error: Too much mail data": too_big,
+            "552 Error: message size exceeds fixed maximum message size": too_big,
+            "500 Line too long (see RFC5321 4.5.3.1.6)": MessageFormatError(
+                "text line longer than 1000 octets (RFC 5321 4.5.3.1.6)").smtp_reply(),
+            "530 Must issue a STARTTLS command first":
+                "530 5.7.0 Must issue a STARTTLS command first",
+        }
+
+    async def push(self, status: Any) -> None:
+        if isinstance(status, str):
+            status = self._own.get(status, status)
+        await super().push(status)
+
+
 class Listener:
     """One listening socket running one handler (aiosmtpd protocol per connection)."""
 
@@ -206,7 +238,7 @@ class Listener:
         self._server: asyncio.base_events.Server | None = None
 
     def _protocol(self) -> SMTP:
-        return SMTP(
+        return _Smtp(
             self.handler,
             data_size_limit=self.limits.max_message_size,
             enable_SMTPUTF8=True,

@@ -78,7 +78,21 @@ class Harness:
             await peer.stop()
 
 
-async def start(world: World, state: Path, *, retry_initial: float = 0.3) -> Harness:
+Overrides = dict[str, dict[str, object]]
+
+
+def _toml(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+async def start(world: World, state: Path, *, retry_initial: float = 0.3,
+                overrides: Overrides | None = None) -> Harness:
+    """Peers and a started gateway; ``overrides`` replaces keys of the generated tables
+    (e.g. ``{"limits": {"max_recipients": 3}}``)."""
     hub = SimLegacyHub(cert=world.cert("gateway-server"), key=world.key("gateway-server"))
     op_a = SimTrustOperator(cert=world.cert("hopital-a-server"),
                             key=world.key("hopital-a-server"), anchors=[world.ca_cert])
@@ -86,31 +100,27 @@ async def start(world: World, state: Path, *, retry_initial: float = 0.3) -> Har
                             key=world.key("clinique-b-server"), anchors=[world.ca_cert])
     for peer in (hub, op_a, op_b):
         await peer.start()
+    tables: Overrides = {
+        "ops": {"listen": "127.0.0.1:0"},
+        "delivery": {"mx_lookup": False},
+        "listen.legacy": {"port": 0},
+        "listen.trust": {"port": 0},
+        "retry": {"initial": retry_initial, "factor": 1, "max": retry_initial,
+                  "delay_warning_after": 3600, "lifetime": 600},
+        "workers": {"poll_interval": 0.1, "delivery_timeout": 5},
+        "routes": {".legacy.example": f"127.0.0.1:{hub.port}",
+                   "hopital-a.mssante.example": f"127.0.0.1:{op_a.port}",
+                   "clinique-b.mssante.example": f"127.0.0.1:{op_b.port}"},
+    }
+    for name, values in (overrides or {}).items():
+        tables.setdefault(name, {}).update(values)
+    text = "".join(
+        f"[{name}]\n" + "".join(f"{k if k.isidentifier() else _toml(k)} = {_toml(v)}\n"
+                                for k, v in values.items())
+        for name, values in tables.items())
     cfg = state / "passerelle.toml"
     cfg.write_text(world.config.read_text("utf-8").replace(
-        'state_dir = "state"', f'state_dir = "{state}"') + f"""
-[ops]
-listen = "127.0.0.1:0"
-[delivery]
-mx_lookup = false
-[listen.legacy]
-port = 0
-[listen.trust]
-port = 0
-[retry]
-initial = {retry_initial}
-factor = 1
-max = {retry_initial}
-delay_warning_after = 3600
-lifetime = 600
-[workers]
-poll_interval = 0.1
-delivery_timeout = 5
-[routes]
-".legacy.example" = "127.0.0.1:{hub.port}"
-"hopital-a.mssante.example" = "127.0.0.1:{op_a.port}"
-"clinique-b.mssante.example" = "127.0.0.1:{op_b.port}"
-""", "utf-8")
+        'state_dir = "state"', f'state_dir = "{state}"') + text, "utf-8")
     gateway = Gateway(config.load(cfg))
     await gateway.start()
     return Harness(world, gateway, hub, op_a, op_b, cfg)
