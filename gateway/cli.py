@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "gateway.crypto.cli",
     "gateway.translate.cli",
     "gateway.spool.cli",
+    "gateway.directory.cli",
     "gateway.ops.cli",
 )
 

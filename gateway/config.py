@@ -68,6 +68,17 @@ class DaemonSettings:
 
 
 @dataclass(frozen=True)
+class DirectorySettings:
+    """The national directory (``[directory]``): where it is imported and how a mailbox is
+    chosen when a clinician has several."""
+
+    path: Path | None = None  # default: <state_dir>/directory.db
+    types: tuple[str, ...] = ("PER", "CAB", "ORG", "APP")
+    preferred_domains: tuple[str, ...] = ()
+    hprim_alias: str = "hprim"  # <hprim_alias>@<domain>: routed by the HPRIM recipient line
+
+
+@dataclass(frozen=True)
 class Settings:
     source: Path | None
     domain: str = "legacy.mssante.example"
@@ -78,7 +89,12 @@ class Settings:
     legacy: LegacyCryptoSettings = field(default_factory=LegacyCryptoSettings)
     trust: TrustSettings = field(default_factory=TrustSettings)
     daemon: DaemonSettings = field(default_factory=DaemonSettings)
+    directory: DirectorySettings = field(default_factory=DirectorySettings)
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def directory_path(self) -> Path:
+        return self.directory.path or self.state_dir / "directory.db"
 
     @property
     def journal_url(self) -> str:
@@ -164,6 +180,12 @@ class _Reader:
             raise self._err(key, "must be a positive whole number")
         return value
 
+    def words(self, key: str, default: tuple[str, ...]) -> tuple[str, ...]:
+        value = self.data.get(key, list(default))
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise self._err(key, "must be a list of strings")
+        return tuple(value)
+
     def argv(self, key: str) -> tuple[str, ...]:
         value = self.data.get(key, [])
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
@@ -223,6 +245,7 @@ def from_dict(data: dict[str, Any], *, base: Path, source: str) -> Settings:
     retry = top.table("retry")
     ops = top.table("ops")
     workers = top.table("workers")
+    directory = top.table("directory")
     defaults = DaemonSettings()
     daemon = DaemonSettings(
         legacy_listen=listen.listen("legacy", defaults.legacy_listen),
@@ -253,5 +276,24 @@ def from_dict(data: dict[str, Any], *, base: Path, source: str) -> Settings:
         legacy=legacy,
         trust=trust_settings,
         daemon=daemon,
+        directory=_directory(directory),
         raw=data,
+    )
+
+
+def _directory(directory: _Reader) -> DirectorySettings:
+    defaults = DirectorySettings()
+    types = tuple(t.upper() for t in directory.words("types", defaults.types))
+    unknown = set(types) - set(defaults.types)
+    if unknown:
+        raise directory._err("types", f"unknown mailbox type(s) {', '.join(sorted(unknown))}; "
+                     f"known: {', '.join(defaults.types)}")
+    alias = directory.text("hprim_alias", defaults.hprim_alias).lower()
+    if not alias or "@" in alias or alias.startswith("rpps-"):
+        raise directory._err("hprim_alias", "must be a local part (without @), not rpps-…")
+    return DirectorySettings(
+        path=directory.path("path"),
+        types=types,
+        preferred_domains=tuple(x.lower() for x in directory.words("preferred_domains", ())),
+        hprim_alias=alias,
     )

@@ -24,6 +24,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -56,6 +57,17 @@ T = TypeVar("T")
 # aiosmtpd warns about every context that demands client certificates: that is our design.
 logging.getLogger("mail.log").setLevel(logging.ERROR)
 _MESSAGE_ID = re.compile(rb"^message-id:[ \t]*(.+?)\r?$", re.IGNORECASE | re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class TranslatedGroup:
+    """Translated bytes for some recipients of a message."""
+
+    rcpts: tuple[str, ...]
+    data: bytes
+    trace: Any
+    routes: dict[str, str] = field(default_factory=dict)  # directory alias -> mailbox
+    unresolved: dict[str, str] = field(default_factory=dict)  # directory alias -> why
 
 
 def message_id_of(data: bytes) -> str:
@@ -211,6 +223,9 @@ class Gateway:
             "accept": self.accept,
             "limits": limits,
             "gateway_domain": self.settings.domain,
+            "directory_alias": self.translator.directory.is_alias
+            if self.translator.directory is not None
+            else None,
         }
         if t.server_cert is None or t.server_key is None:
             from gateway.errors import ConfigError
@@ -324,18 +339,18 @@ class Gateway:
                 task.add_done_callback(self._inflight.discard)
                 await asyncio.shield(task)
 
-    def _translate_sync(self, item: TranslateWork) -> list[tuple[tuple[str, ...], bytes, Any]]:
+    def _translate_sync(self, item: TranslateWork) -> list[TranslatedGroup]:
         now = datetime.fromtimestamp(self.clock(), UTC)
         envelope = Envelope(item.mail_from, item.rcpts)
         if item.direction is Direction.TO_TRUST:
             t = self.translator.to_trust(item.data, envelope, now=now)
-            return [(item.rcpts, t.message, t.trace)]
-        out: list[tuple[tuple[str, ...], bytes, Any]] = []
+            return [TranslatedGroup(t.recipients, t.message, t.trace, t.routes, t.unresolved)]
+        out: list[TranslatedGroup] = []
         for rcpt in item.rcpts:
             results = self.translator.to_legacy(
                 item.data, Envelope(item.mail_from, (rcpt,)), now=now
             )
-            out.append(((rcpt,), results[0].message, results[0].trace))
+            out.append(TranslatedGroup((rcpt,), results[0].message, results[0].trace))
         return out
 
     async def _translate_one(self, item: TranslateWork) -> None:
@@ -350,25 +365,44 @@ class Gateway:
             await self._translation_failed(item, Fate.RETRY, "internal", type(exc).__name__)
             return
         at = datetime.fromtimestamp(now, UTC)
-        for _, _, trace in groups:
-            await self._in(self._db, self.journal.append_trace, trace, at=at)
+        for g in groups:
+            await self._in(self._db, self.journal.append_trace, g.trace, at=at)
         await self._in(
             self._db,
             self.spool.store_translated,
             item.queue_id,
-            [(rcpts, data) for rcpts, data, _ in groups],
+            [(g.rcpts, g.data) for g in groups],
             now=self.clock(),
+            routes={r: a for g in groups for r, a in g.routes.items()},
         )
         log.info("message.translated", queue_id=item.queue_id, direction=str(item.direction))
         self.metrics.count_message("translated", str(item.direction))
-        for _, _, trace in groups:
-            for stage, seconds in trace.timings.items():
+        for g in groups:
+            for stage, seconds in g.trace.timings.items():
                 if stage in STAGES:
                     self.metrics.observe_stage(stage, seconds)
-            for step in trace.steps:
+            for step in g.trace.steps:
                 if step.stage == "repair":
                     for kind, n in step.details.get("repairs", {}).items():
                         self.metrics.count_repair(kind, n)
+        unresolved = {r: why for g in groups for r, why in g.unresolved.items()}
+        if unresolved:  # directory aliases that lead nowhere: bounced, the rest goes on
+            log.info("translation.unresolved", queue_id=item.queue_id, count=len(unresolved))
+            self.metrics.count_message("bounced", str(item.direction), "unknown_address")
+            await self._in(
+                self._db,
+                self.spool.translate_failed,
+                item.queue_id,
+                fate="bounce",
+                reason="unknown_address: " + "; ".join(dict.fromkeys(unresolved.values())),
+                now=self.clock(),
+            )
+            await self._notify(
+                item.direction,
+                item.mail_from,
+                item.data,
+                [notices.Failure(r, "failed", "5.1.1", why) for r, why in unresolved.items()],
+            )
         self._wake_deliver.set()
 
     async def _translation_failed(
@@ -396,8 +430,12 @@ class Gateway:
                 notices.Failure(
                     r,
                     "failed",
-                    "5.7.0" if "sign" in kind or "crypt" in kind or "key" in kind else "5.6.0",
-                    kind,
+                    "5.1.1"
+                    if kind == "unknown_address"
+                    else "5.7.0"
+                    if "sign" in kind or "crypt" in kind or "key" in kind
+                    else "5.6.0",
+                    reason if kind == "unknown_address" else kind,  # says which RPPS
                 )
                 for r in item.rcpts
             ]
@@ -518,6 +556,8 @@ class Gateway:
     def _target(self, item: DeliverWork, rcpt: str) -> tuple[str, str, bool]:
         """(domain to route on, address to send to, is it the legacy side?)"""
         book = self.book()
+        if rcpt in item.routes:  # a directory alias, resolved when translated
+            return domain_of(item.routes[rcpt]), item.routes[rcpt], False
         if item.direction is Direction.TO_LEGACY:
             user = book.by_trust(rcpt)
             return domain_of(user.legacy_address), user.legacy_address, True

@@ -56,3 +56,21 @@ def test_errors_name_file_and_key(tmp_path: Path, text: str, message: str) -> No
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         config.load(tmp_path / "absent.toml")
+
+
+def test_directory_preference_and_aliases(tmp_path: Path) -> None:
+    s = config.load(write(tmp_path, """
+[directory]
+types = ["cab", "PER"]
+preferred_domains = ["Hopital-A.mssante.example"]
+hprim_alias = "Resultats"
+"""))
+    assert s.directory.types == ("CAB", "PER")
+    assert s.directory.preferred_domains == ("hopital-a.mssante.example",)
+    assert s.directory.hprim_alias == "resultats"
+    assert s.directory_path == tmp_path / "state" / "directory.db"
+    assert config.load(write(tmp_path, "")).directory.types == ("PER", "CAB", "ORG", "APP")
+    with pytest.raises(ConfigError, match=r"directory\.types: unknown mailbox type\(s\) XYZ"):
+        config.load(write(tmp_path, '[directory]\ntypes = ["PER", "XYZ"]\n'))
+    with pytest.raises(ConfigError, match=r"directory\.hprim_alias"):
+        config.load(write(tmp_path, '[directory]\nhprim_alias = "rpps-x"\n'))

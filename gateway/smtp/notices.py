@@ -13,6 +13,7 @@ import email
 import email.policy
 import email.utils
 import quopri
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
@@ -72,6 +73,9 @@ def legacy_notice(original: bytes, *, sender: str, failures: list[Failure], gate
     ]
     for f in failures:
         lines.append(f"  - {f.recipient} : {_why(f)} (code {f.status})")
+        detail = " ".join(f.diagnostic.split())[:240]
+        if detail and not re.fullmatch(r"[a-z_]+", detail):  # a sentence, not just a kind
+            lines.append(f"    motif : {detail}")
     lines += [
         "",
         "Le contenu de votre message n'est pas joint à cet avis, pour la confidentialité des "

@@ -87,3 +87,4 @@ class DeliverWork:
     warned: bool
     message_id: str
     in_doubt: bool = False  # an earlier attempt was interrupted: the peer may have it
+    routes: dict[str, str] = field(default_factory=dict)  # directory alias -> its mailbox

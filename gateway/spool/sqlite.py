@@ -22,7 +22,7 @@ import os
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -75,7 +75,8 @@ CREATE TABLE IF NOT EXISTS recipients (
     lease_owner TEXT,
     lease_until REAL NOT NULL DEFAULT 0,
     updated_at REAL NOT NULL DEFAULT 0,
-    in_doubt INTEGER NOT NULL DEFAULT 0
+    in_doubt INTEGER NOT NULL DEFAULT 0,
+    deliver_to TEXT
 );
 CREATE INDEX IF NOT EXISTS recipients_work ON recipients(state, next_attempt);
 CREATE INDEX IF NOT EXISTS recipients_queue ON recipients(queue_id);
@@ -120,6 +121,7 @@ class SqliteSpool:
             elif row[0] < 2:  # version 1 had no record of interrupted deliveries
                 db.execute("ALTER TABLE recipients ADD COLUMN in_doubt INTEGER NOT NULL "
                            "DEFAULT 0")
+                db.execute("ALTER TABLE recipients ADD COLUMN deliver_to TEXT")
                 db.execute("UPDATE schema_version SET version=?", (SCHEMA_VERSION,))
 
     # -- connections and transactions -------------------------------------------------
@@ -266,7 +268,10 @@ class SqliteSpool:
             db.execute("UPDATE messages SET lease_owner=NULL WHERE queue_id=?", (queue_id,))
 
     def store_translated(self, queue_id: str, groups: Sequence[tuple[Sequence[str], bytes]],
-                         *, now: float) -> None:
+                         *, now: float, routes: Mapping[str, str] | None = None) -> None:
+        """Translated bytes per group of recipients; ``routes``: the mailbox a directory
+        alias resolved to (delivered there, reported under the alias)."""
+        routes = routes or {}
         with self._tx() as db:
             for rcpts, data in groups:
                 output_id = db.execute(
@@ -275,8 +280,9 @@ class SqliteSpool:
                 for rcpt in rcpts:
                     db.execute(
                         "UPDATE recipients SET state='translated', output_id=?, next_attempt=?,"
-                        " updated_at=?, reason='' WHERE queue_id=? AND rcpt=? AND "
-                        "state='received'", (output_id, now, now, queue_id, rcpt))
+                        " updated_at=?, reason='', deliver_to=? WHERE queue_id=? AND rcpt=? AND "
+                        "state='received'", (output_id, now, now, routes.get(rcpt), queue_id,
+                                             rcpt))
             db.execute("UPDATE messages SET lease_owner=NULL, lease_until=0 WHERE queue_id=?",
                        (queue_id,))
 
@@ -328,7 +334,8 @@ class SqliteSpool:
                 self._set_aside(qid, "corrupt: translated bytes do not match their digest")
                 continue
             rcpts = db.execute(
-                "SELECT rcpt, attempts, first_deferred, warned, in_doubt FROM recipients WHERE "
+                "SELECT rcpt, attempts, first_deferred, warned, in_doubt, deliver_to FROM "
+                "recipients WHERE "
                 "output_id=? AND lease_owner=? AND state IN ('translated','deferred')",
                 (oid, worker)).fetchall()
             if not rcpts:
@@ -339,7 +346,8 @@ class SqliteSpool:
                 received_at=received_at, attempts=max(r[1] for r in rcpts),
                 first_deferred=min((r[2] for r in rcpts if r[2] is not None), default=None),
                 warned=any(r[3] for r in rcpts), message_id=message_id,
-                in_doubt=any(r[4] for r in rcpts)))
+                in_doubt=any(r[4] for r in rcpts),
+                routes={r[0]: r[5] for r in rcpts if r[5]}))
         return work
 
     def mark_delivered(self, output_id: int, rcpts: Sequence[str], *, now: float,

@@ -8,6 +8,7 @@ from gateway.crypto.legacy import LegacyCrypto, PartCipher
 from gateway.crypto.openpgp import OpenPgpCipher
 from gateway.crypto.pki import TrustAnchors
 from gateway.crypto.smime import SigningIdentity, Smime
+from gateway.directory.resolve import DirectoryResolver, Preference
 from gateway.documents.codes import load_tables
 from gateway.errors import ConfigError
 from gateway.translate.addresses import AddressBook
@@ -44,4 +45,12 @@ def build_translator(settings: Settings) -> Translator:
         tables=load_tables(settings.mappings_dir),
         domain=settings.domain,
         accept_unsigned=t.accept_unsigned,
+        directory=directory_resolver(settings),
     )
+
+
+def directory_resolver(settings: Settings) -> DirectoryResolver:
+    d = settings.directory
+    return DirectoryResolver(settings.directory_path, domain=settings.domain,
+                             preference=Preference(d.types, d.preferred_domains),
+                             hprim_alias=d.hprim_alias)

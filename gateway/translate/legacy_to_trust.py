@@ -104,7 +104,7 @@ def _documents(text: str, *, tables: CodeTables, now: datetime, sender: LegacyUs
 
 def compose(decrypted: bytes, *, sender: LegacyUser, book: AddressBook, envelope_from: str,
             tables: CodeTables, now: datetime, trace: TraceRecord, signer_fpr: str,
-            domain: str) -> TrustDraft:
+            domain: str, aliases: dict[str, tuple[str, str]] | None = None) -> TrustDraft:
     """Build the unsigned trust-space message from a decrypted legacy message."""
     inner = mime.parse(decrypted)
     parts = mime.leaves(inner)
@@ -126,6 +126,7 @@ def compose(decrypted: bytes, *, sender: LegacyUser, book: AddressBook, envelope
 
     out = EmailMessage()
     mapper = {u.legacy_address: (u.display_name, u.trust_address) for u in book.users()}
+    mapper.update(aliases or {})  # directory aliases: the mailbox they resolved to
     mapped: list[str] = []
     from_value, done = rewrite_header(mime.header(inner, "From") or envelope_from, mapper)
     if sender.trust_address.lower() not in from_value.lower():

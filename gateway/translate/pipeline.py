@@ -15,8 +15,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from gateway.directory.resolve import DirectoryResolver
+from gateway.documents import hprim
 from gateway.documents.codes import CodeTables
-from gateway.errors import PolicyError, RelayDenied
+from gateway.errors import PolicyError, RelayDenied, UnknownAddress
 from gateway.translate import legacy_to_trust, mime, trust_to_legacy
 from gateway.translate.addresses import AddressBook, domain_of
 from gateway.translate.trace import TraceRecord, sha256
@@ -64,6 +66,26 @@ class Translation:
     encoding: str = ""
     documents: list[str] = field(default_factory=list)
     findings: list[str] = field(default_factory=list)
+    # directory aliases: envelope recipient -> the mailbox it resolved to
+    routes: dict[str, str] = field(default_factory=dict)
+    # directory aliases that resolved to nothing: envelope recipient -> why (bounced)
+    unresolved: dict[str, str] = field(default_factory=dict)
+
+
+def _hprim_recipients(decrypted: bytes, charset: str | None) -> list[tuple[str, str]]:
+    """(code, name) of the recipient line of each HPRIM report in the message body."""
+    from gateway.text import normalize
+
+    inner = mime.parse(decrypted)
+    body = next((p for p in mime.leaves(inner)
+                 if p.content_type == "text/plain" and not p.is_attachment), None)
+    if body is None:
+        return []
+    text = normalize(body.data, hint=charset).text
+    if not hprim.looks_like_hprim(text):
+        return []
+    return [(d.header.recipient_code, d.header.recipient_name)
+            for d in hprim.parse(text).documents]
 
 
 def _message_id(raw: bytes) -> str:
@@ -82,6 +104,35 @@ class Translator:
     tables: CodeTables
     domain: str
     accept_unsigned: bool = True
+    directory: DirectoryResolver | None = None
+
+    def _resolve(self, decrypted: bytes, envelope: Envelope, charset: str | None,
+                 trace: TraceRecord, now: datetime
+                 ) -> tuple[list[str], dict[str, str], dict[str, str], dict[str, tuple[str, str]]]:
+        """Directory aliases → mailboxes: (recipients kept, routes, unresolved, header map)."""
+        kept: list[str] = []
+        routes: dict[str, str] = {}
+        unresolved: dict[str, str] = {}
+        names: dict[str, tuple[str, str]] = {}
+        lines: list[tuple[str, str]] | None = None
+        for rcpt in envelope.rcpt_tos:
+            if self.directory is None or not self.directory.is_alias(rcpt):
+                kept.append(rcpt)
+                continue
+            if lines is None:
+                lines = _hprim_recipients(decrypted, charset)
+            try:
+                route = self.directory.route(rcpt, lines)
+            except UnknownAddress as exc:
+                unresolved[rcpt] = str(exc)
+                continue
+            assert route is not None
+            kept.append(rcpt)
+            routes[rcpt] = route.address
+            names[rcpt.lower()] = (route.display_name, route.address)
+            trace.add("resolve", now, rcpt.encode(), route.address.encode(), how=route.how,
+                      rpps=route.rpps, mailbox=route.address)
+        return kept, routes, unresolved, names
 
     def to_trust(self, raw: bytes, envelope: Envelope, *, now: datetime) -> Translation:
         sender = self.book.by_legacy(envelope.mail_from)
@@ -95,15 +146,19 @@ class Translator:
         decrypted: bytes = opened.message
         trace.add("open", now, raw, decrypted, signer=sender.legacy_fingerprint,
                   verification=_verification_summary(opened))
+        kept, routes, unresolved, names = self._resolve(
+            decrypted, envelope, sender.charset, trace, now)
+        if not kept:
+            raise UnknownAddress("; ".join(dict.fromkeys(unresolved.values())))
         draft = legacy_to_trust.compose(
             decrypted, sender=sender, book=self.book, envelope_from=envelope.mail_from,
             tables=self.tables, now=now, trace=trace, signer_fpr=sender.legacy_fingerprint,
-            domain=self.domain)
+            domain=self.domain, aliases=names)
         signed = self.smime.sign(draft.message)
         trace.add("sign", now, draft.message, signed, smime_signer=self.smime.signer_subject,
                   self_verified=True)
-        return Translation(signed, envelope.rcpt_tos, trace, "to_trust", draft.repairs,
-                           draft.encoding, draft.documents, draft.findings)
+        return Translation(signed, tuple(kept), trace, "to_trust", draft.repairs,
+                           draft.encoding, draft.documents, draft.findings, routes, unresolved)
 
     def to_legacy(self, raw: bytes, envelope: Envelope, *, now: datetime) -> list[Translation]:
         recipients = [self.book.by_trust(r) for r in envelope.rcpt_tos]

@@ -186,6 +186,7 @@ def test_a_version_1_spool_is_migrated_at_open(tmp_path: Path) -> None:
     s.close()
     db = sqlite3.connect(tmp_path / "spool.db")
     db.execute("ALTER TABLE recipients DROP COLUMN in_doubt")
+    db.execute("ALTER TABLE recipients DROP COLUMN deliver_to")
     db.execute("UPDATE schema_version SET version=1")
     db.commit()
     db.close()
