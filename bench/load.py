@@ -1,0 +1,830 @@
+#!/usr/bin/env python3
+"""Load benchmark: a real `passerelle serve` under load, against its floors, in one run.
+
+Three processes: this one (world, messages, load generator, report), the gateway
+(`python -m gateway serve`: SQLite spool, real TLS, real gpg) and a sink (this file with
+``--sink``: a simulated trust operator and a simulated legacy hub, real SMTP + TLS, which
+print the arrival time of every message).  Times are CLOCK_MONOTONIC, shared by processes.
+
+Phases, in order:
+  1. transport floor: the same messages from the load generator straight to the sink;
+  2. legacy → trust at full load: N sealed legacy messages (20 KB letters and HPRIM reports,
+     signed and encrypted with real gpg by mapped users) over K STARTTLS connections;
+  3. trust → legacy at full load: S/MIME-signed messages (letters, CR-BIO in IHE_XDM.ZIP) from
+     the simulated operator, with its client certificate, into the trust listener;
+  4. legacy → trust at half the rate measured in 2 (paced), for latency at half load;
+  5. crypto floor: the gateway's own classes in a tight loop, as many threads as the gateway
+     has translation workers: open (gpg decrypt+verify) + S/MIME sign (and self-check) per
+     legacy message; S/MIME verify + seal (gpg sign+encrypt) per trust message;
+  6. memory: a fresh gateway, one message of --big-mb MB (attachments): peak RSS growth.
+
+Usage: python bench/load.py [--n 1000] [--concurrency 8] [--workers 4] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import email.policy
+import email.utils
+import json
+import os
+import platform
+import random
+import re
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import aiosmtplib  # noqa: E402
+
+from gateway.crypto import smime  # noqa: E402
+from gateway.crypto.legacy import LegacyCrypto  # noqa: E402
+from gateway.crypto.openpgp import OpenPgpCipher  # noqa: E402
+from gateway.crypto.pki import TrustAnchors  # noqa: E402
+from gateway.crypto.world import USERS, World, build_world  # noqa: E402
+from gateway.sim import Received, SimLegacyHub, SimTrustOperator  # noqa: E402
+
+TRUST_PEER = "dr.x@hopital-a.mssante.example"
+HZ = os.sysconf("SC_CLK_TCK")
+_MSGID = re.compile(rb"^message-id:[ \t]*(.+?)\r?$", re.IGNORECASE | re.MULTILINE)
+
+PARAGRAPHS = (
+    "Cher confrère, je vous remercie de m'avoir adressé votre patiente pour un bilan "
+    "cardiologique. L'électrocardiogramme est en rythme sinusal régulier, sans trouble de "
+    "la repolarisation. L'échographie trans-thoracique retrouve un ventricule gauche non "
+    "dilaté, de fonction systolique conservée (FEVG estimée à 62 %).",
+    "Sur le plan biologique : hémoglobine à 11,8 g/dL, ferritine à 18 µg/L, créatinine à "
+    "78 µmol/L (DFG estimé à 84 mL/min/1,73 m²). Le bilan lipidique montre un LDL à "
+    "1,42 g/L, au-dessus de l'objectif compte tenu des facteurs de risque.",
+    "Je propose d'introduire une statine à dose modérée, de contrôler le bilan hépatique "
+    "et les CPK à six semaines, et de poursuivre la supplémentation martiale. Un holter "
+    "tensionnel sera réalisé avant la prochaine consultation, prévue dans trois mois.",
+    "Traitement à la sortie : bisoprolol 2,5 mg le matin, atorvastatine 20 mg le soir, "
+    "fer 80 mg un comprimé par jour pendant trois mois. Régime pauvre en sel, activité "
+    "physique adaptée, trente minutes de marche quotidienne.",
+)
+
+
+# -- measurements --------------------------------------------------------------------------
+
+def proc_cpu(pid: int) -> tuple[float, float]:
+    """(own CPU seconds, reaped children's CPU seconds) of a process, from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    # after the command: state(3) ... utime(14) stime(15) cutime(16) cstime(17)
+    utime, stime, cutime, cstime = (int(x) for x in fields[11:15])
+    return (utime + stime) / HZ, (cutime + cstime) / HZ
+
+
+def proc_mem(pid: int) -> dict[str, int]:
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(("VmRSS:", "VmHWM:")):
+                key, value, _ = line.split()
+                out[key.rstrip(":")] = int(value) * 1024
+    return out
+
+
+def agent_cpu(home: Path) -> float:
+    """CPU seconds of the gpg-agent serving ``home`` (a daemon: not a reaped child)."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmd = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if cmd and cmd[0].endswith(b"gpg-agent") and str(home).encode() in cmd:
+            with contextlib.suppress(OSError):
+                total += proc_cpu(int(entry.name))[0]
+    return total
+
+
+def pct(values: Sequence[float], p: float) -> float:
+    """Nearest-rank percentile (ms), 0 for no values."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, int(-(-p * len(ordered) // 100)) - 1))
+    return round(ordered[rank] * 1000, 1)
+
+
+def dist(values: Sequence[float]) -> dict[str, float]:
+    return {"p50": pct(values, 50), "p95": pct(values, 95), "p99": pct(values, 99),
+            "max": pct(values, 100)}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        model = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")),
+                     "")
+    gpg = subprocess.run(["gpg", "--version"], capture_output=True, text=True).stdout
+    return {"nproc": os.cpu_count(), "cpu": model, "python": platform.python_version(),
+            "gpg": gpg.split()[2], "libgcrypt": gpg.splitlines()[1].split()[-1],
+            "kernel": platform.release()}
+
+
+# -- messages ------------------------------------------------------------------------------
+
+@dataclass
+class Msg:
+    msgid: str
+    sender: str
+    rcpt: str
+    data: bytes
+    kind: str
+
+
+def letter_text(i: int, size: int = 20480) -> str:
+    """A letter of ``size`` characters that compresses like prose (~3×), not like a loop:
+    sentences drawn from the paragraphs' words in a per-letter order."""
+    rng = random.Random(i)
+    words = " ".join(PARAGRAPHS).split()
+    lines = [f"Compte rendu n° {i}", ""]
+    total = 0
+    while total < size:
+        sentence = " ".join(rng.choice(words) for _ in range(rng.randint(8, 14)))
+        line = sentence[0].upper() + sentence[1:] + "."
+        lines.append(line)
+        total += len(line) + 2
+    return "\r\n".join(lines)[:size]
+
+
+def hprim_texts() -> list[str]:
+    return [p.read_bytes().decode("utf-8") for p in sorted((ROOT / "fixtures" / "hprim")
+                                                            .glob("*.hpr"))]
+
+
+def legacy_plain(i: int, phase: str, hprims: list[str],
+                 attachments: Sequence[tuple[str, bytes]] = ()) -> tuple[str, str, bytes, str]:
+    """(sender key, Message-ID, plaintext MIME message, kind): even = letter, odd = HPRIM."""
+    if i % 2 and hprims and not attachments:
+        user = next(u for u in USERS if u.key == "biolab")
+        body = hprims[(i // 2) % len(hprims)].encode(user.charset, "replace")
+        kind = "hprim"
+    else:
+        user = [u for u in USERS if u.key != "biolab"][(i // 2) % 4]
+        body = letter_text(i).encode(user.charset, "replace")
+        kind = "letter"
+    msgid = f"<bench-{phase}-{i}@{user.legacy_address.split('@')[1]}>"
+    m = EmailMessage()
+    m["From"] = user.legacy_address
+    m["To"] = TRUST_PEER
+    m["Subject"] = f"Courrier {phase} {i}"
+    m["Date"] = email.utils.format_datetime(datetime.now(UTC))
+    m["Message-ID"] = msgid
+    m.set_content(body, maintype="text", subtype="plain")
+    for name, data in attachments:
+        m.add_attachment(data, maintype="application", subtype="octet-stream", filename=name)
+    return user.key, msgid, m.as_bytes(), kind
+
+
+def seal_legacy(world: World, items: Sequence[tuple[str, str, bytes, str]],
+                threads: int = 8) -> list[Msg]:
+    ciphers = {u.key: LegacyCrypto(OpenPgpCipher(Path(world.gnupg_users[u.key]),
+                                                 gateway_fingerprint=world.fingerprints[u.key]))
+               for u in USERS}
+    addr = {u.key: u.legacy_address for u in USERS}
+
+    def one(item: tuple[str, str, bytes, str]) -> Msg:
+        key, msgid, plain, kind = item
+        sealed = ciphers[key].seal(plain, recipient=world.fingerprints["gateway"])
+        return Msg(msgid, addr[key], TRUST_PEER, sealed, kind)
+
+    with ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(one, items))
+
+
+def operator_identity(world: World, out: Path) -> smime.SigningIdentity:
+    """An S/MIME signing certificate for the simulated operator, from the world's CA."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    ca_key = serialization.load_pem_private_key(world.ca_key.read_bytes(), None)
+    ca_cert = x509.load_pem_x509_certificate(world.ca_cert.read_bytes())
+    assert isinstance(ca_key, rsa.RSAPrivateKey)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "FR"),
+                                 x509.NameAttribute(NameOID.ORGANIZATION_NAME, "HOPITAL A"),
+                                 x509.NameAttribute(NameOID.COMMON_NAME, TRUST_PEER)]))
+        .issuer_name(ca_cert.subject).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=True,
+                                     key_encipherment=True, data_encipherment=False,
+                                     key_agreement=False, key_cert_sign=False, crl_sign=False,
+                                     encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]),
+                       critical=False)
+        .add_extension(x509.SubjectAlternativeName([x509.RFC822Name(TRUST_PEER)]),
+                       critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
+            ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256()))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "op-signing.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (out / "op-signing.key").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    return smime.SigningIdentity.load(out / "op-signing.pem", out / "op-signing.key")
+
+
+def xdm_packages(world: World, hprims: list[str]) -> list[bytes]:
+    """CR-BIO packages (IHE_XDM.ZIP) made from the HPRIM fixtures, as operators send them."""
+    from gateway.documents.codes import load_tables
+    from gateway.translate import legacy_to_trust
+    from gateway.translate.addresses import AddressBook
+
+    book = AddressBook.load(world.addresses)
+    sender = book.by_legacy(next(u for u in USERS if u.key == "biolab").legacy_address)
+    tables = load_tables(world.root / "mappings")
+    out = []
+    for n, text in enumerate(hprims):
+        with contextlib.suppress(Exception):
+            package, _, _, _ = legacy_to_trust._documents(
+                text, tables=tables, now=datetime.now(UTC), sender=sender,
+                message_key=f"bench{n}")
+            if package:
+                out.append(package)
+    return out
+
+
+def trust_messages(world: World, n: int, phase: str, identity: smime.SigningIdentity,
+                   packages: list[bytes]) -> list[Msg]:
+    """S/MIME-signed messages from the simulated operator to mapped legacy users."""
+    out = []
+    for i in range(n):
+        user = USERS[i % len(USERS)]
+        msgid = f"<bench-{phase}-{i}@hopital-a.mssante.example>"
+        m = EmailMessage(policy=email.policy.SMTP)
+        m["From"] = f"Dr X <{TRUST_PEER}>"
+        m["To"] = user.trust_address
+        m["Subject"] = f"Réponse {phase} {i}"
+        m["Date"] = email.utils.format_datetime(datetime.now(UTC))
+        m["Message-ID"] = msgid
+        if i % 2 and packages:
+            m.set_content("Veuillez trouver ci-joint le compte rendu d'examens.\n",
+                          cte="quoted-printable")
+            m.add_attachment(packages[(i // 2) % len(packages)], maintype="application",
+                             subtype="zip", filename="IHE_XDM.ZIP")
+            kind = "xdm"
+        else:
+            m.set_content(letter_text(i, 8192).replace("\r\n", "\n"), cte="quoted-printable")
+            kind = "letter"
+        out.append(Msg(msgid, TRUST_PEER, user.trust_address,
+                       smime.sign(m.as_bytes(), identity), kind))
+    return out
+
+
+# -- the sink ------------------------------------------------------------------------------
+
+def _announce(side: str, item: Received) -> None:
+    head = item.data[:8192].split(b"\r\n\r\n", 1)[0]
+    m = _MSGID.search(head)
+    msgid = m.group(1).decode("ascii", "replace").strip() if m else "-"
+    print(f"R {time.monotonic():.6f} {side} {len(item.data)} {msgid}", flush=True)
+
+
+class _Operator(SimTrustOperator):
+    async def _record(self, item: Received) -> None:  # keep nothing, say when
+        _announce("trust", item)
+
+
+class _Hub(SimLegacyHub):
+    async def _record(self, item: Received) -> None:
+        _announce("legacy", item)
+
+
+async def sink_main(world_json: Path) -> None:
+    import logging
+
+    logging.getLogger("mail.log").setLevel(logging.ERROR)  # client certificates: on purpose
+    world = World.load(world_json)
+    op = _Operator(cert=world.cert("hopital-a-server"), key=world.key("hopital-a-server"),
+                   anchors=[world.ca_cert])
+    hub = _Hub(cert=world.cert("gateway-server"), key=world.key("gateway-server"))
+    await op.start()
+    await hub.start()
+    print(json.dumps({"trust": op.port, "legacy": hub.port}), flush=True)
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, sys.stdin.read)  # until the parent closes our stdin
+    await op.stop()
+    await hub.stop()
+
+
+class Sink:
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.arrivals: dict[str, list[float]] = {}
+        self.sizes: dict[str, int] = {}
+        self.proc: asyncio.subprocess.Process | None = None
+        self.ports: dict[str, int] = {}
+        self._changed = asyncio.Event()
+        self._reader: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, __file__, "--sink", str(self.world.root / "world.json"),
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=1 << 20)
+        assert self.proc.stdout is not None
+        self.ports = json.loads(await asyncio.wait_for(self.proc.stdout.readline(), 60))
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        async for line in self.proc.stdout:
+            parts = line.decode().split(" ", 4)
+            if parts[0] == "R":
+                msgid = parts[4].strip()
+                self.arrivals.setdefault(msgid, []).append(float(parts[1]))
+                self.sizes[msgid] = int(parts[3])
+                self._changed.set()
+
+    def first_after(self, msgid: str, since: float) -> float | None:
+        return next((t for t in self.arrivals.get(msgid, ()) if t >= since), None)
+
+    async def wait(self, msgids: Sequence[str], since: float, timeout: float
+                   ) -> dict[str, float]:
+        end = time.monotonic() + timeout
+        while True:
+            got = {m: t for m in msgids if (t := self.first_after(m, since)) is not None}
+            if len(got) == len(msgids) or time.monotonic() > end:
+                return got
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), max(0.01, end - time.monotonic()))
+
+    async def stop(self) -> None:
+        if self.proc is not None and self.proc.stdin is not None:
+            self.proc.stdin.close()
+            try:
+                await asyncio.wait_for(self.proc.wait(), 10)
+            except TimeoutError:
+                self.proc.kill()
+        if self._reader is not None:
+            self._reader.cancel()
+
+
+# -- the gateway ---------------------------------------------------------------------------
+
+class Serve:
+    """`python -m gateway serve` on a configuration derived from the world's."""
+
+    def __init__(self, world: World, state: Path, sink_ports: dict[str, int], *, workers: int,
+                 profile: Path | None = None) -> None:
+        self.world = world
+        self.state = state
+        self.legacy_port = free_port()
+        self.trust_port = free_port()
+        state.mkdir(parents=True, exist_ok=True)
+        self.cfg = state.parent / f"{state.name}.toml"
+        self.cfg.write_text(world.config.read_text("utf-8").replace(
+            'state_dir = "state"', f'state_dir = "{state}"') + f"""
+[ops]
+listen = "127.0.0.1:0"
+[delivery]
+mx_lookup = false
+[listen.legacy]
+port = {self.legacy_port}
+[listen.trust]
+port = {self.trust_port}
+[retry]
+initial = 1
+factor = 1
+max = 1
+[workers]
+translate = {workers}
+poll_interval = 0.1
+delivery_timeout = 30
+[routes]
+".legacy.example" = "127.0.0.1:{sink_ports['legacy']}"
+"hopital-a.mssante.example" = "127.0.0.1:{sink_ports['trust']}"
+""", "utf-8")
+        self.log = state.parent / f"{state.name}.log"
+        self.profile = profile
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    async def start(self) -> None:
+        argv = [sys.executable, "-m", "gateway", "serve", "--config", str(self.cfg)]
+        if self.profile is not None:
+            argv = [sys.executable, "-m", "pyinstrument", "-o", str(self.profile), "-r", "text",
+                    "--show-all", "-m", "gateway", "serve", "--config", str(self.cfg)]
+        with self.log.open("wb") as out:
+            self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+        for _ in range(1200):
+            if b"serving on" in self.log.read_bytes():
+                return
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"passerelle serve exited:\n{self.log.read_text()[-2000:]}")
+            await asyncio.sleep(0.05)
+        raise TimeoutError("passerelle serve did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def spool_bytes(self) -> int:
+        return sum(p.stat().st_size for p in self.state.glob("spool.db*"))
+
+    def cpu(self) -> dict[str, float]:
+        own, children = proc_cpu(self.pid)
+        return {"gateway": own, "gpg_children": children,
+                "gpg_agent": agent_cpu(self.world.gnupg_gateway)}
+
+
+# -- the load generator --------------------------------------------------------------------
+
+@dataclass
+class Sent:
+    msgid: str
+    started: float
+    accepted: float | None
+    error: str = ""
+
+
+@dataclass
+class PushResult:
+    sent: list[Sent] = field(default_factory=list)
+    began: float = 0.0
+    ended: float = 0.0
+
+
+async def push(msgs: Sequence[Msg], *, port: int, tls: ssl.SSLContext, concurrency: int,
+               rate: float | None = None) -> PushResult:
+    """K persistent STARTTLS connections; each takes the next message (at its scheduled time
+    when ``rate`` is given: open loop, up to K in flight)."""
+    result = PushResult(began=time.monotonic())
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(len(msgs)):
+        queue.put_nowait(i)
+
+    async def connect() -> aiosmtplib.SMTP:
+        client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, tls_context=tls,
+                                 start_tls=True, timeout=120, local_hostname="bench.example")
+        await client.connect()
+        return client
+
+    async def worker() -> None:
+        client: aiosmtplib.SMTP | None = None
+        while True:
+            try:
+                i = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                break
+            if rate is not None:
+                delay = result.began + i / rate - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            m = msgs[i]
+            started = time.monotonic()
+            try:
+                if client is None:
+                    client = await connect()
+                    started = time.monotonic()
+                await client.sendmail(m.sender, [m.rcpt], m.data)
+                result.sent.append(Sent(m.msgid, started, time.monotonic()))
+            except (aiosmtplib.SMTPException, OSError) as exc:
+                result.sent.append(Sent(m.msgid, started, None, f"{type(exc).__name__}: {exc}"))
+                if client is not None:
+                    client.close()
+                client = None
+        if client is not None:
+            with contextlib.suppress(aiosmtplib.SMTPException, OSError):
+                await client.quit()
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    result.ended = time.monotonic()
+    return result
+
+
+def client_tls(world: World, cert: str | None) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=str(world.ca_cert))
+    if cert:
+        ctx.load_cert_chain(str(world.cert(cert)), str(world.key(cert)))
+    return ctx
+
+
+async def run_phase(name: str, msgs: Sequence[Msg], *, sink: Sink, port: int,
+                    tls: ssl.SSLContext, concurrency: int, rate: float | None = None,
+                    gateway: Serve | None = None, timeout: float = 600) -> dict[str, Any]:
+    before = gateway.cpu() if gateway is not None else None
+    pushed = await push(msgs, port=port, tls=tls, concurrency=concurrency, rate=rate)
+    ok = [s for s in pushed.sent if s.accepted is not None]
+    arrived = await sink.wait([s.msgid for s in ok], pushed.began, timeout)
+    last = max(arrived.values(), default=pushed.ended)
+    span = max(1e-9, last - pushed.began)
+    out: dict[str, Any] = {
+        "phase": name, "n": len(msgs), "concurrency": concurrency,
+        "offered_per_s": round(rate, 1) if rate else None,
+        "accepted": len(ok), "refused": len(pushed.sent) - len(ok),
+        "errors": sorted({s.error for s in pushed.sent if s.error})[:5],
+        "forwarded": len(arrived),
+        "seconds": round(span, 2),
+        "accepted_per_s": round(len(ok) / max(1e-9, pushed.ended - pushed.began), 1),
+        "forwarded_per_s": round(len(arrived) / span, 1),
+        "accept_ms": dist([s.accepted - s.started for s in ok if s.accepted]),
+        "mean_bytes": round(sum(len(m.data) for m in msgs) / max(1, len(msgs))),
+    }
+    if gateway is not None:
+        await asyncio.sleep(0.2)  # the gateway records the last deliveries
+        after = gateway.cpu()
+        assert before is not None
+        cpu = {k: (after[k] - before[k]) / max(1, len(arrived)) for k in after}
+        cpu["total"] = sum(cpu.values())
+        out["forward_ms"] = dist([arrived[s.msgid] - s.accepted for s in ok
+                                  if s.msgid in arrived and s.accepted])
+        out["end_to_end_ms"] = dist([arrived[s.msgid] - s.started for s in ok
+                                     if s.msgid in arrived])
+        out["cpu_ms_per_msg"] = {k: round(v * 1000, 2) for k, v in cpu.items()}
+        mem = proc_mem(gateway.pid)
+        out["rss_peak_mb"] = round(mem["VmHWM"] / 2**20, 1)
+        out["spool_mb"] = round(gateway.spool_bytes() / 2**20, 2)
+    return out
+
+
+# -- crypto floor --------------------------------------------------------------------------
+
+def crypto_floor(world: World, legacy: Sequence[Msg], trust: Sequence[Msg], threads: int
+                 ) -> dict[str, Any]:
+    """The gateway's own crypto classes in a tight loop, ``threads`` at a time (the gateway
+    translates on that many threads)."""
+    gw = LegacyCrypto(OpenPgpCipher(world.gnupg_gateway,
+                                    gateway_fingerprint=world.fingerprints["gateway"]))
+    identity = smime.SigningIdentity.load(world.cert("gateway-signing"),
+                                          world.key("gateway-signing"))
+    signer = smime.Smime(identity, TrustAnchors.load([world.ca_cert], [world.crl]))
+    fpr = {u.legacy_address: world.fingerprints[u.key] for u in USERS}
+    by_trust = {u.trust_address: world.fingerprints[u.key] for u in USERS}
+
+    def to_trust(m: Msg) -> None:
+        opened = gw.open(m.data, expected_signer=fpr[m.sender])
+        signer.sign(opened.message)
+
+    def to_legacy(m: Msg) -> None:
+        content, _ = signer.verify(m.data, at=datetime.now(UTC))
+        gw.seal(content, recipient=by_trust[m.rcpt])
+
+    out: dict[str, Any] = {"threads": threads}
+    for name, fn, msgs in (("legacy_to_trust", to_trust, legacy),
+                           ("trust_to_legacy", to_legacy, trust)):
+        c0 = os.times()
+        agent0 = agent_cpu(world.gnupg_gateway)
+        t0 = time.monotonic()
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(fn, msgs))
+        seconds = time.monotonic() - t0
+        c1 = os.times()
+        cpu = (c1.user + c1.system + c1.children_user + c1.children_system
+               - c0.user - c0.system - c0.children_user - c0.children_system
+               + agent_cpu(world.gnupg_gateway) - agent0)
+        out[name] = {"n": len(msgs), "per_s": round(len(msgs) / seconds, 1),
+                     "cpu_ms_per_msg": round(cpu / len(msgs) * 1000, 2)}
+    return out
+
+
+# -- memory check --------------------------------------------------------------------------
+
+async def memory_check(world: World, work: Path, sink: Sink, *, big_bytes: int,
+                       workers: int) -> dict[str, Any]:
+    hprims = hprim_texts()
+    per = max(1, int(big_bytes / 1.37 / 3))
+    attachments = [(f"radio-{k}.jpg.bin", os.urandom(per)) for k in range(3)]
+    warm = seal_legacy(world, [legacy_plain(0, "memwarm", hprims)], threads=1)
+    big = seal_legacy(world, [legacy_plain(0, "membig", hprims, attachments)], threads=1)
+    gateway = Serve(world, work / "state-mem", sink.ports, workers=workers)
+    await gateway.start()
+    try:
+        tls = client_tls(world, None)
+        await run_phase("warm", warm, sink=sink, port=gateway.legacy_port, tls=tls,
+                        concurrency=1, timeout=60)
+        await asyncio.sleep(0.5)
+        before = proc_mem(gateway.pid)
+        t0 = time.monotonic()
+        phase = await run_phase("big", big, sink=sink, port=gateway.legacy_port, tls=tls,
+                                concurrency=1, timeout=300, gateway=gateway)
+        after = proc_mem(gateway.pid)
+    finally:
+        gateway.stop()
+    growth = after["VmHWM"] - before["VmRSS"]
+    return {"message_bytes": len(big[0].data),
+            "forwarded_bytes": sink.sizes.get(big[0].msgid, 0),
+            "forwarded": phase["forwarded"] == 1,
+            "seconds": round(time.monotonic() - t0, 2),
+            "rss_before_mb": round(before["VmRSS"] / 2**20, 1),
+            "hwm_before_mb": round(before["VmHWM"] / 2**20, 1),
+            "hwm_after_mb": round(after["VmHWM"] / 2**20, 1),
+            "growth_mb": round(growth / 2**20, 1),
+            "growth_x_message": round(growth / len(big[0].data), 2)}
+
+
+# -- the run -------------------------------------------------------------------------------
+
+async def run(args: argparse.Namespace, work: Path, log: Callable[[str], None]
+              ) -> dict[str, Any]:
+    t_start = time.monotonic()
+    world = build_world(work / "world")
+    log(f"world built in {time.monotonic() - t_start:.1f} s")
+    hprims = hprim_texts()
+    n, n_rev, n_half = args.n, args.n_reverse, max(1, args.n // 2)
+    t0 = time.monotonic()
+    legacy = seal_legacy(world, [legacy_plain(i, "l2t", hprims) for i in range(n)])
+    half = seal_legacy(world, [legacy_plain(i, "half", hprims) for i in range(n_half)])
+    identity = operator_identity(world, work / "op")
+    packages = xdm_packages(world, hprims)
+    trust = trust_messages(world, n_rev, "t2l", identity, packages)
+    log(f"{n + n_half} legacy messages sealed, {n_rev} trust messages signed "
+        f"in {time.monotonic() - t0:.1f} s")
+    sink = Sink(world)
+    await sink.start()
+    report: dict[str, Any] = {
+        "machine": machine(), "n": n, "n_reverse": n_rev, "concurrency": args.concurrency,
+        "gateway_workers": args.workers,
+        "message_mix": {"legacy": _mix(legacy), "trust": _mix(trust)},
+    }
+    try:
+        gw_client = client_tls(world, "gateway-client")
+        report["transport_floor"] = {
+            "legacy_to_trust": await run_phase(
+                "transport legacy→trust", legacy, sink=sink, port=sink.ports["trust"],
+                tls=gw_client, concurrency=args.concurrency),
+            "trust_to_legacy": await run_phase(
+                "transport trust→legacy", trust, sink=sink, port=sink.ports["legacy"],
+                tls=client_tls(world, None), concurrency=args.concurrency),
+        }
+        log("transport floor done")
+        profile = work / "profile.txt" if args.profile else None
+        gateway = Serve(world, work / "state", sink.ports, workers=args.workers,
+                        profile=profile)
+        await gateway.start()
+        try:
+            l2t = await run_phase("gateway legacy→trust", legacy, sink=sink,
+                                  port=gateway.legacy_port, tls=client_tls(world, None),
+                                  concurrency=args.concurrency, gateway=gateway)
+            log(f"legacy→trust: {l2t['forwarded_per_s']} msg/s")
+            t2l = await run_phase("gateway trust→legacy", trust, sink=sink,
+                                  port=gateway.trust_port,
+                                  tls=client_tls(world, "hopital-a-client"),
+                                  concurrency=args.concurrency, gateway=gateway)
+            log(f"trust→legacy: {t2l['forwarded_per_s']} msg/s")
+            rate = max(1.0, l2t["forwarded_per_s"] / 2)
+            halfload = await run_phase("gateway legacy→trust, half load", half, sink=sink,
+                                       port=gateway.legacy_port, tls=client_tls(world, None),
+                                       concurrency=args.concurrency, rate=rate,
+                                       gateway=gateway)
+            log(f"half load: p99 accept→forwarded {halfload['forward_ms']['p99']} ms")
+        finally:
+            gateway.stop()
+        report["gateway"] = {"legacy_to_trust": l2t, "trust_to_legacy": t2l,
+                             "legacy_to_trust_half_load": halfload,
+                             "spool_mb_end": round(gateway.spool_bytes() / 2**20, 2)}
+        if profile is not None:
+            report["profile"] = str(profile)
+        report["crypto_floor"] = await asyncio.get_running_loop().run_in_executor(
+            None, crypto_floor, world, legacy, trust, args.workers)
+        log("crypto floor done")
+        report["ratios"] = {
+            d: {"of_crypto_floor": round(report["gateway"][d]["forwarded_per_s"]
+                                         / report["crypto_floor"][d]["per_s"], 3),
+                "of_transport_floor": round(report["gateway"][d]["forwarded_per_s"]
+                                            / report["transport_floor"][d]["forwarded_per_s"],
+                                            3)}
+            for d in ("legacy_to_trust", "trust_to_legacy")}
+        if args.big_mb > 0:
+            report["memory"] = await memory_check(world, work, sink,
+                                                  big_bytes=int(args.big_mb * 2**20),
+                                                  workers=args.workers)
+            log("memory check done")
+    finally:
+        await sink.stop()
+        for home in [world.gnupg_gateway, *(Path(h) for h in world.gnupg_users.values())]:
+            subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"],
+                           capture_output=True, check=False)
+    report["bench_seconds"] = round(time.monotonic() - t_start, 1)
+    return report
+
+
+def _mix(msgs: Sequence[Msg]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for m in msgs:
+        out[m.kind] = out.get(m.kind, 0) + 1
+    return out
+
+
+def table(r: dict[str, Any]) -> str:
+    m = r["machine"]
+    lines = [f"machine: {m['nproc']} × {m['cpu']}, Python {m['python']}, gpg {m['gpg']} "
+             f"(libgcrypt {m['libgcrypt']}); N = {r['n']} / {r['n_reverse']}, "
+             f"K = {r['concurrency']} connections, {r['gateway_workers']} translate workers",
+             "",
+             f"{'phase':34} {'msg/s':>7} {'accept p50/p95/p99 ms':>22} "
+             f"{'fwd p50/p95/p99 ms':>22} {'CPU ms/msg':>10} {'RSS MB':>7} {'spool MB':>8}"]
+    rows = [*r["transport_floor"].values(), *r["gateway"].values()]
+    for p in rows:
+        if not isinstance(p, dict):
+            continue
+        a = p["accept_ms"]
+        f = p.get("forward_ms")
+        lines.append(
+            f"{p['phase']:34} {p['forwarded_per_s']:>7} "
+            f"{a['p50']:>6}/{a['p95']}/{a['p99']:<8}"
+            + (f"{f['p50']:>8}/{f['p95']}/{f['p99']:<8}" if f else f"{'-':>22}")
+            + (f" {p['cpu_ms_per_msg']['total']:>10} {p['rss_peak_mb']:>7} {p['spool_mb']:>8}"
+               if f else ""))
+    cf = r["crypto_floor"]
+    lines += ["", f"crypto floor ({cf['threads']} threads): "
+              + ", ".join(f"{d} {cf[d]['per_s']} msg/s ({cf[d]['cpu_ms_per_msg']} ms CPU)"
+                          for d in ("legacy_to_trust", "trust_to_legacy"))]
+    for d, ratio in r["ratios"].items():
+        lines.append(f"gateway {d}: {ratio['of_crypto_floor']:.0%} of the crypto floor, "
+                     f"{ratio['of_transport_floor']:.0%} of the transport floor")
+    if "memory" in r:
+        mem = r["memory"]
+        lines.append(f"memory: {mem['message_bytes'] / 2**20:.1f} MB message "
+                     f"{'forwarded' if mem['forwarded'] else 'NOT forwarded'} in "
+                     f"{mem['seconds']} s; RSS {mem['rss_before_mb']} → peak "
+                     f"{mem['hwm_after_mb']} MB (growth {mem['growth_mb']} MB = "
+                     f"{mem['growth_x_message']}× the message)")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    if len(sys.argv) == 3 and sys.argv[1] == "--sink":
+        asyncio.run(sink_main(Path(sys.argv[2])))
+        return 0
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=1000, help="legacy → trust messages")
+    ap.add_argument("--n-reverse", type=int, default=None, help="trust → legacy (default N)")
+    ap.add_argument("--concurrency", type=int, default=8, help="SMTP connections (K)")
+    ap.add_argument("--workers", type=int, default=4, help="gateway translate workers")
+    ap.add_argument("--big-mb", type=float, default=25, help="memory check size (0: skip)")
+    ap.add_argument("--json", type=Path, help="write the report here")
+    ap.add_argument("--workdir", type=Path, help="keep the world, logs and spools here")
+    ap.add_argument("--profile", action="store_true",
+                    help="run the gateway under pyinstrument (profile.txt in the workdir)")
+    ap.add_argument("--quiet", action="store_true")
+    args = ap.parse_args()
+    args.n_reverse = args.n if args.n_reverse is None else args.n_reverse
+
+    def log(text: str) -> None:
+        if not args.quiet:
+            print(f"[bench] {text}", file=sys.stderr, flush=True)
+
+    if args.workdir:
+        args.workdir.mkdir(parents=True, exist_ok=True)
+        report = asyncio.run(run(args, args.workdir, log))
+    else:
+        tmp = Path(tempfile.mkdtemp(prefix="pload"))
+        try:
+            report = asyncio.run(run(args, tmp, log))
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", "utf-8")
+    print(table(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

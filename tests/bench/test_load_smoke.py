@@ -1,0 +1,52 @@
+"""The load benchmark runs end to end (N = 20): real gateway, real gpg, real TLS.
+
+A smoke run so that the harness cannot rot; it checks that the report is complete and sane,
+never how fast anything was (a benchmark measures, a test does not assert wall-clock limits).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+def test_load_bench_smoke(tmp_path: Path) -> None:
+    out = tmp_path / "load.json"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "load.py"), "--n", "20", "--n-reverse", "10",
+         "--concurrency", "4", "--workers", "2", "--big-mb", "2", "--quiet",
+         "--json", str(out), "--workdir", str(tmp_path / "work")],
+        capture_output=True, text=True, timeout=240, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(out.read_text("utf-8"))
+    assert "gateway legacy" in proc.stdout  # the printed table
+
+    for direction, n in (("legacy_to_trust", 20), ("trust_to_legacy", 10)):
+        phase = report["gateway"][direction]
+        assert phase["accepted"] == n and phase["forwarded"] == n, phase
+        assert phase["forwarded_per_s"] > 0 and phase["accepted_per_s"] > 0
+        for key in ("accept_ms", "forward_ms"):
+            d = phase[key]
+            assert 0 < d["p50"] <= d["p95"] <= d["p99"] <= d["max"]
+        assert phase["cpu_ms_per_msg"]["total"] > 0
+        assert phase["rss_peak_mb"] > 0 and phase["spool_mb"] > 0
+        floor = report["transport_floor"][direction]
+        assert floor["forwarded"] == n and floor["forwarded_per_s"] > 0
+        assert report["crypto_floor"][direction]["per_s"] > 0
+        assert report["ratios"][direction]["of_crypto_floor"] > 0
+        assert report["ratios"][direction]["of_transport_floor"] > 0
+    half = report["gateway"]["legacy_to_trust_half_load"]
+    assert half["forwarded"] == half["n"] == 10 and half["offered_per_s"] > 0
+    assert report["message_mix"]["legacy"] == {"letter": 10, "hprim": 10}
+    mem = report["memory"]
+    assert mem["forwarded"] and mem["message_bytes"] > 2_000_000
+    assert mem["hwm_after_mb"] >= mem["rss_before_mb"] > 0
+    machine = report["machine"]
+    assert machine["nproc"] >= 1 and machine["gpg"] and machine["python"]
