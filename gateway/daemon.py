@@ -593,7 +593,7 @@ class Gateway:
             started = time.monotonic()
             async with self.limiter(f"{route.host}:{route.port}"):
                 got = await deliver(
-                    item.data,
+                    data,  # with the in-doubt flag when an earlier attempt was cut off
                     mail_from=item.mail_from
                     if item.direction is not Direction.TO_LEGACY
                     else self._legacy_sender(item),
