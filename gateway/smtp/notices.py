@@ -19,6 +19,9 @@ from datetime import datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 
+from gateway.errors import MessageFormatError
+from gateway.translate import mime
+
 _KEEP = ("From", "To", "Cc", "Date", "Message-ID", "In-Reply-To", "References")
 
 
@@ -32,10 +35,21 @@ class Failure:
 
 def original_headers(message: bytes) -> tuple[str, str, str]:
     """(Message-ID, Date, Subject) of the original, for correlation and the notice text."""
-    head = message.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
-    msg = email.message_from_bytes(head + b"\r\n\r\n", policy=email.policy.default)
+    msg = _head(message)
+    if msg is None:
+        return "", "", ""
     return (str(msg.get("Message-ID", "")), str(msg.get("Date", "")),
             str(msg.get("Subject", "")))
+
+
+def _head(message: bytes) -> EmailMessage | None:
+    """The header block of a message from outside, parsed within the reader's bounds (a
+    huge folded field would take the event loop for seconds), or None."""
+    head = message.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
+    try:
+        return mime.parse(head + b"\r\n\r\n")
+    except MessageFormatError:
+        return None
 
 
 def _why(f: Failure) -> str:
@@ -171,8 +185,9 @@ MDN_ERRORS = {
 def mdn_requested(original: bytes, return_path: str) -> str | None:
     """The address to notify, when the original asks for an MDN and that address is the
     Return-Path (an MDN is never sent automatically anywhere else)."""
-    head = original.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
-    msg = email.message_from_bytes(head + b"\r\n\r\n", policy=email.policy.default)
+    msg = _head(original)
+    if msg is None:
+        return None
     value = str(msg.get("Disposition-Notification-To", "") or "")
     addresses = [a for _, a in email.utils.getaddresses([value]) if a]
     if len(addresses) != 1 or not return_path:

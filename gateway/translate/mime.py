@@ -17,6 +17,9 @@ from gateway.errors import MessageFormatError
 
 MAX_HEADERS = 500
 MAX_HEADER_LINE = 16 * 1024
+# A header field folded over many short lines: the email package parses structured fields in
+# worse than linear time (a 1 MB To: takes tens of seconds), so a field is bounded as a whole.
+MAX_HEADER_FIELD = 64 * 1024
 MAX_DEPTH = 20
 MAX_PARTS = 500
 
@@ -73,6 +76,15 @@ def _check_tree(msg: Message) -> None:
             raise MessageFormatError(f"MIME nesting deeper than {MAX_DEPTH}")
         if count > MAX_PARTS:
             raise MessageFormatError(f"more than {MAX_PARTS} MIME parts")
+        # every part's header block, not only the top one: nothing is parsed before this
+        fields = list(part.raw_items())
+        if len(fields) > MAX_HEADERS:
+            raise MessageFormatError(f"a MIME part has {len(fields)} header fields "
+                                     f"(limit {MAX_HEADERS})")
+        longest = max((len(name) + len(str(value)) for name, value in fields), default=0)
+        if longest > MAX_HEADER_FIELD:
+            raise MessageFormatError(f"header field of {longest} characters "
+                                     f"(limit {MAX_HEADER_FIELD})")
         if part.is_multipart():
             payload = part.get_payload()
             if not isinstance(payload, list):
