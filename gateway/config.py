@@ -65,6 +65,8 @@ class DaemonSettings:
     per_destination: int = 4
     delivery_timeout: float = 60.0
     poll_interval: float = 1.0
+    # seconds a worker holds a message; work held by a dead instance is taken over after it
+    lease: float = 120.0
 
 
 @dataclass(frozen=True)
@@ -265,6 +267,7 @@ def from_dict(data: dict[str, Any], *, base: Path, source: str) -> Settings:
         per_destination=workers.integer("per_destination", defaults.per_destination),
         delivery_timeout=workers.number("delivery_timeout", defaults.delivery_timeout),
         poll_interval=workers.number("poll_interval", defaults.poll_interval),
+        lease=workers.number("lease", defaults.lease),
     )
     return Settings(
         source=Path(source),

@@ -323,7 +323,7 @@ class Gateway:
                 self.spool.lease_translate,
                 worker,
                 now=self.clock(),
-                duration=300,
+                duration=self.settings.daemon.lease,
                 limit=1,
             )
             if not work:
@@ -533,7 +533,7 @@ class Gateway:
                 self.spool.lease_deliver,
                 worker,
                 now=self.clock(),
-                duration=max(120.0, self.settings.daemon.delivery_timeout * 2),
+                duration=max(self.settings.daemon.lease, self.settings.daemon.delivery_timeout * 2),
                 limit=32,
             )
             if not work:

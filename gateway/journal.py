@@ -6,8 +6,9 @@ of the trace step, the previous entry's hash and its own::
     hash = SHA-256(prev_hash "\\n" seq "\\n" message_id "\\n" stage "\\n" at "\\n" record)
 
 ``verify`` recomputes the chain from the first entry and names the first one that does not
-match.  Appends are serialised (SQLite ``BEGIN IMMEDIATE``), so concurrent writers — worker
-threads or processes — keep a single chain.
+match.  Appends are serialised (SQLite ``BEGIN IMMEDIATE``; a PostgreSQL advisory lock, see
+:mod:`gateway.spool.pg`), so concurrent writers — threads, processes or instances — keep a
+single chain.
 """
 
 from __future__ import annotations
@@ -100,16 +101,31 @@ class Journal:
 
     def append(self, message_id: str, stage: str, record: dict[str, Any], *,
                at: datetime) -> JournalEntry:
+        return self._append_many([(message_id, stage, record)], at=at)[0]
+
+    def append_trace(self, trace: Any, *, at: datetime) -> list[JournalEntry]:
+        """Every step of a TraceRecord, in order, in one transaction."""
+        return self._append_many([(trace.message_id, step.stage,
+                                   {"direction": trace.direction, **step.to_json()})
+                                  for step in trace.steps], at=at)
+
+    def _append_many(self, items: list[tuple[str, str, dict[str, Any]]], *,
+                     at: datetime) -> list[JournalEntry]:
         db = self._conn()
-        body = canonical(record)
         when = at.isoformat()
+        out: list[JournalEntry] = []
         try:
             db.execute("BEGIN IMMEDIATE")
             row = db.execute("SELECT seq, hash FROM journal ORDER BY seq DESC LIMIT 1").fetchone()
-            seq, prev = (row[0] + 1, row[1]) if row else (1, GENESIS)
-            digest = entry_hash(prev, seq, message_id, stage, when, body)
-            db.execute("INSERT INTO journal VALUES (?, ?, ?, ?, ?, ?, ?)",
-                       (seq, message_id, stage, when, body, prev, digest))
+            seq, prev = (row[0], row[1]) if row else (0, GENESIS)
+            for message_id, stage, record in items:
+                seq += 1
+                body = canonical(record)
+                digest = entry_hash(prev, seq, message_id, stage, when, body)
+                db.execute("INSERT INTO journal VALUES (?, ?, ?, ?, ?, ?, ?)",
+                           (seq, message_id, stage, when, body, prev, digest))
+                out.append(JournalEntry(seq, message_id, stage, when, record, prev, digest))
+                prev = digest
             db.execute("COMMIT")
         except sqlite3.Error as exc:
             if db.in_transaction:
@@ -117,13 +133,7 @@ class Journal:
             if "full" in str(exc):
                 raise SpoolFull(f"journal: {exc}") from None
             raise SpoolUnavailable(f"journal: {exc}") from None
-        return JournalEntry(seq, message_id, stage, when, record, prev, digest)
-
-    def append_trace(self, trace: Any, *, at: datetime) -> list[JournalEntry]:
-        """Every step of a TraceRecord, in order."""
-        return [self.append(trace.message_id, step.stage,
-                            {"direction": trace.direction, **step.to_json()}, at=at)
-                for step in trace.steps]
+        return out
 
     def _rows(self, where: str = "", args: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
         yield from self._conn().execute(
@@ -170,4 +180,9 @@ class Journal:
 
 
 def open_journal(url: str) -> Journal:
+    """``sqlite:///path`` (or a bare path) or ``postgresql://…``."""
+    if url.startswith(("postgresql://", "postgres://")):
+        from gateway.spool.pg import PgJournal
+
+        return PgJournal(url)
     return Journal(sqlite_path(url))

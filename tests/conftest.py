@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -41,3 +43,41 @@ def legacy_client(world: World, user: str) -> LegacyCrypto:
 def gateway_crypto(world: World) -> LegacyCrypto:
     return LegacyCrypto(OpenPgpCipher(world.gnupg_gateway,
                                       gateway_fingerprint=world.fingerprints["gateway"]))
+
+
+# -- PostgreSQL ------------------------------------------------------------------------------
+
+PG_URL = os.environ.get("PASSERELLE_TEST_PG",
+                        "postgresql://passerelle:passerelle@127.0.0.1:5432/passerelle_test")
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> str:
+    """The test database (``tools/pg-test-db.sh`` makes it; ``.ci/run`` runs that).  Without
+    it the PostgreSQL tests are skipped with a message — except in CI, where they fail."""
+    import psycopg
+
+    from gateway.spool.pg import _safe_url
+
+    try:
+        psycopg.connect(PG_URL, connect_timeout=3).close()
+    except psycopg.Error as exc:
+        why = f"no PostgreSQL at {_safe_url(PG_URL)} ({' '.join(str(exc).split())[:120]})"
+        if os.environ.get("CI"):
+            pytest.fail(f"{why}; CI must run the PostgreSQL tests (see tools/pg-test-db.sh)")
+        pytest.skip(f"{why}: run `bash tools/pg-test-db.sh` to run these tests")
+    return PG_URL
+
+
+@pytest.fixture
+def pg_url(pg_server: str) -> Iterator[str]:
+    """A fresh schema of the test database for one test, as a spool URL."""
+    import psycopg
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_server, autocommit=True) as db:
+        db.execute(f"CREATE SCHEMA {schema}")
+    sep = "&" if "?" in pg_server else "?"
+    yield f"{pg_server}{sep}options=-csearch_path%3D{schema}"
+    with psycopg.connect(pg_server, autocommit=True) as db:
+        db.execute(f"DROP SCHEMA {schema} CASCADE")

@@ -29,7 +29,7 @@ EXPIRY_WARNING = timedelta(days=30)
 LIST_MAX_AGE = timedelta(hours=48)
 SECTIONS = frozenset({
     "gateway", "mappings", "legacy", "trust", "spool", "listen", "limits", "routes", "retry",
-    "ops", "logging",
+    "ops", "logging", "workers", "delivery", "directory",
 })  # fmt: skip
 LEVELS = ("debug", "info", "warning", "error", "critical")
 _FPR = re.compile(r"[0-9A-F]{40}")
@@ -256,6 +256,16 @@ def _state(s: config.Settings) -> Iterator[Problem]:
     url = s.spool_url
     if url and not url.startswith(("sqlite:///", "postgresql://", "postgres://")):
         yield _error("spool.url", "must start with sqlite:/// or postgresql://")
+    elif url.startswith(("postgresql://", "postgres://")):
+        import psycopg
+
+        from gateway.spool.pg import _safe_url
+
+        try:
+            psycopg.connect(url, connect_timeout=5).close()
+        except psycopg.Error as exc:
+            why = " ".join(str(exc).split())[:200]
+            yield _error("spool.url", f"cannot connect to {_safe_url(url)}: {why}")
 
 
 def _host_port(key: str, value: object) -> Iterator[Problem]:

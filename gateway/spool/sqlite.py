@@ -7,8 +7,8 @@ Guarantees:
   before.  The same Message-ID with the same content for the same recipient is accepted once
   (the duplicate is acknowledged and not queued again).
 * Work is *leased* for a while (``lease_translate``/``lease_deliver``); a worker that dies
-  leaves its lease to expire and another takes the work again — at-least-once delivery, with
-  duplicates at the peer suppressed by Message-ID.
+  leaves its lease to expire and another takes the work again — at-least-once delivery; a
+  delivery whose outcome was lost that way is marked *in doubt* and its next attempt says so.
 * Every stored message carries its SHA-256: a row whose bytes no longer match is set aside
   (quarantined, reason ``corrupt``) instead of stopping the daemon.
 * SQLite errors never escape: "disk full" is :class:`SpoolFull` (452), anything else
@@ -25,6 +25,7 @@ import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, Protocol
 
 from gateway.errors import BadInputError, SpoolFull, SpoolUnavailable
 from gateway.spool.model import (
@@ -90,6 +91,15 @@ CREATE TABLE IF NOT EXISTS accepted (
 """
 
 
+class Conn(Protocol):
+    """What the spool needs of a DB-API connection (sqlite3, or the PostgreSQL adapter)."""
+
+    @property
+    def in_transaction(self) -> bool: ...
+
+    def execute(self, sql: str, parameters: Any = (), /) -> Any: ...
+
+
 def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -110,23 +120,29 @@ class SqliteSpool:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise SpoolUnavailable(f"spool directory {path.parent}: {exc.strerror}") from None
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Create the schema, or bring an older one up to date (idempotent)."""
+        db = self._conn()
+        assert isinstance(db, sqlite3.Connection)
         try:
-            self._conn().executescript(_SCHEMA)  # idempotent; executescript commits itself
+            db.executescript(_SCHEMA)  # idempotent; executescript commits itself
         except sqlite3.Error as exc:
-            raise SpoolUnavailable(f"spool {path}: {exc}") from None
-        with self._tx() as db:
-            row = db.execute("SELECT version FROM schema_version").fetchone()
+            raise SpoolUnavailable(f"spool {self.path}: {exc}") from None
+        with self._tx() as tx:
+            row = tx.execute("SELECT version FROM schema_version").fetchone()
             if row is None:
-                db.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
+                tx.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
             elif row[0] < 2:  # version 1 had no record of interrupted deliveries
-                db.execute("ALTER TABLE recipients ADD COLUMN in_doubt INTEGER NOT NULL "
+                tx.execute("ALTER TABLE recipients ADD COLUMN in_doubt INTEGER NOT NULL "
                            "DEFAULT 0")
-                db.execute("ALTER TABLE recipients ADD COLUMN deliver_to TEXT")
-                db.execute("UPDATE schema_version SET version=?", (SCHEMA_VERSION,))
+                tx.execute("ALTER TABLE recipients ADD COLUMN deliver_to TEXT")
+                tx.execute("UPDATE schema_version SET version=?", (SCHEMA_VERSION,))
 
     # -- connections and transactions -------------------------------------------------
 
-    def _conn(self) -> sqlite3.Connection:
+    def _conn(self) -> Conn:
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
         if db is None:
             try:
@@ -139,7 +155,7 @@ class SqliteSpool:
         return db
 
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
+    def _tx(self) -> Iterator[Conn]:
         db = self._conn()
         try:
             db.execute("BEGIN IMMEDIATE")
@@ -155,6 +171,11 @@ class SqliteSpool:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
+
+    @staticmethod
+    def _skip_locked(table: str) -> str:
+        """SQLite serialises writers (BEGIN IMMEDIATE): nothing to add to a lease query."""
+        return ""
 
     def close(self) -> None:
         db = getattr(self._local, "db", None)
@@ -209,8 +230,8 @@ class SqliteSpool:
                 output_id = None
                 if state is State.TRANSLATED:  # our own notices: delivered as they are
                     output_id = db.execute(
-                        "INSERT INTO outputs (queue_id, digest, data) VALUES (?,?,?)",
-                        (queue_id, digest, data)).lastrowid
+                        "INSERT INTO outputs (queue_id, digest, data) VALUES (?,?,?) "
+                        "RETURNING output_id", (queue_id, digest, data)).fetchone()[0]
                 for rcpt in fresh:
                     db.execute(
                         "INSERT INTO recipients (queue_id, rcpt, state, output_id, next_attempt,"
@@ -231,7 +252,8 @@ class SqliteSpool:
                 "SELECT m.queue_id FROM messages m WHERE m.next_translate <= ? AND "
                 "(m.lease_owner IS NULL OR m.lease_until < ?) AND EXISTS (SELECT 1 FROM "
                 "recipients r WHERE r.queue_id = m.queue_id AND r.state = 'received') "
-                "ORDER BY m.received_at LIMIT ?", (now, now, limit)).fetchall()
+                f"ORDER BY m.received_at LIMIT ?{self._skip_locked('m')}",
+                (now, now, limit)).fetchall()
             ids = [r[0] for r in rows]
             for qid in ids:
                 db.execute("UPDATE messages SET lease_owner=?, lease_until=? WHERE queue_id=?",
@@ -275,8 +297,8 @@ class SqliteSpool:
         with self._tx() as db:
             for rcpts, data in groups:
                 output_id = db.execute(
-                    "INSERT INTO outputs (queue_id, digest, data) VALUES (?,?,?)",
-                    (queue_id, _digest(data), data)).lastrowid
+                    "INSERT INTO outputs (queue_id, digest, data) VALUES (?,?,?) RETURNING "
+                    "output_id", (queue_id, _digest(data), data)).fetchone()[0]
                 for rcpt in rcpts:
                     db.execute(
                         "UPDATE recipients SET state='translated', output_id=?, next_attempt=?,"
@@ -309,17 +331,21 @@ class SqliteSpool:
     def lease_deliver(self, worker: str, *, now: float, duration: float,
                       limit: int = 16) -> list[DeliverWork]:
         with self._tx() as db:
-            outs = [r[0] for r in db.execute(
-                "SELECT DISTINCT output_id FROM recipients WHERE state IN ('translated',"
-                "'deferred') AND next_attempt <= ? AND lease_until <= ? ORDER BY next_attempt "
-                "LIMIT ?", (now, now, limit))]
-            for oid in outs:
+            # recipients due and not leased (or whose lease ran out), locked for this
+            # transaction; other instances skip them (PostgreSQL) or wait (SQLite: one writer)
+            rows = db.execute(
+                "SELECT id, output_id FROM recipients WHERE state IN ('translated','deferred') "
+                "AND next_attempt <= ? AND lease_until <= ? ORDER BY next_attempt, id LIMIT ?"
+                f"{self._skip_locked('')}", (now, now, limit * 4)).fetchall()
+            outs = list(dict.fromkeys(r[1] for r in rows))[:limit]
+            for rid, oid in rows:
+                if oid not in outs:
+                    continue
                 # a lease that ran out without an outcome: its delivery may have reached the
                 # peer before its worker died — the next attempt says it may be a duplicate
                 db.execute("UPDATE recipients SET lease_owner=?, lease_until=?, in_doubt="
-                           "in_doubt OR lease_owner IS NOT NULL WHERE output_id=? AND state IN "
-                           "('translated','deferred') AND next_attempt <= ?",
-                           (worker, now + duration, oid, now))
+                           "CASE WHEN lease_owner IS NULL THEN in_doubt ELSE 1 END WHERE id=?",
+                           (worker, now + duration, rid))
         work = []
         db = self._conn()
         for oid in outs:
@@ -383,7 +409,8 @@ class SqliteSpool:
             for rcpt in rcpts:
                 db.execute(
                     "UPDATE recipients SET state='deferred', attempts=?, next_attempt=?, "
-                    "first_deferred=COALESCE(first_deferred, ?), warned=warned OR ?, reason=?, "
+                    "first_deferred=COALESCE(first_deferred, ?), warned=CASE WHEN ?=1 THEN 1 "
+                    "ELSE warned END, reason=?, "
                     "lease_owner=NULL, lease_until=0, updated_at=? WHERE output_id=? AND rcpt=?",
                     (attempts, nxt, now, 1 if warn else 0, reason[:300], now, output_id, rcpt))
         return nxt, warn, expired
@@ -401,7 +428,7 @@ class SqliteSpool:
                            "WHERE lease_owner IS NOT NULL").rowcount
             n += db.execute("UPDATE messages SET lease_owner=NULL, lease_until=0 "
                             "WHERE lease_owner IS NOT NULL").rowcount
-        return n
+        return int(n)
 
     def counts(self) -> dict[str, int]:
         return {state: n for state, n in self._conn().execute(
@@ -423,7 +450,7 @@ class SqliteSpool:
             (state, limit) if state else (limit,)).fetchall()
         return [self._entry(db, *row) for row in rows]
 
-    def _entry(self, db: sqlite3.Connection, qid: str, direction: str, message_id: str,
+    def _entry(self, db: Conn, qid: str, direction: str, message_id: str,
                mail_from: str, size: int, digest: str, received_at: float) -> QueueEntry:
         rcpts = tuple(RecipientState(r, State(s), a, n, reason) for r, s, a, n, reason in
                       db.execute("SELECT rcpt, state, attempts, next_attempt, reason FROM "
@@ -449,7 +476,7 @@ class SqliteSpool:
                            (*args, queue_id)).rowcount
         if n == 0:
             raise BadInputError(f"message {queue_id} has no recipient in a state this applies to")
-        return n
+        return int(n)
 
     def retry(self, queue_id: str, *, now: float) -> int:
         """Deferred recipients are tried again now."""
@@ -486,6 +513,9 @@ class SqliteSpool:
 
 
 def open_spool(url: str, *, policy: RetryPolicy | None = None) -> SqliteSpool:
+    """``sqlite:///path`` (or a bare path) or ``postgresql://user:pass@host/db``."""
     if url.startswith(("postgresql://", "postgres://")):
-        raise SpoolUnavailable("the PostgreSQL spool is not available in this version")
+        from gateway.spool.pg import PgSpool
+
+        return PgSpool(url, policy=policy)
     return SqliteSpool(_path(url), policy=policy)

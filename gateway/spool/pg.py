@@ -1,0 +1,308 @@
+"""The spool and the journal on PostgreSQL: several passerelle instances, one database.
+
+Same semantics as the SQLite spool (:mod:`gateway.spool.sqlite`, whose SQL is shared):
+
+* ``accept`` returns after ``COMMIT``, and PostgreSQL's ``synchronous_commit`` (on by default;
+  leave it on) makes that a WAL fsync — the listener answers ``250`` only then.
+* Leases are taken with ``SELECT … FOR UPDATE SKIP LOCKED``: two instances never take the same
+  work, and neither waits for the other.
+* A dead instance's leases are *not* released by the others at start (they cannot tell a dead
+  instance from a busy one): its work is taken over when the leases expire
+  (``[workers] lease``), and deliveries taken over that way are marked in doubt.
+* One journal chain for all instances: appends take a transaction-scoped advisory lock.
+* The schema is created or migrated at start, under an advisory lock, so instances starting
+  together do not race.
+
+Connection errors are :class:`SpoolUnavailable` (SMTP 451, the sender retries); a full disk on
+the database server is :class:`SpoolFull` (452).
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg import pq
+
+from gateway.errors import SpoolFull, SpoolUnavailable
+from gateway.journal import GENESIS, Journal, JournalEntry, canonical, entry_hash
+from gateway.spool.model import RetryPolicy
+from gateway.spool.sqlite import SCHEMA_VERSION, SqliteSpool
+
+_LOCK_SCHEMA = 7_305_001  # advisory lock keys (arbitrary, fixed)
+_LOCK_JOURNAL = 7_305_002
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS messages (
+    queue_id TEXT PRIMARY KEY,
+    direction TEXT NOT NULL,
+    mail_from TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    received_at DOUBLE PRECISION NOT NULL,
+    size BIGINT NOT NULL,
+    digest TEXT NOT NULL,
+    peer TEXT NOT NULL DEFAULT '',
+    data BYTEA NOT NULL,
+    translate_attempts INTEGER NOT NULL DEFAULT 0,
+    next_translate DOUBLE PRECISION NOT NULL DEFAULT 0,
+    lease_owner TEXT,
+    lease_until DOUBLE PRECISION NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS outputs (
+    output_id BIGSERIAL PRIMARY KEY,
+    queue_id TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    data BYTEA NOT NULL
+);
+CREATE INDEX IF NOT EXISTS outputs_queue ON outputs(queue_id);
+CREATE TABLE IF NOT EXISTS recipients (
+    id BIGSERIAL PRIMARY KEY,
+    queue_id TEXT NOT NULL,
+    rcpt TEXT NOT NULL,
+    state TEXT NOT NULL,
+    output_id BIGINT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt DOUBLE PRECISION NOT NULL DEFAULT 0,
+    first_deferred DOUBLE PRECISION,
+    warned INTEGER NOT NULL DEFAULT 0,
+    reason TEXT NOT NULL DEFAULT '',
+    lease_owner TEXT,
+    lease_until DOUBLE PRECISION NOT NULL DEFAULT 0,
+    updated_at DOUBLE PRECISION NOT NULL DEFAULT 0,
+    in_doubt INTEGER NOT NULL DEFAULT 0,
+    deliver_to TEXT
+);
+CREATE INDEX IF NOT EXISTS recipients_work ON recipients(state, next_attempt);
+CREATE INDEX IF NOT EXISTS recipients_queue ON recipients(queue_id);
+CREATE INDEX IF NOT EXISTS recipients_output ON recipients(output_id);
+CREATE TABLE IF NOT EXISTS accepted (
+    message_id TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    rcpt TEXT NOT NULL,
+    queue_id TEXT NOT NULL,
+    PRIMARY KEY (message_id, digest, rcpt)
+);
+CREATE TABLE IF NOT EXISTS journal (
+    seq BIGINT PRIMARY KEY,
+    message_id TEXT NOT NULL,
+    stage TEXT NOT NULL,
+    at TEXT NOT NULL,
+    record TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS journal_message ON journal(message_id);
+"""
+
+
+def is_postgres_url(url: str) -> bool:
+    return url.startswith(("postgresql://", "postgres://"))
+
+
+@functools.lru_cache(maxsize=512)
+def _sql(text: str, with_parameters: bool) -> str:
+    """The shared (SQLite-flavoured) SQL in PostgreSQL's dialect."""
+    out = text.replace("%", "%%").replace("?", "%s") if with_parameters else text
+    if out.startswith("BEGIN IMMEDIATE"):
+        return "BEGIN"
+    if out.startswith("INSERT OR IGNORE INTO"):
+        out = "INSERT INTO" + out[len("INSERT OR IGNORE INTO"):] + " ON CONFLICT DO NOTHING"
+    return out
+
+
+class PgConn:
+    """A psycopg connection (autocommit; transactions are explicit) that speaks the
+    spool's SQL."""
+
+    def __init__(self, url: str) -> None:
+        self.raw = psycopg.connect(url, autocommit=True, connect_timeout=10)
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.raw.info.transaction_status != pq.TransactionStatus.IDLE
+
+    def execute(self, sql: str, parameters: Any = (), /) -> Any:
+        if parameters:
+            return self.raw.execute(_sql(sql, True), parameters)
+        return self.raw.execute(_sql(sql, False))
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+def _error(what: str, exc: BaseException) -> Exception:
+    text = " ".join(str(exc).split())[:300]
+    if "No space left" in text or "could not extend" in text or isinstance(
+            exc, psycopg.errors.DiskFull):
+        return SpoolFull(f"{what}: {text}")
+    return SpoolUnavailable(f"{what}: {text}")
+
+
+def _safe_url(url: str) -> str:
+    """The URL without its password, for messages."""
+    head, sep, tail = url.partition("@")
+    if not sep:
+        return url
+    scheme, _, cred = head.partition("://")
+    return f"{scheme}://{cred.partition(':')[0]}@{tail}"
+
+
+class PgSpool(SqliteSpool):
+    """The spool in a PostgreSQL database shared by several instances."""
+
+    def __init__(self, url: str, *, policy: RetryPolicy | None = None) -> None:
+        self.url = url
+        self.policy = policy or RetryPolicy()
+        self._local = threading.local()
+        self._migrate()
+
+    def _migrate(self) -> None:
+        with self._tx() as db:
+            db.execute(f"SELECT pg_advisory_xact_lock({_LOCK_SCHEMA})")
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            row = db.execute("SELECT version FROM schema_version").fetchone()
+            if row is None:
+                db.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
+            elif row[0] > SCHEMA_VERSION:
+                raise SpoolUnavailable(
+                    f"the spool database has schema {row[0]}, newer than this passerelle "
+                    f"({SCHEMA_VERSION}): upgrade passerelle")
+
+    def _conn(self) -> PgConn:
+        db: PgConn | None = getattr(self._local, "db", None)
+        if db is not None and db.raw.closed:
+            db = None
+        if db is None:
+            try:
+                db = PgConn(self.url)
+            except psycopg.Error as exc:
+                raise _error(f"spool {_safe_url(self.url)}", exc) from None
+            self._local.db = db
+        return db
+
+    @contextmanager
+    def _tx(self) -> Iterator[PgConn]:
+        db = self._conn()
+        try:
+            db.execute("BEGIN")
+            yield db
+            db.execute("COMMIT")
+        except psycopg.Error as exc:
+            self._discard(db)
+            raise _error("spool", exc) from None
+        except BaseException:
+            self._discard(db)
+            raise
+
+    def _discard(self, db: PgConn) -> None:
+        """After a failure the connection may be unusable: roll back, or drop it."""
+        try:
+            if db.in_transaction:
+                db.raw.execute("ROLLBACK")
+        except psycopg.Error:
+            db.raw.close()
+            self._local.db = None
+
+    @staticmethod
+    def _skip_locked(table: str) -> str:
+        return f" FOR UPDATE OF {table} SKIP LOCKED" if table else " FOR UPDATE SKIP LOCKED"
+
+    def ping(self) -> str | None:
+        try:
+            with self._tx() as db:
+                db.execute("SELECT 1 FROM schema_version FOR UPDATE")
+        except (SpoolUnavailable, SpoolFull) as exc:
+            return str(exc)
+        return None
+
+    def recover(self, *, now: float) -> int:
+        """Other instances may be running: their leases are left alone (work held by a dead
+        instance is taken over when its leases expire)."""
+        return 0
+
+    def counts(self) -> dict[str, int]:
+        try:
+            return super().counts()
+        except psycopg.Error as exc:
+            raise _error("spool", exc) from None
+
+    def size_bytes(self) -> int:
+        try:
+            row = self._conn().execute(
+                "SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'r' AND "
+                "n.nspname = current_schema() AND c.relname IN ('messages', 'outputs', "
+                "'recipients', 'accepted')").fetchone()
+        except (psycopg.Error, SpoolUnavailable):
+            return 0
+        return int(row[0])
+
+    def close(self) -> None:
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None
+
+
+class PgJournal(Journal):
+    """The journal in the same PostgreSQL database; one chain for every instance."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._local = threading.local()
+        PgSpool(url).close()  # creates or migrates the schema (the journal table included)
+
+    def _conn(self) -> Any:
+        db: PgConn | None = getattr(self._local, "db", None)
+        if db is not None and db.raw.closed:
+            db = None
+        if db is None:
+            try:
+                db = PgConn(self.url)
+            except psycopg.Error as exc:
+                raise _error(f"journal {_safe_url(self.url)}", exc) from None
+            self._local.db = db
+        return db
+
+    def _append_many(self, items: list[tuple[str, str, dict[str, Any]]], *,
+                     at: datetime) -> list[JournalEntry]:
+        db = self._conn()
+        when = at.isoformat()
+        out: list[JournalEntry] = []
+        try:
+            db.execute("BEGIN")
+            db.execute(f"SELECT pg_advisory_xact_lock({_LOCK_JOURNAL})")
+            row = db.execute("SELECT seq, hash FROM journal ORDER BY seq DESC LIMIT 1").fetchone()
+            seq, prev = (int(row[0]), str(row[1])) if row else (0, GENESIS)
+            for message_id, stage, record in items:
+                seq += 1
+                body = canonical(record)
+                digest = entry_hash(prev, seq, message_id, stage, when, body)
+                db.execute("INSERT INTO journal VALUES (?, ?, ?, ?, ?, ?, ?)",
+                           (seq, message_id, stage, when, body, prev, digest))
+                out.append(JournalEntry(seq, message_id, stage, when, record, prev, digest))
+                prev = digest
+            db.execute("COMMIT")
+        except psycopg.Error as exc:
+            try:
+                if db.in_transaction:
+                    db.raw.execute("ROLLBACK")
+            except psycopg.Error:
+                db.close()
+                self._local.db = None
+            raise _error("journal", exc) from None
+        return out
+
+    def close(self) -> None:
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None
