@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Directory import speed: generate a 540,000-line extraction, import it, time lookups.
 
-Usage: python bench/directory.py [--lines N] [--zip] [--json]
+Usage: python bench/directory.py [--lines N] [--zip] [--json] [--db postgresql://…]
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from gateway.directory import synthetic  # noqa: E402
-from gateway.directory.store import DirectoryStore  # noqa: E402
+from gateway.directory.pgstore import open_directory  # noqa: E402
 
 
 def main() -> int:
@@ -26,13 +26,14 @@ def main() -> int:
     ap.add_argument("--lines", type=int, default=540_000)
     ap.add_argument("--zip", action="store_true")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--db", help="a postgresql:// URL (default: a SQLite file)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="pdir") as tmp:
         src = Path(tmp) / ("extraction.zip" if args.zip else "extraction.txt")
         t0 = time.perf_counter()
         synthetic.write(src, args.lines, malformed=30, duplicates=100, zipped=args.zip)
         generated = time.perf_counter() - t0
-        store = DirectoryStore(Path(tmp) / "directory.db")
+        store = open_directory(args.db or Path(tmp) / "directory.db")
         report = store.import_file(src)
         rng = random.Random(2)
         t0 = time.perf_counter()
@@ -40,7 +41,8 @@ def main() -> int:
         for _ in range(n):
             store.find_by_rpps(f"{10000000000 + rng.randrange(args.lines // 2):011d}")
         lookups = n / (time.perf_counter() - t0)
-    out = {"lines": args.lines, "zipped": args.zip, "generate_s": round(generated, 1),
+    out = {"lines": args.lines, "zipped": args.zip,
+           "backend": "postgresql" if args.db else "sqlite", "generate_s": round(generated, 1),
            "import_s": report.seconds, "imported": report.imported,
            "malformed": report.malformed, "duplicates": report.duplicates,
            "rpps_lookups_per_s": round(lookups)}

@@ -99,6 +99,15 @@ class Settings:
         return self.directory.path or self.state_dir / "directory.db"
 
     @property
+    def directory_target(self) -> Path | str:
+        """Where the directory is: ``[directory] path`` if set, else the PostgreSQL spool
+        database when there is one, else ``<state_dir>/directory.db``."""
+        if self.directory.path is None and self.spool_url.startswith(
+                ("postgresql://", "postgres://")):
+            return self.spool_url
+        return self.directory_path
+
+    @property
     def journal_url(self) -> str:
         return self.spool_url or f"sqlite:///{self.state_dir / 'spool.db'}"
 

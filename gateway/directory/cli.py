@@ -13,13 +13,15 @@ from typing import Any
 from gateway.errors import UsageError
 
 
-def default_db(args: argparse.Namespace) -> Path:
+def default_db(args: argparse.Namespace) -> Path | str:
+    """--db (a SQLite file or a postgresql:// URL), else where the configuration puts it."""
     if args.db:
-        return Path(args.db)
+        return str(args.db) if str(args.db).startswith(("postgresql://", "postgres://")) \
+            else Path(args.db)
     if getattr(args, "config", None):
         from gateway import config
 
-        return config.load(Path(args.config)).state_dir / "directory.db"
+        return config.load(Path(args.config)).directory_target
     return Path("state") / "directory.db"
 
 
@@ -38,7 +40,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     exp = dsub.add_parser("export", help="the legacy users' trust addresses, 31 columns")
     exp.add_argument("--out", type=Path, help="file to write (default: stdout)")
     for p in (imp, find, exp):
-        p.add_argument("--db", help="directory database (default: <state_dir>/directory.db)")
+        p.add_argument("--db", help="directory database: a SQLite file or a postgresql:// URL "
+                       "(default: the PostgreSQL spool database if [spool] url is one, else "
+                       "<state_dir>/directory.db)")
         p.add_argument("--config", type=Path)
         p.add_argument("--json", action="store_true")
     imp.set_defaults(handler=run_import)
@@ -47,9 +51,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
 
 def run_import(args: argparse.Namespace) -> int:
-    from gateway.directory.store import DirectoryStore
+    from gateway.directory.pgstore import open_directory
 
-    store = DirectoryStore(default_db(args))
+    store = open_directory(default_db(args))
     tty = sys.stderr.isatty()
 
     def progress(lines: int) -> None:
@@ -71,9 +75,9 @@ def run_import(args: argparse.Namespace) -> int:
 
 
 def run_find(args: argparse.Namespace) -> int:
-    from gateway.directory.store import DirectoryStore
+    from gateway.directory.pgstore import open_directory
 
-    store = DirectoryStore(default_db(args))
+    store = open_directory(default_db(args))
     if args.rpps is not None:
         if not re.fullmatch(r"\d{11}", args.rpps):
             raise UsageError("--rpps takes the 11 digits of an RPPS number")

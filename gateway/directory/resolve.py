@@ -72,7 +72,7 @@ class Route:
 class DirectoryResolver:
     """The aliases of the gateway domain that the directory resolves."""
 
-    def __init__(self, store: DirectoryStore | Path, *, domain: str,
+    def __init__(self, store: DirectoryStore | Path | str, *, domain: str,
                  preference: Preference = Preference(), hprim_alias: str = "hprim") -> None:
         self._store = store  # a path is opened at the first lookup
         self.domain = domain.lower()
@@ -81,8 +81,10 @@ class DirectoryResolver:
 
     @property
     def store(self) -> DirectoryStore:
-        if isinstance(self._store, Path):
-            self._store = DirectoryStore(self._store)
+        if not isinstance(self._store, DirectoryStore):
+            from gateway.directory.pgstore import open_directory
+
+            self._store = open_directory(self._store)
         return self._store
 
     def is_alias(self, address: str) -> bool:

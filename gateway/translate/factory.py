@@ -51,6 +51,6 @@ def build_translator(settings: Settings) -> Translator:
 
 def directory_resolver(settings: Settings) -> DirectoryResolver:
     d = settings.directory
-    return DirectoryResolver(settings.directory_path, domain=settings.domain,
+    return DirectoryResolver(settings.directory_target, domain=settings.domain,
                              preference=Preference(d.types, d.preferred_domains),
                              hprim_alias=d.hprim_alias)

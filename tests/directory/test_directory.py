@@ -15,6 +15,7 @@ import pytest
 from gateway.directory import synthetic
 from gateway.directory.export import export_lines
 from gateway.directory.model import COLUMNS, HEADER
+from gateway.directory.pgstore import open_directory
 from gateway.directory.resolve import Preference, choose, rpps_from_hprim_recipient
 from gateway.directory.store import DirectoryStore
 from gateway.errors import BadInputError
@@ -37,14 +38,23 @@ def extraction(path: Path, *rows: str, bom: bool = False) -> Path:
     return path
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def target(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
+    """Where the directory lives: a SQLite file, or the PostgreSQL spool database."""
+    if request.param == "sqlite":
+        return tmp_path / "d.db"
+    return str(request.getfixturevalue("pg_url"))
+
+
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "gateway", "directory", *args],
                           capture_output=True, text=True, check=False)
 
 
-def test_generated_extraction_with_duplicates_and_malformed_lines(tmp_path: Path) -> None:
+def test_generated_extraction_with_duplicates_and_malformed_lines(tmp_path: Path,
+        target: Path | str) -> None:
     src = synthetic.write(tmp_path / "x.txt", 2000, malformed=7, duplicates=5, bom=True)
-    store = DirectoryStore(tmp_path / "d.db")
+    store = open_directory(target)
     report = store.import_file(src)
     assert (report.imported, report.duplicates, report.malformed) == (2000, 5, 7)
     assert report.lines == 2000 + 5 + 7
@@ -57,7 +67,8 @@ def test_generated_extraction_with_duplicates_and_malformed_lines(tmp_path: Path
     assert found and all(e.rpps == rpps for e in found)
 
 
-def test_zipped_extraction_and_internationalised_domains(tmp_path: Path) -> None:
+def test_zipped_extraction_and_internationalised_domains(tmp_path: Path,
+        target: Path | str) -> None:
     src = tmp_path / "x.zip"
     with zipfile.ZipFile(src, "w", zipfile.ZIP_DEFLATED) as z:
         z.writestr("Extraction_MSSante.txt", "\n".join([
@@ -66,7 +77,7 @@ def test_zipped_extraction_and_internationalised_domains(tmp_path: Path) -> None
             row("PER", "Jean.Simon@xn--sant-epa.mssante.example", "10000000022", "Simon",
                 "Jean"),
         ]) + "\n")
-    store = DirectoryStore(tmp_path / "d.db")
+    store = open_directory(target)
     assert store.import_file(src).imported == 2
     # the same mailbox however its domain is written
     for spelled in ("anne.leroy@xn--mdecins-c-b4a.mssante.example",
@@ -76,8 +87,9 @@ def test_zipped_extraction_and_internationalised_domains(tmp_path: Path) -> None
         == ["Jean"]
 
 
-def test_names_are_found_without_accents_or_case(tmp_path: Path) -> None:
-    store = DirectoryStore(tmp_path / "d.db")
+def test_names_are_found_without_accents_or_case(tmp_path: Path,
+        target: Path | str) -> None:
+    store = open_directory(target)
     store.import_file(extraction(
         tmp_path / "x.txt",
         row("PER", "h.lefevre@a.example", "10000000033", "Lefèvre", "Hélène"),
@@ -90,11 +102,12 @@ def test_names_are_found_without_accents_or_case(tmp_path: Path) -> None:
     assert [e.given_name for e in store.find_by_name("Lefèvre Dupont", "Xavier")] == ["Xavier"]
 
 
-def test_reimport_replaces_atomically_and_a_failed_import_keeps_the_old(tmp_path: Path) -> None:
-    store = DirectoryStore(tmp_path / "d.db")
+def test_reimport_replaces_atomically_and_a_failed_import_keeps_the_old(tmp_path: Path,
+        target: Path | str) -> None:
+    store = open_directory(target)
     store.import_file(extraction(tmp_path / "a.txt",
                                  row("PER", "old@a.example", "10000000011", "Ancien", "A")))
-    reader = DirectoryStore(tmp_path / "d.db")  # another process's view
+    reader = open_directory(target)  # another process's view
     assert reader.count() == 1
     store.import_file(extraction(tmp_path / "b.txt",
                                  row("PER", "new1@a.example", "10000000011", "Nouveau", "N"),
@@ -106,14 +119,20 @@ def test_reimport_replaces_atomically_and_a_failed_import_keeps_the_old(tmp_path
     with pytest.raises(BadInputError, match="not the MSSanté directory extraction"):
         store.import_file(bad)
     assert reader.count() == 2
-    tables = sqlite3.connect(tmp_path / "d.db").execute(
-        "SELECT name FROM sqlite_master WHERE type='table' AND name LIKE 'directory_1%'"
-    ).fetchall()
+    if isinstance(target, Path):
+        tables = sqlite3.connect(target).execute(
+            "SELECT name FROM sqlite_master WHERE type='table' AND name LIKE 'directory_1%'"
+        ).fetchall()
+    else:
+        tables = store.db.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() AND "
+            "tablename LIKE 'directory\\_%' AND tablename <> 'directory_meta'").fetchall()
     assert len(tables) == 1  # the replaced table was dropped, no half-built one left
 
 
-def test_lookups_from_several_threads(tmp_path: Path) -> None:
-    store = DirectoryStore(tmp_path / "d.db")
+def test_lookups_from_several_threads(tmp_path: Path,
+        target: Path | str) -> None:
+    store = open_directory(target)
     store.import_file(synthetic.write(tmp_path / "x.txt", 200))
     errors: list[BaseException] = []
 
