@@ -402,8 +402,8 @@ class Sink:
 class Serve:
     """`python -m gateway serve` on a configuration derived from the world's."""
 
-    def __init__(self, world: World, state: Path, sink_ports: dict[str, int], *, workers: int,
-                 profile: Path | None = None) -> None:
+    def __init__(self, world: World, state: Path, sink_ports: dict[str, int], *, workers: int
+                 ) -> None:
         self.world = world
         self.state = state
         self.legacy_port = free_port()
@@ -426,14 +426,12 @@ factor = 1
 max = 1
 [workers]
 translate = {workers}
-poll_interval = 0.1
 delivery_timeout = 30
 [routes]
 ".legacy.example" = "127.0.0.1:{sink_ports['legacy']}"
 "hopital-a.mssante.example" = "127.0.0.1:{sink_ports['trust']}"
 """, "utf-8")
         self.log = state.parent / f"{state.name}.log"
-        self.profile = profile
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -443,9 +441,6 @@ delivery_timeout = 30
 
     async def start(self) -> None:
         argv = [sys.executable, "-m", "gateway", "serve", "--config", str(self.cfg)]
-        if self.profile is not None:
-            argv = [sys.executable, "-m", "pyinstrument", "-o", str(self.profile), "-r", "text",
-                    "--show-all", "-m", "gateway", "serve", "--config", str(self.cfg)]
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
         for _ in range(1200):
@@ -472,6 +467,49 @@ delivery_timeout = 30
         own, children = proc_cpu(self.pid)
         return {"gateway": own, "gpg_children": children,
                 "gpg_agent": agent_cpu(self.world.gnupg_gateway)}
+
+
+class Spy:
+    """py-spy sampling every thread of the gateway (collapsed stacks), summarised."""
+
+    def __init__(self, pid: int, out: Path) -> None:
+        exe = Path(sys.executable).with_name("py-spy")
+        self.out = out
+        self.proc = subprocess.Popen([str(exe) if exe.exists() else "py-spy", "record",
+                                      "--pid", str(pid), "--format", "raw", "--rate", "100",
+                                      "--subprocesses", "-o", str(out)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def stop(self, top: int = 25) -> dict[str, Any]:
+        self.proc.send_signal(signal.SIGINT)
+        self.proc.wait(timeout=60)
+        inclusive: dict[str, int] = {}
+        own: dict[str, int] = {}
+        total = 0
+        for line in self.out.read_text("utf-8", "replace").splitlines():
+            stack, _, count = line.rpartition(" ")
+            if not count.isdigit():
+                continue
+            n = int(count)
+            frames = [_frame(f) for f in stack.split(";")[1:]]  # [0] is the thread
+            total += n
+            for f in set(frames):
+                inclusive[f] = inclusive.get(f, 0) + n
+            if frames:
+                own[frames[-1]] = own.get(frames[-1], 0) + n
+
+        def share(d: dict[str, int]) -> dict[str, float]:
+            best = sorted(d.items(), key=lambda kv: -kv[1])[:top]
+            return {k: round(v / max(1, total), 3) for k, v in best}
+
+        return {"samples": total, "file": str(self.out), "inclusive": share(inclusive),
+                "self": share(own)}
+
+
+def _frame(text: str) -> str:
+    """'fn (path/to/file.py:12)' → 'fn (file.py)'."""
+    name, _, where = text.partition(" (")
+    return f"{name} ({Path(where.split(':')[0]).name})" if where else name
 
 
 # -- the load generator --------------------------------------------------------------------
@@ -694,14 +732,15 @@ async def run(args: argparse.Namespace, work: Path, log: Callable[[str], None]
                 tls=client_tls(world, None), concurrency=args.concurrency),
         }
         log("transport floor done")
-        profile = work / "profile.txt" if args.profile else None
-        gateway = Serve(world, work / "state", sink.ports, workers=args.workers,
-                        profile=profile)
+        gateway = Serve(world, work / "state", sink.ports, workers=args.workers)
         await gateway.start()
         try:
+            spy = Spy(gateway.pid, work / "profile-l2t.txt") if args.profile else None
             l2t = await run_phase("gateway legacy→trust", legacy, sink=sink,
                                   port=gateway.legacy_port, tls=client_tls(world, None),
                                   concurrency=args.concurrency, gateway=gateway)
+            if spy is not None:
+                report["profile_legacy_to_trust"] = spy.stop()
             log(f"legacy→trust: {l2t['forwarded_per_s']} msg/s")
             t2l = await run_phase("gateway trust→legacy", trust, sink=sink,
                                   port=gateway.trust_port,
@@ -719,8 +758,6 @@ async def run(args: argparse.Namespace, work: Path, log: Callable[[str], None]
         report["gateway"] = {"legacy_to_trust": l2t, "trust_to_legacy": t2l,
                              "legacy_to_trust_half_load": halfload,
                              "spool_mb_end": round(gateway.spool_bytes() / 2**20, 2)}
-        if profile is not None:
-            report["profile"] = str(profile)
         report["crypto_floor"] = await asyncio.get_running_loop().run_in_executor(
             None, crypto_floor, world, legacy, trust, args.workers)
         log("crypto floor done")
@@ -802,7 +839,8 @@ def main() -> int:
     ap.add_argument("--json", type=Path, help="write the report here")
     ap.add_argument("--workdir", type=Path, help="keep the world, logs and spools here")
     ap.add_argument("--profile", action="store_true",
-                    help="run the gateway under pyinstrument (profile.txt in the workdir)")
+                    help="sample the gateway (all threads) with py-spy during the "
+                         "legacy → trust phase (perturbs the figures: profile apart)")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args()
     args.n_reverse = args.n if args.n_reverse is None else args.n_reverse
