@@ -113,7 +113,7 @@ class LegacyCrypto:
             return new
         if inside:
             leaf = EmailMessage()
-            for name, value in part.items():
+            for name, value in mime.header_items(part):
                 leaf[name] = value
             leaf.set_payload(part.get_payload())
             return leaf
@@ -172,7 +172,9 @@ _CONTENT_HEADERS = ("content-type", "content-transfer-encoding", "content-dispos
 
 
 def _copy_headers(src: Message, dst: EmailMessage, *, skip_content: bool = True) -> None:
-    for name, value in src.items():
+    # decoded and checked first: a value whose RFC 2047 words decode to a line break would
+    # otherwise be written back as two header fields (header injection)
+    for name, value in mime.header_items(src):
         if skip_content and name.lower() in _CONTENT_HEADERS:
             continue
         dst[name] = value
@@ -181,7 +183,7 @@ def _copy_headers(src: Message, dst: EmailMessage, *, skip_content: bool = True)
 def _with_headers(outer: Message, inner: EmailMessage) -> EmailMessage:
     new = EmailMessage()
     _copy_headers(outer, new)
-    for name, value in inner.items():
+    for name, value in mime.header_items(inner):
         if name.lower() in _CONTENT_HEADERS:
             new[name] = value
     if inner.is_multipart():

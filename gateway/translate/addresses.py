@@ -23,6 +23,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from email.headerregistry import Address
@@ -169,8 +170,13 @@ def _validate(v: dict[str, str], where: str) -> LegacyUser:
         raise ConfigError(f"{where}: charset must be one of {', '.join(CHARSETS)}")
     if len(v["hprim_code"]) > 10:
         raise ConfigError(f"{where}: hprim_code is longer than 10 characters")
-    if any(ch in v["display_name"] for ch in "\r\n\x00"):
-        raise ConfigError(f"{where}: display_name holds a line break")
+    name = v["display_name"]
+    # A control character or a line/paragraph separator (all that str.splitlines() breaks on)
+    # or an RFC 2047 encoded word (decoded by mail software even inside quotes) could end the
+    # header the name is written into: refused when the book is loaded, never at translation.
+    if "=?" in name or any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in name):
+        raise ConfigError(f"{where}: display_name holds a line break, a control character "
+                          "or an encoded word")
     return LegacyUser(
         legacy_address=v["legacy_address"],
         trust_address=v["trust_address"],

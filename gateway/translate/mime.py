@@ -96,13 +96,49 @@ def _check_tree(msg: Message) -> None:
             raise MessageFormatError(f"malformed MIME: {type(defect).__name__}")
 
 
+# Every character str.splitlines() breaks on: once RFC 2047 words are decoded, any of them in
+# a value would end the header where it is written again (header injection).
+_LINE_BREAKS = frozenset("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
+_FOLD = re.compile(r"\r\n|\r|\n")
+
+
 def header(msg: Message, name: str) -> str:
     """A header's value as text, or "" (undecodable bytes never raise)."""
-    try:
-        value = msg.get(name)
+    raw = next((v for k, v in msg.raw_items() if k.lower() == name.lower()), None)
+    return "" if raw is None else _decoded(name, raw)
+
+
+def header_items(msg: Message) -> list[tuple[str, str]]:
+    """Every header field of ``msg``, decoded and checked (for copying into a new message)."""
+    return [(name, _decoded(name, raw)) for name, raw in msg.raw_items()]
+
+
+def _decoded(name: str, raw: object) -> str:
+    """A header value as text: RFC 2047 words decoded, 8-bit bytes (which RFC 5322 forbids but
+    legacy software writes) read as UTF-8, else Windows-1252 — never replaced by U+FFFD —
+    and refused when it would break its header in two."""
+    if isinstance(raw, str) and any("\udc80" <= c <= "\udcff" for c in raw):
+        data = raw.encode("ascii", "surrogateescape")
+        for codec in ("utf-8", "cp1252", "latin-1"):
+            try:
+                raw = data.decode(codec)
+                break
+            except UnicodeDecodeError:
+                continue
+    try:  # the header registry raises ValueError and others on hostile fields
+        value = raw if hasattr(raw, "name") else email.policy.default.header_factory(
+            name, "".join(_FOLD.split(str(raw))))
+        text = str(value)
     except Exception:
         raise MessageFormatError(f"unreadable {name} header") from None
-    return "" if value is None else str(value)
+    return one_line(name, text)
+
+
+def one_line(name: str, text: str) -> str:
+    """``text`` (a decoded header value), refused when it would break its header in two."""
+    if not _LINE_BREAKS.isdisjoint(text):
+        raise MessageFormatError(f"{name} header holds a line break once decoded")
+    return text
 
 
 def leaves(msg: Message) -> list[Part]:
