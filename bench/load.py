@@ -18,7 +18,13 @@ Phases, in order:
      legacy message; S/MIME verify + seal (gpg sign+encrypt) per trust message;
   6. memory: a fresh gateway, one message of --big-mb MB (attachments): peak RSS growth.
 
+With ``--spool-url postgresql://…`` the gateway uses a PostgreSQL spool (a fresh schema of
+that database, dropped at the end) and ``--instances N`` starts N gateways on it, the K
+connections spread round-robin; ``--scaleout`` runs only legacy → trust at full load, for
+1 instance on SQLite, 1 on PostgreSQL and N on PostgreSQL.
+
 Usage: python bench/load.py [--n 1000] [--concurrency 8] [--workers 4] [--json out.json]
+       python bench/load.py --scaleout --spool-url postgresql://… [--n 600] [--instances 2]
 """
 
 from __future__ import annotations
@@ -117,6 +123,79 @@ def agent_cpu(home: Path) -> float:
             with contextlib.suppress(OSError):
                 total += proc_cpu(int(entry.name))[0]
     return total
+
+
+def postgres_cpu() -> float:
+    """CPU seconds of every PostgreSQL process on this machine (own + reaped children: the
+    postmaster inherits the backends that exit), whoever they serve."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, ValueError):
+            if (entry / "comm").read_text().strip() == "postgres":
+                total += sum(proc_cpu(int(entry.name)))
+    return total
+
+
+def busy_cpu() -> float:
+    """CPU seconds the whole machine has spent not idle (all cores), from /proc/stat."""
+    with open("/proc/stat") as f:
+        ticks = [int(x) for x in f.readline().split()[1:]]
+    # user nice system idle iowait irq softirq steal (guest* already in user)
+    return (sum(ticks[:8]) - ticks[3] - ticks[4]) / HZ
+
+
+class PgSchemas:
+    """Fresh schemas in the database of ``url``, one per spool, dropped at the end."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.made: list[str] = []
+        self.tag = f"bench_{os.getpid()}_{random.randrange(16**6):06x}"
+
+    def new(self, name: str) -> str:
+        """Create schema ``<tag>_<name>``; the spool URL whose search_path is that schema
+        (any ``options`` of the given URL is replaced)."""
+        from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+        import psycopg
+
+        schema = f"{self.tag}_{name}"
+        with psycopg.connect(self.url, autocommit=True, connect_timeout=10) as db:
+            db.execute(f"CREATE SCHEMA {schema}")
+        self.made.append(schema)
+        parts = urlsplit(self.url)
+        query = [(k, v) for k, v in parse_qsl(parts.query) if k != "options"]
+        query.append(("options", f"-csearch_path={schema}"))
+        return urlunsplit(parts._replace(query=urlencode(query)))
+
+    def server_version(self) -> str:
+        import psycopg
+
+        with psycopg.connect(self.url, connect_timeout=10) as db:
+            row = db.execute("SHOW server_version").fetchone()
+        return str(row[0]) if row else ""
+
+    def drop_all(self) -> None:
+        import psycopg
+
+        with psycopg.connect(self.url, autocommit=True, connect_timeout=10) as db:
+            for schema in self.made:
+                db.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        self.made.clear()
+
+
+def pg_schema_bytes(url: str) -> int:
+    """Tables, indexes and TOAST of the schema the spool URL points to."""
+    import psycopg
+
+    with psycopg.connect(url, connect_timeout=10) as db:
+        row = db.execute(
+            "SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'm')").fetchone()
+    return int(row[0]) if row else 0
 
 
 def pct(values: Sequence[float], p: float) -> float:
@@ -402,10 +481,11 @@ class Sink:
 class Serve:
     """`python -m gateway serve` on a configuration derived from the world's."""
 
-    def __init__(self, world: World, state: Path, sink_ports: dict[str, int], *, workers: int
-                 ) -> None:
+    def __init__(self, world: World, state: Path, sink_ports: dict[str, int], *, workers: int,
+                 spool_url: str = "") -> None:
         self.world = world
         self.state = state
+        self.spool_url = spool_url
         self.legacy_port = free_port()
         self.trust_port = free_port()
         state.mkdir(parents=True, exist_ok=True)
@@ -430,7 +510,7 @@ delivery_timeout = 30
 [routes]
 ".legacy.example" = "127.0.0.1:{sink_ports['legacy']}"
 "hopital-a.mssante.example" = "127.0.0.1:{sink_ports['trust']}"
-""", "utf-8")
+""" + (f'[spool]\nurl = "{spool_url}"\n' if spool_url else ""), "utf-8")
         self.log = state.parent / f"{state.name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -460,13 +540,79 @@ delivery_timeout = 30
                 self.proc.kill()
                 self.proc.wait()
 
+    def rss_peak(self) -> int:
+        return proc_mem(self.pid)["VmHWM"]
+
     def spool_bytes(self) -> int:
+        if self.spool_url:
+            return pg_schema_bytes(self.spool_url)
         return sum(p.stat().st_size for p in self.state.glob("spool.db*"))
 
     def cpu(self) -> dict[str, float]:
         own, children = proc_cpu(self.pid)
         return {"gateway": own, "gpg_children": children,
                 "gpg_agent": agent_cpu(self.world.gnupg_gateway)}
+
+
+class Fleet:
+    """N `passerelle serve` on one spool (N > 1: a PostgreSQL spool), each with its own
+    ports and state directory; one gpg home, so one gpg-agent for all of them."""
+
+    def __init__(self, world: World, state: Path, sink_ports: dict[str, int], *, workers: int,
+                 instances: int = 1, spool_url: str = "") -> None:
+        if instances > 1 and not spool_url:
+            raise ValueError("several instances need a PostgreSQL spool (--spool-url)")
+        self.members = [Serve(world, state if instances == 1 else
+                              state.with_name(f"{state.name}-{k}"), sink_ports,
+                              workers=workers, spool_url=spool_url)
+                        for k in range(instances)]
+        self.world = world
+
+    @property
+    def pid(self) -> int:
+        return self.members[0].pid
+
+    @property
+    def legacy_ports(self) -> list[int]:
+        return [m.legacy_port for m in self.members]
+
+    @property
+    def trust_ports(self) -> list[int]:
+        return [m.trust_port for m in self.members]
+
+    async def start(self) -> None:
+        try:
+            for m in self.members:  # one after the other: each migrates the schema at start
+                await m.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        for m in self.members:
+            if m.proc is not None and m.proc.poll() is None:
+                m.proc.send_signal(signal.SIGTERM)
+        for m in self.members:
+            m.stop()
+
+    def spool_bytes(self) -> int:
+        return self.members[0].spool_bytes()
+
+    def rss_peak(self) -> int:
+        return max(proc_mem(m.pid)["VmHWM"] for m in self.members)
+
+    def cpu(self) -> dict[str, float]:
+        """Summed over the instances and their reaped gpg children; the shared agent once."""
+        own = children = 0.0
+        for m in self.members:
+            o, c = proc_cpu(m.pid)
+            own += o
+            children += c
+        return {"gateway": own, "gpg_children": children,
+                "gpg_agent": agent_cpu(self.world.gnupg_gateway)}
+
+    def cpu_each(self) -> list[float]:
+        return [sum(proc_cpu(m.pid)) for m in self.members]
 
 
 class Spy:
@@ -520,6 +666,7 @@ class Sent:
     started: float
     accepted: float | None
     error: str = ""
+    via: int = 0  # which of the ports (instances)
 
 
 @dataclass
@@ -529,22 +676,25 @@ class PushResult:
     ended: float = 0.0
 
 
-async def push(msgs: Sequence[Msg], *, port: int, tls: ssl.SSLContext, concurrency: int,
-               rate: float | None = None) -> PushResult:
+async def push(msgs: Sequence[Msg], *, port: int | Sequence[int], tls: ssl.SSLContext,
+               concurrency: int, rate: float | None = None) -> PushResult:
     """K persistent STARTTLS connections; each takes the next message (at its scheduled time
-    when ``rate`` is given: open loop, up to K in flight)."""
+    when ``rate`` is given: open loop, up to K in flight).  With several ports (instances)
+    connection k goes to port k mod len(ports), as a round-robin TCP balancer would."""
+    ports = [port] if isinstance(port, int) else list(port)
     result = PushResult(began=time.monotonic())
     queue: asyncio.Queue[int] = asyncio.Queue()
     for i in range(len(msgs)):
         queue.put_nowait(i)
 
-    async def connect() -> aiosmtplib.SMTP:
+    async def connect(port: int) -> aiosmtplib.SMTP:
         client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, tls_context=tls,
                                  start_tls=True, timeout=120, local_hostname="bench.example")
         await client.connect()
         return client
 
-    async def worker() -> None:
+    async def worker(k: int) -> None:
+        via = k % len(ports)
         client: aiosmtplib.SMTP | None = None
         while True:
             try:
@@ -559,12 +709,13 @@ async def push(msgs: Sequence[Msg], *, port: int, tls: ssl.SSLContext, concurren
             started = time.monotonic()
             try:
                 if client is None:
-                    client = await connect()
+                    client = await connect(ports[via])
                     started = time.monotonic()
                 await client.sendmail(m.sender, [m.rcpt], m.data)
-                result.sent.append(Sent(m.msgid, started, time.monotonic()))
+                result.sent.append(Sent(m.msgid, started, time.monotonic(), via=via))
             except (aiosmtplib.SMTPException, OSError) as exc:
-                result.sent.append(Sent(m.msgid, started, None, f"{type(exc).__name__}: {exc}"))
+                result.sent.append(Sent(m.msgid, started, None, f"{type(exc).__name__}: {exc}",
+                                        via))
                 if client is not None:
                     client.close()
                 client = None
@@ -572,7 +723,7 @@ async def push(msgs: Sequence[Msg], *, port: int, tls: ssl.SSLContext, concurren
             with contextlib.suppress(aiosmtplib.SMTPException, OSError):
                 await client.quit()
 
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    await asyncio.gather(*(worker(k) for k in range(concurrency)))
     result.ended = time.monotonic()
     return result
 
@@ -584,10 +735,19 @@ def client_tls(world: World, cert: str | None) -> ssl.SSLContext:
     return ctx
 
 
-async def run_phase(name: str, msgs: Sequence[Msg], *, sink: Sink, port: int,
+async def run_phase(name: str, msgs: Sequence[Msg], *, sink: Sink, port: int | Sequence[int],
                     tls: ssl.SSLContext, concurrency: int, rate: float | None = None,
-                    gateway: Serve | None = None, timeout: float = 600) -> dict[str, Any]:
+                    gateway: Serve | Fleet | None = None, timeout: float = 600,
+                    machine_cpu: bool = False) -> dict[str, Any]:
+    """One phase.  ``machine_cpu`` (the several-instances modes) adds, per phase: accepts
+    and CPU per instance, PostgreSQL's CPU, the load generator's and sink's, and how many
+    cores the whole machine was busy on average."""
     before = gateway.cpu() if gateway is not None else None
+    if machine_cpu:
+        assert isinstance(gateway, Fleet) and sink.proc is not None
+        each0 = gateway.cpu_each()
+        pg0, busy0, own0, sink0 = (postgres_cpu(), busy_cpu(), os.times(),
+                                   sum(proc_cpu(sink.proc.pid)))
     pushed = await push(msgs, port=port, tls=tls, concurrency=concurrency, rate=rate)
     ok = [s for s in pushed.sent if s.accepted is not None]
     arrived = await sink.wait([s.msgid for s in ok], pushed.began, timeout)
@@ -616,9 +776,23 @@ async def run_phase(name: str, msgs: Sequence[Msg], *, sink: Sink, port: int,
         out["end_to_end_ms"] = dist([arrived[s.msgid] - s.started for s in ok
                                      if s.msgid in arrived])
         out["cpu_ms_per_msg"] = {k: round(v * 1000, 2) for k, v in cpu.items()}
-        mem = proc_mem(gateway.pid)
-        out["rss_peak_mb"] = round(mem["VmHWM"] / 2**20, 1)
+        out["rss_peak_mb"] = round(gateway.rss_peak() / 2**20, 1)
         out["spool_mb"] = round(gateway.spool_bytes() / 2**20, 2)
+        if machine_cpu:
+            assert isinstance(gateway, Fleet) and sink.proc is not None
+            busy1, wall, own1 = busy_cpu(), time.monotonic() - pushed.began, os.times()
+            per = max(1, len(arrived))
+            out["instances"] = len(gateway.members)
+            out["accepted_by_instance"] = [sum(1 for s in ok if s.via == k)
+                                           for k in range(len(gateway.members))]
+            out["cpu_ms_per_msg_by_instance"] = [
+                round((b - a) / per * 1000, 2) for a, b in zip(each0, gateway.cpu_each(),
+                                                               strict=True)]
+            out["postgres_cpu_ms_per_msg"] = round((postgres_cpu() - pg0) / per * 1000, 2)
+            out["loadgen_sink_cpu_ms_per_msg"] = round(
+                (own1.user + own1.system - own0.user - own0.system
+                 + sum(proc_cpu(sink.proc.pid)) - sink0) / per * 1000, 2)
+            out["cores_busy"] = round((busy1 - busy0) / wall, 2)
     return out
 
 
@@ -665,13 +839,14 @@ def crypto_floor(world: World, legacy: Sequence[Msg], trust: Sequence[Msg], thre
 # -- memory check --------------------------------------------------------------------------
 
 async def memory_check(world: World, work: Path, sink: Sink, *, big_bytes: int,
-                       workers: int) -> dict[str, Any]:
+                       workers: int, spool_url: str = "") -> dict[str, Any]:
     hprims = hprim_texts()
     per = max(1, int(big_bytes / 1.37 / 3))
     attachments = [(f"radio-{k}.jpg.bin", os.urandom(per)) for k in range(3)]
     warm = seal_legacy(world, [legacy_plain(0, "memwarm", hprims)], threads=1)
     big = seal_legacy(world, [legacy_plain(0, "membig", hprims, attachments)], threads=1)
-    gateway = Serve(world, work / "state-mem", sink.ports, workers=workers)
+    gateway = Serve(world, work / "state-mem", sink.ports, workers=workers,
+                    spool_url=spool_url)
     await gateway.start()
     try:
         tls = client_tls(world, None)
@@ -701,7 +876,11 @@ async def memory_check(world: World, work: Path, sink: Sink, *, big_bytes: int,
 
 async def run(args: argparse.Namespace, work: Path, log: Callable[[str], None]
               ) -> dict[str, Any]:
+    if args.scaleout:
+        return await run_scaleout(args, work, log)
     t_start = time.monotonic()
+    schemas = PgSchemas(args.spool_url) if args.spool_url else None
+    several = schemas is not None or args.instances > 1
     world = build_world(work / "world")
     log(f"world built in {time.monotonic() - t_start:.1f} s")
     hprims = hprim_texts()
@@ -721,6 +900,10 @@ async def run(args: argparse.Namespace, work: Path, log: Callable[[str], None]
         "gateway_workers": args.workers,
         "message_mix": {"legacy": _mix(legacy), "trust": _mix(trust)},
     }
+    if schemas is not None:
+        report["machine"]["postgresql"] = schemas.server_version()
+        report["spool"] = "postgresql"
+        report["instances"] = args.instances
     try:
         gw_client = client_tls(world, "gateway-client")
         report["transport_floor"] = {
@@ -732,26 +915,30 @@ async def run(args: argparse.Namespace, work: Path, log: Callable[[str], None]
                 tls=client_tls(world, None), concurrency=args.concurrency),
         }
         log("transport floor done")
-        gateway = Serve(world, work / "state", sink.ports, workers=args.workers)
+        gateway = Fleet(world, work / "state", sink.ports, workers=args.workers,
+                        instances=args.instances,
+                        spool_url=schemas.new("main") if schemas is not None else "")
         await gateway.start()
         try:
             spy = Spy(gateway.pid, work / "profile-l2t.txt") if args.profile else None
             l2t = await run_phase("gateway legacy→trust", legacy, sink=sink,
-                                  port=gateway.legacy_port, tls=client_tls(world, None),
-                                  concurrency=args.concurrency, gateway=gateway)
+                                  port=gateway.legacy_ports, tls=client_tls(world, None),
+                                  concurrency=args.concurrency, gateway=gateway,
+                                  machine_cpu=several)
             if spy is not None:
                 report["profile_legacy_to_trust"] = spy.stop()
             log(f"legacy→trust: {l2t['forwarded_per_s']} msg/s")
             t2l = await run_phase("gateway trust→legacy", trust, sink=sink,
-                                  port=gateway.trust_port,
+                                  port=gateway.trust_ports,
                                   tls=client_tls(world, "hopital-a-client"),
-                                  concurrency=args.concurrency, gateway=gateway)
+                                  concurrency=args.concurrency, gateway=gateway,
+                                  machine_cpu=several)
             log(f"trust→legacy: {t2l['forwarded_per_s']} msg/s")
             rate = max(1.0, l2t["forwarded_per_s"] / 2)
             halfload = await run_phase("gateway legacy→trust, half load", half, sink=sink,
-                                       port=gateway.legacy_port, tls=client_tls(world, None),
+                                       port=gateway.legacy_ports, tls=client_tls(world, None),
                                        concurrency=args.concurrency, rate=rate,
-                                       gateway=gateway)
+                                       gateway=gateway, machine_cpu=several)
             log(f"half load: p99 accept→forwarded {halfload['forward_ms']['p99']} ms")
         finally:
             gateway.stop()
@@ -769,15 +956,79 @@ async def run(args: argparse.Namespace, work: Path, log: Callable[[str], None]
                                             3)}
             for d in ("legacy_to_trust", "trust_to_legacy")}
         if args.big_mb > 0:
-            report["memory"] = await memory_check(world, work, sink,
-                                                  big_bytes=int(args.big_mb * 2**20),
-                                                  workers=args.workers)
+            report["memory"] = await memory_check(
+                world, work, sink, big_bytes=int(args.big_mb * 2**20), workers=args.workers,
+                spool_url=schemas.new("mem") if schemas is not None else "")
             log("memory check done")
     finally:
         await sink.stop()
-        for home in [world.gnupg_gateway, *(Path(h) for h in world.gnupg_users.values())]:
-            subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"],
-                           capture_output=True, check=False)
+        stop_agents(world)
+        if schemas is not None:
+            schemas.drop_all()
+    report["bench_seconds"] = round(time.monotonic() - t_start, 1)
+    return report
+
+
+def stop_agents(world: World) -> None:
+    for home in [world.gnupg_gateway, *(Path(h) for h in world.gnupg_users.values())]:
+        subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"],
+                       capture_output=True, check=False)
+
+
+SCALEOUT = (("sqlite_1", "1 × SQLite", 1, False), ("postgresql_1", "1 × PostgreSQL", 1, True))
+
+
+async def run_scaleout(args: argparse.Namespace, work: Path, log: Callable[[str], None]
+                       ) -> dict[str, Any]:
+    """Legacy → trust at full load, the same N messages, on fresh spools: one instance on
+    SQLite, one on PostgreSQL, ``--instances`` on one PostgreSQL database (K connections
+    spread round-robin); the transport floor first; no other phase."""
+    t_start = time.monotonic()
+    schemas = PgSchemas(args.spool_url)
+    world = build_world(work / "world")
+    log(f"world built in {time.monotonic() - t_start:.1f} s")
+    t0 = time.monotonic()
+    legacy = seal_legacy(world, [legacy_plain(i, "l2t", hprim_texts()) for i in range(args.n)])
+    log(f"{args.n} legacy messages sealed in {time.monotonic() - t0:.1f} s")
+    sink = Sink(world)
+    await sink.start()
+    report: dict[str, Any] = {
+        "machine": {**machine(), "postgresql": schemas.server_version(),
+                    "loadavg_before": os.getloadavg()[0]},
+        "mode": "scaleout", "schema_tag": schemas.tag, "n": args.n, "concurrency": args.concurrency,
+        "gateway_workers": args.workers, "message_mix": {"legacy": _mix(legacy)},
+    }
+    configs = [*SCALEOUT, (f"postgresql_{args.instances}",
+                           f"{args.instances} × PostgreSQL", args.instances, True)]
+    try:
+        report["transport_floor"] = {"legacy_to_trust": await run_phase(
+            "transport legacy→trust", legacy, sink=sink, port=sink.ports["trust"],
+            tls=client_tls(world, "gateway-client"), concurrency=args.concurrency)}
+        log("transport floor done")
+        report["scaleout"] = {}
+        for key, label, instances, pg in configs:
+            gateway = Fleet(world, work / f"state-{key}", sink.ports, workers=args.workers,
+                            instances=instances, spool_url=schemas.new(key) if pg else "")
+            await gateway.start()
+            try:
+                phase = await run_phase(f"legacy→trust {label}", legacy, sink=sink,
+                                        port=gateway.legacy_ports, tls=client_tls(world, None),
+                                        concurrency=args.concurrency, gateway=gateway,
+                                        machine_cpu=True)
+            finally:
+                gateway.stop()
+            phase["spool"] = "postgresql" if pg else "sqlite"
+            report["scaleout"][key] = phase
+            log(f"{label}: {phase['forwarded_per_s']} msg/s, "
+                f"p99 accept→forwarded {phase['forward_ms']['p99']} ms, "
+                f"cores busy {phase['cores_busy']}")
+    finally:
+        await sink.stop()
+        stop_agents(world)
+        schemas.drop_all()
+    one, two = report["scaleout"][configs[1][0]], report["scaleout"][configs[2][0]]
+    report["scaleout_gain"] = round(two["forwarded_per_s"] / max(1e-9, one["forwarded_per_s"]),
+                                    3)
     report["bench_seconds"] = round(time.monotonic() - t_start, 1)
     return report
 
@@ -826,12 +1077,38 @@ def table(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def table_scaleout(r: dict[str, Any]) -> str:
+    m = r["machine"]
+    lines = [f"machine: {m['nproc']} × {m['cpu']}, Python {m['python']}, gpg {m['gpg']} "
+             f"(libgcrypt {m['libgcrypt']}), PostgreSQL {m['postgresql']}; "
+             f"load average before {m['loadavg_before']:.2f}; N = {r['n']} legacy → trust, "
+             f"K = {r['concurrency']} connections, {r['gateway_workers']} translate workers "
+             "per instance", "",
+             f"{'legacy → trust':24} {'msg/s':>7} {'accepts/s':>9} "
+             f"{'fwd p50/p95/p99 ms':>24} {'CPU ms/msg':>10} {'PG ms/msg':>9} "
+             f"{'gen+sink':>8} {'cores busy':>10}"]
+    floor = r["transport_floor"]["legacy_to_trust"]
+    lines.append(f"{'transport floor':24} {floor['forwarded_per_s']:>7} "
+                 f"{floor['accepted_per_s']:>9}")
+    for p in r["scaleout"].values():
+        f = p["forward_ms"]
+        lines.append(
+            f"{p['phase'].removeprefix('legacy→trust '):24} {p['forwarded_per_s']:>7} "
+            f"{p['accepted_per_s']:>9} {f['p50']:>9}/{f['p95']}/{f['p99']:<8} "
+            f"{p['cpu_ms_per_msg']['total']:>10.1f} {p['postgres_cpu_ms_per_msg']:>9.1f} "
+            f"{p['loadgen_sink_cpu_ms_per_msg']:>8.1f} {p['cores_busy']:>10}")
+    lines += ["", f"{list(r['scaleout'].values())[-1]['instances']} instances ÷ 1 (PostgreSQL):"
+              f" {r['scaleout_gain']:.2f} ×"]
+    return "\n".join(lines)
+
+
 def main() -> int:
     if len(sys.argv) == 3 and sys.argv[1] == "--sink":
         asyncio.run(sink_main(Path(sys.argv[2])))
         return 0
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=1000, help="legacy → trust messages")
+    ap.add_argument("--n", type=int, default=None,
+                    help="legacy → trust messages (default 1000; 600 with --scaleout)")
     ap.add_argument("--n-reverse", type=int, default=None, help="trust → legacy (default N)")
     ap.add_argument("--concurrency", type=int, default=8, help="SMTP connections (K)")
     ap.add_argument("--workers", type=int, default=4, help="gateway translate workers")
@@ -841,9 +1118,27 @@ def main() -> int:
     ap.add_argument("--profile", action="store_true",
                     help="sample the gateway (all threads) with py-spy during the "
                          "legacy → trust phase (perturbs the figures: profile apart)")
+    ap.add_argument("--spool-url", default="",
+                    help="PostgreSQL spool (postgresql://…): the gateways use fresh schemas "
+                         "of that database, made and dropped by this script")
+    ap.add_argument("--instances", type=int, default=None,
+                    help="passerelle serve processes on that one spool, each with its own "
+                         "ports and state directory; the K connections are spread over them "
+                         "round-robin (default 1; 2 with --scaleout)")
+    ap.add_argument("--scaleout", action="store_true",
+                    help="only legacy → trust at full load: 1 instance on SQLite, 1 on "
+                         "PostgreSQL, --instances on PostgreSQL (needs --spool-url)")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args()
+    args.n = (600 if args.scaleout else 1000) if args.n is None else args.n
     args.n_reverse = args.n if args.n_reverse is None else args.n_reverse
+    args.instances = (2 if args.scaleout else 1) if args.instances is None else args.instances
+    if args.spool_url and not args.spool_url.startswith(("postgresql://", "postgres://")):
+        ap.error("--spool-url must be a postgresql:// URL")
+    if args.instances < 1 or (args.instances > 1 and not args.spool_url):
+        ap.error("--instances N > 1 needs --spool-url (several instances share PostgreSQL)")
+    if args.scaleout and (not args.spool_url or args.instances < 2):
+        ap.error("--scaleout needs --spool-url and --instances ≥ 2")
 
     def log(text: str) -> None:
         if not args.quiet:
@@ -860,7 +1155,7 @@ def main() -> int:
             shutil.rmtree(tmp, ignore_errors=True)
     if args.json:
         args.json.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", "utf-8")
-    print(table(report))
+    print(table_scaleout(report) if args.scaleout else table(report))
     return 0
 
 
