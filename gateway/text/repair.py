@@ -30,7 +30,7 @@ import contextlib
 import math
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -40,9 +40,14 @@ import ftfy
 from gateway.errors import TextError
 from gateway.text.charsets import DISPLAY, HINTS, MISREADINGS, SINGLE_BYTE, Misreading, decode
 from gateway.text.model import EncodingFound, Repair, TextResult
-from gateway.text.score import Judgement, judge
+from gateway.text.score import Judgement, judge, judge_word
 
 _UTF8_RUN = re.compile(rb"[\x80-\xff]+")
+# Every non-empty run of non-ASCII bytes that is valid UTF-8 starts with a lead byte followed
+# by a continuation byte: without this pair no run can be UTF-8.
+_UTF8_PAIR = re.compile(rb"[\xc2-\xf4][\x80-\xbf]")
+_WS_TO_SPACE = bytes.maketrans(b"\t\r\n", b"   ")
+_CONTROLS = bytes(b for b in range(0x20) if b not in (9, 10, 12, 13, 26, 27))
 _TOKEN = re.compile(r"[^ \t\r\n]+")
 _LINE_ENDS_B = re.compile(rb"\r\n?")
 
@@ -129,7 +134,7 @@ def normalize(data: bytes, *, hint: str | None = None) -> TextResult:
     if best.steps:
         repairs.extend(_word_repairs(first_reading, text, ",".join(best.kinds),
                                      " then ".join(best.steps)))
-    text, word_fixes = _mend_words(text)
+    text, word_fixes = _mend_words(text, best.judgement)
     repairs.extend(word_fixes)
 
     encodings = _encodings_found(body, best, confidence)
@@ -167,7 +172,7 @@ def _refuse_binary(data: bytes) -> None:
     nul = data.find(b"\x00")
     if nul >= 0:
         raise TextError(f"input is not text: NUL byte at offset {nul}")
-    controls = sum(data.count(bytes([b])) for b in range(0x20) if b not in (9, 10, 12, 13, 26, 27))
+    controls = len(data) - len(data.translate(None, _CONTROLS))
     if controls > max(8, len(data) // 100):
         raise TextError(f"input is not text: {controls} control bytes in {len(data)} bytes")
 
@@ -199,30 +204,78 @@ def _mixed_decode(data: bytes, codec: str) -> tuple[str, int]:
 
 
 def _reading(text: str, base: str, *, prior: float, mixed: bool = False,
-             steps: tuple[str, ...] = (), kinds: tuple[str, ...] = ()) -> _Reading:
-    return _Reading(text, base, mixed, steps, kinds, judge(text), prior)
+             steps: tuple[str, ...] = (), kinds: tuple[str, ...] = (),
+             judgement: Judgement | None = None) -> _Reading:
+    if judgement is None:
+        judgement = judge(text)
+    return _Reading(text, base, mixed, steps, kinds, judgement, prior)
+
+
+def _byte_words(data: bytes) -> list[bytes]:
+    """The words of ``data`` holding a non-ASCII byte, in order, split on ASCII white space.
+
+    Every reading we make of bytes (UTF-8, each single-byte codec, the mixed readings) maps
+    ASCII bytes to the same ASCII characters and non-ASCII bytes to non-ASCII characters, and
+    no character spans an ASCII byte: the words the judge sees in a reading are these words,
+    each read alone.  So each reading is judged word by word, each distinct word once.
+    """
+    return [w for w in data.translate(_WS_TO_SPACE).split(b" ") if not w.isascii()]
+
+
+def _judge_bytes(byte_words: list[bytes], read: Callable[[bytes], str]) -> Judgement:
+    """``judge(read(data))`` from the words of ``data`` (:func:`_byte_words`), summed in order."""
+    seen: dict[bytes, tuple[float, int]] = {}
+    total = 0.0
+    bad = 0
+    for w in byte_words:
+        verdict = seen.get(w)
+        if verdict is None:
+            verdict = seen[w] = judge_word(read(w))
+        total += verdict[0]
+        bad += verdict[1]
+    return Judgement(total, bad)
+
+
+def _has_utf8_runs(data: bytes) -> bool:
+    if _UTF8_PAIR.search(data) is None:
+        return False
+    return any(_is_utf8(run) for run in set(_UTF8_RUN.findall(data)))
 
 
 def _byte_readings(data: bytes, hinted: str | None) -> Iterable[_Reading]:
     def prior(codec: str) -> float:
         return _PRIOR.get(codec, 0.0) + (_HINT_BONUS if codec == hinted else 0.0)
 
+    byte_words = _byte_words(data)
+
+    def reading(codec: str, *, prior: float, mixed: bool = False) -> _Reading:
+        if mixed:
+            def read(b: bytes) -> str:
+                return _mixed_decode(b, codec)[0]
+        elif codec == "utf-8":
+            def read(b: bytes) -> str:
+                return b.decode("utf-8")
+        else:
+            def read(b: bytes) -> str:
+                return decode(b, codec)
+        return _reading(read(data), codec, prior=prior, mixed=mixed,
+                        judgement=_judge_bytes(byte_words, read))
+
     if _is_utf8(data):
-        utf8 = _reading(data.decode("utf-8"), "utf-8", prior=prior("utf-8") + 1.0)
+        utf8 = reading("utf-8", prior=prior("utf-8") + 1.0)
         yield utf8
         if not utf8.judgement.suspicious:
             return  # clean UTF-8: nothing to doubt
         # Rarely, a single-byte text is valid UTF-8 by accident (Mac Roman "’é" is D5 8E).
         for codec in SINGLE_BYTE:
-            yield _reading(decode(data, codec), codec, prior=prior(codec) - 3.0)
+            yield reading(codec, prior=prior(codec) - 3.0)
         return
-    has_utf8_runs = any(_is_utf8(m.group()) for m in _UTF8_RUN.finditer(data))
+    has_utf8_runs = _has_utf8_runs(data)
     readings = []
     for codec in SINGLE_BYTE:
-        readings.append(_reading(decode(data, codec), codec, prior=prior(codec)))
+        readings.append(reading(codec, prior=prior(codec)))
         if has_utf8_runs:
-            text, _ = _mixed_decode(data, codec)
-            readings.append(_reading(text, codec, prior=prior(codec) - _MIXED_COST, mixed=True))
+            readings.append(reading(codec, prior=prior(codec) - _MIXED_COST, mixed=True))
     yield from readings
     if all(r.judgement.suspicious for r in readings):
         yield from _chardet_reading(data)
@@ -346,9 +399,11 @@ def _mixed_repairs(data: bytes, codec: str) -> list[Repair]:
     return out
 
 
-def _mend_words(text: str) -> tuple[str, list[Repair]]:
-    """Repair words that still look wrong, one at a time (a garbled span in a clean text)."""
-    if not judge(text).suspicious:
+def _mend_words(text: str, judgement: Judgement) -> tuple[str, list[Repair]]:
+    """Repair words that still look wrong, one at a time (a garbled span in a clean text).
+
+    ``judgement`` is ``judge(text)``, already made when ``text`` was a candidate."""
+    if not judgement.suspicious:
         return text, []
     changes: list[tuple[int, str, _Reading]] = []
     pieces: list[str] = []

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -29,7 +30,8 @@ _LOWER_INITIAL = {"é": 2.0, "ê": 1.0, "î": 1.0, "ç": 1.0, "œ": 1.0, "â": 1
 _UPPER_INITIAL = {"É": 1.5, "À": 1.0, "Ê": 0.5, "Î": 0.5, "Ç": 0.5, "Œ": 0.5, "Â": 0.3}
 
 # A word holding at least one non-ASCII character; words are split on ASCII white space
-# only, because a non-breaking space is part of what we judge.
+# only, because a non-breaking space is part of what we judge.  This is the definition;
+# :func:`words` computes the same list without the regex's backtracking (tests compare them).
 _WORD = re.compile(r"[^ \t\r\n]*[^\x00-\x7f][^ \t\r\n]*")
 
 _ELIDED = frozenset("ldjnusctmLDJNUSCTM")
@@ -142,9 +144,21 @@ def judge(text: str) -> Judgement:
     """Score every non-ASCII character of ``text`` in its word's context."""
     if text.isascii():
         return Judgement(0.0, 0)
+    return judge_words(words(text))
+
+
+def words(text: str) -> list[str]:
+    """The words of ``text`` holding a non-ASCII character, in order: ``_WORD.findall(text)``."""
+    spaced = text.replace("\t", " ").replace("\r", " ").replace("\n", " ")
+    return [w for w in spaced.split(" ") if not w.isascii()]
+
+
+def judge_words(words: Iterable[str]) -> Judgement:
+    """The sum of :func:`judge_word` over ``words``, added in order (float sums are exact
+    repeats of the whole-text judgement only in the same order)."""
     total = 0.0
     bad = 0
-    for word in _WORD.findall(text):
+    for word in words:
         score, suspicious = judge_word(word)
         total += score
         bad += suspicious

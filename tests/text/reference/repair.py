@@ -1,0 +1,442 @@
+"""Read legacy bytes back into exactly what the author wrote (pure: bytes in, TextResult out).
+
+How a text is read:
+
+1. A byte-order mark decides at once (and is removed); NUL bytes or many control bytes mean
+   the input is not text at all: :class:`~gateway.errors.TextError`, never a guess.
+2. Candidate readings of the bytes: UTF-8 when the bytes are valid UTF-8; otherwise each
+   single-byte encoding legacy clients write (CP1252, ISO-8859-15, Mac Roman, CP850,
+   ISO-8859-1), and for each of them a *mixed* reading in which every run of non-ASCII bytes
+   that is valid UTF-8 is read as UTF-8 (a UTF-8 fragment pasted into a CP1252 letter).
+   chardet's guess joins the candidates when it names something else.
+3. Each candidate that still looks wrong is searched for misreadings baked into it — UTF-8
+   read as CP1252/Latin-1/Mac Roman (once or twice), Mac Roman read as CP1252 and the reverse,
+   CP850 read as CP1252 … (:data:`~gateway.text.charsets.MISREADINGS`), a small beam search
+   over chains of up to three undoings; ftfy's own repair (quote uncurling off: it would
+   destroy CP850 text) is one more candidate.
+4. The French-aware judge (:mod:`gateway.text.score`) picks the whole-text reading; words
+   that still look wrong are then repaired one by one, so a garbled fragment inside a clean
+   letter is mended without touching the rest.
+5. Line ends become LF, the text NFC.  Every change after the first reading is a Repair.
+
+No byte is ever dropped: every decoder is strict, and what a reading cannot explain stays
+visible in the text and lowers the confidence.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import math
+import re
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import lru_cache
+
+import chardet
+import ftfy
+
+from gateway.errors import TextError
+from gateway.text.model import EncodingFound, Repair, TextResult
+from tests.text.reference.charsets import (
+    DISPLAY,
+    HINTS,
+    MISREADINGS,
+    SINGLE_BYTE,
+    Misreading,
+    decode,
+)
+from tests.text.reference.score import Judgement, judge
+
+_UTF8_RUN = re.compile(rb"[\x80-\xff]+")
+_TOKEN = re.compile(r"[^ \t\r\n]+")
+_LINE_ENDS_B = re.compile(rb"\r\n?")
+
+# Priors, in score units: small nudges that only decide between readings the judge finds
+# (nearly) equally plausible.  Undoing a misreading must earn its keep.
+_PRIOR = {"cp1252": 0.3, "iso8859_15": 0.0, "mac_roman": 0.0, "cp850": 0.0, "latin_1": -0.2}
+_HINT_BONUS = 2.0
+_STEP_COST = 1.0
+_MIXED_COST = 2.0
+_FTFY_COST = 1.5
+_BEAM = 4
+_DEPTH = 3
+
+_FTFY_CONFIG = ftfy.TextFixerConfig(
+    unescape_html=False,
+    remove_terminal_escapes=False,
+    fix_encoding=True,
+    restore_byte_a0=True,
+    replace_lossy_sequences=False,
+    decode_inconsistent_utf8=True,
+    fix_c1_controls=False,
+    fix_latin_ligatures=False,
+    fix_character_width=False,
+    uncurl_quotes=False,
+    fix_line_breaks=False,
+    fix_surrogates=False,
+    remove_control_chars=False,
+    normalization=None,
+    explain=False,
+)
+
+
+@dataclass(frozen=True)
+class _Reading:
+    """One candidate reading: the text, how it was obtained, and what it is worth."""
+
+    text: str
+    base: str  # the byte-level encoding (utf-8, cp1252, …)
+    mixed: bool
+    steps: tuple[str, ...]  # names of misreadings undone, in order
+    kinds: tuple[str, ...]
+    judgement: Judgement
+    prior: float
+
+    @property
+    def value(self) -> float:
+        return self.judgement.score + self.prior
+
+
+def normalize(data: bytes, *, hint: str | None = None) -> TextResult:
+    """Return the faithful text of ``data`` (see the module docstring).
+
+    ``hint`` is the sender's known charset or platform (``cp1252``, ``mac_roman``, ``cp850``,
+    ``utf-8``, or ``pc``/``mac``/``dos``); it tips the balance, it never overrules evidence.
+    Raises :class:`TextError` for input that is not text.
+    """
+    hinted = _resolve_hint(hint)
+    repairs: list[Repair] = []
+    body, bom = _strip_bom(data)
+    if bom == "utf-16":
+        text = _decode_utf16(body).replace("\r\n", "\n").replace("\r", "\n")
+        return _finish(text, [EncodingFound("utf-16", 1.0)], repairs, bom_note="utf-16")
+    _refuse_binary(body)
+
+    body, pre = _byte_level_repairs(body)
+    repairs.extend(pre)
+
+    if body.isascii():
+        return _finish(body.decode("ascii"), [EncodingFound("utf-8" if bom else "ascii", 1.0)],
+                       repairs, bom_note=bom)
+
+    candidates = list(_byte_readings(body, hinted))
+    best_first = sorted(candidates, key=lambda r: r.value, reverse=True)
+    if best_first[0].judgement.suspicious:
+        best_first = sorted(_search(best_first), key=lambda r: r.value, reverse=True)
+    best = best_first[0]
+    runner_up = next((r for r in best_first[1:] if r.text != best.text), None)
+    confidence = _confidence(best, runner_up)
+
+    first_reading = _first_reading(body, best)
+    text = best.text
+    if best.mixed:
+        repairs.extend(_mixed_repairs(body, best.base))
+    if best.steps:
+        repairs.extend(_word_repairs(first_reading, text, ",".join(best.kinds),
+                                     " then ".join(best.steps)))
+    text, word_fixes = _mend_words(text)
+    repairs.extend(word_fixes)
+
+    encodings = _encodings_found(body, best, confidence)
+    return _finish(text, encodings, repairs, bom_note=bom)
+
+
+def _resolve_hint(hint: str | None) -> str | None:
+    if hint is None:
+        return None
+    try:
+        return HINTS[hint.strip().lower()]
+    except KeyError:
+        raise TextError(
+            f"unknown charset hint {hint!r} (expected one of: {', '.join(sorted(HINTS))})"
+        ) from None
+
+
+def _strip_bom(data: bytes) -> tuple[bytes, str | None]:
+    if data.startswith(b"\xef\xbb\xbf"):
+        return data[3:], "utf-8"
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return data, "utf-16"
+    return data, None
+
+
+def _decode_utf16(data: bytes) -> str:
+    try:
+        return data.decode("utf-16")
+    except UnicodeDecodeError as exc:
+        raise TextError(f"input has a UTF-16 byte-order mark but is not UTF-16 (byte {exc.start})")\
+            from None
+
+
+def _refuse_binary(data: bytes) -> None:
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        raise TextError(f"input is not text: NUL byte at offset {nul}")
+    controls = sum(data.count(bytes([b])) for b in range(0x20) if b not in (9, 10, 12, 13, 26, 27))
+    if controls > max(8, len(data) // 100):
+        raise TextError(f"input is not text: {controls} control bytes in {len(data)} bytes")
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _mixed_decode(data: bytes, codec: str) -> tuple[str, int]:
+    """Read every run of non-ASCII bytes as UTF-8 when it is valid UTF-8, else as ``codec``."""
+    parts: list[str] = []
+    pos = 0
+    utf8_runs = 0
+    for m in _UTF8_RUN.finditer(data):
+        parts.append(data[pos : m.start()].decode("ascii"))
+        run = m.group()
+        try:
+            parts.append(run.decode("utf-8"))
+            utf8_runs += 1
+        except UnicodeDecodeError:
+            parts.append(decode(run, codec))
+        pos = m.end()
+    parts.append(data[pos:].decode("ascii"))
+    return "".join(parts), utf8_runs
+
+
+def _reading(text: str, base: str, *, prior: float, mixed: bool = False,
+             steps: tuple[str, ...] = (), kinds: tuple[str, ...] = ()) -> _Reading:
+    return _Reading(text, base, mixed, steps, kinds, judge(text), prior)
+
+
+def _byte_readings(data: bytes, hinted: str | None) -> Iterable[_Reading]:
+    def prior(codec: str) -> float:
+        return _PRIOR.get(codec, 0.0) + (_HINT_BONUS if codec == hinted else 0.0)
+
+    if _is_utf8(data):
+        utf8 = _reading(data.decode("utf-8"), "utf-8", prior=prior("utf-8") + 1.0)
+        yield utf8
+        if not utf8.judgement.suspicious:
+            return  # clean UTF-8: nothing to doubt
+        # Rarely, a single-byte text is valid UTF-8 by accident (Mac Roman "’é" is D5 8E).
+        for codec in SINGLE_BYTE:
+            yield _reading(decode(data, codec), codec, prior=prior(codec) - 3.0)
+        return
+    has_utf8_runs = any(_is_utf8(m.group()) for m in _UTF8_RUN.finditer(data))
+    readings = []
+    for codec in SINGLE_BYTE:
+        readings.append(_reading(decode(data, codec), codec, prior=prior(codec)))
+        if has_utf8_runs:
+            text, _ = _mixed_decode(data, codec)
+            readings.append(_reading(text, codec, prior=prior(codec) - _MIXED_COST, mixed=True))
+    yield from readings
+    if all(r.judgement.suspicious for r in readings):
+        yield from _chardet_reading(data)
+
+
+def _chardet_reading(data: bytes) -> Iterable[_Reading]:
+    """chardet's guess, when it names an encoding none of ours is (another language…)."""
+    guess = chardet.detect(data[:65536]).get("encoding")
+    codec = _chardet_codec(guess)
+    if codec is not None and codec not in SINGLE_BYTE and codec != "utf-8":
+        with contextlib.suppress(UnicodeDecodeError, LookupError):
+            yield _reading(data.decode(codec), codec, prior=-1.0)
+
+
+def _chardet_codec(name: object) -> str | None:
+    if not isinstance(name, str):
+        return None
+    try:
+        return codecs.lookup(name).name
+    except LookupError:
+        return None
+
+
+def _undo(reading: _Reading, mis: Misreading) -> _Reading | None:
+    try:
+        fixed = mis.undo(reading.text)
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return None
+    if fixed == reading.text:
+        return None
+    return _reading(fixed, reading.base, prior=reading.prior - _STEP_COST, mixed=reading.mixed,
+                    steps=(*reading.steps, mis.name), kinds=(*reading.kinds, mis.kind))
+
+
+def _search(start: list[_Reading]) -> list[_Reading]:
+    """Beam search over chains of misreadings to undo, from the byte-level readings."""
+    seen = {r.text: r for r in start}
+    beam = [r for r in start if r.judgement.suspicious][:_BEAM]
+    for _ in range(_DEPTH):
+        grown: list[_Reading] = []
+        for r in beam:
+            for mis in MISREADINGS:
+                nxt = _undo(r, mis)
+                if nxt is not None and nxt.text not in seen:
+                    seen[nxt.text] = nxt
+                    grown.append(nxt)
+        beam = sorted((r for r in grown if r.judgement.suspicious),
+                      key=lambda r: r.value, reverse=True)[:_BEAM]
+        clean = max((r.value for r in seen.values() if not r.judgement.suspicious),
+                    default=None)
+        if not beam or (clean is not None and clean >= beam[0].value):
+            break  # a clean reading beats anything still garbled: deeper chains only cost
+    if all(r.judgement.suspicious for r in seen.values()):
+        # Nothing we know undoes it: let ftfy try its own repairs (quote uncurling off).
+        for r in start[:_BEAM]:
+            fixed = ftfy.fix_text(r.text, _FTFY_CONFIG)
+            if fixed not in seen:
+                seen[fixed] = _reading(fixed, r.base, prior=r.prior - _FTFY_COST, mixed=r.mixed,
+                                       steps=(*r.steps, "ftfy"), kinds=(*r.kinds, "mojibake"))
+    return list(seen.values())
+
+
+def _confidence(best: _Reading, runner_up: _Reading | None) -> float:
+    penalty = 0.1 * min(best.judgement.suspicious, 5)
+    if runner_up is None:
+        return round(max(0.5, 0.99 - penalty), 3)
+    margin = best.value - runner_up.value
+    return round(max(0.05, 0.5 + 0.49 * (1 - math.exp(-margin / 4)) - penalty), 3)
+
+
+def _first_reading(data: bytes, best: _Reading) -> str:
+    """What the bytes said before any misreading was undone (for the repair list)."""
+    if best.mixed:
+        return _mixed_decode(data, best.base)[0]
+    if best.base == "utf-8":
+        return data.decode("utf-8")
+    return decode(data, best.base)
+
+
+def _locate(text: str, offset: int) -> tuple[int, int]:
+    line = text.count("\n", 0, offset) + 1
+    start = text.rfind("\n", 0, offset) + 1
+    return line, offset - start + 1
+
+
+def _word_repairs(before: str, after: str, kind: str, detail: str) -> list[Repair]:
+    """One Repair per word that a whole-text undoing changed (ASCII spacing is preserved)."""
+    out: list[Repair] = []
+    bw = list(_TOKEN.finditer(before))
+    aw = list(_TOKEN.finditer(after))
+    if len(bw) != len(aw):
+        line, col = 1, 1
+        return [Repair(kind, detail, 0, line, col, before[:80], after[:80])]
+    for b, a in zip(bw, aw, strict=True):
+        if b.group() != a.group():
+            line, col = _locate(after, a.start())
+            out.append(Repair(kind.split(",")[0], detail, a.start(), line, col,
+                              b.group(), a.group()))
+    return out
+
+
+def _mixed_repairs(data: bytes, codec: str) -> list[Repair]:
+    out: list[Repair] = []
+    text, _ = _mixed_decode(data, codec)
+    pos_bytes = 0
+    pos_text = 0
+    for m in _UTF8_RUN.finditer(data):
+        pos_text += m.start() - pos_bytes
+        run = m.group()
+        try:
+            as_utf8 = run.decode("utf-8")
+        except UnicodeDecodeError:
+            as_utf8 = None
+        piece = as_utf8 if as_utf8 is not None else decode(run, codec)
+        if as_utf8 is not None:
+            line, col = _locate(text, pos_text)
+            out.append(Repair("mixed_encoding", f"utf-8 span in {DISPLAY.get(codec, codec)} text",
+                              pos_text, line, col, decode(run, codec), as_utf8))
+        pos_text += len(piece)
+        pos_bytes = m.end()
+    return out
+
+
+def _mend_words(text: str) -> tuple[str, list[Repair]]:
+    """Repair words that still look wrong, one at a time (a garbled span in a clean text)."""
+    if not judge(text).suspicious:
+        return text, []
+    changes: list[tuple[int, str, _Reading]] = []
+    pieces: list[str] = []
+    pos = 0
+    for m in _TOKEN.finditer(text):
+        word = m.group()
+        best = _mend_word(word)
+        if best is None:
+            continue
+        pieces.append(text[pos : m.start()])
+        pieces.append(best.text)
+        pos = m.end()
+        changes.append((m.start(), word, best))
+    if not changes:
+        return text, []
+    pieces.append(text[pos:])
+    mended = "".join(pieces)
+    out: list[Repair] = []
+    shift = 0
+    for start, word, best in changes:
+        offset = start + shift
+        line, col = _locate(mended, offset)
+        out.append(Repair(best.kinds[0] if best.kinds else "mojibake", " then ".join(best.steps),
+                          offset, line, col, word, best.text))
+        shift += len(best.text) - len(word)
+    return mended, out
+
+
+@lru_cache(maxsize=4096)
+def _mend_word(word: str) -> _Reading | None:
+    """The best repair of one word judged wrong, or None when nothing does better."""
+    verdict = judge(word)
+    if not verdict.suspicious:
+        return None
+    start = _reading(word, "word", prior=0.0)
+    best = max(_search([start]), key=lambda r: r.value)
+    if best.text == word or best.value < verdict.score + _STEP_COST:
+        return None
+    if len(best.text) >= len(word) and not any(ch.isalpha() and ch >= "\x80" for ch in best.text):
+        return None  # out of context, a lone symbol cannot be told from another one
+    return best
+
+
+def _encodings_found(data: bytes, best: _Reading, confidence: float) -> list[EncodingFound]:
+    name = DISPLAY.get(best.base, best.base)
+    if not best.mixed:
+        return [EncodingFound(name, confidence)]
+    utf8_bytes = other = 0
+    for m in _UTF8_RUN.finditer(data):
+        if _is_utf8(m.group()):
+            utf8_bytes += len(m.group())
+        else:
+            other += len(m.group())
+    total = max(1, utf8_bytes + other)
+    return [EncodingFound(name, confidence, round(other / total, 3)),
+            EncodingFound("utf-8", confidence, round(utf8_bytes / total, 3))]
+
+
+def _byte_level_repairs(data: bytes) -> tuple[bytes, list[Repair]]:
+    """DOS end-of-file marker and line ends, fixed on the bytes (both are ASCII everywhere)."""
+    repairs: list[Repair] = []
+    if data.endswith(b"\x1a"):  # DOS end-of-file marker, not part of the letter
+        data = data.rstrip(b"\x1a")
+        repairs.append(Repair("dos_eof", "DOS end-of-file marker removed", 0, 1, 1, "\x1a", ""))
+    crlf = data.count(b"\r\n")
+    cr = data.count(b"\r") - crlf
+    if crlf or cr:
+        data = _LINE_ENDS_B.sub(b"\n", data)
+        what = ", ".join(p for p in (f"{crlf} CRLF" if crlf else "", f"{cr} CR" if cr else "") if p)
+        repairs.append(Repair("line_ends", f"{what} → LF", 0, 1, 1,
+                              "CRLF" if crlf >= cr else "CR", "LF"))
+    return data, repairs
+
+
+def _finish(text: str, encodings: list[EncodingFound], repairs: list[Repair],
+            *, bom_note: str | None) -> TextResult:
+    if bom_note:
+        repairs.insert(0, Repair("bom", f"{bom_note} byte-order mark removed", 0, 1, 1,
+                                 "\ufeff", ""))
+    nfc = unicodedata.normalize("NFC", text)
+    if nfc != text:
+        repairs.append(Repair("nfc", "decomposed accents composed (NFC)", 0, 1, 1, "NFD", "NFC"))
+        text = nfc
+    return TextResult(text=text, encodings=tuple(encodings), repairs=tuple(repairs))

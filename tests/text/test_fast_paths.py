@@ -1,0 +1,173 @@
+"""The fast paths never change a result: gateway.text gives exactly what the frozen reference
+(tests/text/reference, the implementation before them) gives — text, encodings, confidences
+and every repair — on every corpus case under every hint, on generated letters of every
+garbling, and on whatever hypothesis makes up.  Plus the facts each shortcut rests on."""
+
+from __future__ import annotations
+
+import sys
+import unicodedata
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gateway.errors import TextError
+from gateway.text import normalize
+from gateway.text import repair as fast
+from gateway.text.charsets import SINGLE_BYTE, decode
+from gateway.text.score import _WORD, judge, judge_words, words
+from tests.conftest import FIXTURES
+from tests.text import reference
+
+sys.path.insert(0, str(FIXTURES / "text" / "extra"))
+from make_extra import variants
+
+HINTS = [None, "cp1252", "mac_roman", "cp850", "iso-8859-15", "latin-1", "utf-8"]
+_CASES = sorted([*(FIXTURES / "text").glob("*/garbled/*.bin"),
+                 *(FIXTURES / "text").glob("*.bin")])
+_TEXTS = [p.read_text("utf-8") for p in sorted((FIXTURES / "text").glob("*/texts/*.txt"))]
+_KINDS = [k for k, _ in variants("x")]
+
+
+def _outcome(fn: Callable[..., Any], data: bytes, hint: str | None) -> Any:
+    try:
+        return fn(data, hint=hint).to_json()
+    except TextError as exc:
+        return ("TextError", str(exc))
+
+
+def _same(data: bytes, hint: str | None) -> None:
+    got = _outcome(normalize, data, hint)
+    want = _outcome(reference.normalize, data, hint)
+    assert got == want, (data[:120], hint)
+
+
+@pytest.mark.parametrize("hint", HINTS)
+def test_every_corpus_case_reads_as_the_reference(hint: str | None) -> None:
+    assert len(_CASES) > 370
+    for case in _CASES:
+        _same(case.read_bytes(), hint)
+
+
+def _garbles(kind: str, text: str) -> bool:
+    try:
+        dict(variants(text))[kind]()
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return False
+    return True
+
+
+def _letter(i: int, size: int, kind: str) -> str:
+    """A letter of ``size`` bytes from the texts that ``kind`` can garble (as bench/text.py)."""
+    whole = {"mixed-cp1252-utf8": "cp1252-crlf", "mixed-macroman-utf8": "macroman-cr"}
+    pool = [t for t in _TEXTS if _garbles(kind, t) and _garbles(whole.get(kind, kind), t)]
+    body = ""
+    j = i
+    while len(body.encode("utf-8")) < size:
+        body += pool[j % len(pool)]
+        j += 7
+    return body
+
+
+@pytest.mark.parametrize("kind", _KINDS)
+def test_20kb_letters_read_as_the_reference(kind: str) -> None:
+    made = 0
+    for i in range(4):
+        try:
+            data = dict(variants(_letter(i, 20480, kind)))[kind]()
+        except (UnicodeEncodeError, UnicodeDecodeError):
+            continue  # a mixed letter's first half took a text only its second half can hold
+        made += 1
+        for hint in (None, "cp1252", "mac_roman", "utf-8"):
+            _same(data, hint)
+    assert made >= 2
+
+
+_GARBLINGS: dict[str, Callable[[str], bytes]] = {
+    kind: (lambda k: lambda t: dict(variants(t))[k]())(kind) for kind in _KINDS
+}
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(sorted({ln for t in _TEXTS for ln in t.splitlines()})),
+                min_size=1, max_size=8),
+       st.sampled_from(_KINDS), st.sampled_from(HINTS))
+def test_garbled_lines_read_as_the_reference(lines: list[str], kind: str,
+                                            hint: str | None) -> None:
+    try:
+        data = _GARBLINGS[kind]("\n".join(lines) + "\n")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return
+    _same(data, hint)
+
+
+_PIECES = st.sampled_from(["é", "è", "à", "ç", "œ", "É", "°", "µ", "€", "«\u00a0", "\u00a0»",
+                           "’", "–", "…", "Ã©", "Ã", "Â", "â€™", "Ž", "È", "\u0301", "²", "\t",
+                           " ", "\n", "\r\n", "\r", "a", "E", "1", "ß", "Ω", "\x85", "\x9d"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_PIECES | st.text(max_size=6), max_size=40),
+       st.sampled_from(["utf-8", "cp1252", "mac_roman", "cp850", "latin_1", "utf-8-sig"]),
+       st.sampled_from(HINTS))
+def test_made_up_text_reads_as_the_reference(pieces: list[str], codec: str,
+                                             hint: str | None) -> None:
+    data = "".join(pieces).encode(codec, errors="replace")
+    _same(data, hint)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200), st.sampled_from(HINTS))
+def test_any_bytes_read_as_the_reference(data: bytes, hint: str | None) -> None:
+    _same(data, hint)
+
+
+# The facts the shortcuts rest on.
+
+def test_every_codec_reads_ascii_as_ascii_and_the_rest_as_non_ascii() -> None:
+    for codec in SINGLE_BYTE:
+        assert decode(bytes(range(128)), codec) == bytes(range(128)).decode("ascii")
+        assert all(not decode(bytes([b]), codec).isascii() for b in range(128, 256))
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(st.characters(max_codepoint=0x2FF) | st.sampled_from(" \t\r\n\u00a0\x0b\x0c")))
+def test_words_are_the_regex_words(text: str) -> None:
+    assert words(text) == _WORD.findall(text)
+    assert judge(text) == judge_words(_WORD.findall(text))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=120) | st.sampled_from([t.encode(c, "replace") for t in _TEXTS[:6]
+                                                  for c in ("utf-8", "cp1252", "mac_roman")]))
+def test_byte_words_judge_each_reading_as_the_whole_text(data: bytes) -> None:
+    byte_words = fast._byte_words(data)
+    for codec in SINGLE_BYTE:
+        assert fast._judge_bytes(byte_words, lambda b, c=codec: decode(b, c)) \
+            == judge(decode(data, codec))
+        mixed = fast._mixed_decode(data, codec)[0]
+        assert fast._judge_bytes(byte_words, lambda b, c=codec: fast._mixed_decode(b, c)[0]) \
+            == judge(mixed)
+    if fast._is_utf8(data):
+        assert fast._judge_bytes(byte_words, lambda b: b.decode("utf-8")) \
+            == judge(data.decode("utf-8"))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=60) | st.text(max_size=20).map(lambda t: t.encode("utf-8")))
+def test_utf8_runs_are_found_only_where_a_lead_byte_is_followed(data: bytes) -> None:
+    slow = any(fast._is_utf8(m.group()) for m in fast._UTF8_RUN.finditer(data))
+    assert fast._has_utf8_runs(data) == slow
+
+
+def test_nfd_is_judged_the_same() -> None:
+    text = unicodedata.normalize("NFD", "Créatinine élevée à l’entrée")
+    assert judge(text) == judge_words(_WORD.findall(text))
+
+
+def test_corpus_cases_are_there() -> None:
+    assert Path(FIXTURES / "text" / "sample-letter-mac-read-as-pc.bin").is_file()
