@@ -38,7 +38,14 @@ from gateway.ops.logging import configure as configure_logging
 from gateway.ops.logging import get_logger
 from gateway.ops.metrics import CRYPTO_KINDS, STAGES, Metrics
 from gateway.smtp import notices
-from gateway.smtp.delivery import NO_ROUTE, DestinationLimiter, Outcome, Router, deliver
+from gateway.smtp.delivery import (
+    NO_ROUTE,
+    DestinationLimiter,
+    Outcome,
+    Router,
+    SessionCache,
+    deliver,
+)
 from gateway.smtp.server import (
     Arrival,
     LegacyHandler,
@@ -109,6 +116,7 @@ class Gateway:
         self.domains = _Domains(store)
         self.router = Router(dict(d.routes), mx_lookup=d.mx_lookup)
         self.limiter = DestinationLimiter(d.per_destination)
+        self.sessions = SessionCache(per_destination=d.per_destination)
         self.name = f"{d.hostname}-{uuid.uuid4().hex[:8]}"
         self.trust_client_tls = client_tls_context(
             t.client_cert, t.client_key, anchors=self.anchors, ciphers=t.ciphers
@@ -280,6 +288,7 @@ class Gateway:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.sessions.close_all()
         await self.ops.stop()
         self._cpu.shutdown(wait=True)
         self._db.shutdown(wait=True)
@@ -537,6 +546,7 @@ class Gateway:
                 limit=32,
             )
             if not work:
+                self.sessions.expire()
                 self._wake_deliver.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(
@@ -602,6 +612,7 @@ class Gateway:
                     tls=tls,
                     timeout=self.settings.daemon.delivery_timeout,
                     helo=self.settings.daemon.hostname,
+                    cache=self.sessions,
                 )
             self.peer_status[f"{route.host}:{route.port}"] = any(
                 o.fate is None or not o.status.startswith(("4.4.", "4.7.")) for o in got.values()

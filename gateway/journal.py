@@ -109,11 +109,15 @@ class Journal:
                                    {"direction": trace.direction, **step.to_json()})
                                   for step in trace.steps], at=at)
 
+    _bytes: int | None = None  # characters of records, once summed (see size)
+    _size_lock = threading.Lock()
+
     def _append_many(self, items: list[tuple[str, str, dict[str, Any]]], *,
                      at: datetime) -> list[JournalEntry]:
         db = self._conn()
         when = at.isoformat()
         out: list[JournalEntry] = []
+        written = 0
         try:
             db.execute("BEGIN IMMEDIATE")
             row = db.execute("SELECT seq, hash FROM journal ORDER BY seq DESC LIMIT 1").fetchone()
@@ -126,6 +130,7 @@ class Journal:
                            (seq, message_id, stage, when, body, prev, digest))
                 out.append(JournalEntry(seq, message_id, stage, when, record, prev, digest))
                 prev = digest
+                written += len(body)
             db.execute("COMMIT")
         except sqlite3.Error as exc:
             if db.in_transaction:
@@ -133,6 +138,7 @@ class Journal:
             if "full" in str(exc):
                 raise SpoolFull(f"journal: {exc}") from None
             raise SpoolUnavailable(f"journal: {exc}") from None
+        self._count(written)
         return out
 
     def _rows(self, where: str = "", args: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
@@ -168,9 +174,23 @@ class Journal:
         return VerifyResult(True, count)
 
     def size(self) -> tuple[int, int]:
-        row = self._conn().execute(
-            "SELECT COUNT(*), COALESCE(SUM(LENGTH(record)), 0) FROM journal").fetchone()
-        return int(row[0]), int(row[1])
+        """(entries, bytes of records).  Entries is the last sequence number (the chain has no
+        gaps); the byte count is summed once, then kept up to date by this process's appends
+        (another instance's appends show at the next start) — the gauges ask every few
+        seconds and a full scan grows with the journal."""
+        db = self._conn()
+        row = db.execute("SELECT seq FROM journal ORDER BY seq DESC LIMIT 1").fetchone()
+        entries = int(row[0]) if row else 0
+        if self._bytes is None:
+            total = db.execute("SELECT COALESCE(SUM(LENGTH(record)), 0) FROM journal"
+                               ).fetchone()
+            self._bytes = int(total[0])
+        return entries, self._bytes
+
+    def _count(self, written: int) -> None:
+        with self._size_lock:
+            if self._bytes is not None:
+                self._bytes += written
 
     def close(self) -> None:
         db = getattr(self._local, "db", None)

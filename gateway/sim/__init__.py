@@ -26,6 +26,7 @@ class Received:
     data: bytes
     client_subject: str | None
     tls_version: str | None
+    connection: int = 0  # which TCP connection it came on (1, 2, …)
 
 
 @dataclass
@@ -44,6 +45,7 @@ class SimPeer:
         self.behaviour = Behaviour()
         self.received: list[Received] = []
         self.sessions = 0
+        self._protocols: list[SMTP] = []
         self.max_concurrent = 0
         self._open = 0
         self._arrived = asyncio.Condition()
@@ -61,8 +63,23 @@ class SimPeer:
             self._server.close()
             await self._server.wait_closed()
 
+    def drop_connections(self) -> None:
+        """Close every open connection (a peer restarting, an idle timeout)."""
+        for proto in self._protocols:
+            transport = getattr(proto, "transport", None)
+            if isinstance(transport, asyncio.BaseTransport):
+                transport.close()
+        self._protocols.clear()
+
     def _protocol(self) -> SMTP:
-        return SMTP(_Handler(self), tls_context=self.tls, require_starttls=self.require_starttls,
+        self.sessions += 1  # one protocol per TCP connection
+        proto = self._smtp()
+        self._protocols.append(proto)
+        return proto
+
+    def _smtp(self) -> SMTP:
+        return SMTP(_Handler(self, self.sessions), tls_context=self.tls,
+                    require_starttls=self.require_starttls,
                     hostname=self.hostname, decode_data=False, enable_SMTPUTF8=True,
                     timeout=60, data_size_limit=64 * 1024 * 1024)
 
@@ -89,8 +106,9 @@ class SimPeer:
 
 
 class _Handler:
-    def __init__(self, peer: SimPeer) -> None:
+    def __init__(self, peer: SimPeer, connection: int = 0) -> None:
         self.peer = peer
+        self.connection = connection
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, rcpt_options: list[str]) -> str:
@@ -130,7 +148,7 @@ class _Handler:
                                    for pair in rdn)
         data = envelope.original_content or b""
         await self.peer._record(Received(envelope.mail_from or "", tuple(envelope.rcpt_tos),
-                                         bytes(data), subject, version))
+                                         bytes(data), subject, version, self.connection))
         return "250 2.0.0 OK stored"
 
 

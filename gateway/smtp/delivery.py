@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiosmtplib
 
@@ -135,30 +136,102 @@ def classify(exc: BaseException) -> Outcome:
 NO_ROUTE = Outcome(Fate.BOUNCE, "5.4.4", "no route to the recipient's domain")
 
 
+class _Client(aiosmtplib.SMTP):
+    """Knows whether DATA was started: a session from the cache that fails before DATA is
+    retried at once on a fresh one (the peer cannot have the message); after, it cannot."""
+
+    data_started = False
+
+    async def data(self, *args: Any, **kwargs: Any) -> aiosmtplib.SMTPResponse:
+        self.data_started = True
+        return await super().data(*args, **kwargs)
+
+
+class SessionCache:
+    """Idle SMTP sessions kept per destination for a few seconds and reused for the next
+    message (like Postfix's connection cache): no new TCP and TLS handshake per message.
+
+    A session is checked with NOOP before reuse; an expired or broken one is closed."""
+
+    def __init__(self, *, idle: float = 5.0, per_destination: int = 4) -> None:
+        self.idle = idle
+        self.per_destination = per_destination
+        self._idle: dict[tuple[str, int, bool], list[tuple[float, _Client]]] = {}
+
+    async def take(self, key: tuple[str, int, bool]) -> _Client | None:
+        sessions = self._idle.get(key, [])
+        loop = asyncio.get_running_loop()
+        while sessions:
+            since, client = sessions.pop()
+            if loop.time() - since > self.idle or not client.is_connected:
+                _close_later(client)
+                continue
+            try:
+                await client.noop(timeout=5)
+            except (TimeoutError, aiosmtplib.SMTPException, OSError):
+                client.close()
+                continue
+            return client
+        return None
+
+    def give(self, key: tuple[str, int, bool], client: _Client) -> None:
+        sessions = self._idle.setdefault(key, [])
+        sessions.append((asyncio.get_running_loop().time(), client))
+        while len(sessions) > self.per_destination:
+            _close_later(sessions.pop(0)[1])
+
+    def expire(self) -> None:
+        """Close sessions idle too long (called now and then by the delivery loop)."""
+        now = asyncio.get_running_loop().time()
+        for sessions in self._idle.values():
+            for item in [x for x in sessions if now - x[0] > self.idle]:
+                sessions.remove(item)
+                _close_later(item[1])
+
+    def close_all(self) -> None:
+        for sessions in self._idle.values():
+            for _, client in sessions:
+                _close_later(client)
+        self._idle.clear()
+
+
 async def deliver(message: bytes, *, mail_from: str, rcpts: list[str], route: Route,
-                  tls: ssl.SSLContext | None, timeout: float, helo: str
-                  ) -> dict[str, Outcome]:
+                  tls: ssl.SSLContext | None, timeout: float, helo: str,
+                  cache: SessionCache | None = None) -> dict[str, Outcome]:
     """Send; per recipient, what happened (never raises)."""
-    client = aiosmtplib.SMTP(hostname=route.host, port=route.port, timeout=timeout,
-                             local_hostname=helo, tls_context=tls,
-                             start_tls=True if route.require_tls else None,
-                             validate_certs=tls is not None)
+    key = (route.host, route.port, tls is not None)
+    client = await cache.take(key) if cache is not None else None
+    reused = client is not None
+    if client is None:
+        client = _Client(hostname=route.host, port=route.port, timeout=timeout,
+                         local_hostname=helo, tls_context=tls,
+                         start_tls=True if route.require_tls else None,
+                         validate_certs=tls is not None)
     try:
-        await client.connect()
+        if not reused:
+            await client.connect()
+        client.data_started = False
         errors, _ = await client.sendmail(mail_from, rcpts, message)
     except BaseException as exc:
         client.close()
         if isinstance(exc, asyncio.CancelledError):
             raise
+        if reused and not client.data_started and not isinstance(
+                exc, aiosmtplib.SMTPResponseException | aiosmtplib.SMTPRecipientsRefused):
+            # the cached session died before the peer could have the message: a fresh one
+            return await deliver(message, mail_from=mail_from, rcpts=rcpts, route=route,
+                                 tls=tls, timeout=timeout, helo=helo, cache=None)
         if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
             return {r.recipient: classify(aiosmtplib.SMTPResponseException(r.code, r.message))
                     for r in exc.recipients}
         return dict.fromkeys(rcpts, classify(exc))
-    # The peer has the message: say goodbye in the background, so that the caller records
-    # the delivery at once (the shorter that window, the fewer duplicates after a crash).
-    task = asyncio.create_task(_goodbye(client))
-    _GOODBYES.add(task)
-    task.add_done_callback(_GOODBYES.discard)
+    # The peer has the message: keep the session for the next one, or say goodbye in the
+    # background, so that the caller records the delivery at once (the shorter that window,
+    # the fewer duplicates after a crash).
+    if cache is not None:
+        cache.give(key, client)
+    else:
+        _close_later(client)
     out = dict.fromkeys(rcpts, DELIVERED)
     for rcpt, response in errors.items():
         out[rcpt] = classify(aiosmtplib.SMTPResponseException(response.code, response.message))
@@ -168,9 +241,16 @@ async def deliver(message: bytes, *, mail_from: str, rcpts: list[str], route: Ro
 _GOODBYES: set[asyncio.Task[None]] = set()
 
 
+def _close_later(client: aiosmtplib.SMTP) -> None:
+    task = asyncio.create_task(_goodbye(client))
+    _GOODBYES.add(task)
+    task.add_done_callback(_GOODBYES.discard)
+
+
 async def _goodbye(client: aiosmtplib.SMTP) -> None:
     try:
-        await client.quit()
+        if client.is_connected:
+            await client.quit()
     except BaseException:
         client.close()
 

@@ -277,6 +277,7 @@ class PgJournal(Journal):
         db = self._conn()
         when = at.isoformat()
         out: list[JournalEntry] = []
+        written = 0
         try:
             db.execute("BEGIN")
             db.execute(f"SELECT pg_advisory_xact_lock({_LOCK_JOURNAL})")
@@ -290,6 +291,7 @@ class PgJournal(Journal):
                            (seq, message_id, stage, when, body, prev, digest))
                 out.append(JournalEntry(seq, message_id, stage, when, record, prev, digest))
                 prev = digest
+                written += len(body)
             db.execute("COMMIT")
         except psycopg.Error as exc:
             try:
@@ -299,6 +301,7 @@ class PgJournal(Journal):
                 db.close()
                 self._local.db = None
             raise _error("journal", exc) from None
+        self._count(written)
         return out
 
     def close(self) -> None:

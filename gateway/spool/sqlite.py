@@ -248,10 +248,12 @@ class SqliteSpool:
     def lease_translate(self, worker: str, *, now: float, duration: float,
                         limit: int = 8) -> list[TranslateWork]:
         with self._tx() as db:
+            # driven by the index on recipients(state, …): only messages with work waiting
+            # are looked at, however long the history kept in the spool
             rows = db.execute(
-                "SELECT m.queue_id FROM messages m WHERE m.next_translate <= ? AND "
-                "(m.lease_owner IS NULL OR m.lease_until < ?) AND EXISTS (SELECT 1 FROM "
-                "recipients r WHERE r.queue_id = m.queue_id AND r.state = 'received') "
+                "SELECT m.queue_id FROM messages m WHERE m.queue_id IN (SELECT r.queue_id FROM "
+                "recipients r WHERE r.state = 'received') AND m.next_translate <= ? AND "
+                "(m.lease_owner IS NULL OR m.lease_until < ?) "
                 f"ORDER BY m.received_at LIMIT ?{self._skip_locked('m')}",
                 (now, now, limit)).fetchall()
             ids = [r[0] for r in rows]

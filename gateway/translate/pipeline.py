@@ -89,8 +89,11 @@ def _hprim_recipients(decrypted: bytes, charset: str | None) -> list[tuple[str, 
 
 
 def _message_id(raw: bytes) -> str:
+    # the header block only: parsing the whole message (bodies, attachments) just to read
+    # one header cost a full parse per message
+    head = raw.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
     try:
-        value = mime.header(mime.parse(raw), "Message-ID")
+        value = mime.header(mime.parse(head + b"\r\n\r\n"), "Message-ID")
     except Exception:
         value = ""
     return value.strip() or f"<{sha256(raw)[:32]}@passerelle>"
