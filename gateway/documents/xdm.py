@@ -231,6 +231,10 @@ def _safe_names(z: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
         total += info.file_size
         if total > MAX_TOTAL_BYTES:
             raise UnsafeDocumentError("xdm: zip entries over the total size cap")
+        if name.upper() in names:
+            # two entries of one name: readers disagree on which counts (the hash checked
+            # here could be another entry's than the one a viewer shows)
+            raise UnsafeDocumentError("xdm: two zip entries share a name")
         names[name.upper()] = info
     return names
 

@@ -45,9 +45,8 @@ def original_headers(message: bytes) -> tuple[str, str, str]:
 def _head(message: bytes) -> EmailMessage | None:
     """The header block of a message from outside, parsed within the reader's bounds (a
     huge folded field would take the event loop for seconds), or None."""
-    head = message.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
     try:
-        return mime.parse(head + b"\r\n\r\n")
+        return mime.parse_head(message)
     except MessageFormatError:
         return None
 

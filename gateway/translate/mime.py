@@ -8,6 +8,7 @@ nesting depth before anything else looks at them, and turns every parse problem 
 from __future__ import annotations
 
 import email
+import email.parser
 import email.policy
 import re
 from dataclasses import dataclass
@@ -66,6 +67,31 @@ def parse(raw: bytes) -> EmailMessage:
     return msg
 
 
+def parse_head(raw: bytes) -> EmailMessage:
+    """Only the header block of a message (the body is not parsed), within the same bounds."""
+    check_shape(raw)
+    head = raw[: m.start()] if (m := _HEADER_END.search(raw)) else raw
+    try:
+        msg = email.parser.BytesHeaderParser(policy=email.policy.default).parsebytes(
+            head + b"\r\n\r\n")
+    except Exception as exc:
+        raise MessageFormatError(f"unreadable header block ({type(exc).__name__})") from None
+    assert isinstance(msg, EmailMessage)
+    _check_fields(msg)
+    return msg
+
+
+def _check_fields(part: Message) -> None:
+    fields = list(part.raw_items())
+    if len(fields) > MAX_HEADERS:
+        raise MessageFormatError(f"a MIME part has {len(fields)} header fields "
+                                 f"(limit {MAX_HEADERS})")
+    longest = max((len(name) + len(str(value)) for name, value in fields), default=0)
+    if longest > MAX_HEADER_FIELD:
+        raise MessageFormatError(f"header field of {longest} characters "
+                                 f"(limit {MAX_HEADER_FIELD})")
+
+
 def _check_tree(msg: Message) -> None:
     count = 0
     stack: list[tuple[Message, int]] = [(msg, 0)]
@@ -76,15 +102,7 @@ def _check_tree(msg: Message) -> None:
             raise MessageFormatError(f"MIME nesting deeper than {MAX_DEPTH}")
         if count > MAX_PARTS:
             raise MessageFormatError(f"more than {MAX_PARTS} MIME parts")
-        # every part's header block, not only the top one: nothing is parsed before this
-        fields = list(part.raw_items())
-        if len(fields) > MAX_HEADERS:
-            raise MessageFormatError(f"a MIME part has {len(fields)} header fields "
-                                     f"(limit {MAX_HEADERS})")
-        longest = max((len(name) + len(str(value)) for name, value in fields), default=0)
-        if longest > MAX_HEADER_FIELD:
-            raise MessageFormatError(f"header field of {longest} characters "
-                                     f"(limit {MAX_HEADER_FIELD})")
+        _check_fields(part)  # every part's header block, not only the top one
         if part.is_multipart():
             payload = part.get_payload()
             if not isinstance(payload, list):
