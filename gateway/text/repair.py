@@ -40,7 +40,7 @@ import ftfy
 from gateway.errors import TextError
 from gateway.text.charsets import DISPLAY, HINTS, MISREADINGS, SINGLE_BYTE, Misreading, decode
 from gateway.text.model import EncodingFound, Repair, TextResult
-from gateway.text.score import Judgement, judge, judge_word
+from gateway.text.score import Judgement, judge, judge_words, words
 
 _UTF8_RUN = re.compile(rb"[\x80-\xff]+")
 # Every non-empty run of non-ASCII bytes that is valid UTF-8 starts with a lead byte followed
@@ -91,6 +91,9 @@ class _Reading:
     kinds: tuple[str, ...]
     judgement: Judgement
     prior: float
+    # The words of ``text`` holding a non-ASCII character, in order (score.words(text)):
+    # all the judge looks at, and what a misreading changes.
+    words: list[str]
 
     @property
     def value(self) -> float:
@@ -205,10 +208,11 @@ def _mixed_decode(data: bytes, codec: str) -> tuple[str, int]:
 
 def _reading(text: str, base: str, *, prior: float, mixed: bool = False,
              steps: tuple[str, ...] = (), kinds: tuple[str, ...] = (),
-             judgement: Judgement | None = None) -> _Reading:
-    if judgement is None:
-        judgement = judge(text)
-    return _Reading(text, base, mixed, steps, kinds, judgement, prior)
+             text_words: list[str] | None = None) -> _Reading:
+    """A candidate; ``text_words`` is ``score.words(text)`` when the caller knows it."""
+    if text_words is None:
+        text_words = words(text)
+    return _Reading(text, base, mixed, steps, kinds, judge_words(text_words), prior, text_words)
 
 
 def _byte_words(data: bytes) -> list[bytes]:
@@ -222,18 +226,15 @@ def _byte_words(data: bytes) -> list[bytes]:
     return [w for w in data.translate(_WS_TO_SPACE).split(b" ") if not w.isascii()]
 
 
+def _read_words(byte_words: list[bytes], read: Callable[[bytes], str]) -> list[str]:
+    """``score.words(read(data))`` from the words of ``data`` (:func:`_byte_words`)."""
+    table = {w: read(w) for w in set(byte_words)}
+    return list(map(table.__getitem__, byte_words))
+
+
 def _judge_bytes(byte_words: list[bytes], read: Callable[[bytes], str]) -> Judgement:
-    """``judge(read(data))`` from the words of ``data`` (:func:`_byte_words`), summed in order."""
-    seen: dict[bytes, tuple[float, int]] = {}
-    total = 0.0
-    bad = 0
-    for w in byte_words:
-        verdict = seen.get(w)
-        if verdict is None:
-            verdict = seen[w] = judge_word(read(w))
-        total += verdict[0]
-        bad += verdict[1]
-    return Judgement(total, bad)
+    """``judge(read(data))`` from the words of ``data``."""
+    return judge_words(_read_words(byte_words, read))
 
 
 def _has_utf8_runs(data: bytes) -> bool:
@@ -259,7 +260,7 @@ def _byte_readings(data: bytes, hinted: str | None) -> Iterable[_Reading]:
             def read(b: bytes) -> str:
                 return decode(b, codec)
         return _reading(read(data), codec, prior=prior, mixed=mixed,
-                        judgement=_judge_bytes(byte_words, read))
+                        text_words=_read_words(byte_words, read))
 
     if _is_utf8(data):
         utf8 = reading("utf-8", prior=prior("utf-8") + 1.0)
@@ -306,8 +307,12 @@ def _undo(reading: _Reading, mis: Misreading) -> _Reading | None:
         return None
     if fixed == reading.text:
         return None
+    # The text undid as a whole, so each of its words undoes alone, and into the words of
+    # the result: a misreading maps ASCII to the same ASCII and the rest to non-ASCII.
+    table = {w: mis.undo(w) for w in set(reading.words)}
     return _reading(fixed, reading.base, prior=reading.prior - _STEP_COST, mixed=reading.mixed,
-                    steps=(*reading.steps, mis.name), kinds=(*reading.kinds, mis.kind))
+                    steps=(*reading.steps, mis.name), kinds=(*reading.kinds, mis.kind),
+                    text_words=list(map(table.__getitem__, reading.words)))
 
 
 def _search(start: list[_Reading]) -> list[_Reading]:

@@ -17,7 +17,8 @@ import re
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, reduce
+from operator import add, itemgetter
 
 FR_LOWER = frozenset("éèêàçôîûùâëïüœ")
 FR_LOWER_RARE = frozenset("æäöÿ")
@@ -154,15 +155,11 @@ def words(text: str) -> list[str]:
 
 
 def judge_words(words: Iterable[str]) -> Judgement:
-    """The sum of :func:`judge_word` over ``words``, added in order (float sums are exact
-    repeats of the whole-text judgement only in the same order)."""
-    total = 0.0
-    bad = 0
-    for word in words:
-        score, suspicious = judge_word(word)
-        total += score
-        bad += suspicious
-    return Judgement(total, bad)
+    """The sum of :func:`judge_word` over ``words``, added in order (a float sum repeats the
+    whole-text judgement exactly only in the same order, hence reduce and not sum())."""
+    verdicts = list(map(judge_word, words))
+    return Judgement(reduce(add, map(itemgetter(0), verdicts), 0.0),
+                     sum(map(itemgetter(1), verdicts)))
 
 
 @lru_cache(maxsize=65536)
