@@ -30,6 +30,7 @@ import contextlib
 import math
 import re
 import unicodedata
+from bisect import bisect_right
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -360,31 +361,53 @@ def _first_reading(data: bytes, best: _Reading) -> str:
     return decode(data, best.base)
 
 
-def _locate(text: str, offset: int) -> tuple[int, int]:
-    line = text.count("\n", 0, offset) + 1
-    start = text.rfind("\n", 0, offset) + 1
-    return line, offset - start + 1
+class _Locator:
+    """Line and column (1-based) of offsets in one text: its line starts, found once."""
+
+    def __init__(self, text: str) -> None:
+        self._starts = [0]
+        at = text.find("\n")
+        while at >= 0:
+            self._starts.append(at + 1)
+            at = text.find("\n", at + 1)
+
+    def __call__(self, offset: int) -> tuple[int, int]:
+        # as text.count("\n", 0, offset) + 1 and offset - (text.rfind("\n", 0, offset) + 1) + 1
+        i = bisect_right(self._starts, offset) - 1
+        return i + 1, offset - self._starts[i] + 1
+
+
+def _tokens(text: str) -> list[tuple[int, str]]:
+    """``(m.start(), m.group())`` for every match of ``_TOKEN`` in ``text``, without the regex."""
+    out = []
+    pos = 0
+    for part in text.replace("\t", " ").replace("\r", " ").replace("\n", " ").split(" "):
+        if part:
+            out.append((pos, part))
+        pos += len(part) + 1
+    return out
 
 
 def _word_repairs(before: str, after: str, kind: str, detail: str) -> list[Repair]:
     """One Repair per word that a whole-text undoing changed (ASCII spacing is preserved)."""
     out: list[Repair] = []
-    bw = list(_TOKEN.finditer(before))
-    aw = list(_TOKEN.finditer(after))
+    bw = _tokens(before)
+    aw = _tokens(after)
     if len(bw) != len(aw):
         line, col = 1, 1
         return [Repair(kind, detail, 0, line, col, before[:80], after[:80])]
-    for b, a in zip(bw, aw, strict=True):
-        if b.group() != a.group():
-            line, col = _locate(after, a.start())
-            out.append(Repair(kind.split(",")[0], detail, a.start(), line, col,
-                              b.group(), a.group()))
+    locate = _Locator(after)
+    for (_, b), (start, a) in zip(bw, aw, strict=True):
+        if b != a:
+            line, col = locate(start)
+            out.append(Repair(kind.split(",")[0], detail, start, line, col, b, a))
     return out
 
 
 def _mixed_repairs(data: bytes, codec: str) -> list[Repair]:
     out: list[Repair] = []
     text, _ = _mixed_decode(data, codec)
+    locate = _Locator(text)
     pos_bytes = 0
     pos_text = 0
     for m in _UTF8_RUN.finditer(data):
@@ -396,7 +419,7 @@ def _mixed_repairs(data: bytes, codec: str) -> list[Repair]:
             as_utf8 = None
         piece = as_utf8 if as_utf8 is not None else decode(run, codec)
         if as_utf8 is not None:
-            line, col = _locate(text, pos_text)
+            line, col = locate(pos_text)
             out.append(Repair("mixed_encoding", f"utf-8 span in {DISPLAY.get(codec, codec)} text",
                               pos_text, line, col, decode(run, codec), as_utf8))
         pos_text += len(piece)
@@ -413,24 +436,26 @@ def _mend_words(text: str, judgement: Judgement) -> tuple[str, list[Repair]]:
     changes: list[tuple[int, str, _Reading]] = []
     pieces: list[str] = []
     pos = 0
-    for m in _TOKEN.finditer(text):
-        word = m.group()
+    for start, word in _tokens(text):
+        if word.isascii():
+            continue  # judged 0, never suspicious: _mend_word would say None
         best = _mend_word(word)
         if best is None:
             continue
-        pieces.append(text[pos : m.start()])
+        pieces.append(text[pos:start])
         pieces.append(best.text)
-        pos = m.end()
-        changes.append((m.start(), word, best))
+        pos = start + len(word)
+        changes.append((start, word, best))
     if not changes:
         return text, []
     pieces.append(text[pos:])
     mended = "".join(pieces)
     out: list[Repair] = []
     shift = 0
+    locate = _Locator(mended)
     for start, word, best in changes:
         offset = start + shift
-        line, col = _locate(mended, offset)
+        line, col = locate(offset)
         out.append(Repair(best.kinds[0] if best.kinds else "mojibake", " then ".join(best.steps),
                           offset, line, col, word, best.text))
         shift += len(best.text) - len(word)

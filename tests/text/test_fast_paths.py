@@ -171,3 +171,21 @@ def test_nfd_is_judged_the_same() -> None:
 
 def test_corpus_cases_are_there() -> None:
     assert Path(FIXTURES / "text" / "sample-letter-mac-read-as-pc.bin").is_file()
+
+
+_SPACED = st.text(st.sampled_from("ab é\t\r\n\u00a0Ã©"), max_size=80)
+
+
+@settings(max_examples=500, deadline=None)
+@given(_SPACED | st.text(max_size=40))
+def test_tokens_are_the_regex_tokens(text: str) -> None:
+    assert fast._tokens(text) == [(m.start(), m.group()) for m in fast._TOKEN.finditer(text)]
+
+
+@settings(max_examples=500, deadline=None)
+@given(_SPACED, st.data())
+def test_locator_is_count_and_rfind(text: str, data: st.DataObject) -> None:
+    offset = data.draw(st.integers(0, len(text)))
+    line = text.count("\n", 0, offset) + 1
+    column = offset - (text.rfind("\n", 0, offset) + 1) + 1
+    assert fast._Locator(text)(offset) == (line, column)
