@@ -6,6 +6,7 @@ documented in ``deploy/passerelle.example.toml``; defaults make a single box wor
 
 from __future__ import annotations
 
+import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +63,8 @@ class DaemonSettings:
     lifetime: float = 5 * 86400.0
     ops_listen: tuple[str, int] = ("127.0.0.1", 9325)
     workers: int = 2
+    # translation in N worker processes (0: threads of the daemon process); default: the CPUs
+    processes: int = field(default_factory=lambda: min(4, os.cpu_count() or 1))
     per_destination: int = 4
     delivery_timeout: float = 60.0
     poll_interval: float = 1.0
@@ -191,6 +194,12 @@ class _Reader:
             raise self._err(key, "must be a positive whole number")
         return value
 
+    def count(self, key: str, default: int) -> int:
+        value = self.data.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise self._err(key, "must be a whole number, 0 or more")
+        return value
+
     def words(self, key: str, default: tuple[str, ...]) -> tuple[str, ...]:
         value = self.data.get(key, list(default))
         if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
@@ -273,6 +282,7 @@ def from_dict(data: dict[str, Any], *, base: Path, source: str) -> Settings:
         lifetime=retry.number("lifetime", defaults.lifetime),
         ops_listen=ops.listen("listen", defaults.ops_listen),
         workers=workers.integer("translate", defaults.workers),
+        processes=workers.count("processes", defaults.processes),
         per_destination=workers.integer("per_destination", defaults.per_destination),
         delivery_timeout=workers.number("delivery_timeout", defaults.delivery_timeout),
         poll_interval=workers.number("poll_interval", defaults.poll_interval),

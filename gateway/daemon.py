@@ -17,13 +17,17 @@ import contextlib
 import email.utils
 import functools
 import logging
+import multiprocessing
+import os
 import re
 import signal
 import ssl
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -75,6 +79,44 @@ class TranslatedGroup:
     trace: Any
     routes: dict[str, str] = field(default_factory=dict)  # directory alias -> mailbox
     unresolved: dict[str, str] = field(default_factory=dict)  # directory alias -> why
+
+
+def translate(translator: Translator, item: TranslateWork, now_ts: float
+              ) -> list[TranslatedGroup]:
+    """One queued message translated: groups of recipients with their bytes and trace."""
+    now = datetime.fromtimestamp(now_ts, UTC)
+    envelope = Envelope(item.mail_from, item.rcpts)
+    if item.direction is Direction.TO_TRUST:
+        t = translator.to_trust(item.data, envelope, now=now)
+        return [TranslatedGroup(t.recipients, t.message, t.trace, t.routes, t.unresolved)]
+    out: list[TranslatedGroup] = []
+    for rcpt in item.rcpts:
+        results = translator.to_legacy(item.data, Envelope(item.mail_from, (rcpt,)), now=now)
+        out.append(TranslatedGroup((rcpt,), results[0].message, results[0].trace))
+    return out
+
+
+_WORKER: Translator | None = None  # in a translation worker process
+
+
+def _worker_init(settings: Settings) -> None:
+    global _WORKER
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the daemon decides when workers stop
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    parent = os.getppid()
+
+    def orphaned() -> None:  # the daemon was killed (kill -9, OOM): do not linger
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=orphaned, name="parent-watch", daemon=True).start()
+    _WORKER = build_translator(settings)
+
+
+def _worker_translate(item: TranslateWork, now_ts: float) -> list[TranslatedGroup]:
+    assert _WORKER is not None, "translation worker not initialised"
+    return translate(_WORKER, item, now_ts)
 
 
 def message_id_of(data: bytes) -> str:
@@ -129,9 +171,7 @@ class Gateway:
         # delivery never queues behind a gpg call (the shorter the window between the peer's
         # 250 and our commit, the fewer duplicates after a crash).
         self._db = ThreadPoolExecutor(max_workers=2, thread_name_prefix="spool")
-        self._cpu = ThreadPoolExecutor(
-            max_workers=max(1, d.workers), thread_name_prefix="translate"
-        )
+        self._cpu: Executor = self._translation_pool()
         self._wake_translate = asyncio.Event()
         self._wake_deliver = asyncio.Event()
         self._stopping = False
@@ -152,8 +192,21 @@ class Gateway:
 
     # -- wiring --------------------------------------------------------------------------
 
+    def _translation_pool(self) -> Executor:
+        """Threads of this process, or worker processes each holding its own translator
+        (built once from the settings) so that translation uses every core."""
+        d = self.settings.daemon
+        if d.processes == 0:
+            return ThreadPoolExecutor(max_workers=max(1, d.workers), thread_name_prefix="translate")
+        return ProcessPoolExecutor(
+            max_workers=d.processes,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_worker_init,
+            initargs=(self.settings,),
+        )
+
     async def _in(
-        self, pool: ThreadPoolExecutor, fn: Callable[..., T], *args: Any, **kwargs: Any
+        self, pool: Executor, fn: Callable[..., T], *args: Any, **kwargs: Any
     ) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(pool, functools.partial(fn, *args, **kwargs))
@@ -165,6 +218,9 @@ class Gateway:
         """SIGHUP: the address book and the list of domains are read again."""
         try:
             self.translator.book = AddressBook.load(self.settings.addresses)
+            if isinstance(self._cpu, ProcessPoolExecutor):  # the workers read it again too
+                old, self._cpu = self._cpu, self._translation_pool()
+                old.shutdown(wait=False)
             if self.domains.store is not None:
                 self.domains.store.reload()
             log.info("config.reloaded", outcome="ok")
@@ -348,24 +404,19 @@ class Gateway:
                 task.add_done_callback(self._inflight.discard)
                 await asyncio.shield(task)
 
-    def _translate_sync(self, item: TranslateWork) -> list[TranslatedGroup]:
-        now = datetime.fromtimestamp(self.clock(), UTC)
-        envelope = Envelope(item.mail_from, item.rcpts)
-        if item.direction is Direction.TO_TRUST:
-            t = self.translator.to_trust(item.data, envelope, now=now)
-            return [TranslatedGroup(t.recipients, t.message, t.trace, t.routes, t.unresolved)]
-        out: list[TranslatedGroup] = []
-        for rcpt in item.rcpts:
-            results = self.translator.to_legacy(
-                item.data, Envelope(item.mail_from, (rcpt,)), now=now
-            )
-            out.append(TranslatedGroup((rcpt,), results[0].message, results[0].trace))
-        return out
-
     async def _translate_one(self, item: TranslateWork) -> None:
         now = self.clock()
         try:
-            groups = await self._in(self._cpu, self._translate_sync, item)
+            if isinstance(self._cpu, ProcessPoolExecutor):
+                groups = await self._in(self._cpu, _worker_translate, item, now)
+            else:
+                groups = await self._in(self._cpu, translate, self.translator, item, now)
+        except BrokenProcessPool:  # a worker died (killed, out of memory): new workers
+            log.error("translation.workers_lost", queue_id=item.queue_id)
+            old, self._cpu = self._cpu, self._translation_pool()
+            old.shutdown(wait=False)
+            await self._translation_failed(item, Fate.RETRY, "internal", "worker process lost")
+            return
         except PasserelleError as exc:
             await self._translation_failed(item, exc.fate, exc.kind, str(exc))
             return

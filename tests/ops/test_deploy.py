@@ -97,7 +97,8 @@ def test_example_config_loads_and_documents_every_key_config_reads() -> None:
     data = tomllib.loads(text)
     source = (ROOT / "gateway" / "config.py").read_text(encoding="utf-8")
     readers = dict(re.findall(r"(\w+) = top\.table\(\"(\w+)\"\)", source))
-    read = re.findall(r"\b(\w+)\.(?:text|number|flag|path|paths|argv|words)\(\"(\w+)\"", source)
+    read = re.findall(r"\b(\w+)\.(?:text|number|flag|path|paths|argv|words|count)\(\"(\w+)\"",
+                      source)
     assert read, "the scan of gateway/config.py found no keys"
     for reader, key in read:
         section = readers[reader]
