@@ -34,6 +34,7 @@ from bisect import bisect_right
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import filterfalse
 
 import chardet
 import ftfy
@@ -44,9 +45,6 @@ from gateway.text.model import EncodingFound, Repair, TextResult
 from gateway.text.score import Judgement, judge, judge_words, words
 
 _UTF8_RUN = re.compile(rb"[\x80-\xff]+")
-# Every non-empty run of non-ASCII bytes that is valid UTF-8 starts with a lead byte followed
-# by a continuation byte: without this pair no run can be UTF-8.
-_UTF8_PAIR = re.compile(rb"[\xc2-\xf4][\x80-\xbf]")
 _WS_TO_SPACE = bytes.maketrans(b"\t\r\n", b"   ")
 _CONTROLS = bytes(b for b in range(0x20) if b not in (9, 10, 12, 13, 26, 27))
 _TOKEN = re.compile(r"[^ \t\r\n]+")
@@ -209,11 +207,15 @@ def _mixed_decode(data: bytes, codec: str) -> tuple[str, int]:
 
 def _reading(text: str, base: str, *, prior: float, mixed: bool = False,
              steps: tuple[str, ...] = (), kinds: tuple[str, ...] = (),
-             text_words: list[str] | None = None) -> _Reading:
-    """A candidate; ``text_words`` is ``score.words(text)`` when the caller knows it."""
+             text_words: list[str] | None = None,
+             judgement: Judgement | None = None) -> _Reading:
+    """A candidate; ``text_words`` is ``score.words(text)`` when the caller knows it, and
+    ``judgement`` its judgement."""
     if text_words is None:
         text_words = words(text)
-    return _Reading(text, base, mixed, steps, kinds, judge_words(text_words), prior, text_words)
+    if judgement is None:
+        judgement = judge_words(text_words)
+    return _Reading(text, base, mixed, steps, kinds, judgement, prior, text_words)
 
 
 def _byte_words(data: bytes) -> list[bytes]:
@@ -224,13 +226,15 @@ def _byte_words(data: bytes) -> list[bytes]:
     no character spans an ASCII byte: the words the judge sees in a reading are these words,
     each read alone.  So each reading is judged word by word, each distinct word once.
     """
-    return [w for w in data.translate(_WS_TO_SPACE).split(b" ") if not w.isascii()]
+    return list(filterfalse(bytes.isascii, data.translate(_WS_TO_SPACE).split(b" ")))
 
 
 def _read_words(byte_words: list[bytes], read: Callable[[bytes], str]) -> list[str]:
-    """``score.words(read(data))`` from the words of ``data`` (:func:`_byte_words`)."""
-    table = {w: read(w) for w in set(byte_words)}
-    return list(map(table.__getitem__, byte_words))
+    """``score.words(read(data))`` from the words of ``data`` (:func:`_byte_words`): read
+    together, space-separated (a reading never turns a non-space byte into a space)."""
+    if not byte_words:
+        return []
+    return read(b" ".join(byte_words)).split(" ")
 
 
 def _judge_bytes(byte_words: list[bytes], read: Callable[[bytes], str]) -> Judgement:
@@ -239,7 +243,12 @@ def _judge_bytes(byte_words: list[bytes], read: Callable[[bytes], str]) -> Judge
 
 
 def _has_utf8_runs(data: bytes) -> bool:
-    if _UTF8_PAIR.search(data) is None:
+    """Whether some run of non-ASCII bytes is valid UTF-8 as a whole.
+
+    Such a run holds a multi-byte sequence, which the UTF-8 decoder (starting fresh after the
+    ASCII byte before the run) reads as one character where surrogateescape reads every other
+    byte as one: without one, the decoded length is the byte length."""
+    if len(data.decode("utf-8", "surrogateescape")) == len(data):
         return False
     return any(_is_utf8(run) for run in set(_UTF8_RUN.findall(data)))
 
@@ -249,6 +258,7 @@ def _byte_readings(data: bytes, hinted: str | None) -> Iterable[_Reading]:
         return _PRIOR.get(codec, 0.0) + (_HINT_BONUS if codec == hinted else 0.0)
 
     byte_words = _byte_words(data)
+    read_before: dict[str, _Reading] = {}  # by text (Latin-1 often reads as ISO-8859-15)
 
     def reading(codec: str, *, prior: float, mixed: bool = False) -> _Reading:
         if mixed:
@@ -260,8 +270,14 @@ def _byte_readings(data: bytes, hinted: str | None) -> Iterable[_Reading]:
         else:
             def read(b: bytes) -> str:
                 return decode(b, codec)
-        return _reading(read(data), codec, prior=prior, mixed=mixed,
-                        text_words=_read_words(byte_words, read))
+        text = read(data)
+        same = read_before.get(text)
+        if same is not None:
+            return _reading(text, codec, prior=prior, mixed=mixed, text_words=same.words,
+                            judgement=same.judgement)
+        out = read_before[text] = _reading(text, codec, prior=prior, mixed=mixed,
+                                           text_words=_read_words(byte_words, read))
+        return out
 
     if _is_utf8(data):
         utf8 = reading("utf-8", prior=prior("utf-8") + 1.0)

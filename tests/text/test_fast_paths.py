@@ -158,8 +158,10 @@ def test_byte_words_judge_each_reading_as_the_whole_text(data: bytes) -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.binary(max_size=60) | st.text(max_size=20).map(lambda t: t.encode("utf-8")))
-def test_utf8_runs_are_found_only_where_a_lead_byte_is_followed(data: bytes) -> None:
+@given(st.lists(st.binary(max_size=8) | st.text(max_size=6).map(lambda t: t.encode("utf-8"))
+                | st.sampled_from([b" ", b"\xe9", b"\xc3", b"\xa9", b"\xe2\x80", b"\x99"]),
+                max_size=12).map(b"".join))
+def test_utf8_runs_are_found_as_before(data: bytes) -> None:
     slow = any(fast._is_utf8(m.group()) for m in fast._UTF8_RUN.finditer(data))
     assert fast._has_utf8_runs(data) == slow
 
