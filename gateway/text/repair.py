@@ -353,11 +353,33 @@ def _search(start: list[_Reading]) -> list[_Reading]:
     if all(r.judgement.suspicious for r in seen.values()):
         # Nothing we know undoes it: let ftfy try its own repairs (quote uncurling off).
         for r in start[:_BEAM]:
-            fixed = ftfy.fix_text(r.text, _FTFY_CONFIG)
+            fixed = _ftfy(r.text)
             if fixed not in seen:
                 seen[fixed] = _reading(fixed, r.base, prior=r.prior - _FTFY_COST, mixed=r.mixed,
                                        steps=(*r.steps, "ftfy"), kinds=(*r.kinds, "mojibake"))
     return list(seen.values())
+
+
+def _ftfy(text: str) -> str:
+    """``ftfy.fix_text(text, _FTFY_CONFIG)``, a line at a time as fix_text works, skipping
+    ASCII lines (ftfy's fixes we leave on only touch non-ASCII text) and remembering lines
+    (the candidate readings of one letter share lines, letters of one sender too)."""
+    out = []
+    pos = 0
+    end = len(text)
+    limit = _FTFY_CONFIG.max_decode_length
+    while pos < end:
+        brk = text.find("\n", pos) + 1 or end
+        brk = min(brk, pos + limit)
+        segment = text[pos:brk]
+        out.append(segment if segment.isascii() else _ftfy_segment(segment))
+        pos = brk
+    return "".join(out)
+
+
+@lru_cache(maxsize=8192)
+def _ftfy_segment(segment: str) -> str:
+    return ftfy.fix_text(segment, _FTFY_CONFIG)
 
 
 def _confidence(best: _Reading, runner_up: _Reading | None) -> float:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import ftfy
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -191,3 +192,27 @@ def test_locator_is_count_and_rfind(text: str, data: st.DataObject) -> None:
     line = text.count("\n", 0, offset) + 1
     column = offset - (text.rfind("\n", 0, offset) + 1) + 1
     assert fast._Locator(text)(offset) == (line, column)
+
+
+_FTFY_PIECES = st.sampled_from(["Ã©", "Ã", "Â", "â€™", "Ã ", " Â ", "Ž", "\x85", "\x9d", "é",
+                                "\n", "\r", "&amp;", "\x1b[1m", "ﬁ", "“", "Ã\xa0", "√©", "\u2028"])
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_FTFY_PIECES | st.text(max_size=5), max_size=30).map("".join))
+def test_ftfy_by_lines_is_ftfy(text: str) -> None:
+    assert fast._ftfy(text) == ftfy.fix_text(text, fast._FTFY_CONFIG)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(st.characters(max_codepoint=0x7F)))
+def test_ftfy_leaves_ascii_alone(text: str) -> None:
+    assert ftfy.fix_text(text, fast._FTFY_CONFIG) == text
+
+
+def test_ftfy_by_lines_on_every_corpus_reading() -> None:
+    for case in _CASES:
+        data = case.read_bytes()
+        for codec in ("cp1252", "mac_roman"):
+            text = decode(data, codec)
+            assert fast._ftfy(text) == ftfy.fix_text(text, fast._FTFY_CONFIG)
