@@ -25,6 +25,7 @@ FR_LOWER_RARE = frozenset("æäöÿ")
 FR_UPPER = frozenset("ÉÈÊËÀÂÇÎÏÔÛÙÜŒŸÆ")
 FR_UPPER_RARE = frozenset("ÂÛÙËÏÜŸÆ")
 FOREIGN_LATIN = frozenset("áíóúñãõøåßÁÍÓÚÑÃÕØÅÄÖ")
+_FR_LETTERS = FR_LOWER | FR_UPPER
 # How often each letter starts a French word (école, être, île, ça, œil) or a capitalised
 # one (École, Être, Île, Ça, À): the others never do.
 _LOWER_INITIAL = {"é": 2.0, "ê": 1.0, "î": 1.0, "ç": 1.0, "œ": 1.0, "â": 1.0, "à": 0.5}
@@ -113,7 +114,7 @@ def _pair(c: str, prev: str, nxt: str) -> float:
 
 
 def _letter(c: str, prev: str, nxt: str, caps_word: bool) -> float:
-    if prev >= "\x80" and prev.isalpha() and c in FR_LOWER | FR_UPPER and prev + c not in "éé ÉÉ":
+    if prev >= "\x80" and prev.isalpha() and c in _FR_LETTERS and prev + c not in "éé ÉÉ":
         return -1.5  # two accented letters in a row: créé, réévaluer — little else
     if c in "Ââ" and not nxt.isalpha():
         return -3.0  # "Â²", "Â°", "Â " : the UTF-8 lead byte of a symbol
@@ -165,10 +166,13 @@ def judge_words(words: Iterable[str]) -> Judgement:
 @lru_cache(maxsize=65536)
 def judge_word(word: str) -> tuple[float, int]:
     """Score one word (split on ASCII white space, so its outside context is a space)."""
-    letters = [ch for ch in word if ch.isalpha()]
-    plain = [ch for ch in letters if ch < "\x80"]
-    caps_word = len(plain) >= 2 and all(ch.isupper() for ch in plain)
-    accented = len(letters) - len(plain)
+    plain = word.encode("ascii", "ignore").translate(None, _ASCII_NOT_LETTERS)  # A-Z a-z
+    caps_word = len(plain) >= 2 and plain.isupper()
+    high = [m.start() for m in _NON_ASCII.finditer(word)]
+    accented = 0
+    for i in high:
+        if word[i].isalpha():
+            accented += 1
     total = 0.0
     bad = 0
     if accented > len(plain) + 1:
@@ -176,18 +180,21 @@ def judge_word(word: str) -> tuple[float, int]:
         total -= 2.0 * accented
         bad += accented
     last = len(word) - 1
-    for i, c in enumerate(word):
-        if c < "\x80":
-            continue
+    for i in high:
         prev = word[i - 1] if i else " "
         nxt = word[i + 1] if i < last else " "
-        s = _char(c, prev, nxt, caps_word)
+        s = _char(word[i], prev, nxt, caps_word)
         total += s
         if s < 0:
             bad += 1
     return total, bad
 
 
+_ASCII_NOT_LETTERS = bytes(b for b in range(128) if not chr(b).isalpha())
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
+
+
+@lru_cache(maxsize=65536)
 def _char(c: str, prev: str, nxt: str, caps_word: bool) -> float:
     if c == "\ufffd":
         return -10.0

@@ -20,9 +20,10 @@ from gateway.errors import TextError
 from gateway.text import normalize
 from gateway.text import repair as fast
 from gateway.text.charsets import SINGLE_BYTE, decode
-from gateway.text.score import _WORD, judge, judge_words, words
+from gateway.text.score import _WORD, judge, judge_word, judge_words, words
 from tests.conftest import FIXTURES
 from tests.text import reference
+from tests.text.reference import score as reference_score
 
 sys.path.insert(0, str(FIXTURES / "text" / "extra"))
 from make_extra import variants
@@ -216,3 +217,18 @@ def test_ftfy_by_lines_on_every_corpus_reading() -> None:
         for codec in ("cp1252", "mac_roman"):
             text = decode(data, codec)
             assert fast._ftfy(text) == ftfy.fix_text(text, fast._FTFY_CONFIG)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.lists(_PIECES | st.text(max_size=4), max_size=8).map("".join)
+       .map(lambda t: t.replace(" ", "").replace("\t", "").replace("\r", "").replace("\n", "")))
+def test_judge_word_is_the_reference(word: str) -> None:
+    assert judge_word(word) == reference_score.judge_word(word)
+
+
+def test_judge_word_is_the_reference_on_every_corpus_word() -> None:
+    for case in _CASES:
+        data = case.read_bytes()
+        for codec in ("cp1252", "mac_roman", "cp850"):
+            for word in words(decode(data, codec)):
+                assert judge_word(word) == reference_score.judge_word(word)
