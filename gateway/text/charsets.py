@@ -26,6 +26,9 @@ def _sloppy_cp1252_table() -> str:
 
 _SLOPPY_DECODE = _sloppy_cp1252_table()
 _SLOPPY_ENCODE = codecs.charmap_build(_SLOPPY_DECODE)
+# Python's cp850 codec encodes through a dict (slow); the same table as an EncodingMap.
+_CP850_DECODE = bytes(range(256)).decode("cp850")
+_CP850_ENCODE = codecs.charmap_build(_CP850_DECODE)
 
 
 def decode(data: bytes, codec: str) -> str:
@@ -39,6 +42,8 @@ def encode(text: str, codec: str) -> bytes:
     """Encode strictly (raises UnicodeEncodeError when a character has no byte)."""
     if codec == "cp1252":
         return codecs.charmap_encode(text, "strict", _SLOPPY_ENCODE)[0]
+    if codec == "cp850":
+        return codecs.charmap_encode(text, "strict", _CP850_ENCODE)[0]
     return text.encode(codec)
 
 

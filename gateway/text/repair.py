@@ -34,7 +34,8 @@ from bisect import bisect_right
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
-from itertools import filterfalse
+from itertools import accumulate, compress, filterfalse
+from operator import ne
 
 import chardet
 import ftfy
@@ -324,12 +325,12 @@ def _undo(reading: _Reading, mis: Misreading) -> _Reading | None:
         return None
     if fixed == reading.text:
         return None
-    # The text undid as a whole, so each of its words undoes alone, and into the words of
-    # the result: a misreading maps ASCII to the same ASCII and the rest to non-ASCII.
-    table = {w: mis.undo(w) for w in set(reading.words)}
+    # The text undid as a whole, so its words undo, together, into the words of the result:
+    # a misreading maps ASCII to the same ASCII and the rest to non-ASCII.
+    fixed_words = mis.undo(" ".join(reading.words)).split(" ") if reading.words else []
     return _reading(fixed, reading.base, prior=reading.prior - _STEP_COST, mixed=reading.mixed,
                     steps=(*reading.steps, mis.name), kinds=(*reading.kinds, mis.kind),
-                    text_words=list(map(table.__getitem__, reading.words)))
+                    text_words=fixed_words)
 
 
 def _search(start: list[_Reading]) -> list[_Reading]:
@@ -415,11 +416,15 @@ class _Locator:
         return i + 1, offset - self._starts[i] + 1
 
 
+def _spaced(text: str) -> str:
+    return text.replace("\t", " ").replace("\r", " ").replace("\n", " ")
+
+
 def _tokens(text: str) -> list[tuple[int, str]]:
     """``(m.start(), m.group())`` for every match of ``_TOKEN`` in ``text``, without the regex."""
     out = []
     pos = 0
-    for part in text.replace("\t", " ").replace("\r", " ").replace("\n", " ").split(" "):
+    for part in _spaced(text).split(" "):
         if part:
             out.append((pos, part))
         pos += len(part) + 1
@@ -429,6 +434,18 @@ def _tokens(text: str) -> list[tuple[int, str]]:
 def _word_repairs(before: str, after: str, kind: str, detail: str) -> list[Repair]:
     """One Repair per word that a whole-text undoing changed (ASCII spacing is preserved)."""
     out: list[Repair] = []
+    bp = _spaced(before).split(" ")
+    ap = _spaced(after).split(" ")
+    if len(bp) == len(ap) and list(map(bool, bp)) == list(map(bool, ap)):
+        # Same white space (a misreading keeps ASCII): the words pair up where they stand.
+        ends = list(accumulate(map(len, ap)))  # part i starts at ends[i] - len(ap[i]) + i
+        locate = _Locator(after)
+        kind0 = kind.split(",")[0]
+        for i in compress(range(len(ap)), map(ne, bp, ap)):
+            start = ends[i] - len(ap[i]) + i
+            line, col = locate(start)
+            out.append(Repair(kind0, detail, start, line, col, bp[i], ap[i]))
+        return out
     bw = _tokens(before)
     aw = _tokens(after)
     if len(bw) != len(aw):

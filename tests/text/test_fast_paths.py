@@ -232,3 +232,33 @@ def test_judge_word_is_the_reference_on_every_corpus_word() -> None:
         for codec in ("cp1252", "mac_roman", "cp850"):
             for word in words(decode(data, codec)):
                 assert judge_word(word) == reference_score.judge_word(word)
+
+
+def test_cp850_encodes_as_python_does() -> None:
+    from gateway.text.charsets import encode
+
+    table = bytes(range(256)).decode("cp850")
+    assert encode(table, "cp850") == table.encode("cp850") == bytes(range(256))
+    for ch in map(chr, range(0x3000)):
+        try:
+            want: bytes | None = ch.encode("cp850")
+        except UnicodeEncodeError:
+            want = None
+        try:
+            got: bytes | None = encode(ch, "cp850")
+        except UnicodeEncodeError:
+            got = None
+        assert got == want, ch
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_PIECES | st.text(max_size=5), max_size=30).map("".join),
+       st.sampled_from(fast.MISREADINGS))
+def test_word_repairs_are_the_reference(text: str, mis: Any) -> None:
+    try:
+        after = mis.undo(text)
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return
+    for a in (after, after.replace(" ", "  ", 1), after + " x"):
+        assert fast._word_repairs(text, a, "mojibake", "d") \
+            == reference.repair._word_repairs(text, a, "mojibake", "d")
