@@ -34,7 +34,7 @@ from bisect import bisect_right
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
-from itertools import accumulate, compress, filterfalse
+from itertools import accumulate, chain, compress, filterfalse
 from operator import ne
 
 import chardet
@@ -206,6 +206,42 @@ def _mixed_decode(data: bytes, codec: str) -> tuple[str, int]:
     return "".join(parts), utf8_runs
 
 
+class _Mixed:
+    """Bytes read the mixed way (:func:`_mixed_decode`) in any codec, the runs found once.
+
+    The bytes are cut around the runs that are valid UTF-8; the pieces between (ASCII and the
+    other runs) are read in the codec all at once, NUL-separated (``data`` holds no NUL: a
+    single-byte codec reads NUL, and only NUL, as NUL), and the UTF-8 runs put back between.
+    """
+
+    def __init__(self, data: bytes) -> None:
+        self._slow = b"\x00" in data
+        self._data = data
+        self._pieces: list[bytes] = []
+        self._utf8: list[str] = []
+        utf8: dict[bytes, str | None] = {}
+        pos = 0
+        for m in _UTF8_RUN.finditer(data):
+            run = m.group()
+            if run not in utf8:
+                try:
+                    utf8[run] = run.decode("utf-8")
+                except UnicodeDecodeError:
+                    utf8[run] = None
+            as_utf8 = utf8[run]
+            if as_utf8 is not None:
+                self._pieces.append(data[pos : m.start()])
+                self._utf8.append(as_utf8)
+                pos = m.end()
+        self._pieces.append(data[pos:])
+
+    def read(self, codec: str) -> str:
+        if self._slow:
+            return _mixed_decode(self._data, codec)[0]
+        pieces = decode(b"\x00".join(self._pieces), codec).split("\x00")
+        return "".join(chain.from_iterable(zip(pieces, [*self._utf8, ""], strict=True)))
+
+
 def _reading(text: str, base: str, *, prior: float, mixed: bool = False,
              steps: tuple[str, ...] = (), kinds: tuple[str, ...] = (),
              text_words: list[str] | None = None,
@@ -260,12 +296,23 @@ def _byte_readings(data: bytes, hinted: str | None) -> Iterable[_Reading]:
 
     byte_words = _byte_words(data)
     read_before: dict[str, _Reading] = {}  # by text (Latin-1 often reads as ISO-8859-15)
+    mixed_text: _Mixed | None = None
+    mixed_words: _Mixed | None = None
 
     def reading(codec: str, *, prior: float, mixed: bool = False) -> _Reading:
+        nonlocal mixed_text, mixed_words
         if mixed:
-            def read(b: bytes) -> str:
-                return _mixed_decode(b, codec)[0]
-        elif codec == "utf-8":
+            if mixed_text is None or mixed_words is None:
+                mixed_text, mixed_words = _Mixed(data), _Mixed(b" ".join(byte_words))
+            text = mixed_text.read(codec)
+            same = read_before.get(text)
+            if same is None:
+                same = read_before[text] = _reading(
+                    text, codec, prior=prior, mixed=True,
+                    text_words=mixed_words.read(codec).split(" ") if byte_words else [])
+            return _reading(text, codec, prior=prior, mixed=True, text_words=same.words,
+                            judgement=same.judgement)
+        if codec == "utf-8":
             def read(b: bytes) -> str:
                 return b.decode("utf-8")
         else:

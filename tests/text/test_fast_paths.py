@@ -262,3 +262,13 @@ def test_word_repairs_are_the_reference(text: str, mis: Any) -> None:
     for a in (after, after.replace(" ", "  ", 1), after + " x"):
         assert fast._word_repairs(text, a, "mojibake", "d") \
             == reference.repair._word_repairs(text, a, "mojibake", "d")
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.binary(max_size=6) | st.text(max_size=6).map(lambda t: t.encode("utf-8"))
+                | st.sampled_from([b" ", b"\xe9", b"\xc3\xa9", b"\xe2\x80\x99", b"\x00"]),
+                max_size=16).map(b"".join))
+def test_mixed_reading_all_at_once_is_run_by_run(data: bytes) -> None:
+    mixed = fast._Mixed(data)
+    for codec in SINGLE_BYTE:
+        assert mixed.read(codec) == fast._mixed_decode(data, codec)[0]
