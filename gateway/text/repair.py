@@ -130,12 +130,11 @@ def normalize(data: bytes, *, hint: str | None = None) -> TextResult:
     runner_up = next((r for r in best_first[1:] if r.text != best.text), None)
     confidence = _confidence(best, runner_up)
 
-    first_reading = _first_reading(body, best)
     text = best.text
     if best.mixed:
         repairs.extend(_mixed_repairs(body, best.base))
     if best.steps:
-        repairs.extend(_word_repairs(first_reading, text, ",".join(best.kinds),
+        repairs.extend(_word_repairs(_first_reading(body, best), text, ",".join(best.kinds),
                                      " then ".join(best.steps)))
     text, word_fixes = _mend_words(text, best.judgement)
     repairs.extend(word_fixes)
@@ -441,7 +440,7 @@ def _confidence(best: _Reading, runner_up: _Reading | None) -> float:
 def _first_reading(data: bytes, best: _Reading) -> str:
     """What the bytes said before any misreading was undone (for the repair list)."""
     if best.mixed:
-        return _mixed_decode(data, best.base)[0]
+        return _Mixed(data).read(best.base)
     if best.base == "utf-8":
         return data.decode("utf-8")
     return decode(data, best.base)
@@ -508,23 +507,29 @@ def _word_repairs(before: str, after: str, kind: str, detail: str) -> list[Repai
 
 def _mixed_repairs(data: bytes, codec: str) -> list[Repair]:
     out: list[Repair] = []
-    text, _ = _mixed_decode(data, codec)
+    text = _Mixed(data).read(codec)
     locate = _Locator(text)
+    detail = f"utf-8 span in {DISPLAY.get(codec, codec)} text"
+    readings: dict[bytes, tuple[str | None, str]] = {}  # run → (as UTF-8, in codec)
     pos_bytes = 0
     pos_text = 0
     for m in _UTF8_RUN.finditer(data):
         pos_text += m.start() - pos_bytes
         run = m.group()
-        try:
-            as_utf8 = run.decode("utf-8")
-        except UnicodeDecodeError:
-            as_utf8 = None
-        piece = as_utf8 if as_utf8 is not None else decode(run, codec)
+        read = readings.get(run)
+        if read is None:
+            try:
+                as_utf8: str | None = run.decode("utf-8")
+            except UnicodeDecodeError:
+                as_utf8 = None
+            read = readings[run] = (as_utf8, decode(run, codec))
+        as_utf8, in_codec = read
         if as_utf8 is not None:
             line, col = locate(pos_text)
-            out.append(Repair("mixed_encoding", f"utf-8 span in {DISPLAY.get(codec, codec)} text",
-                              pos_text, line, col, decode(run, codec), as_utf8))
-        pos_text += len(piece)
+            out.append(Repair("mixed_encoding", detail, pos_text, line, col, in_codec, as_utf8))
+            pos_text += len(as_utf8)
+        else:
+            pos_text += len(in_codec)
         pos_bytes = m.end()
     return out
 
@@ -584,11 +589,15 @@ def _encodings_found(data: bytes, best: _Reading, confidence: float) -> list[Enc
     if not best.mixed:
         return [EncodingFound(name, confidence)]
     utf8_bytes = other = 0
-    for m in _UTF8_RUN.finditer(data):
-        if _is_utf8(m.group()):
-            utf8_bytes += len(m.group())
+    valid: dict[bytes, bool] = {}
+    for run in _UTF8_RUN.findall(data):
+        ok = valid.get(run)
+        if ok is None:
+            ok = valid[run] = _is_utf8(run)
+        if ok:
+            utf8_bytes += len(run)
         else:
-            other += len(m.group())
+            other += len(run)
     total = max(1, utf8_bytes + other)
     return [EncodingFound(name, confidence, round(other / total, 3)),
             EncodingFound("utf-8", confidence, round(utf8_bytes / total, 3))]
