@@ -100,6 +100,9 @@ class Conn(Protocol):
     def execute(self, sql: str, parameters: Any = (), /) -> Any: ...
 
 
+_DIRECTIONS = frozenset(str(d) for d in Direction)
+
+
 def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -278,6 +281,9 @@ class SqliteSpool:
         if _digest(data) != digest:
             self._set_aside(queue_id, "corrupt: stored bytes do not match their digest")
             return None
+        if direction not in _DIRECTIONS:  # a damaged row must not stop the workers
+            self._set_aside(queue_id, "corrupt: unknown direction")
+            return None
         rcpts = tuple(r[0] for r in db.execute(
             "SELECT rcpt FROM recipients WHERE queue_id=? AND state='received' ORDER BY id",
             (queue_id,)))
@@ -360,6 +366,9 @@ class SqliteSpool:
             qid, data, digest, direction, mail_from, received_at, message_id = row
             if _digest(data) != digest:
                 self._set_aside(qid, "corrupt: translated bytes do not match their digest")
+                continue
+            if direction not in _DIRECTIONS:
+                self._set_aside(qid, "corrupt: unknown direction")
                 continue
             rcpts = db.execute(
                 "SELECT rcpt, attempts, first_deferred, warned, in_doubt, deliver_to FROM "
