@@ -25,7 +25,7 @@ import ssl
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -328,9 +328,22 @@ class Gateway:
         for listener in self.listeners:
             await listener.start()
         for i in range(d.workers):
-            self._tasks.append(asyncio.create_task(self._translate_loop(i)))
-        self._tasks.append(asyncio.create_task(self._deliver_loop()))
-        self._tasks.append(asyncio.create_task(self._gauges_loop()))
+            self._tasks.append(asyncio.create_task(self._forever(self._translate_loop, i)))
+        self._tasks.append(asyncio.create_task(self._forever(self._deliver_loop)))
+        self._tasks.append(asyncio.create_task(self._forever(self._gauges_loop)))
+
+    async def _forever(self, loop: Callable[..., Awaitable[None]], *args: Any) -> None:
+        """Run a worker loop again when it fails (the spool's database unreachable, its disk
+        full, a bug): otherwise the listeners would go on accepting mail nobody handles."""
+        while not self._stopping:
+            try:
+                await loop(*args)
+            except PasserelleError as exc:
+                log.error("worker.failed", kind=exc.kind, outcome="restarted")
+            except Exception as exc:
+                log.error("worker.failed", kind="internal", outcome="restarted", exc_info=exc)
+            if not self._stopping:
+                await asyncio.sleep(1.0)
 
     async def drain(self, grace: float = 30.0) -> None:
         """Stop accepting, let work in flight finish, leave the rest in the spool."""
