@@ -426,7 +426,42 @@ def _ftfy(text: str) -> str:
 
 @lru_cache(maxsize=8192)
 def _ftfy_segment(segment: str) -> str:
-    return ftfy.fix_text(segment, _FTFY_CONFIG)
+    if _FTFY_STEP is None:
+        return ftfy.fix_text(segment, _FTFY_CONFIG)
+    # What fix_text does to one segment with our config: fix_and_explain runs fix_encoding
+    # (one-step repairs, with ftfy's *default* config, until nothing changes) and then only
+    # fixers our config turns off, until nothing changes: the fixed point of the one step.
+    # Memoising the step means the candidate readings of a letter, which often repair into
+    # one another's lines, share the work (a Mac Roman line repairs into the UTF-8 line).
+    text = segment
+    while True:
+        fixed = _ftfy_step(text)
+        if fixed == text:
+            return text
+        text = fixed
+
+
+@lru_cache(maxsize=16384)
+def _ftfy_step(text: str) -> str:
+    assert _FTFY_STEP is not None
+    return _FTFY_STEP(text, _FTFY_STEP_CONFIG).text
+
+
+def _ftfy_one_step() -> Callable[[str, ftfy.TextFixerConfig], ftfy.ExplainedText] | None:
+    """ftfy's one-step encoding repair, where the reasoning above holds (ftfy 6, every fixer
+    but fix_encoding off in our config); else None and segments go through fix_text."""
+    step = getattr(ftfy, "_fix_encoding_one_step_and_explain", None)
+    others = ("unescape_html", "fix_c1_controls", "fix_latin_ligatures", "fix_character_width",
+              "uncurl_quotes", "fix_line_breaks", "fix_surrogates", "remove_terminal_escapes",
+              "remove_control_chars", "normalization", "explain")
+    if (not ftfy.__version__.startswith("6.") or not callable(step)
+            or any(getattr(_FTFY_CONFIG, name) for name in others)):
+        return None
+    return step  # type: ignore[no-any-return]
+
+
+_FTFY_STEP = _ftfy_one_step()
+_FTFY_STEP_CONFIG = ftfy.TextFixerConfig(explain=False)  # what ftfy.fix_encoding uses
 
 
 def _confidence(best: _Reading, runner_up: _Reading | None) -> float:

@@ -272,3 +272,17 @@ def test_mixed_reading_all_at_once_is_run_by_run(data: bytes) -> None:
     mixed = fast._Mixed(data)
     for codec in SINGLE_BYTE:
         assert mixed.read(codec) == fast._mixed_decode(data, codec)[0]
+
+
+def test_ftfy_step_is_used_with_the_installed_ftfy() -> None:
+    assert fast._FTFY_STEP is not None  # else the fallback (fix_text per line) is what runs
+
+
+def test_ftfy_on_every_corpus_reading_of_utf8_bytes() -> None:
+    for case in _CASES:
+        data = case.read_bytes()
+        if not fast._is_utf8(data):
+            continue
+        for codec in ("utf-8", *SINGLE_BYTE):
+            text = data.decode("utf-8") if codec == "utf-8" else decode(data, codec)
+            assert fast._ftfy(text) == ftfy.fix_text(text, fast._FTFY_CONFIG)
