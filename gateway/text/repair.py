@@ -365,15 +365,19 @@ def _chardet_codec(name: object) -> str | None:
 
 
 def _undo(reading: _Reading, mis: Misreading) -> _Reading | None:
+    # A misreading maps ASCII to the same ASCII, the rest to non-ASCII, and no character
+    # spans an ASCII byte: undoing the text is undoing each word holding a non-ASCII
+    # character (all together, space-separated) and leaving the rest.  So the words decide
+    # whether the text undoes and whether it changes; only then is the text undone.
+    if not reading.words:
+        return None  # ASCII: nothing changes
     try:
-        fixed = mis.undo(reading.text)
+        fixed_words = mis.undo(" ".join(reading.words)).split(" ")
     except (UnicodeEncodeError, UnicodeDecodeError):
         return None
-    if fixed == reading.text:
+    if fixed_words == reading.words:
         return None
-    # The text undid as a whole, so its words undo, together, into the words of the result:
-    # a misreading maps ASCII to the same ASCII and the rest to non-ASCII.
-    fixed_words = mis.undo(" ".join(reading.words)).split(" ") if reading.words else []
+    fixed = mis.undo(reading.text)
     return _reading(fixed, reading.base, prior=reading.prior - _STEP_COST, mixed=reading.mixed,
                     steps=(*reading.steps, mis.name), kinds=(*reading.kinds, mis.kind),
                     text_words=fixed_words)

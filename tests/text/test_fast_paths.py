@@ -286,3 +286,36 @@ def test_ftfy_on_every_corpus_reading_of_utf8_bytes() -> None:
         for codec in ("utf-8", *SINGLE_BYTE):
             text = data.decode("utf-8") if codec == "utf-8" else decode(data, codec)
             assert fast._ftfy(text) == ftfy.fix_text(text, fast._FTFY_CONFIG)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(_PIECES | st.text(max_size=5), max_size=30).map("".join),
+       st.sampled_from(fast.MISREADINGS))
+def test_undo_by_words_is_undo_of_the_text(text: str, mis: Any) -> None:
+    start = fast._reading(text, "word", prior=0.0)
+    try:
+        whole: str | None = mis.undo(text)
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        whole = None
+    got = fast._undo(start, mis)
+    if whole is None or whole == text:
+        assert got is None
+    else:
+        assert got is not None and got.text == whole and got.words == words(whole)
+        assert got.judgement == judge(whole)
+
+
+def test_every_reading_carries_its_own_words_and_judgement() -> None:
+    """What the whole-text search makes, on every corpus case: words and judgement are those
+    of the reading's text (the shortcuts above never drift from it)."""
+    checked = 0
+    for case in _CASES[::3]:
+        body, _ = fast._byte_level_repairs(case.read_bytes())
+        if body.isascii():
+            continue
+        start = sorted(fast._byte_readings(body, None), key=lambda r: r.value, reverse=True)
+        for r in fast._search(start) if start[0].judgement.suspicious else start:
+            assert r.words == words(r.text)
+            assert r.judgement == judge(r.text)
+            checked += 1
+    assert checked > 500
