@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import accumulate, chain, compress, filterfalse
-from operator import ne
+from operator import ne, not_
 
 import chardet
 import ftfy
@@ -516,6 +516,15 @@ def _tokens(text: str) -> list[tuple[int, str]]:
     return out
 
 
+def _non_ascii_tokens(text: str) -> list[tuple[int, str]]:
+    """The tokens of :func:`_tokens` that hold a non-ASCII character (ASCII ones are judged 0,
+    never suspicious), found without a Python step per token."""
+    parts = _spaced(text).split(" ")
+    ends = list(accumulate(map(len, parts)))  # part i starts at ends[i] - len(parts[i]) + i
+    return [(ends[i] - len(parts[i]) + i, parts[i])
+            for i in compress(range(len(parts)), map(not_, map(str.isascii, parts)))]
+
+
 def _word_repairs(before: str, after: str, kind: str, detail: str) -> list[Repair]:
     """One Repair per word that a whole-text undoing changed (ASCII spacing is preserved)."""
     out: list[Repair] = []
@@ -582,9 +591,7 @@ def _mend_words(text: str, judgement: Judgement) -> tuple[str, list[Repair]]:
     changes: list[tuple[int, str, _Reading]] = []
     pieces: list[str] = []
     pos = 0
-    for start, word in _tokens(text):
-        if word.isascii():
-            continue  # judged 0, never suspicious: _mend_word would say None
+    for start, word in _non_ascii_tokens(text):
         best = _mend_word(word)
         if best is None:
             continue

@@ -18,6 +18,7 @@ import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache, reduce
+from itertools import filterfalse
 from operator import add, itemgetter
 
 FR_LOWER = frozenset("éèêàçôîûùâëïüœ")
@@ -152,7 +153,7 @@ def judge(text: str) -> Judgement:
 def words(text: str) -> list[str]:
     """The words of ``text`` holding a non-ASCII character, in order: ``_WORD.findall(text)``."""
     spaced = text.replace("\t", " ").replace("\r", " ").replace("\n", " ")
-    return [w for w in spaced.split(" ") if not w.isascii()]
+    return list(filterfalse(str.isascii, spaced.split(" ")))
 
 
 def judge_words(words: Iterable[str]) -> Judgement:

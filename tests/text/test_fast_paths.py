@@ -319,3 +319,11 @@ def test_every_reading_carries_its_own_words_and_judgement() -> None:
             assert r.judgement == judge(r.text)
             checked += 1
     assert checked > 500
+
+
+@settings(max_examples=500, deadline=None)
+@given(_SPACED | st.text(max_size=40))
+def test_non_ascii_tokens_are_the_regex_tokens_not_ascii(text: str) -> None:
+    assert fast._non_ascii_tokens(text) == [(m.start(), m.group())
+                                            for m in fast._TOKEN.finditer(text)
+                                            if not m.group().isascii()]
