@@ -78,15 +78,25 @@ def _letter(i: int, size: int, kind: str) -> str:
 @pytest.mark.parametrize("kind", _KINDS)
 def test_20kb_letters_read_as_the_reference(kind: str) -> None:
     made = 0
-    for i in range(4):
+    for i in range(3):
         try:
             data = dict(variants(_letter(i, 20480, kind)))[kind]()
         except (UnicodeEncodeError, UnicodeDecodeError):
             continue  # a mixed letter's first half took a text only its second half can hold
         made += 1
-        for hint in (None, "cp1252", "mac_roman", "utf-8"):
+        for hint in ((None, "mac_roman") if made == 1 else ("cp1252", "utf-8")):
             _same(data, hint)
     assert made >= 2
+
+
+@pytest.mark.parametrize("hint", [None, "utf-8"])
+def test_20kb_utf8_letter_with_a_few_odd_words_reads_as_the_reference(hint: str | None) -> None:
+    """Clean UTF-8 but for Greek letters (what bench/load.py sends: "Μmol/L", a capitalised
+    µ): the judge doubts it, every reading, the search and ftfy run."""
+    lines = _letter(5, 20480, "utf8-lf").split("\n")
+    for i in range(3, len(lines), 40):
+        lines[i] = "Μmol/L : γ-GT à 45 UI/L, β-HCG négatif. " + lines[i]
+    _same("\n".join(lines).encode("utf-8"), hint)
 
 
 _GARBLINGS: dict[str, Callable[[str], bytes]] = {
