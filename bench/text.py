@@ -69,7 +69,7 @@ def clear_caches() -> None:
     from gateway.text import repair, score
 
     for owner, name in ((score, "judge_word"), (score, "_char"), (repair, "_mend_word"),
-                        (repair, "_ftfy_segment")):
+                        (repair, "_ftfy_segment"), (repair, "_ftfy_step")):
         fn = getattr(owner, name, None)
         if fn is not None:
             fn.cache_clear()

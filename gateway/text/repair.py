@@ -21,6 +21,14 @@ How a text is read:
 
 No byte is ever dropped: every decoder is strict, and what a reading cannot explain stays
 visible in the text and lowers the confidence.
+
+Speed, without changing any result (tests/text/test_fast_paths.py holds every shortcut to the
+frozen implementation in tests/text/reference, output for output): the judge only looks at
+words holding a non-ASCII character, and every reading and every misreading we know maps ASCII
+to the same ASCII and the rest to non-ASCII, so a reading is judged — and a misreading undone —
+on those words alone, read or undone all at once, each distinct word judged once (and
+remembered across letters); ftfy runs a line at a time, as it does itself, its one-step repair
+memoised so that readings which repair into one another share the work.
 """
 
 from __future__ import annotations
