@@ -666,7 +666,7 @@ def _byte_level_repairs(data: bytes) -> tuple[bytes, list[Repair]]:
     crlf = data.count(b"\r\n")
     cr = data.count(b"\r") - crlf
     if crlf or cr:
-        data = _LINE_ENDS_B.sub(b"\n", data)
+        data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")  # as _LINE_ENDS_B.sub
         what = ", ".join(p for p in (f"{crlf} CRLF" if crlf else "", f"{cr} CR" if cr else "") if p)
         repairs.append(Repair("line_ends", f"{what} → LF", 0, 1, 1,
                               "CRLF" if crlf >= cr else "CR", "LF"))

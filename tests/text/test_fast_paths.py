@@ -337,3 +337,12 @@ def test_non_ascii_tokens_are_the_regex_tokens_not_ascii(text: str) -> None:
     assert fast._non_ascii_tokens(text) == [(m.start(), m.group())
                                             for m in fast._TOKEN.finditer(text)
                                             if not m.group().isascii()]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from([b"\r", b"\n", b"\r\n", b"a", b"\xe9", b"\x1a"]), max_size=20)
+       .map(b"".join))
+def test_line_ends_as_the_regex(data: bytes) -> None:
+    got, _ = fast._byte_level_repairs(data)
+    body = data.rstrip(b"\x1a") if data.endswith(b"\x1a") else data
+    assert got == fast._LINE_ENDS_B.sub(b"\n", body)
