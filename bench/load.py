@@ -99,6 +99,30 @@ def proc_cpu(pid: int) -> tuple[float, float]:
     return (utime + stime) / HZ, (cutime + cstime) / HZ
 
 
+def tree_cpu(pid: int) -> tuple[float, float]:
+    """proc_cpu summed over a process and its live descendants (the gateway's translation
+    worker processes): (own CPU seconds, reaped children's CPU seconds — gpg)."""
+    parent: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                parent[int(entry.name)] = int(stat[1])
+    tree, todo = {pid}, [pid]
+    while todo:
+        p = todo.pop()
+        kids = [c for c, pp in parent.items() if pp == p and c not in tree]
+        tree.update(kids)
+        todo.extend(kids)
+    own = children = 0.0
+    for p in tree:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            o, c = proc_cpu(p)
+            own += o
+            children += c
+    return own, children
+
+
 def proc_mem(pid: int) -> dict[str, int]:
     out = {}
     with open(f"/proc/{pid}/status") as f:
@@ -549,7 +573,7 @@ delivery_timeout = 30
         return sum(p.stat().st_size for p in self.state.glob("spool.db*"))
 
     def cpu(self) -> dict[str, float]:
-        own, children = proc_cpu(self.pid)
+        own, children = tree_cpu(self.pid)  # with its translation worker processes
         return {"gateway": own, "gpg_children": children,
                 "gpg_agent": agent_cpu(self.world.gnupg_gateway)}
 
@@ -605,14 +629,14 @@ class Fleet:
         """Summed over the instances and their reaped gpg children; the shared agent once."""
         own = children = 0.0
         for m in self.members:
-            o, c = proc_cpu(m.pid)
+            o, c = tree_cpu(m.pid)
             own += o
             children += c
         return {"gateway": own, "gpg_children": children,
                 "gpg_agent": agent_cpu(self.world.gnupg_gateway)}
 
     def cpu_each(self) -> list[float]:
-        return [sum(proc_cpu(m.pid)) for m in self.members]
+        return [sum(tree_cpu(m.pid)) for m in self.members]
 
 
 class Spy:
