@@ -40,10 +40,10 @@ import re
 import unicodedata
 from bisect import bisect_right
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from functools import lru_cache
+from dataclasses import dataclass, replace
+from functools import lru_cache, reduce
 from itertools import accumulate, chain, compress, filterfalse
-from operator import ne, not_
+from operator import add, itemgetter, ne, not_
 
 import chardet
 import ftfy
@@ -51,7 +51,7 @@ import ftfy
 from gateway.errors import TextError
 from gateway.text.charsets import DISPLAY, HINTS, MISREADINGS, SINGLE_BYTE, Misreading, decode
 from gateway.text.model import EncodingFound, Repair, TextResult
-from gateway.text.score import Judgement, judge, judge_words, words
+from gateway.text.score import Judgement, judge, judge_word, judge_words, words
 
 _UTF8_RUN = re.compile(rb"[\x80-\xff]+")
 _WS_TO_SPACE = bytes.maketrans(b"\t\r\n", b"   ")
@@ -100,12 +100,19 @@ class _Reading:
     judgement: Judgement
     prior: float
     # The words of ``text`` holding a non-ASCII character, in order (score.words(text)):
-    # all the judge looks at, and what a misreading changes.
-    words: list[str]
+    # all the judge looks at, and what a misreading changes.  Kept as a table and where each
+    # word stands in it, ``words == [table[i] for i in where]``: a misreading maps each word
+    # alone, so it is undone on the table and the readings it leads to share ``where``.
+    table: list[str]
+    where: list[int]
 
     @property
     def value(self) -> float:
         return self.judgement.score + self.prior
+
+    @property
+    def words(self) -> list[str]:
+        return list(map(self.table.__getitem__, self.where))
 
 
 def normalize(data: bytes, *, hint: str | None = None) -> TextResult:
@@ -259,7 +266,19 @@ def _reading(text: str, base: str, *, prior: float, mixed: bool = False,
         text_words = words(text)
     if judgement is None:
         judgement = judge_words(text_words)
-    return _Reading(text, base, mixed, steps, kinds, judgement, prior, text_words)
+    table = list(dict.fromkeys(text_words))
+    where = list(map({w: i for i, w in enumerate(table)}.__getitem__, text_words))
+    return _Reading(text, base, mixed, steps, kinds, judgement, prior, table, where)
+
+
+def _judge_table(table: list[str], where: list[int]) -> Judgement:
+    """``judge_words([table[i] for i in where])``: each entry judged once, the scores added
+    in the words' order (the same floats)."""
+    verdicts = list(map(judge_word, table))
+    scores = list(map(itemgetter(0), verdicts))
+    bad = list(map(itemgetter(1), verdicts))
+    return Judgement(reduce(add, map(scores.__getitem__, where), 0.0),
+                     sum(map(bad.__getitem__, where)))
 
 
 def _byte_words(data: bytes) -> list[bytes]:
@@ -271,19 +290,6 @@ def _byte_words(data: bytes) -> list[bytes]:
     each read alone.  So each reading is judged word by word, each distinct word once.
     """
     return list(filterfalse(bytes.isascii, data.translate(_WS_TO_SPACE).split(b" ")))
-
-
-def _read_words(byte_words: list[bytes], read: Callable[[bytes], str]) -> list[str]:
-    """``score.words(read(data))`` from the words of ``data`` (:func:`_byte_words`): read
-    together, space-separated (a reading never turns a non-space byte into a space)."""
-    if not byte_words:
-        return []
-    return read(b" ".join(byte_words)).split(" ")
-
-
-def _judge_bytes(byte_words: list[bytes], read: Callable[[bytes], str]) -> Judgement:
-    """``judge(read(data))`` from the words of ``data``."""
-    return judge_words(_read_words(byte_words, read))
 
 
 def _has_utf8_runs(data: bytes) -> bool:
@@ -301,38 +307,39 @@ def _byte_readings(data: bytes, hinted: str | None) -> Iterable[_Reading]:
     def prior(codec: str) -> float:
         return _PRIOR.get(codec, 0.0) + (_HINT_BONUS if codec == hinted else 0.0)
 
+    # The distinct words, read together (space-separated: no reading turns a non-space byte
+    # into a space), make each reading's table; where they stand is the same for all.
     byte_words = _byte_words(data)
+    byte_table = list(dict.fromkeys(byte_words))
+    where = list(map({w: i for i, w in enumerate(byte_table)}.__getitem__, byte_words))
+    joined = b" ".join(byte_table)
     read_before: dict[str, _Reading] = {}  # by text (Latin-1 often reads as ISO-8859-15)
     mixed_text: _Mixed | None = None
-    mixed_words: _Mixed | None = None
+    mixed_table: _Mixed | None = None
 
     def reading(codec: str, *, prior: float, mixed: bool = False) -> _Reading:
-        nonlocal mixed_text, mixed_words
+        nonlocal mixed_text, mixed_table
         if mixed:
-            if mixed_text is None or mixed_words is None:
-                mixed_text, mixed_words = _Mixed(data), _Mixed(b" ".join(byte_words))
+            if mixed_text is None or mixed_table is None:
+                mixed_text, mixed_table = _Mixed(data), _Mixed(joined)
             text = mixed_text.read(codec)
-            same = read_before.get(text)
-            if same is None:
-                same = read_before[text] = _reading(
-                    text, codec, prior=prior, mixed=True,
-                    text_words=mixed_words.read(codec).split(" ") if byte_words else [])
-            return _reading(text, codec, prior=prior, mixed=True, text_words=same.words,
-                            judgement=same.judgement)
-        if codec == "utf-8":
-            def read(b: bytes) -> str:
-                return b.decode("utf-8")
+        elif codec == "utf-8":
+            text = data.decode("utf-8")
         else:
-            def read(b: bytes) -> str:
-                return decode(b, codec)
-        text = read(data)
+            text = decode(data, codec)
         same = read_before.get(text)
-        if same is not None:
-            return _reading(text, codec, prior=prior, mixed=mixed, text_words=same.words,
-                            judgement=same.judgement)
-        out = read_before[text] = _reading(text, codec, prior=prior, mixed=mixed,
-                                           text_words=_read_words(byte_words, read))
-        return out
+        if same is None:
+            if not byte_table:
+                table: list[str] = []
+            elif mixed:
+                assert mixed_table is not None
+                table = mixed_table.read(codec).split(" ")
+            else:
+                table = (joined.decode("utf-8") if codec == "utf-8"
+                         else decode(joined, codec)).split(" ")
+            same = read_before[text] = _Reading(text, codec, mixed, (), (),
+                                                _judge_table(table, where), prior, table, where)
+        return replace(same, base=codec, prior=prior, mixed=mixed)
 
     if _is_utf8(data):
         utf8 = reading("utf-8", prior=prior("utf-8") + 1.0)
@@ -377,18 +384,18 @@ def _undo(reading: _Reading, mis: Misreading) -> _Reading | None:
     # spans an ASCII byte: undoing the text is undoing each word holding a non-ASCII
     # character (all together, space-separated) and leaving the rest.  So the words decide
     # whether the text undoes and whether it changes; only then is the text undone.
-    if not reading.words:
+    if not reading.table:
         return None  # ASCII: nothing changes
     try:
-        fixed_words = mis.undo(" ".join(reading.words)).split(" ")
+        table = mis.undo(" ".join(reading.table)).split(" ")
     except (UnicodeEncodeError, UnicodeDecodeError):
         return None
-    if fixed_words == reading.words:
-        return None
+    if table == reading.table:
+        return None  # every entry stands somewhere: the words are unchanged
     fixed = mis.undo(reading.text)
-    return _reading(fixed, reading.base, prior=reading.prior - _STEP_COST, mixed=reading.mixed,
-                    steps=(*reading.steps, mis.name), kinds=(*reading.kinds, mis.kind),
-                    text_words=fixed_words)
+    return _Reading(fixed, reading.base, reading.mixed, (*reading.steps, mis.name),
+                    (*reading.kinds, mis.kind), _judge_table(table, reading.where),
+                    reading.prior - _STEP_COST, table, reading.where)
 
 
 def _search(start: list[_Reading]) -> list[_Reading]:

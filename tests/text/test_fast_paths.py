@@ -156,17 +156,14 @@ def test_words_are_the_regex_words(text: str) -> None:
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=120) | st.sampled_from([t.encode(c, "replace") for t in _TEXTS[:6]
                                                   for c in ("utf-8", "cp1252", "mac_roman")]))
-def test_byte_words_judge_each_reading_as_the_whole_text(data: bytes) -> None:
-    byte_words = fast._byte_words(data)
-    for codec in SINGLE_BYTE:
-        assert fast._judge_bytes(byte_words, lambda b, c=codec: decode(b, c)) \
-            == judge(decode(data, codec))
-        mixed = fast._mixed_decode(data, codec)[0]
-        assert fast._judge_bytes(byte_words, lambda b, c=codec: fast._mixed_decode(b, c)[0]) \
-            == judge(mixed)
-    if fast._is_utf8(data):
-        assert fast._judge_bytes(byte_words, lambda b: b.decode("utf-8")) \
-            == judge(data.decode("utf-8"))
+def test_byte_readings_carry_their_own_words_and_judgement(data: bytes) -> None:
+    data = data.replace(b"\x00", b"")
+    for r in fast._byte_readings(data, None):
+        assert r.words == words(r.text)
+        assert r.judgement == judge(r.text)
+    for codec in SINGLE_BYTE:  # the mixed readings, whether or not they are candidates
+        mixed = fast._Mixed(b" ".join(fast._byte_words(data))).read(codec).split(" ")
+        assert [w for w in mixed if w] == words(fast._mixed_decode(data, codec)[0])
 
 
 @settings(max_examples=300, deadline=None)
