@@ -245,7 +245,8 @@ def _check(data: bytes) -> XdmPackage:
         raise UnsafeDocumentError("xdm: package over the size cap")
     try:
         z = zipfile.ZipFile(io.BytesIO(data))
-    except (zipfile.BadZipFile, ValueError):
+    except (zipfile.BadZipFile, ValueError, NotImplementedError, OSError, EOFError):
+        # NotImplementedError: a "version needed to extract" zipfile does not know
         raise DocumentError("xdm: not a zip file") from None
     with z:
         names = _safe_names(z)
@@ -258,7 +259,7 @@ def _check(data: bytes) -> XdmPackage:
             try:
                 return z.read(info)
             except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError,
-                    zlib.error):
+                    RuntimeError, zlib.error):  # RuntimeError: an entry flagged encrypted
                 raise DocumentError(f"xdm: {name}: corrupt zip entry") from None
 
         meta = read(METADATA)
