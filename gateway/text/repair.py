@@ -42,7 +42,7 @@ from bisect import bisect_right
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from functools import lru_cache, reduce
-from itertools import accumulate, chain, compress, filterfalse
+from itertools import accumulate, chain, compress, filterfalse, repeat
 from operator import add, itemgetter, ne, not_
 
 import chardet
@@ -510,6 +510,13 @@ class _Locator:
             self._starts.append(at + 1)
             at = text.find("\n", at + 1)
 
+    def many(self, offsets: list[int]) -> tuple[list[int], list[int]]:
+        """The lines and the columns of ``offsets``."""
+        lines = list(map(bisect_right, repeat(self._starts), offsets))
+        columns = [offset - self._starts[line - 1] + 1
+                   for offset, line in zip(offsets, lines, strict=True)]
+        return lines, columns
+
     def __call__(self, offset: int) -> tuple[int, int]:
         # as text.count("\n", 0, offset) + 1 and offset - (text.rfind("\n", 0, offset) + 1) + 1
         i = bisect_right(self._starts, offset) - 1
@@ -548,13 +555,11 @@ def _word_repairs(before: str, after: str, kind: str, detail: str) -> list[Repai
     if len(bp) == len(ap) and list(map(bool, bp)) == list(map(bool, ap)):
         # Same white space (a misreading keeps ASCII): the words pair up where they stand.
         ends = list(accumulate(map(len, ap)))  # part i starts at ends[i] - len(ap[i]) + i
-        locate = _Locator(after)
-        kind0 = kind.split(",")[0]
-        for i in compress(range(len(ap)), map(ne, bp, ap)):
-            start = ends[i] - len(ap[i]) + i
-            line, col = locate(start)
-            out.append(Repair(kind0, detail, start, line, col, bp[i], ap[i]))
-        return out
+        changed = list(compress(range(len(ap)), map(ne, bp, ap)))
+        starts = [ends[i] - len(ap[i]) + i for i in changed]
+        return list(map(Repair, repeat(kind.split(",")[0]), repeat(detail), starts,
+                        *_Locator(after).many(starts), map(bp.__getitem__, changed),
+                        map(ap.__getitem__, changed)))
     bw = _tokens(before)
     aw = _tokens(after)
     if len(bw) != len(aw):

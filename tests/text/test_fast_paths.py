@@ -343,3 +343,12 @@ def test_line_ends_as_the_regex(data: bytes) -> None:
     got, _ = fast._byte_level_repairs(data)
     body = data.rstrip(b"\x1a") if data.endswith(b"\x1a") else data
     assert got == fast._LINE_ENDS_B.sub(b"\n", body)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_SPACED, st.lists(st.integers(0, 80), max_size=10))
+def test_locator_many_is_one_by_one(text: str, offsets: list[int]) -> None:
+    offsets = [min(o, len(text)) for o in offsets]
+    locate = fast._Locator(text)
+    lines, columns = locate.many(offsets)
+    assert list(zip(lines, columns, strict=True)) == [locate(o) for o in offsets]
