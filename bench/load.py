@@ -102,6 +102,29 @@ def proc_cpu(pid: int) -> tuple[float, float]:
 def tree_cpu(pid: int) -> tuple[float, float]:
     """proc_cpu summed over a process and its live descendants (the gateway's translation
     worker processes): (own CPU seconds, reaped children's CPU seconds — gpg)."""
+    own = children = 0.0
+    for p in tree_pids(pid):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            o, c = proc_cpu(p)
+            own += o
+            children += c
+    return own, children
+
+
+def tree_mem(pid: int) -> dict[str, int]:
+    """proc_mem summed over a process and its live descendants (the translation workers):
+    the sum of each process's peak — an upper bound of the tree's peak."""
+    out = {"VmRSS": 0, "VmHWM": 0}
+    for p in tree_pids(pid):
+        with contextlib.suppress(OSError, KeyError):
+            m = proc_mem(p)
+            out["VmRSS"] += m["VmRSS"]
+            out["VmHWM"] += m["VmHWM"]
+    return out
+
+
+def tree_pids(pid: int) -> set[int]:
+    """A process and its live descendants."""
     parent: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -114,13 +137,7 @@ def tree_cpu(pid: int) -> tuple[float, float]:
         kids = [c for c, pp in parent.items() if pp == p and c not in tree]
         tree.update(kids)
         todo.extend(kids)
-    own = children = 0.0
-    for p in tree:
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            o, c = proc_cpu(p)
-            own += o
-            children += c
-    return own, children
+    return tree
 
 
 def proc_mem(pid: int) -> dict[str, int]:
@@ -565,7 +582,7 @@ delivery_timeout = 30
                 self.proc.wait()
 
     def rss_peak(self) -> int:
-        return proc_mem(self.pid)["VmHWM"]
+        return tree_mem(self.pid)["VmHWM"]
 
     def spool_bytes(self) -> int:
         if self.spool_url:
@@ -623,7 +640,7 @@ class Fleet:
         return self.members[0].spool_bytes()
 
     def rss_peak(self) -> int:
-        return max(proc_mem(m.pid)["VmHWM"] for m in self.members)
+        return max(tree_mem(m.pid)["VmHWM"] for m in self.members)
 
     def cpu(self) -> dict[str, float]:
         """Summed over the instances and their reaped gpg children; the shared agent once."""
@@ -882,11 +899,11 @@ async def memory_check(world: World, work: Path, sink: Sink, *, big_bytes: int,
         await run_phase("warm", warm, sink=sink, port=gateway.legacy_port, tls=tls,
                         concurrency=1, timeout=60)
         await asyncio.sleep(0.5)
-        before = proc_mem(gateway.pid)
+        before = tree_mem(gateway.pid)  # the daemon and its translation workers
         t0 = time.monotonic()
         phase = await run_phase("big", big, sink=sink, port=gateway.legacy_port, tls=tls,
                                 concurrency=1, timeout=300, gateway=gateway)
-        after = proc_mem(gateway.pid)
+        after = tree_mem(gateway.pid)
     finally:
         gateway.stop()
     growth = after["VmHWM"] - before["VmRSS"]
