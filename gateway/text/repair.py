@@ -443,7 +443,7 @@ def _ftfy(text: str) -> str:
     return "".join(out)
 
 
-@lru_cache(maxsize=8192)
+@lru_cache(maxsize=2048)
 def _ftfy_segment(segment: str) -> str:
     if _FTFY_STEP is None:
         return ftfy.fix_text(segment, _FTFY_CONFIG)
@@ -460,7 +460,7 @@ def _ftfy_segment(segment: str) -> str:
         text = fixed
 
 
-@lru_cache(maxsize=16384)
+@lru_cache(maxsize=8192)  # a 20 KB UTF-8 letter's four readings: ~900 lines
 def _ftfy_step(text: str) -> str:
     assert _FTFY_STEP is not None
     return _FTFY_STEP(text, _FTFY_STEP_CONFIG).text
