@@ -7,8 +7,18 @@ from pathlib import Path
 import pytest
 
 from gateway.crypto.world import World
+from gateway.spool import State
 from tests.daemon.harness import ADDR, TRUST, Harness
-from tests.hostile.support import OP_A, letter, never_delivered, run, sealed, transaction
+from tests.hostile.support import (
+    OP_A,
+    arrived,
+    letter,
+    never_delivered,
+    run,
+    sealed,
+    settled,
+    transaction,
+)
 
 GW = "legacy.mssante.example"
 
@@ -73,8 +83,6 @@ def test_unmapped_legacy_recipient_among_good_ones_is_refused_alone(world: World
         s = await transaction(h, "trust", OP_A, rcpts, raw, client="hopital-a-client")
         assert [r[:9] for r in s.rcpt] == ["250 2.1.5", "550 5.1.1", "250 2.1.5"]
         assert s.data.startswith("250 2.0.0")
-        from gateway.spool import State
-        from tests.hostile.support import arrived, settled
         await arrived(h.hub, None, rcpt=ADDR["dupont"])
         await arrived(h.hub, None, rcpt=ADDR["martin"])
         await settled(h, s.queue_id, State.DELIVERED)
