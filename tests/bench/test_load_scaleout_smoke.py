@@ -8,9 +8,12 @@ test PostgreSQL (`pg_url`: skipped without it, except in CI).
 
 from __future__ import annotations
 
+import atexit
 import json
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import psycopg
@@ -19,13 +22,21 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def short_dir() -> Path:
+    """A short work directory: gpg-agent's socket path (in each GnuPG home of the world the
+    bench builds) must fit in 108 bytes, which pytest's long temporary paths can exceed."""
+    path = Path(tempfile.mkdtemp(prefix="pb-"))
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
+
+
 @pytest.mark.slow
 def test_load_bench_scaleout_smoke(tmp_path: Path, pg_url: str) -> None:
     out = tmp_path / "scaleout.json"
     proc = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "load.py"), "--scaleout", "--spool-url", pg_url,
          "--instances", "2", "--n", "20", "--concurrency", "4", "--workers", "2", "--quiet",
-         "--json", str(out), "--workdir", str(tmp_path / "work")],
+         "--json", str(out), "--workdir", str(short_dir())],
         capture_output=True, text=True, timeout=240, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(out.read_text("utf-8"))

@@ -6,14 +6,25 @@ never how fast anything was (a benchmark measures, a test does not assert wall-c
 
 from __future__ import annotations
 
+import atexit
 import json
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def short_dir() -> Path:
+    """A short work directory: gpg-agent's socket path (in each GnuPG home of the world the
+    bench builds) must fit in 108 bytes, which pytest's long temporary paths can exceed."""
+    path = Path(tempfile.mkdtemp(prefix="pb-"))
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
 
 
 @pytest.mark.slow
@@ -22,7 +33,7 @@ def test_load_bench_smoke(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "load.py"), "--n", "20", "--n-reverse", "10",
          "--concurrency", "4", "--workers", "2", "--big-mb", "2", "--quiet",
-         "--json", str(out), "--workdir", str(tmp_path / "work")],
+         "--json", str(out), "--workdir", str(short_dir())],
         capture_output=True, text=True, timeout=240, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(out.read_text("utf-8"))
