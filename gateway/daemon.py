@@ -481,6 +481,10 @@ class Gateway:
     async def _translation_failed(
         self, item: TranslateWork, fate: Fate, kind: str, reason: str
     ) -> None:
+        if fate is Fate.RETRY and self.clock() - item.received_at >= self.policy.lifetime:
+            # transient for the whole lifetime (a bug, a dependency down for days): an
+            # operator looks at it rather than the sender waiting for ever
+            fate, reason = Fate.QUARANTINE, f"retried for the whole lifetime: {reason}"
         log.info("translation.failed", queue_id=item.queue_id, fate=str(fate), kind=kind)
         event = {Fate.BOUNCE: "bounced", Fate.QUARANTINE: "quarantined"}.get(fate, "deferred")
         self.metrics.count_message(event, str(item.direction), kind)

@@ -257,3 +257,29 @@ def test_an_mdn_for_a_legacy_user_becomes_a_legacy_notice(world: World,
         text = mime.leaves(mime.parse(opened.message))[0].data.decode("utf-8")
         assert "Accusé de réception" in text and "<orig-9@legacy.mssante.example>" in text
     run(world, tmp_path, scenario)
+
+
+def test_translation_failing_for_the_whole_lifetime_goes_to_quarantine(world: World,
+                                                                        tmp_path: Path) -> None:
+    """A translation that keeps failing transiently (here a crash standing for a bug) is not
+    retried for ever: after the retry lifetime an operator gets it in quarantine."""
+    class Broken:
+        def open(self, raw: bytes, *, expected_signer: str) -> object:
+            raise RuntimeError("simulated bug")
+
+        def seal(self, message: bytes, *, recipient: str) -> bytes:
+            raise RuntimeError("simulated bug")
+
+    async def main() -> None:
+        h = await start(world, tmp_path, overrides={"retry": {"lifetime": 2}})
+        try:
+            h.gateway.translator.legacy = Broken()
+            await h.send_legacy("martin", "dr.x@hopital-a.mssante.example", b"Bonjour",
+                                msgid="<e2e-life@medical75.legacy.example>")
+            await until(lambda: h.gateway.spool.counts().get("quarantined") == 1, timeout=30)
+            entry = h.gateway.spool.list(state="quarantined")[0]
+            assert "retried for the whole lifetime" in entry.recipients[0].reason
+            assert h.op_a.received == []
+        finally:
+            await h.stop()
+    asyncio.run(main())
