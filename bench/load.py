@@ -530,28 +530,19 @@ class Serve:
         self.legacy_port = free_port()
         self.trust_port = free_port()
         state.mkdir(parents=True, exist_ok=True)
-        self.cfg = state.parent / f"{state.name}.toml"
-        self.cfg.write_text(world.config.read_text("utf-8").replace(
-            'state_dir = "state"', f'state_dir = "{state}"') + f"""
-[ops]
-listen = "127.0.0.1:0"
-[delivery]
-mx_lookup = false
-[listen.legacy]
-port = {self.legacy_port}
-[listen.trust]
-port = {self.trust_port}
-[retry]
-initial = 1
-factor = 1
-max = 1
-[workers]
-translate = {workers}
-delivery_timeout = 30
-[routes]
-".legacy.example" = "127.0.0.1:{sink_ports['legacy']}"
-"hopital-a.mssante.example" = "127.0.0.1:{sink_ports['trust']}"
-""" + (f'[spool]\nurl = "{spool_url}"\n' if spool_url else ""), "utf-8")
+        tables: dict[str, dict[str, object]] = {
+            "ops": {"listen": "127.0.0.1:0"},
+            "delivery": {"mx_lookup": False},
+            "listen.legacy": {"port": self.legacy_port},
+            "listen.trust": {"port": self.trust_port},
+            "retry": {"initial": 1, "factor": 1, "max": 1},
+            "workers": {"translate": workers, "delivery_timeout": 30},
+            "routes": {".legacy.example": f"127.0.0.1:{sink_ports['legacy']}",
+                       "hopital-a.mssante.example": f"127.0.0.1:{sink_ports['trust']}"},
+        }
+        if spool_url:
+            tables["spool"] = {"url": spool_url}
+        self.cfg = world.write_config(state.parent / f"{state.name}.toml", state, tables)
         self.log = state.parent / f"{state.name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 

@@ -114,25 +114,10 @@ class Journal:
 
     def _append_many(self, items: list[tuple[str, str, dict[str, Any]]], *,
                      at: datetime) -> list[JournalEntry]:
-        db = self._conn()
-        when = at.isoformat()
-        out: list[JournalEntry] = []
-        written = 0
         try:
-            db.execute("BEGIN IMMEDIATE")
-            row = db.execute("SELECT seq, hash FROM journal ORDER BY seq DESC LIMIT 1").fetchone()
-            seq, prev = (row[0], row[1]) if row else (0, GENESIS)
-            for message_id, stage, record in items:
-                seq += 1
-                body = canonical(record)
-                digest = entry_hash(prev, seq, message_id, stage, when, body)
-                db.execute("INSERT INTO journal VALUES (?, ?, ?, ?, ?, ?, ?)",
-                           (seq, message_id, stage, when, body, prev, digest))
-                out.append(JournalEntry(seq, message_id, stage, when, record, prev, digest))
-                prev = digest
-                written += len(body)
-            db.execute("COMMIT")
+            out, written = self._chain(self._conn(), items, at.isoformat())
         except sqlite3.Error as exc:
+            db = self._conn()
             if db.in_transaction:
                 db.execute("ROLLBACK")
             if "full" in str(exc):
@@ -140,6 +125,30 @@ class Journal:
             raise SpoolUnavailable(f"journal: {exc}") from None
         self._count(written)
         return out
+
+    def _begin_chain(self, db: Any) -> None:
+        """Start a transaction that no other writer can enter until it ends."""
+        db.execute("BEGIN IMMEDIATE")
+
+    def _chain(self, db: Any, items: list[tuple[str, str, dict[str, Any]]], when: str
+               ) -> tuple[list[JournalEntry], int]:
+        """Append ``items`` after the last entry, in one transaction; (entries, characters)."""
+        out: list[JournalEntry] = []
+        written = 0
+        self._begin_chain(db)
+        row = db.execute("SELECT seq, hash FROM journal ORDER BY seq DESC LIMIT 1").fetchone()
+        seq, prev = (int(row[0]), str(row[1])) if row else (0, GENESIS)
+        for message_id, stage, record in items:
+            seq += 1
+            body = canonical(record)
+            digest = entry_hash(prev, seq, message_id, stage, when, body)
+            db.execute("INSERT INTO journal VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       (seq, message_id, stage, when, body, prev, digest))
+            out.append(JournalEntry(seq, message_id, stage, when, record, prev, digest))
+            prev = digest
+            written += len(body)
+        db.execute("COMMIT")
+        return out, written
 
     def _rows(self, where: str = "", args: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
         yield from self._conn().execute(

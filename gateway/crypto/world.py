@@ -100,6 +100,19 @@ class World:
     def dn(self, name: str) -> str:
         return self.certs[name]["dn"]
 
+    def write_config(self, path: Path, state: Path,
+                     tables: dict[str, dict[str, object]]) -> Path:
+        """This world's configuration with its state in ``state`` and more TOML tables
+        (``{"listen.legacy": {"port": 2525}, "routes": {...}}``), written to ``path``: how the
+        tests, the demo and the benchmarks run a gateway in the world."""
+        text = "".join(
+            f"[{name}]\n" + "".join(f"{k if k.isidentifier() else _toml(k)} = {_toml(v)}\n"
+                                    for k, v in values.items())
+            for name, values in tables.items())
+        path.write_text(self.config.read_text("utf-8").replace(
+            'state_dir = "state"', f'state_dir = "{state}"') + text, "utf-8")
+        return path
+
     def to_json(self) -> dict[str, object]:
         data = asdict(self)
         return json.loads(json.dumps(data, default=str))  # type: ignore[no-any-return]
@@ -111,6 +124,14 @@ class World:
                     "domain_list_unsigned", "gnupg_gateway", "addresses", "config"):
             data[key] = Path(data[key])
         return cls(**data)
+
+
+def _toml(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _name(cn: str, ou: str, o: str) -> x509.Name:

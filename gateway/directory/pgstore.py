@@ -17,7 +17,7 @@ import psycopg
 from gateway.directory.extract import ReadReport, read
 from gateway.directory.store import DirectoryStore, ImportReport, _row
 from gateway.errors import SpoolUnavailable
-from gateway.spool.pg import PgConn, _safe_url
+from gateway.spool.pg import PgConn, _safe_url, _thread_conn
 
 
 class PgDirectoryStore(DirectoryStore):
@@ -33,15 +33,7 @@ class PgDirectoryStore(DirectoryStore):
 
     @property
     def db(self) -> PgConn:  # type: ignore[override]
-        db: PgConn | None = getattr(self._local, "db", None)
-        if db is None or db.raw.closed:
-            try:
-                db = PgConn(self.url)
-            except psycopg.Error as exc:
-                raise SpoolUnavailable(f"directory {_safe_url(self.url)}: "
-                                       f"{' '.join(str(exc).split())[:200]}") from None
-            self._local.db = db
-        return db
+        return _thread_conn(self._local, self.url, "directory")
 
     def import_file(self, source: Path,
                     progress: Callable[[int], None] | None = None) -> ImportReport:

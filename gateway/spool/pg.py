@@ -30,7 +30,7 @@ import psycopg
 from psycopg import pq
 
 from gateway.errors import SpoolFull, SpoolUnavailable
-from gateway.journal import GENESIS, Journal, JournalEntry, canonical, entry_hash
+from gateway.journal import Journal, JournalEntry
 from gateway.spool.model import RetryPolicy
 from gateway.spool.sqlite import SCHEMA_VERSION, SqliteSpool
 
@@ -153,6 +153,30 @@ def _safe_url(url: str) -> str:
     return f"{scheme}://{cred.partition(':')[0]}@{tail}"
 
 
+def _thread_conn(local: threading.local, url: str, what: str) -> PgConn:
+    """This thread's connection (made again if it was dropped)."""
+    db: PgConn | None = getattr(local, "db", None)
+    if db is not None and db.raw.closed:
+        db = None
+    if db is None:
+        try:
+            db = PgConn(url)
+        except psycopg.Error as exc:
+            raise _error(f"{what} {_safe_url(url)}", exc) from None
+        local.db = db
+    return db
+
+
+def _rollback_or_drop(local: threading.local, db: PgConn) -> None:
+    """After a failure the connection may be unusable: roll back, or drop it."""
+    try:
+        if db.in_transaction:
+            db.raw.execute("ROLLBACK")
+    except psycopg.Error:
+        db.raw.close()
+        local.db = None
+
+
 class PgSpool(SqliteSpool):
     """The spool in a PostgreSQL database shared by several instances."""
 
@@ -177,16 +201,7 @@ class PgSpool(SqliteSpool):
                     f"({SCHEMA_VERSION}): upgrade passerelle")
 
     def _conn(self) -> PgConn:
-        db: PgConn | None = getattr(self._local, "db", None)
-        if db is not None and db.raw.closed:
-            db = None
-        if db is None:
-            try:
-                db = PgConn(self.url)
-            except psycopg.Error as exc:
-                raise _error(f"spool {_safe_url(self.url)}", exc) from None
-            self._local.db = db
-        return db
+        return _thread_conn(self._local, self.url, "spool")
 
     @contextmanager
     def _tx(self) -> Iterator[PgConn]:
@@ -203,13 +218,7 @@ class PgSpool(SqliteSpool):
             raise
 
     def _discard(self, db: PgConn) -> None:
-        """After a failure the connection may be unusable: roll back, or drop it."""
-        try:
-            if db.in_transaction:
-                db.raw.execute("ROLLBACK")
-        except psycopg.Error:
-            db.raw.close()
-            self._local.db = None
+        _rollback_or_drop(self._local, db)
 
     @staticmethod
     def _skip_locked(table: str) -> str:
@@ -261,45 +270,19 @@ class PgJournal(Journal):
         PgSpool(url).close()  # creates or migrates the schema (the journal table included)
 
     def _conn(self) -> Any:
-        db: PgConn | None = getattr(self._local, "db", None)
-        if db is not None and db.raw.closed:
-            db = None
-        if db is None:
-            try:
-                db = PgConn(self.url)
-            except psycopg.Error as exc:
-                raise _error(f"journal {_safe_url(self.url)}", exc) from None
-            self._local.db = db
-        return db
+        return _thread_conn(self._local, self.url, "journal")
+
+    def _begin_chain(self, db: Any) -> None:
+        db.execute("BEGIN")
+        db.execute(f"SELECT pg_advisory_xact_lock({_LOCK_JOURNAL})")
 
     def _append_many(self, items: list[tuple[str, str, dict[str, Any]]], *,
                      at: datetime) -> list[JournalEntry]:
         db = self._conn()
-        when = at.isoformat()
-        out: list[JournalEntry] = []
-        written = 0
         try:
-            db.execute("BEGIN")
-            db.execute(f"SELECT pg_advisory_xact_lock({_LOCK_JOURNAL})")
-            row = db.execute("SELECT seq, hash FROM journal ORDER BY seq DESC LIMIT 1").fetchone()
-            seq, prev = (int(row[0]), str(row[1])) if row else (0, GENESIS)
-            for message_id, stage, record in items:
-                seq += 1
-                body = canonical(record)
-                digest = entry_hash(prev, seq, message_id, stage, when, body)
-                db.execute("INSERT INTO journal VALUES (?, ?, ?, ?, ?, ?, ?)",
-                           (seq, message_id, stage, when, body, prev, digest))
-                out.append(JournalEntry(seq, message_id, stage, when, record, prev, digest))
-                prev = digest
-                written += len(body)
-            db.execute("COMMIT")
+            out, written = self._chain(db, items, at.isoformat())
         except psycopg.Error as exc:
-            try:
-                if db.in_transaction:
-                    db.raw.execute("ROLLBACK")
-            except psycopg.Error:
-                db.close()
-                self._local.db = None
+            _rollback_or_drop(self._local, db)
             raise _error("journal", exc) from None
         self._count(written)
         return out

@@ -8,26 +8,18 @@ test PostgreSQL (`pg_url`: skipped without it, except in CI).
 
 from __future__ import annotations
 
-import atexit
 import json
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import psycopg
 import pytest
 
+from tests.bench import short_dir
+
 ROOT = Path(__file__).resolve().parents[2]
 
-
-def short_dir() -> Path:
-    """A short work directory: gpg-agent's socket path (in each GnuPG home of the world the
-    bench builds) must fit in 108 bytes, which pytest's long temporary paths can exceed."""
-    path = Path(tempfile.mkdtemp(prefix="pb-"))
-    atexit.register(shutil.rmtree, path, ignore_errors=True)
-    return path
 
 
 @pytest.mark.slow

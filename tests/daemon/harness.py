@@ -81,14 +81,6 @@ class Harness:
 Overrides = dict[str, dict[str, object]]
 
 
-def _toml(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 async def start(world: World, state: Path, *, retry_initial: float = 0.3,
                 overrides: Overrides | None = None) -> Harness:
     """Peers and a started gateway; ``overrides`` replaces keys of the generated tables
@@ -114,13 +106,7 @@ async def start(world: World, state: Path, *, retry_initial: float = 0.3,
     }
     for name, values in (overrides or {}).items():
         tables.setdefault(name, {}).update(values)
-    text = "".join(
-        f"[{name}]\n" + "".join(f"{k if k.isidentifier() else _toml(k)} = {_toml(v)}\n"
-                                for k, v in values.items())
-        for name, values in tables.items())
-    cfg = state / "passerelle.toml"
-    cfg.write_text(world.config.read_text("utf-8").replace(
-        'state_dir = "state"', f'state_dir = "{state}"') + text, "utf-8")
+    cfg = world.write_config(state / "passerelle.toml", state, tables)
     gateway = Gateway(config.load(cfg))
     await gateway.start()
     return Harness(world, gateway, hub, op_a, op_b, cfg)

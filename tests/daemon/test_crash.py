@@ -41,6 +41,20 @@ def sealed(world: World, n: int) -> bytes:
                                                recipient=world.fingerprints["gateway"])
 
 
+def serve_tables(legacy_port: int, routes: dict[str, str], *, retry: float = 0.5,
+                 **workers: object) -> dict[str, dict[str, object]]:
+    """The tables of a `passerelle serve` under test: its ports, quick retries, routes."""
+    return {
+        "ops": {"listen": "127.0.0.1:0"},
+        "delivery": {"mx_lookup": False},
+        "listen.legacy": {"port": legacy_port},
+        "listen.trust": {"port": free_port()},
+        "retry": {"initial": retry, "factor": 1, "max": retry},
+        "workers": {"poll_interval": 0.1, **workers},
+        "routes": routes,
+    }
+
+
 class Serve:
     def __init__(self, cfg: Path) -> None:
         self.cfg = cfg
@@ -83,26 +97,8 @@ def test_kill_9_mid_run_loses_nothing_and_duplicates_nothing(world: World,
                               key=world.key("hopital-a-server"), anchors=[world.ca_cert])
         await op.start()
         legacy_port = free_port()
-        cfg = tmp_path / "passerelle.toml"
-        cfg.write_text(world.config.read_text("utf-8").replace(
-            'state_dir = "state"', f'state_dir = "{tmp_path / "state"}"') + f"""
-[ops]
-listen = "127.0.0.1:0"
-[delivery]
-mx_lookup = false
-[listen.legacy]
-port = {legacy_port}
-[listen.trust]
-port = {free_port()}
-[retry]
-initial = 0.5
-factor = 1
-max = 0.5
-[workers]
-poll_interval = 0.1
-[routes]
-"hopital-a.mssante.example" = "127.0.0.1:{op.port}"
-""", "utf-8")
+        cfg = world.write_config(tmp_path / "passerelle.toml", tmp_path / "state", serve_tables(
+            legacy_port, {"hopital-a.mssante.example": f"127.0.0.1:{op.port}"}))
         serve = Serve(cfg)
         await serve.start()
         tls = __import__("ssl").create_default_context(cafile=str(world.ca_cert))

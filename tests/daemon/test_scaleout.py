@@ -15,7 +15,7 @@ import pytest
 from gateway.crypto.world import World
 from gateway.sim import SimTrustOperator
 from tests.daemon.harness import ADDR
-from tests.daemon.test_crash import Serve, free_port, sealed
+from tests.daemon.test_crash import Serve, free_port, sealed, serve_tables
 
 N = 400
 
@@ -23,31 +23,10 @@ N = 400
 def config(world: World, state: Path, url: str, op_port: int) -> tuple[Path, int]:
     state.mkdir()
     port = free_port()
-    cfg = state / "passerelle.toml"
-    cfg.write_text(world.config.read_text("utf-8").replace(
-        'state_dir = "state"', f'state_dir = "{state}"') + f"""
-[spool]
-url = "{url}"
-[ops]
-listen = "127.0.0.1:0"
-[delivery]
-mx_lookup = false
-[listen.legacy]
-port = {port}
-[listen.trust]
-port = {free_port()}
-[retry]
-initial = 0.5
-factor = 1
-max = 0.5
-[workers]
-poll_interval = 0.1
-delivery_timeout = 2
-lease = 3
-[routes]
-"hopital-a.mssante.example" = "127.0.0.1:{op_port}"
-""", "utf-8")
-    return cfg, port
+    tables = serve_tables(port, {"hopital-a.mssante.example": f"127.0.0.1:{op_port}"},
+                          delivery_timeout=2, lease=3)
+    tables["spool"] = {"url": url}
+    return world.write_config(state / "passerelle.toml", state, tables), port
 
 
 @pytest.mark.slow

@@ -27,7 +27,7 @@ from gateway.crypto.world import World
 from gateway.sim import SimLegacyHub, SimTrustOperator
 from tests.conftest import FIXTURES, legacy_client
 from tests.daemon.harness import ADDR, TRUST
-from tests.daemon.test_crash import Serve, free_port
+from tests.daemon.test_crash import Serve, free_port, serve_tables
 from tests.hostile.support import OP_A, gpg, inline
 
 RUNS = 20
@@ -99,29 +99,12 @@ def _load(world: World, run: int) -> list[Item]:
 
 
 def _config(world: World, state: Path, hub: int, op: int) -> tuple[Path, int, int]:
-    legacy_port, trust_port = free_port(), free_port()
-    cfg = state / "passerelle.toml"
-    cfg.write_text(world.config.read_text("utf-8").replace(
-        'state_dir = "state"', f'state_dir = "{state}"') + f"""
-[ops]
-listen = "127.0.0.1:0"
-[delivery]
-mx_lookup = false
-[listen.legacy]
-port = {legacy_port}
-[listen.trust]
-port = {trust_port}
-[retry]
-initial = 0.3
-factor = 1
-max = 0.3
-[workers]
-poll_interval = 0.05
-[routes]
-".legacy.example" = "127.0.0.1:{hub}"
-"hopital-a.mssante.example" = "127.0.0.1:{op}"
-""", "utf-8")
-    return cfg, legacy_port, trust_port
+    legacy_port = free_port()
+    tables = serve_tables(legacy_port, {".legacy.example": f"127.0.0.1:{hub}",
+                                        "hopital-a.mssante.example": f"127.0.0.1:{op}"},
+                          retry=0.3, poll_interval=0.05)
+    trust_port = int(str(tables["listen.trust"]["port"]))
+    return world.write_config(state / "passerelle.toml", state, tables), legacy_port, trust_port
 
 
 FINAL = ("delivered", "bounced", "quarantined")

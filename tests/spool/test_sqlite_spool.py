@@ -11,19 +11,11 @@ import pytest
 
 from gateway.errors import SpoolFull
 from gateway.spool import Direction, SqliteSpool
+from tests.spool.test_spool import put
 
 
 def spool(tmp_path: Path, **kw: object) -> SqliteSpool:
     return SqliteSpool(tmp_path / "spool.db", **kw)  # type: ignore[arg-type]
-
-
-def put(s: SqliteSpool, n: int = 0, *, rcpts: tuple[str, ...] = ("a@x.example",),
-        now: float = 1000.0) -> str:
-    qid, dup = s.accept(direction=Direction.TO_TRUST, mail_from="s@legacy.example",
-                        rcpts=rcpts, data=f"Message-ID: <{n}@x>\r\n\r\nbody {n}".encode(),
-                        message_id=f"<{n}@x>", now=now)
-    assert not dup
-    return qid
 
 
 def test_disk_full_is_4xx(tmp_path: Path) -> None:
