@@ -77,7 +77,8 @@ def _split(message: bytes) -> tuple[bytes, bytes]:
 
 
 def _crlf(data: bytes) -> bytes:
-    return re.sub(rb"\r?\n", b"\r\n", data)
+    """Every line end as CRLF (a lone CR stays): two C-level passes, not a regex."""
+    return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
 
 def _header_fields(head: bytes) -> list[bytes]:
@@ -201,7 +202,8 @@ def _check_cms(der: bytes, content: bytes) -> x509.Certificate:
     for c in certs:
         tbs = c["tbs_certificate"]
         if (tbs["serial_number"].native == sid["serial_number"].native
-                and tbs["issuer"] == sid["issuer"]):
+                and (tbs["issuer"].dump() == sid["issuer"].dump()  # the usual case, fast
+                     or tbs["issuer"] == sid["issuer"])):  # same name, other encoding
             cert_der = c.dump()
     if cert_der is None:
         raise SmimeError("signer certificate not included")

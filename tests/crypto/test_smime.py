@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import email.policy
+import re
 import subprocess
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gateway.crypto import smime
 from gateway.crypto.pki import TrustAnchors
@@ -111,3 +114,12 @@ def test_encrypt_decrypt_round_trip(world: World) -> None:
     assert b"CR0001.PDF" not in sealed
     opened = smime.decrypt(sealed, identity)
     assert b"CR0001.PDF" in opened and b"11,8 g/dL" in opened
+
+
+@given(st.binary(max_size=200) | st.text(alphabet="\r\nab é", max_size=60).map(str.encode))
+def test_line_ends_become_crlf_and_nothing_else_changes(data: bytes) -> None:
+    from gateway.crypto.smime import _crlf
+
+    out = _crlf(data)
+    assert out == re.sub(rb"\r?\n", b"\r\n", data)  # the canonical form of RFC 5751 §3.1.1
+    assert b"\n" not in out.replace(b"\r\n", b"")
