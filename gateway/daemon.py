@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 from gateway.config import Settings
 from gateway.crypto.domainlist import DomainList, DomainListStore
 from gateway.crypto.pki import client_tls_context, server_tls_context
-from gateway.errors import Fate, PasserelleError, TrustListError
+from gateway.errors import Fate, PasserelleError, RelayDenied, TrustListError
 from gateway.journal import Journal, open_journal
 from gateway.ops import http as ops_http
 from gateway.ops.logging import configure as configure_logging
@@ -366,6 +366,8 @@ class Gateway:
 
     async def accept(self, arrival: Arrival) -> str:
         started = time.monotonic()
+        if arrival.side == "legacy" and not arrival.mail_from:
+            return await self._hub_notice(arrival)
         direction = Direction.TO_TRUST if arrival.side == "legacy" else Direction.TO_LEGACY
         queue_id, duplicate = await self._in(
             self._db,
@@ -390,6 +392,56 @@ class Gateway:
         self.metrics.observe_stage("accept", time.monotonic() - started)
         self._wake_translate.set()
         return queue_id
+
+    async def _hub_notice(self, arrival: Arrival) -> str:
+        """A delivery status notification from the legacy hub about a message we delivered
+        there: passed back to the trust-space sender as an RFC 3464 DSN naming the
+        addresses they wrote to.  Anything else with a null sender is refused."""
+        parsed = notices.read_dsn(arrival.data)
+        if parsed is None:
+            raise RelayDenied("with a null sender this gateway accepts only delivery status "
+                              "notifications")
+        message_id, failures = parsed
+        for rcpt in arrival.rcpt_tos:
+            if not message_id or not await self._in(
+                self._db, self.spool.sent_to_legacy, message_id, rcpt
+            ):
+                raise RelayDenied("this notification does not report on a message carried by "
+                                  "this gateway from that sender")
+        book = self.book()
+        shown = []
+        for f in failures:
+            try:  # the legacy address the hub names becomes the alias the sender wrote to
+                alias = book.by_legacy(f.recipient).trust_address
+            except PasserelleError:
+                alias = f.recipient
+            shown.append(notices.Failure(alias, f.action, f.status, f.diagnostic))
+        now = datetime.fromtimestamp(self.clock(), UTC)
+        queue_ids = []
+        for rcpt in arrival.rcpt_tos:
+            data = notices.build_dsn(
+                f"Message-ID: {message_id}\r\n\r\n".encode(),
+                sender=rcpt,
+                failures=shown,
+                reporting_mta=self.settings.daemon.hostname,
+                now=now,
+            )
+            queue_id, _ = await self._in(
+                self._db,
+                self.spool.accept,
+                direction=Direction.NOTICE,
+                mail_from="",
+                rcpts=(rcpt,),
+                data=data,
+                message_id=message_id_of(data),
+                now=self.clock(),
+                peer=arrival.peer,
+                state=State.TRANSLATED,
+            )
+            queue_ids.append(queue_id)
+        log.info("hub_notice.accepted", queue_id=queue_ids[0], count=len(shown))
+        self._wake_deliver.set()
+        return queue_ids[0]
 
     # -- translation ---------------------------------------------------------------------
 

@@ -16,10 +16,10 @@ import quopri
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from email.message import EmailMessage
+from email.message import EmailMessage, Message
 from email.utils import format_datetime, make_msgid
 
-from gateway.errors import MessageFormatError
+from gateway.errors import MessageFormatError, PasserelleError
 from gateway.translate import mime
 
 _KEEP = ("From", "To", "Cc", "Date", "Message-ID", "In-Reply-To", "References")
@@ -179,6 +179,50 @@ MDN_ERRORS = {
     "900": "Erreur de traitement du message par la passerelle",
     "901": "Message non remis au destinataire",
 }
+
+
+def read_dsn(message: bytes) -> tuple[str, list[Failure]] | None:
+    """A delivery status notification (RFC 3464) from another MTA: (the Message-ID of the
+    message it reports on, one Failure per recipient), or None when it is not a DSN."""
+    try:
+        msg = mime.parse(message)
+    except PasserelleError:
+        return None
+    if msg.get_content_type() != "multipart/report" or str(msg.get_param(
+            "report-type", "")).lower() != "delivery-status":
+        return None
+    status = next((p for p in msg.walk() if p.get_content_type() == "message/delivery-status"),
+                  None)
+    if status is None:
+        return None
+    raw = status.get_payload()
+    text = raw if isinstance(raw, str) else "\n".join(
+        p.as_string() for p in raw if isinstance(p, Message))
+    failures: list[Failure] = []
+    for block in re.split(r"\r?\n\s*\r?\n", text):
+        fields: dict[str, str] = {}
+        for line in block.splitlines():
+            name, sep, value = line.partition(":")
+            if sep:
+                fields[name.strip().lower()] = value.strip()
+        rcpt = fields.get("final-recipient", fields.get("original-recipient", ""))
+        if not rcpt:
+            continue
+        failures.append(Failure(rcpt.partition(";")[2].strip() or rcpt,
+                                fields.get("action", "failed").lower(),
+                                fields.get("status", "5.0.0"),
+                                fields.get("diagnostic-code", "").partition(";")[2].strip()))
+    original = next((p for p in msg.walk() if p.get_content_type() in (
+        "text/rfc822-headers", "message/rfc822", "message/rfc822-headers")), None)
+    message_id = ""
+    if original is not None:
+        payload = original.get_payload(decode=True)
+        if not isinstance(payload, bytes):
+            inner = original.get_payload()
+            payload = (inner[0].as_bytes() if isinstance(inner, list) and inner
+                       and isinstance(inner[0], Message) else b"")
+        message_id = original_headers(payload)[0]
+    return message_id, failures
 
 
 def mdn_requested(original: bytes, return_path: str) -> str | None:

@@ -138,6 +138,12 @@ class LegacyHandler(_Handler):
 
     async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, mail_options: list[str]) -> str:
+        if address in ("", "<>"):
+            # the hub's own delivery status notifications: accepted only when they report on
+            # a message this gateway carried from that trust-space sender (checked at DATA)
+            envelope.mail_from = "<>"  # (not "": aiosmtpd would think MAIL was never given)
+            envelope.mail_options.extend(mail_options)
+            return "250 2.1.0 OK"
         try:
             self.book().by_legacy(address)
         except PasserelleError:

@@ -81,6 +81,7 @@ CREATE TABLE IF NOT EXISTS recipients (
 CREATE INDEX IF NOT EXISTS recipients_work ON recipients(state, next_attempt);
 CREATE INDEX IF NOT EXISTS recipients_queue ON recipients(queue_id);
 CREATE INDEX IF NOT EXISTS recipients_output ON recipients(output_id);
+CREATE INDEX IF NOT EXISTS messages_message_id ON messages(message_id);
 CREATE TABLE IF NOT EXISTS accepted (
     message_id TEXT NOT NULL,
     digest TEXT NOT NULL,

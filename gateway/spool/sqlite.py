@@ -81,6 +81,7 @@ CREATE TABLE IF NOT EXISTS recipients (
 );
 CREATE INDEX IF NOT EXISTS recipients_work ON recipients(state, next_attempt);
 CREATE INDEX IF NOT EXISTS recipients_queue ON recipients(queue_id);
+CREATE INDEX IF NOT EXISTS messages_message_id ON messages(message_id);
 CREATE TABLE IF NOT EXISTS accepted (
     message_id TEXT NOT NULL,
     digest TEXT NOT NULL,
@@ -440,6 +441,14 @@ class SqliteSpool:
             n += db.execute("UPDATE messages SET lease_owner=NULL, lease_until=0 "
                             "WHERE lease_owner IS NOT NULL").rowcount
         return int(n)
+
+    def sent_to_legacy(self, message_id: str, trust_sender: str) -> bool:
+        """Did this gateway carry a message with that Message-ID from that trust-space sender
+        into the legacy network?  (Only then is a bounce from the hub passed back.)"""
+        row = self._conn().execute(
+            "SELECT 1 FROM messages WHERE message_id=? AND direction='to_legacy' AND "
+            "lower(mail_from)=lower(?) LIMIT 1", (message_id, trust_sender)).fetchone()
+        return row is not None
 
     def counts(self) -> dict[str, int]:
         return {state: n for state, n in self._conn().execute(

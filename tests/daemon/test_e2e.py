@@ -283,3 +283,56 @@ def test_translation_failing_for_the_whole_lifetime_goes_to_quarantine(world: Wo
         finally:
             await h.stop()
     asyncio.run(main())
+
+
+def test_a_bounce_from_the_hub_goes_back_to_the_trust_sender_as_a_dsn(world: World,
+                                                                      tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from gateway.smtp import notices
+
+    async def scenario(h: Harness) -> None:
+        await h.send_trust("dr.x@hopital-a.mssante.example", TRUST["dupont"], "Bonjour",
+                           msgid="<e2e-hub@hopital-a.mssante.example>")
+        delivered = (await h.hub.wait_for(1))[0]
+        # the hub cannot deliver it after all, and says so to the envelope sender
+        dsn = notices.build_dsn(delivered.data, sender=delivered.mail_from, failures=[
+            notices.Failure(ADDR["dupont"], "failed", "5.2.2", "mailbox full")],
+            reporting_mta="hub.legacy.example", now=datetime.now(UTC))
+
+        async def hub_says(data: bytes, rcpt: str) -> None:
+            smtp = aiosmtplib.SMTP(hostname="127.0.0.1", port=h.legacy_port, start_tls=True,
+                                   tls_context=h.tls(), timeout=30)
+            await smtp.connect()
+            try:
+                await smtp.mail("")  # MAIL FROM:<>
+                await smtp.rcpt(rcpt)
+                await smtp.data(data)
+            finally:
+                smtp.close()
+
+        await hub_says(dsn, delivered.mail_from)
+        back = (await h.op_a.wait_for(1))[0]
+        assert back.mail_from in ("", "<>") and back.rcpt_tos == (delivered.mail_from,)
+        report = parsed(back.data)
+        assert report.get_content_type() == "multipart/report"
+        status = next(p for p in report.walk()
+                      if p.get_content_type() == "message/delivery-status")
+        text = status.as_string()
+        # the address the hospital wrote to, not the legacy one behind it
+        assert f"Final-Recipient: rfc822; {TRUST['dupont']}" in text
+        assert "Status: 5.2.2" in text and ADDR["dupont"] not in text
+        assert report["In-Reply-To"] == "<e2e-hub@hopital-a.mssante.example>"
+        # a null-sender message that reports on nothing we carried, or is no report: refused
+        forged = notices.build_dsn(b"Message-ID: <never-sent@x>\r\n\r\n",
+                                   sender="dr.x@hopital-a.mssante.example",
+                                   failures=[notices.Failure(ADDR["dupont"], "failed", "5.1.1",
+                                                             "")],
+                                   reporting_mta="hub.legacy.example", now=datetime.now(UTC))
+        for data in (forged, b"Subject: hello\r\n\r\nspam\r\n"):
+            with pytest.raises(aiosmtplib.SMTPResponseException) as exc:
+                await hub_says(data, "dr.x@hopital-a.mssante.example")
+            assert exc.value.code == 554
+        await asyncio.sleep(0.5)
+        assert len(h.op_a.received) == 1
+    run(world, tmp_path, scenario)
