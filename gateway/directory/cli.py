@@ -31,7 +31,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
                        "mailboxes, export the legacy users' addresses.")
     dsub = d.add_subparsers(dest="directory_action", metavar="ACTION", required=True)
     imp = dsub.add_parser("import", help="import an extraction (plain or zipped)")
-    imp.add_argument("file", type=Path)
+    imp.add_argument("file", type=Path,
+                     help="the national extraction: 31 columns, |-separated, UTF-8; plain or zip")
     find = dsub.add_parser("find", help="find mailboxes by RPPS, name or address")
     group = find.add_mutually_exclusive_group(required=True)
     group.add_argument("--rpps")

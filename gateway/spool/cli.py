@@ -24,11 +24,14 @@ def _settings(path: Path | None) -> config.Settings:
 def register(sub: argparse._SubParsersAction[Any]) -> None:
     serve = sub.add_parser(
         "serve", help="run the gateway (listeners, workers, delivery)",
-        description=("Run the gateway: both SMTP listeners, the translation workers and "
-                     "delivery. SIGTERM drains (stop accepting, finish what is in flight, leave "
-                     "the rest in the spool); SIGHUP reloads the address book and the list of "
-                     "domains."))
-    serve.add_argument("--config", type=Path)
+        description=("Run the gateway: both SMTP listeners, the translation workers (in "
+                     "[workers] processes worker processes) and delivery. The spool is SQLite "
+                     "under state_dir, or the PostgreSQL database of [spool] url, which several "
+                     "instances can share. SIGTERM drains (stop accepting, finish what is in "
+                     "flight, leave the rest in the spool); SIGHUP reloads the address book and "
+                     "the list of domains."))
+    serve.add_argument("--config", type=Path,
+                       help="the configuration (see deploy/passerelle.example.toml)")
     serve.set_defaults(handler=run_serve)
 
     for name, states, actions in (
