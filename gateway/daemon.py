@@ -426,19 +426,7 @@ class Gateway:
                 reporting_mta=self.settings.daemon.hostname,
                 now=now,
             )
-            queue_id, _ = await self._in(
-                self._db,
-                self.spool.accept,
-                direction=Direction.NOTICE,
-                mail_from="",
-                rcpts=(rcpt,),
-                data=data,
-                message_id=message_id_of(data),
-                now=self.clock(),
-                peer=arrival.peer,
-                state=State.TRANSLATED,
-            )
-            queue_ids.append(queue_id)
+            queue_ids.append(await self._queue_notice(rcpt, data, peer=arrival.peer))
         log.info("hub_notice.accepted", queue_id=queue_ids[0], count=len(shown))
         self._wake_deliver.set()
         return queue_ids[0]
@@ -618,7 +606,13 @@ class Gateway:
         except Exception as exc:  # a bug must not lose the original's state
             log.error("notice.failed", exc_info=exc)
             return
-        await self._in(
+        await self._queue_notice(rcpt, data)
+        self._wake_deliver.set()
+
+    async def _queue_notice(self, rcpt: str, data: bytes, *, peer: str = "") -> str:
+        """A message we wrote ourselves (bounce, delay notice, DSN, MDN): queued ready for
+        delivery as it is, with a null sender (never a notice about a notice)."""
+        queue_id, _ = await self._in(
             self._db,
             self.spool.accept,
             direction=Direction.NOTICE,
@@ -627,9 +621,10 @@ class Gateway:
             data=data,
             message_id=message_id_of(data),
             now=self.clock(),
+            peer=peer,
             state=State.TRANSLATED,
         )
-        self._wake_deliver.set()
+        return queue_id
 
     async def _mdn(self, queue_id: str, return_path: str, rcpts: Sequence[str], *,
                    error: str | None = None) -> None:
@@ -646,10 +641,7 @@ class Gateway:
             data = notices.build_mdn(original, notify=notify, final_recipient=rcpt,
                                      reporting_ua=self.settings.daemon.hostname, now=now,
                                      error=error)
-            await self._in(self._db, self.spool.accept, direction=Direction.NOTICE,
-                           mail_from="", rcpts=(notify,), data=data,
-                           message_id=message_id_of(data), now=self.clock(),
-                           state=State.TRANSLATED)
+            await self._queue_notice(notify, data)
         self._wake_deliver.set()
 
     # -- delivery ------------------------------------------------------------------------
