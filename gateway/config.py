@@ -98,17 +98,13 @@ class Settings:
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
-    def directory_path(self) -> Path:
-        return self.directory.path or self.state_dir / "directory.db"
-
-    @property
     def directory_target(self) -> Path | str:
         """Where the directory is: ``[directory] path`` if set, else the PostgreSQL spool
         database when there is one, else ``<state_dir>/directory.db``."""
         if self.directory.path is None and self.spool_url.startswith(
                 ("postgresql://", "postgres://")):
             return self.spool_url
-        return self.directory_path
+        return self.directory.path or self.state_dir / "directory.db"
 
     @property
     def journal_url(self) -> str:

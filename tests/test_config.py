@@ -68,7 +68,7 @@ hprim_alias = "Resultats"
     assert s.directory.types == ("CAB", "PER")
     assert s.directory.preferred_domains == ("hopital-a.mssante.example",)
     assert s.directory.hprim_alias == "resultats"
-    assert s.directory_path == tmp_path / "state" / "directory.db"
+    assert s.directory_target == tmp_path / "state" / "directory.db"
     assert config.load(write(tmp_path, "")).directory.types == ("PER", "CAB", "ORG", "APP")
     with pytest.raises(ConfigError, match=r"directory\.types: unknown mailbox type\(s\) XYZ"):
         config.load(write(tmp_path, '[directory]\ntypes = ["PER", "XYZ"]\n'))
