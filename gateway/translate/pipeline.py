@@ -10,6 +10,7 @@ Pure given its collaborators (keys, address book, tables) and the time passed in
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -88,15 +89,38 @@ def _hprim_recipients(decrypted: bytes, charset: str | None) -> list[tuple[str, 
             for d in hprim.parse(text).documents]
 
 
+# A Message-ID field as nearly every mailer writes it: one line, one plain <token>; and what
+# the email package's parser takes for a header line (a field, a continuation, a From_ line).
+_SIMPLE_MESSAGE_ID = re.compile(rb"^message-id:[ \t]*(<[!-~]+>)[ \t]*\r?$", re.I | re.M)
+_ANY_MESSAGE_ID = re.compile(rb"^message-id[ \t]*:", re.I | re.M)
+_HEADER_LINE = re.compile(rb"[!-9;-~]*:|[ \t]|From ")
+
+
 def _message_id(raw: bytes) -> str:
     # the header block only: parsing the whole message (bodies, attachments) just to read
     # one header cost a full parse per message
     head = raw.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
-    try:
-        value = mime.header(mime.parse(head + b"\r\n\r\n"), "Message-ID")
-    except Exception:
-        value = ""
+    value = _simple_message_id(head)
+    if value is None:  # folded, encoded, odd or absent: what the header parser reads
+        try:
+            value = mime.header(mime.parse(head + b"\r\n\r\n"), "Message-ID")
+        except Exception:
+            value = ""
     return value.strip() or f"<{sha256(raw)[:32]}@passerelle>"
+
+
+def _simple_message_id(head: bytes) -> str | None:
+    """The Message-ID of a header block read without the email package, when its first
+    Message-ID field is a plain one-line ``<token>`` after well-formed header lines (the
+    parser would read the same); else None."""
+    simple = _SIMPLE_MESSAGE_ID.search(head)
+    first = _ANY_MESSAGE_ID.search(head)
+    if simple is None or first is None or first.start() != simple.start():
+        return None
+    before = head[: simple.start()].split(b"\n")[:-1]
+    if not all(_HEADER_LINE.match(line) for line in before):
+        return None
+    return simple.group(1).decode("ascii")
 
 
 @dataclass
