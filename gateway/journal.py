@@ -18,6 +18,7 @@ import json
 import sqlite3
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -99,6 +100,16 @@ class Journal:
             self._local.db = db
         return db
 
+    @contextmanager
+    def _read(self) -> Iterator[Any]:
+        """This thread's connection for reads: a database that fails under them is
+        :class:`SpoolUnavailable`, never the driver's own exception."""
+        try:
+            db = self._conn()
+            yield db
+        except sqlite3.Error as exc:
+            raise SpoolUnavailable(f"journal: {exc}") from None
+
     def append(self, message_id: str, stage: str, record: dict[str, Any], *,
                at: datetime) -> JournalEntry:
         return self._append_many([(message_id, stage, record)], at=at)[0]
@@ -151,9 +162,10 @@ class Journal:
         return out, written
 
     def _rows(self, where: str = "", args: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
-        yield from self._conn().execute(
-            f"SELECT seq, message_id, stage, at, record, prev_hash, hash FROM journal {where} "
-            "ORDER BY seq", args)
+        with self._read() as db:
+            yield from db.execute(
+                f"SELECT seq, message_id, stage, at, record, prev_hash, hash FROM journal "
+                f"{where} ORDER BY seq", args)
 
     def entries(self, message_id: str | None = None) -> list[JournalEntry]:
         rows = self._rows("WHERE message_id = ?", (message_id,)) if message_id else self._rows()
@@ -187,13 +199,13 @@ class Journal:
         gaps); the byte count is summed once, then kept up to date by this process's appends
         (another instance's appends show at the next start) — the gauges ask every few
         seconds and a full scan grows with the journal."""
-        db = self._conn()
-        row = db.execute("SELECT seq FROM journal ORDER BY seq DESC LIMIT 1").fetchone()
-        entries = int(row[0]) if row else 0
-        if self._bytes is None:
-            total = db.execute("SELECT COALESCE(SUM(LENGTH(record)), 0) FROM journal"
-                               ).fetchone()
-            self._bytes = int(total[0])
+        with self._read() as db:
+            row = db.execute("SELECT seq FROM journal ORDER BY seq DESC LIMIT 1").fetchone()
+            entries = int(row[0]) if row else 0
+            if self._bytes is None:
+                total = db.execute("SELECT COALESCE(SUM(LENGTH(record)), 0) FROM journal"
+                                   ).fetchone()
+                self._bytes = int(total[0])
         return entries, self._bytes
 
     def _count(self, written: int) -> None:

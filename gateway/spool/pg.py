@@ -218,6 +218,15 @@ class PgSpool(SqliteSpool):
             self._discard(db)
             raise
 
+    @contextmanager
+    def _read(self) -> Iterator[PgConn]:
+        db = self._conn()
+        try:
+            yield db
+        except psycopg.Error as exc:
+            self._discard(db)
+            raise _error("spool", exc) from None
+
     def _discard(self, db: PgConn) -> None:
         _rollback_or_drop(self._local, db)
 
@@ -237,12 +246,6 @@ class PgSpool(SqliteSpool):
         """Other instances may be running: their leases are left alone (work held by a dead
         instance is taken over when its leases expire)."""
         return 0
-
-    def counts(self) -> dict[str, int]:
-        try:
-            return super().counts()
-        except psycopg.Error as exc:
-            raise _error("spool", exc) from None
 
     def size_bytes(self) -> int:
         try:
@@ -272,6 +275,15 @@ class PgJournal(Journal):
 
     def _conn(self) -> Any:
         return _thread_conn(self._local, self.url, "journal")
+
+    @contextmanager
+    def _read(self) -> Iterator[Any]:
+        db = self._conn()
+        try:
+            yield db
+        except psycopg.Error as exc:
+            _rollback_or_drop(self._local, db)
+            raise _error("journal", exc) from None
 
     def _begin_chain(self, db: Any) -> None:
         db.execute("BEGIN")

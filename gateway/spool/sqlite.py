@@ -176,6 +176,17 @@ class SqliteSpool:
                 db.execute("ROLLBACK")
             raise
 
+    @contextmanager
+    def _read(self) -> Iterator[Conn]:
+        """This thread's connection for reads outside a transaction: a database that fails
+        under them is :class:`SpoolUnavailable` too (a clear, transient error), never the
+        driver's own exception."""
+        db = self._conn()
+        try:
+            yield db
+        except sqlite3.Error as exc:
+            raise SpoolUnavailable(f"spool: {exc}") from None
+
     @staticmethod
     def _skip_locked(table: str) -> str:
         """SQLite serialises writers (BEGIN IMMEDIATE): nothing to add to a lease query."""
@@ -272,10 +283,13 @@ class SqliteSpool:
         return work
 
     def _translate_work(self, queue_id: str) -> TranslateWork | None:
-        db = self._conn()
-        row = db.execute("SELECT direction, mail_from, data, digest, received_at, "
-                         "translate_attempts FROM messages WHERE queue_id=?",
-                         (queue_id,)).fetchone()
+        with self._read() as db:
+            row = db.execute("SELECT direction, mail_from, data, digest, received_at, "
+                             "translate_attempts FROM messages WHERE queue_id=?",
+                             (queue_id,)).fetchone()
+            rcpts = tuple(r[0] for r in db.execute(
+                "SELECT rcpt FROM recipients WHERE queue_id=? AND state='received' ORDER BY id",
+                (queue_id,)))
         if row is None:
             return None
         direction, mail_from, data, digest, received_at, attempts = row
@@ -285,9 +299,6 @@ class SqliteSpool:
         if direction not in _DIRECTIONS:  # a damaged row must not stop the workers
             self._set_aside(queue_id, "corrupt: unknown direction")
             return None
-        rcpts = tuple(r[0] for r in db.execute(
-            "SELECT rcpt FROM recipients WHERE queue_id=? AND state='received' ORDER BY id",
-            (queue_id,)))
         return TranslateWork(queue_id, Direction(direction), mail_from, rcpts, data,
                              received_at, attempts)
 
@@ -356,36 +367,36 @@ class SqliteSpool:
                            "CASE WHEN lease_owner IS NULL THEN in_doubt ELSE 1 END WHERE id=?",
                            (worker, now + duration, rid))
         work = []
-        db = self._conn()
-        for oid in outs:
-            row = db.execute(
-                "SELECT o.queue_id, o.data, o.digest, m.direction, m.mail_from, m.received_at,"
-                " m.message_id FROM outputs o JOIN messages m ON m.queue_id = o.queue_id "
-                "WHERE o.output_id=?", (oid,)).fetchone()
-            if row is None:
-                continue
-            qid, data, digest, direction, mail_from, received_at, message_id = row
-            if _digest(data) != digest:
-                self._set_aside(qid, "corrupt: translated bytes do not match their digest")
-                continue
-            if direction not in _DIRECTIONS:
-                self._set_aside(qid, "corrupt: unknown direction")
-                continue
-            rcpts = db.execute(
-                "SELECT rcpt, attempts, first_deferred, warned, in_doubt, deliver_to FROM "
-                "recipients WHERE "
-                "output_id=? AND lease_owner=? AND state IN ('translated','deferred')",
-                (oid, worker)).fetchall()
-            if not rcpts:
-                continue
-            work.append(DeliverWork(
-                output_id=oid, queue_id=qid, direction=Direction(direction),
-                mail_from=mail_from, rcpts=tuple(r[0] for r in rcpts), data=data,
-                received_at=received_at, attempts=max(r[1] for r in rcpts),
-                first_deferred=min((r[2] for r in rcpts if r[2] is not None), default=None),
-                warned=any(r[3] for r in rcpts), message_id=message_id,
-                in_doubt=any(r[4] for r in rcpts),
-                routes={r[0]: r[5] for r in rcpts if r[5]}))
+        with self._read() as db:
+            for oid in outs:
+                row = db.execute(
+                    "SELECT o.queue_id, o.data, o.digest, m.direction, m.mail_from, m.received_at,"
+                    " m.message_id FROM outputs o JOIN messages m ON m.queue_id = o.queue_id "
+                    "WHERE o.output_id=?", (oid,)).fetchone()
+                if row is None:
+                    continue
+                qid, data, digest, direction, mail_from, received_at, message_id = row
+                if _digest(data) != digest:
+                    self._set_aside(qid, "corrupt: translated bytes do not match their digest")
+                    continue
+                if direction not in _DIRECTIONS:
+                    self._set_aside(qid, "corrupt: unknown direction")
+                    continue
+                rcpts = db.execute(
+                    "SELECT rcpt, attempts, first_deferred, warned, in_doubt, deliver_to FROM "
+                    "recipients WHERE "
+                    "output_id=? AND lease_owner=? AND state IN ('translated','deferred')",
+                    (oid, worker)).fetchall()
+                if not rcpts:
+                    continue
+                work.append(DeliverWork(
+                    output_id=oid, queue_id=qid, direction=Direction(direction),
+                    mail_from=mail_from, rcpts=tuple(r[0] for r in rcpts), data=data,
+                    received_at=received_at, attempts=max(r[1] for r in rcpts),
+                    first_deferred=min((r[2] for r in rcpts if r[2] is not None), default=None),
+                    warned=any(r[3] for r in rcpts), message_id=message_id,
+                    in_doubt=any(r[4] for r in rcpts),
+                    routes={r[0]: r[5] for r in rcpts if r[5]}))
         return work
 
     def mark_delivered(self, output_id: int, rcpts: Sequence[str], *, now: float,
@@ -445,30 +456,33 @@ class SqliteSpool:
     def sent_to_legacy(self, message_id: str, trust_sender: str) -> bool:
         """Did this gateway carry a message with that Message-ID from that trust-space sender
         into the legacy network?  (Only then is a bounce from the hub passed back.)"""
-        row = self._conn().execute(
-            "SELECT 1 FROM messages WHERE message_id=? AND direction='to_legacy' AND "
-            "lower(mail_from)=lower(?) LIMIT 1", (message_id, trust_sender)).fetchone()
+        with self._read() as db:
+            row = db.execute(
+                "SELECT 1 FROM messages WHERE message_id=? AND direction='to_legacy' AND "
+                "lower(mail_from)=lower(?) LIMIT 1", (message_id, trust_sender)).fetchone()
         return row is not None
 
     def counts(self) -> dict[str, int]:
-        return {state: n for state, n in self._conn().execute(
-            "SELECT state, COUNT(*) FROM recipients GROUP BY state")}
+        with self._read() as db:
+            return {state: n for state, n in db.execute(
+                "SELECT state, COUNT(*) FROM recipients GROUP BY state")}
 
     def oldest_age(self, now: float) -> float:
-        row = self._conn().execute(
-            "SELECT MIN(m.received_at) FROM messages m JOIN recipients r ON r.queue_id = "
-            "m.queue_id WHERE r.state IN ('received','translated','deferred')").fetchone()
+        with self._read() as db:
+            row = db.execute(
+                "SELECT MIN(m.received_at) FROM messages m JOIN recipients r ON r.queue_id = "
+                "m.queue_id WHERE r.state IN ('received','translated','deferred')").fetchone()
         return 0.0 if row[0] is None else max(0.0, now - row[0])
 
     def list(self, *, state: str | None = None, limit: int = 100) -> list[QueueEntry]:
-        db = self._conn()
         where = "WHERE queue_id IN (SELECT queue_id FROM recipients WHERE state=?)" if state \
             else ""
-        rows = db.execute(
-            "SELECT queue_id, direction, message_id, mail_from, size, digest, received_at FROM "
-            f"messages {where} ORDER BY received_at LIMIT ?",
-            (state, limit) if state else (limit,)).fetchall()
-        return [self._entry(db, *row) for row in rows]
+        with self._read() as db:
+            rows = db.execute(
+                "SELECT queue_id, direction, message_id, mail_from, size, digest, received_at "
+                f"FROM messages {where} ORDER BY received_at LIMIT ?",
+                (state, limit) if state else (limit,)).fetchall()
+            return [self._entry(db, *row) for row in rows]
 
     def _entry(self, db: Conn, qid: str, direction: str, message_id: str,
                mail_from: str, size: int, digest: str, received_at: float) -> QueueEntry:
@@ -479,13 +493,13 @@ class SqliteSpool:
                           digest, received_at, rcpts)
 
     def show(self, queue_id: str) -> tuple[QueueEntry, bytes]:
-        db = self._conn()
-        row = db.execute("SELECT queue_id, direction, message_id, mail_from, size, digest, "
-                         "received_at, data FROM messages WHERE queue_id=?",
-                         (queue_id,)).fetchone()
-        if row is None:
-            raise BadInputError(f"no message {queue_id} in the queue")
-        return self._entry(db, *row[:7]), row[7]
+        with self._read() as db:
+            row = db.execute("SELECT queue_id, direction, message_id, mail_from, size, digest, "
+                             "received_at, data FROM messages WHERE queue_id=?",
+                             (queue_id,)).fetchone()
+            if row is None:
+                raise BadInputError(f"no message {queue_id} in the queue")
+            return self._entry(db, *row[:7]), row[7]
 
     def _admin(self, queue_id: str, sql: str, args: tuple[object, ...], allowed: str) -> int:
         with self._tx() as db:

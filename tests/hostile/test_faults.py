@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aiosmtplib
@@ -190,6 +191,50 @@ def test_database_unreachable_mid_run_is_4xx_and_nothing_is_lost(world: World, t
             await h.stop()
             link.cut()
     asyncio.run(main())
+
+
+@pytest.mark.postgres
+def test_reads_of_queue_and_journal_in_an_outage_are_spool_unavailable(pg_url: str) -> None:
+    """What operators and the gauges read (queue list and show, counts, oldest age, the hub
+    check, the journal) while the database is cut off mid-session: the transient
+    SpoolUnavailable — one clear line and exit 75 from the command line — never the driver's
+    own exception; and the same objects read again once the link is back."""
+    from gateway.errors import SpoolUnavailable
+    from gateway.spool.pg import PgJournal, PgSpool
+
+    link = CuttableLink(int(pg_url.split("@", 1)[1].split("/", 1)[0].rsplit(":", 1)[1]))
+    link.up()
+    host = pg_url.split("@", 1)[1].split("/", 1)[0]
+    url = pg_url.replace(f"@{host}/", f"@127.0.0.1:{link.port}/")
+    spool, journal = PgSpool(url), PgJournal(url)
+    try:
+        qid, _ = spool.accept(direction=Direction.TO_TRUST, mail_from="a@legacy.example",
+                              rcpts=["b@trust.example"], data=b"Subject: x\r\n\r\nx\r\n",
+                              message_id="<outage@legacy.example>", now=1.0)
+        journal.append("<outage@legacy.example>", "received", {"size": 1}, at=datetime(2026, 11, 30, tzinfo=UTC))
+        reads = {
+            "list": lambda: spool.list(),
+            "show": lambda: spool.show(qid),
+            "counts": spool.counts,
+            "oldest_age": lambda: spool.oldest_age(2.0),
+            "sent_to_legacy": lambda: spool.sent_to_legacy("<outage@legacy.example>", "x@y"),
+            "entries": lambda: journal.entries(),
+            "verify": lambda: journal.verify(),
+            "size": lambda: journal.size(),
+        }
+        before = {name: read() for name, read in reads.items()}
+        link.cut()
+        for name, read in reads.items():
+            with pytest.raises(SpoolUnavailable):
+                read()
+        link.up()
+        after = {name: read() for name, read in reads.items()}
+        assert after == before
+        assert after["counts"] == {"received": 1} and after["verify"].ok
+    finally:
+        link.cut()
+        spool.close()
+        journal.close()
 
 
 # --- the spool's disk fills up --------------------------------------------------------------
