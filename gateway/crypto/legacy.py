@@ -101,7 +101,7 @@ class LegacyCrypto:
             rebuilt = self._rebuild(inner, results, top=False, inside=True)
             return _with_headers(part, rebuilt) if top else rebuilt
         if part.is_multipart():
-            new = EmailMessage()
+            new = mime.new()
             if top:
                 _copy_headers(part, new)
                 new["MIME-Version"] = "1.0"
@@ -112,7 +112,7 @@ class LegacyCrypto:
                              for p in payload if isinstance(p, Message)])
             return new
         if inside:
-            leaf = EmailMessage()
+            leaf = mime.new()
             for name, value in mime.header_items(part):
                 leaf[name] = value
             leaf.set_payload(part.get_payload())
@@ -124,7 +124,7 @@ class LegacyCrypto:
         data = part.get_payload(decode=True)
         data = data if isinstance(data, bytes) else b""
         filename = part.get_filename()
-        new = EmailMessage()
+        new = mime.new()
         if top:
             _copy_headers(part, new, skip_content=True)
         if filename and filename.lower().endswith(ENCRYPTED_SUFFIXES):
@@ -150,12 +150,12 @@ class LegacyCrypto:
 
     def seal(self, message: bytes, *, recipient: str) -> bytes:
         msg = mime.parse(message)
-        out = EmailMessage()
+        out = mime.new()
         _copy_headers(msg, out, skip_content=True)
         out.make_mixed()
         for leaf in mime.leaves(msg):
             armored = self.cipher.encrypt_sign(leaf.data, recipient=recipient)
-            part = EmailMessage()
+            part = mime.new()
             if leaf.is_attachment:
                 part.set_content(armored, maintype="application", subtype="octet-stream",
                                  disposition="attachment",
@@ -181,7 +181,7 @@ def _copy_headers(src: Message, dst: EmailMessage, *, skip_content: bool = True)
 
 
 def _with_headers(outer: Message, inner: EmailMessage) -> EmailMessage:
-    new = EmailMessage()
+    new = mime.new()
     _copy_headers(outer, new)
     for name, value in mime.header_items(inner):
         if name.lower() in _CONTENT_HEADERS:

@@ -96,7 +96,7 @@ def legacy_notice(original: bytes, *, sender: str, failures: list[Failure], gate
         "",
         f"La passerelle de messagerie sécurisée ({gateway_domain})",
     ]
-    msg = EmailMessage()
+    msg = mime.new()
     msg["From"] = f"Passerelle MSSante <postmaster@{gateway_domain}>"
     msg["To"] = sender
     msg["Subject"] = subject
@@ -110,7 +110,7 @@ def legacy_notice(original: bytes, *, sender: str, failures: list[Failure], gate
     body, _ = encode_for("\n".join(lines) + "\n", charset)
     msg.set_content(body, maintype="text", subtype="plain", cte="quoted-printable")
     msg.set_param("charset", MIME_CHARSET.get(charset, charset))
-    return msg.as_bytes(policy=email.policy.SMTP)
+    return msg.as_bytes(policy=mime.WIRE)
 
 
 def build_dsn(original: bytes, *, sender: str, failures: list[Failure], reporting_mta: str,
@@ -118,7 +118,7 @@ def build_dsn(original: bytes, *, sender: str, failures: list[Failure], reportin
     """RFC 3464 multipart/report (delivery-status) with the original's headers only."""
     message_id, date, _ = original_headers(original)
     delayed = all(f.action == "delayed" for f in failures)
-    report = EmailMessage()
+    report = mime.new()
     report["From"] = f"Mail Delivery System <MAILER-DAEMON@{reporting_mta}>"
     report["To"] = sender
     report["Subject"] = ("Delivery delayed / Remise retardée" if delayed
@@ -168,7 +168,7 @@ def build_dsn(original: bytes, *, sender: str, failures: list[Failure], reportin
     report["MIME-Version"] = "1.0"
     report["Content-Type"] = (f'multipart/report; report-type=delivery-status; '
                               f'boundary="{boundary}"')
-    return bytes(report.as_bytes(policy=email.policy.SMTP).split(b"\r\n\r\n", 1)[0]
+    return bytes(report.as_bytes(policy=mime.WIRE).split(b"\r\n\r\n", 1)[0]
                  + b"\r\n\r\n" + body)
 
 
@@ -279,7 +279,7 @@ def build_mdn(original: bytes, *, notify: str, final_recipient: str, reporting_u
         b"--" + boundary.encode() + b"--",
         b"",
     ])
-    report = EmailMessage()
+    report = mime.new()
     report["From"] = final_recipient
     report["To"] = notify
     report["Subject"] = ("Accusé de réception : " if error is None else
@@ -293,7 +293,7 @@ def build_mdn(original: bytes, *, notify: str, final_recipient: str, reporting_u
     report["MIME-Version"] = "1.0"
     report["Content-Type"] = (f'multipart/report; report-type=disposition-notification; '
                               f'boundary="{boundary}"')
-    return bytes(report.as_bytes(policy=email.policy.SMTP).split(b"\r\n\r\n", 1)[0]
+    return bytes(report.as_bytes(policy=mime.WIRE).split(b"\r\n\r\n", 1)[0]
                  + b"\r\n\r\n" + body)
 
 

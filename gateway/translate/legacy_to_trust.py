@@ -10,7 +10,6 @@ from __future__ import annotations
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime
-from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from typing import Any
 
@@ -124,7 +123,7 @@ def compose(decrypted: bytes, *, sender: LegacyUser, book: AddressBook, envelope
         raise TranslationError(f"HPRIM report cannot be converted: {exc}") from None
     trace.add("documents", now, text.text.encode("utf-8"), package or b"", **doc_details)
 
-    out = EmailMessage()
+    out = mime.new()
     mapper = {u.legacy_address: (u.display_name, u.trust_address) for u in book.users()}
     mapper.update(aliases or {})  # directory aliases: the mailbox they resolved to
     mapped: list[str] = []

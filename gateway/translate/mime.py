@@ -12,7 +12,9 @@ import email.parser
 import email.policy
 import re
 from dataclasses import dataclass
+from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import EmailMessage, Message
+from typing import Any
 
 from gateway.errors import MessageFormatError
 
@@ -25,6 +27,55 @@ MAX_DEPTH = 20
 MAX_PARTS = 500
 
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
+
+
+
+class _RememberingRegistry(HeaderRegistry):
+    """The email package's header registry, remembering the header classes it makes and the
+    short headers it has parsed.  The package builds a new class on every lookup and parses a
+    part's Content-Type again on every ``get_content_type()`` (some forty times for one
+    translated message); a parsed header is an immutable ``str`` whose parse depends only on
+    its name and value, so the same one can be handed out again.  Bounded: long values are
+    never kept, and the memory is emptied when full."""
+
+    LONGEST = 256
+    ENTRIES = 512
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._classes: dict[str, type[BaseHeader]] = {}
+        self._parsed: dict[tuple[str, str], BaseHeader] = {}
+
+    def __getitem__(self, name: str) -> type[BaseHeader]:
+        key = name.lower()
+        cls = self._classes.get(key)
+        if cls is None:
+            cls = self._classes[key] = super().__getitem__(name)
+        return cls
+
+    def __call__(self, name: str, value: Any) -> BaseHeader:
+        if not isinstance(value, str) or len(value) > self.LONGEST:
+            return self[name](name, value)
+        key = (name, value)
+        header = self._parsed.get(key)
+        if header is None:
+            if len(self._parsed) >= self.ENTRIES:
+                self._parsed.clear()
+            header = self._parsed[key] = self[name](name, value)
+        return header
+
+
+_REGISTRY = _RememberingRegistry()
+# The policies every message of the gateway is read and written with: the standard ones
+# (``email.policy.default``, and ``SMTP`` for the wire), with the remembering registry.
+POLICY = email.policy.default.clone(header_factory=_REGISTRY)
+WIRE = email.policy.SMTP.clone(header_factory=_REGISTRY)
+
+
+def new() -> EmailMessage:
+    """An empty message under :data:`POLICY`."""
+    return EmailMessage(policy=POLICY)
+
 
 # MIME names of the charsets legacy software reads (RFC 1345 / IANA registry).
 MIME_CHARSET = {"cp1252": "windows-1252", "mac_roman": "macintosh", "cp850": "IBM850",
@@ -59,7 +110,7 @@ def parse(raw: bytes) -> EmailMessage:
     """Parse a message with the modern policy, after the shape checks."""
     check_shape(raw)
     try:
-        msg = email.message_from_bytes(raw, policy=email.policy.default)
+        msg = email.message_from_bytes(raw, policy=POLICY)
     except Exception as exc:  # the email package raises many types on hostile input
         raise MessageFormatError(f"unreadable message ({type(exc).__name__})") from None
     assert isinstance(msg, EmailMessage)
@@ -72,7 +123,7 @@ def parse_head(raw: bytes) -> EmailMessage:
     check_shape(raw)
     head = raw[: m.start()] if (m := _HEADER_END.search(raw)) else raw
     try:
-        msg = email.parser.BytesHeaderParser(policy=email.policy.default).parsebytes(
+        msg = email.parser.BytesHeaderParser(policy=POLICY).parsebytes(
             head + b"\r\n\r\n")
     except Exception as exc:
         raise MessageFormatError(f"unreadable header block ({type(exc).__name__})") from None
@@ -144,7 +195,7 @@ def _decoded(name: str, raw: object) -> str:
             except UnicodeDecodeError:
                 continue
     try:  # the header registry raises ValueError and others on hostile fields
-        value = raw if hasattr(raw, "name") else email.policy.default.header_factory(
+        value = raw if hasattr(raw, "name") else POLICY.header_factory(
             name, "".join(_FOLD.split(str(raw))))
         text = str(value)
     except Exception:
@@ -186,7 +237,7 @@ def leaves(msg: Message) -> list[Part]:
 
 def text_part(data: str, *, charset: str = "utf-8") -> EmailMessage:
     """A text/plain part with a 7-bit transfer encoding (S/MIME canonical form)."""
-    part = EmailMessage()
+    part = new()
     body = data.replace("\r\n", "\n").replace("\n", "\r\n").encode(charset)
     part.set_content(body, maintype="text", subtype="plain", cte="quoted-printable")
     part.set_param("charset", MIME_CHARSET.get(charset, charset))
@@ -194,7 +245,7 @@ def text_part(data: str, *, charset: str = "utf-8") -> EmailMessage:
 
 
 def attachment_part(data: bytes, *, content_type: str, filename: str) -> EmailMessage:
-    part = EmailMessage()
+    part = new()
     maintype, _, subtype = content_type.partition("/")
     part.set_content(data, maintype=maintype or "application", subtype=subtype or "octet-stream",
                      cte="base64", disposition="attachment", filename=filename)
@@ -203,4 +254,4 @@ def attachment_part(data: bytes, *, content_type: str, filename: str) -> EmailMe
 
 def to_bytes(msg: EmailMessage) -> bytes:
     """Serialise with CRLF line ends, as it goes on the wire."""
-    return msg.as_bytes(policy=email.policy.SMTP)
+    return msg.as_bytes(policy=WIRE)

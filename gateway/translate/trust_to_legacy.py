@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime
-from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from typing import Any
 
@@ -123,7 +122,7 @@ def compose(content: bytes, *, recipient: LegacyUser, book: AddressBook, now: da
               **details)
     body, replaced = encode_for(body_text, recipient.charset)
 
-    out = EmailMessage()
+    out = mime.new()
     mapper = {u.trust_address.lower(): (u.display_name, u.legacy_address) for u in book.users()}
     mapped: list[str] = []
     out["From"] = mime.header(msg, "From")
@@ -146,14 +145,14 @@ def compose(content: bytes, *, recipient: LegacyUser, book: AddressBook, now: da
             out[name] = value
     out["X-Passerelle-Trace"] = trace.message_id
     out.make_mixed()
-    body_part = EmailMessage()
+    body_part = mime.new()
     body_part.set_content(body, maintype="text", subtype="plain", cte="quoted-printable")
     body_part.set_param("charset", mime.MIME_CHARSET[recipient.charset])
     out.attach(body_part)
     for name, _, _ in extra:
         human_bytes, more = encode_for(human, recipient.charset)
         replaced += more
-        part = EmailMessage()
+        part = mime.new()
         part.set_content(human_bytes, maintype="text", subtype="plain", cte="quoted-printable",
                          disposition="attachment", filename=name)
         part.set_param("charset", mime.MIME_CHARSET[recipient.charset])
