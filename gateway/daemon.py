@@ -114,6 +114,10 @@ def _worker_init(settings: Settings) -> None:
     _WORKER = build_translator(settings)
 
 
+def _worker_ready() -> bool:
+    return _WORKER is not None
+
+
 def _worker_translate(item: TranslateWork, now_ts: float) -> list[TranslatedGroup]:
     assert _WORKER is not None, "translation worker not initialised"
     return translate(_WORKER, item, now_ts)
@@ -205,6 +209,14 @@ class Gateway:
             initargs=(self.settings,),
         )
 
+    def _warm(self) -> None:
+        """Start every translation worker process now — each imports the translation stack
+        and builds its translator, about a second — rather than when the first messages
+        arrive and wait for it.  Does not wait: the listeners open meanwhile."""
+        if isinstance(self._cpu, ProcessPoolExecutor):
+            for _ in range(self.settings.daemon.processes):
+                self._cpu.submit(_worker_ready)
+
     async def _in(
         self, pool: Executor, fn: Callable[..., T], *args: Any, **kwargs: Any
     ) -> T:
@@ -221,6 +233,7 @@ class Gateway:
             if isinstance(self._cpu, ProcessPoolExecutor):  # the workers read it again too
                 old, self._cpu = self._cpu, self._translation_pool()
                 old.shutdown(wait=False)
+                self._warm()
             if self.domains.store is not None:
                 self.domains.store.reload()
             log.info("config.reloaded", outcome="ok")
@@ -325,6 +338,7 @@ class Gateway:
                 limits=limits,
             ),
         ]
+        self._warm()
         for listener in self.listeners:
             await listener.start()
         for i in range(d.workers):
@@ -468,6 +482,7 @@ class Gateway:
             log.error("translation.workers_lost", queue_id=item.queue_id)
             old, self._cpu = self._cpu, self._translation_pool()
             old.shutdown(wait=False)
+            self._warm()
             await self._translation_failed(item, Fate.RETRY, "internal", "worker process lost")
             return
         except PasserelleError as exc:

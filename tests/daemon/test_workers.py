@@ -1,0 +1,97 @@
+"""`passerelle serve` with translation in worker processes (the default on a machine with
+several cores): the workers are up before the first message, a worker that dies is replaced
+without losing the message, and none outlives the daemon."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import ssl
+import time
+from pathlib import Path
+
+import aiosmtplib
+import pytest
+
+from gateway.crypto.world import World
+from gateway.sim import SimTrustOperator
+from tests.daemon.harness import ADDR
+from tests.daemon.test_crash import Serve, free_port, sealed, serve_tables
+
+PROCESSES = 2
+
+
+def workers_of(pid: int) -> set[int]:
+    """The translation worker processes of daemon ``pid`` (not its resource tracker)."""
+    out = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (entry / "cmdline").read_bytes()
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == pid and b"spawn_main" in cmdline:
+            out.add(int(entry.name))
+    return out
+
+
+async def until(check: object, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_worker_processes_start_with_the_daemon_and_a_dead_one_is_replaced(
+        world: World, tmp_path: Path) -> None:
+    async def main() -> None:
+        op = SimTrustOperator(cert=world.cert("hopital-a-server"),
+                              key=world.key("hopital-a-server"), anchors=[world.ca_cert])
+        await op.start()
+        port = free_port()
+        cfg = world.write_config(tmp_path / "passerelle.toml", tmp_path / "state", serve_tables(
+            port, {"hopital-a.mssante.example": f"127.0.0.1:{op.port}"},
+            processes=PROCESSES))
+        serve = Serve(cfg)
+        await serve.start()
+        assert serve.proc is not None
+        tls = ssl.create_default_context(cafile=str(world.ca_cert))
+
+        async def send(n: int) -> None:
+            await aiosmtplib.send(sealed(world, n), sender=ADDR["durand"],
+                                  recipients=["dr.x@hopital-a.mssante.example"],
+                                  hostname="127.0.0.1", port=port, start_tls=True,
+                                  tls_context=tls, timeout=10)
+
+        try:
+            # up before any message: the first one does not wait for them to start
+            await until(lambda: len(workers_of(serve.proc.pid)) == PROCESSES)  # type: ignore[union-attr]
+            first = workers_of(serve.proc.pid)
+            await send(1)
+            await op.wait_for(1, timeout=30)
+            assert workers_of(serve.proc.pid) == first  # the same ones did the work
+
+            victim = min(first)
+            os.kill(victim, signal.SIGKILL)
+            await until(lambda: victim not in workers_of(serve.proc.pid))  # type: ignore[union-attr]
+            await send(2)
+            await op.wait_for(2, timeout=60)  # translated again by new workers
+            await until(lambda: len(workers_of(serve.proc.pid)) == PROCESSES)  # type: ignore[union-attr]
+            assert sorted(op.message_ids()) == ["<crash-1@medical13.legacy.example>",
+                                                "<crash-2@medical13.legacy.example>"]
+            workers = workers_of(serve.proc.pid)
+        finally:
+            serve.stop()
+            await op.stop()
+        for pid in workers:  # none outlives the daemon
+            deadline = time.monotonic() + 10
+            while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            assert not Path(f"/proc/{pid}").exists() or b"zombie" in Path(
+                f"/proc/{pid}/status").read_bytes().lower()
+
+    asyncio.run(main())
