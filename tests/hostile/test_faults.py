@@ -211,7 +211,8 @@ def test_reads_of_queue_and_journal_in_an_outage_are_spool_unavailable(pg_url: s
         qid, _ = spool.accept(direction=Direction.TO_TRUST, mail_from="a@legacy.example",
                               rcpts=["b@trust.example"], data=b"Subject: x\r\n\r\nx\r\n",
                               message_id="<outage@legacy.example>", now=1.0)
-        journal.append("<outage@legacy.example>", "received", {"size": 1}, at=datetime(2026, 11, 30, tzinfo=UTC))
+        journal.append("<outage@legacy.example>", "received", {"size": 1},
+                       at=datetime(2026, 11, 30, tzinfo=UTC))
         reads = {
             "list": lambda: spool.list(),
             "show": lambda: spool.show(qid),
@@ -227,6 +228,7 @@ def test_reads_of_queue_and_journal_in_an_outage_are_spool_unavailable(pg_url: s
         for name, read in reads.items():
             with pytest.raises(SpoolUnavailable):
                 read()
+                pytest.fail(f"{name}: read while the database was cut off")
         link.up()
         after = {name: read() for name, read in reads.items()}
         assert after == before
