@@ -178,6 +178,17 @@ def _rollback_or_drop(local: threading.local, db: PgConn) -> None:
         local.db = None
 
 
+@contextmanager
+def _reading(local: threading.local, db: PgConn, what: str) -> Iterator[PgConn]:
+    """``db`` for reads outside a transaction: a driver error rolls back or drops the
+    connection and becomes :class:`SpoolUnavailable` (or :class:`SpoolFull`)."""
+    try:
+        yield db
+    except psycopg.Error as exc:
+        _rollback_or_drop(local, db)
+        raise _error(what, exc) from None
+
+
 class PgSpool(SqliteSpool):
     """The spool in a PostgreSQL database shared by several instances."""
 
@@ -220,12 +231,8 @@ class PgSpool(SqliteSpool):
 
     @contextmanager
     def _read(self) -> Iterator[PgConn]:
-        db = self._conn()
-        try:
+        with _reading(self._local, self._conn(), "spool") as db:
             yield db
-        except psycopg.Error as exc:
-            self._discard(db)
-            raise _error("spool", exc) from None
 
     def _discard(self, db: PgConn) -> None:
         _rollback_or_drop(self._local, db)
@@ -278,12 +285,8 @@ class PgJournal(Journal):
 
     @contextmanager
     def _read(self) -> Iterator[Any]:
-        db = self._conn()
-        try:
+        with _reading(self._local, self._conn(), "journal") as db:
             yield db
-        except psycopg.Error as exc:
-            _rollback_or_drop(self._local, db)
-            raise _error("journal", exc) from None
 
     def _begin_chain(self, db: Any) -> None:
         db.execute("BEGIN")
