@@ -227,6 +227,16 @@ class _Smtp(SMTP):
             status = self._own.get(status, status)
         await super().push(status)
 
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        """The path of MAIL or RCPT; None when malformed, which aiosmtpd answers 553 5.1.3.
+        Its parser (the email package's) fails outright on some paths — ``<`` raises
+        IndexError, ``<@[ `` UnboundLocalError, ``<.b@[\\[<`` AttributeError — which aiosmtpd
+        would answer "500 Error: (…) …" after logging a traceback: malformed paths too."""
+        try:
+            return super()._getaddr(arg)
+        except Exception:  # the parser's own failures on hostile input, whatever their type
+            return None, None
+
 
 class Listener:
     """One listening socket running one handler (aiosmtpd protocol per connection)."""

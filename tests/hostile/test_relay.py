@@ -17,6 +17,7 @@ from tests.hostile.support import (
     run,
     sealed,
     settled,
+    still_serving,
     transaction,
 )
 
@@ -101,4 +102,24 @@ def test_unmapped_legacy_recipient_among_good_ones_is_refused_alone(world: World
         await settled(h, s.queue_id, State.DELIVERED)
         assert sorted(r for m in h.hub.received for r in m.rcpt_tos) == sorted(
             [ADDR["dupont"], ADDR["martin"]])
+    run(world, tmp_path, scenario)
+
+
+@pytest.mark.parametrize(("sender", "rcpt", "step"), [
+    ("<", OP_A, "mail"), (ADDR["dupont"], "<", "rcpt"), ("<@[ ", OP_A, "mail"),
+    (ADDR["dupont"], "<.b@[\\[<", "rcpt"),
+], ids=["mail-lone-bracket", "rcpt-lone-bracket", "mail-unbound-local", "rcpt-attribute"])
+def test_envelope_path_the_address_parser_chokes_on_is_553(world: World, tmp_path: Path,
+                                                            sender: str, rcpt: str,
+                                                            step: str) -> None:
+    """A path that makes the email package's address parser fail (``MAIL FROM:<`` raises
+    IndexError, others UnboundLocalError or AttributeError): a plain 553 5.1.3, as for any
+    malformed address — not aiosmtpd's "500 Error: (IndexError) …" with a traceback logged."""
+    async def scenario(h: Harness) -> None:
+        raw = letter(ADDR["dupont"], OP_A, "x", msgid="<path@y.example>").as_bytes()
+        s = await transaction(h, "legacy", sender, [rcpt], raw, size_option=False)
+        got = s.mail if step == "mail" else s.rcpt[0]
+        assert got.startswith("553 5.1.3"), got
+        assert h.gateway.spool.counts() == {}
+        await still_serving(h)
     run(world, tmp_path, scenario)
