@@ -180,7 +180,10 @@ class TrustHandler(_Handler):
         # published one of some listed operator.
         if address == "<>":
             address = ""
-        domain = domain_of(address) if address else ""
+        try:
+            domain = domain_of(address) if address else ""
+        except UnknownAddress:  # e.g. MAIL FROM:a — a path, but no e-mail address
+            return "553 5.1.7 Sender address is malformed"
         try:
             if domain and not self.domains().is_listed(domain):
                 raise DomainNotListed(f"domain {domain} is not on the list")
