@@ -114,7 +114,7 @@ class LegacyCrypto:
         if inside:
             leaf = mime.new()
             for name, value in mime.header_items(part):
-                leaf[name] = value
+                mime.add_header(leaf, name, value)
             leaf.set_payload(part.get_payload())
             return leaf
         return self._leaf(part, results, top=top)
@@ -177,7 +177,7 @@ def _copy_headers(src: Message, dst: EmailMessage, *, skip_content: bool = True)
     for name, value in mime.header_items(src):
         if skip_content and name.lower() in _CONTENT_HEADERS:
             continue
-        dst[name] = value
+        mime.add_header(dst, name, value)
 
 
 def _with_headers(outer: Message, inner: EmailMessage) -> EmailMessage:
@@ -185,7 +185,7 @@ def _with_headers(outer: Message, inner: EmailMessage) -> EmailMessage:
     _copy_headers(outer, new)
     for name, value in mime.header_items(inner):
         if name.lower() in _CONTENT_HEADERS:
-            new[name] = value
+            mime.add_header(new, name, value)
     if inner.is_multipart():
         new.set_payload(inner.get_payload())
     else:

@@ -65,11 +65,38 @@ class _RememberingRegistry(HeaderRegistry):
         return header
 
 
+class _Policy(email.policy.EmailPolicy):
+    """``email.policy.default`` whose header handling fails with :class:`MessageFormatError`
+    only.  Header values come from outside; the email package answers some of them with
+    ValueError (a line break once decoded), AttributeError or IndexError (its parser on odd
+    groups and brackets) or UnicodeEncodeError (8-bit text where only ASCII can be written):
+    those are malformed input, to be bounced with a reason — not a crash to be retried."""
+
+    def header_store_parse(self, name: str, value: Any) -> tuple[str, Any]:
+        try:
+            return super().header_store_parse(name, value)
+        except Exception:
+            raise MessageFormatError(f"{name} header cannot be written") from None
+
+    def header_fetch_parse(self, name: str, value: str) -> Any:
+        try:
+            return super().header_fetch_parse(name, value)
+        except Exception:
+            raise MessageFormatError(f"unreadable {name} header") from None
+
+    def fold_binary(self, name: str, value: str) -> bytes:
+        try:
+            return super().fold_binary(name, value)
+        except Exception:
+            raise MessageFormatError(f"{name} header cannot be written") from None
+
+
 _REGISTRY = _RememberingRegistry()
 # The policies every message of the gateway is read and written with: the standard ones
-# (``email.policy.default``, and ``SMTP`` for the wire), with the remembering registry.
-POLICY = email.policy.default.clone(header_factory=_REGISTRY)
-WIRE = email.policy.SMTP.clone(header_factory=_REGISTRY)
+# (``email.policy.default``, and ``SMTP`` for the wire), with the remembering registry and
+# typed failures.
+POLICY = _Policy(header_factory=_REGISTRY)
+WIRE = POLICY.clone(linesep="\r\n")
 
 
 def new() -> EmailMessage:
@@ -201,6 +228,15 @@ def _decoded(name: str, raw: object) -> str:
     except Exception:
         raise MessageFormatError(f"unreadable {name} header") from None
     return one_line(name, text)
+
+
+def add_header(msg: Message, name: str, value: str) -> None:
+    """Add a header copied from an input message; a second To, Subject, Message-ID… (which
+    RFC 5322 allows once) makes the email package raise ValueError: a malformed message."""
+    try:
+        msg[name] = value
+    except ValueError:
+        raise MessageFormatError(f"more than one {name} header") from None
 
 
 def one_line(name: str, text: str) -> str:

@@ -94,7 +94,7 @@ def compose(content: bytes, *, recipient: LegacyUser, book: AddressBook, now: da
     if text_part is not None:
         try:
             human = text_part.data.decode(text_part.charset or "utf-8")
-        except (LookupError, UnicodeDecodeError):
+        except (LookupError, ValueError):  # unknown, undecodable, or a NUL in its name
             raise TranslationError("text part is not in the charset it declares") from None
     mdn = read_mdn(content)
     if mdn is not None:

@@ -12,18 +12,24 @@ import os
 import subprocess
 import sys
 import zipfile
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, example, given, reject, settings
 from hypothesis import strategies as st
 
+from gateway import config
+from gateway.crypto.world import World
 from gateway.documents import hprim, xdm
-from gateway.errors import DocumentError, MessageFormatError, TextError
+from gateway.errors import DocumentError, MessageFormatError, PasserelleError, TextError
 from gateway.text import normalize
 from gateway.text.charsets import HINTS
 from gateway.translate import mime
-from tests.conftest import FIXTURES
+from gateway.translate.factory import build_translator
+from gateway.translate.pipeline import Envelope, Translator
+from tests.conftest import FIXTURES, legacy_client
+from tests.daemon.harness import ADDR, TRUST
 
 # PASSERELLE_FUZZ=N runs N times as many examples, random rather than derandomised.
 SCALE = int(os.environ.get("PASSERELLE_FUZZ", "0") or 0)
@@ -98,6 +104,85 @@ def test_mime_reader_raises_only_message_format_errors(raw: bytes) -> None:
         pass
     with contextlib.suppress(MessageFormatError):
         mime.parse_head(raw)
+
+
+# --- a whole translation -----------------------------------------------------------------------
+# Whatever a peer sends, translating it either works or fails with the typed error that
+# decides its fate (bounce, quarantine, retry): any other exception is one the daemon can only
+# log with a traceback and retry for days.  The email package raises ValueError, AttributeError
+# or UnicodeEncodeError on some header values when a message is *written*, not only read.
+
+TRUST_SEED = SEED_MESSAGE.replace(b"jean.dupont@legacy.mssante.example",
+                                  TRUST["dupont"].encode())
+TRUST_SEED_NO_XDM = TRUST_SEED.replace(b"IHE_XDM.ZIP", b"autre.zip")
+LEGACY_INNER = (b"From: " + ADDR["dupont"].encode() + b"\r\n"
+                b"To: dr.x@hopital-a.mssante.example\r\n" + SEED_MESSAGE.split(b"\r\n", 2)[2])
+FOUND = {  # what the first runs of this fuzzing found: each crashed the translation
+    "8-bit Message-ID": TRUST_SEED_NO_XDM.replace(b"<seed@x.example>",
+                                                  b"<seed@x.example\xff\xfe>"),
+    "line break in a part's type": TRUST_SEED_NO_XDM.replace(
+        b"Content-Type: text/plain; charset=utf-8", b"Content-Type: text/p\x90G\xa2\x0bslain"),
+    "NUL in a charset": TRUST_SEED_NO_XDM.replace(b"charset=utf-8", b"charset=ut\x00f-8"),
+    "group the address parser trips on": TRUST_SEED_NO_XDM.replace(
+        b'"Dupont, J" <j@x.example>',
+        b'"DupContent-Type: multipart/mixed; boundary="b1"\r\nont, J" <j@x.example>'),
+}
+
+
+@pytest.fixture(scope="module")
+def translator(world: World) -> Translator:
+    return build_translator(config.load(world.config))
+
+
+def _to_legacy(translator: Translator, raw: bytes) -> None:
+    with contextlib.suppress(PasserelleError):
+        translator.to_legacy(raw, Envelope("dr.x@hopital-a.mssante.example",
+                                           (TRUST["dupont"],)),
+                             now=datetime(2026, 11, 30, tzinfo=UTC))
+
+
+@pytest.mark.parametrize("raw", list(FOUND.values()), ids=list(FOUND))
+def test_what_crashed_a_translation_is_a_typed_error(translator: Translator,
+                                                     raw: bytes) -> None:
+    with pytest.raises(PasserelleError):
+        translator.to_legacy(raw, Envelope("dr.x@hopital-a.mssante.example",
+                                           (TRUST["dupont"],)),
+                             now=datetime(2026, 11, 30, tzinfo=UTC))
+
+
+def test_a_legacy_message_with_two_to_headers_is_a_typed_error(world: World,
+                                                               translator: Translator) -> None:
+    """RFC 5322 allows one To: a second made the email package raise ValueError when the
+    legacy open copied the headers — a crash retried for days, now a malformed message."""
+    sealed = legacy_client(world, "dupont").seal(LEGACY_INNER,
+                                                 recipient=world.fingerprints["gateway"])
+    twice = b"To: dr.y@hopital-a.mssante.example\r\n" + sealed
+    with pytest.raises(MessageFormatError, match="more than one To header"):
+        translator.to_trust(twice, Envelope(ADDR["dupont"], ("dr.x@hopital-a.mssante.example",)),
+                            now=datetime(2026, 11, 30, tzinfo=UTC))
+
+
+@settings(FUZZ, max_examples=300 * max(SCALE, 1))
+@given(st.one_of(mutated(TRUST_SEED, MIME_TOKENS), mutated(TRUST_SEED_NO_XDM, MIME_TOKENS)))
+def test_trust_to_legacy_raises_only_typed_errors(translator: Translator, raw: bytes) -> None:
+    _to_legacy(translator, raw)
+
+
+@settings(FUZZ, max_examples=40 * max(SCALE, 1))
+@given(mutated(LEGACY_INNER, MIME_TOKENS))
+def test_legacy_to_trust_raises_only_typed_errors(world: World, translator: Translator,
+                                                  inner: bytes) -> None:
+    """The legacy side: garbage inside a correctly sealed and signed message."""
+    try:
+        sealed = legacy_client(world, "dupont").seal(inner,
+                                                     recipient=world.fingerprints["gateway"])
+    except PasserelleError:
+        reject()  # not even the sending client can write it
+
+    with contextlib.suppress(PasserelleError):
+        translator.to_trust(sealed, Envelope(ADDR["dupont"],
+                                             ("dr.x@hopital-a.mssante.example",)),
+                            now=datetime(2026, 11, 30, tzinfo=UTC))
 
 
 # --- the HPRIM parser -------------------------------------------------------------------------
