@@ -23,8 +23,10 @@ from tests.hostile.support import (
     reasons,
     run,
     settled,
+    still_serving,
     transaction,
 )
+from tests.hostile.test_fuzz import FOUND
 
 # --- header injection through the address book's display names ------------------------------
 
@@ -239,4 +241,28 @@ def test_pgp_mime_without_its_encrypted_part_is_bounced(world: World, tmp_path: 
         await settled(h, s.queue_id, State.BOUNCED)
         assert reasons(h, s.queue_id)[0].startswith("message_format:")
         assert h.op_a.received == []
+    run(world, tmp_path, scenario)
+
+
+@pytest.mark.parametrize("case", list(FOUND))
+def test_what_crashed_a_translation_is_bounced_to_the_trust_sender(world: World,
+                                                                   tmp_path: Path,
+                                                                   case: str) -> None:
+    """End to end, the inputs the whole-translation fuzz found (`test_fuzz.py`): a malformed
+    message is bounced with a DSN the sender can read — even when the offending value (an
+    8-bit Message-ID) is one a notice would quote — and text in a charset that cannot exist
+    goes to the quarantine, like any text that cannot be read; nothing reaches the hub."""
+    async def scenario(h: Harness) -> None:
+        raw = FOUND[case].replace(b"dr.x@hopital-a.mssante.example", OP_A.encode())
+        s = await transaction(h, "trust", OP_A, [TRUST["dupont"]], raw,
+                              client="hopital-a-client")
+        assert s.data.startswith("250 2.0.0"), s.data
+        if case == "NUL in a charset":
+            await settled(h, s.queue_id, State.QUARANTINED)
+        else:
+            await settled(h, s.queue_id, State.BOUNCED)
+            dsn = await arrived(h.op_a, None, rcpt=OP_A)
+            assert b"Status: 5." in dsn.data
+        assert h.hub.received == []
+        await still_serving(h)
     run(world, tmp_path, scenario)
