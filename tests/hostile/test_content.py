@@ -266,3 +266,22 @@ def test_what_crashed_a_translation_is_bounced_to_the_trust_sender(world: World,
         assert h.hub.received == []
         await still_serving(h)
     run(world, tmp_path, scenario)
+
+
+def test_a_legacy_message_with_two_to_headers_is_bounced_to_its_sender(world: World,
+                                                                      tmp_path: Path) -> None:
+    """A second To (RFC 5322 allows one) used to crash the legacy open; it is a malformed
+    message, bounced to the legacy sender as a sealed notice; nothing reaches the operator."""
+    async def scenario(h: Harness) -> None:
+        inner = (f"From: {ADDR['dupont']}\r\nTo: {OP_A}\r\nSubject: Deux destinataires\r\n"
+                 "Message-ID: <two-to@medical33.legacy.example>\r\n\r\nBonjour\r\n").encode()
+        sealed = legacy_client(world, "dupont").seal(inner,
+                                                     recipient=world.fingerprints["gateway"])
+        twice = f"To: {OP_A}\r\n".encode() + sealed
+        s = await transaction(h, "legacy", ADDR["dupont"], [OP_A], twice)
+        assert s.data.startswith("250 2.0.0"), s.data
+        await settled(h, s.queue_id, State.BOUNCED)
+        assert reasons(h, s.queue_id)[0].startswith("message_format:")
+        await arrived(h.hub, None, rcpt=ADDR["dupont"])  # the sealed notice
+        assert h.op_a.received == []
+    run(world, tmp_path, scenario)
