@@ -163,12 +163,23 @@ def _parse_res(line: str, lineno: int, out: list[Finding]) -> ResLine:
     return res
 
 
+# What neither XML (1.0) nor the PDF can carry: C0 controls but TAB, LF and CR (the form
+# feeds of old printouts, DOS's Ctrl-Z, NULs), U+FFFE/U+FFFF and lone surrogates.
+_NOT_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
+
+
 def parse(text: str) -> HprimFile:
-    """Parse an HPRIM Net body (any line ends).  Never raises; see `HprimFile.findings`."""
+    """Parse an HPRIM Net body (any line ends).  Never raises; see `HprimFile.findings`.
+    Control characters are left out (and counted in a finding): the CDA and the PDF built
+    from the documents cannot carry them."""
+    findings: list[Finding] = []
+    text, dropped = _NOT_TEXT.subn("", text)
+    if dropped:
+        findings.append(Finding("control-characters", f"{dropped} control character(s) left "
+                                "out (form feed, NUL, Ctrl-Z…): a CDA or a PDF cannot hold them"))
     lines = _LINE_END.split(text)
     if lines and lines[-1] == "":
         lines.pop()
-    findings: list[Finding] = []
     docs: list[HprimDocument] = []
     i, ended = 0, False
     while i < len(lines):

@@ -110,8 +110,11 @@ def test_several_documents() -> None:
     assert hprim.parse(hprim.write(f)).documents == f.documents
 
 
+# any text a field can hold: not the separators, not what the reader leaves out (controls)
+LEFT_OUT = "".join(map(chr, [*range(0, 9), 11, 12, *range(14, 32)])) + "\ufffe\uffff"
 field_text = st.text(
-    st.characters(blacklist_characters="|\r\n", blacklist_categories=("Cs",)), max_size=12
+    st.characters(blacklist_characters="|\r\n" + LEFT_OUT, blacklist_categories=("Cs",)),
+    max_size=12,
 )
 
 
@@ -121,3 +124,29 @@ def test_any_res_line_round_trips_through_the_writer(fields: list[str]) -> None:
     doc = hprim.parse(SAMPLE).documents[0]
     again = hprim.parse(hprim.write(hprim.HprimDocument(doc.header, doc.free_text, [res])))
     assert again.documents[0].lab == [res]
+
+
+def test_control_characters_are_left_out_and_reported() -> None:
+    """Old lab systems write form feeds (page breaks), Ctrl-Z and NULs into their files; a
+    CDA (XML) and a PDF cannot hold them, and lxml refused the whole document. They are left
+    out, counted in a finding, and the documents are built."""
+    from datetime import UTC, datetime
+
+    from gateway.documents import cda, pdf
+    from gateway.documents.codes import load_tables
+
+    noisy = (SAMPLE.replace("Texte libre", "Texte\x0c libre\x00")
+             .replace("LEUCOCYTES", "LEUCO\x1aCYTES"))
+    f = hprim.parse(noisy)
+    assert [x.code for x in f.findings] == ["control-characters"]
+    assert "3 control character(s)" in str(f.findings[0])
+    (doc,) = f.documents
+    assert doc.free_text == "Texte libre"
+    assert doc.lab[1].label == "LEUCOCYTES"  # type: ignore[union-attr]
+    when = datetime(2026, 11, 30, tzinfo=UTC)
+    built = cda.build_crbio(doc, tables=load_tables(), document_id="1.2.250.9.1",
+                            effective_time=when)
+    assert b"LEUCOCYTES" in built.xml
+    rendition = pdf.render(doc)
+    assert rendition.startswith(b"%PDF")
+    cda.build_level1(doc, rendition, document_id="1.2.250.9.2", effective_time=when)

@@ -150,6 +150,30 @@ def test_what_crashed_a_translation_is_a_typed_error(translator: Translator,
                              now=datetime(2026, 11, 30, tzinfo=UTC))
 
 
+HPRIM_TOKENS = [b"|", b"\r", b"\n", b"RES|", b"TEX|", b"****LAB****", b"****FIN****", b"\x00",
+                b"\x1a", b"\x0c", b"\xff", b"\xe9", b"99999999999", b"<", b"&", b"]]>"]
+LEGACY_HPRIM = (b"From: " + ADDR["biolab"].encode() + b"\r\nTo: dr.x@hopital-a.mssante.example"
+                b"\r\nSubject: CR\r\nContent-Type: text/plain\r\n"
+                b"Content-Transfer-Encoding: 8bit\r\n\r\n" + SEED_HPRIM.encode("utf-8"))
+
+
+@settings(FUZZ, max_examples=40 * max(SCALE, 1))
+@given(mutated(LEGACY_HPRIM, HPRIM_TOKENS))
+def test_a_mutated_hprim_report_raises_only_typed_errors(world: World, translator: Translator,
+                                                         inner: bytes) -> None:
+    """A laboratory's report with bytes flipped, cut and inserted (form feeds, NULs, Ctrl-Z
+    among them: lxml refused them and crashed the translation), sealed and signed by the
+    laboratory: translated into CDA, PDF and XDM, or a typed error."""
+    try:
+        sealed = legacy_client(world, "biolab").seal(inner,
+                                                     recipient=world.fingerprints["gateway"])
+    except PasserelleError:
+        reject()
+    with contextlib.suppress(PasserelleError):
+        translator.to_trust(sealed, Envelope(ADDR["biolab"], ("dr.x@hopital-a.mssante.example",)),
+                            now=datetime(2026, 11, 30, tzinfo=UTC))
+
+
 def test_a_legacy_message_with_two_to_headers_is_a_typed_error(world: World,
                                                                translator: Translator) -> None:
     """RFC 5322 allows one To: a second made the email package raise ValueError when the
