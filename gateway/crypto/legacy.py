@@ -113,8 +113,7 @@ class LegacyCrypto:
             return new
         if inside:
             leaf = mime.new()
-            for name, value in mime.header_items(part):
-                mime.add_header(leaf, name, value)
+            _copy_headers(part, leaf, skip_content=False)
             leaf.set_payload(part.get_payload())
             return leaf
         return self._leaf(part, results, top=top)
