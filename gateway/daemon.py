@@ -209,6 +209,13 @@ class Gateway:
             initargs=(self.settings,),
         )
 
+    def _new_translation_pool(self) -> None:
+        """New workers in place of these (the tables reloaded, or a worker lost); the old
+        pool finishes what it holds."""
+        old, self._cpu = self._cpu, self._translation_pool()
+        old.shutdown(wait=False)
+        self._warm()
+
     def _warm(self) -> None:
         """Start every translation worker process now — each imports the translation stack
         and builds its translator, about a second — rather than when the first messages
@@ -231,9 +238,7 @@ class Gateway:
         try:
             self.translator.book = AddressBook.load(self.settings.addresses)
             if isinstance(self._cpu, ProcessPoolExecutor):  # the workers read it again too
-                old, self._cpu = self._cpu, self._translation_pool()
-                old.shutdown(wait=False)
-                self._warm()
+                self._new_translation_pool()
             if self.domains.store is not None:
                 self.domains.store.reload()
             log.info("config.reloaded", outcome="ok")
@@ -480,9 +485,7 @@ class Gateway:
                 groups = await self._in(self._cpu, translate, self.translator, item, now)
         except BrokenProcessPool:  # a worker died (killed, out of memory): new workers
             log.error("translation.workers_lost", queue_id=item.queue_id)
-            old, self._cpu = self._cpu, self._translation_pool()
-            old.shutdown(wait=False)
-            self._warm()
+            self._new_translation_pool()
             await self._translation_failed(item, Fate.RETRY, "internal", "worker process lost")
             return
         except PasserelleError as exc:
