@@ -29,7 +29,6 @@ MAX_PARTS = 500
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
 
 
-
 class _RememberingRegistry(HeaderRegistry):
     """The email package's header registry, remembering the header classes it makes and the
     short headers it has parsed.  The package builds a new class on every lookup and parses a
