@@ -134,20 +134,34 @@ def translator(world: World) -> Translator:
     return build_translator(config.load(world.config))
 
 
+WHEN = datetime(2026, 11, 30, tzinfo=UTC)
+OPERATOR = "dr.x@hopital-a.mssante.example"
+
+
 def _to_legacy(translator: Translator, raw: bytes) -> None:
-    with contextlib.suppress(PasserelleError):
-        translator.to_legacy(raw, Envelope("dr.x@hopital-a.mssante.example",
-                                           (TRUST["dupont"],)),
-                             now=datetime(2026, 11, 30, tzinfo=UTC))
+    """``raw`` from the operator to dupont's trust alias, translated for the legacy side."""
+    translator.to_legacy(raw, Envelope(OPERATOR, (TRUST["dupont"],)), now=WHEN)
+
+
+def _sealed(world: World, user: str, inner: bytes) -> bytes:
+    """``inner`` sealed for the gateway by ``user``'s legacy client (an example that not even
+    the client can write is rejected)."""
+    try:
+        return legacy_client(world, user).seal(inner, recipient=world.fingerprints["gateway"])
+    except PasserelleError:
+        reject()
+
+
+def _to_trust(translator: Translator, user: str, sealed: bytes) -> None:
+    """A sealed message from ``user`` to the operator, translated for the trust side."""
+    translator.to_trust(sealed, Envelope(ADDR[user], (OPERATOR,)), now=WHEN)
 
 
 @pytest.mark.parametrize("raw", list(FOUND.values()), ids=list(FOUND))
 def test_what_crashed_a_translation_is_a_typed_error(translator: Translator,
                                                      raw: bytes) -> None:
     with pytest.raises(PasserelleError):
-        translator.to_legacy(raw, Envelope("dr.x@hopital-a.mssante.example",
-                                           (TRUST["dupont"],)),
-                             now=datetime(2026, 11, 30, tzinfo=UTC))
+        _to_legacy(translator, raw)
 
 
 HPRIM_TOKENS = [b"|", b"\r", b"\n", b"RES|", b"TEX|", b"****LAB****", b"****FIN****", b"\x00",
@@ -164,32 +178,25 @@ def test_a_mutated_hprim_report_raises_only_typed_errors(world: World, translato
     """A laboratory's report with bytes flipped, cut and inserted (form feeds, NULs, Ctrl-Z
     among them: lxml refused them and crashed the translation), sealed and signed by the
     laboratory: translated into CDA, PDF and XDM, or a typed error."""
-    try:
-        sealed = legacy_client(world, "biolab").seal(inner,
-                                                     recipient=world.fingerprints["gateway"])
-    except PasserelleError:
-        reject()
+    sealed = _sealed(world, "biolab", inner)
     with contextlib.suppress(PasserelleError):
-        translator.to_trust(sealed, Envelope(ADDR["biolab"], ("dr.x@hopital-a.mssante.example",)),
-                            now=datetime(2026, 11, 30, tzinfo=UTC))
+        _to_trust(translator, "biolab", sealed)
 
 
 def test_a_legacy_message_with_two_to_headers_is_a_typed_error(world: World,
                                                                translator: Translator) -> None:
     """RFC 5322 allows one To: a second made the email package raise ValueError when the
     legacy open copied the headers — a crash retried for days, now a malformed message."""
-    sealed = legacy_client(world, "dupont").seal(LEGACY_INNER,
-                                                 recipient=world.fingerprints["gateway"])
-    twice = b"To: dr.y@hopital-a.mssante.example\r\n" + sealed
+    twice = b"To: dr.y@hopital-a.mssante.example\r\n" + _sealed(world, "dupont", LEGACY_INNER)
     with pytest.raises(MessageFormatError, match="more than one To header"):
-        translator.to_trust(twice, Envelope(ADDR["dupont"], ("dr.x@hopital-a.mssante.example",)),
-                            now=datetime(2026, 11, 30, tzinfo=UTC))
+        _to_trust(translator, "dupont", twice)
 
 
 @settings(FUZZ, max_examples=300 * max(SCALE, 1))
 @given(st.one_of(mutated(TRUST_SEED, MIME_TOKENS), mutated(TRUST_SEED_NO_XDM, MIME_TOKENS)))
 def test_trust_to_legacy_raises_only_typed_errors(translator: Translator, raw: bytes) -> None:
-    _to_legacy(translator, raw)
+    with contextlib.suppress(PasserelleError):
+        _to_legacy(translator, raw)
 
 
 @settings(FUZZ, max_examples=40 * max(SCALE, 1))
@@ -197,16 +204,9 @@ def test_trust_to_legacy_raises_only_typed_errors(translator: Translator, raw: b
 def test_legacy_to_trust_raises_only_typed_errors(world: World, translator: Translator,
                                                   inner: bytes) -> None:
     """The legacy side: garbage inside a correctly sealed and signed message."""
-    try:
-        sealed = legacy_client(world, "dupont").seal(inner,
-                                                     recipient=world.fingerprints["gateway"])
-    except PasserelleError:
-        reject()  # not even the sending client can write it
-
+    sealed = _sealed(world, "dupont", inner)
     with contextlib.suppress(PasserelleError):
-        translator.to_trust(sealed, Envelope(ADDR["dupont"],
-                                             ("dr.x@hopital-a.mssante.example",)),
-                            now=datetime(2026, 11, 30, tzinfo=UTC))
+        _to_trust(translator, "dupont", sealed)
 
 
 # --- the HPRIM parser -------------------------------------------------------------------------
