@@ -8,8 +8,10 @@ nesting depth before anything else looks at them, and turns every parse problem 
 from __future__ import annotations
 
 import email
+import email.generator
 import email.parser
 import email.policy
+import io
 import re
 from dataclasses import dataclass
 from email.headerregistry import BaseHeader, HeaderRegistry
@@ -27,6 +29,7 @@ MAX_DEPTH = 20
 MAX_PARTS = 500
 
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
+_FEED = 64 * 1024  # bytes handed to the parser at a time
 
 
 class _RememberingRegistry(HeaderRegistry):
@@ -136,7 +139,13 @@ def parse(raw: bytes) -> EmailMessage:
     """Parse a message with the modern policy, after the shape checks."""
     check_shape(raw)
     try:
-        msg = email.message_from_bytes(raw, policy=POLICY)
+        # fed in slices: ``message_from_bytes`` decodes the whole message into a str and
+        # reads it back through a StringIO (four bytes a character), some six times the
+        # message at its peak; the feed parser gives the same tree from slices
+        parser = email.parser.BytesFeedParser(policy=POLICY)
+        for start in range(0, len(raw), _FEED):
+            parser.feed(raw[start:start + _FEED])
+        msg = parser.close()
     except Exception as exc:  # the email package raises many types on hostile input
         raise MessageFormatError(f"unreadable message ({type(exc).__name__})") from None
     assert isinstance(msg, EmailMessage)
@@ -288,5 +297,120 @@ def attachment_part(data: bytes, *, content_type: str, filename: str) -> EmailMe
 
 
 def to_bytes(msg: EmailMessage) -> bytes:
-    """Serialise with CRLF line ends, as it goes on the wire."""
-    return msg.as_bytes(policy=WIRE)
+    """Serialise with CRLF line ends, as it goes on the wire: the bytes
+    ``msg.as_bytes(policy=WIRE)`` gives, written into one buffer.
+
+    The email package's generator writes every part into a buffer of its own and copies it
+    into its parent's, and splits each body into a list of lines: for a message with large
+    attachments, some three times the message.  Here parts are written in place, bodies a
+    slice at a time; what this does not write the same way (``message/*``,
+    ``multipart/signed``, a payload that is not text) is written by the generator itself.
+    """
+    out = io.BytesIO()
+    _write(msg, out)
+    return out.getvalue()  # hands over the buffer itself, no copy
+
+
+_NL = "\r\n"
+_SLICE = 64 * 1024
+
+
+def _write(part: Message, out: io.BytesIO) -> None:
+    main = part.get_content_maintype()
+    payload = getattr(part, "_payload", None)  # what the generator writes, surrogates kept
+    if main == "multipart" and part.get_content_subtype() != "signed" and isinstance(
+            payload, list) and all(isinstance(p, Message) for p in payload):
+        _write_multipart(part, payload, out)
+    elif main not in ("multipart", "message") and (payload is None or isinstance(payload, str)):
+        _write_headers(part, out)
+        if payload:
+            _write_text(payload, out)
+    else:
+        email.generator.BytesGenerator(out, mangle_from_=False, policy=WIRE).flatten(
+            part, unixfrom=False, linesep=_NL)
+
+
+def _write_headers(part: Message, out: io.BytesIO) -> None:
+    for name, value in part.raw_items():
+        folded = WIRE.fold_binary(name, value)
+        if not folded.endswith(b"\r\n") or _NEWLINE_IN_FIELD.search(folded[:-2]):
+            # the check newer generators make (policy.verify_generated_headers)
+            raise MessageFormatError(f"{name} header cannot be written")
+        out.write(folded)
+    out.write(b"\r\n")
+
+
+_NEWLINE_IN_FIELD = re.compile(rb"\r\n[^ \t]|\r[^ \n\t]|\n[^ \t]")
+
+
+def _write_text(text: str, out: io.BytesIO) -> None:
+    """``text`` with every line end as CRLF, as ASCII (surrogates back to their bytes)."""
+    start = 0
+    while start < len(text):
+        end = text.find("\n", start + _SLICE)  # a slice never parts a CR from its LF
+        end = len(text) if end < 0 else end + 1
+        piece = text[start:end]
+        piece = piece.replace("\n", _NL) if "\r" not in piece else _LINE_END.sub(_NL, piece)
+        out.write(piece.encode("ascii", "surrogateescape"))
+        start = end
+
+
+_LINE_END = re.compile(r"\r\n|\r|\n")
+
+
+def _write_multipart(part: Message, children: list[Message], out: io.BytesIO) -> None:
+    """A multipart as the generator writes it; a part without a boundary gets the one the
+    generator would draw, checked against every line of its children once written."""
+    begin = out.tell()
+    boundary = part.get_boundary()
+    # the generator's own draw (a classmethod typeshed does not list)
+    chosen = None if boundary else email.generator.Generator._make_boundary()  # type: ignore[attr-defined]
+    counter = 0
+    while True:
+        if chosen is not None:
+            boundary = chosen if counter == 0 else f"{chosen}.{counter - 1}"
+            part.set_boundary(boundary)
+        assert boundary
+        _write_headers(part, out)
+        if part.preamble is not None:
+            _write_text(part.preamble, out)
+            out.write(b"\r\n")
+        dashed = b"--" + boundary.encode("ascii", "surrogateescape")
+        delimiter = dashed + b"\r\n"
+        spans: list[tuple[int, int]] = []
+        for n, child in enumerate(children):
+            out.write(delimiter if n == 0 else b"\r\n" + delimiter)
+            start = out.tell()
+            _write(child, out)
+            spans.append((start, out.tell()))
+        if not children:
+            out.write(delimiter)
+        out.write(b"\r\n" + dashed + b"--\r\n")
+        if part.epilogue is not None:
+            _write_text(part.epilogue, out)
+        if chosen is None or not _collides(out, spans, boundary):
+            return
+        out.seek(begin)
+        out.truncate()
+        counter += 1
+
+
+def _collides(out: io.BytesIO, spans: list[tuple[int, int]], boundary: str) -> bool:
+    """Whether a line of the children is a delimiter: the generator's test, ``^--B(--)?$``
+    (multiline) over their texts joined by CRLF, where only the last text's end is an end."""
+    literal = re.compile(re.escape(b"--" + boundary.encode("ascii", "surrogateescape")))
+    last = spans[-1][1] if spans else -1
+    with out.getbuffer() as view:
+
+        def ends_line(at: int, end: int) -> bool:
+            return at == last if at == end else view[at] == 0x0A
+
+        for start, end in spans:
+            for m in literal.finditer(view, start, end):
+                if m.start() != start and view[m.start() - 1] != 0x0A:
+                    continue
+                after = m.end()
+                if (after + 2 <= end and view[after] == view[after + 1] == 0x2D
+                        and ends_line(after + 2, end)) or ends_line(after, end):
+                    return True
+    return False
