@@ -16,6 +16,7 @@ import base64
 import email
 import email.policy
 import hashlib
+import io
 import re
 import secrets
 from dataclasses import dataclass
@@ -70,14 +71,23 @@ class SmimeVerification:
 
 def _split(message: bytes) -> tuple[bytes, bytes]:
     message = _crlf(message)
+    head, at = _head(message)
+    return head, message[at:]
+
+
+def _head(message: bytes) -> tuple[bytes, int]:
+    """The header block (with the CRLF ending its last field) and where the body starts."""
     m = _HEADER_END.search(message)
     if m is None:
-        return message, b""
-    return message[: m.start() + 2], message[m.end():]
+        return message, len(message)
+    return message[: m.start() + 2], m.end()
 
 
 def _crlf(data: bytes) -> bytes:
-    """Every line end as CRLF (a lone CR stays): two C-level passes, not a regex."""
+    """Every line end as CRLF (a lone CR stays): two C-level passes, not a regex; ``data``
+    itself when it is so already (the composer writes CRLF): no copy of a large message."""
+    if data.count(b"\n") == data.count(b"\r\n"):
+        return data
     return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
 
@@ -93,9 +103,20 @@ def _header_fields(head: bytes) -> list[bytes]:
     return fields
 
 
+def _detached_signature(entity: memoryview, identity: SigningIdentity) -> bytes:
+    return (pkcs7.PKCS7SignatureBuilder().set_data(entity)
+            .add_signer(identity.cert, identity.key, hashes.SHA256())
+            .sign(serialization.Encoding.DER,
+                  [pkcs7.PKCS7Options.DetachedSignature, pkcs7.PKCS7Options.Binary]))
+
+
 def sign(message: bytes, identity: SigningIdentity) -> bytes:
-    """The message with its content signed (detached, SHA-256); outer headers kept."""
-    head, body = _split(message)
+    """The message with its content signed (detached, SHA-256); outer headers kept.
+
+    The signed entity is written where it goes in the output and signed there: no copy of
+    the body but the output's own."""
+    message = _crlf(message)
+    head, at = _head(message)
     outer: list[bytes] = []
     inner: list[bytes] = []
     for f in _header_fields(head):
@@ -105,18 +126,12 @@ def sign(message: bytes, identity: SigningIdentity) -> bytes:
         (inner if name in _CONTENT_HEADERS else outer).append(f)
     if not any(f.lower().startswith(b"content-type") for f in inner):
         inner.append(b"Content-Type: text/plain; charset=us-ascii")
-    entity = b"\r\n".join(inner) + b"\r\n\r\n" + body
-    try:
-        entity.decode("ascii")
-    except UnicodeDecodeError:
-        raise SmimeError("refusing to sign 8-bit content: canonicalise to 7-bit first") from None
-    signature = (pkcs7.PKCS7SignatureBuilder().set_data(entity)
-                 .add_signer(identity.cert, identity.key, hashes.SHA256())
-                 .sign(serialization.Encoding.DER,
-                       [pkcs7.PKCS7Options.DetachedSignature, pkcs7.PKCS7Options.Binary]))
+    entity_head = b"\r\n".join(inner) + b"\r\n\r\n"
+    if not entity_head.isascii() or not (message.isascii() or message[at:].isascii()):
+        raise SmimeError("refusing to sign 8-bit content: canonicalise to 7-bit first")
     boundary = f"----=_passerelle_signed_{secrets.token_hex(12)}".encode()
-    b64 = base64.encodebytes(signature).replace(b"\n", b"\r\n")
-    parts = [
+    out = io.BytesIO()
+    out.write(b"\r\n".join([
         *outer,
         b"MIME-Version: 1.0",
         b'Content-Type: multipart/signed; protocol="application/pkcs7-signature"; '
@@ -125,7 +140,16 @@ def sign(message: bytes, identity: SigningIdentity) -> bytes:
         b"This is a cryptographically signed message in MIME format.",
         b"",
         b"--" + boundary,
-        entity,
+        b"",
+    ]))
+    start = out.tell()
+    out.write(entity_head)
+    out.write(memoryview(message)[at:])
+    with out.getbuffer() as view:
+        signature = _detached_signature(view[start:], identity)
+    b64 = base64.encodebytes(signature).replace(b"\n", b"\r\n")
+    out.write(b"\r\n".join([
+        b"",
         b"--" + boundary,
         b'Content-Type: application/pkcs7-signature; name="smime.p7s"',
         b"Content-Transfer-Encoding: base64",
@@ -134,8 +158,8 @@ def sign(message: bytes, identity: SigningIdentity) -> bytes:
         b64.rstrip(b"\r\n"),
         b"--" + boundary + b"--",
         b"",
-    ]
-    return b"\r\n".join(parts)
+    ]))
+    return out.getvalue()  # the buffer itself, not a copy
 
 
 def is_signed(message: bytes) -> bool:
@@ -146,9 +170,26 @@ def is_signed(message: bytes) -> bool:
     return False
 
 
+@dataclass(frozen=True)
+class _Verified:
+    message: bytes  # with CRLF line ends
+    head: bytes
+    start: int  # the signed entity is message[start:end]
+    end: int
+    certificate: x509.Certificate
+
+
 def verify(message: bytes, *, anchors: TrustAnchors, at: datetime) -> SmimeVerification:
     """Verify a detached S/MIME signature; the content returned is exactly what was signed."""
-    head, body = _split(message)
+    v = _verify(message, anchors=anchors, at=at)
+    return SmimeVerification(dn_string(v.certificate.subject), v.message[v.start:v.end],
+                             v.certificate)
+
+
+def _verify(message: bytes, *, anchors: TrustAnchors, at: datetime) -> _Verified:
+    """:func:`verify`, telling where the signed entity is rather than copying it out."""
+    message = _crlf(message)
+    head, at_body = _head(message)
     ctype = next((f for f in _header_fields(head) if f.lower().startswith(b"content-type:")),
                  b"")
     if b"multipart/signed" not in ctype.lower():
@@ -157,27 +198,26 @@ def verify(message: bytes, *, anchors: TrustAnchors, at: datetime) -> SmimeVerif
     if m is None:
         raise SmimeError("multipart/signed without boundary")
     delim = b"--" + m.group(1)
-    begin = body.find(delim + b"\r\n")
+    begin = message.find(delim + b"\r\n", at_body)
     if begin < 0:
         raise SmimeError("multipart/signed: first part not found")
-    rest = body[begin + len(delim) + 2:]
-    end = rest.find(b"\r\n" + delim)
+    start = begin + len(delim) + 2
+    end = message.find(b"\r\n" + delim, start)
     if end < 0:
         raise SmimeError("multipart/signed: signature part not found")
-    content = rest[:end]
-    sig_part = rest[end + 2 + len(delim):]
-    stop = sig_part.find(b"\r\n" + delim)
-    sig_part = sig_part[: stop if stop >= 0 else None].lstrip(b"\r\n")
+    sig_at = end + 2 + len(delim)
+    stop = message.find(b"\r\n" + delim, sig_at)
+    sig_part = message[sig_at: stop if stop >= 0 else None].lstrip(b"\r\n")
     sig_msg = email.message_from_bytes(sig_part, policy=email.policy.compat32)
     der = sig_msg.get_payload(decode=True)
     if not isinstance(der, bytes) or not der:
         raise SmimeError("signature part is empty")
-    cert = _check_cms(der, content)
+    cert = _check_cms(der, memoryview(message)[start:end])
     validate_chain(cert, anchors=anchors, at=at, purpose="signing")
-    return SmimeVerification(dn_string(cert.subject), content, cert)
+    return _Verified(message, head, start, end, cert)
 
 
-def _check_cms(der: bytes, content: bytes) -> x509.Certificate:
+def _check_cms(der: bytes, content: bytes | memoryview) -> x509.Certificate:
     try:
         info = cms.ContentInfo.load(der)
         signed = info["content"]
@@ -228,7 +268,7 @@ def sign_and_check(message: bytes, identity: SigningIdentity, *, anchors: TrustA
                    at: datetime) -> bytes:
     """Sign, then verify our own output as a receiver would, before it is queued."""
     signed = sign(message, identity)
-    verify(signed, anchors=anchors, at=at)
+    _verify(signed, anchors=anchors, at=at)
     return signed
 
 
@@ -250,12 +290,12 @@ class Smime:
                               at=datetime.now(UTC))
 
     def verify(self, message: bytes, *, at: datetime) -> tuple[bytes, str]:
-        result = verify(message, anchors=self.anchors, at=at)
-        head, _ = _split(message)
-        outer = [f for f in _header_fields(head)
+        v = _verify(message, anchors=self.anchors, at=at)
+        outer = [f for f in _header_fields(v.head)
                  if f.split(b":", 1)[0].strip().lower() not in _CONTENT_HEADERS]
-        # the receiver sees the outer headers with the signed entity's content
-        return b"\r\n".join(outer) + b"\r\n" + result.content, result.signer
+        # the receiver sees the outer headers with the signed entity's content (one copy)
+        return b"".join([b"\r\n".join(outer), b"\r\n",
+                         memoryview(v.message)[v.start:v.end]]), dn_string(v.certificate.subject)
 
     def is_signed(self, message: bytes) -> bool:
         return is_signed(message)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 import email.policy
+import hashlib
 import re
 import subprocess
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
+from typing import cast
 
 import pytest
 from hypothesis import given
@@ -123,3 +126,69 @@ def test_line_ends_become_crlf_and_nothing_else_changes(data: bytes) -> None:
     out = _crlf(data)
     assert out == re.sub(rb"\r?\n", b"\r\n", data)  # the canonical form of RFC 5751 §3.1.1
     assert b"\n" not in out.replace(b"\r\n", b"")
+
+
+def _assembled_as_before(message: bytes, identity: smime.SigningIdentity,
+                         boundary: bytes) -> bytes:
+    """How ``sign`` assembled its output before it wrote the entity in place (the
+    reference the in-place writer must equal)."""
+    from gateway.crypto.smime import _CONTENT_HEADERS, _header_fields, _split
+
+    head, body = _split(message)
+    outer: list[bytes] = []
+    inner: list[bytes] = []
+    for f in _header_fields(head):
+        name = f.split(b":", 1)[0].strip().lower()
+        if name == b"mime-version":
+            continue
+        (inner if name in _CONTENT_HEADERS else outer).append(f)
+    if not any(f.lower().startswith(b"content-type") for f in inner):
+        inner.append(b"Content-Type: text/plain; charset=us-ascii")
+    entity = b"\r\n".join(inner) + b"\r\n\r\n" + body
+    entity.decode("ascii")
+    signature = smime._detached_signature(memoryview(entity), identity)
+    b64 = base64.encodebytes(signature).replace(b"\n", b"\r\n")
+    return b"\r\n".join([
+        *outer, b"MIME-Version: 1.0",
+        b'Content-Type: multipart/signed; protocol="application/pkcs7-signature"; '
+        b'micalg=sha-256;\r\n boundary="' + boundary + b'"',
+        b"", b"This is a cryptographically signed message in MIME format.", b"",
+        b"--" + boundary, entity, b"--" + boundary,
+        b'Content-Type: application/pkcs7-signature; name="smime.p7s"',
+        b"Content-Transfer-Encoding: base64",
+        b'Content-Disposition: attachment; filename="smime.p7s"', b"",
+        b64.rstrip(b"\r\n"), b"--" + boundary + b"--", b""])
+
+
+FIELDS = st.sampled_from([b"Subject: x", b"Content-Type: text/plain", b"MIME-Version: 1.0",
+                          b"content-transfer-encoding: base64", b"X-A: b\r\n c", b"From: a@b"])
+
+
+@given(st.lists(FIELDS, max_size=6), st.sampled_from([b"\r\n", b"\n"]),
+       st.text(alphabet="\r\nab=-", max_size=200).map(str.encode), st.booleans())
+def test_signed_output_is_assembled_as_before(fields: list[bytes], nl: bytes, body: bytes,
+                                              headed: bool) -> None:
+    identity = cast(smime.SigningIdentity, object())
+    message = nl.join(fields) + (nl + nl if headed else b"") + body
+    boundary = b"----=_passerelle_signed_" + b"0" * 24
+    with pytest.MonkeyPatch.context() as mp:
+        # the signature stands for what was signed, so that both ways can be compared
+        mp.setattr(smime, "_detached_signature",
+                   lambda data, _identity: hashlib.sha512(bytes(data)).digest() * 3)
+        mp.setattr(smime.secrets, "token_hex", lambda _n: "0" * 24)
+        assert smime.sign(message, identity) == _assembled_as_before(message, identity,
+                                                                     boundary)
+
+
+def test_verify_reads_what_it_verifies_in_place(world: World, signed: bytes) -> None:
+    anchors = TrustAnchors.load([world.ca_cert], [world.crl])
+    lf = signed.replace(b"\r\n", b"\n")  # a relay that wrote bare LFs: read as CRLF
+    for data in (signed, lf):
+        result = smime.verify(data, anchors=anchors, at=datetime.now(UTC))
+        assert result.content in signed and result.content.startswith(b"Content-Type:")
+    identity = smime.SigningIdentity.load(world.cert("gateway-signing"),
+                                          world.key("gateway-signing"))
+    content, signer = smime.Smime(identity, anchors).verify(signed, at=datetime.now(UTC))
+    assert signer == result.signer
+    assert content.endswith(result.content)
+    assert content.startswith(b"From: Dr Jean Dupont")
