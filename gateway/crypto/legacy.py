@@ -70,6 +70,7 @@ class LegacyCrypto:
         msg = mime.parse(raw)
         results: list[tuple[str, PartResult]] = []
         out = self._rebuild(msg, results, top=True)
+        del msg  # its parts are no longer needed while the rebuilt message is written
         if not results:
             raise NotEncrypted("message holds no encrypted part")
         expected = expected_signer.replace(" ", "").upper()

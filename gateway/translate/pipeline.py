@@ -99,7 +99,11 @@ _HEADER_LINE = re.compile(rb"[!-9;-~]*:|[ \t]|From ")
 def _message_id(raw: bytes) -> str:
     # the header block only: parsing the whole message (bodies, attachments) just to read
     # one header cost a full parse per message
-    head = raw.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
+    # and the header block without splitting the message: the split copied the body
+    end = raw.find(b"\r\n\r\n")
+    head = raw[: end if end >= 0 else None]
+    end = head.find(b"\n\n")
+    head = head[: end if end >= 0 else None]
     value = _simple_message_id(head)
     if value is None:  # folded, encoded, odd or absent: what the header parser reads
         try:
@@ -181,6 +185,7 @@ class Translator:
             decrypted, sender=sender, book=self.book, envelope_from=envelope.mail_from,
             tables=self.tables, now=now, trace=trace, signer_fpr=sender.legacy_fingerprint,
             domain=self.domain, aliases=names)
+        del opened, decrypted  # not kept while the draft is signed (a large message's size)
         signed = self.smime.sign(draft.message)
         trace.add("sign", now, draft.message, signed, smime_signer=self.smime.signer_subject,
                   self_verified=True)

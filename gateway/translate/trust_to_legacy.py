@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime
+from email.message import Message
 from email.utils import format_datetime, make_msgid
 from typing import Any
 
@@ -83,6 +84,13 @@ def _hprim_from_xdm(package: bytes, recipient: LegacyUser) -> tuple[str | None,
                         "xdm_sha256": sha256(package)}
 
 
+def _may_be_report(msg: Message) -> bool:
+    """Whether ``read_mdn`` can find a receipt: its test, on the top Content-Type, is an
+    exact ``multipart/report`` (any case), so a field without those letters never is."""
+    return any(name.lower() == "content-type" and "multipart/report" in str(value).lower()
+               for name, value in msg.raw_items())
+
+
 def compose(content: bytes, *, recipient: LegacyUser, book: AddressBook, now: datetime,
             trace: TraceRecord, domain: str) -> LegacyDraft:
     """Build the plaintext legacy message for one recipient (sealed by the caller)."""
@@ -96,7 +104,9 @@ def compose(content: bytes, *, recipient: LegacyUser, book: AddressBook, now: da
             human = text_part.data.decode(text_part.charset or "utf-8")
         except (LookupError, ValueError):  # unknown, undecodable, or a NUL in its name
             raise TranslationError("text part is not in the charset it declares") from None
-    mdn = read_mdn(content)
+    # read_mdn parses the whole message again (some six times its size at the peak): only
+    # for a message that can be a receipt, which it looks for at the top
+    mdn = read_mdn(content) if _may_be_report(msg) else None
     if mdn is not None:
         # A read/processing receipt: legacy software shows it as a short letter.
         state = "traité" if "error" not in mdn.disposition.lower() else "en erreur"

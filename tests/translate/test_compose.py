@@ -9,11 +9,13 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.documents import cda, hprim, xdm
 from gateway.documents.codes import load_tables
-from gateway.errors import TranslationError
-from gateway.translate import legacy_to_trust, trust_to_legacy
+from gateway.errors import MessageFormatError, TranslationError
+from gateway.translate import legacy_to_trust, mime, trust_to_legacy
 from gateway.translate.addresses import COLUMNS, AddressBook
 from gateway.translate.trace import TRACE_FILENAME, TraceRecord
 from tests.conftest import FIXTURES
@@ -152,3 +154,41 @@ def test_corrupt_xdm_is_a_translation_error() -> None:
 def test_charset_replacements_are_counted() -> None:
     data, replaced = trust_to_legacy.encode_for("cœur « ok » – fin\n", "cp850")
     assert data == b"coeur \xae ok \xaf - fin\r\n" and replaced == 2
+
+
+def _mdn() -> bytes:
+    from gateway.smtp import notices
+
+    original = (b"From: jean.dupont@legacy.mssante.example\r\nTo: dr.x@hopital-a.mssante.example"
+                b"\r\nMessage-ID: <orig-9@legacy.mssante.example>\r\nSubject: x\r\n\r\nx")
+    return notices.build_mdn(original, notify="jean.dupont@legacy.mssante.example",
+                             final_recipient="dr.x@hopital-a.mssante.example",
+                             reporting_ua="mx.hopital-a.mssante.example", now=NOW)
+
+
+def test_a_receipt_becomes_a_short_letter() -> None:
+    draft = trust_to_legacy.compose(
+        _mdn(), recipient=BOOK.by_trust("jean.dupont@legacy.mssante.example"), book=BOOK,
+        now=NOW, trace=TraceRecord("m1", "to_legacy"), domain="legacy.mssante.example")
+    body = parts(draft.message)["text/plain"].decode("mac_roman")
+    assert body.startswith("Accusé de réception : votre message <orig-9@")
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(st.integers(0, 400), st.sampled_from([b"", b"X", b"\r\n", b"multipart/report",
+                                             b"MULTIPART/REPORT; ", b";", b"\r\n "]),
+       st.integers(0, 3))
+def test_the_receipt_reader_is_skipped_only_where_it_finds_nothing(
+        at: int, token: bytes, cut: int) -> None:
+    from gateway.smtp.notices import read_mdn
+
+    raw = bytearray(_mdn())
+    head = raw.index(b"\r\n\r\n")
+    at = min(at, head)
+    raw[at:at + cut] = token
+    try:
+        msg = mime.parse(bytes(raw))
+    except MessageFormatError:
+        return
+    if read_mdn(bytes(raw)) is not None:
+        assert trust_to_legacy._may_be_report(msg)
