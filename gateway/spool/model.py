@@ -71,6 +71,7 @@ class TranslateWork:
     data: bytes
     received_at: float
     attempts: int
+    path: str = ""  # a large message is in this file, ``data`` empty (see ``lease_translate``)
 
 
 @dataclass(frozen=True)
@@ -88,3 +89,4 @@ class DeliverWork:
     message_id: str
     in_doubt: bool = False  # an earlier attempt was interrupted: the peer may have it
     routes: dict[str, str] = field(default_factory=dict)  # directory alias -> its mailbox
+    path: str = ""  # large translated bytes are in this file, ``data`` empty

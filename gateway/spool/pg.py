@@ -20,10 +20,12 @@ the database server is :class:`SpoolFull` (452).
 from __future__ import annotations
 
 import functools
+import hashlib
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -31,8 +33,15 @@ from psycopg import pq
 
 from gateway.errors import SpoolFull, SpoolUnavailable
 from gateway.journal import Journal, JournalEntry
+from gateway.spill import create as create_private
 from gateway.spool.model import RetryPolicy
-from gateway.spool.sqlite import SCHEMA_VERSION, SqliteSpool
+from gateway.spool.sqlite import (
+    MOVE_BODIES,
+    SCHEMA_VERSION,
+    Payload,
+    SqliteSpool,
+    keep_if_intact,
+)
 
 _LOCK_SCHEMA = 7_305_001  # advisory lock keys (arbitrary, fixed)
 _LOCK_JOURNAL = 7_305_002
@@ -48,11 +57,14 @@ CREATE TABLE IF NOT EXISTS messages (
     size BIGINT NOT NULL,
     digest TEXT NOT NULL,
     peer TEXT NOT NULL DEFAULT '',
-    data BYTEA NOT NULL,
     translate_attempts INTEGER NOT NULL DEFAULT 0,
     next_translate DOUBLE PRECISION NOT NULL DEFAULT 0,
     lease_owner TEXT,
     lease_until DOUBLE PRECISION NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS bodies (
+    queue_id TEXT PRIMARY KEY,
+    data BYTEA NOT NULL
 );
 CREATE TABLE IF NOT EXISTS outputs (
     output_id BIGSERIAL PRIMARY KEY,
@@ -207,6 +219,10 @@ class PgSpool(SqliteSpool):
             row = db.execute("SELECT version FROM schema_version").fetchone()
             if row is None:
                 db.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
+            elif row[0] < SCHEMA_VERSION:  # version 2 kept the bytes in messages.data
+                for statement in MOVE_BODIES:
+                    db.execute(statement)
+                db.execute("UPDATE schema_version SET version=?", (SCHEMA_VERSION,))
             elif row[0] > SCHEMA_VERSION:
                 raise SpoolUnavailable(
                     f"the spool database has schema {row[0]}, newer than this passerelle "
@@ -240,6 +256,27 @@ class PgSpool(SqliteSpool):
     @staticmethod
     def _skip_locked(table: str) -> str:
         return f" FOR UPDATE OF {table} SKIP LOCKED" if table else " FOR UPDATE SKIP LOCKED"
+
+    def _insert_with_data(self, db: Any, table: str, columns: tuple[str, ...],
+                          values: tuple[Any, ...], data: Payload, *, returning: str) -> Any:
+        """INSERT a row and its data (bound whole: psycopg sends a bytea in one piece)."""
+        payload = data.read_bytes() if isinstance(data, Path) else data
+        names = ", ".join((*columns, "data"))
+        marks = ",".join("?" * (len(columns) + 1))
+        return db.execute(f"INSERT INTO {table} ({names}) VALUES ({marks}) RETURNING "
+                          f"{returning}", (*values, payload)).fetchone()[0]
+
+    def _export(self, db: Any, table: str, key: str, value: Any, dest: Path,
+                digest: str) -> bool:
+        """A row's data into a new private file ``dest`` (read whole: a bytea is)."""
+        data = db.execute(f"SELECT data FROM {table} WHERE {key}=?", (value,)).fetchone()[0]
+        try:
+            with open(create_private(dest), "wb") as f:
+                f.write(data)
+        except OSError as exc:
+            dest.unlink(missing_ok=True)
+            raise SpoolUnavailable(f"spool: cannot write {dest}: {exc.strerror}") from None
+        return keep_if_intact(dest, hashlib.sha256(data).hexdigest() == digest)
 
     def ping(self) -> str | None:
         try:

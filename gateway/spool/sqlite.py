@@ -28,6 +28,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from gateway.errors import BadInputError, SpoolFull, SpoolUnavailable
+from gateway.spill import LARGE, Data, new_path
+from gateway.spill import create as create_private
+from gateway.spill import size as data_size
 from gateway.spool.model import (
     DeliverWork,
     Direction,
@@ -38,7 +41,12 @@ from gateway.spool.model import (
     TranslateWork,
 )
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+# Version 3 keeps a message's bytes in ``bodies``, apart from its row in ``messages``: SQLite
+# writes a row again whole on every UPDATE, so each lease of a 25 MB message wrote 50 MB
+# into the WAL and read the message into memory.
+MOVE_BODIES = ("INSERT INTO bodies (queue_id, data) SELECT queue_id, data FROM messages",
+                "ALTER TABLE messages DROP COLUMN data")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS messages (
@@ -50,11 +58,14 @@ CREATE TABLE IF NOT EXISTS messages (
     size INTEGER NOT NULL,
     digest TEXT NOT NULL,
     peer TEXT NOT NULL DEFAULT '',
-    data BLOB NOT NULL,
     translate_attempts INTEGER NOT NULL DEFAULT 0,
     next_translate REAL NOT NULL DEFAULT 0,
     lease_owner TEXT,
     lease_until REAL NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS bodies (
+    queue_id TEXT PRIMARY KEY,
+    data BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS outputs (
     output_id INTEGER PRIMARY KEY,
@@ -103,9 +114,36 @@ class Conn(Protocol):
 
 _DIRECTIONS = frozenset(str(d) for d in Direction)
 
+# Data larger than LARGE goes into and out of the database in pieces, and out of the spool
+# as a file in a spill directory: bound or read whole, a 25 MB message was copied several
+# times over (see gateway/spill.py).
+_PIECE = 1 << 20
+Payload = Data
 
-def _digest(data: bytes) -> str:
+
+def _pieces(data: Payload) -> Iterator[bytes | memoryview]:
+    if isinstance(data, Path):
+        with data.open("rb") as f:
+            yield from iter(lambda: f.read(_PIECE), b"")
+        return
+    view = memoryview(data)
+    for at in range(0, len(view), _PIECE):
+        yield view[at:at + _PIECE]
+
+
+def _digest(data: Payload) -> str:
+    if isinstance(data, Path):
+        h = hashlib.sha256()
+        for piece in _pieces(data):
+            h.update(piece)
+        return h.hexdigest()
     return hashlib.sha256(data).hexdigest()
+
+
+def keep_if_intact(path: Path, intact: bool) -> bool:
+    if not intact:
+        path.unlink()
+    return intact
 
 
 def _path(url: str) -> Path:
@@ -138,10 +176,13 @@ class SqliteSpool:
             row = tx.execute("SELECT version FROM schema_version").fetchone()
             if row is None:
                 tx.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
-            elif row[0] < 2:  # version 1 had no record of interrupted deliveries
-                tx.execute("ALTER TABLE recipients ADD COLUMN in_doubt INTEGER NOT NULL "
-                           "DEFAULT 0")
-                tx.execute("ALTER TABLE recipients ADD COLUMN deliver_to TEXT")
+            elif row[0] < SCHEMA_VERSION:
+                if row[0] < 2:  # version 1 had no record of interrupted deliveries
+                    tx.execute("ALTER TABLE recipients ADD COLUMN in_doubt INTEGER NOT NULL "
+                               "DEFAULT 0")
+                    tx.execute("ALTER TABLE recipients ADD COLUMN deliver_to TEXT")
+                for statement in MOVE_BODIES:
+                    tx.execute(statement)
                 tx.execute("UPDATE schema_version SET version=?", (SCHEMA_VERSION,))
 
     # -- connections and transactions -------------------------------------------------
@@ -210,13 +251,13 @@ class SqliteSpool:
     # -- accepting ----------------------------------------------------------------------
 
     def accept(self, *, direction: Direction, mail_from: str, rcpts: Sequence[str],
-               data: bytes, message_id: str, now: float, peer: str = "",
+               data: Payload, message_id: str, now: float, peer: str = "",
                state: State = State.RECEIVED) -> tuple[str, bool]:
         """Store durably; returns (queue id, duplicate?)."""
         return self.accept_many([(direction, mail_from, tuple(rcpts), data, message_id, peer,
                                   state)], now=now)[0]
 
-    def accept_many(self, items: Sequence[tuple[Direction, str, tuple[str, ...], bytes, str,
+    def accept_many(self, items: Sequence[tuple[Direction, str, tuple[str, ...], Payload, str,
                                                  str, State]],
                     *, now: float) -> list[tuple[str, bool]]:
         """Group commit: several messages in one transaction, one fsync."""
@@ -239,14 +280,16 @@ class SqliteSpool:
                     continue
                 db.execute(
                     "INSERT INTO messages (queue_id, direction, mail_from, message_id, "
-                    "received_at, size, digest, peer, data) VALUES (?,?,?,?,?,?,?,?,?)",
-                    (queue_id, str(direction), mail_from, message_id, now, len(data), digest,
-                     peer, data))
+                    "received_at, size, digest, peer) VALUES (?,?,?,?,?,?,?,?)",
+                    (queue_id, str(direction), mail_from, message_id, now, data_size(data), digest,
+                     peer))
+                self._insert_with_data(db, "bodies", ("queue_id",), (queue_id,), data,
+                                       returning="queue_id")
                 output_id = None
                 if state is State.TRANSLATED:  # our own notices: delivered as they are
-                    output_id = db.execute(
-                        "INSERT INTO outputs (queue_id, digest, data) VALUES (?,?,?) "
-                        "RETURNING output_id", (queue_id, digest, data)).fetchone()[0]
+                    output_id = self._insert_with_data(
+                        db, "outputs", ("queue_id", "digest"), (queue_id, digest), data,
+                        returning="output_id")
                 for rcpt in fresh:
                     db.execute(
                         "INSERT INTO recipients (queue_id, rcpt, state, output_id, next_attempt,"
@@ -258,10 +301,64 @@ class SqliteSpool:
                 out.append((queue_id, False))
         return out
 
+    def _insert_with_data(self, db: Conn, table: str, columns: tuple[str, ...],
+                          values: tuple[Any, ...], data: Payload, *, returning: str) -> Any:
+        """INSERT a row of ``columns`` and its ``data``; the ``returning`` column's value.
+        Large data is written in pieces into a blob made to its size: bound whole, SQLite
+        would take a copy of it, and a file would have to be read whole first."""
+        names = ", ".join((*columns, "data"))
+        marks = ",".join("?" * len(columns))
+        if not isinstance(data, Path) and len(data) <= LARGE:
+            return db.execute(f"INSERT INTO {table} ({names}) VALUES ({marks},?) RETURNING "
+                              f"{returning}", (*values, data)).fetchone()[0]
+        assert isinstance(db, sqlite3.Connection)
+        size = data_size(data)
+        rowid, value = db.execute(
+            f"INSERT INTO {table} ({names}) VALUES ({marks},zeroblob(?)) RETURNING rowid, "
+            f"{returning}", (*values, size)).fetchone()
+        written = 0
+        with db.blobopen(table, "data", rowid) as blob:
+            for piece in _pieces(data):
+                if written + len(piece) > size:
+                    raise SpoolUnavailable("spool: the data grew while it was being stored")
+                blob.write(piece)
+                written += len(piece)
+        if written != size:
+            raise SpoolUnavailable("spool: the data shrank while it was being stored")
+        return value
+
+    def _length(self, table: str, key: str, value: Any) -> int:
+        """The size of a row's data, without reading it (0 when there is no such row)."""
+        with self._read() as db:
+            row = db.execute(f"SELECT length(data) FROM {table} WHERE {key}=?",
+                             (value,)).fetchone()
+        return int(row[0]) if row is not None else 0
+
+    def _export(self, db: Conn, table: str, key: str, value: Any, dest: Path,
+                digest: str) -> bool:
+        """Write a row's data into a new private file ``dest``, in pieces; whether it
+        matched its digest (the file is removed when it did not)."""
+        assert isinstance(db, sqlite3.Connection)
+        row = db.execute(f"SELECT rowid FROM {table} WHERE {key}=?", (value,)).fetchone()
+        h = hashlib.sha256()
+        try:
+            with db.blobopen(table, "data", row[0], readonly=True) as blob, \
+                    open(create_private(dest), "wb") as f:
+                while piece := blob.read(_PIECE):
+                    h.update(piece)
+                    f.write(piece)
+        except OSError as exc:
+            dest.unlink(missing_ok=True)
+            raise SpoolUnavailable(f"spool: cannot write {dest}: {exc.strerror}") from None
+        return keep_if_intact(dest, h.hexdigest() == digest)
+
     # -- translation --------------------------------------------------------------------
 
     def lease_translate(self, worker: str, *, now: float, duration: float,
-                        limit: int = 8) -> list[TranslateWork]:
+                        limit: int = 8, spill: Path | None = None) -> list[TranslateWork]:
+        """Lease up to ``limit`` messages waiting for translation.  With ``spill`` (a
+        directory), a message larger than ``LARGE`` comes as a file written there (``path``;
+        ``data`` empty), for the caller to remove."""
         with self._tx() as db:
             # driven by the index on recipients(state, …): only messages with work waiting
             # are looked at, however long the history kept in the spool
@@ -277,30 +374,42 @@ class SqliteSpool:
                            (worker, now + duration, qid))
         work = []
         for qid in ids:
-            item = self._translate_work(qid)
+            item = self._translate_work(qid, spill)
             if item is not None:
                 work.append(item)
         return work
 
-    def _translate_work(self, queue_id: str) -> TranslateWork | None:
+    def _translate_work(self, queue_id: str, spill: Path | None) -> TranslateWork | None:
+        path = new_path(spill, queue_id) if spill is not None else None
         with self._read() as db:
-            row = db.execute("SELECT direction, mail_from, data, digest, received_at, "
-                             "translate_attempts FROM messages WHERE queue_id=?",
-                             (queue_id,)).fetchone()
+            # (not length(data) in the same query: SQLite would read the whole blob for it)
+            large = path is not None and self._length("bodies", "queue_id", queue_id) > LARGE
+            row = db.execute("SELECT m.direction, m.mail_from, CASE WHEN ? THEN NULL ELSE b.data "
+                             "END, m.digest, m.received_at, m.translate_attempts FROM messages m "
+                             "JOIN bodies b ON b.queue_id = m.queue_id WHERE m.queue_id=?",
+                             (large, queue_id)).fetchone()
             rcpts = tuple(r[0] for r in db.execute(
                 "SELECT rcpt FROM recipients WHERE queue_id=? AND state='received' ORDER BY id",
                 (queue_id,)))
-        if row is None:
-            return None
-        direction, mail_from, data, digest, received_at, attempts = row
-        if _digest(data) != digest:
+            if row is None:
+                return None
+            direction, mail_from, data, digest, received_at, attempts = row
+            if data is None:
+                assert path is not None
+                intact = self._export(db, "bodies", "queue_id", queue_id, path, digest)
+                data = b""
+            else:
+                intact, path = _digest(data) == digest, None
+        if not intact:
             self._set_aside(queue_id, "corrupt: stored bytes do not match their digest")
             return None
         if direction not in _DIRECTIONS:  # a damaged row must not stop the workers
+            if path is not None:
+                path.unlink()
             self._set_aside(queue_id, "corrupt: unknown direction")
             return None
-        return TranslateWork(queue_id, Direction(direction), mail_from, rcpts, data,
-                             received_at, attempts)
+        return TranslateWork(queue_id, Direction(direction), mail_from, rcpts, bytes(data),
+                             received_at, attempts, str(path or ""))
 
     def _set_aside(self, queue_id: str, reason: str) -> None:
         with self._tx() as db:
@@ -309,16 +418,17 @@ class SqliteSpool:
                        (reason, queue_id))
             db.execute("UPDATE messages SET lease_owner=NULL WHERE queue_id=?", (queue_id,))
 
-    def store_translated(self, queue_id: str, groups: Sequence[tuple[Sequence[str], bytes]],
+    def store_translated(self, queue_id: str, groups: Sequence[tuple[Sequence[str], Payload]],
                          *, now: float, routes: Mapping[str, str] | None = None) -> None:
-        """Translated bytes per group of recipients; ``routes``: the mailbox a directory
-        alias resolved to (delivered there, reported under the alias)."""
+        """Translated bytes (or the file holding them) per group of recipients; ``routes``:
+        the mailbox a directory alias resolved to (delivered there, reported under the
+        alias)."""
         routes = routes or {}
         with self._tx() as db:
             for rcpts, data in groups:
-                output_id = db.execute(
-                    "INSERT INTO outputs (queue_id, digest, data) VALUES (?,?,?) RETURNING "
-                    "output_id", (queue_id, _digest(data), data)).fetchone()[0]
+                output_id = self._insert_with_data(db, "outputs", ("queue_id", "digest"),
+                                                   (queue_id, _digest(data)), data,
+                                                   returning="output_id")
                 for rcpt in rcpts:
                     db.execute(
                         "UPDATE recipients SET state='translated', output_id=?, next_attempt=?,"
@@ -349,7 +459,9 @@ class SqliteSpool:
     # -- delivery -----------------------------------------------------------------------
 
     def lease_deliver(self, worker: str, *, now: float, duration: float,
-                      limit: int = 16) -> list[DeliverWork]:
+                      limit: int = 16, spill: Path | None = None) -> list[DeliverWork]:
+        """Lease recipients due for delivery, grouped by translated bytes.  With ``spill``,
+        translated bytes larger than ``LARGE`` come as a file written there (``path``)."""
         with self._tx() as db:
             # recipients due and not leased (or whose lease ran out), locked for this
             # transaction; other instances skip them (PostgreSQL) or wait (SQLite: one writer)
@@ -369,17 +481,29 @@ class SqliteSpool:
         work = []
         with self._read() as db:
             for oid in outs:
+                large = spill is not None and self._length("outputs", "output_id", oid) > LARGE
                 row = db.execute(
-                    "SELECT o.queue_id, o.data, o.digest, m.direction, m.mail_from, m.received_at,"
-                    " m.message_id FROM outputs o JOIN messages m ON m.queue_id = o.queue_id "
-                    "WHERE o.output_id=?", (oid,)).fetchone()
+                    "SELECT o.queue_id, CASE WHEN ? THEN NULL ELSE o.data END, o.digest, "
+                    "m.direction, m.mail_from, m.received_at, m.message_id FROM outputs o JOIN "
+                    "messages m ON m.queue_id = o.queue_id WHERE o.output_id=?",
+                    (large, oid)).fetchone()
                 if row is None:
                     continue
                 qid, data, digest, direction, mail_from, received_at, message_id = row
-                if _digest(data) != digest:
+                path = None
+                if data is None:
+                    assert spill is not None
+                    path = new_path(spill, f"{qid}.{oid}")
+                    intact = self._export(db, "outputs", "output_id", oid, path, digest)
+                    data = b""
+                else:
+                    intact = _digest(data) == digest
+                if not intact:
                     self._set_aside(qid, "corrupt: translated bytes do not match their digest")
                     continue
                 if direction not in _DIRECTIONS:
+                    if path is not None:
+                        path.unlink()
                     self._set_aside(qid, "corrupt: unknown direction")
                     continue
                 rcpts = db.execute(
@@ -388,15 +512,17 @@ class SqliteSpool:
                     "output_id=? AND lease_owner=? AND state IN ('translated','deferred')",
                     (oid, worker)).fetchall()
                 if not rcpts:
+                    if path is not None:
+                        path.unlink()
                     continue
                 work.append(DeliverWork(
                     output_id=oid, queue_id=qid, direction=Direction(direction),
-                    mail_from=mail_from, rcpts=tuple(r[0] for r in rcpts), data=data,
+                    mail_from=mail_from, rcpts=tuple(r[0] for r in rcpts), data=bytes(data),
                     received_at=received_at, attempts=max(r[1] for r in rcpts),
                     first_deferred=min((r[2] for r in rcpts if r[2] is not None), default=None),
                     warned=any(r[3] for r in rcpts), message_id=message_id,
                     in_doubt=any(r[4] for r in rcpts),
-                    routes={r[0]: r[5] for r in rcpts if r[5]}))
+                    routes={r[0]: r[5] for r in rcpts if r[5]}, path=str(path or "")))
         return work
 
     def mark_delivered(self, output_id: int, rcpts: Sequence[str], *, now: float,
@@ -494,8 +620,9 @@ class SqliteSpool:
 
     def show(self, queue_id: str) -> tuple[QueueEntry, bytes]:
         with self._read() as db:
-            row = db.execute("SELECT queue_id, direction, message_id, mail_from, size, digest, "
-                             "received_at, data FROM messages WHERE queue_id=?",
+            row = db.execute("SELECT m.queue_id, m.direction, m.message_id, m.mail_from, m.size, "
+                             "m.digest, m.received_at, b.data FROM messages m JOIN bodies b ON "
+                             "b.queue_id = m.queue_id WHERE m.queue_id=?",
                              (queue_id,)).fetchone()
             if row is None:
                 raise BadInputError(f"no message {queue_id} in the queue")
@@ -535,6 +662,7 @@ class SqliteSpool:
         with self._tx() as db:
             if db.execute("DELETE FROM messages WHERE queue_id=?", (queue_id,)).rowcount == 0:
                 raise BadInputError(f"no message {queue_id} in the queue")
+            db.execute("DELETE FROM bodies WHERE queue_id=?", (queue_id,))
             db.execute("DELETE FROM recipients WHERE queue_id=?", (queue_id,))
             db.execute("DELETE FROM outputs WHERE queue_id=?", (queue_id,))
 

@@ -58,7 +58,7 @@ def test_corrupt_spool_rows_are_set_aside_and_the_rest_is_served(world: World,
     spool.store_translated(bad_output, [((OP_A,), b"translated, then damaged")], now=0)
     spool.close()
     with sqlite3.connect(tmp_path / "spool.db") as db:
-        db.execute("UPDATE messages SET data = X'00' WHERE queue_id=?", (bad_bytes,))
+        db.execute("UPDATE bodies SET data = X'00' WHERE queue_id=?", (bad_bytes,))
         db.execute("UPDATE messages SET direction = 'sideways' WHERE queue_id=?",
                    (bad_direction,))
         db.execute("UPDATE outputs SET data = X'00' WHERE queue_id=?", (bad_output,))

@@ -139,7 +139,7 @@ def test_corrupt_row_is_set_aside_and_others_still_served(spool: Open) -> None:
     s = spool()
     bad, good = put(s, 1), put(s, 2)
     with s._tx() as db:
-        db.execute("UPDATE messages SET data = ? WHERE queue_id=?", (b"\x00", bad))
+        db.execute("UPDATE bodies SET data = ? WHERE queue_id=?", (b"\x00", bad))
     work = s.lease_translate("W", now=1000, duration=60, limit=10)
     assert [w.queue_id for w in work] == [good]
     entry = s.list(state="quarantined")[0]
@@ -215,3 +215,74 @@ def test_unreachable_spool_is_4xx(tmp_path: Path, url: str) -> None:
         open_spool(bad)
     assert exc.value.smtp_reply().startswith("451 4.3.0")
     assert "wrong" not in str(exc.value)  # no password in the message
+
+
+def test_a_version_2_spool_keeps_its_messages_when_opened(spool: Open, url: str) -> None:
+    """Version 2 kept a message's bytes in messages.data; opening moves them to bodies."""
+    s = spool()
+    qid = put(s, 7)
+    blob = "BYTEA" if url.startswith("postgresql") else "BLOB"
+    with s._tx() as db:  # back to version 2's tables
+        db.execute(f"ALTER TABLE messages ADD COLUMN data {blob}")
+        db.execute("UPDATE messages SET data = (SELECT data FROM bodies b WHERE b.queue_id = "
+                   "messages.queue_id)")
+        db.execute("DELETE FROM bodies")
+        db.execute("UPDATE schema_version SET version=2")
+    s.close()
+    again = spool()
+    assert again.show(qid)[1].endswith(b"body 7")
+    assert [w.queue_id for w in again.lease_translate("W", now=1000, duration=60)] == [qid]
+    with again._read() as db:
+        assert db.execute("SELECT version FROM schema_version").fetchone()[0] == 3
+        columns = db.execute("SELECT * FROM messages").description
+    assert "data" not in [c[0] for c in columns]
+
+
+LARGE_DATA = b"Message-ID: <big@x>\r\n\r\n" + bytes(range(256)) * 9000  # > spool LARGE
+
+
+def test_large_messages_travel_as_files_in_the_spill_directory(spool: Open,
+                                                               tmp_path: Path) -> None:
+    """A message larger than LARGE is stored in pieces and handed out as a private file,
+    intact; smaller ones still come in memory."""
+    from gateway.spool.sqlite import LARGE
+
+    assert len(LARGE_DATA) > LARGE
+    s = spool()
+    spill = tmp_path / "spill"
+    spill.mkdir()
+    qid, _ = s.accept(direction=Direction.TO_TRUST, mail_from="s@legacy.example",
+                      rcpts=("a@x.example",), data=bytearray(LARGE_DATA),
+                      message_id="<big@x>", now=1000.0)
+    small = put(s, 1)
+    work = {w.queue_id: w for w in s.lease_translate("W", now=1000, duration=60, limit=5,
+                                                     spill=spill)}
+    big = work[qid]
+    assert big.data == b"" and Path(big.path).parent == spill
+    assert Path(big.path).read_bytes() == LARGE_DATA
+    assert Path(big.path).stat().st_mode & 0o077 == 0  # it holds a message: owner only
+    assert work[small].path == "" and work[small].data.endswith(b"body 1")
+    translated = tmp_path / "out"
+    translated.write_bytes(LARGE_DATA[::-1])
+    s.store_translated(qid, [(("a@x.example",), translated)], now=1000)
+    s.store_translated(small, [(("a@x.example",), b"small, translated")], now=1000)
+    out = {d.queue_id: d for d in s.lease_deliver("D", now=1000, duration=60, spill=spill)}
+    assert Path(out[qid].path).read_bytes() == LARGE_DATA[::-1]
+    assert out[small].data == b"small, translated" and out[small].path == ""
+    assert s.show(qid)[1] == LARGE_DATA
+
+
+def test_a_large_message_whose_bytes_were_damaged_is_set_aside(spool: Open,
+                                                               tmp_path: Path) -> None:
+    s = spool()
+    qid, _ = s.accept(direction=Direction.TO_TRUST, mail_from="s@legacy.example",
+                      rcpts=("a@x.example",), data=LARGE_DATA, message_id="<big@x>",
+                      now=1000.0)
+    with s._tx() as db:
+        db.execute("UPDATE bodies SET data = ? WHERE queue_id=?", (LARGE_DATA[:-1] + b"!", qid))
+    spill = tmp_path / "spill"
+    spill.mkdir()
+    assert s.lease_translate("W", now=1000, duration=60, spill=spill) == []
+    assert list(spill.iterdir()) == []  # no file left behind
+    entry = s.list(state="quarantined")[0]
+    assert entry.queue_id == qid and "corrupt" in entry.recipients[0].reason
