@@ -20,6 +20,7 @@ import logging
 import multiprocessing
 import os
 import re
+import shutil
 import signal
 import ssl
 import threading
@@ -28,8 +29,9 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 from gateway.config import Settings
@@ -45,6 +47,7 @@ from gateway.smtp import notices
 from gateway.smtp.delivery import (
     NO_ROUTE,
     DestinationLimiter,
+    FileMessage,
     Outcome,
     Router,
     SessionCache,
@@ -57,6 +60,8 @@ from gateway.smtp.server import (
     Listener,
     TrustHandler,
 )
+from gateway.spill import LARGE, create, head, new_path
+from gateway.spill import size as data_size
 from gateway.spool import Direction, RetryPolicy, SqliteSpool, State, open_spool
 from gateway.spool.model import DeliverWork, TranslateWork
 from gateway.translate.addresses import AddressBook, domain_of
@@ -67,6 +72,7 @@ log = get_logger("passerelle.daemon")
 T = TypeVar("T")
 # aiosmtpd warns about every context that demands client certificates: that is our design.
 logging.getLogger("mail.log").setLevel(logging.ERROR)
+_HEAD_MAX = 256 * 1024  # a header block longer than this is not read for its Message-ID
 _MESSAGE_ID = re.compile(rb"^message-id:[ \t]*(.+?)\r?$", re.IGNORECASE | re.MULTILINE)
 
 
@@ -79,6 +85,7 @@ class TranslatedGroup:
     trace: Any
     routes: dict[str, str] = field(default_factory=dict)  # directory alias -> mailbox
     unresolved: dict[str, str] = field(default_factory=dict)  # directory alias -> why
+    path: str = ""  # large translated bytes are in this file, ``data`` empty
 
 
 def translate(translator: Translator, item: TranslateWork, now_ts: float
@@ -86,12 +93,13 @@ def translate(translator: Translator, item: TranslateWork, now_ts: float
     """One queued message translated: groups of recipients with their bytes and trace."""
     now = datetime.fromtimestamp(now_ts, UTC)
     envelope = Envelope(item.mail_from, item.rcpts)
+    data = Path(item.path).read_bytes() if item.path else item.data
     if item.direction is Direction.TO_TRUST:
-        t = translator.to_trust(item.data, envelope, now=now)
+        t = translator.to_trust(data, envelope, now=now)
         return [TranslatedGroup(t.recipients, t.message, t.trace, t.routes, t.unresolved)]
     out: list[TranslatedGroup] = []
     for rcpt in item.rcpts:
-        results = translator.to_legacy(item.data, Envelope(item.mail_from, (rcpt,)), now=now)
+        results = translator.to_legacy(data, Envelope(item.mail_from, (rcpt,)), now=now)
         out.append(TranslatedGroup((rcpt,), results[0].message, results[0].trace))
     return out
 
@@ -118,13 +126,31 @@ def _worker_ready() -> bool:
     return _WORKER is not None
 
 
-def _worker_translate(item: TranslateWork, now_ts: float) -> list[TranslatedGroup]:
+def _worker_translate(item: TranslateWork, now_ts: float, spill: str
+                      ) -> list[TranslatedGroup]:
+    """In a worker process: large translated bytes come back as a file in ``spill`` (sent
+    through the pipe, they would be copied twice on each side)."""
     assert _WORKER is not None, "translation worker not initialised"
-    return translate(_WORKER, item, now_ts)
+    groups = translate(_WORKER, item, now_ts)
+    out = []
+    for g in groups:
+        if len(g.data) > LARGE:
+            path = new_path(Path(spill), item.queue_id)
+            with open(create(path), "wb") as f:
+                f.write(g.data)
+            g = replace(g, data=b"", path=str(path))
+        out.append(g)
+    return out
 
 
-def message_id_of(data: bytes) -> str:
-    head = data.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
+def _head(item: TranslateWork) -> bytes:
+    """What a notice quotes of a message: its header block (all of it, for a message held
+    in memory)."""
+    return head(Path(item.path), _HEAD_MAX) if item.path else item.data
+
+
+def message_id_of(data: bytes | bytearray) -> str:
+    head = data[:_HEAD_MAX].split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
     m = _MESSAGE_ID.search(head)
     return m.group(1).decode("ascii", "replace").strip() if m else ""
 
@@ -164,6 +190,9 @@ class Gateway:
         self.limiter = DestinationLimiter(d.per_destination)
         self.sessions = SessionCache(per_destination=d.per_destination)
         self.name = f"{d.hostname}-{uuid.uuid4().hex[:8]}"
+        # large messages on their way to a worker or a peer, as files: the state directory
+        # is this instance's own, and whatever a crash left here is still in the spool
+        self.spill = settings.state_dir / "spill"
         self.trust_client_tls = client_tls_context(
             t.client_cert, t.client_key, anchors=self.anchors, ciphers=t.ciphers
         )
@@ -292,6 +321,8 @@ class Gateway:
             await asyncio.sleep(min(5.0, self.settings.daemon.poll_interval * 5))
 
     async def start(self, *, ops: bool = True) -> None:
+        shutil.rmtree(self.spill, ignore_errors=True)
+        self.spill.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.spool.recover(now=self.clock())
         self._static_metrics()
         if ops:
@@ -332,6 +363,7 @@ class Gateway:
                 require_starttls=False,
                 hostname=d.hostname,
                 limits=limits,
+                spill=self.spill,
             ),
             Listener(
                 TrustHandler(**common),
@@ -341,6 +373,7 @@ class Gateway:
                 require_starttls=True,
                 hostname=d.hostname,
                 limits=limits,
+                spill=self.spill,
             ),
         ]
         self._warm()
@@ -395,7 +428,7 @@ class Gateway:
             mail_from=arrival.mail_from,
             rcpts=arrival.rcpt_tos,
             data=arrival.data,
-            message_id=message_id_of(arrival.data),
+            message_id=message_id_of(head(arrival.data, _HEAD_MAX)),
             now=self.clock(),
             peer=arrival.peer,
         )
@@ -403,7 +436,7 @@ class Gateway:
             "message.accepted",
             queue_id=queue_id,
             direction=str(direction),
-            size=len(arrival.data),
+            size=data_size(arrival.data),
             outcome="duplicate" if duplicate else "stored",
             peer=arrival.peer,
         )
@@ -416,7 +449,8 @@ class Gateway:
         """A delivery status notification from the legacy hub about a message we delivered
         there: passed back to the trust-space sender as an RFC 3464 DSN naming the
         addresses they wrote to.  Anything else with a null sender is refused."""
-        parsed = notices.read_dsn(arrival.data)
+        data = arrival.data
+        parsed = notices.read_dsn(data.read_bytes() if isinstance(data, Path) else bytes(data))
         if parsed is None:
             raise RelayDenied("with a null sender this gateway accepts only delivery status "
                               "notifications")
@@ -462,6 +496,7 @@ class Gateway:
                 now=self.clock(),
                 duration=self.settings.daemon.lease,
                 limit=1,
+                spill=self.spill,
             )
             if not work:
                 self._wake_translate.clear()
@@ -477,12 +512,23 @@ class Gateway:
                 await asyncio.shield(task)
 
     async def _translate_one(self, item: TranslateWork) -> None:
+        groups: list[TranslatedGroup] = []
+        try:
+            await self._translate_stored(item, groups)
+        finally:  # the files of a large message: the spool holds it (and now its translation)
+            for name in (item.path, *(g.path for g in groups)):
+                if name:
+                    Path(name).unlink(missing_ok=True)
+
+    async def _translate_stored(self, item: TranslateWork, groups: list[TranslatedGroup]
+                                ) -> None:
         now = self.clock()
         try:
             if isinstance(self._cpu, ProcessPoolExecutor):
-                groups = await self._in(self._cpu, _worker_translate, item, now)
+                groups += await self._in(self._cpu, _worker_translate, item, now,
+                                         str(self.spill))
             else:
-                groups = await self._in(self._cpu, translate, self.translator, item, now)
+                groups += await self._in(self._cpu, translate, self.translator, item, now)
         except BrokenProcessPool:  # a worker died (killed, out of memory): new workers
             log.error("translation.workers_lost", queue_id=item.queue_id)
             self._new_translation_pool()
@@ -502,7 +548,7 @@ class Gateway:
             self._db,
             self.spool.store_translated,
             item.queue_id,
-            [(g.rcpts, g.data) for g in groups],
+            [(g.rcpts, Path(g.path) if g.path else g.data) for g in groups],
             now=self.clock(),
             routes={r: a for g in groups for r, a in g.routes.items()},
         )
@@ -531,7 +577,7 @@ class Gateway:
             await self._notify(
                 item.direction,
                 item.mail_from,
-                item.data,
+                _head(item),
                 [notices.Failure(r, "failed", "5.1.1", why) for r, why in unresolved.items()],
             )
         self._wake_deliver.set()
@@ -574,7 +620,7 @@ class Gateway:
                 )
                 for r in item.rcpts
             ]
-            await self._notify(item.direction, item.mail_from, item.data, failures)
+            await self._notify(item.direction, item.mail_from, _head(item), failures)
 
     # -- notices -------------------------------------------------------------------------
 
@@ -674,6 +720,7 @@ class Gateway:
                 now=self.clock(),
                 duration=max(self.settings.daemon.lease, self.settings.daemon.delivery_timeout * 2),
                 limit=32,
+                spill=self.spill,
             )
             if not work:
                 self.sessions.expire()
@@ -705,14 +752,24 @@ class Gateway:
         return domain_of(rcpt), rcpt, legacy
 
     async def _deliver_one(self, item: DeliverWork) -> None:
-        data = item.data
+        try:
+            await self._deliver_and_record(item)
+        finally:
+            if item.path:  # large translated bytes: the spool has them
+                Path(item.path).unlink(missing_ok=True)
+
+    async def _deliver_and_record(self, item: DeliverWork) -> None:
+        data: bytes | FileMessage = item.data
         if item.in_doubt:
             # an earlier attempt was cut off after the peer may have taken the message (a
             # crash between its 250 and our record): say so, outside the signed part, so
             # that the receiving side can recognise the copy (RFC 5321 §6.1 duplicates)
-            eol = b"\r\n" if b"\r\n" in data[:2048] else b"\n"
-            data = b"X-Passerelle-Possible-Duplicate: " + item.queue_id.encode() + eol + data
+            flag = b"X-Passerelle-Possible-Duplicate: " + item.queue_id.encode()
+            eol = b"\r\n" if b"\r\n" in item.data[:2048] else b"\n"
+            data = flag + eol + item.data
             log.warning("delivery.in_doubt", queue_id=item.queue_id, output_id=item.output_id)
+        if item.path:  # sent from its file: every line end becomes CRLF on the way
+            data = FileMessage(Path(item.path), prefix=flag + b"\r\n" if item.in_doubt else b"")
         by_route: dict[tuple[str, bool], list[tuple[str, str]]] = {}
         outcomes: dict[str, Outcome] = {}
         for rcpt in item.rcpts:

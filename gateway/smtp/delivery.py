@@ -25,8 +25,12 @@ The failure table (every delivery failure → retry or bounce), tested in
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import re
 import ssl
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiosmtplib
@@ -136,15 +140,129 @@ def classify(exc: BaseException) -> Outcome:
 NO_ROUTE = Outcome(Fate.BOUNCE, "5.4.4", "no route to the recipient's domain")
 
 
+@dataclass(frozen=True)
+class FileMessage:
+    """A message too large to hold in memory, sent from its file in pieces."""
+
+    path: Path
+    prefix: bytes = b""  # header lines sent before the file's bytes
+
+    def wire(self, *, stuffed: bool) -> Generator[bytes, None, None]:
+        """The message as DATA carries it, in pieces: every line end CRLF, ending with one;
+        ``stuffed``: a dot doubled at the start of a line (RFC 5321 4.5.2)."""
+        carry = b""
+        at_line_start = True
+        last = b""  # the last byte sent
+        with self.path.open("rb") as f:
+            for raw in _chain(self.prefix, iter(lambda: f.read(_PIECE), b"")):
+                buf = carry + raw
+                cut = buf.rfind(b"\n") + 1  # whole lines; the rest waits for its end
+                if cut == 0 and len(buf) > _PIECE:  # a line that long: sent as it comes,
+                    cut = len(buf) - (buf[-1:] == b"\r")  # a CR kept back for its LF
+                carry = buf[cut:]
+                if cut:
+                    piece = _wire(buf[:cut], stuffed=stuffed, at_line_start=at_line_start)
+                    at_line_start, last = buf[cut - 1:cut] == b"\n", piece[-1:]
+                    yield piece
+        if carry:
+            piece = _wire(carry, stuffed=stuffed, at_line_start=at_line_start)
+            last = piece[-1:]
+            yield piece
+        if last != b"\n":
+            yield b"\r\n"
+
+    def size(self) -> int:
+        """RFC 1870 SIZE: the octets of the message with CRLF line ends, before stuffing."""
+        return sum(len(p) for p in self.wire(stuffed=False))
+
+
+_PIECE = 1 << 16
+_LINE_ENDS = re.compile(rb"\r\n|\n|\r(?!\n)")
+_DOT_AFTER_LF = re.compile(rb"(?<=\n)\.")
+
+
+def _chain(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
+    if first:
+        yield first
+    yield from rest
+
+
+def _wire(text: bytes, *, stuffed: bool, at_line_start: bool) -> bytes:
+    out = _LINE_ENDS.sub(b"\r\n", text)
+    if stuffed:
+        out = _DOT_AFTER_LF.sub(b"..", out)
+        if at_line_start and out[:1] == b".":
+            out = b"." + out
+    return out
+
+
 class _Client(aiosmtplib.SMTP):
     """Knows whether DATA was started: a session from the cache that fails before DATA is
-    retried at once on a fresh one (the peer cannot have the message); after, it cannot."""
+    retried at once on a fresh one (the peer cannot have the message); after, it cannot.
+    Sends a :class:`FileMessage` from its file, never whole in memory."""
 
     data_started = False
 
-    async def data(self, *args: Any, **kwargs: Any) -> aiosmtplib.SMTPResponse:
+    async def data(self, message: Any, /, **kwargs: Any) -> aiosmtplib.SMTPResponse:
         self.data_started = True
-        return await super().data(*args, **kwargs)
+        if isinstance(message, FileMessage):
+            return await self._data_from_file(message, kwargs.get("timeout", self.timeout))
+        return await super().data(message, **kwargs)
+
+    async def sendfile(self, sender: str, recipients: list[str], message: FileMessage
+                       ) -> tuple[dict[str, aiosmtplib.SMTPResponse], str]:
+        """``sendmail`` for a message in a file: MAIL (with its SIZE), RCPT each, DATA."""
+        await self._ehlo_or_helo_if_needed()
+        options = ([f"SIZE={await asyncio.to_thread(message.size)}"]
+                   if self.supports_extension("size") else [])
+        errors: dict[str, aiosmtplib.SMTPResponse] = {}
+        try:
+            await self.mail(sender, options=options)
+            refused = []
+            for rcpt in recipients:
+                try:
+                    await self.rcpt(rcpt)
+                except aiosmtplib.SMTPRecipientRefused as exc:
+                    errors[rcpt] = aiosmtplib.SMTPResponse(exc.code, exc.message)
+                    refused.append(exc)
+            if len(refused) == len(recipients):
+                raise aiosmtplib.SMTPRecipientsRefused(refused)
+            response = await self.data(message)
+        except (aiosmtplib.SMTPResponseException, aiosmtplib.SMTPRecipientsRefused):
+            with contextlib.suppress(ConnectionError, aiosmtplib.SMTPResponseException):
+                await self.rset()  # the next message on this session starts clean
+            raise
+        return errors, response.message
+
+    async def _data_from_file(self, message: FileMessage, timeout: float | None
+                              ) -> aiosmtplib.SMTPResponse:
+        protocol = self.protocol
+        if protocol is None or protocol._command_lock is None:
+            raise aiosmtplib.SMTPServerDisconnected("Connection lost")
+        try:
+            async with protocol._command_lock:
+                protocol._response_pending = True
+                protocol.write(b"DATA\r\n")
+                start = await protocol.read_response(timeout=timeout)
+                if start.code != aiosmtplib.SMTPStatus.start_input:
+                    raise aiosmtplib.SMTPDataError(start.code, start.message)
+                pieces = message.wire(stuffed=True)
+                try:  # read and converted in a thread, written as the peer takes them
+                    while piece := await asyncio.to_thread(next, pieces, b""):
+                        protocol.write(piece)
+                        await asyncio.wait_for(protocol._drain_helper(), timeout)
+                finally:
+                    pieces.close()
+                protocol._response_pending = True
+                protocol.write(b".\r\n")
+                response = await protocol.read_response(timeout=timeout)
+                if response.code != aiosmtplib.SMTPStatus.completed:
+                    raise aiosmtplib.SMTPDataError(response.code, response.message)
+                return response
+        except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, TimeoutError,
+                ConnectionError):
+            self.close()
+            raise
 
 
 class SessionCache:
@@ -195,7 +313,8 @@ class SessionCache:
         self._idle.clear()
 
 
-async def deliver(message: bytes, *, mail_from: str, rcpts: list[str], route: Route,
+async def deliver(message: bytes | FileMessage, *, mail_from: str, rcpts: list[str],
+                  route: Route,
                   tls: ssl.SSLContext | None, timeout: float, helo: str,
                   cache: SessionCache | None = None) -> dict[str, Outcome]:
     """Send; per recipient, what happened (never raises)."""
@@ -211,7 +330,10 @@ async def deliver(message: bytes, *, mail_from: str, rcpts: list[str], route: Ro
         if not reused:
             await client.connect()
         client.data_started = False
-        errors, _ = await client.sendmail(mail_from, rcpts, message)
+        if isinstance(message, FileMessage):
+            errors, _ = await client.sendfile(mail_from, rcpts, message)
+        else:
+            errors, _ = await client.sendmail(mail_from, rcpts, message)
     except BaseException as exc:
         client.close()
         if isinstance(exc, asyncio.CancelledError):

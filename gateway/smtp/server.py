@@ -16,12 +16,15 @@ Handlers never translate: they check the envelope, hand message + envelope to th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from pathlib import Path
+from typing import Any, BinaryIO, Protocol
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
@@ -33,6 +36,8 @@ from gateway.errors import (
     RelayDenied,
     UnknownAddress,
 )
+from gateway.spill import LARGE, Data, create, new_path
+from gateway.spill import size as data_size
 from gateway.translate.addresses import AddressBook, domain_of
 
 log = logging.getLogger("passerelle.smtp")
@@ -52,7 +57,7 @@ class Arrival:
     side: str  # "legacy" or "trust"
     mail_from: str
     rcpt_tos: tuple[str, ...]
-    data: bytes
+    data: Data  # in memory, or in a file of the spill directory when large
     peer: str
     tls: str | None  # negotiated protocol, when any
     client_subject: str | None  # trust side: the verified client certificate's subject
@@ -102,10 +107,10 @@ class _Handler:
         raise NotImplementedError
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        data = envelope.original_content or b""
+        data: Data = envelope.original_content or b""
         if isinstance(data, str):  # aiosmtpd gives bytes unless decode_data: never here
             data = data.encode("utf-8", "surrogateescape")
-        if len(data) > self.limits.max_message_size:
+        if data_size(data) > self.limits.max_message_size:
             return self._reply(MessageTooBig(
                 f"message size exceeds {self.limits.max_message_size} bytes"))
         ssl_info: dict[str, Any] = session.ssl or {}
@@ -212,8 +217,9 @@ class _Smtp(SMTP):
     STARTTLS itself, without the enhanced status code (RFC 3463) every other reply carries;
     those few lines are rewritten here, their codes taken from ``gateway/errors.py``."""
 
-    def __init__(self, handler: _Handler, **kwargs: Any) -> None:
+    def __init__(self, handler: _Handler, *, spill: Path | None = None, **kwargs: Any) -> None:
         super().__init__(handler, **kwargs)
+        self.spill = spill
         too_big = MessageTooBig(
             f"message size exceeds {handler.limits.max_message_size} bytes").smtp_reply()
         self._own = {
@@ -224,6 +230,86 @@ class _Smtp(SMTP):
             "530 Must issue a STARTTLS command first":
                 "530 5.7.0 Must issue a STARTTLS command first",
         }
+
+    async def smtp_DATA(self, arg: str) -> None:
+        """DATA answered as aiosmtpd answers it, the text gathered into one buffer as it
+        arrives, and into a file of the spill directory once it is larger than ``LARGE``.
+        aiosmtpd keeps each line as an object of its own and joins them at the end: about
+        four times the message in memory (118 MB for a 25 MB message)."""
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None
+        if not self.envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        with contextlib.ExitStack() as cleanup:
+            data, refused = await self._read_data(cleanup)
+            if refused:
+                await self.push(refused)
+                self._set_post_data_state()  # type: ignore[no-untyped-call]
+                return
+            # for every reader (hashing, the spool's blob, the parsers) without a copy
+            self.envelope.content = data  # type: ignore[assignment]
+            self.envelope.original_content = data  # type: ignore[assignment]
+            status = await self._call_handler_hook("DATA")
+            self._set_post_data_state()  # type: ignore[no-untyped-call]
+            await self.push(status)
+
+    async def _read_data(self, cleanup: contextlib.ExitStack) -> tuple[Data, str]:
+        """DATA's text up to the final dot, and the refusal it deserves ("" if none).  A
+        file it was written to is removed when ``cleanup`` closes."""
+        data = bytearray()
+        file: BinaryIO | None = None
+        path: Path | None = None
+        received = 0
+        refused = ""  # the first trouble decides the reply, given once the data is read
+        inside_long_line = False
+        while self.transport is not None:
+            try:
+                line = await self._reader.readuntil(b"\r\n")
+            except asyncio.CancelledError:  # the connection was lost during DATA
+                self._writer.close()
+                raise
+            except asyncio.LimitOverrunError as exc:  # no line end within the limit
+                received += exc.consumed
+                await self._reader.read(exc.consumed)
+                refused = refused or "500 Line too long (see RFC5321 4.5.3.1.6)"
+                inside_long_line = True
+                data = bytearray()
+                continue
+            received += len(line)
+            if inside_long_line:  # the end of that over-long line, never the final dot
+                inside_long_line = False
+                continue
+            if line == b".\r\n":
+                break
+            if not refused and self.data_size_limit and received > self.data_size_limit:
+                refused = "552 Error: Too much mail data"
+            if not refused and len(line) > self.line_length_limit:
+                refused = "500 Line too long (see RFC5321 4.5.3.1.6)"
+            if refused:
+                data = bytearray()
+                continue
+            text = memoryview(line)[1:] if line[:1] == b"." else line  # RFC 5321 4.5.2
+            if file is not None:
+                file.write(text)
+                continue
+            data += text
+            if self.spill is not None and len(data) > LARGE:  # the rest goes to a file
+                path = new_path(self.spill, "received")
+                cleanup.callback(path.unlink, missing_ok=True)
+                file = cleanup.enter_context(os.fdopen(create(path), "wb", buffering=LARGE))
+                file.write(data)
+                data = bytearray()
+        if file is None:
+            return data, refused
+        assert path is not None
+        file.close()
+        return path, refused
 
     async def push(self, status: Any) -> None:
         if isinstance(status, str):
@@ -246,8 +332,9 @@ class Listener:
 
     def __init__(self, handler: _Handler, *, host: str, port: int,
                  tls: ssl.SSLContext | None, require_starttls: bool, hostname: str,
-                 limits: Limits) -> None:
+                 limits: Limits, spill: Path | None = None) -> None:
         self.handler = handler
+        self.spill = spill  # where a large message is received (else: in memory)
         self.host = host
         self.port = port
         self.tls = tls
@@ -259,6 +346,7 @@ class Listener:
     def _protocol(self) -> SMTP:
         return _Smtp(
             self.handler,
+            spill=self.spill,
             data_size_limit=self.limits.max_message_size,
             enable_SMTPUTF8=True,
             decode_data=False,
