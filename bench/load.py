@@ -891,10 +891,12 @@ async def memory_check(world: World, work: Path, sink: Sink, *, big_bytes: int,
                         concurrency=1, timeout=60)
         await asyncio.sleep(0.5)
         before = tree_mem(gateway.pid)  # the daemon and its translation workers
+        daemon_before = proc_mem(gateway.pid)
         t0 = time.monotonic()
         phase = await run_phase("big", big, sink=sink, port=gateway.legacy_port, tls=tls,
                                 concurrency=1, timeout=300, gateway=gateway)
         after = tree_mem(gateway.pid)
+        daemon_after = proc_mem(gateway.pid)
     finally:
         gateway.stop()
     growth = after["VmHWM"] - before["VmRSS"]
@@ -906,6 +908,11 @@ async def memory_check(world: World, work: Path, sink: Sink, *, big_bytes: int,
             "hwm_before_mb": round(before["VmHWM"] / 2**20, 1),
             "hwm_after_mb": round(after["VmHWM"] / 2**20, 1),
             "growth_mb": round(growth / 2**20, 1),
+            "daemon_growth_mb": round(
+                (daemon_after["VmHWM"] - daemon_before["VmRSS"]) / 2**20, 1),
+            "workers_growth_mb": round(
+                (after["VmHWM"] - daemon_after["VmHWM"]
+                 - before["VmRSS"] + daemon_before["VmRSS"]) / 2**20, 1),
             "growth_x_message": round(growth / len(big[0].data), 2)}
 
 
