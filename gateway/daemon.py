@@ -694,7 +694,7 @@ class Gateway:
                    error: str | None = None) -> None:
         """Answer an MDN request of a trust-space sender (trust-space spec, RFC 8098)."""
         try:
-            _, original = await self._in(self._db, self.spool.show, queue_id)
+            original = await self._in(self._db, self.spool.head, queue_id, _HEAD_MAX)
         except PasserelleError:
             return
         notify = notices.mdn_requested(original, return_path)
@@ -896,8 +896,9 @@ class Gateway:
             await self._notify(item.direction, item.mail_from, original, failures)
 
     async def _original(self, item: DeliverWork) -> bytes:
+        """What a notice quotes of the original: its header block."""
         try:
-            _, data = await self._in(self._db, self.spool.show, item.queue_id)
+            data: bytes = await self._in(self._db, self.spool.head, item.queue_id, _HEAD_MAX)
         except PasserelleError:
             return b""
         return data

@@ -31,7 +31,7 @@ from typing import Any
 import psycopg
 from psycopg import pq
 
-from gateway.errors import SpoolFull, SpoolUnavailable
+from gateway.errors import BadInputError, SpoolFull, SpoolUnavailable
 from gateway.journal import Journal, JournalEntry
 from gateway.spill import create as create_private
 from gateway.spool.model import RetryPolicy
@@ -277,6 +277,14 @@ class PgSpool(SqliteSpool):
             dest.unlink(missing_ok=True)
             raise SpoolUnavailable(f"spool: cannot write {dest}: {exc.strerror}") from None
         return keep_if_intact(dest, hashlib.sha256(data).hexdigest() == digest)
+
+    def head(self, queue_id: str, limit: int) -> bytes:
+        with self._read() as db:
+            row = db.execute("SELECT substr(data, 1, ?) FROM bodies WHERE queue_id=?",
+                             (limit, queue_id)).fetchone()
+        if row is None:
+            raise BadInputError(f"no message {queue_id} in the queue")
+        return bytes(row[0])
 
     def ping(self) -> str | None:
         try:

@@ -628,6 +628,17 @@ class SqliteSpool:
                 raise BadInputError(f"no message {queue_id} in the queue")
             return self._entry(db, *row[:7]), row[7]
 
+    def head(self, queue_id: str, limit: int) -> bytes:
+        """The first ``limit`` bytes of a stored message — what a notice quotes of it, its
+        header block — without reading the rest."""
+        with self._read() as db:
+            row = db.execute("SELECT rowid FROM bodies WHERE queue_id=?", (queue_id,)).fetchone()
+            if row is None:
+                raise BadInputError(f"no message {queue_id} in the queue")
+            assert isinstance(db, sqlite3.Connection)
+            with db.blobopen("bodies", "data", row[0], readonly=True) as blob:
+                return blob.read(limit)
+
     def _admin(self, queue_id: str, sql: str, args: tuple[object, ...], allowed: str) -> int:
         with self._tx() as db:
             if db.execute("SELECT 1 FROM messages WHERE queue_id=?",

@@ -286,3 +286,15 @@ def test_a_large_message_whose_bytes_were_damaged_is_set_aside(spool: Open,
     assert list(spill.iterdir()) == []  # no file left behind
     entry = s.list(state="quarantined")[0]
     assert entry.queue_id == qid and "corrupt" in entry.recipients[0].reason
+
+
+def test_head_reads_the_start_of_a_stored_message_only(spool: Open) -> None:
+    """What a notice quotes of a message (its header block), from either backend."""
+    s = spool()
+    qid, _ = s.accept(direction=Direction.TO_TRUST, mail_from="s@legacy.example",
+                      rcpts=("a@x.example",), data=LARGE_DATA, message_id="<big@x>",
+                      now=1000.0)
+    assert s.head(qid, 100) == LARGE_DATA[:100]
+    assert s.head(put(s, 3), 10_000) == b"Message-ID: <3@x>\r\n\r\nbody 3"
+    with pytest.raises(BadInputError):
+        s.head("NOSUCHMESSAGE", 100)
