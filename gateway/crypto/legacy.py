@@ -79,7 +79,7 @@ class LegacyCrypto:
                 raise WrongSigner(f"{what} signed by {result.signer[-16:]}, expected the "
                                   f"sender's key {expected[-16:]}")
         first = results[0][1]
-        return OpenedMessage(mime.to_bytes(out), Verification(
+        return OpenedMessage(mime.to_bytes(out, release=True), Verification(
             signer=first.signer, signer_uid=first.signer_uid,
             parts=tuple(what for what, _ in results)))
 
@@ -123,6 +123,9 @@ class LegacyCrypto:
               top: bool) -> EmailMessage:
         data = part.get_payload(decode=True)
         data = data if isinstance(data, bytes) else b""
+        # the parsed message is open's own: a part's text is let go once read, so that the
+        # received attachments and the decrypted ones are not all held at once
+        part.set_payload("")
         filename = part.get_filename()
         new = mime.new()
         if top:
@@ -133,14 +136,14 @@ class LegacyCrypto:
             results.append((f"attachment:{len(results) + 1}", result))
             guessed = mimetypes.guess_type(name)[0] or "application/octet-stream"
             maintype, _, subtype = guessed.partition("/")
-            new.set_content(result.plaintext, maintype=maintype, subtype=subtype,
-                            disposition="attachment", filename=name, cte="base64")
+            mime.set_base64(new, result.plaintext, maintype=maintype, subtype=subtype,
+                            disposition="attachment", filename=name)
             return new
         if ARMOR_BEGIN in data[:4096] or ARMOR_BEGIN in data:
             result = self.cipher.decrypt_verify(data)
             results.append(("body:inline", result))
             # Bytes as the author's software wrote them: the text stage finds the charset.
-            new.set_content(result.plaintext, maintype="text", subtype="plain", cte="base64")
+            mime.set_base64(new, result.plaintext, maintype="text", subtype="plain")
             return new
         if data.strip():
             what = f"attachment {filename!r}" if filename else "a text part"
@@ -153,8 +156,12 @@ class LegacyCrypto:
         out = mime.new()
         _copy_headers(msg, out, skip_content=True)
         out.make_mixed()
-        for leaf in mime.leaves(msg):
+        leaves = mime.leaves(msg)
+        leaves.reverse()
+        while leaves:  # each part decoded in turn and let go once sealed
+            leaf = leaves.pop()
             armored = self.cipher.encrypt_sign(leaf.data, recipient=recipient)
+            leaf.source.set_payload("")
             part = mime.new()
             if leaf.is_attachment:
                 part.set_content(armored, maintype="application", subtype="octet-stream",
@@ -164,7 +171,7 @@ class LegacyCrypto:
                 part.set_content(armored.decode("ascii"), subtype="plain", charset="us-ascii",
                                  cte="7bit")
             out.attach(part)
-        return mime.to_bytes(out)
+        return mime.to_bytes(out, release=True)
 
 
 _CONTENT_HEADERS = ("content-type", "content-transfer-encoding", "content-disposition",

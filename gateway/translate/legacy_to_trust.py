@@ -10,6 +10,7 @@ from __future__ import annotations
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime
+from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from typing import Any
 
@@ -105,6 +106,19 @@ def compose(decrypted: bytes, *, sender: LegacyUser, book: AddressBook, envelope
             tables: CodeTables, now: datetime, trace: TraceRecord, signer_fpr: str,
             domain: str, aliases: dict[str, tuple[str, str]] | None = None) -> TrustDraft:
     """Build the unsigned trust-space message from a decrypted legacy message."""
+    out, draft = _build(decrypted, sender=sender, book=book, envelope_from=envelope_from,
+                        tables=tables, now=now, trace=trace, signer_fpr=signer_fpr,
+                        domain=domain, aliases=aliases)
+    # written once the parsed original is gone (its attachments' text is shared with the
+    # new message's), each part let go as it is written
+    draft.message = mime.to_bytes(out, release=True)
+    return draft
+
+
+def _build(decrypted: bytes, *, sender: LegacyUser, book: AddressBook, envelope_from: str,
+           tables: CodeTables, now: datetime, trace: TraceRecord, signer_fpr: str,
+           domain: str, aliases: dict[str, tuple[str, str]] | None
+           ) -> tuple[EmailMessage, TrustDraft]:
     inner = mime.parse(decrypted)
     parts = mime.leaves(inner)
     body_part = next((p for p in parts if p.content_type == "text/plain"
@@ -172,14 +186,14 @@ def compose(decrypted: bytes, *, sender: LegacyUser, book: AddressBook, envelope
     for p in parts:
         if p is body_part:
             continue
-        out.attach(mime.attachment_part(p.data, content_type=p.content_type,
+        out.attach(mime.copy_attachment(p, content_type=p.content_type,
                                         filename=p.filename or "piece-jointe.bin"))
     trace.add("compose", now, decrypted, b"", mappings=mapped,
               attachments=len(parts) - (1 if body_part is not None else 0))
     out.attach(mime.attachment_part(trace.to_bytes(), content_type="application/json",
                                     filename=TRACE_FILENAME))
-    return TrustDraft(
-        message=mime.to_bytes(out),
+    return out, TrustDraft(
+        message=b"",
         repairs=len([r for r in text.repairs if r.kind not in ("line_ends", "bom")]),
         encoding=text.encoding,
         documents=(["IHE_XDM.ZIP", *[n for n, _ in pdfs]] if package is not None else []),

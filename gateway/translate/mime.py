@@ -7,15 +7,18 @@ nesting depth before anything else looks at them, and turns every parse problem 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import email
 import email.generator
 import email.parser
 import email.policy
 import io
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import EmailMessage, Message
+from functools import cached_property
 from typing import Any
 
 from gateway.errors import MessageFormatError
@@ -113,13 +116,41 @@ MIME_CHARSET = {"cp1252": "windows-1252", "mac_roman": "macintosh", "cp850": "IB
 
 @dataclass(frozen=True)
 class Part:
-    """A leaf of a MIME tree, with its content already decoded from its transfer encoding."""
+    """A leaf of a MIME tree; :attr:`data` is its content decoded from its transfer
+    encoding, decoded when first read (an attachment passed on as it is never is)."""
 
     content_type: str
     filename: str | None
-    data: bytes
     charset: str | None
     is_attachment: bool
+    source: Message = field(repr=False, compare=False)
+
+    @cached_property
+    def data(self) -> bytes:
+        encoded = self.base64_text()
+        if encoded is not None:  # what get_payload gives, without its copies of the text
+            return binascii.a2b_base64(encoded)
+        try:
+            data = self.source.get_payload(decode=True)
+        except Exception:
+            raise MessageFormatError("undecodable MIME part") from None
+        return data if isinstance(data, bytes) else b""
+
+    def base64_text(self) -> str | None:
+        """The part's base64 text when it is exactly what :func:`attachment_part` would write
+        for its content (76-character lines, CRLF or LF), else None."""
+        text = getattr(self.source, "_payload", None)
+        if not isinstance(text, str) or str(self.source.get(
+                "content-transfer-encoding", "")).lower() != "base64":
+            return None
+        return text if _CANONICAL_BASE64.fullmatch(text) else None
+
+
+# Base64 as the encoder writes it: full lines of 76, a last line of whole quanta whose
+# padding leaves no bit set (else decoding and encoding again would not give it back).
+_CANONICAL_BASE64 = re.compile(
+    r"(?:[A-Za-z0-9+/]{76}\r?\n)*(?:[A-Za-z0-9+/]{4}){0,18}"
+    r"(?:[A-Za-z0-9+/]{4}|[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=|[A-Za-z0-9+/][AQgw]==)\r?\n")
 
 
 def check_shape(raw: bytes) -> None:
@@ -255,26 +286,20 @@ def one_line(name: str, text: str) -> str:
 
 
 def leaves(msg: Message) -> list[Part]:
-    """Every non-multipart part, decoded from base64/quoted-printable."""
+    """Every non-multipart part (its content decoded from base64/quoted-printable when read)."""
     out: list[Part] = []
     for part in msg.walk():
         if part.is_multipart():
             continue
-        try:
-            data = part.get_payload(decode=True)
-        except Exception:
-            raise MessageFormatError("undecodable MIME part") from None
-        if not isinstance(data, bytes):
-            data = b""
         filename = part.get_filename()
         disposition = (part.get_content_disposition() or "").lower()
         out.append(Part(
             content_type=part.get_content_type(),
             filename=filename,
-            data=data,
             charset=part.get_content_charset(),
             is_attachment=disposition == "attachment" or (filename is not None
                                                           and disposition != "inline"),
+            source=part,
         ))
     return out
 
@@ -291,12 +316,39 @@ def text_part(data: str, *, charset: str = "utf-8") -> EmailMessage:
 def attachment_part(data: bytes, *, content_type: str, filename: str) -> EmailMessage:
     part = new()
     maintype, _, subtype = content_type.partition("/")
-    part.set_content(data, maintype=maintype or "application", subtype=subtype or "octet-stream",
-                     cte="base64", disposition="attachment", filename=filename)
+    set_base64(part, data, maintype=maintype or "application",
+               subtype=subtype or "octet-stream", disposition="attachment", filename=filename)
     return part
 
 
-def to_bytes(msg: EmailMessage) -> bytes:
+def copy_attachment(part: Part, *, content_type: str, filename: str) -> EmailMessage:
+    """``attachment_part(part.data, …)``, taking the part's base64 text as it is when it is
+    the same as the encoder's: a large attachment is neither decoded nor encoded again."""
+    encoded = part.base64_text()
+    if encoded is None:
+        return attachment_part(part.data, content_type=content_type, filename=filename)
+    new_part = attachment_part(b"", content_type=content_type, filename=filename)
+    new_part.set_payload(encoded)  # its line ends are written as CRLF like the encoder's
+    return new_part
+
+
+def set_base64(part: EmailMessage, data: bytes, **content: Any) -> None:
+    """``part.set_content(data, cte="base64", **content)``, the text encoded a block of lines
+    at a time (the content manager holds a string per line: three times the text)."""
+    part.set_content(b"", cte="base64", **content)
+    part.set_payload(_base64(data))
+
+
+def _base64(data: bytes) -> str:
+    """What the content manager's encoder writes: lines of 57 bytes as 76 characters, each
+    ending in LF."""
+    view = memoryview(data)
+    block = 57 * 1024
+    return "".join(base64.encodebytes(view[at:at + block]).decode("ascii")
+                   for at in range(0, len(data), block))
+
+
+def to_bytes(msg: EmailMessage, *, release: bool = False) -> bytes:
     """Serialise with CRLF line ends, as it goes on the wire: the bytes
     ``msg.as_bytes(policy=WIRE)`` gives, written into one buffer.
 
@@ -305,9 +357,14 @@ def to_bytes(msg: EmailMessage) -> bytes:
     attachments, some three times the message.  Here parts are written in place, bodies a
     slice at a time; what this does not write the same way (``message/*``,
     ``multipart/signed``, a payload that is not text) is written by the generator itself.
+
+    ``release``: for a message built only to be written, each part's text is let go once
+    written (the message and its bytes are then not both held whole).  Missing boundaries
+    are drawn first; if one is found in the message's text (where it could make a delimiter
+    line), nothing is let go and the boundaries are drawn as below.
     """
     out = io.BytesIO()
-    _write(msg, out)
+    _write(msg, out, release=release and _draw_boundaries(msg))
     return out.getvalue()  # hands over the buffer itself, no copy
 
 
@@ -315,19 +372,46 @@ _NL = "\r\n"
 _SLICE = 64 * 1024
 
 
-def _write(part: Message, out: io.BytesIO) -> None:
+def _write(part: Message, out: io.BytesIO, *, release: bool = False) -> None:
     main = part.get_content_maintype()
     payload = getattr(part, "_payload", None)  # what the generator writes, surrogates kept
     if main == "multipart" and part.get_content_subtype() != "signed" and isinstance(
             payload, list) and all(isinstance(p, Message) for p in payload):
-        _write_multipart(part, payload, out)
+        _write_multipart(part, payload, out, release=release)
     elif main not in ("multipart", "message") and (payload is None or isinstance(payload, str)):
         _write_headers(part, out)
         if payload:
             _write_text(payload, out)
+            if release:
+                part.set_payload("")
     else:
         email.generator.BytesGenerator(out, mangle_from_=False, policy=WIRE).flatten(
             part, unixfrom=False, linesep=_NL)
+
+
+def _draw_boundaries(msg: Message) -> bool:
+    """Give every multipart without a boundary the one the generator would draw first; False
+    (and no more drawn) when one is found anywhere in the text it would enclose."""
+    used = {p.get_boundary() for p in msg.walk()}
+    for part in msg.walk():
+        if part.get_content_maintype() != "multipart" or part.get_boundary():
+            continue
+        boundary: str = email.generator.Generator._make_boundary()  # type: ignore[attr-defined]
+        if boundary in used or _mentions(part, boundary):
+            return False
+        part.set_boundary(boundary)
+        used.add(boundary)
+    return True
+
+
+def _mentions(msg: Message, token: str) -> bool:
+    for part in msg.walk():
+        payload = getattr(part, "_payload", None)
+        if any(token in str(value) for _, value in part.raw_items()) or any(
+                isinstance(text, str) and token in text
+                for text in (payload, part.preamble, part.epilogue)):
+            return True
+    return False
 
 
 def _write_headers(part: Message, out: io.BytesIO) -> None:
@@ -358,13 +442,15 @@ def _write_text(text: str, out: io.BytesIO) -> None:
 _LINE_END = re.compile(r"\r\n|\r|\n")
 
 
-def _write_multipart(part: Message, children: list[Message], out: io.BytesIO) -> None:
+def _write_multipart(part: Message, children: list[Message], out: io.BytesIO, *,
+                     release: bool = False) -> None:
     """A multipart as the generator writes it; a part without a boundary gets the one the
     generator would draw, checked against every line of its children once written."""
     begin = out.tell()
     boundary = part.get_boundary()
     # the generator's own draw (a classmethod typeshed does not list)
     chosen = None if boundary else email.generator.Generator._make_boundary()  # type: ignore[attr-defined]
+    assert not (release and chosen), "boundaries are drawn before parts are let go"
     counter = 0
     while True:
         if chosen is not None:
@@ -381,7 +467,7 @@ def _write_multipart(part: Message, children: list[Message], out: io.BytesIO) ->
         for n, child in enumerate(children):
             out.write(delimiter if n == 0 else b"\r\n" + delimiter)
             start = out.tell()
-            _write(child, out)
+            _write(child, out, release=release)
             spans.append((start, out.tell()))
         if not children:
             out.write(delimiter)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime
-from email.message import Message
+from email.message import EmailMessage, Message
 from email.utils import format_datetime, make_msgid
 from typing import Any
 
@@ -94,6 +94,16 @@ def _may_be_report(msg: Message) -> bool:
 def compose(content: bytes, *, recipient: LegacyUser, book: AddressBook, now: datetime,
             trace: TraceRecord, domain: str) -> LegacyDraft:
     """Build the plaintext legacy message for one recipient (sealed by the caller)."""
+    out, draft = _build(content, recipient=recipient, book=book, now=now, trace=trace,
+                        domain=domain)
+    # written once the parsed original is gone (its attachments' text is shared with the
+    # new message's), each part let go as it is written
+    draft.message = mime.to_bytes(out, release=True)
+    return draft
+
+
+def _build(content: bytes, *, recipient: LegacyUser, book: AddressBook, now: datetime,
+           trace: TraceRecord, domain: str) -> tuple[EmailMessage, LegacyDraft]:
     msg = mime.parse(content)
     parts = mime.leaves(msg)
     text_part = next((p for p in parts if p.content_type == "text/plain"
@@ -172,10 +182,10 @@ def compose(content: bytes, *, recipient: LegacyUser, book: AddressBook, now: da
     for p in parts:
         if p is text_part or p is package or (p.filename or "") == "passerelle-trace.json":
             continue
-        out.attach(mime.attachment_part(p.data, content_type=p.content_type,
+        out.attach(mime.copy_attachment(p, content_type=p.content_type,
                                         filename=p.filename or "piece-jointe.bin"))
     trace.add("compose", now, content, b"", mappings=mapped, charset=recipient.charset,
               replaced_characters=replaced)
-    return LegacyDraft(message=mime.to_bytes(out), recipient=recipient,
+    return out, LegacyDraft(message=b"", recipient=recipient,
                        documents=(["HPRIM"] if package is not None else []) + [n for n, _ in pdfs],
                        replaced=replaced)
