@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import email.utils
 import functools
 import logging
@@ -72,6 +73,7 @@ log = get_logger("passerelle.daemon")
 T = TypeVar("T")
 # aiosmtpd warns about every context that demands client certificates: that is our design.
 logging.getLogger("mail.log").setLevel(logging.ERROR)
+_M_ARENA_MAX = -8  # mallopt(3)
 _HEAD_MAX = 256 * 1024  # a header block longer than this is not read for its Message-ID
 _MESSAGE_ID = re.compile(rb"^message-id:[ \t]*(.+?)\r?$", re.IGNORECASE | re.MULTILINE)
 
@@ -119,7 +121,17 @@ def _worker_init(settings: Settings) -> None:
         os._exit(0)
 
     threading.Thread(target=orphaned, name="parent-watch", daemon=True).start()
+    _one_malloc_arena()
     _WORKER = build_translator(settings)
+
+
+def _one_malloc_arena() -> None:
+    """glibc gives each thread that allocates its own memory arena, and memory freed in one
+    is not reused by another: gpg's output, read by python-gnupg's threads, left a large
+    message's worth in theirs (about 30 MB per large message in a worker).  A worker does one
+    thing at a time: one arena serves it."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).mallopt(_M_ARENA_MAX, 1)
 
 
 def _worker_ready() -> bool:
