@@ -34,6 +34,7 @@ from gateway.errors import (
     MessageTooBig,
     PasserelleError,
     RelayDenied,
+    SpoolFull,
     UnknownAddress,
 )
 from gateway.spill import LARGE, Data, create, new_path
@@ -295,20 +296,29 @@ class _Smtp(SMTP):
                 data = bytearray()
                 continue
             text = memoryview(line)[1:] if line[:1] == b"." else line  # RFC 5321 4.5.2
-            if file is not None:
-                file.write(text)
-                continue
-            data += text
-            if self.spill is not None and len(data) > LARGE:  # the rest goes to a file
-                path = new_path(self.spill, "received")
-                cleanup.callback(path.unlink, missing_ok=True)
-                file = cleanup.enter_context(os.fdopen(create(path), "wb", buffering=LARGE))
-                file.write(data)
+            try:
+                if file is not None:
+                    file.write(text)
+                    continue
+                data += text
+                if self.spill is not None and len(data) > LARGE:  # the rest goes to a file
+                    path = new_path(self.spill, "received")
+                    cleanup.callback(path.unlink, missing_ok=True)
+                    file = cleanup.enter_context(os.fdopen(create(path), "wb", buffering=LARGE))
+                    file.write(data)
+                    data = bytearray()
+            except OSError as exc:  # the disk is full, or the directory gone: try later
+                log.error("spill file failed", extra={"side": self.event_handler.side,
+                                                      "error": exc.strerror})
+                refused = SpoolFull("cannot hold the message now").smtp_reply()
                 data = bytearray()
-        if file is None:
+        if file is None or refused:
             return data, refused
         assert path is not None
-        file.close()
+        try:
+            file.close()
+        except OSError:
+            return data, SpoolFull("cannot hold the message now").smtp_reply()
         return path, refused
 
     async def push(self, status: Any) -> None:

@@ -120,6 +120,22 @@ def test_refusals_of_a_large_message_leave_no_file_and_the_session_goes_on(
     assert list(spill.iterdir()) == []
 
 
+def test_a_large_message_that_cannot_be_written_down_is_refused_for_now(tmp_path: Path
+                                                                      ) -> None:
+    """No room for the file (here: its directory is gone): 452, the sender tries again
+    later; the session goes on."""
+    received = Received()
+
+    def sessions(port: int) -> list[tuple[int, bytes]]:
+        (tmp_path / "spill").rmdir()
+        return _session(port, [_letter(2 * LARGE), _letter(1000)])
+
+    replies, _ = _serve(tmp_path, received, sessions)
+    assert replies[0][0] == 452 and replies[0][1].startswith(b"4.3.1")
+    assert replies[1][0] == 250
+    assert len(received.arrivals) == 1
+
+
 def test_a_connection_lost_in_the_middle_of_a_large_message_leaves_no_file(
         tmp_path: Path) -> None:
     received = Received()
