@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
 import sqlite3
 import subprocess
@@ -278,6 +279,39 @@ def test_disk_full_on_the_spool_is_452_then_mail_flows_again(world: World,
                 s = await transaction(h, "legacy", ADDR["petit"], [OP_A], raw)  # retried
                 assert s.data.startswith("250 2.0.0"), s.data
                 await arrived(h.op_a, "<full@medical59.legacy.example>")
+                await still_serving(h)
+            finally:
+                await h.stop()
+        asyncio.run(main())
+
+
+def test_disk_full_under_a_large_message_is_452_then_it_flows(world: World,
+                                                              tmp_path: Path) -> None:
+    """A message over 1 MiB is received into a file of the state directory: no room for that
+    file is 452 too (not aiosmtpd's 500 with a traceback), no file is left, and the message
+    is accepted and delivered once there is room."""
+    with small_disk(tmp_path / "state", "24m") as state:
+        async def main() -> None:
+            h = await start(world, state)
+            filler = state / "filler"
+            try:
+                await still_serving(h)
+                with filler.open("wb") as f, contextlib.suppress(OSError):
+                    while True:
+                        f.write(b"\0" * 65536)
+                        f.flush()
+                m = letter(ADDR["petit"], OP_A, b"Voir l'image.",
+                           msgid="<fullbig@medical59.legacy.example>")
+                m.add_attachment(os.urandom(1_500_000), maintype="application",
+                                 subtype="octet-stream", filename="image.bin")
+                raw = sealed(world, "petit", m.as_bytes())
+                s = await transaction(h, "legacy", ADDR["petit"], [OP_A], raw)
+                assert s.data.startswith("452 4.3.1"), s.data
+                assert list(h.gateway.spill.iterdir()) == []
+                filler.unlink()
+                s = await transaction(h, "legacy", ADDR["petit"], [OP_A], raw)  # retried
+                assert s.data.startswith("250 2.0.0"), s.data
+                await arrived(h.op_a, "<fullbig@medical59.legacy.example>")
                 await still_serving(h)
             finally:
                 await h.stop()
