@@ -259,7 +259,28 @@ def small_disk(path: Path, size: str) -> Iterator[Path]:
 
 def test_disk_full_on_the_spool_is_452_then_mail_flows_again(world: World,
                                                             tmp_path: Path) -> None:
-    with small_disk(tmp_path / "state", "4m") as state:
+    msgid = "<full@medical59.legacy.example>"
+    _full_then_room(world, tmp_path / "state", "4m", msgid, letter(
+        ADDR["petit"], OP_A, b"x" * 200_000, msgid=msgid).as_bytes())
+
+
+def test_disk_full_under_a_large_message_is_452_then_it_flows(world: World,
+                                                              tmp_path: Path) -> None:
+    """A message over 1 MiB is received into a file of the state directory: no room for that
+    file is 452 too (not aiosmtpd's 500 with a traceback), no file is left, and the message
+    is accepted and delivered once there is room."""
+    msgid = "<fullbig@medical59.legacy.example>"
+    m = letter(ADDR["petit"], OP_A, b"Voir l'image.", msgid=msgid)
+    m.add_attachment(os.urandom(1_500_000), maintype="application", subtype="octet-stream",
+                     filename="image.bin")
+    _full_then_room(world, tmp_path / "state", "24m", msgid, m.as_bytes())
+
+
+def _full_then_room(world: World, path: Path, size: str, msgid: str, message: bytes) -> None:
+    """A gateway on a small disk that someone else fills: the message is 452 and leaves no
+    file behind; once there is room again the same message is accepted and delivered."""
+    raw = sealed(world, "petit", message)
+    with small_disk(path, size) as state:
         async def main() -> None:
             h = await start(world, state)
             filler = state / "filler"
@@ -270,48 +291,13 @@ def test_disk_full_on_the_spool_is_452_then_mail_flows_again(world: World,
                     while True:
                         f.write(b"\0" * 65536)
                         f.flush()
-                raw = sealed(world, "petit", letter(ADDR["petit"], OP_A, b"x" * 200_000,
-                                                    msgid="<full@medical59.legacy.example>")
-                             .as_bytes())
-                s = await transaction(h, "legacy", ADDR["petit"], [OP_A], raw)
-                assert s.data.startswith("452 4.3.1"), s.data
-                filler.unlink()
-                s = await transaction(h, "legacy", ADDR["petit"], [OP_A], raw)  # retried
-                assert s.data.startswith("250 2.0.0"), s.data
-                await arrived(h.op_a, "<full@medical59.legacy.example>")
-                await still_serving(h)
-            finally:
-                await h.stop()
-        asyncio.run(main())
-
-
-def test_disk_full_under_a_large_message_is_452_then_it_flows(world: World,
-                                                              tmp_path: Path) -> None:
-    """A message over 1 MiB is received into a file of the state directory: no room for that
-    file is 452 too (not aiosmtpd's 500 with a traceback), no file is left, and the message
-    is accepted and delivered once there is room."""
-    with small_disk(tmp_path / "state", "24m") as state:
-        async def main() -> None:
-            h = await start(world, state)
-            filler = state / "filler"
-            try:
-                await still_serving(h)
-                with filler.open("wb") as f, contextlib.suppress(OSError):
-                    while True:
-                        f.write(b"\0" * 65536)
-                        f.flush()
-                m = letter(ADDR["petit"], OP_A, b"Voir l'image.",
-                           msgid="<fullbig@medical59.legacy.example>")
-                m.add_attachment(os.urandom(1_500_000), maintype="application",
-                                 subtype="octet-stream", filename="image.bin")
-                raw = sealed(world, "petit", m.as_bytes())
                 s = await transaction(h, "legacy", ADDR["petit"], [OP_A], raw)
                 assert s.data.startswith("452 4.3.1"), s.data
                 assert list(h.gateway.spill.iterdir()) == []
                 filler.unlink()
                 s = await transaction(h, "legacy", ADDR["petit"], [OP_A], raw)  # retried
                 assert s.data.startswith("250 2.0.0"), s.data
-                await arrived(h.op_a, "<fullbig@medical59.legacy.example>")
+                await arrived(h.op_a, msgid)
                 await still_serving(h)
             finally:
                 await h.stop()
