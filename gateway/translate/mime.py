@@ -148,8 +148,11 @@ class Part:
 
 # Base64 as the encoder writes it: full lines of 76, a last line of whole quanta whose
 # padding leaves no bit set (else decoding and encoding again would not give it back).
+# The full lines are taken possessively, each only when more text follows it (the last line
+# may be full too): a plain ``*`` would keep a point to come back to for every line, some
+# twice the text in the regex engine's memory for a large attachment.
 _CANONICAL_BASE64 = re.compile(
-    r"(?:[A-Za-z0-9+/]{76}\r?\n)*(?:[A-Za-z0-9+/]{4}){0,18}"
+    r"(?:[A-Za-z0-9+/]{76}\r?\n(?=[A-Za-z0-9+/]))*+(?:[A-Za-z0-9+/]{4}){0,18}"
     r"(?:[A-Za-z0-9+/]{4}|[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=|[A-Za-z0-9+/][AQgw]==)\r?\n")
 
 

@@ -9,6 +9,7 @@ import copy
 import email
 import email.generator
 import random
+import re
 from email.message import EmailMessage, Message
 
 import pytest
@@ -250,3 +251,22 @@ def test_a_leaf_reads_and_passes_on_as_the_email_package_would(text: str, cte: s
     copied = mime.copy_attachment(leaf, content_type="application/pdf", filename="a.pdf")
     made = mime.attachment_part(leaf.data, content_type="application/pdf", filename="a.pdf")
     assert mime.to_bytes(copied) == mime.to_bytes(made)
+
+
+# what the canonical form was first written as (every full line a point to come back to)
+_BACKTRACKING_BASE64 = re.compile(
+    r"(?:[A-Za-z0-9+/]{76}\r?\n)*(?:[A-Za-z0-9+/]{4}){0,18}"
+    r"(?:[A-Za-z0-9+/]{4}|[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=|[A-Za-z0-9+/][AQgw]==)\r?\n")
+
+
+@SETTINGS
+@given(base64_texts() | st.integers(1, 8).flatmap(
+    lambda lines: st.binary(min_size=57 * lines, max_size=57 * lines).map(
+        lambda data: base64.encodebytes(data).decode())))
+def test_the_canonical_base64_test_takes_what_the_backtracking_one_took(text: str) -> None:
+    # a last line as full as the others (a multiple of 57 bytes) included
+    expected = _BACKTRACKING_BASE64.fullmatch(text) is not None
+    assert (mime._CANONICAL_BASE64.fullmatch(text) is not None) is expected
+    crlf = text.replace("\n", "\r\n")
+    assert (mime._CANONICAL_BASE64.fullmatch(crlf) is not None) is (
+        _BACKTRACKING_BASE64.fullmatch(crlf) is not None)
