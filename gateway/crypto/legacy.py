@@ -16,7 +16,7 @@ the body inline-armoured in a ``text/plain`` part, each attachment as ``name.ext
 from __future__ import annotations
 
 import mimetypes
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email.message import EmailMessage, Message
 from typing import Any, Protocol
 
@@ -96,9 +96,12 @@ class LegacyCrypto:
             data = payload[1].get_payload(decode=True)
             if not isinstance(data, bytes):
                 raise MessageFormatError("PGP/MIME encrypted part is empty")
+            payload[1].set_payload("")  # open's own parse: let go once read, as in _leaf
             result = self.cipher.decrypt_verify(data)
-            results.append(("body:pgp-mime", result))
+            del data
+            results.append(("body:pgp-mime", _verdict(result)))
             inner = mime.parse(result.plaintext)
+            del result
             rebuilt = self._rebuild(inner, results, top=False, inside=True)
             return _with_headers(part, rebuilt) if top else rebuilt
         if part.is_multipart():
@@ -132,8 +135,9 @@ class LegacyCrypto:
             _copy_headers(part, new, skip_content=True)
         if filename and filename.lower().endswith(ENCRYPTED_SUFFIXES):
             result = self.cipher.decrypt_verify(data)
+            del data  # not held while the plaintext is encoded
             name = filename[: filename.rfind(".")]
-            results.append((f"attachment:{len(results) + 1}", result))
+            results.append((f"attachment:{len(results) + 1}", _verdict(result)))
             guessed = mimetypes.guess_type(name)[0] or "application/octet-stream"
             maintype, _, subtype = guessed.partition("/")
             mime.set_base64(new, result.plaintext, maintype=maintype, subtype=subtype,
@@ -141,7 +145,8 @@ class LegacyCrypto:
             return new
         if ARMOR_BEGIN in data[:4096] or ARMOR_BEGIN in data:
             result = self.cipher.decrypt_verify(data)
-            results.append(("body:inline", result))
+            del data
+            results.append(("body:inline", _verdict(result)))
             # Bytes as the author's software wrote them: the text stage finds the charset.
             mime.set_base64(new, result.plaintext, maintype="text", subtype="plain")
             return new
@@ -172,6 +177,12 @@ class LegacyCrypto:
                                  cte="7bit")
             out.attach(part)
         return mime.to_bytes(out, release=True)
+
+
+def _verdict(result: PartResult) -> PartResult:
+    """What ``open`` keeps of a part once opened: who signed it, not its plaintext (every
+    part's would otherwise be held until the whole message is written)."""
+    return replace(result, plaintext=b"")
 
 
 _CONTENT_HEADERS = ("content-type", "content-transfer-encoding", "content-disposition",

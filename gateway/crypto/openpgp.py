@@ -20,6 +20,8 @@ to whom, and ``LegacyCrypto.open`` checks the signer against it.
 
 from __future__ import annotations
 
+import copy
+import io
 import subprocess
 from pathlib import Path
 
@@ -65,11 +67,28 @@ class OpenPgpCipher:
             raise CryptoToolError(f"gpg unavailable ({type(exc).__name__})") from None
         self.gpg.encoding = "latin-1"
 
+    def _gpg_into(self, sink: io.BytesIO) -> gnupg.GPG:
+        """The gpg wrapper, its output written into ``sink`` as it comes: python-gnupg keeps
+        the pieces and joins them (twice a part's size at the end).  A copy of the wrapper per
+        call (a few attributes): threads share the cipher."""
+        gpg = copy.copy(self.gpg)
+
+        def on_data(chunk: bytes) -> bool:
+            sink.write(chunk)
+            return False  # not kept by python-gnupg
+
+        gpg.on_data = on_data
+        return gpg
+
     def decrypt_verify(self, data: bytes) -> PartResult:
+        sink = io.BytesIO()
         try:
-            result = self.gpg.decrypt(data, always_trust=True, extra_args=["--no-tty"])
+            result = self._gpg_into(sink).decrypt(data, always_trust=True,
+                                                  extra_args=["--no-tty"])
         except (OSError, ValueError, subprocess.SubprocessError) as exc:
             raise CryptoToolError(f"gpg failed ({type(exc).__name__})") from None
+        if getattr(result, "on_data_failure", None) is not None:
+            raise CryptoToolError("gpg output could not be read")
         st = _status(result.stderr or "")
         if "NO_SECKEY" in st or "DECRYPTION_FAILED" in st or "BEGIN_DECRYPTION" not in st:
             if "NODATA" in st or "NO_DATA" in st:
@@ -95,19 +114,24 @@ class OpenPgpCipher:
         uid = st.get("GOODSIG", [""])[0].partition(" ")[2]
         if "KEYREVOKED" in st:
             raise KeyRevoked(f"signer key {primary[-16:]} is revoked")
-        return PartResult(plaintext=result.data, signer=primary.upper(), signer_uid=uid)
+        return PartResult(plaintext=sink.getvalue(), signer=primary.upper(), signer_uid=uid)
 
     def encrypt_sign(self, data: bytes, *, recipient: str) -> bytes:
+        sink = io.BytesIO()
         try:
-            result = self.gpg.encrypt(data, [recipient], sign=self.gateway, always_trust=True,
-                                      armor=True, extra_args=["--no-tty"])
+            result = self._gpg_into(sink).encrypt(
+                data, [recipient], sign=self.gateway, always_trust=True, armor=True,
+                extra_args=["--no-tty"])
         except (OSError, ValueError, subprocess.SubprocessError) as exc:
             raise CryptoToolError(f"gpg failed ({type(exc).__name__})") from None
+        if getattr(result, "on_data_failure", None) is not None:
+            raise CryptoToolError("gpg output could not be read")
         st = _status(result.stderr or "")
-        if not result.ok or not result.data:
+        sealed = sink.getvalue()
+        if not result.ok or not sealed:
             if "INV_RECP" in st or "KEYEXPIRED" in st or "KEYREVOKED" in st:
                 raise NoRecipientKey(f"no usable key for recipient {recipient[-16:]}")
             if "INV_SGNR" in st:
                 raise CryptoToolError("gateway signing key unusable")
             raise NoRecipientKey(f"cannot encrypt to {recipient[-16:]}")
-        return bytes(result.data)
+        return sealed

@@ -178,3 +178,41 @@ def test_seal_then_user_opens(world: World) -> None:
 def test_missing_home_is_transient(tmp_path: Path) -> None:
     with pytest.raises(errors.CryptoToolError):
         LegacyCrypto(OpenPgpCipher(tmp_path / "absent", gateway_fingerprint="A" * 40))
+
+
+def test_gpg_output_is_written_into_one_buffer_as_python_gnupg_would_collect_it(
+        world: World) -> None:
+    """Many pieces (larger than a pipe's buffer): the plaintext and the armour are the bytes
+    python-gnupg itself would have gathered, and the shared wrapper is left as it was."""
+    import os
+
+    cipher = OpenPgpCipher(Path(world.gnupg_users["dupont"]),
+                           gateway_fingerprint=world.fingerprints["dupont"])
+    data = os.urandom(300_000)
+    armored = cipher.encrypt_sign(data, recipient=world.fingerprints["dupont"])
+    assert armored.startswith(b"-----BEGIN PGP MESSAGE-----")
+    assert cipher.gpg.on_data is None
+    collected = cipher.gpg.decrypt(armored, always_trust=True, extra_args=["--no-tty"]).data
+    opened = cipher.decrypt_verify(armored)
+    assert opened.plaintext == collected == data
+    assert opened.signer == world.fingerprints["dupont"]
+    assert cipher.gpg.on_data is None
+
+
+def test_opened_parts_are_not_kept_with_their_verdicts(world: World) -> None:
+    sealed = legacy_client(world, "dupont").seal(letter().as_bytes(),
+                                                 recipient=world.fingerprints["gateway"])
+    crypto = gateway_crypto(world)
+    kept: list[object] = []
+    rebuild = crypto._rebuild
+
+    def spy(part: object, results: list[object], **kwargs: object) -> object:
+        kept.append(results)
+        return rebuild(part, results, **kwargs)  # type: ignore[arg-type]
+
+    crypto._rebuild = spy  # type: ignore[assignment,method-assign]
+    crypto.open(sealed, expected_signer=world.fingerprints["dupont"])
+    results = kept[0]
+    assert [what for what, _ in results] == ["body:inline", "attachment:2"]  # type: ignore[misc]
+    assert all(r.plaintext == b"" and r.signer == world.fingerprints["dupont"]
+               for _, r in results)  # type: ignore[attr-defined,misc]
