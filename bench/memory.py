@@ -7,7 +7,8 @@ and a large trust-space message (an S/MIME-signed letter with three such attachm
 an operator identity).  Each measurement runs in a fresh process holding only the daemon's
 translator (``build_translator`` on the world's configuration) and, like a translation
 worker, one malloc arena (``gateway.daemon._one_malloc_arena``): one small translation to
-warm up, then the large one, measured two ways in two processes:
+warm up, then the large one (handed over as the daemon hands it: the legacy message from
+its file), measured two ways in two processes:
 
   * VmHWM growth over VmRSS before (/proc/self/status; the peak is reset per stage through
     /proc/self/clear_refs), with no tracing;
@@ -100,6 +101,7 @@ def child(work: Path, direction: str, traced: bool) -> dict[str, Any]:
     from gateway.daemon import _one_malloc_arena
     from gateway.translate import legacy_to_trust, trust_to_legacy
     from gateway.translate.factory import build_translator
+    from gateway.translate.handover import Handover
     from gateway.translate.pipeline import Envelope
 
     _one_malloc_arena()  # what a translation worker does first
@@ -109,7 +111,10 @@ def child(work: Path, direction: str, traced: bool) -> dict[str, Any]:
     translate = getattr(translator, direction)
     now = datetime.now(UTC)
     translate((work / meta["small"]).read_bytes(), envelope, now=now)
-    raw = (work / meta["big"]).read_bytes()
+    # as the daemon hands them over: a legacy message from its file (never read whole), a
+    # trust message read whole
+    raw: bytes | Handover = (Handover.of_file(work / meta["big"]) if direction == "to_trust"
+                             else (work / meta["big"]).read_bytes())
 
     if traced:
         tracemalloc.start()
@@ -128,7 +133,8 @@ def child(work: Path, direction: str, traced: bool) -> dict[str, Any]:
     seconds = time.perf_counter() - t0
     total = meter.total()
     outputs = out if isinstance(out, list) else [out]
-    return {"message_bytes": len(raw), "output_bytes": sum(len(t.message) for t in outputs),
+    size = raw.size if isinstance(raw, Handover) else len(raw)
+    return {"message_bytes": size, "output_bytes": sum(len(t.message) for t in outputs),
             "seconds": round(seconds, 2), "peak": total, "stages": meter.spans}
 
 

@@ -95,10 +95,14 @@ def translate(translator: Translator, item: TranslateWork, now_ts: float
     """One queued message translated: groups of recipients with their bytes and trace."""
     now = datetime.fromtimestamp(now_ts, UTC)
     envelope = Envelope(item.mail_from, item.rcpts)
-    data = Path(item.path).read_bytes() if item.path else item.data
     if item.direction is Direction.TO_TRUST:
-        t = translator.to_trust(data, envelope, now=now)
+        from gateway.translate.handover import Handover
+
+        # a message in a file is read from it in slices, never whole (see Handover)
+        t = translator.to_trust(Handover.of_file(Path(item.path)) if item.path else item.data,
+                                envelope, now=now)
         return [TranslatedGroup(t.recipients, t.message, t.trace, t.routes, t.unresolved)]
+    data = Path(item.path).read_bytes() if item.path else item.data
     out: list[TranslatedGroup] = []
     for rcpt in item.rcpts:
         results = translator.to_legacy(data, Envelope(item.mail_from, (rcpt,)), now=now)

@@ -18,10 +18,12 @@ from __future__ import annotations
 import mimetypes
 from dataclasses import dataclass, field, replace
 from email.message import EmailMessage, Message
+from functools import cached_property
 from typing import Any, Protocol
 
 from gateway.errors import MessageFormatError, NotEncrypted, WrongSigner
 from gateway.translate import mime
+from gateway.translate.handover import Handover
 
 ARMOR_BEGIN = b"-----BEGIN PGP MESSAGE-----"
 ENCRYPTED_SUFFIXES = (".pgp", ".apz", ".gpg", ".asc")
@@ -56,8 +58,15 @@ class Verification:
 
 @dataclass(frozen=True)
 class OpenedMessage:
-    message: bytes  # the MIME message with every encrypted part replaced by its plaintext
+    """The MIME message with every encrypted part replaced by its plaintext: ``handed`` in
+    pieces, to be read once by the next stage, or ``message`` whole (its pieces joined)."""
+
+    handed: Handover
     verification: Verification
+
+    @cached_property
+    def message(self) -> bytes:
+        return self.handed.take()
 
 
 class LegacyCrypto:
@@ -66,7 +75,8 @@ class LegacyCrypto:
     def __init__(self, cipher: PartCipher) -> None:
         self.cipher = cipher
 
-    def open(self, raw: bytes, *, expected_signer: str) -> OpenedMessage:
+    def open(self, raw: bytes | Handover, *, expected_signer: str) -> OpenedMessage:
+        """Open every part; a handed-over message is let go once parsed."""
         msg = mime.parse(raw)
         results: list[tuple[str, PartResult]] = []
         out = self._rebuild(msg, results, top=True)
@@ -79,7 +89,7 @@ class LegacyCrypto:
                 raise WrongSigner(f"{what} signed by {result.signer[-16:]}, expected the "
                                   f"sender's key {expected[-16:]}")
         first = results[0][1]
-        return OpenedMessage(mime.to_bytes(out, release=True), Verification(
+        return OpenedMessage(mime.to_handover(out), Verification(
             signer=first.signer, signer_uid=first.signer_uid,
             parts=tuple(what for what, _ in results)))
 

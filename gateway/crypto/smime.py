@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives.serialization import pkcs7
 from gateway.crypto.pki import TrustAnchors, validate_chain
 from gateway.crypto.x509util import dn_string, load_certificate, load_certificates, load_private_key
 from gateway.errors import ConfigError, SmimeError
+from gateway.translate.handover import Handover
 
 _HEADER_END = re.compile(rb"\r\n\r\n")
 _CONTENT_HEADERS = (b"content-type", b"content-transfer-encoding", b"mime-version",
@@ -110,12 +111,34 @@ def _detached_signature(entity: memoryview, identity: SigningIdentity) -> bytes:
                   [pkcs7.PKCS7Options.DetachedSignature, pkcs7.PKCS7Options.Binary]))
 
 
-def sign(message: bytes, identity: SigningIdentity) -> bytes:
+def sign(message: bytes | Handover, identity: SigningIdentity) -> bytes:
     """The message with its content signed (detached, SHA-256); outer headers kept.
 
     The signed entity is written where it goes in the output and signed there: no copy of
-    the body but the output's own."""
+    the body but the output's own; a message handed over in pieces (already CRLF) is let go
+    a piece at a time as it is written."""
+    if isinstance(message, Handover):
+        if _all_crlf(message):
+            return _sign(message.head(), message, identity)
+        message = message.take()
     message = _crlf(message)
+    return _sign(message, None, identity)
+
+
+def _all_crlf(message: Handover) -> bool:
+    """Whether every line end of ``message`` is CRLF (what :func:`_crlf` leaves as it is)."""
+    lf = crlf = 0
+    last = b""
+    for piece in message.pieces():
+        lf += piece.count(b"\n")
+        crlf += piece.count(b"\r\n") + (last[-1:] == b"\r" and piece[:1] == b"\n")
+        last = piece or last
+    return lf == crlf
+
+
+def _sign(message: bytes, pieces: Handover | None, identity: SigningIdentity) -> bytes:
+    """:func:`sign` of ``message`` (CRLF); or, with ``pieces``, of the message they hold,
+    ``message`` being its head (see Handover.head)."""
     head, at = _head(message)
     outer: list[bytes] = []
     inner: list[bytes] = []
@@ -127,8 +150,9 @@ def sign(message: bytes, identity: SigningIdentity) -> bytes:
     if not any(f.lower().startswith(b"content-type") for f in inner):
         inner.append(b"Content-Type: text/plain; charset=us-ascii")
     entity_head = b"\r\n".join(inner) + b"\r\n\r\n"
-    if not entity_head.isascii() or not (message.isascii() or message[at:].isascii()):
-        raise SmimeError("refusing to sign 8-bit content: canonicalise to 7-bit first")
+    if not entity_head.isascii() or (pieces is None and not (
+            message.isascii() or message[at:].isascii())):
+        raise SmimeError(_EIGHT_BIT)
     boundary = f"----=_passerelle_signed_{secrets.token_hex(12)}".encode()
     out = io.BytesIO()
     out.write(b"\r\n".join([
@@ -144,7 +168,17 @@ def sign(message: bytes, identity: SigningIdentity) -> bytes:
     ]))
     start = out.tell()
     out.write(entity_head)
-    out.write(memoryview(message)[at:])
+    if pieces is None:
+        out.write(memoryview(message)[at:])
+    else:  # the body: what follows the head, each piece let go once written
+        skip = at
+        for piece in pieces.pieces(release=True):
+            body = memoryview(piece)[skip:]
+            skip = max(0, skip - len(piece))
+            if not piece.isascii() and not bytes(body).isascii():
+                raise SmimeError(_EIGHT_BIT)
+            out.write(body)
+            del piece, body
     with out.getbuffer() as view:
         signature = _detached_signature(view[start:], identity)
     b64 = base64.encodebytes(signature).replace(b"\n", b"\r\n")
@@ -160,6 +194,9 @@ def sign(message: bytes, identity: SigningIdentity) -> bytes:
         b"",
     ]))
     return out.getvalue()  # the buffer itself, not a copy
+
+
+_EIGHT_BIT = "refusing to sign 8-bit content: canonicalise to 7-bit first"
 
 
 def is_signed(message: bytes) -> bool:
@@ -264,7 +301,7 @@ def _check_cms(der: bytes, content: bytes | memoryview) -> x509.Certificate:
     return cert
 
 
-def sign_and_check(message: bytes, identity: SigningIdentity, *, anchors: TrustAnchors,
+def sign_and_check(message: bytes | Handover, identity: SigningIdentity, *, anchors: TrustAnchors,
                    at: datetime) -> bytes:
     """Sign, then verify our own output as a receiver would, before it is queued."""
     signed = sign(message, identity)
@@ -283,7 +320,7 @@ class Smime:
     def signer_subject(self) -> str:
         return self.identity.subject
 
-    def sign(self, message: bytes) -> bytes:
+    def sign(self, message: bytes | Handover) -> bytes:
         from datetime import UTC
 
         return sign_and_check(message, self.identity, anchors=self.anchors,

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
+from functools import cached_property
 from typing import Any
 
 from gateway.documents import cda, hprim, pdf, xdm
@@ -21,6 +22,7 @@ from gateway.errors import DocumentError, TranslationError
 from gateway.text import TextResult, normalize
 from gateway.translate import mime
 from gateway.translate.addresses import AddressBook, LegacyUser, rewrite_header
+from gateway.translate.handover import Handover
 from gateway.translate.trace import TRACE_FILENAME, TraceRecord, sha256
 
 SUBJECT_LABEL = "CR d'examens biologiques"
@@ -30,13 +32,18 @@ HPRIM_SUFFIXES = (".hpr", ".hpm", ".hprim", ".txt", ".hp")
 
 @dataclass
 class TrustDraft:
-    """What this stage produces: the unsigned message and what it did (for the demo table)."""
+    """What this stage produces: the unsigned message and what it did (for the demo table).
+    The message is ``handed`` in pieces to the next stage, or read whole as ``message``."""
 
-    message: bytes
+    handed: Handover
     repairs: int = 0
     encoding: str = ""
     documents: list[str] = field(default_factory=list)
     findings: list[str] = field(default_factory=list)
+
+    @cached_property
+    def message(self) -> bytes:
+        return self.handed.take()
 
 
 def _ascii_upper(name: str) -> str:
@@ -102,24 +109,28 @@ def _documents(text: str, *, tables: CodeTables, now: datetime, sender: LegacyUs
     return package, pdfs, parsed.documents[0], details
 
 
-def compose(decrypted: bytes, *, sender: LegacyUser, book: AddressBook, envelope_from: str,
-            tables: CodeTables, now: datetime, trace: TraceRecord, signer_fpr: str,
-            domain: str, aliases: dict[str, tuple[str, str]] | None = None) -> TrustDraft:
-    """Build the unsigned trust-space message from a decrypted legacy message."""
+def compose(decrypted: bytes | Handover, *, sender: LegacyUser, book: AddressBook,
+            envelope_from: str, tables: CodeTables, now: datetime, trace: TraceRecord,
+            signer_fpr: str, domain: str, aliases: dict[str, tuple[str, str]] | None = None
+            ) -> TrustDraft:
+    """Build the unsigned trust-space message from a decrypted legacy message (a handover
+    is let go once parsed)."""
     out, draft = _build(decrypted, sender=sender, book=book, envelope_from=envelope_from,
                         tables=tables, now=now, trace=trace, signer_fpr=signer_fpr,
                         domain=domain, aliases=aliases)
     # written once the parsed original is gone (its attachments' text is shared with the
     # new message's), each part let go as it is written
-    draft.message = mime.to_bytes(out, release=True)
+    draft.handed = mime.to_handover(out)
     return draft
 
 
-def _build(decrypted: bytes, *, sender: LegacyUser, book: AddressBook, envelope_from: str,
-           tables: CodeTables, now: datetime, trace: TraceRecord, signer_fpr: str,
-           domain: str, aliases: dict[str, tuple[str, str]] | None
+def _build(decrypted: bytes | Handover, *, sender: LegacyUser, book: AddressBook,
+           envelope_from: str, tables: CodeTables, now: datetime, trace: TraceRecord,
+           signer_fpr: str, domain: str, aliases: dict[str, tuple[str, str]] | None
            ) -> tuple[EmailMessage, TrustDraft]:
+    digest = decrypted.digest() if isinstance(decrypted, Handover) else sha256(decrypted)
     inner = mime.parse(decrypted)
+    del decrypted
     parts = mime.leaves(inner)
     body_part = next((p for p in parts if p.content_type == "text/plain"
                       and not p.is_attachment), None)
@@ -129,7 +140,7 @@ def _build(decrypted: bytes, *, sender: LegacyUser, book: AddressBook, envelope_
               changes=[{"kind": r.kind, "line": r.line, "column": r.column,
                         "before": r.before, "after": r.after} for r in text.repairs[:200]])
 
-    message_key = sha256(decrypted)[:32]
+    message_key = digest[:32]
     try:
         package, pdfs, first_doc, doc_details = _documents(
             text.text, tables=tables, now=now, sender=sender, message_key=message_key)
@@ -188,12 +199,12 @@ def _build(decrypted: bytes, *, sender: LegacyUser, book: AddressBook, envelope_
             continue
         out.attach(mime.copy_attachment(p, content_type=p.content_type,
                                         filename=p.filename or "piece-jointe.bin"))
-    trace.add("compose", now, decrypted, b"", mappings=mapped,
+    trace.add_digests("compose", now, digest, sha256(b""), mappings=mapped,
               attachments=len(parts) - (1 if body_part is not None else 0))
     out.attach(mime.attachment_part(trace.to_bytes(), content_type="application/json",
                                     filename=TRACE_FILENAME))
     return out, TrustDraft(
-        message=b"",
+        handed=Handover([]),  # written by compose
         repairs=len([r for r in text.repairs if r.kind not in ("line_ends", "bom")]),
         encoding=text.encoding,
         documents=(["IHE_XDM.ZIP", *[n for n, _ in pdfs]] if package is not None else []),

@@ -22,6 +22,7 @@ from functools import cached_property
 from typing import Any
 
 from gateway.errors import MessageFormatError
+from gateway.translate.handover import Handover
 
 MAX_HEADERS = 500
 MAX_HEADER_LINE = 16 * 1024
@@ -169,16 +170,21 @@ def check_shape(raw: bytes) -> None:
         raise MessageFormatError(f"header line of {longest} bytes (limit {MAX_HEADER_LINE})")
 
 
-def parse(raw: bytes) -> EmailMessage:
-    """Parse a message with the modern policy, after the shape checks."""
-    check_shape(raw)
+def parse(raw: bytes | Handover) -> EmailMessage:
+    """Parse a message with the modern policy, after the shape checks; a handover is let go
+    as it is read (the parsed message takes its place)."""
+    check_shape(raw.head() if isinstance(raw, Handover) else raw)
     try:
         # fed in slices: ``message_from_bytes`` decodes the whole message into a str and
         # reads it back through a StringIO (four bytes a character), some six times the
         # message at its peak; the feed parser gives the same tree from slices
         parser = email.parser.BytesFeedParser(policy=POLICY)
-        for start in range(0, len(raw), _FEED):
-            parser.feed(raw[start:start + _FEED])
+        if isinstance(raw, Handover):
+            for piece in raw.slices(release=True):
+                parser.feed(piece)
+        else:
+            for start in range(0, len(raw), _FEED):
+                parser.feed(raw[start:start + _FEED])
         msg = parser.close()
     except Exception as exc:  # the email package raises many types on hostile input
         raise MessageFormatError(f"unreadable message ({type(exc).__name__})") from None
@@ -371,11 +377,57 @@ def to_bytes(msg: EmailMessage, *, release: bool = False) -> bytes:
     return out.getvalue()  # hands over the buffer itself, no copy
 
 
+def to_handover(msg: EmailMessage) -> Handover:
+    """``to_bytes(msg, release=True)`` handed over in pieces of about :data:`PIECE` bytes:
+    the stage it is handed to lets each piece go as it reads it (a buffer of the whole
+    message would be held until it is read to its end)."""
+    if not _draw_boundaries(msg):  # written whole, nothing let go (see to_bytes)
+        whole = io.BytesIO()
+        _write(msg, whole)
+        return Handover.of(whole.getvalue())
+    out = _Pieces()
+    _write(msg, out, release=True)
+    return Handover(out.close())
+
+
+PIECE = 1024 * 1024
+
+
+class _Pieces:
+    """A writer for :func:`_write` (which only writes and tells when it lets parts go) into
+    buffers of about :data:`PIECE` bytes."""
+
+    def __init__(self) -> None:
+        self._pieces: list[bytes] = []
+        self._written = 0
+        self._buffer = io.BytesIO()
+
+    def write(self, data: bytes | memoryview) -> int:
+        n = self._buffer.write(data)
+        if self._buffer.tell() >= PIECE:
+            self._seal()
+        return n
+
+    def _seal(self) -> None:
+        piece = self._buffer.getvalue()
+        self._pieces.append(piece)
+        self._written += len(piece)
+        self._buffer = io.BytesIO()
+
+    def tell(self) -> int:
+        return self._written + self._buffer.tell()
+
+    def close(self) -> list[bytes]:
+        if self._buffer.tell() or not self._pieces:
+            self._seal()
+        return self._pieces
+
+
 _NL = "\r\n"
 _SLICE = 64 * 1024
 
 
-def _write(part: Message, out: io.BytesIO, *, release: bool = False) -> None:
+def _write(part: Message, out: io.BytesIO | _Pieces, *, release: bool = False) -> None:
     main = part.get_content_maintype()
     payload = getattr(part, "_payload", None)  # what the generator writes, surrogates kept
     if main == "multipart" and part.get_content_subtype() != "signed" and isinstance(
@@ -417,7 +469,7 @@ def _mentions(msg: Message, token: str) -> bool:
     return False
 
 
-def _write_headers(part: Message, out: io.BytesIO) -> None:
+def _write_headers(part: Message, out: io.BytesIO | _Pieces) -> None:
     for name, value in part.raw_items():
         folded = WIRE.fold_binary(name, value)
         if not folded.endswith(b"\r\n") or _NEWLINE_IN_FIELD.search(folded[:-2]):
@@ -430,7 +482,7 @@ def _write_headers(part: Message, out: io.BytesIO) -> None:
 _NEWLINE_IN_FIELD = re.compile(rb"\r\n[^ \t]|\r[^ \n\t]|\n[^ \t]")
 
 
-def _write_text(text: str, out: io.BytesIO) -> None:
+def _write_text(text: str, out: io.BytesIO | _Pieces) -> None:
     """``text`` with every line end as CRLF, as ASCII (surrogates back to their bytes)."""
     start = 0
     while start < len(text):
@@ -445,7 +497,7 @@ def _write_text(text: str, out: io.BytesIO) -> None:
 _LINE_END = re.compile(r"\r\n|\r|\n")
 
 
-def _write_multipart(part: Message, children: list[Message], out: io.BytesIO, *,
+def _write_multipart(part: Message, children: list[Message], out: io.BytesIO | _Pieces, *,
                      release: bool = False) -> None:
     """A multipart as the generator writes it; a part without a boundary gets the one the
     generator would draw, checked against every line of its children once written."""
@@ -477,7 +529,10 @@ def _write_multipart(part: Message, children: list[Message], out: io.BytesIO, *,
         out.write(b"\r\n" + dashed + b"--\r\n")
         if part.epilogue is not None:
             _write_text(part.epilogue, out)
-        if chosen is None or not _collides(out, spans, boundary):
+        if chosen is None:
+            return
+        assert isinstance(out, io.BytesIO)  # pieces are written only once all are drawn
+        if not _collides(out, spans, boundary):
             return
         out.seek(begin)
         out.truncate()

@@ -11,7 +11,7 @@ Pure given its collaborators (keys, address book, tables) and the time passed in
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -22,16 +22,15 @@ from gateway.documents.codes import CodeTables
 from gateway.errors import PolicyError, RelayDenied, UnknownAddress
 from gateway.translate import legacy_to_trust, mime, trust_to_legacy
 from gateway.translate.addresses import AddressBook, domain_of
+from gateway.translate.handover import Handover
 from gateway.translate.trace import TraceRecord, sha256
 
 
-class Opened(Protocol):
-    @property
-    def message(self) -> bytes: ...
-
-
 class LegacyCryptoLike(Protocol):
-    def open(self, raw: bytes, *, expected_signer: str) -> Any: ...
+    """Opening and sealing on the legacy side (see gateway.crypto.legacy): ``open`` returns
+    the opened message as ``handed`` (a :class:`Handover`) or ``message`` (bytes)."""
+
+    def open(self, raw: bytes | Handover, *, expected_signer: str) -> Any: ...
 
     def seal(self, message: bytes, *, recipient: str) -> bytes: ...
 
@@ -39,7 +38,7 @@ class LegacyCryptoLike(Protocol):
 class SmimeLike(Protocol):
     """Signing and verification on the trust side (see gateway.crypto.smime)."""
 
-    def sign(self, message: bytes) -> bytes: ...
+    def sign(self, message: bytes | Handover) -> bytes: ...
 
     def verify(self, message: bytes, *, at: datetime) -> tuple[bytes, str]: ...
 
@@ -73,11 +72,11 @@ class Translation:
     unresolved: dict[str, str] = field(default_factory=dict)
 
 
-def _hprim_recipients(decrypted: bytes, charset: str | None) -> list[tuple[str, str]]:
+def _hprim_recipients(decrypted: Handover, charset: str | None) -> list[tuple[str, str]]:
     """(code, name) of the recipient line of each HPRIM report in the message body."""
     from gateway.text import normalize
 
-    inner = mime.parse(decrypted)
+    inner = mime.parse(b"".join(decrypted.slices()))  # read, not let go: compose reads it
     body = next((p for p in mime.leaves(inner)
                  if p.content_type == "text/plain" and not p.is_attachment), None)
     if body is None:
@@ -96,7 +95,13 @@ _ANY_MESSAGE_ID = re.compile(rb"^message-id[ \t]*:", re.I | re.M)
 _HEADER_LINE = re.compile(rb"[!-9;-~]*:|[ \t]|From ")
 
 
-def _message_id(raw: bytes) -> str:
+def _message_id(raw: bytes | Handover) -> str:
+    if isinstance(raw, Handover):
+        return _message_id_of(raw.head(), raw.digest)
+    return _message_id_of(raw, lambda: sha256(raw))
+
+
+def _message_id_of(raw: bytes, digest: Callable[[], str]) -> str:
     # the header block only: parsing the whole message (bodies, attachments) just to read
     # one header cost a full parse per message
     # and the header block without splitting the message: the split copied the body
@@ -110,7 +115,7 @@ def _message_id(raw: bytes) -> str:
             value = mime.header(mime.parse(head + b"\r\n\r\n"), "Message-ID")
         except Exception:
             value = ""
-    return value.strip() or f"<{sha256(raw)[:32]}@passerelle>"
+    return value.strip() or f"<{digest()[:32]}@passerelle>"
 
 
 def _simple_message_id(head: bytes) -> str | None:
@@ -137,7 +142,7 @@ class Translator:
     accept_unsigned: bool = True
     directory: DirectoryResolver | None = None
 
-    def _resolve(self, decrypted: bytes, envelope: Envelope, charset: str | None,
+    def _resolve(self, decrypted: Handover, envelope: Envelope, charset: str | None,
                  trace: TraceRecord, now: datetime
                  ) -> tuple[list[str], dict[str, str], dict[str, str], dict[str, tuple[str, str]]]:
         """Directory aliases → mailboxes: (recipients kept, routes, unresolved, header map)."""
@@ -165,18 +170,28 @@ class Translator:
                       rpps=route.rpps, mailbox=route.address)
         return kept, routes, unresolved, names
 
-    def to_trust(self, raw: bytes, envelope: Envelope, *, now: datetime) -> Translation:
+    def to_trust(self, raw: bytes | Handover, envelope: Envelope, *, now: datetime
+                 ) -> Translation:
+        """``raw`` handed over (see :mod:`gateway.translate.handover`): the received message
+        is let go once opened, the opened one once composed."""
         sender = self.book.by_legacy(envelope.mail_from)
         for rcpt in envelope.rcpt_tos:
             if self.book.is_legacy(rcpt):
                 raise RelayDenied("recipient is in the legacy network")
-        trace = TraceRecord(_message_id(raw), "to_trust")
-        trace.add("received", now, raw, raw, mail_from_domain=domain_of(envelope.mail_from),
-                  recipients=len(envelope.rcpt_tos), size=len(raw))
-        opened = self.legacy.open(raw, expected_signer=sender.legacy_fingerprint)
-        decrypted: bytes = opened.message
-        trace.add("open", now, raw, decrypted, signer=sender.legacy_fingerprint,
-                  verification=_verification_summary(opened))
+        received = raw if isinstance(raw, Handover) else Handover.of(raw)
+        del raw
+        trace = TraceRecord(_message_id(received), "to_trust")
+        digest = received.digest()
+        trace.add_digests("received", now, digest, digest,
+                          mail_from_domain=domain_of(envelope.mail_from),
+                          recipients=len(envelope.rcpt_tos), size=received.size)
+        opened = self.legacy.open(received, expected_signer=sender.legacy_fingerprint)
+        del received
+        decrypted: Handover = getattr(opened, "handed", None) or Handover.of(opened.message)
+        trace.add_digests("open", now, digest, decrypted.digest(),
+                          signer=sender.legacy_fingerprint,
+                          verification=_verification_summary(opened))
+        del opened  # the opened message is held by its handover only
         kept, routes, unresolved, names = self._resolve(
             decrypted, envelope, sender.charset, trace, now)
         if not kept:
@@ -185,10 +200,11 @@ class Translator:
             decrypted, sender=sender, book=self.book, envelope_from=envelope.mail_from,
             tables=self.tables, now=now, trace=trace, signer_fpr=sender.legacy_fingerprint,
             domain=self.domain, aliases=names)
-        del opened, decrypted  # not kept while the draft is signed (a large message's size)
-        signed = self.smime.sign(draft.message)
-        trace.add("sign", now, draft.message, signed, smime_signer=self.smime.signer_subject,
-                  self_verified=True)
+        del decrypted
+        unsigned = draft.handed.digest()
+        signed = self.smime.sign(draft.handed)  # lets the draft go as it writes it
+        trace.add_digests("sign", now, unsigned, sha256(signed),
+                          smime_signer=self.smime.signer_subject, self_verified=True)
         return Translation(signed, tuple(kept), trace, "to_trust", draft.repairs,
                            draft.encoding, draft.documents, draft.findings, routes, unresolved)
 

@@ -60,7 +60,13 @@ class TraceRecord:
 
     def add(self, stage: str, at: datetime, data_in: bytes, data_out: bytes,
             **details: Any) -> TraceStep:
-        step = TraceStep(stage, at, sha256(data_in), sha256(data_out),
+        return self.add_digests(stage, at, sha256(data_in), sha256(data_out), **details)
+
+    def add_digests(self, stage: str, at: datetime, input_digest: str, output_digest: str,
+                    **details: Any) -> TraceStep:
+        """:meth:`add` with the SHA-256 of the input and output taken beforehand (a large
+        message is then let go before the stage ends, not kept for its digest)."""
+        step = TraceStep(stage, at, input_digest, output_digest,
                          {k: v for k, v in details.items() if v not in (None, [], {}, "")})
         self.steps.append(step)
         tick = time.perf_counter()
