@@ -73,7 +73,7 @@ log = get_logger("passerelle.daemon")
 T = TypeVar("T")
 # aiosmtpd warns about every context that demands client certificates: that is our design.
 logging.getLogger("mail.log").setLevel(logging.ERROR)
-_M_ARENA_MAX = -8  # mallopt(3)
+_M_ARENA_MAX, _M_MMAP_THRESHOLD = -8, -3  # mallopt(3)
 _HEAD_MAX = 256 * 1024  # a header block longer than this is not read for its Message-ID
 _MESSAGE_ID = re.compile(rb"^message-id:[ \t]*(.+?)\r?$", re.IGNORECASE | re.MULTILINE)
 
@@ -125,17 +125,24 @@ def _worker_init(settings: Settings) -> None:
         os._exit(0)
 
     threading.Thread(target=orphaned, name="parent-watch", daemon=True).start()
-    _one_malloc_arena()
+    worker_malloc()
     _WORKER = build_translator(settings)
 
 
-def _one_malloc_arena() -> None:
-    """glibc gives each thread that allocates its own memory arena, and memory freed in one
-    is not reused by another: gpg's output, read by python-gnupg's threads, left a large
-    message's worth in theirs (about 30 MB per large message in a worker).  A worker does one
-    thing at a time: one arena serves it."""
+def worker_malloc() -> None:
+    """How a translation worker's C allocator is set (glibc; elsewhere nothing changes).
+    A worker does one thing at a time; left as they are, glibc's defaults cost a large
+    message's worth of memory twice over:
+
+    * each thread that allocates gets its own arena, and memory freed in one is not reused
+      by another (gpg's output was read by python-gnupg's threads): one arena;
+    * blocks from 128 KiB are given their own pages, but after each such block is freed the
+      threshold rises, up to 32 MiB, and the next large buffers grow inside the heap and
+      leave holes there: the threshold stays at 1 MiB."""
     with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None).mallopt(_M_ARENA_MAX, 1)
+        libc = ctypes.CDLL(None)
+        libc.mallopt(_M_ARENA_MAX, 1)
+        libc.mallopt(_M_MMAP_THRESHOLD, 1 << 20)
 
 
 def _worker_ready() -> bool:
