@@ -125,17 +125,19 @@ def _worker_init(settings: Settings) -> None:
         os._exit(0)
 
     threading.Thread(target=orphaned, name="parent-watch", daemon=True).start()
-    worker_malloc()
+    thrifty_malloc()
     _WORKER = build_translator(settings)
 
 
-def worker_malloc() -> None:
-    """How a translation worker's C allocator is set (glibc; elsewhere nothing changes).
-    A worker does one thing at a time; left as they are, glibc's defaults cost a large
-    message's worth of memory twice over:
+def thrifty_malloc() -> None:
+    """How the daemon's and its workers' C allocator is set (glibc; elsewhere nothing
+    changes).  Left as they are, glibc's defaults cost a large message's worth of memory
+    twice over:
 
     * each thread that allocates gets its own arena, and memory freed in one is not reused
-      by another (gpg's output was read by python-gnupg's threads): one arena;
+      by another (gpg's output was read by python-gnupg's threads; the daemon's spool
+      threads read and write large messages in pieces): one arena — its lock costs little
+      where threads take turns on the GIL anyway (no measurable CPU per message);
     * blocks from 128 KiB are given their own pages, but after each such block is freed the
       threshold rises, up to 32 MiB, and the next large buffers grow inside the heap and
       leave holes there: the threshold stays at 1 MiB."""
@@ -930,6 +932,7 @@ class Gateway:
 async def serve(settings: Settings, *, ready: Callable[[Gateway], None] | None = None) -> int:
     """`passerelle serve`: run until SIGTERM/SIGINT (drain) — SIGHUP reloads."""
     configure_logging(str(settings.raw.get("logging", {}).get("level", "info")))
+    thrifty_malloc()
     gateway = Gateway(settings)
     await gateway.start()
     loop = asyncio.get_running_loop()

@@ -304,7 +304,7 @@ class _Smtp(SMTP):
                 if self.spill is not None and len(data) > LARGE:  # the rest goes to a file
                     path = new_path(self.spill, "received")
                     cleanup.callback(path.unlink, missing_ok=True)
-                    file = cleanup.enter_context(os.fdopen(create(path), "wb", buffering=LARGE))
+                    file = cleanup.enter_context(os.fdopen(create(path), "wb", buffering=1 << 18))
                     file.write(data)
                     data = bytearray()
             except OSError as exc:  # the disk is full, or the directory gone: try later

@@ -117,7 +117,7 @@ _DIRECTIONS = frozenset(str(d) for d in Direction)
 # Data larger than LARGE goes into and out of the database in pieces, and out of the spool
 # as a file in a spill directory: bound or read whole, a 25 MB message was copied several
 # times over (see gateway/spill.py).
-_PIECE = 1 << 20
+_PIECE = 1 << 18
 Payload = Data
 
 
