@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.errors import ConfigError, SpoolFull, SpoolUnavailable
+from gateway.spool.sqlite import writer_lock
 
 GENESIS = "0" * 64
 _SCHEMA = """
@@ -126,7 +127,8 @@ class Journal:
     def _append_many(self, items: list[tuple[str, str, dict[str, Any]]], *,
                      at: datetime) -> list[JournalEntry]:
         try:
-            out, written = self._chain(self._conn(), items, at.isoformat())
+            with writer_lock(self.path):  # shared with the spool: the same file
+                out, written = self._chain(self._conn(), items, at.isoformat())
         except sqlite3.Error as exc:
             db = self._conn()
             if db.in_transaction:

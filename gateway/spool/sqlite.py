@@ -140,6 +140,22 @@ def _digest(data: Payload) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+_WRITERS: dict[Path, threading.Lock] = {}
+_WRITERS_LOCK = threading.Lock()
+
+
+def writer_lock(path: Path) -> threading.Lock:
+    """The lock this process's writers to one SQLite file take before ``BEGIN IMMEDIATE``.
+    SQLite lets one writer in at a time and makes the others sleep and try again, sleeping
+    longer each time (1, 2, 5, 10 … 100 ms): two threads of the daemon that wanted the file
+    at once made an SMTP client wait 100–600 ms for a commit that took one.  Waiting on this
+    lock, the next writer goes in as soon as the last one is done; other processes (the
+    command line) still meet SQLite's own wait."""
+    key = path.resolve()
+    with _WRITERS_LOCK:
+        return _WRITERS.setdefault(key, threading.Lock())
+
+
 def keep_if_intact(path: Path, intact: bool) -> bool:
     if not intact:
         path.unlink()
@@ -162,6 +178,7 @@ class SqliteSpool:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise SpoolUnavailable(f"spool directory {path.parent}: {exc.strerror}") from None
+        self._writer = writer_lock(path)
         self._migrate()
 
     def _migrate(self) -> None:
@@ -201,6 +218,11 @@ class SqliteSpool:
 
     @contextmanager
     def _tx(self) -> Iterator[Conn]:
+        with self._writer, self._sqlite_tx() as db:
+            yield db
+
+    @contextmanager
+    def _sqlite_tx(self) -> Iterator[Conn]:
         db = self._conn()
         try:
             db.execute("BEGIN IMMEDIATE")
