@@ -67,6 +67,7 @@ from gateway.spool import Direction, RetryPolicy, SqliteSpool, State, open_spool
 from gateway.spool.model import DeliverWork, TranslateWork
 from gateway.translate.addresses import AddressBook, domain_of
 from gateway.translate.factory import build_translator, trust_anchors
+from gateway.translate.handover import Handover
 from gateway.translate.pipeline import Envelope, Translator
 
 log = get_logger("passerelle.daemon")
@@ -96,8 +97,6 @@ def translate(translator: Translator, item: TranslateWork, now_ts: float
     now = datetime.fromtimestamp(now_ts, UTC)
     envelope = Envelope(item.mail_from, item.rcpts)
     if item.direction is Direction.TO_TRUST:
-        from gateway.translate.handover import Handover
-
         # a message in a file is read from it in slices, never whole (see Handover)
         t = translator.to_trust(Handover.of_file(Path(item.path)) if item.path else item.data,
                                 envelope, now=now)
