@@ -166,7 +166,9 @@ class LegacyCrypto:
         new.set_content(b"", maintype="text", subtype="plain")
         return new
 
-    def seal(self, message: bytes, *, recipient: str) -> bytes:
+    def seal(self, message: bytes | Handover, *, recipient: str) -> bytes:
+        """Seal every part for ``recipient``; a handed-over message is let go as it is
+        parsed."""
         msg = mime.parse(message)
         out = mime.new()
         _copy_headers(msg, out, skip_content=True)

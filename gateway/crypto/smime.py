@@ -326,13 +326,16 @@ class Smime:
         return sign_and_check(message, self.identity, anchors=self.anchors,
                               at=datetime.now(UTC))
 
-    def verify(self, message: bytes, *, at: datetime) -> tuple[bytes, str]:
+    def verify(self, message: bytes, *, at: datetime) -> tuple[Handover, str]:
+        """The content the receiver sees (the outer headers with the signed entity's), handed
+        over as a view of ``message``: not copied (a large message would be held twice), to
+        be read by each recipient's stage in turn (:meth:`Handover.again`)."""
         v = _verify(message, anchors=self.anchors, at=at)
         outer = [f for f in _header_fields(v.head)
                  if f.split(b":", 1)[0].strip().lower() not in _CONTENT_HEADERS]
-        # the receiver sees the outer headers with the signed entity's content (one copy)
-        return b"".join([b"\r\n".join(outer), b"\r\n",
-                         memoryview(v.message)[v.start:v.end]]), dn_string(v.certificate.subject)
+        return (Handover.of_views(b"\r\n".join(outer) + b"\r\n",
+                                  memoryview(v.message)[v.start:v.end]),
+                dn_string(v.certificate.subject))
 
     def is_signed(self, message: bytes) -> bool:
         return is_signed(message)

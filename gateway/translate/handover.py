@@ -26,7 +26,7 @@ class Handover:
     """A message's bytes, in memory pieces or in a file, to be read once in slices."""
 
     def __init__(self, pieces: list[bytes] | None = None, *, path: Path | None = None) -> None:
-        self._pieces = pieces
+        self._pieces: list[bytes | memoryview] | None = None if pieces is None else [*pieces]
         self._path = path
         self.size = path.stat().st_size if path is not None else sum(map(len, pieces or ()))
         self._digest: str | None = None
@@ -39,6 +39,24 @@ class Handover:
     @classmethod
     def of_file(cls, path: Path) -> Handover:
         return cls(path=path)
+
+    @classmethod
+    def of_views(cls, *views: bytes | memoryview) -> Handover:
+        """A message made of buffers held elsewhere too (the signed entity within a received
+        message): none copied, each read in slices."""
+        handed = cls([])
+        handed._pieces = list(views)
+        handed.size = sum(map(len, views))
+        return handed
+
+    def again(self) -> Handover:
+        """One more handover of the same message, for one more reader (a stage run once per
+        recipient); this one keeps holding it, and its digest is shared once taken."""
+        self._check()
+        other = Handover.of_views(*self._pieces) if self._pieces is not None else (
+            Handover(path=self._path))
+        other._digest, other._head = self._digest, self._head
+        return other
 
     def _check(self) -> None:
         if self._pieces is None and self._path is None:
@@ -57,9 +75,10 @@ class Handover:
             pieces, self._pieces = self._pieces, []
             pieces.reverse()  # taken from the end: each piece let go as it is read
             while pieces:
-                yield pieces.pop()
+                yield from _as_bytes(pieces.pop())
         else:
-            yield from self._pieces or ()
+            for piece in self._pieces or ():
+                yield from _as_bytes(piece)
         if release:
             self._pieces, self._path = None, None
 
@@ -73,7 +92,7 @@ class Handover:
         """SHA-256 of the message, hex (what :func:`gateway.translate.trace.sha256` gives)."""
         if self._digest is None:
             h = hashlib.sha256()
-            for piece in self.pieces():
+            for piece in self._pieces if self._pieces is not None else self.pieces():
                 h.update(piece)
             self._digest = h.hexdigest()
         return self._digest
@@ -102,9 +121,19 @@ class Handover:
             data = self._path.read_bytes()
         else:
             assert self._pieces is not None
-            data = self._pieces[0] if len(self._pieces) == 1 else b"".join(self._pieces)
+            data = (self._pieces[0] if len(self._pieces) == 1 and isinstance(
+                self._pieces[0], bytes) else b"".join(self._pieces))
         self._pieces, self._path = None, None
         return data
+
+
+def _as_bytes(piece: bytes | memoryview) -> Iterator[bytes]:
+    """A piece as it is, a view of another buffer in slices (copied a slice at a time)."""
+    if isinstance(piece, bytes):
+        yield piece
+    else:
+        for at in range(0, len(piece), SLICE):
+            yield bytes(piece[at:at + SLICE])
 
 
 def _sliced(piece: bytes) -> Iterator[bytes]:

@@ -32,7 +32,7 @@ class LegacyCryptoLike(Protocol):
 
     def open(self, raw: bytes | Handover, *, expected_signer: str) -> Any: ...
 
-    def seal(self, message: bytes, *, recipient: str) -> bytes: ...
+    def seal(self, message: bytes | Handover, *, recipient: str) -> bytes: ...
 
 
 class SmimeLike(Protocol):
@@ -40,7 +40,7 @@ class SmimeLike(Protocol):
 
     def sign(self, message: bytes | Handover) -> bytes: ...
 
-    def verify(self, message: bytes, *, at: datetime) -> tuple[bytes, str]: ...
+    def verify(self, message: bytes, *, at: datetime) -> tuple[Handover, str]: ...
 
     def is_signed(self, message: bytes) -> bool: ...
 
@@ -209,26 +209,34 @@ class Translator:
                            draft.encoding, draft.documents, draft.findings, routes, unresolved)
 
     def to_legacy(self, raw: bytes, envelope: Envelope, *, now: datetime) -> list[Translation]:
+        """The verified content (a view of ``raw``, not a copy) is handed to each recipient's
+        compose in turn, each draft to seal, which lets it go as it reads it."""
         recipients = [self.book.by_trust(r) for r in envelope.rcpt_tos]
         trace_id = _message_id(raw)
+        content: Handover
         if self.smime.is_signed(raw):
             content, subject = self.smime.verify(raw, at=now)
             verdict = {"smime": "verified", "signer": subject}
         elif self.accept_unsigned:
-            content, verdict = raw, {"smime": "unsigned", "policy": "accepted"}
+            content, verdict = Handover.of(raw), {"smime": "unsigned", "policy": "accepted"}
         else:
             raise PolicyError("unsigned trust-space mail is refused by this gateway's policy")
+        received = sha256(raw)
         out: list[Translation] = []
         for user in recipients:
             trace = TraceRecord(trace_id, "to_legacy")
-            trace.add("received", now, raw, raw, recipients=len(envelope.rcpt_tos),
-                      size=len(raw), mail_from_domain=domain_of(envelope.mail_from)
-                      if envelope.mail_from else "")
-            trace.add("verify", now, raw, content, **verdict)
-            draft = trust_to_legacy.compose(content, recipient=user, book=self.book, now=now,
-                                            trace=trace, domain=self.domain)
-            sealed = self.legacy.seal(draft.message, recipient=user.legacy_fingerprint)
-            trace.add("seal", now, draft.message, sealed, recipient=user.legacy_fingerprint)
+            trace.add_digests("received", now, received, received,
+                              recipients=len(envelope.rcpt_tos), size=len(raw),
+                              mail_from_domain=domain_of(envelope.mail_from)
+                              if envelope.mail_from else "")
+            trace.add_digests("verify", now, received, content.digest(), **verdict)
+            draft = trust_to_legacy.compose(content.again(), recipient=user, book=self.book,
+                                            now=now, trace=trace, domain=self.domain)
+            unsealed = draft.handed.digest()
+            # the draft's digest taken beforehand: seal lets it go as it reads it
+            sealed = self.legacy.seal(draft.handed, recipient=user.legacy_fingerprint)
+            trace.add_digests("seal", now, unsealed, sha256(sealed),
+                              recipient=user.legacy_fingerprint)
             out.append(Translation(sealed, (user.legacy_address,), trace, "to_legacy",
                                    documents=draft.documents))
         return out

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage, Message
 from email.utils import format_datetime, make_msgid
+from functools import cached_property
 from typing import Any
 
 from gateway.documents import cda, hprim, xdm
@@ -20,6 +21,7 @@ from gateway.errors import DocumentError, TranslationError
 from gateway.smtp.notices import read_mdn
 from gateway.translate import mime
 from gateway.translate.addresses import AddressBook, LegacyUser, rewrite_header
+from gateway.translate.handover import Handover
 from gateway.translate.trace import TraceRecord, sha256
 
 # What legacy charsets cannot hold, written the way a typist would (never dropped silently:
@@ -34,10 +36,17 @@ _FALLBACK = {
 
 @dataclass
 class LegacyDraft:
-    message: bytes
+    """The plaintext legacy message for one recipient, ``handed`` in pieces to ``seal``
+    (which lets each go as it reads it), or read whole as ``message``."""
+
+    handed: Handover
     recipient: LegacyUser
     documents: list[str] = field(default_factory=list)
     replaced: int = 0
+
+    @cached_property
+    def message(self) -> bytes:
+        return self.handed.take()
 
 
 def encode_for(text: str, charset: str) -> tuple[bytes, int]:
@@ -91,20 +100,25 @@ def _may_be_report(msg: Message) -> bool:
                for name, value in msg.raw_items())
 
 
-def compose(content: bytes, *, recipient: LegacyUser, book: AddressBook, now: datetime,
-            trace: TraceRecord, domain: str) -> LegacyDraft:
-    """Build the plaintext legacy message for one recipient (sealed by the caller)."""
+def compose(content: bytes | Handover, *, recipient: LegacyUser, book: AddressBook,
+            now: datetime, trace: TraceRecord, domain: str) -> LegacyDraft:
+    """Build the plaintext legacy message for one recipient (sealed by the caller); a
+    handover is let go as it is parsed."""
     out, draft = _build(content, recipient=recipient, book=book, now=now, trace=trace,
                         domain=domain)
     # written once the parsed original is gone (its attachments' text is shared with the
-    # new message's), each part let go as it is written
-    draft.message = mime.to_bytes(out, release=True)
+    # new message's), each part let go as it is written, in pieces that seal lets go in turn
+    draft.handed = mime.to_handover(out)
     return draft
 
 
-def _build(content: bytes, *, recipient: LegacyUser, book: AddressBook, now: datetime,
-           trace: TraceRecord, domain: str) -> tuple[EmailMessage, LegacyDraft]:
-    msg = mime.parse(content)
+def _build(content: bytes | Handover, *, recipient: LegacyUser, book: AddressBook,
+           now: datetime, trace: TraceRecord, domain: str) -> tuple[EmailMessage, LegacyDraft]:
+    if isinstance(content, Handover) and b"multipart/report" in content.head().lower():
+        # may be a receipt, which read_mdn reads whole (a small message): as bytes, then
+        content = content.take()
+    digest = content.digest() if isinstance(content, Handover) else sha256(content)
+    msg = mime.parse(content)  # a handover is let go as it is read
     parts = mime.leaves(msg)
     text_part = next((p for p in parts if p.content_type == "text/plain"
                       and not p.is_attachment), None)
@@ -116,7 +130,8 @@ def _build(content: bytes, *, recipient: LegacyUser, book: AddressBook, now: dat
             raise TranslationError("text part is not in the charset it declares") from None
     # read_mdn parses the whole message again (some six times its size at the peak): only
     # for a message that can be a receipt, which it looks for at the top
-    mdn = read_mdn(content) if _may_be_report(msg) else None
+    # (a handover's head does not name multipart/report: its top Content-Type cannot either)
+    mdn = read_mdn(content) if isinstance(content, bytes) and _may_be_report(msg) else None
     if mdn is not None:
         # A read/processing receipt: legacy software shows it as a short letter.
         state = "traité" if "error" not in mdn.disposition.lower() else "en erreur"
@@ -158,7 +173,7 @@ def _build(content: bytes, *, recipient: LegacyUser, book: AddressBook, now: dat
     out["Subject"] = mime.header(msg, "Subject")
     out["Date"] = mime.header(msg, "Date") or format_datetime(now)
     out["Message-ID"] = mime.header(msg, "Message-ID") or make_msgid(
-        idstring=sha256(content)[:16], domain=domain)
+        idstring=digest[:16], domain=domain)
     for name in ("In-Reply-To", "References"):
         value = mime.header(msg, name)
         if value:
@@ -184,8 +199,8 @@ def _build(content: bytes, *, recipient: LegacyUser, book: AddressBook, now: dat
             continue
         out.attach(mime.copy_attachment(p, content_type=p.content_type,
                                         filename=p.filename or "piece-jointe.bin"))
-    trace.add("compose", now, content, b"", mappings=mapped, charset=recipient.charset,
-              replaced_characters=replaced)
-    return out, LegacyDraft(message=b"", recipient=recipient,
+    trace.add_digests("compose", now, digest, sha256(b""), mappings=mapped,
+                      charset=recipient.charset, replaced_characters=replaced)
+    return out, LegacyDraft(handed=Handover([]), recipient=recipient,
                        documents=(["HPRIM"] if package is not None else []) + [n for n, _ in pdfs],
                        replaced=replaced)

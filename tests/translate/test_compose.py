@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+from collections.abc import Callable
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
@@ -17,6 +18,7 @@ from gateway.documents.codes import load_tables
 from gateway.errors import MessageFormatError, TranslationError
 from gateway.translate import legacy_to_trust, mime, trust_to_legacy
 from gateway.translate.addresses import COLUMNS, AddressBook
+from gateway.translate.handover import Handover
 from gateway.translate.trace import TRACE_FILENAME, TraceRecord
 from tests.conftest import FIXTURES
 
@@ -192,3 +194,50 @@ def test_the_receipt_reader_is_skipped_only_where_it_finds_nothing(
         return
     if read_mdn(bytes(raw)) is not None:
         assert trust_to_legacy._may_be_report(msg)
+
+
+def _letter_without_message_id() -> bytes:
+    m = EmailMessage()
+    m["From"] = "Dr X <dr.x@hopital-a.mssante.example>"
+    m["To"] = "jean.dupont@legacy.mssante.example"
+    m["Subject"] = "Lettre"
+    m.set_content("Cher confrère, …\n", cte="quoted-printable")
+    m.add_attachment(b"%PDF-1.4 x" * 5000, maintype="application", subtype="pdf",
+                     filename="lettre.pdf")
+    return m.as_bytes(policy=email.policy.SMTP)
+
+
+def _xdm_report() -> bytes:
+    draft, _ = to_trust(legacy_message(HPRIM_FILES[0].read_bytes()))
+    msg = email.message_from_bytes(draft.message, policy=email.policy.default)
+    msg.replace_header("To", "jean.dupont@legacy.mssante.example")
+    return msg.as_bytes(policy=email.policy.SMTP)
+
+
+@pytest.mark.parametrize("content", [_letter_without_message_id, _xdm_report, _mdn],
+                         ids=["letter", "xdm", "receipt"])
+def test_content_handed_over_composes_as_its_bytes(content: Callable[[], bytes]) -> None:
+    """As verify hands it (its headers, then a view of the received message), the content
+    gives the draft and trace its bytes give."""
+    raw = content()
+    at = raw.index(b"\r\n\r\n") + 4
+    drafts, traces = [], []
+    for given_as in (raw, Handover.of_views(raw[:at], memoryview(raw)[at:])):
+        trace = TraceRecord("m1", "to_legacy")
+        drafts.append(trust_to_legacy.compose(
+            given_as, recipient=BOOK.by_trust("jean.dupont@legacy.mssante.example"),
+            book=BOOK, now=NOW, trace=trace, domain="legacy.mssante.example"))
+        traces.append([(s.stage, s.input_digest, s.output_digest, s.details)
+                       for s in trace.steps])
+    assert traces[0] == traces[1]
+    assert drafts[0].documents == drafts[1].documents
+    msgs = [mime.parse(d.message) for d in drafts]
+
+    def fields(msg: EmailMessage) -> list[tuple[str, str]]:
+        # a Message-ID made up holds the time and a random number, then the content's digest
+        return [(n, v.rsplit(".", 1)[-1] if n == "Message-ID" else v)
+                for n, v in msg.items() if n != "Content-Type"]  # boundaries drawn afresh
+
+    assert fields(msgs[0]) == fields(msgs[1])
+    assert [(p.content_type, p.filename, p.data) for p in mime.leaves(msgs[0])] == [
+        (p.content_type, p.filename, p.data) for p in mime.leaves(msgs[1])]

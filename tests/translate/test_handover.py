@@ -3,6 +3,7 @@ it holds, is let go once read, and every stage given one does what it does with 
 
 from __future__ import annotations
 
+import email.policy
 import hashlib
 import itertools
 import os
@@ -95,7 +96,7 @@ def test_a_draft_handed_in_pieces_is_signed_as_its_bytes(translator: Translator)
     smime._verify(signed, anchors=signer.anchors, at=NOW)
     ours, theirs = (smime._head(m)[0] for m in (signed, reference))
     assert ours.split(b"boundary=")[0] == theirs.split(b"boundary=")[0]
-    assert signer.verify(signed, at=NOW)[0] == signer.verify(reference, at=NOW)[0]
+    assert signer.verify(signed, at=NOW)[0].take() == signer.verify(reference, at=NOW)[0].take()
 
 
 def test_a_draft_with_bare_line_ends_is_signed_from_its_bytes(translator: Translator) -> None:
@@ -144,3 +145,84 @@ def test_a_legacy_message_from_its_file_translates_as_from_its_bytes(
     assert [(p.content_type, p.filename, p.data) for p in mime.leaves(trees[0])] == [
         (p.content_type, p.filename, p.data) for p in mime.leaves(trees[1])]
     assert path.read_bytes() == raw  # the file is read, not consumed
+
+
+@settings(max_examples=100, deadline=None, database=None)
+@given(st.binary(max_size=300) | st.sampled_from([b"A: b\r\n\r\nbody", b"A: b\n\nx"]),
+       st.lists(st.integers(0, 300), max_size=4))
+def test_views_of_another_buffer_read_as_their_bytes_once_per_handover(
+        data: bytes, at: list[int]) -> None:
+    held = b"<" + data + b">"  # e.g. the received message the signed entity is within
+    bounds = [0, *sorted({min(a, len(data)) for a in at}), len(data)]
+    views = [memoryview(held)[a + 1:b + 1] for a, b in itertools.pairwise(bounds)]
+    handed = Handover.of_views(*views)
+    other = handed.again()
+    assert handed.size == other.size == len(data)
+    assert all(isinstance(s, bytes) for s in handed.slices())
+    assert b"".join(handed.slices()) == data
+    assert handed.digest() == hashlib.sha256(data).hexdigest()
+    m = mime._HEADER_END.search(data)
+    assert handed.head() == (data[: m.end()] if m else data)
+    assert b"".join(handed.pieces(release=True)) == data
+    with pytest.raises(HandedOver):
+        handed.again()
+    assert other.digest() == hashlib.sha256(data).hexdigest()
+    assert other.take() == data  # the other reader's, untouched by the first one's release
+
+
+def test_a_large_view_is_read_in_slices_and_its_digest_shared() -> None:
+    data = os.urandom(3 * SLICE + 5)
+    handed = Handover.of_views(b"H: v\r\n\r\n", memoryview(data))
+    digest = handed.digest()
+    again = handed.again()
+    assert [len(s) for s in again.slices(release=True)] == [8] + [SLICE] * 3 + [5]
+    assert again.digest() == digest == hashlib.sha256(b"H: v\r\n\r\n" + data).hexdigest()
+    assert handed.take() == b"H: v\r\n\r\n" + data
+
+
+def test_trust_content_is_composed_and_sealed_for_each_recipient_from_one_view(
+        world: World, translator: Translator, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Verified once, the content is handed to each recipient's compose (a view of the
+    received message), each draft to seal: every recipient's output opens with their key,
+    and the trace holds the digests of the bytes each stage read."""
+    signer = translator.smime
+    assert isinstance(signer, smime.Smime)
+    m = EmailMessage()
+    m["From"] = "Dr X <dr.x@hopital-a.mssante.example>"
+    m["To"] = ", ".join(u.trust_address for u in USERS[:2])
+    m["Subject"] = "Radio"
+    m.set_content("Ci-joint la radio.\n", cte="quoted-printable")
+    m.add_attachment(os.urandom(300_000), maintype="image", subtype="jpeg",
+                     filename="radio.jpg")
+    raw = smime.sign(m.as_bytes(policy=email.policy.SMTP), signer.identity)
+    v = smime.verify(raw, anchors=signer.anchors, at=NOW)
+    head = smime._head(raw)[0]
+    outer = [f for f in smime._header_fields(head)
+             if f.split(b":", 1)[0].strip().lower() not in smime._CONTENT_HEADERS]
+    content = b"\r\n".join(outer) + b"\r\n" + v.content  # what verify gave as one buffer
+    drafts: list[bytes] = []
+    seal = translator.legacy.seal
+
+    def recording_seal(message: bytes | Handover, *, recipient: str) -> bytes:
+        assert isinstance(message, Handover)
+        drafts.append(b"".join(message.pieces()))
+        return seal(message, recipient=recipient)
+
+    monkeypatch.setattr(translator.legacy, "seal", recording_seal)
+    envelope = Envelope("dr.x@hopital-a.mssante.example",
+                        tuple(u.trust_address for u in USERS[:2]))
+    out = translator.to_legacy(raw, envelope, now=NOW)
+    assert len(out) == len(drafts) == 2
+    for user, t, draft in zip(USERS[:2], out, drafts, strict=True):
+        steps = {s.stage: s for s in t.trace.steps}
+        assert steps["received"].input_digest == hashlib.sha256(raw).hexdigest()
+        assert steps["verify"].output_digest == hashlib.sha256(content).hexdigest()
+        assert steps["compose"].input_digest == hashlib.sha256(content).hexdigest()
+        assert steps["seal"].input_digest == hashlib.sha256(draft).hexdigest()
+        assert steps["seal"].output_digest == hashlib.sha256(t.message).hexdigest()
+        opened = legacy_client(world, user.key).open(
+            t.message, expected_signer=world.fingerprints["gateway"])
+        got = {p.filename or p.content_type: p.data
+               for p in mime.leaves(mime.parse(opened.message))}
+        want = {p.filename or p.content_type: p.data for p in mime.leaves(mime.parse(draft))}
+        assert got == want and want["radio.jpg"] == m.get_payload()[1].get_content()
