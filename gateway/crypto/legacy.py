@@ -177,16 +177,22 @@ class LegacyCrypto:
         leaves.reverse()
         while leaves:  # each part decoded in turn and let go once sealed
             leaf = leaves.pop()
-            armored = self.cipher.encrypt_sign(leaf.data, recipient=recipient)
+            data, is_attachment, filename = leaf.data, leaf.is_attachment, leaf.filename
+            # its text let go before it is sealed, its plaintext before the sealed text is
+            # stored: of a part, only two of the four are held at once
             leaf.source.set_payload("")
+            del leaf
+            armored = self.cipher.encrypt_sign(data, recipient=recipient)
+            del data
             part = mime.new()
-            if leaf.is_attachment:
+            if is_attachment:
                 part.set_content(armored, maintype="application", subtype="octet-stream",
                                  disposition="attachment",
-                                 filename=f"{leaf.filename or 'piece-jointe'}.pgp", cte="7bit")
+                                 filename=f"{filename or 'piece-jointe'}.pgp", cte="7bit")
             else:
                 part.set_content(armored.decode("ascii"), subtype="plain", charset="us-ascii",
                                  cte="7bit")
+            del armored  # stored as the part's text: not held while the next is sealed
             out.attach(part)
         return mime.to_bytes(out, release=True)
 
