@@ -20,7 +20,6 @@ the database server is :class:`SpoolFull` (452).
 from __future__ import annotations
 
 import functools
-import hashlib
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,14 +32,13 @@ from psycopg import pq
 
 from gateway.errors import BadInputError, SpoolFull, SpoolUnavailable
 from gateway.journal import Journal, JournalEntry
-from gateway.spill import create as create_private
 from gateway.spool.model import RetryPolicy
 from gateway.spool.sqlite import (
     MOVE_BODIES,
     SCHEMA_VERSION,
     Payload,
     SqliteSpool,
-    keep_if_intact,
+    export_file,
 )
 
 _LOCK_SCHEMA = 7_305_001  # advisory lock keys (arbitrary, fixed)
@@ -270,13 +268,7 @@ class PgSpool(SqliteSpool):
                 digest: str) -> bool:
         """A row's data into a new private file ``dest`` (read whole: a bytea is)."""
         data = db.execute(f"SELECT data FROM {table} WHERE {key}=?", (value,)).fetchone()[0]
-        try:
-            with open(create_private(dest), "wb") as f:
-                f.write(data)
-        except OSError as exc:
-            dest.unlink(missing_ok=True)
-            raise SpoolUnavailable(f"spool: cannot write {dest}: {exc.strerror}") from None
-        return keep_if_intact(dest, hashlib.sha256(data).hexdigest() == digest)
+        return export_file(dest, [data], digest)
 
     def head(self, queue_id: str, limit: int) -> bytes:
         with self._read() as db:

@@ -22,7 +22,7 @@ import os
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
@@ -156,10 +156,23 @@ def writer_lock(path: Path) -> threading.Lock:
         return _WRITERS.setdefault(key, threading.Lock())
 
 
-def keep_if_intact(path: Path, intact: bool) -> bool:
-    if not intact:
-        path.unlink()
-    return intact
+def export_file(dest: Path, pieces: Iterable[bytes], digest: str) -> bool:
+    """Write ``pieces`` into a new private file ``dest``; whether they matched ``digest``
+    (the file is removed when they did not).  A file that cannot be written is
+    :class:`SpoolUnavailable`, and none is left."""
+    h = hashlib.sha256()
+    try:
+        with open(create_private(dest), "wb") as f:
+            for piece in pieces:
+                h.update(piece)
+                f.write(piece)
+    except OSError as exc:
+        dest.unlink(missing_ok=True)
+        raise SpoolUnavailable(f"spool: cannot write {dest}: {exc.strerror}") from None
+    if h.hexdigest() != digest:
+        dest.unlink()
+        return False
+    return True
 
 
 def _path(url: str) -> Path:
@@ -362,17 +375,22 @@ class SqliteSpool:
         matched its digest (the file is removed when it did not)."""
         assert isinstance(db, sqlite3.Connection)
         row = db.execute(f"SELECT rowid FROM {table} WHERE {key}=?", (value,)).fetchone()
-        h = hashlib.sha256()
-        try:
-            with db.blobopen(table, "data", row[0], readonly=True) as blob, \
-                    open(create_private(dest), "wb") as f:
-                while piece := blob.read(_PIECE):
-                    h.update(piece)
-                    f.write(piece)
-        except OSError as exc:
-            dest.unlink(missing_ok=True)
-            raise SpoolUnavailable(f"spool: cannot write {dest}: {exc.strerror}") from None
-        return keep_if_intact(dest, h.hexdigest() == digest)
+        with db.blobopen(table, "data", row[0], readonly=True) as blob:
+            return export_file(dest, iter(lambda: blob.read(_PIECE), b""), digest)
+
+    def _checked(self, db: Conn, table: str, key: str, value: Any, data: bytes | None,
+                 digest: str, spill: Path | None, name: str) -> tuple[bool, bytes, Path | None]:
+        """A row's data as read, or — left out of the read as large (None) — written into a
+        new file ``name`` of ``spill``: (whether it matched its digest, the bytes, the file)."""
+        if data is not None:
+            return _digest(data) == digest, data, None
+        assert spill is not None
+        path = new_path(spill, name)
+        return self._export(db, table, key, value, path, digest), b"", path
+
+    def _large(self, spill: Path | None, table: str, key: str, value: Any) -> bool:
+        """Whether a row's data is to come out as a file (not read with the row)."""
+        return spill is not None and self._length(table, key, value) > LARGE
 
     # -- translation --------------------------------------------------------------------
 
@@ -402,10 +420,9 @@ class SqliteSpool:
         return work
 
     def _translate_work(self, queue_id: str, spill: Path | None) -> TranslateWork | None:
-        path = new_path(spill, queue_id) if spill is not None else None
         with self._read() as db:
             # (not length(data) in the same query: SQLite would read the whole blob for it)
-            large = path is not None and self._length("bodies", "queue_id", queue_id) > LARGE
+            large = self._large(spill, "bodies", "queue_id", queue_id)
             row = db.execute("SELECT m.direction, m.mail_from, CASE WHEN ? THEN NULL ELSE b.data "
                              "END, m.digest, m.received_at, m.translate_attempts FROM messages m "
                              "JOIN bodies b ON b.queue_id = m.queue_id WHERE m.queue_id=?",
@@ -416,12 +433,8 @@ class SqliteSpool:
             if row is None:
                 return None
             direction, mail_from, data, digest, received_at, attempts = row
-            if data is None:
-                assert path is not None
-                intact = self._export(db, "bodies", "queue_id", queue_id, path, digest)
-                data = b""
-            else:
-                intact, path = _digest(data) == digest, None
+            intact, data, path = self._checked(db, "bodies", "queue_id", queue_id, data,
+                                               digest, spill, queue_id)
         if not intact:
             self._set_aside(queue_id, "corrupt: stored bytes do not match their digest")
             return None
@@ -430,7 +443,7 @@ class SqliteSpool:
                 path.unlink()
             self._set_aside(queue_id, "corrupt: unknown direction")
             return None
-        return TranslateWork(queue_id, Direction(direction), mail_from, rcpts, bytes(data),
+        return TranslateWork(queue_id, Direction(direction), mail_from, rcpts, data,
                              received_at, attempts, str(path or ""))
 
     def _set_aside(self, queue_id: str, reason: str) -> None:
@@ -503,7 +516,7 @@ class SqliteSpool:
         work = []
         with self._read() as db:
             for oid in outs:
-                large = spill is not None and self._length("outputs", "output_id", oid) > LARGE
+                large = self._large(spill, "outputs", "output_id", oid)
                 row = db.execute(
                     "SELECT o.queue_id, CASE WHEN ? THEN NULL ELSE o.data END, o.digest, "
                     "m.direction, m.mail_from, m.received_at, m.message_id FROM outputs o JOIN "
@@ -512,14 +525,8 @@ class SqliteSpool:
                 if row is None:
                     continue
                 qid, data, digest, direction, mail_from, received_at, message_id = row
-                path = None
-                if data is None:
-                    assert spill is not None
-                    path = new_path(spill, f"{qid}.{oid}")
-                    intact = self._export(db, "outputs", "output_id", oid, path, digest)
-                    data = b""
-                else:
-                    intact = _digest(data) == digest
+                intact, data, path = self._checked(db, "outputs", "output_id", oid, data,
+                                                   digest, spill, f"{qid}.{oid}")
                 if not intact:
                     self._set_aside(qid, "corrupt: translated bytes do not match their digest")
                     continue
@@ -539,7 +546,7 @@ class SqliteSpool:
                     continue
                 work.append(DeliverWork(
                     output_id=oid, queue_id=qid, direction=Direction(direction),
-                    mail_from=mail_from, rcpts=tuple(r[0] for r in rcpts), data=bytes(data),
+                    mail_from=mail_from, rcpts=tuple(r[0] for r in rcpts), data=data,
                     received_at=received_at, attempts=max(r[1] for r in rcpts),
                     first_deferred=min((r[2] for r in rcpts if r[2] is not None), default=None),
                     warned=any(r[3] for r in rcpts), message_id=message_id,
