@@ -783,17 +783,16 @@ class Gateway:
                 Path(item.path).unlink(missing_ok=True)
 
     async def _deliver_and_record(self, item: DeliverWork) -> None:
-        data: bytes | FileMessage = item.data
+        flag = b""
         if item.in_doubt:
             # an earlier attempt was cut off after the peer may have taken the message (a
             # crash between its 250 and our record): say so, outside the signed part, so
             # that the receiving side can recognise the copy (RFC 5321 §6.1 duplicates)
-            flag = b"X-Passerelle-Possible-Duplicate: " + item.queue_id.encode()
             eol = b"\r\n" if b"\r\n" in item.data[:2048] else b"\n"
-            data = flag + eol + item.data
+            flag = b"X-Passerelle-Possible-Duplicate: " + item.queue_id.encode() + eol
             log.warning("delivery.in_doubt", queue_id=item.queue_id, output_id=item.output_id)
-        if item.path:  # sent from its file: every line end becomes CRLF on the way
-            data = FileMessage(Path(item.path), prefix=flag + b"\r\n" if item.in_doubt else b"")
+        # large translated bytes are sent from their file (every line end CRLF on the way)
+        data = FileMessage(Path(item.path), flag) if item.path else flag + item.data
         by_route: dict[tuple[str, bool], list[tuple[str, str]]] = {}
         outcomes: dict[str, Outcome] = {}
         for rcpt in item.rcpts:
