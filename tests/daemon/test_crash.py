@@ -7,6 +7,7 @@ import collections
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 from email.message import EmailMessage
@@ -87,21 +88,29 @@ class Serve:
                 self.proc.kill()
 
 
+async def operator_and_serve(world: World, tmp_path: Path, **workers: object
+                             ) -> tuple[SimTrustOperator, Serve, int]:
+    """A simulated operator (hopital-a) and a started `passerelle serve` routing to it:
+    (the operator, the gateway, its legacy port)."""
+    op = SimTrustOperator(cert=world.cert("hopital-a-server"),
+                          key=world.key("hopital-a-server"), anchors=[world.ca_cert])
+    await op.start()
+    legacy_port = free_port()
+    cfg = world.write_config(tmp_path / "passerelle.toml", tmp_path / "state", serve_tables(
+        legacy_port, {"hopital-a.mssante.example": f"127.0.0.1:{op.port}"}, **workers))
+    serve = Serve(cfg)
+    await serve.start()
+    return op, serve, legacy_port
+
+
 @pytest.mark.slow
 def test_kill_9_mid_run_loses_nothing_and_duplicates_nothing(world: World,
                                                              tmp_path: Path) -> None:
     messages = [sealed(world, n) for n in range(N)]
 
     async def main() -> None:
-        op = SimTrustOperator(cert=world.cert("hopital-a-server"),
-                              key=world.key("hopital-a-server"), anchors=[world.ca_cert])
-        await op.start()
-        legacy_port = free_port()
-        cfg = world.write_config(tmp_path / "passerelle.toml", tmp_path / "state", serve_tables(
-            legacy_port, {"hopital-a.mssante.example": f"127.0.0.1:{op.port}"}))
-        serve = Serve(cfg)
-        await serve.start()
-        tls = __import__("ssl").create_default_context(cafile=str(world.ca_cert))
+        op, serve, legacy_port = await operator_and_serve(world, tmp_path)
+        tls = ssl.create_default_context(cafile=str(world.ca_cert))
         accepted: set[int] = set()
         restarted = asyncio.Event()
 

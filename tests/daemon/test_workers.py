@@ -15,9 +15,8 @@ import aiosmtplib
 import pytest
 
 from gateway.crypto.world import World
-from gateway.sim import SimTrustOperator
 from tests.daemon.harness import ADDR
-from tests.daemon.test_crash import Serve, free_port, sealed, serve_tables
+from tests.daemon.test_crash import operator_and_serve, sealed
 
 PROCESSES = 2
 
@@ -49,15 +48,7 @@ async def until(check: object, timeout: float = 30.0) -> None:
 def test_worker_processes_start_with_the_daemon_and_a_dead_one_is_replaced(
         world: World, tmp_path: Path) -> None:
     async def main() -> None:
-        op = SimTrustOperator(cert=world.cert("hopital-a-server"),
-                              key=world.key("hopital-a-server"), anchors=[world.ca_cert])
-        await op.start()
-        port = free_port()
-        cfg = world.write_config(tmp_path / "passerelle.toml", tmp_path / "state", serve_tables(
-            port, {"hopital-a.mssante.example": f"127.0.0.1:{op.port}"},
-            processes=PROCESSES))
-        serve = Serve(cfg)
-        await serve.start()
+        op, serve, port = await operator_and_serve(world, tmp_path, processes=PROCESSES)
         assert serve.proc is not None
         tls = ssl.create_default_context(cafile=str(world.ca_cert))
 
