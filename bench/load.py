@@ -585,6 +585,10 @@ class Serve:
         return {"gateway": own, "gpg_children": children,
                 "gpg_agent": agent_cpu(self.world.gnupg_gateway)}
 
+    def daemon_cpu(self) -> float:
+        """The daemon process's own CPU seconds (not its translation workers')."""
+        return proc_cpu(self.pid)[0]
+
 
 class Fleet:
     """N `passerelle serve` on one spool (N > 1: a PostgreSQL spool), each with its own
@@ -642,6 +646,10 @@ class Fleet:
             children += c
         return {"gateway": own, "gpg_children": children,
                 "gpg_agent": agent_cpu(self.world.gnupg_gateway)}
+
+    def daemon_cpu(self) -> float:
+        """The daemon processes' own CPU seconds (not their translation workers')."""
+        return sum(proc_cpu(m.pid)[0] for m in self.members)
 
     def cpu_each(self) -> list[float]:
         return [sum(tree_cpu(m.pid)) for m in self.members]
@@ -775,6 +783,7 @@ async def run_phase(name: str, msgs: Sequence[Msg], *, sink: Sink, port: int | S
     and CPU per instance, PostgreSQL's CPU, the load generator's and sink's, and how many
     cores the whole machine was busy on average."""
     before = gateway.cpu() if gateway is not None else None
+    daemon0 = gateway.daemon_cpu() if gateway is not None else 0.0
     if machine_cpu:
         assert isinstance(gateway, Fleet) and sink.proc is not None
         each0 = gateway.cpu_each()
@@ -808,6 +817,9 @@ async def run_phase(name: str, msgs: Sequence[Msg], *, sink: Sink, port: int | S
         out["end_to_end_ms"] = dist([arrived[s.msgid] - s.started for s in ok
                                      if s.msgid in arrived])
         out["cpu_ms_per_msg"] = {k: round(v * 1000, 2) for k, v in cpu.items()}
+        daemon = (gateway.daemon_cpu() - daemon0) / max(1, len(arrived))
+        out["gateway_cpu_ms_per_msg"] = {"daemon": round(daemon * 1000, 2),
+                                         "workers": round((cpu["gateway"] - daemon) * 1000, 2)}
         out["rss_peak_mb"] = round(gateway.rss_peak() / 2**20, 1)
         out["spool_mb"] = round(gateway.spool_bytes() / 2**20, 2)
         if machine_cpu:
