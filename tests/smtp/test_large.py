@@ -18,7 +18,7 @@ from hypothesis import given, settings
 
 from gateway.errors import Fate
 from gateway.smtp import delivery
-from gateway.smtp.delivery import FileMessage, Route, deliver
+from gateway.smtp.delivery import FileMessage, MemoryMessage, Route, deliver
 from gateway.smtp.server import Arrival, Limits, Listener, _Handler
 from gateway.spill import LARGE
 
@@ -183,11 +183,12 @@ _lines = st.lists(st.sampled_from([b"", b".", b"..", b"x", b".x", b"\r", b"text 
 @given(parts=st.lists(st.tuples(_lines, st.sampled_from([b"\r\n", b"\n", b"\r", b""])),
                       max_size=12),
        prefix=st.sampled_from([b"", b"X-Flag: 1\r\n"]), piece=st.integers(1, 9))
-def test_the_wire_form_of_a_file_is_what_aiosmtplib_sends(
+def test_the_wire_form_of_a_message_is_what_aiosmtplib_sends(
         tmp_path_factory: pytest.TempPathFactory, parts: list[tuple[list[bytes], bytes]],
         prefix: bytes, piece: int) -> None:
     """Line ends to CRLF, a final CRLF, dots doubled at line starts — the same bytes as
-    aiosmtplib's own DATA for the whole message in memory, whatever the pieces' size."""
+    aiosmtplib's own DATA for the whole message in memory, whatever the pieces' size, from
+    a file or from memory."""
     data = b"".join(end.join(lines) + end for lines, end in parts)
     path = tmp_path_factory.mktemp("wire") / "m"
     path.write_bytes(data)
@@ -202,6 +203,9 @@ def test_the_wire_form_of_a_file_is_what_aiosmtplib_sends(
     expected = normalize_message_line_endings(prefix + data)
     assert size == len(expected)
     assert stuffed == PERIOD_REGEX.sub(b"..", expected)
+    memory = MemoryMessage(prefix + data)
+    assert memory.size() == len(expected)
+    assert b"".join(memory.wire(stuffed=True)) == stuffed
 
 
 class _Sink:
