@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import ssl
 import time
 from collections.abc import Awaitable, Callable
@@ -331,10 +332,25 @@ class _Smtp(SMTP):
         Its parser (the email package's) fails outright on some paths — ``<`` raises
         IndexError, ``<@[ `` UnboundLocalError, ``<.b@[\\[<`` AttributeError — which aiosmtpd
         would answer "500 Error: (…) …" after logging a traceback: malformed paths too."""
+        simple = _SIMPLE_PATH.match(arg)
+        if simple is not None and (not self.local_part_limit
+                                   or len(simple["local"]) <= self.local_part_limit):
+            # what nearly every client sends, read as the parser would read it (a tenth of
+            # the parser's cost, twice per message; tests/smtp/test_paths.py holds them equal)
+            return simple["address"], simple["rest"]
         try:
             return super()._getaddr(arg)
         except Exception:  # the parser's own failures on hostile input, whatever their type
             return None, None
+
+
+# ``<local@domain>`` and what follows it (the parameters), where local is a dot-atom and the
+# domain dot-separated letters, digits and hyphens: the parser reads these as they are, the
+# blanks after ``>`` skipped (a comment there is left to the parser).
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_SIMPLE_PATH = re.compile(
+    rf"<(?P<address>(?P<local>{_ATOM}(?:\.{_ATOM})*)@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>"
+    r"[ \t]*(?P<rest>(?:[!-'*-~][ -~]*)?)\Z")
 
 
 class Listener:
