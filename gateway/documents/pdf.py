@@ -225,7 +225,10 @@ def render(doc: HprimDocument, *, title: str = "Compte rendu d'examens biologiqu
 
 def _table(out: _Layout, doc: HprimDocument) -> None:
     xs = [_TABLE_LEFT + sum(_COLUMNS[:i]) for i in range(len(_COLUMNS))]
-    inner = [w - 2 * _PAD_X for w in _COLUMNS]
+    # A label wraps inside its padding like a paragraph; a value, unit or range may run over
+    # the paddings, up to 1 pt before the next column's text (platypus let such strings
+    # overflow), before it wraps.
+    inner = [_COLUMNS[0] - 2 * _PAD_X] + [w - 1 for w in _COLUMNS[1:]]
     header = [_Cell(x, _HEAD, [text]) for x, text in zip(xs, _HEADER, strict=True)]
     out.row(header)
     out.rule()
@@ -240,5 +243,5 @@ def _table(out: _Layout, doc: HprimDocument) -> None:
                 for x, text, w in zip(xs[1:], texts, inner[1:], strict=True)
             ]
         else:  # a comment line spans the table
-            cells = [_Cell(xs[0], _BODY, _wrap(item.text, _BODY, sum(inner) + 10 * _PAD_X))]
+            cells = [_Cell(xs[0], _BODY, _wrap(item.text, _BODY, sum(_COLUMNS) - 2 * _PAD_X))]
         out.row(cells)
