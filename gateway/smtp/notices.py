@@ -225,9 +225,15 @@ def read_dsn(message: bytes) -> tuple[str, list[Failure]] | None:
     return message_id, failures
 
 
+# the field's name anywhere in the text: a header block without it asks for no MDN
+_MDN_FIELD = re.compile(rb"disposition-notification-to", re.I)
+
+
 def mdn_requested(original: bytes, return_path: str) -> str | None:
     """The address to notify, when the original asks for an MDN and that address is the
     Return-Path (an MDN is never sent automatically anywhere else)."""
+    if _MDN_FIELD.search(original) is None:  # most mail asks for none: no header parse
+        return None
     msg = _head(original)
     if msg is None:
         return None
