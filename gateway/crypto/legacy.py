@@ -128,7 +128,9 @@ class LegacyCrypto:
         if inside:
             leaf = mime.new()
             _copy_headers(part, leaf, skip_content=False)
-            leaf.set_payload(part.get_payload())
+            # its text as parsed: get_payload() gives an 8-bit text decoded, which the
+            # writer (ASCII, 8-bit bytes kept as surrogates) then cannot write
+            leaf.set_payload(getattr(part, "_payload", ""))
             return leaf
         return self._leaf(part, results, top=top)
 
