@@ -28,13 +28,16 @@ words holding a non-ASCII character, and every reading and every misreading we k
 to the same ASCII and the rest to non-ASCII, so a reading is judged — and a misreading undone —
 on those words alone, read or undone all at once, each distinct word judged once (and
 remembered across letters); ftfy runs a line at a time, as it does itself, its one-step repair
-memoised so that readings which repair into one another share the work.
+memoised so that readings which repair into one another share the work, and it is not asked
+about a line its own badness check passes — a check made only around the few characters every
+match of ftfy's badness regex holds (most clean French lines have none).
 """
 
 from __future__ import annotations
 
 import codecs
 import contextlib
+import hashlib
 import math
 import re
 import unicodedata
@@ -438,7 +441,8 @@ def _ftfy(text: str) -> str:
         brk = text.find("\n", pos) + 1 or end
         brk = min(brk, pos + limit)
         segment = text[pos:brk]
-        out.append(segment if segment.isascii() else _ftfy_segment(segment))
+        out.append(segment if segment.isascii() or not _is_bad(segment)
+                   else _ftfy_segment(segment))
         pos = brk
     return "".join(out)
 
@@ -452,11 +456,13 @@ def _ftfy_segment(segment: str) -> str:
     # fixers our config turns off, until nothing changes: the fixed point of the one step.
     # Memoising the step means the candidate readings of a letter, which often repair into
     # one another's lines, share the work (a Mac Roman line repairs into the UTF-8 line).
+    # The step leaves text the badness check passes alone (see _is_bad): most lines, once
+    # repaired, are not asked again.
     text = segment
     while True:
         fixed = _ftfy_step(text)
-        if fixed == text:
-            return text
+        if fixed == text or not _is_bad(fixed):
+            return fixed
         text = fixed
 
 
@@ -481,6 +487,47 @@ def _ftfy_one_step() -> Callable[[str, ftfy.TextFixerConfig], ftfy.ExplainedText
 
 _FTFY_STEP = _ftfy_one_step()
 _FTFY_STEP_CONFIG = ftfy.TextFixerConfig(explain=False)  # what ftfy.fix_encoding uses
+
+# ftfy changes nothing in a segment its badness regex (ftfy.badness.BADNESS_RE) finds no match
+# in: its one step returns such text as it is, so fix_text with our config does too.  Most
+# lines are such (every line of a clean reading, every line once repaired), and the regex is
+# slow to find nothing (37 alternatives tried at every character).  Every match of it (ftfy
+# 6.3) holds a character of _TRIGGER, a class with none of the common French letters (é, è,
+# à, ç, ê, …, °, ’, the non-breaking space), and is at most _BADNESS_WIDTH long; it uses no
+# lookaround, no word boundary, no end anchor.  So text has a match exactly when one of the
+# windows around its trigger characters has one (``search(text, pos, endpos)`` matches there
+# as in the whole text; ``^`` only at 0, as in the whole text).  tests/text/test_fast_paths.py
+# proves each premise on the regex itself; another ftfy release's regex (another digest)
+# falls back to ftfy's own check.
+_BADNESS_PROVEN = "9dcc0f2ac90d9ae3c85eb7b9b2c0b8a8e8126153847c2b30c91a0bb263f3b8c4"
+_BADNESS_WIDTH = 7
+_TRIGGER_CLASS = (
+    "[{c1}{bad}{upper_accented}{box}{start_punctuation}{end_punctuation}{currency}{numeric}"
+    "ŒœÙЂВГРСΒΓΞΟ]"
+)
+
+
+def _badness_check() -> Callable[[str], bool]:
+    """``ftfy.badness.is_bad``, the windowed way where the reasoning above holds."""
+    badness = ftfy.badness
+    regex = badness.BADNESS_RE
+    if hashlib.sha256(regex.pattern.encode()).hexdigest() != _BADNESS_PROVEN:
+        return badness.is_bad
+    triggers = re.compile(_TRIGGER_CLASS.format(**badness.MOJIBAKE_CATEGORIES)).finditer
+    search = regex.search
+    reach = _BADNESS_WIDTH - 1
+
+    def is_bad(text: str) -> bool:
+        for m in triggers(text):
+            at = m.start()
+            if search(text, max(0, at - reach), at + _BADNESS_WIDTH):
+                return True
+        return False
+
+    return is_bad
+
+
+_is_bad = _badness_check()
 
 
 def _confidence(best: _Reading, runner_up: _Reading | None) -> float:

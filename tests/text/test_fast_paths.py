@@ -352,3 +352,98 @@ def test_locator_many_is_one_by_one(text: str, offsets: list[int]) -> None:
     locate = fast._Locator(text)
     lines, columns = locate.many(offsets)
     assert list(zip(lines, columns, strict=True)) == [locate(o) for o in offsets]
+
+
+# ftfy's badness check, the windowed way (repair._is_bad): the premises, proved on the regex.
+
+def _code_points(items: list[Any]) -> set[int] | None:
+    """The characters a parsed single-character item can match; None when unbounded."""
+    out: set[int] = set()
+    for op, av in items:
+        name = str(op)
+        if name == "LITERAL":
+            out.add(av)
+        elif name == "RANGE":
+            out.update(range(av[0], av[1] + 1))
+        else:  # NEGATE, CATEGORY (\s, \w), ANY: not a finite set we can compare
+            return None
+    return out
+
+
+def _badness_parsed() -> Any:
+    import re
+    from re import _parser
+
+    return _parser.parse(ftfy.badness.BADNESS_RE.pattern, re.VERBOSE)
+
+
+def test_badness_shortcut_is_used_with_the_installed_ftfy() -> None:
+    assert fast._is_bad is not ftfy.badness.is_bad  # else ftfy's own check is what runs
+
+
+def test_every_badness_match_holds_a_trigger_character() -> None:
+    import re
+    from re import _parser
+
+    trigger = _code_points(_parser.parse(
+        fast._TRIGGER_CLASS.format(**ftfy.badness.MOJIBAKE_CATEGORIES))[0][1])
+    assert trigger is not None
+    assert not trigger & set(map(ord, "éèàçêëîïôûùâ°’\u00a0–…"))  # the point of it
+    (op, (_, alternatives)), = _badness_parsed()
+    assert str(op) == "BRANCH" and len(alternatives) > 30
+    for alternative in alternatives:
+        required = []
+        for item_op, av in alternative:
+            if str(item_op) == "LITERAL":
+                required.append({av})
+            elif str(item_op) == "IN":
+                chars = _code_points(av)
+                if chars is not None:
+                    required.append(chars)
+        # a match of the alternative matches every required item: one lies in the trigger set
+        assert any(chars <= trigger for chars in required), alternative
+    assert re.compile(fast._TRIGGER_CLASS.format(**ftfy.badness.MOJIBAKE_CATEGORIES))
+
+
+def test_badness_matches_are_short_and_need_no_context() -> None:
+    parsed = _badness_parsed()
+    assert parsed.getwidth()[1] <= fast._BADNESS_WIDTH
+    seen: set[tuple[str, str]] = set()
+
+    def walk(items: Any) -> None:
+        for op, av in items:
+            name = str(op)
+            seen.add((name, str(av) if name == "AT" else ""))
+            if name == "BRANCH":
+                for alternative in av[1]:
+                    walk(alternative)
+            elif name in ("MAX_REPEAT", "MIN_REPEAT"):
+                walk(av[2])
+            elif name == "SUBPATTERN":
+                walk(av[3])
+
+    walk(parsed)
+    # No lookaround, no word boundary, no end anchor; ^ matches at 0 only, window or not.
+    assert seen <= {("AT", "AT_BEGINNING"), ("ANY", ""), ("LITERAL", ""), ("IN", ""),
+                    ("MAX_REPEAT", ""), ("BRANCH", ""), ("SUBPATTERN", "")}, seen
+    assert not ftfy.badness.BADNESS_RE.flags & (2 | 8 | 16)  # IGNORECASE, MULTILINE, DOTALL
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.lists(_FTFY_PIECES | _PIECES | st.text(max_size=5)
+                | st.sampled_from(["µ", "²", "À", "×²", "à²", "œ.", "√±", "ВЂ", "ΒΓΟ", "Ù·Ø·",
+                                   "ГўВЂВ a", "É°", "Ã ", " Â ", "a\u00a0Ã "]),
+                max_size=30).map("".join))
+def test_is_bad_windowed_is_ftfy_is_bad(text: str) -> None:
+    assert fast._is_bad(text) == ftfy.badness.is_bad(text)
+
+
+def test_is_bad_windowed_on_every_corpus_reading_line() -> None:
+    for case in _CASES:
+        data = case.read_bytes()
+        texts = [decode(data, codec) for codec in SINGLE_BYTE]
+        if fast._is_utf8(data):
+            texts.append(data.decode("utf-8"))
+        for text in texts:
+            for line in text.splitlines(keepends=True):
+                assert fast._is_bad(line) == ftfy.badness.is_bad(line), line
