@@ -9,12 +9,14 @@ certificate and verifies the server against the anchors.
 from __future__ import annotations
 
 import ssl
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from gateway.crypto.x509util import dn_string, load_certificates
@@ -83,6 +85,61 @@ def validate_chain(cert: x509.Certificate, *, anchors: TrustAnchors,
         chain.append(issuer)
         current = issuer
     raise CertificateRejected("certificate chain too long")
+
+
+class ChainCache:
+    """Chain validations against one set of anchors, remembered for the time they hold.
+
+    What :func:`validate_chain` decides about a certificate depends on the time only through
+    the validity periods of the chain and the next-update of the CRLs it read; all else
+    (signatures, key usage, revocation lists, which issuer) is a function of the exact bytes
+    of the certificate and of the anchors, which are immutable.  So a validation that passed
+    is kept, keyed by the certificate's DER (and the intermediates'), with the window
+    [latest not-before, earliest not-after / next-update] of its chain: a later ``at`` inside
+    the window needs nothing more; outside it the chain is validated again, and refused with
+    the usual reason (expired, not yet valid, CRL out of date).  Failures are not kept."""
+
+    def __init__(self, anchors: TrustAnchors, *, size: int = 1024) -> None:
+        self.anchors = anchors
+        self._size = size
+        self._held: dict[tuple[bytes, ...],
+                         tuple[datetime, datetime, tuple[x509.Certificate, ...]]] = {}
+        self._lock = threading.Lock()
+
+    def validate(self, cert: x509.Certificate, *, at: datetime,
+                 intermediates: Sequence[x509.Certificate] = (), purpose: str = "signing",
+                 der: bytes | None = None) -> list[x509.Certificate]:
+        """:func:`validate_chain` of ``cert`` at ``at`` (``der``: its DER, when known)."""
+        key = (purpose.encode(), der if der is not None else _der(cert),
+               *(_der(c) for c in intermediates))
+        held = self._held.get(key)
+        if held is not None and held[0] <= at <= held[1]:
+            return list(held[2])
+        chain = validate_chain(cert, anchors=self.anchors, intermediates=intermediates, at=at,
+                               purpose=purpose)
+        start, until = validity_window(chain, self.anchors)
+        with self._lock:
+            while len(self._held) >= self._size:  # the oldest first
+                del self._held[next(iter(self._held))]
+            self._held[key] = (start, until, tuple(chain))
+        return chain
+
+
+def validity_window(chain: Sequence[x509.Certificate],
+                    anchors: TrustAnchors) -> tuple[datetime, datetime]:
+    """When a chain :func:`validate_chain` accepted stays valid: from the latest not-before
+    of its certificates to the earliest of their not-after and of the next-update of every
+    CRL it read (those of the issuers of its certificates)."""
+    start = max(c.not_valid_before_utc for c in chain)
+    until = min(c.not_valid_after_utc for c in chain)
+    for crl in anchors.crls:
+        if crl.next_update_utc is not None and any(crl.issuer == c.issuer for c in chain):
+            until = min(until, crl.next_update_utc)
+    return start, until
+
+
+def _der(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.DER)
 
 
 def _check_validity(cert: x509.Certificate, at: datetime) -> None:
