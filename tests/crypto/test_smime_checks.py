@@ -1,0 +1,321 @@
+"""What the S/MIME signer and verifier still check now that they keep what holds between
+messages: the self-check of our own signatures, and chain validations kept for their time."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import email
+import email.policy
+import hashlib
+import itertools
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gateway.crypto import smime
+from gateway.crypto.pki import ChainCache, TrustAnchors
+from gateway.crypto.world import World
+from gateway.crypto.x509util import load_certificate, load_private_key
+from gateway.errors import CertificateRejected, SmimeError
+from gateway.translate.handover import Handover
+
+MESSAGE = (b"From: a@legacy.mssante.example\r\nTo: b@hopital-a.mssante.example\r\nSubject: x\r\n"
+           b"Content-Type: text/plain; charset=us-ascii\r\n\r\nHemoglobine 11,8 g/dL.\r\n")
+
+
+@pytest.fixture(scope="module")
+def identity(world: World) -> smime.SigningIdentity:
+    return smime.SigningIdentity.load(world.cert("gateway-signing"),
+                                      world.key("gateway-signing"))
+
+
+@pytest.fixture(scope="module")
+def anchors(world: World) -> TrustAnchors:
+    return TrustAnchors.load([world.ca_cert], [world.crl])
+
+
+class Clock:
+    def __init__(self, at: datetime) -> None:
+        self.at = at
+
+    def __call__(self) -> datetime:
+        return self.at
+
+
+# -- the self-check of our own signatures --------------------------------------------------
+
+def test_a_key_that_does_not_match_the_certificate_is_caught(
+        world: World, identity: smime.SigningIdentity, anchors: TrustAnchors) -> None:
+    other = load_private_key(world.key("list-signer"))
+    assert isinstance(other, rsa.RSAPrivateKey)
+    mismatched = smime.SigningIdentity(identity.cert, other)
+    with pytest.raises(SmimeError, match="does not verify"):
+        smime.Smime(mismatched, anchors).sign(MESSAGE)
+    with pytest.raises(SmimeError, match="does not verify"):
+        smime.sign_and_check(MESSAGE, mismatched, anchors=anchors, at=datetime.now(UTC))
+
+
+def test_content_signed_other_than_sent_is_caught(identity: smime.SigningIdentity,
+                                                  anchors: TrustAnchors,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    signer = smime.Smime(identity, anchors)
+    signer.sign(MESSAGE)
+    real = smime._detached_signature
+    monkeypatch.setattr(smime, "_detached_signature",
+                        lambda data, ident: real(memoryview(bytes(data) + b" "), ident))
+    with pytest.raises(SmimeError, match="digest mismatch"):
+        signer.sign(MESSAGE)
+
+
+def _in_entity(signed: bytes) -> int:
+    return signed.index(b"Hemoglobine")
+
+
+def _in_signature(signed: bytes) -> int:
+    return signed.index(b'filename="smime.p7s"\r\n\r\n') + 24 + 300
+
+
+@pytest.mark.parametrize("where", [_in_entity, _in_signature])
+def test_output_altered_after_signing_is_caught(identity: smime.SigningIdentity,
+                                                anchors: TrustAnchors,
+                                                monkeypatch: pytest.MonkeyPatch,
+                                                where: Callable[[bytes], int]) -> None:
+    """The bytes checked are the bytes returned: a byte of the entity or of the signature
+    changed after signing is seen."""
+    real = smime.sign
+
+    def altered(message: bytes | Handover, ident: smime.SigningIdentity) -> bytes:
+        out = bytearray(real(message, ident))
+        at = where(bytes(out))
+        out[at] = ord("B") if out[at] != ord("B") else ord("C")
+        return bytes(out)
+
+    monkeypatch.setattr(smime, "sign", altered)
+    with pytest.raises(SmimeError):
+        smime.Smime(identity, anchors).sign(MESSAGE)
+
+
+def test_a_signature_by_another_certificate_is_caught(
+        world: World, identity: smime.SigningIdentity, anchors: TrustAnchors,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A signature that verifies, but names another certificate than ours."""
+    other = smime.SigningIdentity.load(world.cert("list-signer"), world.key("list-signer"))
+    real = smime._detached_signature
+    monkeypatch.setattr(smime, "_detached_signature", lambda data, _ident: real(data, other))
+    with pytest.raises(SmimeError, match="not the CMS we write"):
+        smime.Smime(identity, anchors).sign(MESSAGE)
+
+
+def test_our_own_expired_certificate_is_refused_after_earlier_signs(
+        identity: smime.SigningIdentity, anchors: TrustAnchors) -> None:
+    now = datetime.now(UTC)
+    clock = Clock(now)
+    signer = smime.Smime(identity, anchors, clock=clock)
+    signer.sign(MESSAGE)
+    signer.sign(Handover.of(MESSAGE))
+    clock.at = identity.cert.not_valid_after_utc + timedelta(seconds=1)
+    with pytest.raises(CertificateRejected, match="expired"):
+        signer.sign(MESSAGE)
+    clock.at = now
+    signer.sign(MESSAGE)
+    clock.at = identity.cert.not_valid_before_utc - timedelta(seconds=1)
+    with pytest.raises(CertificateRejected, match="not yet valid"):
+        signer.sign(MESSAGE)
+
+
+def test_an_out_of_date_crl_is_refused_at_sign_time_after_earlier_signs(
+        identity: smime.SigningIdentity, anchors: TrustAnchors) -> None:
+    crl_next = anchors.crls[0].next_update_utc
+    assert crl_next is not None and crl_next < identity.cert.not_valid_after_utc
+    clock = Clock(datetime.now(UTC))
+    signer = smime.Smime(identity, anchors, clock=clock)
+    signer.sign(MESSAGE)
+    clock.at = crl_next + timedelta(seconds=1)
+    with pytest.raises(CertificateRejected, match="CRL"):
+        signer.sign(MESSAGE)
+
+
+def _issue(world: World, key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey, *,
+           subject: str, serial: int | None = None, issuer_key: object = None,
+           ) -> x509.Certificate:
+    ca = load_certificate(world.ca_cert)
+    ca_key = issuer_key or load_private_key(world.ca_key)
+    now = datetime.now(UTC)
+    return (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .issuer_name(ca.subject).public_key(key.public_key())
+            .serial_number(serial or x509.random_serial_number())
+            .not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=30))
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]),
+                           critical=False)
+            .sign(ca_key, hashes.SHA256()))  # type: ignore[arg-type]
+
+
+def test_an_ec_signing_key_passes_its_self_check(world: World, anchors: TrustAnchors) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    ident = smime.SigningIdentity(_issue(world, key, subject="ec@legacy.mssante.example"), key)
+    signed = smime.Smime(ident, anchors).sign(MESSAGE)
+    assert smime.verify(signed, anchors=anchors, at=datetime.now(UTC)).signer == (
+        "CN=ec@legacy.mssante.example")
+
+
+# -- incoming signatures: chain validations kept for their time ------------------------------
+
+def test_an_incoming_signer_is_refused_at_a_later_time_after_being_accepted(
+        identity: smime.SigningIdentity, anchors: TrustAnchors) -> None:
+    signed = smime.sign(MESSAGE, identity)
+    receiver = smime.Smime(identity, anchors)
+    now = datetime.now(UTC)
+    receiver.verify(signed, at=now)
+    receiver.verify(signed, at=now + timedelta(minutes=1))
+    with pytest.raises(CertificateRejected, match="expired"):
+        receiver.verify(signed, at=datetime(2040, 1, 1, tzinfo=UTC))
+    with pytest.raises(CertificateRejected, match="not yet valid"):
+        receiver.verify(signed, at=identity.cert.not_valid_before_utc - timedelta(seconds=1))
+    crl_next = anchors.crls[0].next_update_utc
+    assert crl_next is not None
+    with pytest.raises(CertificateRejected, match="CRL"):
+        receiver.verify(signed, at=crl_next + timedelta(seconds=1))
+    receiver.verify(signed, at=now)
+
+
+def test_other_anchors_do_not_share_what_was_validated(world: World,
+                                                       identity: smime.SigningIdentity,
+                                                       anchors: TrustAnchors) -> None:
+    signed = smime.sign(MESSAGE, identity)
+    smime.Smime(identity, anchors).verify(signed, at=datetime.now(UTC))
+    with pytest.raises(CertificateRejected):
+        smime.Smime(identity, TrustAnchors.load([world.evil_ca_cert])).verify(
+            signed, at=datetime.now(UTC))
+
+
+def test_chain_cache_keys_on_the_exact_certificate(world: World,
+                                                   identity: smime.SigningIdentity,
+                                                   anchors: TrustAnchors) -> None:
+    """A look-alike of an accepted certificate (same subject, issuer name and serial number,
+    another key, signed by someone else) is validated afresh, and refused."""
+    chains = ChainCache(anchors)
+    now = datetime.now(UTC)
+    chains.validate(identity.cert, at=now)
+    forger = ec.generate_private_key(ec.SECP256R1())
+    forged = (x509.CertificateBuilder().subject_name(identity.cert.subject)
+              .issuer_name(identity.cert.issuer).public_key(forger.public_key())
+              .serial_number(identity.cert.serial_number)
+              .not_valid_before(identity.cert.not_valid_before_utc)
+              .not_valid_after(identity.cert.not_valid_after_utc)
+              .sign(forger, hashes.SHA256()))
+    with pytest.raises(CertificateRejected, match="signature invalid"):
+        chains.validate(forged, at=now)
+    revoked = load_certificate(world.cert("revoked-client"))
+    for _ in range(2):  # a refusal is not kept as an acceptance, nor the other way round
+        with pytest.raises(CertificateRejected, match="revoked"):
+            chains.validate(revoked, at=now, purpose="client")
+    chains.validate(identity.cert, at=now)
+
+
+def test_chain_cache_keeps_a_bounded_number(identity: smime.SigningIdentity,
+                                            anchors: TrustAnchors) -> None:
+    chains = ChainCache(anchors, size=1)
+    now = datetime.now(UTC)
+    for purpose in ("signing", "signing", "client"):
+        with contextlib.suppress(CertificateRejected):
+            chains.validate(identity.cert, at=now, purpose=purpose)
+    assert len(chains._held) <= 1
+
+
+# -- reading the signature part and the handed-over message in one pass -----------------------
+
+DER = bytes(range(256)) * 3
+B64 = base64.encodebytes(DER).replace(b"\n", b"\r\n").rstrip(b"\r\n")
+PARTS = [
+    b'Content-Type: application/pkcs7-signature; name="smime.p7s"\r\n'
+    b"Content-Transfer-Encoding: base64\r\n\r\n" + B64,
+    b"content-transfer-encoding:  BASE64 \r\ncontent-type: application/x-pkcs7-signature\r\n"
+    b"\r\n" + B64 + b"\r\n",
+    b"Content-Type: application/pkcs7-signature;\r\n name=x\r\nContent-Transfer-Encoding: "
+    b"base64\r\n\r\n" + B64.replace(b"\r\n", b"\n"),
+    b"Content-Transfer-Encoding: base64\r\n\r\n" + B64.rstrip(b"="),  # unpadded
+    b"Content-Transfer-Encoding: base64\r\n\r\n" + B64[:40] + b"*!" + B64[40:],  # junk
+    b"Content-Transfer-Encoding: base64\r\n\r\n" + B64[:40] + b" \t" + B64[40:],
+    b"Content-Type: multipart/mixed; boundary=x\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+    + B64,
+    b"Content-Transfer-Encoding: quoted-printable\r\n\r\n" + B64,
+    b"Content-Transfer-Encoding: base64\r\nContent-Transfer-Encoding: 7bit\r\n\r\n" + B64,
+    b"not a header\r\nContent-Transfer-Encoding: base64\r\n\r\n" + B64,
+    b" folded\r\nContent-Transfer-Encoding: base64\r\n\r\n" + B64,
+    b"Content-Transfer-Encoding: base64 \r\n\r\n" + B64,  # the parser does not decode it
+    b"Content-Transfer-Encoding:\tbase64\r\n\r\n" + B64,
+    b"Content-Transfer-Encoding:\r\n base64\r\n\r\n" + B64,
+    b"Content-Transfer-Encoding: base64\r\n\r\n",
+    b"Content-Transfer-Encoding: base64\r\n" + B64,
+]
+
+
+@pytest.mark.parametrize("part", PARTS)
+def test_signature_part_reads_as_the_email_parser_reads_it(part: bytes) -> None:
+    payload = email.message_from_bytes(part, policy=email.policy.compat32).get_payload(
+        decode=True)
+    expected = payload if isinstance(payload, bytes) and payload else None
+    if expected is None:
+        with pytest.raises(SmimeError, match="empty"):
+            smime._signature_der(part)
+    else:
+        assert smime._signature_der(part) == expected
+
+
+@given(st.text(alphabet="\r\nab", max_size=60).map(str.encode),
+       st.lists(st.integers(min_value=0, max_value=200), max_size=4))
+def test_a_handed_over_message_signs_as_its_bytes(body: bytes, cuts: list[int]) -> None:
+    """CRLF header, any line ends in the body, cut anywhere (a CR and its LF apart too)."""
+    message = b"Subject: x\r\nContent-Type: text/plain\r\n\r\n" + body
+    at = sorted({min(c, len(message)) for c in cuts} | {0, len(message)})
+    pieces = [message[a:b] for a, b in itertools.pairwise(at)]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(smime, "_detached_signature",
+                   lambda data, _identity: hashlib.sha512(bytes(data)).digest())
+        mp.setattr("gateway.crypto.smime.secrets.token_hex", lambda _n: "0" * 24)
+        ident = smime.SigningIdentity.__new__(smime.SigningIdentity)
+        assert smime.sign(Handover(pieces), ident) == smime.sign(message, ident)
+
+
+def test_handed_over_message_with_bare_lfs_is_signed_and_checked(
+        world: World, identity: smime.SigningIdentity, anchors: TrustAnchors,
+        tmp_path: Path) -> None:
+    lf = MESSAGE.split(b"\r\n\r\n", 1)
+    message = lf[0] + b"\r\n\r\n" + b"line one\nline two\r\nline three\n"
+    for handed in (Handover([message[:60], message[60:]]),
+                   Handover.of_file(_written(tmp_path / "m.eml", message))):
+        signed = smime.Smime(identity, anchors).sign(handed)
+        content = smime.verify(signed, anchors=anchors, at=datetime.now(UTC)).content
+        assert content.endswith(b"line one\r\nline two\r\nline three\r\n")
+
+
+def _written(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def test_der_reader_refuses_what_is_not_plain_der() -> None:
+    for data in (b"\x30\x80\x00\x00", b"\x30\x81\x05" + b"\x00" * 5, b"\x30\x05\x00",
+                 b"\x1f\x01\x00", b"\x30\x82\x00\x03abc"):
+        with pytest.raises(smime._NotOurShape):
+            smime._der_items(data, 0, len(data))
+    assert smime._der_items(b"\x04\x81\x80" + b"x" * 128, 0, 131) == [(4, 0, 3, 131)]
+
+
+def test_own_certificate_is_read_as_a_signer_names_it(identity: smime.SigningIdentity) -> None:
+    own = smime._OwnCertificate.of(identity.cert)
+    assert own.der == identity.cert.public_bytes(serialization.Encoding.DER)
+    serial = identity.cert.serial_number
+    assert int.from_bytes(own.serial[2:], "big") == serial
+    assert own.issuer_serial.endswith(own.serial)
+    assert own.issuer_serial.startswith(identity.cert.issuer.public_bytes())
