@@ -89,7 +89,8 @@ class LegacyCrypto:
                 raise WrongSigner(f"{what} signed by {result.signer[-16:]}, expected the "
                                   f"sender's key {expected[-16:]}")
         first = results[0][1]
-        return OpenedMessage(mime.to_handover(out), Verification(
+        # the next stage (compose) parses it again: a small one is handed as read too
+        return OpenedMessage(mime.to_handover(out, reread=True), Verification(
             signer=first.signer, signer_uid=first.signer_uid,
             parts=tuple(what for what, _ in results)))
 

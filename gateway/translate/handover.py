@@ -4,7 +4,9 @@ A large message read whole and kept by every frame it passes through (the daemon
 pipeline's, ``open``'s) is held as many times; handed over, it is let go by the stage that
 reads it last.  It is read in slices — the MIME parser is fed slices anyway — from memory
 (one buffer or pieces, each let go once read) or from its file, which is then never whole
-in memory.  Its SHA-256 (for the trace) is taken once, before it is let go.
+in memory.  Its SHA-256 (for the trace) is taken once, before it is let go.  A small message
+written for a stage that parses it again may be handed with the tree the parser would give
+(see :func:`gateway.translate.mime.to_handover`), which that stage takes instead.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterator
+from email.message import EmailMessage
 from pathlib import Path
 
 SLICE = 64 * 1024  # what a reader is handed at a time
@@ -31,6 +34,7 @@ class Handover:
         self.size = path.stat().st_size if path is not None else sum(map(len, pieces or ()))
         self._digest: str | None = None
         self._head: bytes | None = None
+        self._read: EmailMessage | None = None
 
     @classmethod
     def of(cls, data: bytes) -> Handover:
@@ -62,6 +66,21 @@ class Handover:
         if self._pieces is None and self._path is None:
             raise HandedOver("message already let go")
 
+    def keep_read(self, message: EmailMessage) -> None:
+        """Hold ``message``: the tree the MIME parser gives for these bytes (see
+        :func:`gateway.translate.mime.to_handover`), for the next stage to take instead of
+        parsing them again."""
+        self._read = message
+
+    def take_read(self) -> EmailMessage | None:
+        """The tree held by :meth:`keep_read`, once, the bytes then let go; None when none
+        is held (the bytes are then to be parsed)."""
+        message, self._read = self._read, None
+        if message is not None:
+            self._check()
+            self._pieces, self._path = None, None
+        return message
+
     def pieces(self, *, release: bool = False) -> Iterator[bytes]:
         """The message in order, as it is held (a file in slices); ``release``: each piece
         let go once read, and the handover emptied."""
@@ -80,7 +99,7 @@ class Handover:
             for piece in self._pieces or ():
                 yield from _as_bytes(piece)
         if release:
-            self._pieces, self._path = None, None
+            self._pieces, self._path, self._read = None, None, None
 
     def slices(self, *, release: bool = False) -> Iterator[bytes]:
         """The message in order, in slices of at most :data:`SLICE` bytes; ``release``: each
@@ -123,7 +142,7 @@ class Handover:
             assert self._pieces is not None
             data = (self._pieces[0] if len(self._pieces) == 1 and isinstance(
                 self._pieces[0], bytes) else b"".join(self._pieces))
-        self._pieces, self._path = None, None
+        self._pieces, self._path, self._read = None, None, None
         return data
 
 

@@ -174,6 +174,9 @@ def parse(raw: bytes | Handover) -> EmailMessage:
     """Parse a message with the modern policy, after the shape checks; a handover is let go
     as it is read (the parsed message takes its place)."""
     check_shape(raw.head() if isinstance(raw, Handover) else raw)
+    if isinstance(raw, Handover) and (written := raw.take_read()) is not None:
+        _check_tree(written)  # what the parser gives for the bytes (see to_handover)
+        return written
     try:
         # fed in slices: ``message_from_bytes`` decodes the whole message into a str and
         # reads it back through a StringIO (four bytes a character), some six times the
@@ -377,17 +380,87 @@ def to_bytes(msg: EmailMessage, *, release: bool = False) -> bytes:
     return out.getvalue()  # hands over the buffer itself, no copy
 
 
-def to_handover(msg: EmailMessage) -> Handover:
+def to_handover(msg: EmailMessage, *, reread: bool = False) -> Handover:
     """``to_bytes(msg, release=True)`` handed over in pieces of about :data:`PIECE` bytes:
     the stage it is handed to lets each piece go as it reads it (a buffer of the whole
-    message would be held until it is read to its end)."""
+    message would be held until it is read to its end).
+
+    ``reread``: the next stage parses it again.  A message of at most :data:`REREAD` bytes
+    of text is then kept, made what the parser would give for its bytes (:func:`_as_read`),
+    for :func:`parse` to take instead of reading them (each part's text is not let go: a
+    small message is held twice for a while; a large one is written as above)."""
+    keep = reread and _text_size(msg) <= REREAD
     if not _draw_boundaries(msg):  # written whole, nothing let go (see to_bytes)
         whole = io.BytesIO()
         _write(msg, whole)
-        return Handover.of(whole.getvalue())
-    out = _Pieces()
-    _write(msg, out, release=True)
-    return Handover(out.close())
+        handed = Handover.of(whole.getvalue())
+    else:
+        out = _Pieces()
+        _write(msg, out, release=not keep)
+        handed = Handover(out.close())
+    if keep and _as_read(msg):
+        handed.keep_read(msg)
+    return handed
+
+
+# The text a message may hold for to_handover to keep it for the next stage's parse: the
+# parse of a small message costs a few times the writing of it, of a large one its memory.
+REREAD = 1024 * 1024
+
+
+def _text_size(msg: Message) -> int:
+    return sum(len(p) for p in (getattr(part, "_payload", None) for part in msg.walk())
+               if isinstance(p, str))
+
+
+def _as_read(msg: Message) -> bool:
+    """Make ``msg``, just written by :func:`_write`, the tree :func:`parse` gives for the
+    bytes written: each header field as the parser stores it (its folded text, see
+    ``email.policy.EmailPolicy.header_source_parse``), each text with CRLF line ends, the
+    newline before a delimiter belonging to the delimiter (RFC 2046).  False, and ``msg``
+    left as it is, when it holds what the parser could read otherwise: a part the email
+    package's generator writes (``message/*``, ``multipart/signed``, a payload that is not
+    text), a multipart without parts or with a preamble or epilogue, a text holding the
+    delimiter of a multipart it is in."""
+    delimiters: list[str] = []
+
+    def readable(part: Message) -> bool:
+        main = part.get_content_maintype()
+        payload = getattr(part, "_payload", None)
+        if main == "multipart":
+            boundary = part.get_boundary()
+            if (part.get_content_subtype() == "signed" or not boundary
+                    or not isinstance(payload, list) or not payload
+                    or not all(isinstance(p, Message) for p in payload)
+                    or part.preamble is not None or part.epilogue is not None):
+                return False
+            delimiters.append("--" + boundary)
+            found = all(readable(p) for p in payload)
+            delimiters.pop()
+            return found
+        return main != "message" and (payload is None or (isinstance(payload, str) and not any(
+            d in payload for d in delimiters)))
+
+    if not readable(msg):
+        return False
+    for part in msg.walk():
+        part._headers = [_field_as_read(_folded(name, value))  # type: ignore[attr-defined]
+                         for name, value in part.raw_items()]
+        part._charset = None  # type: ignore[attr-defined]
+        if part.is_multipart():
+            part.epilogue = ""  # the text after the close delimiter: none, read as ""
+        else:
+            text = getattr(part, "_payload", None) or ""
+            part._payload = (  # type: ignore[attr-defined]
+                text.replace("\n", _NL) if "\r" not in text else _LINE_END.sub(_NL, text))
+    return True
+
+
+def _field_as_read(folded: bytes) -> tuple[str, str]:
+    """A header field written as ``folded``, as the parser stores it."""
+    text = folded.decode("ascii", "surrogateescape")
+    name, value = text.split(":", 1)
+    return name, value.lstrip(" \t").rstrip("\r\n")
 
 
 PIECE = 1024 * 1024
@@ -471,12 +544,29 @@ def _mentions(msg: Message, token: str) -> bool:
 
 def _write_headers(part: Message, out: io.BytesIO | _Pieces) -> None:
     for name, value in part.raw_items():
-        folded = WIRE.fold_binary(name, value)
-        if not folded.endswith(b"\r\n") or _NEWLINE_IN_FIELD.search(folded[:-2]):
-            # the check newer generators make (policy.verify_generated_headers)
-            raise MessageFormatError(f"{name} header cannot be written")
-        out.write(folded)
+        out.write(_folded(name, value))
     out.write(b"\r\n")
+
+
+def _folded(name: str, value: Any) -> bytes:
+    """``WIRE.fold_binary(name, value)``, checked; a header object's remembered on it.
+
+    Folding a header object refolds its parse tree, some 30 µs a field, and the remembering
+    registry hands the same object out again for the same field (Content-Type,
+    MIME-Version…, and a field copied from the opened message into the composed one): a
+    header object is an immutable ``str`` whose fold depends only on it (its name, its
+    parse tree) and the policy, always :data:`WIRE` here."""
+    memo = getattr(value, "__dict__", None) if hasattr(value, "name") else None
+    if memo is not None and (folded := memo.get("_wire_folded")) is not None:
+        assert isinstance(folded, bytes)
+        return folded
+    folded = WIRE.fold_binary(name, value)
+    if not folded.endswith(b"\r\n") or _NEWLINE_IN_FIELD.search(folded[:-2]):
+        # the check newer generators make (policy.verify_generated_headers)
+        raise MessageFormatError(f"{name} header cannot be written")
+    if memo is not None:
+        memo["_wire_folded"] = folded
+    return folded
 
 
 _NEWLINE_IN_FIELD = re.compile(rb"\r\n[^ \t]|\r[^ \n\t]|\n[^ \t]")

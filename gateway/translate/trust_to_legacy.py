@@ -108,7 +108,8 @@ def compose(content: bytes | Handover, *, recipient: LegacyUser, book: AddressBo
                         domain=domain)
     # written once the parsed original is gone (its attachments' text is shared with the
     # new message's), each part let go as it is written, in pieces that seal lets go in turn
-    draft.handed = mime.to_handover(out)
+    # (a small one handed as read too: seal parses it again)
+    draft.handed = mime.to_handover(out, reread=True)
     return draft
 
 
