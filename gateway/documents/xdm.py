@@ -72,14 +72,36 @@ def _ts(when: datetime) -> str:
     return when.astimezone(UTC).strftime("%Y%m%d%H%M%S")
 
 
+_NS = {"h": H[1:-1]}
+_PAT = "h:recordTarget/h:patientRole/h:patient"
+_AA = "h:author/h:assignedAuthor"
+
+
+def _xpath(expr: str) -> etree.XPath:
+    return etree.XPath(expr, namespaces=_NS)
+
+
+# Compiled once: an expression handed to ``_Element.xpath`` is compiled on every call, some
+# twenty of them for each document packed.
+_FIRST = {(path, attr): _xpath(f"{path}/@{attr}") for path, attr in (
+    (f"{_PAT}/h:birthTime", "value"), (f"{_PAT}/h:administrativeGenderCode", "code"),
+    ("h:effectiveTime", "value"), ("h:id", "root"), ("h:id", "extension"),
+    ("h:documentationOf/h:serviceEvent/h:effectiveTime", "value"))}
+_STRING = {path: _xpath(f"string({path})") for path in (
+    f"{_PAT}/h:name/h:family", f"{_PAT}/h:name/h:given", "h:title",
+    f"{_AA}/h:id[@root='{RPPS_ROOT}']/@extension",
+    f"{_AA}/h:assignedPerson/h:name/h:family", f"{_AA}/h:assignedPerson/h:name/h:given",
+    f"{_AA}/h:representedOrganization/h:name", f"{_AA}/h:id[@root='{LEGACY_ROOT}']/@extension")}
+_TEMPLATES = _xpath("h:templateId/@root")
+
+
 def _describe(n: int, xml: bytes, author_xcn: str) -> ebrim.Entry:
     root = safexml.parse(xml, what=f"CDA #{n}")
     if root.tag != H + "ClinicalDocument":
         raise DocumentError(f"CDA #{n}: root element is not ClinicalDocument")
-    ns = {"h": H[1:-1]}
 
     def one(path: str, attr: str) -> str:
-        found = root.xpath(f"{path}/@{attr}", namespaces=ns)
+        found = _FIRST[path, attr](root)
         return str(found[0]) if isinstance(found, list) and found else ""
 
     ids = {
@@ -90,13 +112,13 @@ def _describe(n: int, xml: bytes, author_xcn: str) -> ebrim.Entry:
         cx = f"{ids[INS_NIR]}^^^&{INS_NIR}&ISO^NH"
     else:
         cx = f"{ids.get(LEGACY_ROOT, 'UNK')}^^^&{LEGACY_ROOT}&ISO^PI"
-    pat = "h:recordTarget/h:patientRole/h:patient"
+    pat = _PAT
     family, given = _string(root, f"{pat}/h:name/h:family"), _string(root, f"{pat}/h:name/h:given")
     info = [f"PID-5|{family}^{given}^^^^^L"]
     if one(f"{pat}/h:birthTime", "value"):
         info.append(f"PID-7|{one(f'{pat}/h:birthTime', 'value')[:8]}")
     info.append(f"PID-8|{one(f'{pat}/h:administrativeGenderCode', 'code') or 'U'}")
-    templates = root.xpath("h:templateId/@root", namespaces=ns)
+    templates = _TEMPLATES(root)
     level1 = isinstance(templates, list) and "1.3.6.1.4.1.19376.1.2.20" in templates
     created = one("h:effectiveTime", "value")
     doc_id = one("h:id", "root") + (
@@ -116,13 +138,16 @@ def _describe(n: int, xml: bytes, author_xcn: str) -> ebrim.Entry:
         or _utc(created),
         title=_string(root, "h:title"),
         format_code=ebrim.FORMAT_PDF if level1 else ebrim.FORMAT_CRBIO,
-        author_xcn=_author_xcn(root, ns),
+        author_xcn=_author_xcn(root),
     )
 
 
 def _string(root: etree._Element, path: str) -> str:
     """XPath string() of `path` under `root` (HL7 namespace prefix h:)."""
-    return str(root.xpath(f"string({path})", namespaces={"h": H[1:-1]}))
+    compiled = _STRING.get(path)
+    if compiled is not None:
+        return str(compiled(root))
+    return str(root.xpath(f"string({path})", namespaces=_NS))
 
 
 def _utc(ts: str) -> str:
@@ -133,8 +158,8 @@ def _utc(ts: str) -> str:
         return ts[:14]
 
 
-def _author_xcn(root: etree._Element, ns: dict[str, str]) -> str:
-    aa = "h:author/h:assignedAuthor"
+def _author_xcn(root: etree._Element) -> str:
+    aa = _AA
     rpps = _string(root, f"{aa}/h:id[@root='{RPPS_ROOT}']/@extension")
     family = _string(root, f"{aa}/h:assignedPerson/h:name/h:family")
     given = _string(root, f"{aa}/h:assignedPerson/h:name/h:given")

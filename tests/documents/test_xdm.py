@@ -119,3 +119,20 @@ def test_metadata_with_entities_is_refused() -> None:
     bad = _rezip(_pack(), {"IHE_XDM/SUBSET01/METADATA.XML": meta})
     with pytest.raises(UnsafeDocumentError):
         xdm.unpack(bad)
+
+
+def test_compiled_expressions_read_what_xpath_reads() -> None:
+    """``_describe`` compiles its expressions once: each gives what ``_Element.xpath`` gives
+    for its text, on level-3 and level-1 CDAs."""
+    pdf = b"%PDF-1.4\n%%EOF\n"
+    docs = [d for p in corpus_files() for d in hprim.parse(p.read_bytes().decode()).documents]
+    roots = [etree.fromstring(x) for x in _cdas()] + [
+        etree.fromstring(cda.build_level1(d, pdf, document_id="1.2.3", effective_time=WHEN))
+        for d in docs[:5]]
+    ns = {"h": xdm.H[1:-1]}
+    for root in roots:
+        for (path, attr), compiled in xdm._FIRST.items():
+            assert compiled(root) == root.xpath(f"{path}/@{attr}", namespaces=ns)
+        for path, compiled in xdm._STRING.items():
+            assert compiled(root) == root.xpath(f"string({path})", namespaces=ns)
+        assert xdm._TEMPLATES(root) == root.xpath("h:templateId/@root", namespaces=ns)
