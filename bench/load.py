@@ -290,7 +290,11 @@ def letter_text(i: int, size: int = 20480) -> str:
     total = 0
     while total < size:
         sentence = " ".join(rng.choice(words) for _ in range(rng.randint(8, 14)))
-        line = sentence[0].upper() + sentence[1:] + "."
+        # capitalised as an author would: "µmol/L" stays so (its upper case is a Greek
+        # capital Mu, "Μmol/L", which nobody writes and which the text repair doubts)
+        first = sentence[0].upper()
+        line = (first if first.isascii() or "À" <= first <= "Þ" else sentence[0]) \
+            + sentence[1:] + "."
         lines.append(line)
         total += len(line) + 2
     return "\r\n".join(lines)[:size]
