@@ -270,3 +270,9 @@ def test_the_canonical_base64_test_takes_what_the_backtracking_one_took(text: st
     crlf = text.replace("\n", "\r\n")
     assert (mime._CANONICAL_BASE64.fullmatch(crlf) is not None) is (
         _BACKTRACKING_BASE64.fullmatch(crlf) is not None)
+
+
+@settings(max_examples=500, deadline=None, database=None)
+@given(st.text(st.sampled_from("\r\n\x85a=\udcc3é"), max_size=40) | TEXT)
+def test_line_ends_are_made_crlf_as_the_regex_makes_them(text: str) -> None:
+    assert mime._crlf(text) == mime._LINE_END.sub("\r\n", text)
