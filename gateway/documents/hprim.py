@@ -81,6 +81,8 @@ def parse_date(raw: str) -> tuple[date | None, str | None]:
 
 def looks_like_hprim(text: str) -> bool:
     """True when the text carries HPRIM Net end markers after a plausible identity header."""
+    if "****" not in text:  # every marker holds it: a letter is not split line by line
+        return False
     lines = [x.strip() for x in _LINE_END.split(text)]
     for i, line in enumerate(lines):
         if line in (FIN, FINFICHIER, LAB):

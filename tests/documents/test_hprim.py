@@ -150,3 +150,19 @@ def test_control_characters_are_left_out_and_reported() -> None:
     rendition = pdf.render(doc)
     assert rendition.startswith(b"%PDF")
     cda.build_level1(doc, rendition, document_id="1.2.250.9.2", effective_time=when)
+
+
+def _looks_like_hprim_scanning_every_line(text: str) -> bool:
+    lines = [x.strip() for x in hprim._LINE_END.split(text)]
+    for i, line in enumerate(lines):
+        if line in (hprim.FIN, hprim.FINFICHIER, hprim.LAB):
+            return i >= 10
+    return False
+
+
+@given(st.lists(st.sampled_from([hprim.FIN, hprim.FINFICHIER, hprim.LAB, "***FIN***", " ",
+                                 "****", "Dr X", ""]) | st.text(max_size=12), max_size=14),
+       st.sampled_from(["\n", "\r\n", "\r"]))
+def test_looks_like_hprim_as_a_scan_of_every_line(lines: list[str], end: str) -> None:
+    text = end.join(lines)
+    assert hprim.looks_like_hprim(text) == _looks_like_hprim_scanning_every_line(text)
