@@ -197,7 +197,7 @@ def _sign(message: bytes, pieces: Handover | None, identity: SigningIdentity) ->
             del canonical
     with out.getbuffer() as view:
         signature = _detached_signature(view[start:], identity)
-    b64 = base64.encodebytes(signature).replace(b"\n", b"\r\n")
+    b64 = _base64_lines(signature)
     out.write(b"\r\n".join([
         b"",
         b"--" + boundary,
@@ -213,6 +213,13 @@ def _sign(message: bytes, pieces: Handover | None, identity: SigningIdentity) ->
 
 
 _EIGHT_BIT = "refusing to sign 8-bit content: canonicalise to 7-bit first"
+
+
+def _base64_lines(data: bytes) -> bytes:
+    """``base64.encodebytes`` with CRLF line ends: lines of 76 characters, each ended; one
+    encoding call rather than one per line."""
+    encoded = binascii.b2a_base64(data, newline=False)
+    return b"".join(encoded[i:i + 76] + b"\r\n" for i in range(0, len(encoded), 76))
 
 
 def is_signed(message: bytes) -> bool:
@@ -410,7 +417,7 @@ def _der_items(data: bytes, start: int, end: int) -> list[tuple[int, int, int, i
 
 
 def _der_shape(items: list[tuple[int, int, int, int]], *tags: int) -> None:
-    if tuple(i[0] for i in items) != tags:
+    if [i[0] for i in items] != list(tags):
         raise _NotOurShape
 
 
@@ -418,9 +425,9 @@ def _der_value(data: bytes, item: tuple[int, int, int, int]) -> bytes:
     return data[item[2]:item[3]]
 
 
-def _issuer_serial(der: bytes, cert: tuple[int, int, int, int]) -> tuple[bytes, bytes]:
-    """A certificate's (issuer Name and serial number, as a SignerInfo names it; the serial
-    number): DER, from the certificate's DER."""
+def _issuer_serial(der: bytes, cert: tuple[int, int, int, int]) -> bytes:
+    """A certificate's issuer Name and serial number, as a SignerInfo names it (the DER of
+    both), from the certificate's DER."""
     tbs = _der_items(der, cert[2], cert[3])
     if not tbs or tbs[0][0] != _SEQ:
         raise _NotOurShape
@@ -429,8 +436,7 @@ def _issuer_serial(der: bytes, cert: tuple[int, int, int, int]) -> tuple[bytes, 
         fields = fields[1:]
     if len(fields) < 3 or fields[0][0] != _INT or fields[2][0] != _SEQ:
         raise _NotOurShape
-    serial = der[fields[0][1]:fields[0][3]]
-    return der[fields[2][1]:fields[2][3]] + serial, serial
+    return der[fields[2][1]:fields[2][3]] + der[fields[0][1]:fields[0][3]]
 
 
 @dataclass(frozen=True)
@@ -439,7 +445,6 @@ class _OwnCertificate:
 
     der: bytes
     issuer_serial: bytes
-    serial: bytes
     public: rsa.RSAPublicKey | ec.EllipticCurvePublicKey
 
     @classmethod
@@ -451,10 +456,10 @@ class _OwnCertificate:
         try:
             items = _der_items(der, 0, len(der))
             _der_shape(items, _SEQ)
-            issuer_serial, serial = _issuer_serial(der, items[0])
+            issuer_serial = _issuer_serial(der, items[0])
         except _NotOurShape:
             raise ConfigError("S/MIME signing certificate is not plain DER") from None
-        return cls(der, issuer_serial, serial, public)
+        return cls(der, issuer_serial, public)
 
 
 def _check_own(signed: bytes, own: _OwnCertificate) -> None:
@@ -496,15 +501,7 @@ def _our_signer_info(der: bytes, own: _OwnCertificate) -> tuple[bytes, bytes, by
     _der_shape(encap, _OID)
     if _der_value(der, encap[0]) != _OID_DATA:
         raise _NotOurShape
-    ours = 0
-    for cert in _der_items(der, sd[3][2], sd[3][3]):
-        if cert[0] != _SEQ:
-            raise _NotOurShape
-        if der[cert[1]:cert[3]] == own.der:
-            ours += 1
-        elif _issuer_serial(der, cert)[1] == own.serial:  # would a receiver take this one?
-            raise _NotOurShape
-    if not ours:
+    if _der_value(der, sd[3]) != own.der:  # our certificate, and no other
         raise _NotOurShape
     signers = _der_items(der, sd[4][2], sd[4][3])
     _der_shape(signers, _SEQ)
