@@ -527,7 +527,7 @@ class Serve:
     """`python -m gateway serve` on a configuration derived from the world's."""
 
     def __init__(self, world: World, state: Path, sink_ports: dict[str, int], *, workers: int,
-                 spool_url: str = "") -> None:
+                 spool_url: str = "", processes: int = 0) -> None:
         self.world = world
         self.state = state
         self.spool_url = spool_url
@@ -540,7 +540,8 @@ class Serve:
             "listen.legacy": {"port": self.legacy_port},
             "listen.trust": {"port": self.trust_port},
             "retry": {"initial": 1, "factor": 1, "max": 1},
-            "workers": {"translate": workers, "delivery_timeout": 30},
+            "workers": {"translate": workers, "delivery_timeout": 30,
+                        **({"processes": processes} if processes else {})},
             "routes": {".legacy.example": f"127.0.0.1:{sink_ports['legacy']}",
                        "hopital-a.mssante.example": f"127.0.0.1:{sink_ports['trust']}"},
         }
@@ -599,12 +600,12 @@ class Fleet:
     ports and state directory; one gpg home, so one gpg-agent for all of them."""
 
     def __init__(self, world: World, state: Path, sink_ports: dict[str, int], *, workers: int,
-                 instances: int = 1, spool_url: str = "") -> None:
+                 instances: int = 1, spool_url: str = "", processes: int = 0) -> None:
         if instances > 1 and not spool_url:
             raise ValueError("several instances need a PostgreSQL spool (--spool-url)")
         self.members = [Serve(world, state if instances == 1 else
                               state.with_name(f"{state.name}-{k}"), sink_ports,
-                              workers=workers, spool_url=spool_url)
+                              workers=workers, spool_url=spool_url, processes=processes)
                         for k in range(instances)]
         self.world = world
 
@@ -892,14 +893,15 @@ def crypto_floor(world: World, legacy: Sequence[Msg], trust: Sequence[Msg], thre
 # -- memory check --------------------------------------------------------------------------
 
 async def memory_check(world: World, work: Path, sink: Sink, *, big_bytes: int,
-                       workers: int, spool_url: str = "") -> dict[str, Any]:
+                       workers: int, spool_url: str = "", processes: int = 0
+                       ) -> dict[str, Any]:
     hprims = hprim_texts()
     per = max(1, int(big_bytes / 1.37 / 3))
     attachments = [(f"radio-{k}.jpg.bin", os.urandom(per)) for k in range(3)]
     warm = seal_legacy(world, [legacy_plain(0, "memwarm", hprims)], threads=1)
     big = seal_legacy(world, [legacy_plain(0, "membig", hprims, attachments)], threads=1)
     gateway = Serve(world, work / "state-mem", sink.ports, workers=workers,
-                    spool_url=spool_url)
+                    spool_url=spool_url, processes=processes)
     await gateway.start()
     try:
         tls = client_tls(world, None)
@@ -976,7 +978,7 @@ async def run(args: argparse.Namespace, work: Path, log: Callable[[str], None]
         }
         log("transport floor done")
         gateway = Fleet(world, work / "state", sink.ports, workers=args.workers,
-                        instances=args.instances,
+                        instances=args.instances, processes=args.processes,
                         spool_url=schemas.new("main") if schemas is not None else "")
         await gateway.start()
         try:
@@ -1018,7 +1020,8 @@ async def run(args: argparse.Namespace, work: Path, log: Callable[[str], None]
         if args.big_mb > 0:
             report["memory"] = await memory_check(
                 world, work, sink, big_bytes=int(args.big_mb * 2**20), workers=args.workers,
-                spool_url=schemas.new("mem") if schemas is not None else "")
+                spool_url=schemas.new("mem") if schemas is not None else "",
+                processes=args.processes)
             log("memory check done")
     finally:
         await sink.stop()
@@ -1068,7 +1071,8 @@ async def run_scaleout(args: argparse.Namespace, work: Path, log: Callable[[str]
         report["scaleout"] = {}
         for key, label, instances, pg in configs:
             gateway = Fleet(world, work / f"state-{key}", sink.ports, workers=args.workers,
-                            instances=instances, spool_url=schemas.new(key) if pg else "")
+                            instances=instances, processes=args.processes,
+                            spool_url=schemas.new(key) if pg else "")
             await gateway.start()
             try:
                 phase = await run_phase(f"legacy→trust {label}", legacy, sink=sink,
@@ -1173,6 +1177,8 @@ def main() -> int:
     ap.add_argument("--n-reverse", type=int, default=None, help="trust → legacy (default N)")
     ap.add_argument("--concurrency", type=int, default=8, help="SMTP connections (K)")
     ap.add_argument("--workers", type=int, default=4, help="gateway translate workers")
+    ap.add_argument("--processes", type=int, default=0,
+                    help="gateway translation worker processes (0: the gateway's default)")
     ap.add_argument("--big-mb", type=float, default=25, help="memory check size (0: skip)")
     ap.add_argument("--json", type=Path, help="write the report here")
     ap.add_argument("--workdir", type=Path, help="keep the world, logs and spools here")
