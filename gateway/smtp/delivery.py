@@ -30,6 +30,7 @@ import re
 import ssl
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -147,14 +148,19 @@ class MemoryMessage:
     data: bytes
     from_thread = False  # its wire form is made at once, not read from a disk
 
+    @cached_property
+    def _lines(self) -> bytes:
+        """Every line end CRLF, ending with one (made once: SIZE and DATA both need it)."""
+        out = _wire(self.data, stuffed=False, at_line_start=True)
+        return out if out.endswith(b"\n") else out + b"\r\n"
+
     def wire(self, *, stuffed: bool) -> Generator[bytes, None, None]:
         """The message as DATA carries it (see :meth:`FileMessage.wire`), in one piece."""
-        out = _wire(self.data, stuffed=stuffed, at_line_start=True)
-        yield out if out.endswith(b"\n") else out + b"\r\n"
+        yield _stuff(self._lines, at_line_start=True) if stuffed else self._lines
 
     def size(self) -> int:
         """RFC 1870 SIZE: the octets of the message with CRLF line ends, before stuffing."""
-        return sum(len(p) for p in self.wire(stuffed=False))
+        return len(self._lines)
 
 
 @dataclass(frozen=True)
@@ -211,12 +217,13 @@ def _wire(text: bytes, *, stuffed: bool, at_line_start: bool) -> bytes:
     crlf = text.count(b"\r\n")
     out = text if crlf == text.count(b"\n") == text.count(b"\r") else (
         _LINE_ENDS.sub(b"\r\n", text))
-    if stuffed:
-        # every line end is CRLF now: a line starts after each LF
-        out = out.replace(b"\n.", b"\n..")
-        if at_line_start and out[:1] == b".":
-            out = b"." + out
-    return out
+    return _stuff(out, at_line_start=at_line_start) if stuffed else out
+
+
+def _stuff(lines: bytes, *, at_line_start: bool) -> bytes:
+    """A dot doubled at the start of each line of a text whose line ends are all CRLF."""
+    out = lines.replace(b"\n.", b"\n..")
+    return b"." + out if at_line_start and out[:1] == b"." else out
 
 
 class _Client(aiosmtplib.SMTP):
