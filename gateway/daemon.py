@@ -69,6 +69,7 @@ from gateway.translate.addresses import AddressBook, domain_of
 from gateway.translate.factory import build_translator, trust_anchors
 from gateway.translate.handover import Handover
 from gateway.translate.pipeline import Envelope, Translator
+from gateway.wakeup import Wakeup
 
 log = get_logger("passerelle.daemon")
 T = TypeVar("T")
@@ -229,8 +230,8 @@ class Gateway:
         # 250 and our commit, the fewer duplicates after a crash).
         self._db = ThreadPoolExecutor(max_workers=2, thread_name_prefix="spool")
         self._cpu: Executor = self._translation_pool()
-        self._wake_translate = asyncio.Event()
-        self._wake_deliver = asyncio.Event()
+        self._wake_translate = Wakeup(settings.daemon.workers)
+        self._wake_deliver = Wakeup(1)
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
         self._inflight: set[asyncio.Task[None]] = set()
@@ -426,8 +427,8 @@ class Gateway:
         self._stopping = True
         for listener in self.listeners:
             await listener.stop_accepting()
-        self._wake_translate.set()
-        self._wake_deliver.set()
+        self._wake_translate.notify_all()
+        self._wake_deliver.notify_all()
         if self._inflight:
             await asyncio.wait(self._inflight, timeout=grace)
         for task in self._tasks:
@@ -466,7 +467,7 @@ class Gateway:
         )
         self.metrics.count_message("received", str(direction), "duplicate" if duplicate else "ok")
         self.metrics.observe_stage("accept", time.monotonic() - started)
-        self._wake_translate.set()
+        self._wake_translate.notify()
         return queue_id
 
     async def _hub_notice(self, arrival: Arrival) -> str:
@@ -505,7 +506,7 @@ class Gateway:
             )
             queue_ids.append(await self._queue_notice(rcpt, data, peer=arrival.peer))
         log.info("hub_notice.accepted", queue_id=queue_ids[0], count=len(shown))
-        self._wake_deliver.set()
+        self._wake_deliver.notify()
         return queue_ids[0]
 
     # -- translation ---------------------------------------------------------------------
@@ -523,11 +524,7 @@ class Gateway:
                 spill=self.spill,
             )
             if not work:
-                self._wake_translate.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(
-                        self._wake_translate.wait(), self.settings.daemon.poll_interval
-                    )
+                await self._wake_translate.wait(self.settings.daemon.poll_interval)
                 continue
             for item in work:
                 task = asyncio.create_task(self._translate_one(item))
@@ -604,7 +601,7 @@ class Gateway:
                 _head(item),
                 [notices.Failure(r, "failed", "5.1.1", why) for r, why in unresolved.items()],
             )
-        self._wake_deliver.set()
+        self._wake_deliver.notify()
 
     async def _translation_failed(
         self, item: TranslateWork, fate: Fate, kind: str, reason: str
@@ -695,7 +692,7 @@ class Gateway:
             log.error("notice.failed", exc_info=exc)
             return
         await self._queue_notice(rcpt, data)
-        self._wake_deliver.set()
+        self._wake_deliver.notify()
 
     async def _queue_notice(self, rcpt: str, data: bytes, *, peer: str = "") -> str:
         """A message we wrote ourselves (bounce, delay notice, DSN, MDN): queued ready for
@@ -730,7 +727,7 @@ class Gateway:
                                      reporting_ua=self.settings.daemon.hostname, now=now,
                                      error=error)
             await self._queue_notice(notify, data)
-        self._wake_deliver.set()
+        self._wake_deliver.notify()
 
     # -- delivery ------------------------------------------------------------------------
 
@@ -748,11 +745,7 @@ class Gateway:
             )
             if not work:
                 self.sessions.expire()
-                self._wake_deliver.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(
-                        self._wake_deliver.wait(), self.settings.daemon.poll_interval
-                    )
+                await self._wake_deliver.wait(self.settings.daemon.poll_interval)
                 continue
             tasks = []
             for item in work:
