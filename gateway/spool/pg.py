@@ -230,10 +230,12 @@ class PgSpool(SqliteSpool):
         return _thread_conn(self._local, self.url, "spool")
 
     @contextmanager
-    def _tx(self) -> Iterator[PgConn]:
+    def _tx(self, *, durable: bool = True) -> Iterator[PgConn]:
         db = self._conn()
         try:
             db.execute("BEGIN")
+            if not durable:  # see SqliteSpool._tx: this transaction's commit waits for no fsync
+                db.execute("SET LOCAL synchronous_commit = off")
             yield db
             db.execute("COMMIT")
         except psycopg.Error as exc:

@@ -17,6 +17,7 @@ Guarantees:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import sqlite3
@@ -230,13 +231,18 @@ class SqliteSpool:
         return db
 
     @contextmanager
-    def _tx(self) -> Iterator[Conn]:
-        with self._writer, self._sqlite_tx() as db:
+    def _tx(self, *, durable: bool = True) -> Iterator[Conn]:
+        """A write transaction.  ``durable=False``: one whose loss in a power cut costs
+        nothing but work done again (a translation lease): its commit is not fsynced (the
+        next durable commit syncs it with its own)."""
+        with self._writer, self._sqlite_tx(durable=durable) as db:
             yield db
 
     @contextmanager
-    def _sqlite_tx(self) -> Iterator[Conn]:
+    def _sqlite_tx(self, *, durable: bool = True) -> Iterator[Conn]:
         db = self._conn()
+        if not durable:
+            db.execute("PRAGMA synchronous=NORMAL")
         try:
             db.execute("BEGIN IMMEDIATE")
             yield db
@@ -251,6 +257,19 @@ class SqliteSpool:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
+        finally:
+            if not durable:
+                self._durable_again(db)
+
+    def _durable_again(self, db: Conn) -> None:
+        """Every commit after this one fsynced again — or, if that cannot be set, the
+        connection closed (a new one starts with FULL): never a later accept left unsynced."""
+        try:
+            db.execute("PRAGMA synchronous=FULL")
+        except sqlite3.Error:
+            with contextlib.suppress(sqlite3.Error):
+                self.close()
+            self._local.db = None
 
     @contextmanager
     def _read(self) -> Iterator[Conn]:
@@ -399,7 +418,7 @@ class SqliteSpool:
         """Lease up to ``limit`` messages waiting for translation.  With ``spill`` (a
         directory), a message larger than ``LARGE`` comes as a file written there (``path``;
         ``data`` empty), for the caller to remove."""
-        with self._tx() as db:
+        with self._tx(durable=False) as db:  # a lease lost in a power cut: translated again
             # driven by the index on recipients(state, …): only messages with work waiting
             # are looked at, however long the history kept in the spool
             rows = db.execute(

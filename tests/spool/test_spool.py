@@ -298,3 +298,19 @@ def test_head_reads_the_start_of_a_stored_message_only(spool: Open) -> None:
     assert s.head(put(s, 3), 10_000) == b"Message-ID: <3@x>\r\n\r\nbody 3"
     with pytest.raises(BadInputError):
         s.head("NOSUCHMESSAGE", 100)
+
+
+def test_what_is_accepted_after_a_translation_lease_is_synced_to_disk_again(
+        spool: Open, url: str) -> None:
+    """A translation lease is committed without waiting for the disk (lost in a power cut,
+    the message is only translated again); the accept that follows must wait for it."""
+    s = spool()
+    put(s, 1)
+    assert s.lease_translate("A", now=1000, duration=60, limit=5)
+    assert not s.lease_translate("A", now=1000, duration=60, limit=5)  # nothing: same
+    put(s, 2)
+    db = s._conn()
+    if url.startswith("sqlite"):
+        assert db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    else:
+        assert db.execute("SHOW synchronous_commit").fetchone()[0] == "on"
