@@ -563,16 +563,17 @@ class Gateway:
             await self._translation_failed(item, Fate.RETRY, "internal", type(exc).__name__)
             return
         at = datetime.fromtimestamp(now, UTC)
-        for g in groups:
-            await self._in(self._db, self.journal.append_trace, g.trace, at=at)
-        await self._in(
-            self._db,
-            self.spool.store_translated,
-            item.queue_id,
-            [(g.rcpts, Path(g.path) if g.path else g.data) for g in groups],
-            now=self.clock(),
-            routes={r: a for g in groups for r, a in g.routes.items()},
-        )
+
+        def record() -> None:  # the trace first, then the translation: one trip to a thread
+            self.journal.append_traces([g.trace for g in groups], at=at)
+            self.spool.store_translated(
+                item.queue_id,
+                [(g.rcpts, Path(g.path) if g.path else g.data) for g in groups],
+                now=self.clock(),
+                routes={r: a for g in groups for r, a in g.routes.items()},
+            )
+
+        await self._in(self._db, record)
         log.info("message.translated", queue_id=item.queue_id, direction=str(item.direction))
         self.metrics.count_message("translated", str(item.direction))
         for g in groups:

@@ -17,7 +17,7 @@ import hashlib
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -117,9 +117,14 @@ class Journal:
 
     def append_trace(self, trace: Any, *, at: datetime) -> list[JournalEntry]:
         """Every step of a TraceRecord, in order, in one transaction."""
+        return self.append_traces([trace], at=at)
+
+    def append_traces(self, traces: Sequence[Any], *, at: datetime) -> list[JournalEntry]:
+        """Every step of each TraceRecord, in order, in one transaction (one message's
+        translations: one per recipient group)."""
         return self._append_many([(trace.message_id, step.stage,
                                    {"direction": trace.direction, **step.to_json()})
-                                  for step in trace.steps], at=at)
+                                  for trace in traces for step in trace.steps], at=at)
 
     _bytes: int | None = None  # characters of records, once summed (see size)
     _size_lock = threading.Lock()

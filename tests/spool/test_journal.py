@@ -57,3 +57,22 @@ def test_a_changed_entry_is_named(url: str) -> None:
     assert not result.ok and result.first_broken == 3
     assert "does not match its hash" in result.reason
     assert [e.record.get("signer") for e in j.entries("<m2@x>")] == ["EVIL"]
+
+
+def test_the_traces_of_one_message_are_journaled_in_order_in_one_chain(url: str) -> None:
+    """One message for two legacy recipients: two traces, every step of each in order."""
+    from gateway.translate.trace import TraceRecord
+
+    traces = []
+    for rcpt in ("a", "b"):
+        t = TraceRecord("<m@x>", "to_legacy")
+        t.add_digests("received", AT, "d0", "d0", size=1)
+        t.add_digests("seal", AT, "d0", f"d-{rcpt}", recipient=rcpt)
+        traces.append(t)
+    j = open_journal(url)
+    j.append("<before@x>", "received", {"size": 1}, at=AT)
+    j.append_traces(traces, at=AT)
+    assert j.verify().ok
+    got = [(e.stage, e.record["output_sha256"]) for e in j.entries("<m@x>")]
+    assert got == [("received", "d0"), ("seal", "d-a"), ("received", "d0"), ("seal", "d-b")]
+    assert [e.seq for e in j.entries()] == [1, 2, 3, 4, 5]
