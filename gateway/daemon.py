@@ -565,7 +565,8 @@ class Gateway:
         at = datetime.fromtimestamp(now, UTC)
 
         def record() -> None:  # the trace first, then the translation: one trip to a thread
-            self.journal.append_traces([g.trace for g in groups], at=at)
+            # the journal is in the spool's database: the spool's commit syncs both
+            self.journal.append_traces([g.trace for g in groups], at=at, synced_by_next=True)
             self.spool.store_translated(
                 item.queue_id,
                 [(g.rcpts, Path(g.path) if g.path else g.data) for g in groups],

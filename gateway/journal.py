@@ -13,6 +13,7 @@ single chain.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import sqlite3
@@ -119,21 +120,34 @@ class Journal:
         """Every step of a TraceRecord, in order, in one transaction."""
         return self.append_traces([trace], at=at)
 
-    def append_traces(self, traces: Sequence[Any], *, at: datetime) -> list[JournalEntry]:
+    def append_traces(self, traces: Sequence[Any], *, at: datetime, synced_by_next: bool = False
+                      ) -> list[JournalEntry]:
         """Every step of each TraceRecord, in order, in one transaction (one message's
-        translations: one per recipient group)."""
+        translations: one per recipient group).  ``synced_by_next``: the caller commits to
+        the same database right after (the spool: the translation these traces describe),
+        and that commit's fsync takes this one's with it — this one does not wait for the
+        disk (lost in a power cut before the next, both are: the message is translated and
+        journaled again)."""
         return self._append_many([(trace.message_id, step.stage,
                                    {"direction": trace.direction, **step.to_json()})
-                                  for trace in traces for step in trace.steps], at=at)
+                                  for trace in traces for step in trace.steps], at=at,
+                                 durable=not synced_by_next)
 
     _bytes: int | None = None  # characters of records, once summed (see size)
     _size_lock = threading.Lock()
 
     def _append_many(self, items: list[tuple[str, str, dict[str, Any]]], *,
-                     at: datetime) -> list[JournalEntry]:
+                     at: datetime, durable: bool = True) -> list[JournalEntry]:
         try:
             with writer_lock(self.path):  # shared with the spool: the same file
-                out, written = self._chain(self._conn(), items, at.isoformat())
+                db = self._conn()
+                if not durable:
+                    db.execute("PRAGMA synchronous=NORMAL")
+                try:
+                    out, written = self._chain(db, items, at.isoformat(), durable=durable)
+                finally:
+                    if not durable:
+                        self._durable_again(db)
         except sqlite3.Error as exc:
             db = self._conn()
             if db.in_transaction:
@@ -144,16 +158,28 @@ class Journal:
         self._count(written)
         return out
 
-    def _begin_chain(self, db: Any) -> None:
-        """Start a transaction that no other writer can enter until it ends."""
+    def _durable_again(self, db: sqlite3.Connection) -> None:
+        """Commits fsynced again — or the connection dropped (a new one starts so)."""
+        try:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            db.execute("PRAGMA synchronous=FULL")
+        except sqlite3.Error:
+            with contextlib.suppress(sqlite3.Error):
+                db.close()
+            self._local.db = None
+
+    def _begin_chain(self, db: Any, *, durable: bool = True) -> None:
+        """Start a transaction that no other writer can enter until it ends (SQLite: how
+        it is synced is the connection's setting, see _append_many)."""
         db.execute("BEGIN IMMEDIATE")
 
-    def _chain(self, db: Any, items: list[tuple[str, str, dict[str, Any]]], when: str
-               ) -> tuple[list[JournalEntry], int]:
+    def _chain(self, db: Any, items: list[tuple[str, str, dict[str, Any]]], when: str, *,
+               durable: bool = True) -> tuple[list[JournalEntry], int]:
         """Append ``items`` after the last entry, in one transaction; (entries, characters)."""
         out: list[JournalEntry] = []
         written = 0
-        self._begin_chain(db)
+        self._begin_chain(db, durable=durable)
         row = db.execute("SELECT seq, hash FROM journal ORDER BY seq DESC LIMIT 1").fetchone()
         seq, prev = (int(row[0]), str(row[1])) if row else (0, GENESIS)
         for message_id, stage, record in items:

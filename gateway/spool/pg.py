@@ -327,15 +327,17 @@ class PgJournal(Journal):
         with _reading(self._local, self._conn(), "journal") as db:
             yield db
 
-    def _begin_chain(self, db: Any) -> None:
+    def _begin_chain(self, db: Any, *, durable: bool = True) -> None:
         db.execute("BEGIN")
+        if not durable:  # see Journal.append_traces
+            db.execute("SET LOCAL synchronous_commit = off")
         db.execute(f"SELECT pg_advisory_xact_lock({_LOCK_JOURNAL})")
 
     def _append_many(self, items: list[tuple[str, str, dict[str, Any]]], *,
-                     at: datetime) -> list[JournalEntry]:
+                     at: datetime, durable: bool = True) -> list[JournalEntry]:
         db = self._conn()
         try:
-            out, written = self._chain(db, items, at.isoformat())
+            out, written = self._chain(db, items, at.isoformat(), durable=durable)
         except psycopg.Error as exc:
             _rollback_or_drop(self._local, db)
             raise _error("journal", exc) from None

@@ -76,3 +76,21 @@ def test_the_traces_of_one_message_are_journaled_in_order_in_one_chain(url: str)
     got = [(e.stage, e.record["output_sha256"]) for e in j.entries("<m@x>")]
     assert got == [("received", "d0"), ("seal", "d-a"), ("received", "d0"), ("seal", "d-b")]
     assert [e.seq for e in j.entries()] == [1, 2, 3, 4, 5]
+
+
+def test_after_traces_synced_by_the_next_commit_appends_are_synced_again(url: str) -> None:
+    """Traces journaled just before the spool's commit ride on its fsync; whatever is
+    journaled afterwards waits for the disk again."""
+    from gateway.translate.trace import TraceRecord
+
+    trace = TraceRecord("<m@x>", "to_trust")
+    trace.add_digests("received", AT, "d0", "d0", size=1)
+    j = open_journal(url)
+    j.append_traces([trace], at=AT, synced_by_next=True)
+    j.append("<after@x>", "received", {"size": 2}, at=AT)
+    assert j.verify().ok and [e.seq for e in j.entries()] == [1, 2]
+    db = j._conn()
+    if url.startswith("sqlite"):
+        assert db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    else:
+        assert db.execute("SHOW synchronous_commit").fetchone()[0] == "on"
