@@ -789,11 +789,13 @@ async def run_phase(name: str, msgs: Sequence[Msg], *, sink: Sink, port: int | S
     cores the whole machine was busy on average."""
     before = gateway.cpu() if gateway is not None else None
     daemon0 = gateway.daemon_cpu() if gateway is not None else 0.0
+    # the load generator's and the sink's CPU: on the same cores as the gateway
+    own0, sink0 = os.times(), sum(proc_cpu(sink.proc.pid)) if sink.proc is not None else 0.0
+    busy0 = busy_cpu()
     if machine_cpu:
         assert isinstance(gateway, Fleet) and sink.proc is not None
         each0 = gateway.cpu_each()
-        pg0, busy0, own0, sink0 = (postgres_cpu(), busy_cpu(), os.times(),
-                                   sum(proc_cpu(sink.proc.pid)))
+        pg0 = postgres_cpu()
     pushed = await push(msgs, port=port, tls=tls, concurrency=concurrency, rate=rate)
     ok = [s for s in pushed.sent if s.accepted is not None]
     arrived = await sink.wait([s.msgid for s in ok], pushed.began, timeout)
@@ -825,11 +827,17 @@ async def run_phase(name: str, msgs: Sequence[Msg], *, sink: Sink, port: int | S
         daemon = (gateway.daemon_cpu() - daemon0) / max(1, len(arrived))
         out["gateway_cpu_ms_per_msg"] = {"daemon": round(daemon * 1000, 2),
                                          "workers": round((cpu["gateway"] - daemon) * 1000, 2)}
+        own1, wall = os.times(), time.monotonic() - pushed.began
+        if sink.proc is not None:
+            out["loadgen_sink_cpu_ms_per_msg"] = round(
+                (own1.user + own1.system - own0.user - own0.system
+                 + sum(proc_cpu(sink.proc.pid)) - sink0) / max(1, len(arrived)) * 1000, 2)
+        out["cores_busy"] = round((busy_cpu() - busy0) / wall, 2)
         out["rss_peak_mb"] = round(gateway.rss_peak() / 2**20, 1)
         out["spool_mb"] = round(gateway.spool_bytes() / 2**20, 2)
         if machine_cpu:
             assert isinstance(gateway, Fleet) and sink.proc is not None
-            busy1, wall, own1 = busy_cpu(), time.monotonic() - pushed.began, os.times()
+            busy1 = busy_cpu()
             per = max(1, len(arrived))
             out["instances"] = len(gateway.members)
             out["accepted_by_instance"] = [sum(1 for s in ok if s.via == k)
@@ -838,10 +846,6 @@ async def run_phase(name: str, msgs: Sequence[Msg], *, sink: Sink, port: int | S
                 round((b - a) / per * 1000, 2) for a, b in zip(each0, gateway.cpu_each(),
                                                                strict=True)]
             out["postgres_cpu_ms_per_msg"] = round((postgres_cpu() - pg0) / per * 1000, 2)
-            out["loadgen_sink_cpu_ms_per_msg"] = round(
-                (own1.user + own1.system - own0.user - own0.system
-                 + sum(proc_cpu(sink.proc.pid)) - sink0) / per * 1000, 2)
-            out["cores_busy"] = round((busy1 - busy0) / wall, 2)
             # what else ran meanwhile (other users of the machine, the kernel): busy minus
             # the gateways, their gpg, PostgreSQL, the load generator and the sink
             ours = (out["cpu_ms_per_msg"]["total"] + out["postgres_cpu_ms_per_msg"]
