@@ -18,6 +18,8 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from gateway.smtp.dataread import PieceDataSMTP
+
 
 @dataclass(frozen=True)
 class Received:
@@ -78,7 +80,7 @@ class SimPeer:
         return proto
 
     def _smtp(self) -> SMTP:
-        return SMTP(_Handler(self, self.sessions), tls_context=self.tls,
+        return PieceDataSMTP(_Handler(self, self.sessions), tls_context=self.tls,
                     require_starttls=self.require_starttls,
                     hostname=self.hostname, decode_data=False, enable_SMTPUTF8=True,
                     timeout=60, data_size_limit=64 * 1024 * 1024)

@@ -38,6 +38,7 @@ from gateway.errors import (
     SpoolFull,
     UnknownAddress,
 )
+from gateway.smtp.dataread import PieceDataSMTP
 from gateway.spill import LARGE, Data, create, new_path
 from gateway.spill import size as data_size
 from gateway.translate.addresses import AddressBook, domain_of
@@ -212,7 +213,7 @@ class TrustHandler(_Handler):
             raise UnknownAddress("no such user here") from None
 
 
-class _Smtp(SMTP):
+class _Smtp(PieceDataSMTP):
     """aiosmtpd's protocol, with the refusals it answers by itself brought into our table.
 
     aiosmtpd refuses an oversize message, an over-long text line and a transaction before
@@ -233,88 +234,43 @@ class _Smtp(SMTP):
                 "530 5.7.0 Must issue a STARTTLS command first",
         }
 
-    async def smtp_DATA(self, arg: str) -> None:
-        """DATA answered as aiosmtpd answers it, the text gathered into one buffer as it
-        arrives, and into a file of the spill directory once it is larger than ``LARGE``.
-        aiosmtpd keeps each line as an object of its own and joins them at the end: about
-        four times the message in memory (118 MB for a 25 MB message)."""
-        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
-            return
-        assert self.envelope is not None
-        if not self.envelope.rcpt_tos:
-            await self.push("503 Error: need RCPT command")
-            return
-        if arg:
-            await self.push("501 Syntax: DATA")
-            return
-        await self.push("354 End data with <CR><LF>.<CR><LF>")
-        with contextlib.ExitStack() as cleanup:
-            data, refused = await self._read_data(cleanup)
-            if refused:
-                await self.push(refused)
-                self._set_post_data_state()  # type: ignore[no-untyped-call]
-                return
-            # for every reader (hashing, the spool's blob, the parsers) without a copy
-            self.envelope.content = data  # type: ignore[assignment]
-            self.envelope.original_content = data  # type: ignore[assignment]
-            status = await self._call_handler_hook("DATA")
-            self._set_post_data_state()  # type: ignore[no-untyped-call]
-            await self.push(status)
-
     async def _read_data(self, cleanup: contextlib.ExitStack) -> tuple[Data, str]:
-        """DATA's text up to the final dot, and the refusal it deserves ("" if none).  A
-        file it was written to is removed when ``cleanup`` closes."""
+        """DATA's text up to the final dot, and the refusal it deserves ("" if none), the
+        text into one buffer, and into a file of the spill directory once it is larger than
+        ``LARGE`` (aiosmtpd held about four times the message: 118 MB for 25 MB).  The file
+        is removed when ``cleanup`` closes."""
         data = bytearray()
         file: BinaryIO | None = None
         path: Path | None = None
-        received = 0
-        refused = ""  # the first trouble decides the reply, given once the data is read
-        inside_long_line = False
-        while self.transport is not None:
-            try:
-                line = await self._reader.readuntil(b"\r\n")
-            except asyncio.CancelledError:  # the connection was lost during DATA
-                self._writer.close()
-                raise
-            except asyncio.LimitOverrunError as exc:  # no line end within the limit
-                received += exc.consumed
-                await self._reader.read(exc.consumed)
-                refused = refused or "500 Line too long (see RFC5321 4.5.3.1.6)"
-                inside_long_line = True
-                data = bytearray()
-                continue
-            received += len(line)
-            if inside_long_line:  # the end of that over-long line, never the final dot
-                inside_long_line = False
-                continue
-            if line == b".\r\n":
-                break
-            if not refused and self.data_size_limit and received > self.data_size_limit:
-                refused = "552 Error: Too much mail data"
-            if not refused and len(line) > self.line_length_limit:
-                refused = "500 Line too long (see RFC5321 4.5.3.1.6)"
-            if refused:
-                data = bytearray()
-                continue
-            text = memoryview(line)[1:] if line[:1] == b"." else line  # RFC 5321 4.5.2
-            try:
-                if file is not None:
-                    file.write(text)
+        reading = self._data_reader()
+        failed = ""  # the spill file could not be written: the sender tries again later
+        try:
+            async for piece in reading.pieces():
+                if failed:
                     continue
-                data += text
-                if self.spill is not None and len(data) > LARGE:  # the rest goes to a file
-                    path = new_path(self.spill, "received")
-                    cleanup.callback(path.unlink, missing_ok=True)
-                    file = cleanup.enter_context(os.fdopen(create(path), "wb", buffering=1 << 18))
-                    file.write(data)
+                try:
+                    if file is not None:
+                        file.write(piece)
+                        continue
+                    data += piece
+                    if self.spill is not None and len(data) > LARGE:  # the rest to a file
+                        path = new_path(self.spill, "received")
+                        cleanup.callback(path.unlink, missing_ok=True)
+                        file = cleanup.enter_context(
+                            os.fdopen(create(path), "wb", buffering=1 << 18))
+                        file.write(data)
+                        data = bytearray()
+                except OSError as exc:  # the disk is full, or the directory gone
+                    log.error("spill file failed", extra={"side": self.event_handler.side,
+                                                          "error": exc.strerror})
+                    failed = SpoolFull("cannot hold the message now").smtp_reply()
                     data = bytearray()
-            except OSError as exc:  # the disk is full, or the directory gone: try later
-                log.error("spill file failed", extra={"side": self.event_handler.side,
-                                                      "error": exc.strerror})
-                refused = SpoolFull("cannot hold the message now").smtp_reply()
-                data = bytearray()
+        except asyncio.CancelledError:  # the connection was lost during DATA
+            self._writer.close()
+            raise
+        refused = failed or reading.refused  # a write fails only before any refusal
         if file is None or refused:
-            return data, refused
+            return (bytearray() if refused else data), refused
         assert path is not None
         try:
             file.close()
