@@ -12,8 +12,6 @@ import base64
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from lxml import etree
-
 from gateway.documents import narrative
 from gateway.documents.cdaconst import (
     CHAPTER_TEMPLATES,
@@ -37,13 +35,11 @@ from gateway.documents.cdaconst import (
     RPPS_ROOT,
     STATUS_TO_ACT,
     SUBSECTION_TEMPLATES,
-    XSI_TYPE,
-    H,
 )
 from gateway.documents.codes import CHAPTERS, FALLBACK_CHAPTER, CodeTables
 from gateway.documents.hprim import NIR, NUMBER
 from gateway.documents.model import Finding, HprimDocument, HprimHeader, LabLine, ResLine
-from gateway.documents.narrative import sub
+from gateway.documents.narrative import attr, el, text
 from gateway.errors import DocumentError, TranslationError
 
 __all__ = [
@@ -87,6 +83,11 @@ def _ts(when: datetime) -> str:
     return when.strftime("%Y%m%d%H%M%S%z")
 
 
+_XML_HEAD = "<?xml version='1.0' encoding='UTF-8'?>\n"
+_OPEN = '<ClinicalDocument xmlns="%s" xmlns:xsi="%s">' % (NSMAP[None], NSMAP["xsi"])  # noqa: UP031
+_T = "xsi:type"  # the root declares the xsi prefix (cdaconst.NSMAP)
+
+
 def _root(
     document_id: str,
     when: datetime,
@@ -94,107 +95,120 @@ def _root(
     templates: tuple[str, ...],
     set_id: str | None,
     version: int,
-) -> etree._Element:
-    doc = etree.Element(H + "ClinicalDocument", nsmap=NSMAP)  # type: ignore[arg-type]
-    sub(doc, "realmCode", code="FR")
-    sub(doc, "typeId", root="2.16.840.1.113883.1.3", extension="POCD_HD000040")
-    for t in templates:
-        sub(doc, "templateId", root=t)
-    sub(doc, "id", root=document_id)
-    sub(doc, "code", code=CRBIO_CODE[0], codeSystem=LOINC, displayName=CRBIO_CODE[1])
-    sub(doc, "title", title)
-    sub(doc, "effectiveTime", value=_ts(when))
-    sub(doc, "confidentialityCode", code="N", codeSystem=CONFIDENTIALITY)
-    sub(doc, "languageCode", code="fr-FR")
-    sub(doc, "setId", root=set_id or document_id)
-    sub(doc, "versionNumber", value=str(version))
-    return doc
+) -> list[str]:
+    return [
+        _XML_HEAD,
+        _OPEN,
+        '<realmCode code="FR"/><typeId root="2.16.840.1.113883.1.3" extension="POCD_HD000040"/>',
+        *(el("templateId", root=t) for t in templates),
+        el("id", root=document_id),
+        el("code", code=CRBIO_CODE[0], codeSystem=LOINC, displayName=CRBIO_CODE[1]),
+        el("title", title),
+        el("effectiveTime", value=_ts(when)),
+        el("confidentialityCode", code="N", codeSystem=CONFIDENTIALITY),
+        '<languageCode code="fr-FR"/>',
+        el("setId", root=set_id or document_id),
+        el("versionNumber", value=str(version)),
+    ]
 
 
 def _header(
-    doc: etree._Element,
+    out_xml: list[str],
     h: HprimHeader,
     when: datetime,
     author: Author | None,
     org: Organisation | None,
     out: list[Finding],
 ) -> None:
-    role = sub(sub(doc, "recordTarget"), "patientRole")
-    sub(role, "id", root=LEGACY_ROOT, extension=h.patient_code) if h.patient_code else None
+    w = out_xml.append
+    w("<recordTarget><patientRole>")
+    if h.patient_code:
+        w(el("id", root=LEGACY_ROOT, extension=h.patient_code))
     nir = h.nir.strip()
-    if nir and NIR.fullmatch(nir):
-        sub(role, "id", root=INS_NIR, extension=nir.replace(" ", ""))
+    nir_ok = bool(nir and NIR.fullmatch(nir))
+    if nir_ok:
+        w(el("id", root=INS_NIR, extension=nir.replace(" ", "")))
     elif nir:
         out.append(Finding("nir", "nir not carried: not in the 13+2 layout"))
-    if not h.patient_code and not (nir and NIR.fullmatch(nir)):
-        sub(role, "id", nullFlavor="UNK")
-    addr = sub(role, "addr")
-    for line in (h.address1, h.address2):
-        sub(addr, "streetAddressLine", line) if line.strip() else None
-    sub(addr, "postalCode", h.postcode) if h.postcode else None
-    sub(addr, "city", h.city) if h.city else None
-    patient = sub(role, "patient")
-    name = sub(patient, "name")
-    sub(name, "given", h.first_name)
-    sub(name, "family", h.last_name, qualifier="BR")
-    sex = {"1": "M", "2": "F"}.get(nir[:1]) if nir and NIR.fullmatch(nir) else None
+    if not h.patient_code and not nir_ok:
+        w('<id nullFlavor="UNK"/>')
+    lines = [el("streetAddressLine", x) for x in (h.address1, h.address2) if x.strip()]
+    if h.postcode:
+        lines.append(el("postalCode", h.postcode))
+    if h.city:
+        lines.append(el("city", h.city))
+    w("<addr>" + "".join(lines) + "</addr>" if lines else "<addr/>")
+    w(f'<patient><name>{el("given", h.first_name)}')
+    w(el("family", h.last_name, qualifier="BR") + "</name>")
+    sex = {"1": "M", "2": "F"}.get(nir[:1]) if nir_ok else None
     if sex:
-        sub(patient, "administrativeGenderCode", code=sex, codeSystem=GENDER)
+        w(f'<administrativeGenderCode code="{sex}" codeSystem="{GENDER}"/>')
     else:
-        sub(patient, "administrativeGenderCode", nullFlavor="UNK")
+        w('<administrativeGenderCode nullFlavor="UNK"/>')
     if h.birth:
-        sub(patient, "birthTime", value=h.birth.strftime("%Y%m%d"))
+        w(f'<birthTime value="{h.birth.strftime("%Y%m%d")}"/>')
     else:
-        sub(patient, "birthTime", nullFlavor="UNK")
+        w('<birthTime nullFlavor="UNK"/>')
         out.append(Finding("birth-date", "birth_date not readable: sent as unknown"))
+    w("</patient></patientRole></recordTarget>")
 
-    aa = sub(sub(doc, "author"), "assignedAuthor")
-    aa.addprevious(etree.Element(H + "time", value=_ts(when)))
+    w(f"<author>{el('time', value=_ts(when))}<assignedAuthor>")
     if author:
-        sub(aa, "id", root=RPPS_ROOT, extension=f"8{author.rpps}")
-    sub(aa, "id", root=LEGACY_ROOT, extension=h.sender_code or "UNK")
+        w(el("id", root=RPPS_ROOT, extension=f"8{author.rpps}"))
+    w(el("id", root=LEGACY_ROOT, extension=h.sender_code or "UNK"))
     if author:
-        pname = sub(sub(aa, "assignedPerson"), "name")
-        sub(pname, "given", author.given) if author.given else None
-        sub(pname, "family", author.family) if author.family else None
-    rep = sub(aa, "representedOrganization")
+        names = (el("given", author.given) if author.given else "") + (
+            el("family", author.family) if author.family else ""
+        )
+        w(f"<assignedPerson><name>{names}</name></assignedPerson>" if names
+          else "<assignedPerson><name/></assignedPerson>")
+    w("<representedOrganization>")
     if org:
-        sub(rep, "id", root=ORG_ROOT, extension=org.id_extension)
-    sub(rep, "name", h.sender_name)
+        w(el("id", root=ORG_ROOT, extension=org.id_extension))
+    w(el("name", h.sender_name) + "</representedOrganization></assignedAuthor></author>")
 
-    cust = sub(sub(sub(doc, "custodian"), "assignedCustodian"), "representedCustodianOrganization")
+    w("<custodian><assignedCustodian><representedCustodianOrganization>")
     if org:
-        sub(cust, "id", root=ORG_ROOT, extension=org.id_extension)
+        w(el("id", root=ORG_ROOT, extension=org.id_extension))
     else:
-        sub(cust, "id", root=LEGACY_ROOT, extension=h.sender_code or "UNK")
-    sub(cust, "name", org.name if org and org.name else h.sender_name)
+        w(el("id", root=LEGACY_ROOT, extension=h.sender_code or "UNK"))
+    w(el("name", org.name if org and org.name else h.sender_name))
+    w("</representedCustodianOrganization></assignedCustodian></custodian>")
 
-    ir = sub(sub(doc, "informationRecipient"), "intendedRecipient")
-    sub(ir, "id", root=LEGACY_ROOT, extension=h.recipient_code or "UNK")
-    sub(sub(ir, "informationRecipient"), "name", h.recipient_name)
+    w("<informationRecipient><intendedRecipient>")
+    w(el("id", root=LEGACY_ROOT, extension=h.recipient_code or "UNK"))
+    w(f"<informationRecipient>{el('name', h.recipient_name)}</informationRecipient>")
+    w("</intendedRecipient></informationRecipient>")
 
     if h.lab_ref:
-        sub(sub(sub(doc, "inFulfillmentOf"), "order"), "id", root=ORDER_ROOT, extension=h.lab_ref)
-    event = sub(sub(doc, "documentationOf"), "serviceEvent", classCode="PROC")
+        w(f"<inFulfillmentOf><order>{el('id', root=ORDER_ROOT, extension=h.lab_ref)}"
+          "</order></inFulfillmentOf>")
+    w('<documentationOf><serviceEvent classCode="PROC">')
     if h.exam:
-        sub(event, "effectiveTime", value=h.exam.strftime("%Y%m%d"))
+        w(f'<effectiveTime value="{h.exam.strftime("%Y%m%d")}"/>')
     else:
-        sub(event, "effectiveTime", nullFlavor="UNK")
+        w('<effectiveTime nullFlavor="UNK"/>')
         out.append(Finding("exam-date", "exam_date not readable: sent as unknown"))
+    w("</serviceEvent></documentationOf>")
 
 
-def _pq(parent: etree._Element, tag: str, raw: str, unit: str, ucum: str | None) -> None:
+def _pq(tag: str, raw: str, unit: str, ucum: str | None) -> str:
     """A PQ (or IVL bound) for `raw`, with the lab's own value and unit kept as translation."""
     number = raw.strip()
-    attrs = {"value": number, "unit": ucum} if ucum and NUMBER.fullmatch(number) else {}
-    el = sub(parent, tag, **attrs) if attrs else sub(parent, tag, nullFlavor="OTH")
+    numeric = NUMBER.fullmatch(number) is not None
+    if ucum and numeric:
+        head = f'<{tag} value="{attr(number)}" unit="{attr(ucum)}"'
+    else:
+        head = f'<{tag} nullFlavor="OTH"'
     if tag == "value":
-        el.set(XSI_TYPE, "PQ")
-    tr = sub(el, "translation", codeSystem=LOCAL_UNITS)
-    if NUMBER.fullmatch(number):
-        tr.set("value", number)
-    if unit.strip() and " " not in unit.strip():
-        tr.set("code", unit.strip())
+        head += f' {_T}="PQ"'
+    tr = f'<translation codeSystem="{LOCAL_UNITS}"'
+    if numeric:
+        tr += f' value="{attr(number)}"'
+    u = unit.strip()
+    if u and " " not in u:
+        tr += f' code="{attr(u)}"'
+    return f"{head}>{tr}/></{tag}>"
 
 
 def _ucum(tables: CodeTables, res: ResLine, unit: str) -> str | None:
@@ -204,74 +218,78 @@ def _ucum(tables: CodeTables, res: ResLine, unit: str) -> str | None:
     return entry.default_ucum or None if entry else None
 
 
-def _range(obs: etree._Element, low: str, high: str, unit: str, ucum: str | None) -> None:
+def _range(low: str, high: str, ucum: str | None) -> str:
     if not ucum or not any(NUMBER.fullmatch(x.strip()) for x in (low, high)):
-        return  # only numeric ranges are structured; the narrative keeps every range
-    ivl = sub(sub(sub(obs, "referenceRange"), "observationRange"), "value")
-    ivl.set(XSI_TYPE, "IVL_PQ")
-    for tag, raw in (("low", low), ("high", high)):
-        if NUMBER.fullmatch(raw.strip()):
-            sub(ivl, tag, value=raw.strip(), unit=ucum)
+        return ""  # only numeric ranges are structured; the narrative keeps every range
+    bounds = "".join(
+        f'<{tag} value="{attr(raw.strip())}" unit="{attr(ucum)}"/>'
+        for tag, raw in (("low", low), ("high", high))
+        if NUMBER.fullmatch(raw.strip())
+    )
+    return (
+        f'<referenceRange><observationRange><value {_T}="IVL_PQ">{bounds}</value>'
+        "</observationRange></referenceRange>"
+    )
+
+
+_OBS_OPEN = (
+    '<entryRelationship typeCode="COMP"><observation classCode="OBS" moodCode="EVN">'
+    + "".join(f'<templateId root="{t}"/>' for t in OBS_TEMPLATES)
+)
+_OBS_CLOSE = "</observation></entryRelationship>"
 
 
 def _observation(
-    parent: etree._Element,
+    w: list[str],
     res: ResLine,
     row: str,
     n: int,
     tables: CodeTables,
-    h: HprimHeader,
+    exam: str | None,
     out: list[Finding],
 ) -> None:
-    obs = sub(
-        sub(parent, "entryRelationship", typeCode="COMP"),
-        "observation",
-        classCode="OBS",
-        moodCode="EVN",
-    )
-    for t in OBS_TEMPLATES:
-        sub(obs, "templateId", root=t)
     entry = tables.lab(res.code)
     if entry:
-        code = sub(obs, "code", code=entry.loinc, codeSystem=LOINC, displayName=entry.loinc_display)
+        code = el("code", code=entry.loinc, codeSystem=LOINC, displayName=entry.loinc_display)
+        code = code[:-2] + ">"
     else:
-        code = sub(obs, "code", nullFlavor="OTH")
+        code = '<code nullFlavor="OTH">'
         out.append(Finding("code-unmapped", f"RES #{n}: analysis code not in lab-codes.csv"))
-    sub(sub(code, "originalText"), "reference", value=f"#{row}-f2")
-    local = sub(code, "translation", codeSystem=LOCAL_LAB_CODES, displayName=res.label)
-    if res.code.strip() and " " not in res.code.strip():
-        local.set("code", res.code.strip())
-    else:
-        local.set("nullFlavor", "NI")
-    sub(sub(obs, "text"), "reference", value=f"#{row}")
-    sub(obs, "statusCode", code=STATUS_TO_ACT.get(res.status, "completed"))
-    if h.exam:
-        sub(obs, "effectiveTime", value=h.exam.strftime("%Y%m%d"))
+    local = res.code.strip()
+    local_attr = f' code="{attr(local)}"' if local and " " not in local else ' nullFlavor="NI"'
+    parts = [
+        _OBS_OPEN,
+        code,
+        f'<originalText><reference value="#{row}-f2"/></originalText>'
+        f'<translation codeSystem="{LOCAL_LAB_CODES}" displayName="{attr(res.label)}"'
+        f"{local_attr}/></code>",
+        f'<text><reference value="#{row}"/></text>'
+        f'<statusCode code="{STATUS_TO_ACT.get(res.status, "completed")}"/>',
+    ]
+    if exam:
+        parts.append(f'<effectiveTime value="{exam}"/>')
     ucum = _ucum(tables, res, res.unit)
     if res.kind == "N":
-        _pq(obs, "value", res.value, res.unit, ucum)
+        parts.append(_pq("value", res.value, res.unit, ucum))
         if res.value.strip() and not NUMBER.fullmatch(res.value.strip()):
             out.append(Finding("value-not-number", f"RES #{n}: numeric result kept as text only"))
         elif res.value.strip() and not ucum:
             out.append(Finding("unit-unmapped", f"RES #{n}: unit not in units.csv"))
     elif res.kind == "C":
-        val = sub(obs, "value", nullFlavor="OTH")
-        val.set(XSI_TYPE, "CD")
-        sub(val, "originalText", res.value)
+        parts.append(f'<value nullFlavor="OTH" {_T}="CD">{el("originalText", res.value)}</value>')
     else:
-        sub(obs, "value", res.value).set(XSI_TYPE, "ST")
+        parts.append(f'<value {_T}="ST">{text(res.value)}</value>')
     if res.flag in FLAG_DISPLAY:
-        sub(
-            obs,
-            "interpretationCode",
-            code=res.flag,
-            codeSystem=INTERPRETATION,
-            displayName=FLAG_DISPLAY[res.flag],
+        parts.append(
+            f'<interpretationCode code="{res.flag}" codeSystem="{INTERPRETATION}" '
+            f'displayName="{FLAG_DISPLAY[res.flag]}"/>'
         )
     if res.kind == "N":
-        _range(obs, res.low, res.high, res.unit, ucum)
+        parts.append(_range(res.low, res.high, ucum))
         if res.value2.strip() or res.unit2.strip():
-            _range(obs, res.low2, res.high2, res.unit2, _ucum(tables, res, res.unit2))
+            parts.append(_range(res.low2, res.high2, _ucum(tables, res, res.unit2)))
+    parts.append(_OBS_CLOSE)
+    w.extend(parts)
 
 
 def _chapters(
@@ -313,7 +331,7 @@ def build_crbio(
     if not doc.results:
         raise TranslationError("no RES line to structure: send it as a level-1 document")
     out: list[Finding] = []
-    root = _root(
+    w = _root(
         document_id,
         effective_time,
         "Compte rendu d'examens biologiques",
@@ -321,34 +339,31 @@ def build_crbio(
         set_id,
         version,
     )
-    _header(root, doc.header, effective_time, author, organisation, out)
-    body = sub(sub(root, "component"), "structuredBody")
+    _header(w, doc.header, effective_time, author, organisation, out)
+    w.append("<component><structuredBody>")
     numbers = {id(x): n for n, x in enumerate(doc.results, start=1)}
+    exam = doc.header.exam.strftime("%Y%m%d") if doc.header.exam else None
     for k, (chapter, rows) in enumerate(_chapters(doc.lab or [], tables)):
         name = CHAPTERS.get(chapter, CHAPTERS[FALLBACK_CHAPTER])
-        sec = sub(sub(body, "component"), "section")
-        for t in CHAPTER_TEMPLATES:
-            sub(sec, "templateId", root=t)
-        sub(sec, "code", code=chapter, codeSystem=LOINC, displayName=name)
-        sub(sec, "title", name)
+        code = el("code", code=chapter, codeSystem=LOINC, displayName=name) + el("title", name)
+        w.append(f"<component><section>{_CHAPTER_IDS}{code}")
         if k == 0 and doc.free_text:
-            narrative.free_text(sub(sec, "text"), doc.free_text)
-        subsec = sub(sub(sec, "component"), "section")
-        for t in SUBSECTION_TEMPLATES:
-            sub(subsec, "templateId", root=t)
-        sub(subsec, "code", code=chapter, codeSystem=LOINC, displayName=name)
-        sub(subsec, "title", name)
-        narrative.table(sub(subsec, "text"), rows)
-        act = sub(sub(subsec, "entry", typeCode="DRIV"), "act", classCode="ACT", moodCode="EVN")
-        for t in ENTRY_TEMPLATES:
-            sub(act, "templateId", root=t)
-        sub(act, "code", code=chapter, codeSystem=LOINC, displayName=name)
-        sub(act, "statusCode", code="completed")
+            w.append(f"<text>{narrative.free_text(doc.free_text)}</text>")
+        w.append(f"<component><section>{_SUBSECTION_IDS}{code}")
+        w.append(f"<text>{narrative.table(rows)}</text>")
+        w.append(f'<entry typeCode="DRIV"><act classCode="ACT" moodCode="EVN">{_ENTRY_IDS}')
+        w.append(code[: code.index("<title>")] + '<statusCode code="completed"/>')
         for row, item in rows:
             if isinstance(item, ResLine):
-                _observation(act, item, row, numbers[id(item)], tables, doc.header, out)
-    xml = etree.tostring(root, xml_declaration=True, encoding="UTF-8")
-    return CdaResult(xml, out)
+                _observation(w, item, row, numbers[id(item)], tables, exam, out)
+        w.append("</act></entry></section></component></section></component>")
+    w.append("</structuredBody></component></ClinicalDocument>")
+    return CdaResult("".join(w).encode("utf-8"), out)
+
+
+_CHAPTER_IDS = "".join(f'<templateId root="{t}"/>' for t in CHAPTER_TEMPLATES)
+_SUBSECTION_IDS = "".join(f'<templateId root="{t}"/>' for t in SUBSECTION_TEMPLATES)
+_ENTRY_IDS = "".join(f'<templateId root="{t}"/>' for t in ENTRY_TEMPLATES)
 
 
 def build_level1(
@@ -365,17 +380,12 @@ def build_level1(
     if not pdf.startswith(b"%PDF-"):
         raise DocumentError("level-1 body is not a PDF")
     h = doc_or_header.header if isinstance(doc_or_header, HprimDocument) else doc_or_header
-    root = _root(document_id, effective_time, title, LEVEL1_TEMPLATES, None, 1)
-    _header(root, h, effective_time, author, organisation, [])
-    body = sub(sub(root, "component"), "nonXMLBody")
-    sub(
-        body,
-        "text",
-        base64.b64encode(pdf).decode("ascii"),
-        mediaType="application/pdf",
-        representation="B64",
-    )
-    return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8"))
+    w = _root(document_id, effective_time, title, LEVEL1_TEMPLATES, None, 1)
+    _header(w, h, effective_time, author, organisation, [])
+    w.append('<component><nonXMLBody><text mediaType="application/pdf" representation="B64">')
+    head = "".join(w).encode("utf-8")
+    tail = b"</text></nonXMLBody></component></ClinicalDocument>"
+    return head + base64.b64encode(pdf) + tail
 
 
 from gateway.documents.cdaread import CdaContent, read_cda, read_crbio  # noqa: E402

@@ -1,7 +1,10 @@
 """The CDA narrative of an HPRIM report: free text and a results table whose cells keep the
-exact HPRIM fields, each with an ID that observations point to (CDA `reference`)."""
+exact HPRIM fields, each with an ID that observations point to (CDA `reference`); and the
+XML text writing (escaping as lxml serialises) that cda builds documents with."""
 
 from __future__ import annotations
+
+import re
 
 from lxml import etree
 
@@ -25,42 +28,88 @@ COLUMNS: tuple[tuple[str, tuple[int, ...]], ...] = (
 SEPARATOR = {4: " ", 8: " – ", 14: " – "}  # shown between two fields of one cell
 
 
-def sub(parent: etree._Element, tag: str, text: str | None = None, **attrs: str) -> etree._Element:
-    el = etree.SubElement(parent, H + tag, {k.rstrip("_"): v for k, v in attrs.items()})
-    if text is not None:
-        el.text = text
-    return el
+# The CDA is written as text, not as an lxml tree (an element a field: some 300 SubElement
+# calls a document were most of the time it took).  What is written is exactly what lxml
+# wrote for the same tree — tests/documents/test_frozen_bytes.py holds it to that — so the
+# escaping below is libxml2's serialisation: `<`, `>`, `&` and CR in text; those, `"`, TAB
+# and LF in attribute values.  Strings XML cannot carry are refused as lxml refused them.
+_UNFIT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
+_TEXT_SPECIAL = re.compile("[&<>\r]")
+_ATTR_SPECIAL = re.compile('[&<>"\t\n\r]')
+_ESCAPES = {
+    "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;",
+    "\t": "&#9;", "\n": "&#10;", "\r": "&#13;",
+}
 
 
-def free_text(parent: etree._Element, text: str) -> None:
+def _refuse(value: str, found: str) -> None:
+    if "\ud800" <= found <= "\udfff":
+        value.encode("utf-8")  # UnicodeEncodeError, as lxml raised
+    raise ValueError("All strings must be XML compatible: Unicode or ASCII, no NULL bytes or "
+                     "control characters")
+
+
+def text(value: str) -> str:
+    """`value` as element content."""
+    bad = _UNFIT.search(value)
+    if bad:
+        _refuse(value, bad.group())
+    if _TEXT_SPECIAL.search(value):
+        return _TEXT_SPECIAL.sub(lambda m: _ESCAPES[m.group()], value)
+    return value
+
+
+def attr(value: str) -> str:
+    """`value` as an attribute value (between double quotes)."""
+    bad = _UNFIT.search(value)
+    if bad:
+        _refuse(value, bad.group())
+    if _ATTR_SPECIAL.search(value):
+        return _ATTR_SPECIAL.sub(lambda m: _ESCAPES[m.group()], value)
+    return value
+
+
+def el(tag: str, content: str | None = None, **attrs: str) -> str:
+    """One element with no child element: `content` is text (None: an empty `<tag/>`)."""
+    head = "<" + tag + "".join(f' {k.rstrip("_")}="{attr(v)}"' for k, v in attrs.items())
+    if content is None:
+        return head + "/>"
+    return f"{head}>{text(content)}</{tag}>"
+
+
+def free_text(text_: str) -> str:
     """A paragraph holding the report's free text, one `br` between lines."""
-    para = sub(parent, "paragraph", ID="freetext")
-    lines = text.split("\n")
-    para.text = lines[0]
-    for line in lines[1:]:
-        br = sub(para, "br")
-        br.tail = line
+    return '<paragraph ID="freetext">' + "<br/>".join(map(text, text_.split("\n"))) + "</paragraph>"
 
 
-def table(parent: etree._Element, rows: list[tuple[str, LabLine]]) -> None:
+def _row_template() -> str:
+    # "{n}" is RES field n (field 1, the tag, is "RES"); "{0}" is the row ID
+    cells = []
+    for _, numbers in COLUMNS:
+        parts = []
+        for k, n in enumerate(numbers):
+            parts.append(f'<content ID="{{0}}-f{n}">{{{n}}}</content>')
+            if k + 1 < len(numbers):
+                parts.append(SEPARATOR[numbers[k + 1]])
+        cells.append("<td>" + "".join(parts) + "</td>")
+    return '<tr ID="{0}">' + "".join(cells) + "</tr>"
+
+
+_ROW = _row_template()
+_HEAD = "<thead><tr>" + "".join(f"<th>{text(t)}</th>" for t, _ in COLUMNS) + "</tr></thead>"
+
+
+def table(rows: list[tuple[str, LabLine]]) -> str:
     """The results table: one row per RES (ID res<n>) or TEX line (ID tex<n>), in order."""
-    tab = sub(parent, "table", border="1")
-    head = sub(sub(tab, "thead"), "tr")
-    for title, _ in COLUMNS:
-        sub(head, "th", title)
-    body = sub(tab, "tbody")
+    out = ['<table border="1">', _HEAD, "<tbody>"]
     for row_id, item in rows:
-        tr = sub(body, "tr", ID=row_id)
         if not isinstance(item, ResLine):
-            sub(tr, "td", item.text, colspan=str(len(COLUMNS)), ID=f"{row_id}-text")
+            out.append(f'<tr ID="{row_id}"><td colspan="{len(COLUMNS)}" ID="{row_id}-text">'
+                       f"{text(item.text)}</td></tr>")
             continue
-        fields = ("RES", *item.fields())
-        for _, numbers in COLUMNS:
-            td = sub(tr, "td")
-            for k, n in enumerate(numbers):
-                content = sub(td, "content", fields[n - 1], ID=f"{row_id}-f{n}")
-                if k + 1 < len(numbers):
-                    content.tail = SEPARATOR[numbers[k + 1]]
+        out.append(_ROW.format(row_id, "RES", *map(text, item.fields())))
+    out.append("</tbody></table>")
+    return "".join(out)
 
 
 def read_free_text(para: etree._Element) -> str:
