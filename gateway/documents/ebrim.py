@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 from lxml import etree
 
+from gateway.documents.narrative import attr, text
+
 LCM = "urn:oasis:names:tc:ebxml-regrep:xsd:lcm:3.0"
 RIM = "urn:oasis:names:tc:ebxml-regrep:xsd:rim:3.0"
 R = "{%s}" % RIM  # noqa: UP031
@@ -62,54 +64,56 @@ class Entry:
     author_xcn: str
 
 
-def _slot(parent: etree._Element, name: str, *values: str) -> None:
-    slot = etree.SubElement(parent, R + "Slot", name=name)
-    vl = etree.SubElement(slot, R + "ValueList")
+# Written as text, indented as lxml's pretty_print indented the tree it was once built as
+# (tests/documents/test_frozen_bytes.py holds the bytes to that); escaping as in narrative.
+_HEAD = (
+    "<?xml version='1.0' encoding='UTF-8'?>\n"
+    f'<lcm:SubmitObjectsRequest xmlns:lcm="{LCM}" xmlns:rim="{RIM}">\n'
+    "  <rim:RegistryObjectList>\n"
+)
+_TAIL = "  </rim:RegistryObjectList>\n</lcm:SubmitObjectsRequest>\n"
+
+
+def _slot(w: list[str], pad: str, name: str, *values: str) -> None:
+    w.append(f'{pad}<rim:Slot name="{attr(name)}">\n{pad}  <rim:ValueList>\n')
     for v in values:
-        etree.SubElement(vl, R + "Value").text = v
+        w.append(f"{pad}    <rim:Value>{text(v)}</rim:Value>\n")
+    w.append(f"{pad}  </rim:ValueList>\n{pad}</rim:Slot>\n")
 
 
-def _name(parent: etree._Element, text: str) -> None:
-    etree.SubElement(etree.SubElement(parent, R + "Name"), R + "LocalizedString", value=text)
+def _name(w: list[str], pad: str, value: str) -> None:
+    w.append(f'{pad}<rim:Name>\n{pad}  <rim:LocalizedString value="{attr(value)}"/>\n'
+             f"{pad}</rim:Name>\n")
 
 
-def _classify(parent: etree._Element, scheme: str, obj: str, cid: str, code: Code) -> None:
-    c = etree.SubElement(
-        parent,
-        R + "Classification",
-        id=cid,
-        classificationScheme=scheme,
-        classifiedObject=obj,
-        nodeRepresentation=code[0],
-    )
-    _slot(c, "codingScheme", code[2])
-    _name(c, code[1])
+def _classify(w: list[str], pad: str, scheme: str, obj: str, cid: str, code: Code) -> None:
+    w.append(f'{pad}<rim:Classification id="{attr(cid)}" classificationScheme="{scheme}" '
+             f'classifiedObject="{attr(obj)}" nodeRepresentation="{attr(code[0])}">\n')
+    _slot(w, pad + "  ", "codingScheme", code[2])
+    _name(w, pad + "  ", code[1])
+    w.append(f"{pad}</rim:Classification>\n")
 
 
-def _author(parent: etree._Element, scheme: str, obj: str, cid: str, xcn: str, inst: str) -> None:
-    c = etree.SubElement(
-        parent,
-        R + "Classification",
-        id=cid,
-        classificationScheme=scheme,
-        classifiedObject=obj,
-        nodeRepresentation="",
-    )
-    _slot(c, "authorPerson", xcn)
+def _author(
+    w: list[str], pad: str, scheme: str, obj: str, cid: str, xcn: str, inst: str
+) -> None:
+    w.append(f'{pad}<rim:Classification id="{attr(cid)}" classificationScheme="{scheme}" '
+             f'classifiedObject="{attr(obj)}" nodeRepresentation="">\n')
+    _slot(w, pad + "  ", "authorPerson", xcn)
     if inst:
-        _slot(c, "authorInstitution", inst)
+        _slot(w, pad + "  ", "authorInstitution", inst)
+    w.append(f"{pad}</rim:Classification>\n")
 
 
-def _ext_id(parent: etree._Element, scheme: str, obj: str, eid: str, value: str, name: str) -> None:
-    e = etree.SubElement(
-        parent,
-        R + "ExternalIdentifier",
-        id=eid,
-        registryObject=obj,
-        identificationScheme=scheme,
-        value=value,
-    )
-    _name(e, name)
+def _ext_id(w: list[str], pad: str, scheme: str, obj: str, eid: str, value: str, name: str) -> None:
+    w.append(f'{pad}<rim:ExternalIdentifier id="{attr(eid)}" registryObject="{attr(obj)}" '
+             f'identificationScheme="{scheme}" value="{attr(value)}">\n')
+    _name(w, pad + "  ", name)
+    w.append(f"{pad}</rim:ExternalIdentifier>\n")
+
+
+_CRBIO_TYPE: Code = ("11502-2", "CR d'examens biologiques", "2.16.840.1.113883.6.1")
+_NORMAL: Code = ("N", "Normal", "2.16.840.1.113883.5.25")
 
 
 def build(
@@ -126,73 +130,57 @@ def build(
     uid: Callable[[str], str],
 ) -> bytes:
     """The SubmitObjectsRequest for `entries`; `uid(name)` mints the object ids."""
-    req = etree.Element("{%s}SubmitObjectsRequest" % LCM, nsmap={"lcm": LCM, "rim": RIM})  # noqa: UP031
-    rol = etree.SubElement(req, R + "RegistryObjectList")
+    w = [_HEAD]
+    p3, p4 = " " * 4, " " * 6
     for e in entries:
-        eo = etree.SubElement(
-            rol, R + "ExtrinsicObject", id=e.entry_id, mimeType="text/xml", objectType=DOC_ENTRY
-        )
-        _slot(eo, "creationTime", e.creation_time)
-        _slot(eo, "hash", e.sha1)
-        _slot(eo, "languageCode", "fr-FR")
-        _slot(eo, "serviceStartTime", e.service_start)
-        _slot(eo, "serviceStopTime", e.service_start)
-        _slot(eo, "size", str(e.size))
-        _slot(eo, "sourcePatientId", e.patient_cx)
-        _slot(eo, "sourcePatientInfo", *e.patient_info)
-        _slot(eo, "URI", e.uri)
-        _name(eo, e.title)
         n = e.entry_id
-        _author(eo, DE_AUTHOR, n, f"{n}-au", e.author_xcn, institution)
-        _classify(
-            eo,
-            DE_CLASS,
-            n,
-            f"{n}-cl",
-            ("11502-2", "CR d'examens biologiques", "2.16.840.1.113883.6.1"),
-        )
-        _classify(eo, DE_CONF, n, f"{n}-co", ("N", "Normal", "2.16.840.1.113883.5.25"))
+        w.append(f'{p3}<rim:ExtrinsicObject id="{attr(n)}" mimeType="text/xml" '
+                 f'objectType="{DOC_ENTRY}">\n')
+        _slot(w, p4, "creationTime", e.creation_time)
+        _slot(w, p4, "hash", e.sha1)
+        _slot(w, p4, "languageCode", "fr-FR")
+        _slot(w, p4, "serviceStartTime", e.service_start)
+        _slot(w, p4, "serviceStopTime", e.service_start)
+        _slot(w, p4, "size", str(e.size))
+        _slot(w, p4, "sourcePatientId", e.patient_cx)
+        _slot(w, p4, "sourcePatientInfo", *e.patient_info)
+        _slot(w, p4, "URI", e.uri)
+        _name(w, p4, e.title)
+        _author(w, p4, DE_AUTHOR, n, f"{n}-au", e.author_xcn, institution)
+        _classify(w, p4, DE_CLASS, n, f"{n}-cl", _CRBIO_TYPE)
+        _classify(w, p4, DE_CONF, n, f"{n}-co", _NORMAL)
         fmt_name = "CR-BIO" if e.format_code == FORMAT_CRBIO else "PDF (XDS-SD)"
-        _classify(eo, DE_FORMAT, n, f"{n}-fo", (e.format_code, fmt_name, "1.3.6.1.4.1.19376.1.2.3"))
-        _classify(eo, DE_FACILITY, n, f"{n}-fa", facility)
-        _classify(eo, DE_PRACTICE, n, f"{n}-pr", practice)
         _classify(
-            eo,
-            DE_TYPE,
-            n,
-            f"{n}-ty",
-            ("11502-2", "CR d'examens biologiques", "2.16.840.1.113883.6.1"),
+            w, p4, DE_FORMAT, n, f"{n}-fo", (e.format_code, fmt_name, "1.3.6.1.4.1.19376.1.2.3")
         )
-        _ext_id(eo, DE_PATIENT, n, f"{n}-pid", e.patient_cx, "XDSDocumentEntry.patientId")
-        _ext_id(eo, DE_UNIQUE, n, f"{n}-uid", e.unique_id, "XDSDocumentEntry.uniqueId")
-    rp = etree.SubElement(rol, R + "RegistryPackage", id=set_id)
-    _slot(rp, "submissionTime", submission_time)
-    _name(rp, "Envoi de documents")
-    _author(rp, SS_AUTHOR, set_id, f"{set_id}-au", entries[0].author_xcn, institution)
-    _classify(rp, SS_CONTENT_TYPE, set_id, f"{set_id}-ct", content_type)
-    _ext_id(rp, SS_UNIQUE, set_id, f"{set_id}-uid", set_unique_id, "XDSSubmissionSet.uniqueId")
-    _ext_id(rp, SS_SOURCE, set_id, f"{set_id}-sid", source_id, "XDSSubmissionSet.sourceId")
+        _classify(w, p4, DE_FACILITY, n, f"{n}-fa", facility)
+        _classify(w, p4, DE_PRACTICE, n, f"{n}-pr", practice)
+        _classify(w, p4, DE_TYPE, n, f"{n}-ty", _CRBIO_TYPE)
+        _ext_id(w, p4, DE_PATIENT, n, f"{n}-pid", e.patient_cx, "XDSDocumentEntry.patientId")
+        _ext_id(w, p4, DE_UNIQUE, n, f"{n}-uid", e.unique_id, "XDSDocumentEntry.uniqueId")
+        w.append(f"{p3}</rim:ExtrinsicObject>\n")
+    w.append(f'{p3}<rim:RegistryPackage id="{attr(set_id)}">\n')
+    _slot(w, p4, "submissionTime", submission_time)
+    _name(w, p4, "Envoi de documents")
+    _author(w, p4, SS_AUTHOR, set_id, f"{set_id}-au", entries[0].author_xcn, institution)
+    _classify(w, p4, SS_CONTENT_TYPE, set_id, f"{set_id}-ct", content_type)
+    _ext_id(w, p4, SS_UNIQUE, set_id, f"{set_id}-uid", set_unique_id, "XDSSubmissionSet.uniqueId")
+    _ext_id(w, p4, SS_SOURCE, set_id, f"{set_id}-sid", source_id, "XDSSubmissionSet.sourceId")
     _ext_id(
-        rp, SS_PATIENT, set_id, f"{set_id}-pid", entries[0].patient_cx, "XDSSubmissionSet.patientId"
+        w, p4, SS_PATIENT, set_id, f"{set_id}-pid", entries[0].patient_cx,
+        "XDSSubmissionSet.patientId",
     )
-    etree.SubElement(
-        rol,
-        R + "Classification",
-        id=f"{set_id}-ss",
-        classifiedObject=set_id,
-        classificationNode=SUBMISSION_SET,
-    )
+    w.append(f"{p3}</rim:RegistryPackage>\n")
+    w.append(f'{p3}<rim:Classification id="{attr(set_id)}-ss" classifiedObject="{attr(set_id)}" '
+             f'classificationNode="{SUBMISSION_SET}"/>\n')
     for k, e in enumerate(entries, start=1):
-        a = etree.SubElement(
-            rol,
-            R + "Association",
-            id=uid(f"assoc{k}"),
-            associationType=HAS_MEMBER,
-            sourceObject=set_id,
-            targetObject=e.entry_id,
-        )
-        _slot(a, "SubmissionSetStatus", "Original")
-    return bytes(etree.tostring(req, xml_declaration=True, encoding="UTF-8", pretty_print=True))
+        w.append(f'{p3}<rim:Association id="{attr(uid(f"assoc{k}"))}" '
+                 f'associationType="{HAS_MEMBER}" sourceObject="{attr(set_id)}" '
+                 f'targetObject="{attr(e.entry_id)}">\n')
+        _slot(w, p4, "SubmissionSetStatus", "Original")
+        w.append(f"{p3}</rim:Association>\n")
+    w.append(_TAIL)
+    return "".join(w).encode("utf-8")
 
 
 def listed(root: etree._Element) -> list[tuple[str, dict[str, list[str]]]]:

@@ -36,6 +36,8 @@ SEPARATOR = {4: " ", 8: " – ", 14: " – "}  # shown between two fields of one
 _UNFIT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
 _TEXT_SPECIAL = re.compile("[&<>\r]")
 _ATTR_SPECIAL = re.compile('[&<>"\t\n\r]')
+_TEXT_ANY = re.compile("[&<>\\x00-\\x08\\x0b-\\x1f\\ufffe\\uffff\\ud800-\\udfff]")
+_ATTR_ANY = re.compile('[&<>"\\x00-\\x1f\\ufffe\\uffff\\ud800-\\udfff]')
 _ESCAPES = {
     "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;",
     "\t": "&#9;", "\n": "&#10;", "\r": "&#13;",
@@ -51,22 +53,22 @@ def _refuse(value: str, found: str) -> None:
 
 def text(value: str) -> str:
     """`value` as element content."""
+    if _TEXT_ANY.search(value) is None:  # the usual case: one scan
+        return value
     bad = _UNFIT.search(value)
     if bad:
         _refuse(value, bad.group())
-    if _TEXT_SPECIAL.search(value):
-        return _TEXT_SPECIAL.sub(lambda m: _ESCAPES[m.group()], value)
-    return value
+    return _TEXT_SPECIAL.sub(lambda m: _ESCAPES[m.group()], value)
 
 
 def attr(value: str) -> str:
     """`value` as an attribute value (between double quotes)."""
+    if _ATTR_ANY.search(value) is None:
+        return value
     bad = _UNFIT.search(value)
     if bad:
         _refuse(value, bad.group())
-    if _ATTR_SPECIAL.search(value):
-        return _ATTR_SPECIAL.sub(lambda m: _ESCAPES[m.group()], value)
-    return value
+    return _ATTR_SPECIAL.sub(lambda m: _ESCAPES[m.group()], value)
 
 
 def el(tag: str, content: str | None = None, **attrs: str) -> str:
