@@ -85,7 +85,8 @@ class DataReader:
         unstuffed (b"" once refused)."""
         if not lines or self.refused:
             return b""
-        over = bool(self.size_limit) and self.received > self.size_limit
+        limit = self.size_limit or 0  # 0 or None: no limit
+        over = bool(limit) and self.received > limit
         if over or (len(lines) > self.line_limit - 2 and max(
                 map(len, lines.split(b"\r\n"))) > self.line_limit - 2):
             # which trouble came first, line by line as aiosmtpd reads them: a line too long
@@ -96,7 +97,7 @@ class DataReader:
                 if len(line) + 2 > self.line_limit:
                     self._refuse(LINE_TOO_LONG)
                     break
-                if self.size_limit and seen > self.size_limit:
+                if limit and seen > limit:
                     self._refuse(TOO_MUCH)
                     break
             return b""
