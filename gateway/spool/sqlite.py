@@ -419,15 +419,18 @@ class SqliteSpool:
         directory), a message larger than ``LARGE`` comes as a file written there (``path``;
         ``data`` empty), for the caller to remove."""
         with self._tx(durable=False) as db:  # a lease lost in a power cut: translated again
-            # driven by the index on recipients(state, …): only messages with work waiting
-            # are looked at, however long the history kept in the spool
+            # read in the order of the index on recipients(state, next_attempt) — for a
+            # waiting recipient, when its message came (or was released) — and stopped at
+            # the first messages free to take: neither the history kept in the spool nor the
+            # backlog is looked through (sorting the backlog by arrival for every lease cost
+            # 0.76 ms with 800 waiting, under the writers' lock)
             rows = db.execute(
-                "SELECT m.queue_id FROM messages m WHERE m.queue_id IN (SELECT r.queue_id FROM "
-                "recipients r WHERE r.state = 'received') AND m.next_translate <= ? AND "
+                "SELECT r.queue_id FROM recipients r JOIN messages m ON m.queue_id = r.queue_id"
+                " WHERE r.state = 'received' AND m.next_translate <= ? AND "
                 "(m.lease_owner IS NULL OR m.lease_until < ?) "
-                f"ORDER BY m.received_at LIMIT ?{self._skip_locked('m')}",
-                (now, now, limit)).fetchall()
-            ids = [r[0] for r in rows]
+                f"ORDER BY r.next_attempt, r.id LIMIT ?{self._skip_locked('m')}",
+                (now, now, limit * 4)).fetchall()
+            ids = list(dict.fromkeys(r[0] for r in rows))[:limit]  # a row per recipient
             for qid in ids:
                 db.execute("UPDATE messages SET lease_owner=?, lease_until=? WHERE queue_id=?",
                            (worker, now + duration, qid))

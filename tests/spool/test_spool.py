@@ -314,3 +314,15 @@ def test_what_is_accepted_after_a_translation_lease_is_synced_to_disk_again(
         assert db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
     else:
         assert db.execute("SHOW synchronous_commit").fetchone()[0] == "on"
+
+
+def test_translation_leases_take_the_oldest_messages_first_each_once(spool: Open) -> None:
+    s = spool()
+    ids = [put(s, n, now=1000.0 + n,
+               rcpts=("a@x.example", "b@x.example", "c@x.example") if n == 2 else
+               ("a@x.example",)) for n in range(6)]
+    first = s.lease_translate("A", now=2000, duration=60, limit=2)
+    assert [w.queue_id for w in first] == ids[:2]
+    rest = s.lease_translate("B", now=2000, duration=60, limit=10)
+    assert [w.queue_id for w in rest] == ids[2:]  # three recipients, one message, once
+    assert rest[0].rcpts == ("a@x.example", "b@x.example", "c@x.example")
