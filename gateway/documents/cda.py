@@ -45,6 +45,7 @@ from gateway.errors import DocumentError, TranslationError
 __all__ = [
     "Author",
     "CdaContent",
+    "CdaFacts",
     "CdaResult",
     "Organisation",
     "build_crbio",
@@ -72,9 +73,35 @@ class Organisation:
 
 
 @dataclass(frozen=True)
+class CdaFacts:
+    """What the XDM metadata says of a CDA, as the builder wrote it into the XML: the values
+    `xdm.pack` otherwise reads back from it (one parse and some twenty XPaths a document).
+    Strings as in the XML; "" for an absent or null-flavoured value."""
+
+    id_root: str
+    id_extension: str
+    patient_legacy_id: str | None  # recordTarget id under LEGACY_ROOT; None: no such id
+    patient_ins: str  # recordTarget id under INS_NIR
+    family: str
+    given: str
+    birth_time: str
+    gender: str
+    level1: bool  # XDS-SD (PDF) template
+    effective_time: str
+    service_time: str  # documentationOf/serviceEvent/effectiveTime
+    title: str
+    author_rpps: str  # assignedAuthor id under RPPS_ROOT
+    author_family: str
+    author_given: str
+    organisation: str  # assignedAuthor/representedOrganization/name
+    author_code: str  # assignedAuthor id under LEGACY_ROOT
+
+
+@dataclass(frozen=True)
 class CdaResult:
     xml: bytes
     findings: list[Finding] = field(default_factory=list)
+    facts: CdaFacts | None = field(default=None, kw_only=True)
 
 
 def _ts(when: datetime) -> str:
@@ -83,6 +110,7 @@ def _ts(when: datetime) -> str:
     return when.strftime("%Y%m%d%H%M%S%z")
 
 
+_CRBIO_TITLE = "Compte rendu d'examens biologiques"
 _XML_HEAD = "<?xml version='1.0' encoding='UTF-8'?>\n"
 _OPEN = '<ClinicalDocument xmlns="%s" xmlns:xsi="%s">' % (NSMAP[None], NSMAP["xsi"])  # noqa: UP031
 _T = "xsi:type"  # the root declares the xsi prefix (cdaconst.NSMAP)
@@ -110,6 +138,40 @@ def _root(
         el("setId", root=set_id or document_id),
         el("versionNumber", value=str(version)),
     ]
+
+
+def _facts(
+    h: HprimHeader,
+    *,
+    document_id: str,
+    when: datetime,
+    title: str,
+    templates: tuple[str, ...],
+    author: Author | None,
+) -> CdaFacts:
+    """The facts `_root` and `_header` write for these arguments (the same expressions)."""
+    nir = h.nir.strip()
+    nir_ok = bool(nir and NIR.fullmatch(nir))
+    sex = {"1": "M", "2": "F"}.get(nir[:1]) if nir_ok else None
+    return CdaFacts(
+        id_root=document_id,
+        id_extension="",
+        patient_legacy_id=h.patient_code or None,
+        patient_ins=nir.replace(" ", "") if nir_ok else "",
+        family=h.last_name,
+        given=h.first_name,
+        birth_time=h.birth.strftime("%Y%m%d") if h.birth else "",
+        gender=sex or "",
+        level1="1.3.6.1.4.1.19376.1.2.20" in templates,
+        effective_time=_ts(when),
+        service_time=h.exam.strftime("%Y%m%d") if h.exam else "",
+        title=title,
+        author_rpps=f"8{author.rpps}" if author else "",
+        author_family=author.family if author else "",
+        author_given=author.given if author else "",
+        organisation=h.sender_name,
+        author_code=h.sender_code or "UNK",
+    )
 
 
 def _header(
@@ -334,7 +396,7 @@ def build_crbio(
     w = _root(
         document_id,
         effective_time,
-        "Compte rendu d'examens biologiques",
+        _CRBIO_TITLE,
         DOC_TEMPLATES,
         set_id,
         version,
@@ -358,7 +420,9 @@ def build_crbio(
                 _observation(w, item, row, numbers[id(item)], tables, exam, out)
         w.append("</act></entry></section></component></section></component>")
     w.append("</structuredBody></component></ClinicalDocument>")
-    return CdaResult("".join(w).encode("utf-8"), out)
+    facts = _facts(doc.header, document_id=document_id, when=effective_time,
+                   title=_CRBIO_TITLE, templates=DOC_TEMPLATES, author=author)
+    return CdaResult("".join(w).encode("utf-8"), out, facts=facts)
 
 
 _CHAPTER_IDS = "".join(f'<templateId root="{t}"/>' for t in CHAPTER_TEMPLATES)

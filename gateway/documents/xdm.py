@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from lxml import etree
 
 from gateway.documents import ebrim, safexml
+from gateway.documents.cda import CdaFacts
 from gateway.documents.cdaconst import INS_NIR, LEGACY_ROOT, RPPS_ROOT, H
 from gateway.documents.model import Finding
 from gateway.errors import DocumentError, UnsafeDocumentError
@@ -34,9 +35,11 @@ _FIXED_TIME = (1980, 1, 1, 0, 0, 0)
 
 @dataclass(frozen=True)
 class XdmDocument:
-    """A CDA to put in a package."""
+    """A CDA to put in a package, with the facts its builder wrote into it (`cda.CdaResult`);
+    without them `pack` reads them from the XML."""
 
     xml: bytes
+    facts: CdaFacts | None = field(default=None, kw_only=True)
 
 
 @dataclass(frozen=True)
@@ -95,7 +98,8 @@ _STRING = {path: _xpath(f"string({path})") for path in (
 _TEMPLATES = _xpath("h:templateId/@root")
 
 
-def _describe(n: int, xml: bytes, author_xcn: str) -> ebrim.Entry:
+def _read_facts(n: int, xml: bytes) -> CdaFacts:
+    """The facts of a CDA read from its XML: for documents that do not come with them."""
     root = safexml.parse(xml, what=f"CDA #{n}")
     if root.tag != H + "ClinicalDocument":
         raise DocumentError(f"CDA #{n}: root element is not ClinicalDocument")
@@ -108,23 +112,44 @@ def _describe(n: int, xml: bytes, author_xcn: str) -> ebrim.Entry:
         str(i.get("root")): str(i.get("extension") or "")
         for i in root.iterfind(f"{H}recordTarget/{H}patientRole/{H}id")
     }
-    if ids.get(INS_NIR):
-        cx = f"{ids[INS_NIR]}^^^&{INS_NIR}&ISO^NH"
-    else:
-        cx = f"{ids.get(LEGACY_ROOT, 'UNK')}^^^&{LEGACY_ROOT}&ISO^PI"
-    pat = _PAT
-    family, given = _string(root, f"{pat}/h:name/h:family"), _string(root, f"{pat}/h:name/h:given")
-    info = [f"PID-5|{family}^{given}^^^^^L"]
-    if one(f"{pat}/h:birthTime", "value"):
-        info.append(f"PID-7|{one(f'{pat}/h:birthTime', 'value')[:8]}")
-    info.append(f"PID-8|{one(f'{pat}/h:administrativeGenderCode', 'code') or 'U'}")
+    pat, aa = _PAT, _AA
     templates = _TEMPLATES(root)
-    level1 = isinstance(templates, list) and "1.3.6.1.4.1.19376.1.2.20" in templates
-    created = one("h:effectiveTime", "value")
-    doc_id = one("h:id", "root") + (
-        f"^{one('h:id', 'extension')}" if one("h:id", "extension") else ""
+    return CdaFacts(
+        id_root=one("h:id", "root"),
+        id_extension=one("h:id", "extension"),
+        patient_legacy_id=ids.get(LEGACY_ROOT),
+        patient_ins=ids.get(INS_NIR, ""),
+        family=_string(root, f"{pat}/h:name/h:family"),
+        given=_string(root, f"{pat}/h:name/h:given"),
+        birth_time=one(f"{pat}/h:birthTime", "value"),
+        gender=one(f"{pat}/h:administrativeGenderCode", "code"),
+        level1=isinstance(templates, list) and "1.3.6.1.4.1.19376.1.2.20" in templates,
+        effective_time=one("h:effectiveTime", "value"),
+        service_time=one("h:documentationOf/h:serviceEvent/h:effectiveTime", "value"),
+        title=_string(root, "h:title"),
+        author_rpps=_string(root, f"{aa}/h:id[@root='{RPPS_ROOT}']/@extension"),
+        author_family=_string(root, f"{aa}/h:assignedPerson/h:name/h:family"),
+        author_given=_string(root, f"{aa}/h:assignedPerson/h:name/h:given"),
+        organisation=_string(root, f"{aa}/h:representedOrganization/h:name"),
+        author_code=_string(root, f"{aa}/h:id[@root='{LEGACY_ROOT}']/@extension"),
     )
+
+
+def _entry(n: int, xml: bytes, facts: CdaFacts) -> ebrim.Entry:
+    """What METADATA.XML says of document `n`, from its bytes and its facts."""
+    f = facts
+    if f.patient_ins:
+        cx = f"{f.patient_ins}^^^&{INS_NIR}&ISO^NH"
+    else:
+        legacy = "UNK" if f.patient_legacy_id is None else f.patient_legacy_id
+        cx = f"{legacy}^^^&{LEGACY_ROOT}&ISO^PI"
+    info = [f"PID-5|{f.family}^{f.given}^^^^^L"]
+    if f.birth_time:
+        info.append(f"PID-7|{f.birth_time[:8]}")
+    info.append(f"PID-8|{f.gender or 'U'}")
+    doc_id = f.id_root + (f"^{f.id_extension}" if f.id_extension else "")
     digest = hashlib.sha1(xml).hexdigest().upper()
+    created = _utc(f.effective_time)
     return ebrim.Entry(
         entry_id=f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_OID, doc_id + digest)}",
         unique_id=doc_id,
@@ -133,12 +158,11 @@ def _describe(n: int, xml: bytes, author_xcn: str) -> ebrim.Entry:
         sha1=digest,
         patient_cx=cx,
         patient_info=tuple(info),
-        creation_time=_utc(created),
-        service_start=one("h:documentationOf/h:serviceEvent/h:effectiveTime", "value")[:8]
-        or _utc(created),
-        title=_string(root, "h:title"),
-        format_code=ebrim.FORMAT_PDF if level1 else ebrim.FORMAT_CRBIO,
-        author_xcn=_author_xcn(root),
+        creation_time=created,
+        service_start=f.service_time[:8] or created,
+        title=f.title,
+        format_code=ebrim.FORMAT_PDF if f.level1 else ebrim.FORMAT_CRBIO,
+        author_xcn=_author_xcn(f),
     )
 
 
@@ -158,16 +182,10 @@ def _utc(ts: str) -> str:
         return ts[:14]
 
 
-def _author_xcn(root: etree._Element) -> str:
-    aa = _AA
-    rpps = _string(root, f"{aa}/h:id[@root='{RPPS_ROOT}']/@extension")
-    family = _string(root, f"{aa}/h:assignedPerson/h:name/h:family")
-    given = _string(root, f"{aa}/h:assignedPerson/h:name/h:given")
-    if rpps:
-        return f"{rpps}^{family}^{given}^^^^^^&{RPPS_ROOT}&ISO^D^^^IDNPS"
-    org = _string(root, f"{aa}/h:representedOrganization/h:name")
-    code = _string(root, f"{aa}/h:id[@root='{LEGACY_ROOT}']/@extension")
-    return f"{code}^{org}^^^^^^^&{LEGACY_ROOT}&ISO"
+def _author_xcn(f: CdaFacts) -> str:
+    if f.author_rpps:
+        return f"{f.author_rpps}^{f.author_family}^{f.author_given}^^^^^^&{RPPS_ROOT}&ISO^D^^^IDNPS"
+    return f"{f.author_code}^{f.organisation}^^^^^^^&{LEGACY_ROOT}&ISO"
 
 
 def _readme(sender: XdmSender, entries: list[ebrim.Entry], when: str) -> str:
@@ -209,7 +227,10 @@ def pack(
     when = _ts(submission_time)
     entries = []
     for n, d in enumerate(documents, start=1):
-        entries.append(_describe(n, d.xml, ""))
+        # a builder's facts are trusted to be what its XML says (tests/documents/
+        # test_xdm_facts.py holds cda's to that): that XML is not parsed again here
+        facts = d.facts if d.facts is not None else _read_facts(n, d.xml)
+        entries.append(_entry(n, d.xml, facts))
     seed = when + "".join(e.sha1 for e in entries)
     set_uuid = uuid.uuid5(uuid.NAMESPACE_OID, seed)
     meta = ebrim.build(

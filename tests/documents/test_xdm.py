@@ -122,7 +122,7 @@ def test_metadata_with_entities_is_refused() -> None:
 
 
 def test_compiled_expressions_read_what_xpath_reads() -> None:
-    """``_describe`` compiles its expressions once: each gives what ``_Element.xpath`` gives
+    """``_read_facts`` compiles its expressions once: each gives what ``_Element.xpath`` gives
     for its text, on level-3 and level-1 CDAs."""
     pdf = b"%PDF-1.4\n%%EOF\n"
     docs = [d for p in corpus_files() for d in hprim.parse(p.read_bytes().decode()).documents]
