@@ -93,7 +93,7 @@ def _documents(text: str, *, tables: CodeTables, now: datetime, sender: LegacyUs
         if doc.results:
             built = cda.build_crbio(doc, tables=tables, document_id=doc_id, effective_time=now)
             findings.extend(str(f) for f in built.findings)
-            cdas.append(xdm.XdmDocument(built.xml))
+            cdas.append(xdm.XdmDocument(built.xml, facts=built.facts))
             results += len(doc.results)
             levels.append(3)
         else:
