@@ -98,7 +98,7 @@ class LegacyCrypto:
                  top: bool, inside: bool = False) -> EmailMessage:
         """Rebuild ``part`` with its encrypted pieces opened; ``inside`` = already within a
         decrypted (and signature-checked) PGP/MIME entity, whose leaves are plaintext."""
-        ctype = part.get_content_type()
+        ctype = mime.content_type(part)
         if ctype == "multipart/encrypted":
             payload = part.get_payload()
             if not isinstance(payload, list) or len(payload) != 2 or not isinstance(

@@ -7,7 +7,6 @@ nesting depth before anything else looks at them, and turns every parse problem 
 
 from __future__ import annotations
 
-import base64
 import binascii
 import email
 import email.generator
@@ -15,6 +14,7 @@ import email.parser
 import email.policy
 import io
 import re
+import struct
 from dataclasses import dataclass, field
 from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import EmailMessage, Message
@@ -264,7 +264,9 @@ def _decoded(name: str, raw: object) -> str:
     """A header value as text: RFC 2047 words decoded, 8-bit bytes (which RFC 5322 forbids but
     legacy software writes) read as UTF-8, else Windows-1252 — never replaced by U+FFFD —
     and refused when it would break its header in two."""
-    if isinstance(raw, str) and any("\udc80" <= c <= "\udcff" for c in raw):
+    # (a surrogate is not ASCII: the scan a character at a time only for the others)
+    if isinstance(raw, str) and not raw.isascii() and any(
+            "\udc80" <= c <= "\udcff" for c in raw):
         data = raw.encode("ascii", "surrogateescape")
         for codec in ("utf-8", "cp1252", "latin-1"):
             try:
@@ -274,11 +276,18 @@ def _decoded(name: str, raw: object) -> str:
                 continue
     try:  # the header registry raises ValueError and others on hostile fields
         value = raw if hasattr(raw, "name") else POLICY.header_factory(
-            name, "".join(_FOLD.split(str(raw))))
+            name, _unfolded(str(raw)))
         text = str(value)
     except Exception:
         raise MessageFormatError(f"unreadable {name} header") from None
     return one_line(name, text)
+
+
+def _unfolded(text: str) -> str:
+    """``"".join(_FOLD.split(text))``: every CR and LF taken out."""
+    if "\r" not in text and "\n" not in text:
+        return text
+    return text.replace("\r", "").replace("\n", "")
 
 
 def add_header(msg: Message, name: str, value: str) -> None:
@@ -297,6 +306,45 @@ def one_line(name: str, text: str) -> str:
     return text
 
 
+def content_type(part: Message) -> str:
+    """``part.get_content_type()``, remembered (see :func:`_shape`)."""
+    return _shape(part)[0]
+
+
+def _shape(part: Message) -> tuple[str, str | None]:
+    """``(part.get_content_type(), part.get_boundary())``, remembered by the value of the
+    part's Content-Type field.
+
+    The email package parses the field again on every call: a part's type some ten times,
+    its boundary some five, in one translation.  Both are functions of the header the field
+    is fetched as, which under the gateway's policies is a function of the value stored
+    (the same header object, or the same text parsed the same way); a part without the
+    field takes its type from its parent, and is not remembered.  Bounded like the
+    remembering registry."""
+    if part.policy is not POLICY and part.policy is not WIRE:
+        return part.get_content_type(), part.get_boundary()
+    value = next((v for k, v in part._headers  # type: ignore[attr-defined]
+                  if k.lower() == "content-type"), None)
+    if value is None:
+        return part.get_content_type(), None
+    if not isinstance(value, str) or len(value) > _SHAPE_LONGEST:
+        return part.get_content_type(), part.get_boundary()
+    # a stored header object is fetched as itself, a stored text parsed: the same text
+    # may give either, and they are kept apart
+    key = (value.__class__ is str, str(value))
+    shape = _SHAPES.get(key)
+    if shape is None:
+        if len(_SHAPES) >= _SHAPE_ENTRIES:
+            _SHAPES.clear()
+        shape = _SHAPES[key] = (part.get_content_type(), part.get_boundary())
+    return shape
+
+
+_SHAPE_LONGEST = 512
+_SHAPE_ENTRIES = 1024
+_SHAPES: dict[tuple[bool, str], tuple[str, str | None]] = {}
+
+
 def leaves(msg: Message) -> list[Part]:
     """Every non-multipart part (its content decoded from base64/quoted-printable when read)."""
     out: list[Part] = []
@@ -306,7 +354,7 @@ def leaves(msg: Message) -> list[Part]:
         filename = part.get_filename()
         disposition = (part.get_content_disposition() or "").lower()
         out.append(Part(
-            content_type=part.get_content_type(),
+            content_type=content_type(part),
             filename=filename,
             charset=part.get_content_charset(),
             is_attachment=disposition == "attachment" or (filename is not None
@@ -353,11 +401,27 @@ def set_base64(part: EmailMessage, data: bytes, **content: Any) -> None:
 
 def _base64(data: bytes) -> str:
     """What the content manager's encoder writes: lines of 57 bytes as 76 characters, each
-    ending in LF."""
+    ending in LF (``base64.encodebytes``, a block of lines at a time).
+
+    Each block is encoded in one call and cut into its lines by one ``struct`` unpack, not
+    one encoding call and one append per line (``encodebytes``' loop: some 800 a 46 KB PDF,
+    twice the time of the encoding itself)."""
     view = memoryview(data)
-    block = 57 * 1024
-    return "".join(base64.encodebytes(view[at:at + block]).decode("ascii")
-                   for at in range(0, len(data), block))
+    out: list[str] = []
+    for at in range(0, len(data), _B64_BLOCK):
+        encoded = binascii.b2a_base64(view[at:at + _B64_BLOCK], newline=False)
+        full = len(encoded) // 76
+        lines: tuple[bytes, ...] = (_B64_LINES.unpack(encoded) if full == _B64_ROWS
+                                    else struct.unpack_from("76s" * full, encoded))
+        if len(encoded) > full * 76:  # a last, shorter line
+            lines += (encoded[full * 76:],)
+        out.append((b"\n".join(lines) + b"\n").decode("ascii"))
+    return "".join(out)
+
+
+_B64_ROWS = 1024  # lines a block
+_B64_BLOCK = 57 * _B64_ROWS
+_B64_LINES = struct.Struct("76s" * _B64_ROWS)
 
 
 def to_bytes(msg: EmailMessage, *, release: bool = False) -> bytes:
@@ -425,11 +489,11 @@ def _as_read(msg: Message) -> bool:
     delimiters: list[str] = []
 
     def readable(part: Message) -> bool:
-        main = part.get_content_maintype()
+        ctype, boundary = _shape(part)
+        main = ctype.partition("/")[0]
         payload = getattr(part, "_payload", None)
         if main == "multipart":
-            boundary = part.get_boundary()
-            if (part.get_content_subtype() == "signed" or not boundary
+            if (ctype == "multipart/signed" or not boundary
                     or not isinstance(payload, list) or not payload
                     or not all(isinstance(p, Message) for p in payload)
                     or part.preamble is not None or part.epilogue is not None):
@@ -499,9 +563,10 @@ _SLICE = 64 * 1024
 
 
 def _write(part: Message, out: io.BytesIO | _Pieces, *, release: bool = False) -> None:
-    main = part.get_content_maintype()
+    ctype = _shape(part)[0]
+    main = ctype.partition("/")[0]
     payload = getattr(part, "_payload", None)  # what the generator writes, surrogates kept
-    if main == "multipart" and part.get_content_subtype() != "signed" and isinstance(
+    if main == "multipart" and ctype != "multipart/signed" and isinstance(
             payload, list) and all(isinstance(p, Message) for p in payload):
         _write_multipart(part, payload, out, release=release)
     elif main not in ("multipart", "message") and (payload is None or isinstance(payload, str)):
@@ -518,9 +583,10 @@ def _write(part: Message, out: io.BytesIO | _Pieces, *, release: bool = False) -
 def _draw_boundaries(msg: Message) -> bool:
     """Give every multipart without a boundary the one the generator would draw first; False
     (and no more drawn) when one is found anywhere in the text it would enclose."""
-    used = {p.get_boundary() for p in msg.walk()}
-    for part in msg.walk():
-        if part.get_content_maintype() != "multipart" or part.get_boundary():
+    shapes = [(part, *_shape(part)) for part in msg.walk()]
+    used = {boundary for _, _, boundary in shapes}
+    for part, ctype, drawn in shapes:
+        if not ctype.startswith("multipart/") or drawn:
             continue
         boundary: str = email.generator.Generator._make_boundary()  # type: ignore[attr-defined]
         if boundary in used or _mentions(part, boundary):
@@ -599,7 +665,7 @@ def _write_multipart(part: Message, children: list[Message], out: io.BytesIO | _
     """A multipart as the generator writes it; a part without a boundary gets the one the
     generator would draw, checked against every line of its children once written."""
     begin = out.tell()
-    boundary = part.get_boundary()
+    boundary = _shape(part)[1]
     # the generator's own draw (a classmethod typeshed does not list)
     chosen = None if boundary else email.generator.Generator._make_boundary()  # type: ignore[attr-defined]
     assert not (release and chosen), "boundaries are drawn before parts are let go"
