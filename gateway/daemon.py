@@ -113,20 +113,28 @@ def translate(translator: Translator, item: TranslateWork, now_ts: float
 _WORKER: Translator | None = None  # in a translation worker process
 
 
-def _worker_init(settings: Settings) -> None:
+def _worker_init(settings: Settings, daemon_pid: int | None = None) -> None:
     global _WORKER
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the daemon decides when workers stop
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    parent = os.getppid()
+    watch_parent(os.getppid() if daemon_pid is None else daemon_pid)
+    thrifty_malloc()
+    _WORKER = build_translator(settings)
 
-    def orphaned() -> None:  # the daemon was killed (kill -9, OOM): do not linger
-        while os.getppid() == parent:
+
+def watch_parent(daemon_pid: int) -> None:
+    """This worker process ends when the daemon ``daemon_pid`` is no longer its parent (the
+    daemon was killed: kill -9, out of memory), checked every second.  The daemon's pid is
+    given, not read here: a daemon killed while this worker was still starting (importing
+    the translation stack takes a second) would otherwise be missed — the worker would take
+    init, its new parent, for the daemon and linger for ever (hundreds of them piled up under
+    repeated kill -9 tests)."""
+    def orphaned() -> None:
+        while os.getppid() == daemon_pid:
             time.sleep(1.0)
         os._exit(0)
 
     threading.Thread(target=orphaned, name="parent-watch", daemon=True).start()
-    thrifty_malloc()
-    _WORKER = build_translator(settings)
 
 
 def thrifty_malloc() -> None:
@@ -260,7 +268,7 @@ class Gateway:
             max_workers=d.processes,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_worker_init,
-            initargs=(self.settings,),
+            initargs=(self.settings, os.getpid()),
         )
 
     def _new_translation_pool(self) -> None:

@@ -8,6 +8,8 @@ import asyncio
 import os
 import signal
 import ssl
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -86,3 +88,38 @@ def test_worker_processes_start_with_the_daemon_and_a_dead_one_is_replaced(
                 f"/proc/{pid}/status").read_bytes().lower()
 
     asyncio.run(main())
+
+
+@pytest.mark.slow
+def test_workers_of_a_daemon_killed_while_they_start_do_not_outlive_it(
+        world: World, tmp_path: Path) -> None:
+    """kill -9 of the daemon as soon as its worker processes exist, while they are still
+    importing: every one of them exits (before, each took init for the daemon and stayed for
+    ever — hundreds piled up under repeated kill -9 tests)."""
+    from tests.daemon.test_crash import Serve, free_port, serve_tables
+
+    async def main() -> set[int]:
+        cfg = world.write_config(tmp_path / "passerelle.toml", tmp_path / "state", serve_tables(
+            free_port(), {}, processes=PROCESSES))
+        serve = Serve(cfg)
+        log = tmp_path / "serve.log"
+        with log.open("wb") as out:
+            serve.proc = subprocess.Popen([sys.executable, "-m", "gateway", "serve",
+                                           "--config", str(cfg)], stdout=out,
+                                          stderr=subprocess.STDOUT)
+        pid = serve.proc.pid
+        await until(lambda: len(workers_of(pid)) == PROCESSES, timeout=60)
+        started = workers_of(pid)
+        serve.kill9()  # the workers are still importing the translation stack
+        await until(lambda: not any(_alive(w) for w in started), timeout=20)
+        return started
+
+    assert len(asyncio.run(main())) == PROCESSES
+
+
+def _alive(pid: int) -> bool:
+    """A process that exists and is not a zombie."""
+    try:
+        return b"zombie" not in Path(f"/proc/{pid}/status").read_bytes().lower()
+    except OSError:
+        return False
