@@ -126,7 +126,11 @@ class PieceDataSMTP(SMTP):
             return
         await self.push("354 End data with <CR><LF>.<CR><LF>")
         with contextlib.ExitStack() as cleanup:
-            data, refused = await self._read_data(cleanup)
+            try:
+                data, refused = await self._read_data(cleanup)
+            except asyncio.CancelledError:  # the connection was lost during DATA
+                self._writer.close()
+                raise
             if refused:
                 await self.push(refused)
                 self._set_post_data_state()  # type: ignore[no-untyped-call]
@@ -143,13 +147,10 @@ class PieceDataSMTP(SMTP):
                           size_limit=self.data_size_limit)
 
     async def _read_data(self, cleanup: contextlib.ExitStack) -> tuple[Data, str]:
-        """DATA's text up to the final dot, and the refusal it deserves ("" if none)."""
+        """DATA's text up to the final dot, and the refusal it deserves ("" if none); a
+        subclass may keep it elsewhere (files it makes are removed when ``cleanup`` closes)."""
         data = bytearray()
         reading = self._data_reader()
-        try:
-            async for piece in reading.pieces():
-                data += piece
-        except asyncio.CancelledError:  # the connection was lost during DATA
-            self._writer.close()
-            raise
+        async for piece in reading.pieces():
+            data += piece
         return data, reading.refused

@@ -244,30 +244,26 @@ class _Smtp(PieceDataSMTP):
         path: Path | None = None
         reading = self._data_reader()
         failed = ""  # the spill file could not be written: the sender tries again later
-        try:
-            async for piece in reading.pieces():
-                if failed:
+        async for piece in reading.pieces():
+            if failed:
+                continue
+            try:
+                if file is not None:
+                    file.write(piece)
                     continue
-                try:
-                    if file is not None:
-                        file.write(piece)
-                        continue
-                    data += piece
-                    if self.spill is not None and len(data) > LARGE:  # the rest to a file
-                        path = new_path(self.spill, "received")
-                        cleanup.callback(path.unlink, missing_ok=True)
-                        file = cleanup.enter_context(
-                            os.fdopen(create(path), "wb", buffering=1 << 18))
-                        file.write(data)
-                        data = bytearray()
-                except OSError as exc:  # the disk is full, or the directory gone
-                    log.error("spill file failed", extra={"side": self.event_handler.side,
-                                                          "error": exc.strerror})
-                    failed = SpoolFull("cannot hold the message now").smtp_reply()
+                data += piece
+                if self.spill is not None and len(data) > LARGE:  # the rest to a file
+                    path = new_path(self.spill, "received")
+                    cleanup.callback(path.unlink, missing_ok=True)
+                    file = cleanup.enter_context(
+                        os.fdopen(create(path), "wb", buffering=1 << 18))
+                    file.write(data)
                     data = bytearray()
-        except asyncio.CancelledError:  # the connection was lost during DATA
-            self._writer.close()
-            raise
+            except OSError as exc:  # the disk is full, or the directory gone
+                log.error("spill file failed", extra={"side": self.event_handler.side,
+                                                      "error": exc.strerror})
+                failed = SpoolFull("cannot hold the message now").smtp_reply()
+                data = bytearray()
         refused = failed or reading.refused  # a write fails only before any refusal
         if file is None or refused:
             return (bytearray() if refused else data), refused
