@@ -113,11 +113,11 @@ def translate(translator: Translator, item: TranslateWork, now_ts: float
 _WORKER: Translator | None = None  # in a translation worker process
 
 
-def _worker_init(settings: Settings, daemon_pid: int | None = None) -> None:
+def _worker_init(settings: Settings, daemon_pid: int) -> None:
     global _WORKER
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the daemon decides when workers stop
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    watch_parent(os.getppid() if daemon_pid is None else daemon_pid)
+    watch_parent(daemon_pid)
     thrifty_malloc()
     _WORKER = build_translator(settings)
 
@@ -791,8 +791,8 @@ class Gateway:
             # an earlier attempt was cut off after the peer may have taken the message (a
             # crash between its 250 and our record): say so, outside the signed part, so
             # that the receiving side can recognise the copy (RFC 5321 §6.1 duplicates)
-            eol = b"\r\n" if b"\r\n" in item.data[:2048] else b"\n"
-            flag = b"X-Passerelle-Possible-Duplicate: " + item.queue_id.encode() + eol
+            # (its line end is CRLF: every line is put in that form on the wire anyway)
+            flag = b"X-Passerelle-Possible-Duplicate: " + item.queue_id.encode() + b"\r\n"
             log.warning("delivery.in_doubt", queue_id=item.queue_id, output_id=item.output_id)
         # large translated bytes are sent from their file (every line end CRLF on the way)
         data = FileMessage(Path(item.path), flag) if item.path else flag + item.data
