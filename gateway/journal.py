@@ -13,7 +13,6 @@ single chain.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import sqlite3
@@ -26,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.errors import ConfigError, SpoolFull, SpoolUnavailable
-from gateway.spool.sqlite import writer_lock
+from gateway.spool.sqlite import unsynced, writer_lock
 
 GENESIS = "0" * 64
 _SCHEMA = """
@@ -141,13 +140,8 @@ class Journal:
         try:
             with writer_lock(self.path):  # shared with the spool: the same file
                 db = self._conn()
-                if not durable:
-                    db.execute("PRAGMA synchronous=NORMAL")
-                try:
+                with unsynced(self._local, db, on=not durable):
                     out, written = self._chain(db, items, at.isoformat(), durable=durable)
-                finally:
-                    if not durable:
-                        self._durable_again(db)
         except sqlite3.Error as exc:
             db = self._conn()
             if db.in_transaction:
@@ -157,17 +151,6 @@ class Journal:
             raise SpoolUnavailable(f"journal: {exc}") from None
         self._count(written)
         return out
-
-    def _durable_again(self, db: sqlite3.Connection) -> None:
-        """Commits fsynced again — or the connection dropped (a new one starts so)."""
-        try:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            db.execute("PRAGMA synchronous=FULL")
-        except sqlite3.Error:
-            with contextlib.suppress(sqlite3.Error):
-                db.close()
-            self._local.db = None
 
     def _begin_chain(self, db: Any, *, durable: bool = True) -> None:
         """Start a transaction that no other writer can enter until it ends (SQLite: how

@@ -157,6 +157,30 @@ def writer_lock(path: Path) -> threading.Lock:
         return _WRITERS.setdefault(key, threading.Lock())
 
 
+@contextmanager
+def unsynced(local: threading.local, db: sqlite3.Connection, *, on: bool = True
+             ) -> Iterator[None]:
+    """With ``on``: the commits made inside wait for no fsync (``synchronous=NORMAL``; the
+    next commit with FULL syncs them with its own).  Afterwards the connection fsyncs again
+    — or, if that cannot be set, it is closed and dropped from ``local`` (a new one starts
+    with FULL): a later accept is never left unsynced."""
+    if not on:
+        yield
+        return
+    db.execute("PRAGMA synchronous=NORMAL")
+    try:
+        yield
+    finally:
+        try:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            db.execute("PRAGMA synchronous=FULL")
+        except sqlite3.Error:
+            with contextlib.suppress(sqlite3.Error):
+                db.close()
+            local.db = None
+
+
 def export_file(dest: Path, pieces: Iterable[bytes], digest: str) -> bool:
     """Write ``pieces`` into a new private file ``dest``; whether they matched ``digest``
     (the file is removed when they did not).  A file that cannot be written is
@@ -241,35 +265,22 @@ class SqliteSpool:
     @contextmanager
     def _sqlite_tx(self, *, durable: bool = True) -> Iterator[Conn]:
         db = self._conn()
-        if not durable:
-            db.execute("PRAGMA synchronous=NORMAL")
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            yield db
-            db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            if "full" in str(exc).lower():
-                raise SpoolFull(f"spool: {exc}") from None
-            raise SpoolUnavailable(f"spool: {exc}") from None
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
-        finally:
-            if not durable:
-                self._durable_again(db)
-
-    def _durable_again(self, db: Conn) -> None:
-        """Every commit after this one fsynced again — or, if that cannot be set, the
-        connection closed (a new one starts with FULL): never a later accept left unsynced."""
-        try:
-            db.execute("PRAGMA synchronous=FULL")
-        except sqlite3.Error:
-            with contextlib.suppress(sqlite3.Error):
-                self.close()
-            self._local.db = None
+        assert isinstance(db, sqlite3.Connection)
+        with unsynced(self._local, db, on=not durable):
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                yield db
+                db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                if "full" in str(exc).lower():
+                    raise SpoolFull(f"spool: {exc}") from None
+                raise SpoolUnavailable(f"spool: {exc}") from None
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
 
     @contextmanager
     def _read(self) -> Iterator[Conn]:
