@@ -22,12 +22,13 @@ DEFAULT_TLS12_SUITES = (
 
 @dataclass(frozen=True)
 class LegacyCryptoSettings:
-    adapter: str = "openpgp"  # "openpgp" or "command"
+    adapter: str = "openpgp"  # "openpgp", "sop" or "command"
     gnupg_home: Path | None = None
     gateway_fingerprint: str = ""
     open_command: tuple[str, ...] = ()
     seal_command: tuple[str, ...] = ()
     key_dir: Path | None = None
+    sop_command: tuple[str, ...] = ("sqop",)
     timeout: float = 30.0
 
 
@@ -231,8 +232,9 @@ def from_dict(data: dict[str, Any], *, base: Path, source: str) -> Settings:
     spool = top.table("spool")
     state_dir = gw.path("state_dir") or base / "state"
     adapter = leg.text("adapter", "openpgp")
-    if adapter not in ("openpgp", "command"):
-        raise ConfigError(f"{source}: legacy.adapter: must be \"openpgp\" or \"command\"")
+    if adapter not in ("openpgp", "sop", "command"):
+        raise ConfigError(f"{source}: legacy.adapter: must be \"openpgp\", \"sop\" or "
+                          "\"command\"")
     legacy = LegacyCryptoSettings(
         adapter=adapter,
         gnupg_home=leg.path("gnupg_home"),
@@ -240,6 +242,7 @@ def from_dict(data: dict[str, Any], *, base: Path, source: str) -> Settings:
         open_command=leg.argv("open_command"),
         seal_command=leg.argv("seal_command"),
         key_dir=leg.path("key_dir"),
+        sop_command=leg.argv("sop_command") or ("sqop",),
         timeout=leg.number("timeout", 30.0),
     )
     trust_settings = TrustSettings(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -40,9 +41,30 @@ def legacy_client(world: World, user: str) -> LegacyCrypto:
                                       gateway_fingerprint=world.fingerprints[user]))
 
 
-def gateway_crypto(world: World) -> LegacyCrypto:
+def require_tool(name: str) -> None:
+    """Skip a test whose tool is missing here; under CI (which installs it, see .ci/run) fail."""
+    if shutil.which(name) is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{name} is not installed; CI must run this test (see .ci/run)")
+        pytest.skip(f"{name} is not installed")
+
+
+def gateway_crypto(world: World, adapter: str = "openpgp") -> LegacyCrypto:
+    """The gateway's legacy crypto, through gpg (the default) or sop (``legacy.adapter``)."""
+    if adapter == "sop":
+        from gateway.crypto.sop import SopCipher
+
+        require_tool("sqop")
+        return LegacyCrypto(SopCipher(world.gnupg_gateway,
+                                      gateway_fingerprint=world.fingerprints["gateway"]))
     return LegacyCrypto(OpenPgpCipher(world.gnupg_gateway,
                                       gateway_fingerprint=world.fingerprints["gateway"]))
+
+
+@pytest.fixture(params=["openpgp", "sop"])
+def adapter(request: pytest.FixtureRequest) -> str:
+    """Each OpenPGP adapter of the gateway: every verdict must be the same through both."""
+    return str(request.param)
 
 
 # -- PostgreSQL ------------------------------------------------------------------------------

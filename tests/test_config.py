@@ -74,3 +74,11 @@ hprim_alias = "Resultats"
         config.load(write(tmp_path, '[directory]\ntypes = ["PER", "XYZ"]\n'))
     with pytest.raises(ConfigError, match=r"directory\.hprim_alias"):
         config.load(write(tmp_path, '[directory]\nhprim_alias = "rpps-x"\n'))
+
+
+def test_sop_adapter_and_its_command(tmp_path: Path) -> None:
+    s = config.load(write(tmp_path, "[legacy]\nadapter = \"sop\"\n"))
+    assert (s.legacy.adapter, s.legacy.sop_command) == ("sop", ("sqop",))
+    s = config.load(write(tmp_path, "[legacy]\nadapter = \"sop\"\n"
+                                    "sop_command = [\"/opt/sop/bin/sqop\", \"--debug\"]\n"))
+    assert s.legacy.sop_command == ("/opt/sop/bin/sqop", "--debug")

@@ -79,7 +79,7 @@ class CommandCipher:
                 raise CryptoToolError(f"{Path(argv[0]).name} failed (exit {proc.returncode})")
             return dst.read_bytes(), proc.stdout.decode("ascii", "replace")
 
-    def decrypt_verify(self, data: bytes) -> PartResult:
+    def decrypt_verify(self, data: bytes, *, signer: str = "") -> PartResult:
         plaintext, out = self._run(self.open_argv, data)
         signer = next((line.split()[1] for line in out.splitlines()
                        if line.startswith("SIGNER ") and len(line.split()) > 1), "")

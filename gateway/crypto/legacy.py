@@ -41,7 +41,10 @@ class PartResult:
 class PartCipher(Protocol):
     """What an implementation provides: single-part operations, failures typed."""
 
-    def decrypt_verify(self, data: bytes) -> PartResult: ...
+    def decrypt_verify(self, data: bytes, *, signer: str = "") -> PartResult:
+        """``signer``: the expected signer's primary fingerprint, a hint an implementation may
+        use to find the certificate (the verdict is still checked against it by ``open``)."""
+        ...
 
     def encrypt_sign(self, data: bytes, *, recipient: str) -> bytes: ...
 
@@ -79,11 +82,11 @@ class LegacyCrypto:
         """Open every part; a handed-over message is let go once parsed."""
         msg = mime.parse(raw)
         results: list[tuple[str, PartResult]] = []
-        out = self._rebuild(msg, results, top=True)
+        expected = expected_signer.replace(" ", "").upper()
+        out = self._rebuild(msg, results, expected, top=True)
         del msg  # its parts are no longer needed while the rebuilt message is written
         if not results:
             raise NotEncrypted("message holds no encrypted part")
-        expected = expected_signer.replace(" ", "").upper()
         for what, result in results:
             if result.signer.upper() != expected:
                 raise WrongSigner(f"{what} signed by {result.signer[-16:]}, expected the "
@@ -94,7 +97,7 @@ class LegacyCrypto:
             signer=first.signer, signer_uid=first.signer_uid,
             parts=tuple(what for what, _ in results)))
 
-    def _rebuild(self, part: Message, results: list[tuple[str, PartResult]], *,
+    def _rebuild(self, part: Message, results: list[tuple[str, PartResult]], signer: str, *,
                  top: bool, inside: bool = False) -> EmailMessage:
         """Rebuild ``part`` with its encrypted pieces opened; ``inside`` = already within a
         decrypted (and signature-checked) PGP/MIME entity, whose leaves are plaintext."""
@@ -108,12 +111,12 @@ class LegacyCrypto:
             if not isinstance(data, bytes):
                 raise MessageFormatError("PGP/MIME encrypted part is empty")
             payload[1].set_payload("")  # open's own parse: let go once read, as in _leaf
-            result = self.cipher.decrypt_verify(data)
+            result = self.cipher.decrypt_verify(data, signer=signer)
             del data
             results.append(("body:pgp-mime", _verdict(result)))
             inner = mime.parse(result.plaintext)
             del result
-            rebuilt = self._rebuild(inner, results, top=False, inside=True)
+            rebuilt = self._rebuild(inner, results, signer, top=False, inside=True)
             return _with_headers(part, rebuilt) if top else rebuilt
         if part.is_multipart():
             new = mime.new()
@@ -123,7 +126,7 @@ class LegacyCrypto:
             new["Content-Type"] = part.get("Content-Type", "multipart/mixed")
             payload = part.get_payload()
             assert isinstance(payload, list)
-            new.set_payload([self._rebuild(p, results, top=False, inside=inside)
+            new.set_payload([self._rebuild(p, results, signer, top=False, inside=inside)
                              for p in payload if isinstance(p, Message)])
             return new
         if inside:
@@ -133,9 +136,9 @@ class LegacyCrypto:
             # writer (ASCII, 8-bit bytes kept as surrogates) then cannot write
             leaf.set_payload(getattr(part, "_payload", ""))
             return leaf
-        return self._leaf(part, results, top=top)
+        return self._leaf(part, results, signer, top=top)
 
-    def _leaf(self, part: Message, results: list[tuple[str, PartResult]], *,
+    def _leaf(self, part: Message, results: list[tuple[str, PartResult]], signer: str, *,
               top: bool) -> EmailMessage:
         data = part.get_payload(decode=True)
         data = data if isinstance(data, bytes) else b""
@@ -147,7 +150,7 @@ class LegacyCrypto:
         if top:
             _copy_headers(part, new, skip_content=True)
         if filename and filename.lower().endswith(ENCRYPTED_SUFFIXES):
-            result = self.cipher.decrypt_verify(data)
+            result = self.cipher.decrypt_verify(data, signer=signer)
             del data  # not held while the plaintext is encoded
             name = filename[: filename.rfind(".")]
             results.append((f"attachment:{len(results) + 1}", _verdict(result)))
@@ -157,7 +160,7 @@ class LegacyCrypto:
                             disposition="attachment", filename=name)
             return new
         if ARMOR_BEGIN in data[:4096] or ARMOR_BEGIN in data:
-            result = self.cipher.decrypt_verify(data)
+            result = self.cipher.decrypt_verify(data, signer=signer)
             del data
             results.append(("body:inline", _verdict(result)))
             # Bytes as the author's software wrote them: the text stage finds the charset.

@@ -80,7 +80,7 @@ class OpenPgpCipher:
         gpg.on_data = on_data
         return gpg
 
-    def decrypt_verify(self, data: bytes) -> PartResult:
+    def decrypt_verify(self, data: bytes, *, signer: str = "") -> PartResult:
         sink = io.BytesIO()
         try:
             result = self._gpg_into(sink).decrypt(data, always_trust=True,

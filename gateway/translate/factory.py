@@ -8,6 +8,7 @@ from gateway.crypto.legacy import LegacyCrypto, PartCipher
 from gateway.crypto.openpgp import OpenPgpCipher
 from gateway.crypto.pki import TrustAnchors
 from gateway.crypto.smime import SigningIdentity, Smime
+from gateway.crypto.sop import SopCipher
 from gateway.directory.resolve import DirectoryResolver, Preference
 from gateway.documents.codes import load_tables
 from gateway.errors import ConfigError
@@ -25,6 +26,9 @@ def legacy_cipher(settings: Settings) -> PartCipher:
                              gateway_key=leg.gateway_fingerprint)
     if leg.gnupg_home is None or not leg.gateway_fingerprint:
         raise ConfigError("legacy.gnupg_home and legacy.gateway_fingerprint are required")
+    if leg.adapter == "sop":
+        return SopCipher(leg.gnupg_home, gateway_fingerprint=leg.gateway_fingerprint,
+                         command=leg.sop_command, timeout=leg.timeout)
     return OpenPgpCipher(leg.gnupg_home, gateway_fingerprint=leg.gateway_fingerprint,
                          timeout=leg.timeout)
 

@@ -30,13 +30,15 @@ def letter(body: bytes = "Hémoglobine à 11,8 g/dL".encode("mac_roman"),
     return m
 
 
-def test_good_message_opens_with_every_part(world: World) -> None:
+def test_good_message_opens_with_every_part(world: World, adapter: str) -> None:
     sealed = legacy_client(world, "dupont").seal(letter().as_bytes(),
                                                  recipient=world.fingerprints["gateway"])
     assert b"-----BEGIN PGP MESSAGE-----" in sealed and b"scan.pdf.pgp" in sealed
     assert "Hémoglobine".encode("mac_roman") not in sealed
-    opened = gateway_crypto(world).open(sealed, expected_signer=world.fingerprints["dupont"])
+    opened = gateway_crypto(world, adapter).open(sealed,
+                                                 expected_signer=world.fingerprints["dupont"])
     assert opened.verification.signer == world.fingerprints["dupont"]
+    assert "jean.DUPONT" in opened.verification.signer_uid
     assert opened.verification.parts == ("body:inline", "attachment:2")
     parts = mime.leaves(mime.parse(opened.message))
     assert parts[0].data == "Hémoglobine à 11,8 g/dL".encode("mac_roman")
@@ -44,7 +46,7 @@ def test_good_message_opens_with_every_part(world: World) -> None:
         "scan.pdf", "application/pdf", b"%PDF-1.4 scan")
 
 
-def test_pgp_mime_opens(world: World, tmp_path: Path) -> None:
+def test_pgp_mime_opens(world: World, tmp_path: Path, adapter: str) -> None:
     inner = letter(attachment=None)
     del inner["From"], inner["To"], inner["Subject"]
     armored = subprocess.run(
@@ -62,8 +64,8 @@ def test_pgp_mime_opens(world: World, tmp_path: Path) -> None:
     data.set_content(armored, maintype="application", subtype="octet-stream",
                      filename="encrypted.asc")
     outer.set_payload([control, data])
-    opened = gateway_crypto(world).open(outer.as_bytes(),
-                                        expected_signer=world.fingerprints["dupont"])
+    opened = gateway_crypto(world, adapter).open(outer.as_bytes(),
+                                                 expected_signer=world.fingerprints["dupont"])
     assert opened.verification.parts == ("body:pgp-mime",)
     assert "Hémoglobine".encode("mac_roman") in mime.leaves(mime.parse(opened.message))[0].data
 
@@ -93,7 +95,7 @@ def _inline(armored: bytes) -> bytes:
     ("corrupt", errors.CannotDecrypt),
 ])
 def test_each_failure_is_typed(world: World, tmp_path: Path, case: str,
-                               error: type[errors.CryptoError]) -> None:
+                               error: type[errors.CryptoError], adapter: str) -> None:
     gw = world.fingerprints["gateway"]
     expected = world.fingerprints["dupont"]
     if case == "unsigned":
@@ -150,8 +152,9 @@ def test_each_failure_is_typed(world: World, tmp_path: Path, case: str,
         lines = armored.splitlines()
         lines[3] = lines[3][::-1]
         raw = _inline(b"\n".join(lines))
+    crypto = gateway_crypto(world, adapter)
     with pytest.raises(error):
-        gateway_crypto(world).open(raw, expected_signer=expected)
+        crypto.open(raw, expected_signer=expected)
 
 
 def _encrypt_signed(world: World, gw: str, signed: bytes) -> bytes:
@@ -162,14 +165,21 @@ def _encrypt_signed(world: World, gw: str, signed: bytes) -> bytes:
         capture_output=True, check=True).stdout
 
 
-def test_seal_refuses_plaintext_fallback(world: World) -> None:
+def test_seal_refuses_plaintext_fallback(world: World, adapter: str) -> None:
     with pytest.raises(errors.NoRecipientKey):
-        gateway_crypto(world).seal(letter().as_bytes(), recipient="F" * 40)
+        gateway_crypto(world, adapter).seal(letter().as_bytes(), recipient="F" * 40)
 
 
-def test_seal_then_user_opens(world: World) -> None:
-    sealed = gateway_crypto(world).seal(letter().as_bytes(),
-                                        recipient=world.fingerprints["martin"])
+@pytest.mark.parametrize("user", ["perime", "revoque"])
+def test_seal_refuses_a_key_out_of_date(world: World, adapter: str, user: str) -> None:
+    with pytest.raises(errors.NoRecipientKey):
+        gateway_crypto(world, adapter).seal(letter().as_bytes(),
+                                            recipient=world.fingerprints[user])
+
+
+def test_seal_then_user_opens(world: World, adapter: str) -> None:
+    sealed = gateway_crypto(world, adapter).seal(letter().as_bytes(),
+                                                 recipient=world.fingerprints["martin"])
     opened = legacy_client(world, "martin").open(sealed,
                                                  expected_signer=world.fingerprints["gateway"])
     assert mime.leaves(mime.parse(opened.message))[1].data == b"%PDF-1.4 scan"
@@ -206,9 +216,9 @@ def test_opened_parts_are_not_kept_with_their_verdicts(world: World) -> None:
     kept: list[object] = []
     rebuild = crypto._rebuild
 
-    def spy(part: object, results: list[object], **kwargs: object) -> object:
+    def spy(part: object, results: list[object], *args: object, **kwargs: object) -> object:
         kept.append(results)
-        return rebuild(part, results, **kwargs)  # type: ignore[arg-type]
+        return rebuild(part, results, *args, **kwargs)  # type: ignore[arg-type]
 
     crypto._rebuild = spy  # type: ignore[assignment,method-assign]
     crypto.open(sealed, expected_signer=world.fingerprints["dupont"])

@@ -15,15 +15,15 @@ import pytest
 
 from gateway.crypto.world import World
 from gateway.translate import mime
-from tests.conftest import legacy_client
+from tests.conftest import legacy_client, require_tool
 from tests.daemon.harness import ADDR, TRUST, Harness, start, until
 
 Scenario = Callable[[Harness], Awaitable[None]]
 
 
-def run(world: World, tmp_path: Path, scenario: Scenario) -> None:
+def run(world: World, tmp_path: Path, scenario: Scenario, adapter: str = "openpgp") -> None:
     async def main() -> None:
-        h = await start(world, tmp_path)
+        h = await start(world, tmp_path, legacy_adapter=adapter)
         try:
             await scenario(h)
         finally:
@@ -37,7 +37,11 @@ def parsed(data: bytes) -> email.message.EmailMessage:
     return msg
 
 
-def test_legacy_to_trust_then_reply_back(world: World, tmp_path: Path) -> None:
+def test_legacy_to_trust_then_reply_back(world: World, tmp_path: Path, adapter: str) -> None:
+    """Through each legacy adapter (gpg, sop): the legacy user's own gpg opens the reply."""
+    if adapter == "sop":
+        require_tool("sqop")
+
     async def scenario(h: Harness) -> None:
         await h.send_legacy("dupont", "dr.x@hopital-a.mssante.example",
                             "Hémoglobine à 11,8 g/dL".replace("\n", "\r").encode("mac_roman"),
@@ -63,7 +67,7 @@ def test_legacy_to_trust_then_reply_back(world: World, tmp_path: Path) -> None:
         assert reply["In-Reply-To"] == "<e2e-1@medical33.legacy.example>"
         text = mime.leaves(mime.parse(opened.message))[0].data
         assert text == "Bien reçu.\r\n".encode("mac_roman")  # Dr Dupont's Mac reads it
-    run(world, tmp_path, scenario)
+    run(world, tmp_path, scenario, adapter)
 
 
 def test_peer_answering_4xx_is_retried_and_delivered(world: World, tmp_path: Path) -> None:

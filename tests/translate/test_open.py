@@ -18,7 +18,7 @@ ARMOR_END = b"-----END PGP MESSAGE-----"
 class FakeCipher:
     """'Encrypts' by armouring base64; decrypts it back, signed by :data:`SIGNER`."""
 
-    def decrypt_verify(self, data: bytes) -> PartResult:
+    def decrypt_verify(self, data: bytes, *, signer: str = "") -> PartResult:
         start = data.index(ARMOR_BEGIN) + len(ARMOR_BEGIN)
         return PartResult(base64.b64decode(data[start:data.index(ARMOR_END)]), SIGNER)
 
