@@ -61,9 +61,10 @@ sys.path.insert(0, str(ROOT))
 import aiosmtplib  # noqa: E402
 
 from gateway.crypto import smime  # noqa: E402
-from gateway.crypto.legacy import LegacyCrypto  # noqa: E402
+from gateway.crypto.legacy import LegacyCrypto, PartCipher  # noqa: E402
 from gateway.crypto.openpgp import OpenPgpCipher  # noqa: E402
 from gateway.crypto.pki import TrustAnchors  # noqa: E402
+from gateway.crypto.sop import SopCipher  # noqa: E402
 from gateway.crypto.world import USERS, World, build_world  # noqa: E402
 from gateway.sim import Received, SimLegacyHub, SimTrustOperator  # noqa: E402
 
@@ -527,7 +528,7 @@ class Serve:
     """`python -m gateway serve` on a configuration derived from the world's."""
 
     def __init__(self, world: World, state: Path, sink_ports: dict[str, int], *, workers: int,
-                 spool_url: str = "", processes: int = 0) -> None:
+                 spool_url: str = "", processes: int = 0, adapter: str = "openpgp") -> None:
         self.world = world
         self.state = state
         self.spool_url = spool_url
@@ -548,6 +549,11 @@ class Serve:
         if spool_url:
             tables["spool"] = {"url": spool_url}
         self.cfg = world.write_config(state.parent / f"{state.name}.toml", state, tables)
+        if adapter != "openpgp":  # the world's [legacy] table names the gpg adapter
+            text = self.cfg.read_text("utf-8")
+            assert 'adapter = "openpgp"' in text
+            self.cfg.write_text(text.replace('adapter = "openpgp"', f'adapter = "{adapter}"',
+                                             1), "utf-8")
         self.log = state.parent / f"{state.name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -600,12 +606,14 @@ class Fleet:
     ports and state directory; one gpg home, so one gpg-agent for all of them."""
 
     def __init__(self, world: World, state: Path, sink_ports: dict[str, int], *, workers: int,
-                 instances: int = 1, spool_url: str = "", processes: int = 0) -> None:
+                 instances: int = 1, spool_url: str = "", processes: int = 0,
+                 adapter: str = "openpgp") -> None:
         if instances > 1 and not spool_url:
             raise ValueError("several instances need a PostgreSQL spool (--spool-url)")
         self.members = [Serve(world, state if instances == 1 else
                               state.with_name(f"{state.name}-{k}"), sink_ports,
-                              workers=workers, spool_url=spool_url, processes=processes)
+                              workers=workers, spool_url=spool_url, processes=processes,
+                              adapter=adapter)
                         for k in range(instances)]
         self.world = world
 
@@ -856,12 +864,17 @@ async def run_phase(name: str, msgs: Sequence[Msg], *, sink: Sink, port: int | S
 
 # -- crypto floor --------------------------------------------------------------------------
 
-def crypto_floor(world: World, legacy: Sequence[Msg], trust: Sequence[Msg], threads: int
-                 ) -> dict[str, Any]:
+def crypto_floor(world: World, legacy: Sequence[Msg], trust: Sequence[Msg], threads: int,
+                 adapter: str = "openpgp") -> dict[str, Any]:
     """The gateway's own crypto classes in a tight loop, ``threads`` at a time (the gateway
-    translates on that many threads)."""
-    gw = LegacyCrypto(OpenPgpCipher(world.gnupg_gateway,
-                                    gateway_fingerprint=world.fingerprints["gateway"]))
+    translates on that many threads), through the same legacy adapter as the gateway."""
+    cipher: PartCipher
+    if adapter == "sop":
+        cipher = SopCipher(world.gnupg_gateway, gateway_fingerprint=world.fingerprints["gateway"])
+    else:
+        cipher = OpenPgpCipher(world.gnupg_gateway,
+                               gateway_fingerprint=world.fingerprints["gateway"])
+    gw = LegacyCrypto(cipher)
     identity = smime.SigningIdentity.load(world.cert("gateway-signing"),
                                           world.key("gateway-signing"))
     signer = smime.Smime(identity, TrustAnchors.load([world.ca_cert], [world.crl]))
@@ -963,7 +976,7 @@ async def run(args: argparse.Namespace, work: Path, log: Callable[[str], None]
     await sink.start()
     report: dict[str, Any] = {
         "machine": machine(), "n": n, "n_reverse": n_rev, "concurrency": args.concurrency,
-        "gateway_workers": args.workers,
+        "gateway_workers": args.workers, "legacy_adapter": args.legacy_adapter,
         "message_mix": {"legacy": _mix(legacy), "trust": _mix(trust)},
     }
     if schemas is not None:
@@ -983,6 +996,7 @@ async def run(args: argparse.Namespace, work: Path, log: Callable[[str], None]
         log("transport floor done")
         gateway = Fleet(world, work / "state", sink.ports, workers=args.workers,
                         instances=args.instances, processes=args.processes,
+                        adapter=args.legacy_adapter,
                         spool_url=schemas.new("main") if schemas is not None else "")
         await gateway.start()
         try:
@@ -1012,7 +1026,7 @@ async def run(args: argparse.Namespace, work: Path, log: Callable[[str], None]
                              "legacy_to_trust_half_load": halfload,
                              "spool_mb_end": round(gateway.spool_bytes() / 2**20, 2)}
         report["crypto_floor"] = await asyncio.get_running_loop().run_in_executor(
-            None, crypto_floor, world, legacy, trust, args.workers)
+            None, crypto_floor, world, legacy, trust, args.workers, args.legacy_adapter)
         log("crypto floor done")
         report["ratios"] = {
             d: {"of_crypto_floor": round(report["gateway"][d]["forwarded_per_s"]
@@ -1076,6 +1090,7 @@ async def run_scaleout(args: argparse.Namespace, work: Path, log: Callable[[str]
         for key, label, instances, pg in configs:
             gateway = Fleet(world, work / f"state-{key}", sink.ports, workers=args.workers,
                             instances=instances, processes=args.processes,
+                            adapter=args.legacy_adapter,
                             spool_url=schemas.new(key) if pg else "")
             await gateway.start()
             try:
@@ -1199,6 +1214,9 @@ def main() -> int:
     ap.add_argument("--scaleout", action="store_true",
                     help="only legacy → trust at full load: 1 instance on SQLite, 1 on "
                          "PostgreSQL, --instances on PostgreSQL (needs --spool-url)")
+    ap.add_argument("--legacy-adapter", choices=("openpgp", "sop"), default="openpgp",
+                    help="the gateway's legacy.adapter, also used by the crypto floor "
+                         "(sop: needs sqop)")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args()
     args.n = (600 if args.scaleout else 1000) if args.n is None else args.n
