@@ -14,17 +14,23 @@ from pathlib import Path
 import pytest
 
 from tests.bench import short_dir
+from tests.conftest import require_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 
 @pytest.mark.slow
-def test_load_bench_smoke(tmp_path: Path) -> None:
+@pytest.mark.parametrize("adapter", ["openpgp", "sop"])
+def test_load_bench_smoke(tmp_path: Path, adapter: str) -> None:
+    """With the default legacy adapter and the memory check; with the sop one, without."""
+    if adapter == "sop":
+        require_tool("sqop")
     out = tmp_path / "load.json"
     proc = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "load.py"), "--n", "20", "--n-reverse", "10",
-         "--concurrency", "4", "--workers", "2", "--big-mb", "2", "--quiet",
+         "--concurrency", "4", "--workers", "2", "--big-mb", "2" if adapter == "openpgp" else "0",
+         "--legacy-adapter", adapter, "--quiet",
          "--json", str(out), "--workdir", str(short_dir())],
         capture_output=True, text=True, timeout=240, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -48,6 +54,10 @@ def test_load_bench_smoke(tmp_path: Path) -> None:
     half = report["gateway"]["legacy_to_trust_half_load"]
     assert half["forwarded"] == half["n"] == 10 and half["offered_per_s"] > 0
     assert report["message_mix"]["legacy"] == {"letter": 10, "hprim": 10}
+    assert report["legacy_adapter"] == adapter
+    if adapter == "sop":
+        assert "memory" not in report
+        return
     mem = report["memory"]
     assert mem["forwarded"] and mem["message_bytes"] > 2_000_000
     assert mem["hwm_after_mb"] >= mem["rss_before_mb"] > 0
