@@ -32,6 +32,7 @@ import os
 import random
 import re
 import resource
+import shutil
 import socket
 import statistics
 import subprocess
@@ -65,6 +66,7 @@ from load import (  # noqa: E402
 
 from gateway import config  # noqa: E402
 from gateway.crypto.openpgp import OpenPgpCipher, _status  # noqa: E402
+from gateway.crypto.sop import SopCipher  # noqa: E402
 from gateway.crypto.world import USERS, World, build_world  # noqa: E402
 from gateway.translate.factory import build_translator  # noqa: E402
 from gateway.translate.pipeline import Envelope, Translator  # noqa: E402
@@ -113,6 +115,7 @@ class Keys:
     fingerprint: str
     secret: bytes  # the gateway's secret key, exported unprotected
     signer: bytes  # the signer's (dupont's) public key
+    signer_fingerprint: str
     publics: bytes  # every public key of the gateway's keyring
 
 
@@ -133,6 +136,7 @@ def make_keys(world: World) -> Keys:
     return Keys(home=home, fingerprint=gw,
                 secret=_gpg(home, *UNPROTECTED, "--export-secret-keys", gw),
                 signer=_gpg(home, "--export", world.fingerprints["dupont"]),
+                signer_fingerprint=world.fingerprints["dupont"],
                 publics=_gpg(home, "--export"))
 
 
@@ -232,6 +236,50 @@ def adapter_opener(keys: Keys) -> Opener:
     return open_
 
 
+def sop_adapter_opener(keys: Keys) -> Opener | None:
+    """The sop adapter (``legacy.adapter = "sop"``), told the expected signer (dupont) as the
+    gateway tells it: sqop verifies against his certificate, gpg decides what sqop refuses."""
+    if shutil.which("sqop") is None:
+        return None
+    adapter = SopCipher(keys.home, gateway_fingerprint=keys.fingerprint)
+
+    def open_(data: bytes) -> tuple[bytes, bool | None]:
+        return adapter.decrypt_verify(data, signer=keys.signer_fingerprint).plaintext, True
+
+    return open_
+
+
+def sqop_opener(keys: Keys) -> Opener | None:
+    """``sqop decrypt`` alone, one process per part: the gateway's key and every public key of
+    its keyring passed in memory files; verified = a verification line came out."""
+    if shutil.which("sqop") is None:
+        return None
+
+    def memfd(data: bytes) -> int:
+        fd = os.memfd_create("sop", 0)
+        os.write(fd, data)
+        os.lseek(fd, 0, os.SEEK_SET)
+        return fd
+
+    def open_(data: bytes) -> tuple[bytes, bool | None]:
+        fds = [memfd(keys.secret), memfd(keys.publics), memfd(b"")]
+        try:
+            done = subprocess.run(["sqop", "decrypt", f"--verifications-out=@FD:{fds[2]}",
+                                   f"--verify-with=@FD:{fds[1]}", f"@FD:{fds[0]}"],
+                                  input=data, capture_output=True, pass_fds=fds,
+                                  timeout=GPG_TIMEOUT, check=False)
+            verified = bool(os.pread(fds[2], 4096, 0).strip())
+        finally:
+            for fd in fds:
+                os.close(fd)
+        if done.returncode != 0:
+            raise RuntimeError(f"sqop exit {done.returncode}: "
+                               f"{done.stderr.decode('utf-8', 'replace').strip()}")
+        return done.stdout, verified
+
+    return open_
+
+
 def pysequoia_opener(keys: Keys, *, verify: bool = True) -> Opener | None:
     try:
         import pysequoia
@@ -289,6 +337,8 @@ def johnny_opener(keys: Keys) -> Opener | None:
 
 def openers(keys: Keys) -> dict[str, Opener | None]:
     return {"gpg via python-gnupg (adapter)": adapter_opener(keys),
+            "sop adapter (sqop, gpg on refusal)": sop_adapter_opener(keys),
+            "sqop decrypt, bare": sqop_opener(keys),
             "pysequoia": pysequoia_opener(keys),
             "pysequoia, decrypt only": pysequoia_opener(keys, verify=False),
             "PGPy": pgpy_opener(keys),
@@ -338,7 +388,8 @@ def johnny_verify_after(keys: Keys, part: Part) -> str:
 
 
 def gpg_process_rows(keys: Keys, part: Part, n: int) -> dict[str, Any]:
-    """What one gpg process costs: start, keyring, decrypt + verify (plain and lean)."""
+    """What one gpg process costs: start, keyring, decrypt + verify (plain and lean); and
+    starting sqop."""
     base = ["gpg", "--homedir", str(keys.home), "--batch"]
     decrypt = ["--trust-model", "always", "--status-fd", "2", "--decrypt"]
 
@@ -350,11 +401,15 @@ def gpg_process_rows(keys: Keys, part: Part, n: int) -> dict[str, Any]:
                 raise RuntimeError("gpg did not verify the part")
         return op
 
-    return {"gpg --version": cost(run("--version"), n),
+    rows = {"gpg --version": cost(run("--version"), n),
             "gpg --list-keys": cost(run("--list-keys"), n),
             "gpg --decrypt, bare subprocess": cost(run(*decrypt, verified=True), n, keys.home),
             "gpg --decrypt, bare subprocess, lean options": cost(
                 run(*LEAN, *decrypt, verified=True), n, keys.home)}
+    if shutil.which("sqop") is not None:
+        rows["sqop version"] = cost(partial(subprocess.run, ["sqop", "version"],
+                                            capture_output=True, check=True), n)
+    return rows
 
 
 def adapter_threads(keys: Keys, part: Part, n: int) -> dict[str, float]:
