@@ -26,8 +26,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
             "Load FILE and check everything it names: files readable; certificates parse, are "
             "valid today (a warning under 30 days) and match their private keys; anchors and "
             "CRLs parse; the list of domains parses and is fresh; the address book and mapping "
-            "tables load; gnupg_home exists. Prints one line per problem (ERROR or WARNING). "
-            "Exit 0 when there is no ERROR, 78 otherwise."
+            "tables load; gnupg_home exists (with legacy.adapter = \"sop\": the sop command "
+            "runs and the gateway's key has no passphrase). Prints one line per problem (ERROR "
+            "or WARNING). Exit 0 when there is no ERROR, 78 otherwise."
         ),
     )
     c.add_argument("--config", required=True, type=Path, metavar="FILE",

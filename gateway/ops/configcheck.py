@@ -194,9 +194,9 @@ def _crl(path: Path, now: datetime) -> Iterator[Problem]:
 
 
 def _legacy(s: config.LegacyCryptoSettings) -> Iterator[Problem]:
-    if s.adapter == "openpgp":
+    if s.adapter in ("openpgp", "sop"):
         if s.gnupg_home is None:
-            yield _error("legacy.gnupg_home", "is not set (needed by the openpgp adapter)")
+            yield _error("legacy.gnupg_home", f"is not set (needed by the {s.adapter} adapter)")
         elif not s.gnupg_home.is_dir():
             yield _error("legacy.gnupg_home", f"{s.gnupg_home}: not a directory")
         elif not os.access(s.gnupg_home, os.R_OK | os.X_OK):
@@ -206,7 +206,9 @@ def _legacy(s: config.LegacyCryptoSettings) -> Iterator[Problem]:
         elif not s.gateway_fingerprint:
             yield _error("legacy.gateway_fingerprint", "is not set")
         if shutil.which("gpg") is None:
-            yield _error("legacy.adapter", "openpgp adapter needs gpg on PATH; none found")
+            yield _error("legacy.adapter", f"{s.adapter} adapter needs gpg on PATH; none found")
+        if s.adapter == "sop":
+            yield from _sop(s)
     else:
         for name in ("open_command", "seal_command"):
             argv: tuple[str, ...] = getattr(s, name)
@@ -216,6 +218,25 @@ def _legacy(s: config.LegacyCryptoSettings) -> Iterator[Problem]:
                 yield _error(f"legacy.{name}", f"{argv[0]}: not found or not executable")
     if s.key_dir is not None and not s.key_dir.is_dir():
         yield _error("legacy.key_dir", f"{s.key_dir}: not a directory")
+
+
+def _sop(s: config.LegacyCryptoSettings) -> Iterator[Problem]:
+    """The sop command runs and the gateway's key can be handed to it (no passphrase)."""
+    from gateway.crypto.sop import SopCipher
+    from gateway.errors import CryptoToolError
+
+    if shutil.which(s.sop_command[0]) is None:
+        yield _error("legacy.sop_command", f"{s.sop_command[0]}: not found or not executable "
+                     "(Debian package sqop)")
+        return
+    if s.gnupg_home is None or not s.gnupg_home.is_dir() or not _FPR.fullmatch(
+            s.gateway_fingerprint) or shutil.which("gpg") is None:
+        return  # said above
+    try:
+        SopCipher(s.gnupg_home, gateway_fingerprint=s.gateway_fingerprint,
+                  command=s.sop_command, timeout=s.timeout)
+    except CryptoToolError as exc:
+        yield _error("legacy.adapter", f"sop: {exc}")
 
 
 def _mappings(s: config.Settings) -> Iterator[Problem]:

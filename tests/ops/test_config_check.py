@@ -14,9 +14,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from gateway.crypto.world import World
 from gateway.errors import EX_CONFIG
 from gateway.ops import cli as ops_cli
 from gateway.ops.configcheck import check
+from tests.conftest import require_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime.now(UTC)
@@ -211,3 +213,21 @@ def test_unreadable_config_and_json_output(
     assert code == EX_CONFIG and doc["ok"] is False
     assert doc["problems"][0]["key"] == "config"
     assert "cannot read" in doc["problems"][0]["message"]
+
+
+@pytest.mark.parametrize("command", ["sqop", "no-such-sop-tool"])
+def test_sop_adapter_is_checked_for_real(world: World, tmp_path: Path, command: str) -> None:
+    """On the demo world: clean when sqop runs and the gateway's key has no passphrase; an
+    error naming the key when the command is missing."""
+    if command == "sqop":
+        require_tool("sqop")
+    text = world.config.read_text("utf-8").replace(
+        'adapter = "openpgp"', f'adapter = "sop"\nsop_command = ["{command}"]', 1)
+    path = tmp_path / "passerelle.toml"
+    path.write_text(text, "utf-8")
+    legacy = [str(p) for p in check(path) if "legacy" in str(p)]
+    if command == "sqop":
+        assert legacy == []
+    else:
+        assert legacy == ["ERROR legacy.sop_command: no-such-sop-tool: not found or not "
+                          "executable (Debian package sqop)"]
