@@ -93,6 +93,7 @@ def _inline(armored: bytes) -> bytes:
     ("revoked", errors.KeyRevoked),
     ("not_encrypted", errors.NotEncrypted),
     ("corrupt", errors.CannotDecrypt),
+    ("no_integrity", errors.CannotDecrypt),
 ])
 def test_each_failure_is_typed(world: World, tmp_path: Path, case: str,
                                error: type[errors.CryptoError], adapter: str) -> None:
@@ -145,6 +146,11 @@ def test_each_failure_is_typed(world: World, tmp_path: Path, case: str,
         expected = world.fingerprints["revoque"]
         raw = _inline(_encrypt_signed(world, gw, (
             Path(world.gnupg_users["revoque"]) / "signed-before-revocation.gpg").read_bytes()))
+    elif case == "no_integrity":  # a well signed part encrypted without integrity protection
+        armored = _gpg_out(world, "dupont", "--rfc2440", "--cipher-algo", "CAST5", "--sign",
+                           "--encrypt", "-r", gw)
+        assert armored.startswith(b"-----BEGIN PGP MESSAGE-----")
+        raw = _inline(armored)
     elif case == "not_encrypted":
         raw = _inline(b"Bonjour, en clair.")
     else:
