@@ -593,6 +593,9 @@ class Gateway:
                 if step.stage == "repair":
                     for kind, n in step.details.get("repairs", {}).items():
                         self.metrics.count_repair(kind, n)
+                elif step.stage == "open":
+                    for tool in step.details.get("verification", {}).get("tools", []):
+                        self.metrics.count_legacy_open(str(tool))
         unresolved = {r: why for g in groups for r, why in g.unresolved.items()}
         if unresolved:  # directory aliases that lead nowhere: bounced, the rest goes on
             log.info("translation.unresolved", queue_id=item.queue_id, count=len(unresolved))

@@ -85,7 +85,7 @@ class CommandCipher:
                        if line.startswith("SIGNER ") and len(line.split()) > 1), "")
         if not signer:
             raise Unsigned("legacy tool reported no signer")
-        return PartResult(plaintext=plaintext, signer=signer.upper())
+        return PartResult(plaintext=plaintext, signer=signer.upper(), tool="command")
 
     def encrypt_sign(self, data: bytes, *, recipient: str) -> bytes:
         sealed, _ = self._run(self.seal_argv, data, recipient)

@@ -31,11 +31,13 @@ ENCRYPTED_SUFFIXES = (".pgp", ".apz", ".gpg", ".asc")
 
 @dataclass(frozen=True)
 class PartResult:
-    """One decrypted part: its plaintext and who signed it (primary key fingerprint)."""
+    """One decrypted part: its plaintext, who signed it (primary key fingerprint) and which
+    tool checked it (``TOOLS``)."""
 
     plaintext: bytes
     signer: str
     signer_uid: str = ""
+    tool: str = ""
 
 
 class PartCipher(Protocol):
@@ -49,14 +51,21 @@ class PartCipher(Protocol):
     def encrypt_sign(self, data: bytes, *, recipient: str) -> bytes: ...
 
 
+TOOLS = ("gpg", "sop", "command")
+"""What may verify a part: gpg (the openpgp adapter, or the sop adapter's gpg for what sqop does
+not accept), the sop command, or the operator's licensed tool."""
+
+
 @dataclass(frozen=True)
 class Verification:
     signer: str
     signer_uid: str
     parts: tuple[str, ...] = field(default=())  # what each part was, e.g. "body:inline"
+    tools: tuple[str, ...] = field(default=())  # which tool verified each part
 
     def summary(self) -> dict[str, Any]:
-        return {"signer": self.signer, "parts": list(self.parts), "result": "good"}
+        return {"signer": self.signer, "parts": list(self.parts), "result": "good",
+                "tools": list(self.tools)}
 
 
 @dataclass(frozen=True)
@@ -95,7 +104,8 @@ class LegacyCrypto:
         # the next stage (compose) parses it again: a small one is handed as read too
         return OpenedMessage(mime.to_handover(out, reread=True), Verification(
             signer=first.signer, signer_uid=first.signer_uid,
-            parts=tuple(what for what, _ in results)))
+            parts=tuple(what for what, _ in results),
+            tools=tuple(result.tool for _, result in results)))
 
     def _rebuild(self, part: Message, results: list[tuple[str, PartResult]], signer: str, *,
                  top: bool, inside: bool = False) -> EmailMessage:

@@ -114,7 +114,8 @@ class OpenPgpCipher:
         uid = st.get("GOODSIG", [""])[0].partition(" ")[2]
         if "KEYREVOKED" in st:
             raise KeyRevoked(f"signer key {primary[-16:]} is revoked")
-        return PartResult(plaintext=sink.getvalue(), signer=primary.upper(), signer_uid=uid)
+        return PartResult(plaintext=sink.getvalue(), signer=primary.upper(), signer_uid=uid,
+                          tool="gpg")
 
     def encrypt_sign(self, data: bytes, *, recipient: str) -> bytes:
         sink = io.BytesIO()

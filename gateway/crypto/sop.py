@@ -215,7 +215,7 @@ class SopCipher:
                 if (len(fields) >= 3 and fields[2].upper() == cert.primary.fingerprint
                         and cert.signs_now(fields[1].upper(), now)):
                     return PartResult(plaintext=plain, signer=cert.primary.fingerprint,
-                                      signer_uid=cert.uid)
+                                      signer_uid=cert.uid, tool="sop")
             log.info("sop did not accept a part (exit %d); gpg decides", rc)
         return self.gpg.decrypt_verify(data)
 

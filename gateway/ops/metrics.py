@@ -31,6 +31,7 @@ from prometheus_client import (
 )
 
 from gateway import __version__
+from gateway.crypto.legacy import TOOLS
 from gateway.errors import CryptoError, CryptoToolError, PasserelleError, all_error_classes
 
 OTHER = "other"
@@ -183,6 +184,13 @@ class Metrics:
             "Repairs made to legacy text, by kind (mojibake, mac_pc, line_ends, ...).",
             ["kind"], registry=r,
         )  # fmt: skip
+        self.legacy_opens = Counter(
+            "passerelle_legacy_parts_opened_total",
+            "Legacy parts decrypted and verified, by the tool that verified them (gpg, sop, "
+            "command); with legacy.adapter = \"sop\", tool=\"gpg\" counts the parts sqop did "
+            "not accept and gpg did.",
+            ["tool"], registry=r,
+        )  # fmt: skip
         self.tls_failures = Counter(
             "passerelle_tls_handshake_failures_total",
             "TLS handshakes that failed, by peer domain (an operator) and reason.",
@@ -260,6 +268,9 @@ class Metrics:
 
     def count_repair(self, kind: str, n: int = 1) -> None:
         self.repairs.labels(_closed(kind, REPAIR_KINDS)).inc(n)
+
+    def count_legacy_open(self, tool: str) -> None:
+        self.legacy_opens.labels(_closed(tool, TOOLS)).inc()
 
     def count_tls_failure(self, peer_domain: str, reason: str) -> None:
         self.tls_failures.labels(peer_label(peer_domain), _closed(reason, TLS_REASONS)).inc()

@@ -40,6 +40,9 @@ def test_good_message_opens_with_every_part(world: World, adapter: str) -> None:
     assert opened.verification.signer == world.fingerprints["dupont"]
     assert "jean.DUPONT" in opened.verification.signer_uid
     assert opened.verification.parts == ("body:inline", "attachment:2")
+    tool = {"openpgp": "gpg", "sop": "sop"}[adapter]
+    assert opened.verification.tools == (tool, tool)
+    assert opened.verification.summary()["tools"] == [tool, tool]
     parts = mime.leaves(mime.parse(opened.message))
     assert parts[0].data == "Hémoglobine à 11,8 g/dL".encode("mac_roman")
     assert (parts[1].filename, parts[1].content_type, parts[1].data) == (

@@ -82,6 +82,20 @@ def test_sqop_alone_accepts_a_signature_made_before_expiry_the_adapter_does_not(
         sop_crypto.open(_inline(armored), expected_signer=world.fingerprints["perime"])
 
 
+def test_a_sha1_signature_sqop_refuses_is_opened_by_gpg(world: World,
+                                                        sop_crypto: LegacyCrypto) -> None:
+    """Legacy software that still signs with SHA-1: sqop's policy refuses the signature, gpg
+    accepts it, as the default adapter does; the verification says gpg checked it."""
+    armored = subprocess.run(
+        ["gpg", "--homedir", world.gnupg_users["dupont"], "--batch", "--trust-model", "always",
+         "--armor", "--digest-algo", "SHA1", "--sign", "--encrypt", "-r",
+         world.fingerprints["gateway"]], input=b"signed with SHA-1", capture_output=True,
+        check=True).stdout
+    opened = sop_crypto.open(_inline(armored), expected_signer=world.fingerprints["dupont"])
+    assert opened.verification.tools == ("gpg",)
+    assert mime.leaves(mime.parse(opened.message))[0].data == b"signed with SHA-1"
+
+
 def test_a_key_revoked_while_running_is_refused_at_the_next_message(
         world: World, tmp_path: Path) -> None:
     require_tool("sqop")

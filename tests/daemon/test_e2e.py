@@ -55,6 +55,9 @@ def test_legacy_to_trust_then_reply_back(world: World, tmp_path: Path, adapter: 
         body = next(p for p in mime.leaves(mime.parse(got[0].data))
                     if p.content_type == "text/plain")
         assert body.data.decode("utf-8").startswith("Hémoglobine à 11,8 g/dL\r\n-- \r\n")
+        opened_by = {"openpgp": "gpg", "sop": "sop"}[adapter]
+        assert h.gateway.metrics.registry.get_sample_value(
+            "passerelle_legacy_parts_opened_total", {"tool": opened_by}) == 1
 
         await h.send_trust("dr.x@hopital-a.mssante.example", TRUST["dupont"], "Bien reçu.",
                            msgid="<e2e-2@hopital-a.mssante.example>",

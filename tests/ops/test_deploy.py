@@ -90,6 +90,43 @@ def test_promtool_checks_the_rules() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+def _annotations(alert: str, instance: str) -> dict[str, str]:
+    """The annotations of ``alert`` as the rules file writes them, for ``instance``."""
+    block = ALERTS.read_text().split(f"- alert: {alert}\n", 1)[1].split("- alert:", 1)[0]
+    found = dict(re.findall(r'^\s+(summary|description): (".*")$', block, re.M))
+    return {k: json.loads(v).replace("{{ $labels.instance }}", instance)
+            for k, v in found.items()}
+
+
+@pytest.mark.parametrize(("sop", "gpg", "fires"), [
+    ("0+10x120 1200x180", "0+1x120 120+10x180", True),  # sqop stopped accepting: gpg does all
+    ("0+10x300", "0+1x300", False),  # a few parts sqop refuses (SHA-1 signers): gpg opens them
+    ("0x300", "0+10x300", False),  # the openpgp adapter: gpg opens everything, as it should
+])
+def test_sop_fallback_alert_fires_only_when_sqop_stops_accepting(
+        tmp_path: Path, sop: str, gpg: str, fires: bool) -> None:
+    """promtool's own unit test of the rule, on series a gateway would expose (installed by
+    .ci/run)."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool not on PATH: apt-get install --no-install-recommends prometheus")
+    name = "passerelle_legacy_parts_opened_total"
+    series = [{"series": f'{name}{{instance="a",job="passerelle",tool="{tool}"}}',
+               "values": values} for tool, values in (("sop", sop), ("gpg", gpg))]
+    alert = "PasserelleSopFallingBackToGpg"
+    expected = [{"exp_labels": {"severity": "warning", "instance": "a"},
+                 "exp_annotations": _annotations(alert, "a")}] if fires else []
+    test = tmp_path / "test.yml"  # YAML, written as JSON (a subset of it)
+    test.write_text(json.dumps({
+        "rule_files": [str(ALERTS)], "evaluation_interval": "1m",
+        "tests": [{"interval": "1m", "input_series": series, "alert_rule_test": [
+            {"eval_time": "100m", "alertname": alert, "exp_alerts": []},
+            {"eval_time": "250m", "alertname": alert, "exp_alerts": expected}]}]}))
+    done = subprocess.run([promtool, "test", "rules", str(test)], capture_output=True,
+                          text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 def test_example_config_loads_and_documents_every_key_config_reads() -> None:
     settings = config.load(EXAMPLE)
     assert settings.spool_url == ""
