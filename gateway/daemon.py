@@ -118,6 +118,8 @@ def _worker_init(settings: Settings, daemon_pid: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the daemon decides when workers stop
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     watch_parent(daemon_pid)
+    # a worker's events go to the daemon's stream (inherited), redacted the same way
+    configure_logging(str(settings.raw.get("logging", {}).get("level", "info")))
     thrifty_malloc()
     _WORKER = build_translator(settings)
 

@@ -21,7 +21,6 @@ half its CPU per part (no gpg-agent, no keyring to open: ``bench/README.md`` giv
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import subprocess
 import threading
@@ -34,8 +33,10 @@ from pathlib import Path
 from gateway.crypto.legacy import PartResult
 from gateway.crypto.openpgp import OpenPgpCipher
 from gateway.errors import CryptoToolError
+from gateway.ops.logging import allow_words, get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger("passerelle.crypto.sop")
+allow_words("open", "seal")
 
 _BAD_VALIDITY = frozenset("ierdn")  # invalid, expired, revoked, disabled, not valid
 _CACHE_SIZE = 1024
@@ -216,7 +217,7 @@ class SopCipher:
                         and cert.signs_now(fields[1].upper(), now)):
                     return PartResult(plaintext=plain, signer=cert.primary.fingerprint,
                                       signer_uid=cert.uid, tool="sop")
-            log.info("sop did not accept a part (exit %d); gpg decides", rc)
+            log.info("legacy.sop_not_accepted", stage="open", exit_code=rc)  # gpg decides
         return self.gpg.decrypt_verify(data)
 
     def encrypt_sign(self, data: bytes, *, recipient: str) -> bytes:
@@ -227,5 +228,5 @@ class SopCipher:
                                        [key, certs], data)
             if rc == 0 and sealed.startswith(b"-----BEGIN PGP MESSAGE-----"):
                 return sealed
-            log.info("sop could not seal a part (exit %d); gpg decides", rc)
+            log.info("legacy.sop_not_accepted", stage="seal", exit_code=rc)  # gpg decides
         return self.gpg.encrypt_sign(data, recipient=recipient)

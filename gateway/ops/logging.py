@@ -248,6 +248,7 @@ KEYS: dict[str, Shape] = {
     "delay_seconds": _number, "next_attempt_in": _number, "documents": _number,
     "repairs": _number, "entries": _number, "domains": _number, "pid": _number,
     "confidence": _number, "port": _number, "days_left": _number, "line": _number,
+    "exit_code": _number,
     # peers (operators and hosts, not patients)
     "peer": _host, "peer_domain": _host, "peer_ip": _host, "host": _host, "ip": _host,
     "domain": _host, "remote": _host, "listen": _host, "next_hop": _host, "mx": _host,

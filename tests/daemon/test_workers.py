@@ -5,6 +5,7 @@ without losing the message, and none outlives the daemon."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import ssl
@@ -17,6 +18,7 @@ import aiosmtplib
 import pytest
 
 from gateway.crypto.world import World
+from tests.conftest import require_tool
 from tests.daemon.harness import ADDR
 from tests.daemon.test_crash import operator_and_serve, sealed
 
@@ -123,3 +125,57 @@ def _alive(pid: int) -> bool:
         return b"zombie" not in Path(f"/proc/{pid}/status").read_bytes().lower()
     except OSError:
         return False
+
+
+@pytest.mark.slow
+def test_a_workers_sop_fallback_is_logged_in_the_daemons_stream(world: World,
+                                                                tmp_path: Path) -> None:
+    """With legacy.adapter = "sop" and worker processes: a part sqop refuses (signed with
+    SHA-1) is opened by gpg and delivered, and the worker's event reaches the daemon's log,
+    redacted like the daemon's own (ids and words, nothing of the letter)."""
+    require_tool("sqop")
+    from email.message import EmailMessage
+
+    from gateway.sim import SimTrustOperator
+    from tests.daemon.test_crash import Serve, free_port, serve_tables
+
+    armored = subprocess.run(
+        ["gpg", "--homedir", world.gnupg_users["durand"], "--batch", "--trust-model", "always",
+         "--armor", "--digest-algo", "SHA1", "--sign", "--encrypt", "-r",
+         world.fingerprints["gateway"]], input="Lettre signée en SHA-1.\n".encode(),
+        capture_output=True, check=True).stdout
+    m = EmailMessage()
+    m["From"] = ADDR["durand"]
+    m["To"] = "dr.x@hopital-a.mssante.example"
+    m["Subject"] = "Résultats"
+    m["Message-ID"] = "<sha1-1@medical13.legacy.example>"
+    m.set_content(armored.decode("ascii"))
+
+    async def main() -> None:
+        op = SimTrustOperator(cert=world.cert("hopital-a-server"),
+                              key=world.key("hopital-a-server"), anchors=[world.ca_cert])
+        await op.start()
+        port = free_port()
+        cfg = world.write_config(tmp_path / "passerelle.toml", tmp_path / "state", serve_tables(
+            port, {"hopital-a.mssante.example": f"127.0.0.1:{op.port}"}, processes=PROCESSES))
+        cfg.write_text(cfg.read_text().replace('adapter = "openpgp"', 'adapter = "sop"', 1))
+        serve = Serve(cfg)
+        await serve.start()
+        try:
+            await aiosmtplib.send(
+                m.as_bytes(), sender=ADDR["durand"], recipients=["dr.x@hopital-a.mssante.example"],
+                hostname="127.0.0.1", port=port, start_tls=True,
+                tls_context=ssl.create_default_context(cafile=str(world.ca_cert)), timeout=10)
+            await op.wait_for(1, timeout=30)
+        finally:
+            serve.stop()
+            await op.stop()
+
+    asyncio.run(main())
+    (log,) = tmp_path.glob("serve-*.log")
+    events = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    refused = [e for e in events if e.get("event") == "legacy.sop_not_accepted"]
+    assert refused == [{"logger": "passerelle.crypto.sop", "stage": "open", "exit_code": 3,
+                        "level": "info", "timestamp": refused[0]["timestamp"],
+                        "event": "legacy.sop_not_accepted"}]
+    assert "SHA-1" not in log.read_text() and "Résultats" not in log.read_text()
