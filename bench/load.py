@@ -545,15 +545,11 @@ class Serve:
                         **({"processes": processes} if processes else {})},
             "routes": {".legacy.example": f"127.0.0.1:{sink_ports['legacy']}",
                        "hopital-a.mssante.example": f"127.0.0.1:{sink_ports['trust']}"},
+            "legacy": {"adapter": adapter},
         }
         if spool_url:
             tables["spool"] = {"url": spool_url}
         self.cfg = world.write_config(state.parent / f"{state.name}.toml", state, tables)
-        if adapter != "openpgp":  # the world's [legacy] table names the gpg adapter
-            text = self.cfg.read_text("utf-8")
-            assert 'adapter = "openpgp"' in text
-            self.cfg.write_text(text.replace('adapter = "openpgp"', f'adapter = "{adapter}"',
-                                             1), "utf-8")
         self.log = state.parent / f"{state.name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 

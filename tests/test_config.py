@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from gateway import config
+from gateway.crypto.world import World
 from gateway.errors import ConfigError
 
 
@@ -82,3 +83,20 @@ def test_sop_adapter_and_its_command(tmp_path: Path) -> None:
     s = config.load(write(tmp_path, "[legacy]\nadapter = \"sop\"\n"
                                     "sop_command = [\"/opt/sop/bin/sqop\", \"--debug\"]\n"))
     assert s.legacy.sop_command == ("/opt/sop/bin/sqop", "--debug")
+
+
+def test_a_worlds_configuration_takes_keys_for_its_own_tables_and_new_ones(
+        world: World, tmp_path: Path) -> None:
+    """How tests and benchmarks run the demo world with another adapter: the world's [legacy]
+    table has the keys given replaced or added, the rest of it and of the file as it was."""
+    path = world.write_config(tmp_path / "p.toml", tmp_path / "state", {
+        "legacy": {"adapter": "sop", "sop_command": ["/opt/sqop", "--x"]},
+        "listen.legacy": {"port": 2600}})
+    s = config.load(path)
+    assert (s.legacy.adapter, s.legacy.sop_command) == ("sop", ("/opt/sqop", "--x"))
+    assert s.legacy.gnupg_home == world.gnupg_gateway
+    assert s.legacy.gateway_fingerprint == world.fingerprints["gateway"]
+    assert s.trust.anchors == (world.ca_cert,) and s.state_dir == tmp_path / "state"
+    assert s.daemon.legacy_listen[1] == 2600
+    default = config.load(world.write_config(tmp_path / "d.toml", tmp_path / "state", {}))
+    assert default.legacy.adapter == "openpgp"

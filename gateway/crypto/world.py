@@ -104,13 +104,25 @@ class World:
                      tables: dict[str, dict[str, object]]) -> Path:
         """This world's configuration with its state in ``state`` and more TOML tables
         (``{"listen.legacy": {"port": 2525}, "routes": {...}}``), written to ``path``: how the
-        tests, the demo and the benchmarks run a gateway in the world."""
-        text = "".join(
-            f"[{name}]\n" + "".join(f"{k if k.isidentifier() else _toml(k)} = {_toml(v)}\n"
-                                    for k, v in values.items())
-            for name, values in tables.items())
-        path.write_text(self.config.read_text("utf-8").replace(
-            'state_dir = "state"', f'state_dir = "{state}"') + text, "utf-8")
+        tests, the demo and the benchmarks run a gateway in the world.  A table the world's
+        configuration already has (``{"legacy": {"adapter": "sop"}}``) has the keys given
+        replaced or added."""
+        text = self.config.read_text("utf-8").replace('state_dir = "state"',
+                                                      f'state_dir = "{state}"')
+        for name, values in tables.items():
+            lines = [f"{k if k.isidentifier() else _toml(k)} = {_toml(v)}"
+                     for k, v in values.items()]
+            header = f"[{name}]\n"
+            if header not in text:
+                text += header + "".join(f"{line}\n" for line in lines)
+                continue
+            head, _, rest = text.partition(header)
+            end = rest.find("\n[")
+            body, tail = (rest, "") if end < 0 else (rest[:end + 1], "\n" + rest[end + 1:])
+            kept = [line for line in body.splitlines()
+                    if line and line.partition(" = ")[0] not in values]
+            text = head + header + "".join(f"{line}\n" for line in kept + lines) + tail
+        path.write_text(text, "utf-8")
         return path
 
     def to_json(self) -> dict[str, object]:
@@ -127,6 +139,8 @@ class World:
 
 
 def _toml(value: object) -> str:
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):

@@ -82,11 +82,10 @@ Overrides = dict[str, dict[str, object]]
 
 
 async def start(world: World, state: Path, *, retry_initial: float = 0.3,
-                overrides: Overrides | None = None, legacy_adapter: str = "openpgp"
-                ) -> Harness:
-    """Peers and a started gateway; ``overrides`` replaces keys of the generated tables
-    (e.g. ``{"limits": {"max_recipients": 3}}``); ``legacy_adapter`` the world's
-    ``legacy.adapter``."""
+                overrides: Overrides | None = None) -> Harness:
+    """Peers and a started gateway; ``overrides`` replaces keys of the generated tables or
+    of the world's own (e.g. ``{"limits": {"max_recipients": 3}}``, ``{"legacy": {"adapter":
+    "sop"}}``)."""
     hub = SimLegacyHub(cert=world.cert("gateway-server"), key=world.key("gateway-server"))
     op_a = SimTrustOperator(cert=world.cert("hopital-a-server"),
                             key=world.key("hopital-a-server"), anchors=[world.ca_cert])
@@ -109,10 +108,6 @@ async def start(world: World, state: Path, *, retry_initial: float = 0.3,
     for name, values in (overrides or {}).items():
         tables.setdefault(name, {}).update(values)
     cfg = world.write_config(state / "passerelle.toml", state, tables)
-    text = cfg.read_text("utf-8")
-    assert 'adapter = "openpgp"' in text
-    cfg.write_text(text.replace('adapter = "openpgp"', f'adapter = "{legacy_adapter}"', 1),
-                   "utf-8")
     gateway = Gateway(config.load(cfg))
     await gateway.start()
     return Harness(world, gateway, hub, op_a, op_b, cfg)

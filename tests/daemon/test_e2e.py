@@ -23,7 +23,7 @@ Scenario = Callable[[Harness], Awaitable[None]]
 
 def run(world: World, tmp_path: Path, scenario: Scenario, adapter: str = "openpgp") -> None:
     async def main() -> None:
-        h = await start(world, tmp_path, legacy_adapter=adapter)
+        h = await start(world, tmp_path, overrides={"legacy": {"adapter": adapter}})
         try:
             await scenario(h)
         finally:

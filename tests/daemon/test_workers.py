@@ -156,9 +156,10 @@ def test_a_workers_sop_fallback_is_logged_in_the_daemons_stream(world: World,
                               key=world.key("hopital-a-server"), anchors=[world.ca_cert])
         await op.start()
         port = free_port()
-        cfg = world.write_config(tmp_path / "passerelle.toml", tmp_path / "state", serve_tables(
-            port, {"hopital-a.mssante.example": f"127.0.0.1:{op.port}"}, processes=PROCESSES))
-        cfg.write_text(cfg.read_text().replace('adapter = "openpgp"', 'adapter = "sop"', 1))
+        tables = serve_tables(port, {"hopital-a.mssante.example": f"127.0.0.1:{op.port}"},
+                              processes=PROCESSES)
+        cfg = world.write_config(tmp_path / "passerelle.toml", tmp_path / "state",
+                                 {**tables, "legacy": {"adapter": "sop"}})
         serve = Serve(cfg)
         await serve.start()
         try:

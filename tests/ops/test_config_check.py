@@ -221,10 +221,8 @@ def test_sop_adapter_is_checked_for_real(world: World, tmp_path: Path, command: 
     error naming the key when the command is missing."""
     if command == "sqop":
         require_tool("sqop")
-    text = world.config.read_text("utf-8").replace(
-        'adapter = "openpgp"', f'adapter = "sop"\nsop_command = ["{command}"]', 1)
-    path = tmp_path / "passerelle.toml"
-    path.write_text(text, "utf-8")
+    path = world.write_config(tmp_path / "passerelle.toml", tmp_path / "state",
+                              {"legacy": {"adapter": "sop", "sop_command": [command]}})
     legacy = [str(p) for p in check(path) if "legacy" in str(p)]
     if command == "sqop":
         assert legacy == []
