@@ -66,7 +66,7 @@ from load import (  # noqa: E402
 
 from gateway import config  # noqa: E402
 from gateway.crypto.openpgp import OpenPgpCipher, _status  # noqa: E402
-from gateway.crypto.sop import SopCipher  # noqa: E402
+from gateway.crypto.sop import SopCipher, _memfd  # noqa: E402
 from gateway.crypto.world import USERS, World, build_world  # noqa: E402
 from gateway.translate.factory import build_translator  # noqa: E402
 from gateway.translate.pipeline import Envelope, Translator  # noqa: E402
@@ -255,23 +255,13 @@ def sqop_opener(keys: Keys) -> Opener | None:
     if shutil.which("sqop") is None:
         return None
 
-    def memfd(data: bytes) -> int:
-        fd = os.memfd_create("sop", 0)
-        os.write(fd, data)
-        os.lseek(fd, 0, os.SEEK_SET)
-        return fd
-
     def open_(data: bytes) -> tuple[bytes, bool | None]:
-        fds = [memfd(keys.secret), memfd(keys.publics), memfd(b"")]
-        try:
-            done = subprocess.run(["sqop", "decrypt", f"--verifications-out=@FD:{fds[2]}",
-                                   f"--verify-with=@FD:{fds[1]}", f"@FD:{fds[0]}"],
-                                  input=data, capture_output=True, pass_fds=fds,
+        with _memfd(keys.secret) as key, _memfd(keys.publics) as certs, _memfd() as out:
+            done = subprocess.run(["sqop", "decrypt", f"--verifications-out=@FD:{out}",
+                                   f"--verify-with=@FD:{certs}", f"@FD:{key}"],
+                                  input=data, capture_output=True, pass_fds=[key, certs, out],
                                   timeout=GPG_TIMEOUT, check=False)
-            verified = bool(os.pread(fds[2], 4096, 0).strip())
-        finally:
-            for fd in fds:
-                os.close(fd)
+            verified = bool(os.pread(out, 4096, 0).strip())
         if done.returncode != 0:
             raise RuntimeError(f"sqop exit {done.returncode}: "
                                f"{done.stderr.decode('utf-8', 'replace').strip()}")
