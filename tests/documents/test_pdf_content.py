@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 import sys
 import zlib
@@ -17,6 +15,7 @@ from reportlab.pdfbase import pdfmetrics
 
 from gateway.documents import hprim, pdf
 from gateway.documents.model import HprimDocument, ResLine, TexLine
+from tests.conftest import require_tool
 from tests.documents.conftest import corpus_files
 
 PAGE_WIDTH = 595.2755905511812
@@ -230,10 +229,7 @@ def test_same_bytes_in_another_process() -> None:
 def test_qpdf_finds_the_structure_sound(tmp_path: Path) -> None:
     """An independent PDF reader's check (qpdf, installed by .ci/run: skipped elsewhere
     without it, never in CI)."""
-    if shutil.which("qpdf") is None:
-        if os.environ.get("CI"):
-            pytest.fail("qpdf is not installed; CI must run this check (see .ci/run)")
-        pytest.skip("qpdf is not installed")
+    require_tool("qpdf")
     doc = _corpus()[0]
     lab: list[ResLine | TexLine] = [_result(n) for n in range(120)]
     for n, data in enumerate((pdf.render(doc), pdf.render(replace(doc, lab=lab)))):
