@@ -118,10 +118,15 @@ def _worker_init(settings: Settings, daemon_pid: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the daemon decides when workers stop
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     watch_parent(daemon_pid)
-    # a worker's events go to the daemon's stream (inherited), redacted the same way
-    configure_logging(str(settings.raw.get("logging", {}).get("level", "info")))
+    configure_daemon_logging(settings)  # to the daemon's stream (inherited), redacted alike
     thrifty_malloc()
     _WORKER = build_translator(settings)
+
+
+def configure_daemon_logging(settings: Settings) -> None:
+    """JSON lines on stdout at ``[logging] level``: the daemon's, and its workers' (which
+    inherit the daemon's stdout)."""
+    configure_logging(str(settings.raw.get("logging", {}).get("level", "info")))
 
 
 def watch_parent(daemon_pid: int) -> None:
@@ -937,7 +942,7 @@ class Gateway:
 
 async def serve(settings: Settings, *, ready: Callable[[Gateway], None] | None = None) -> int:
     """`passerelle serve`: run until SIGTERM/SIGINT (drain) — SIGHUP reloads."""
-    configure_logging(str(settings.raw.get("logging", {}).get("level", "info")))
+    configure_daemon_logging(settings)
     thrifty_malloc()
     gateway = Gateway(settings)
     await gateway.start()
