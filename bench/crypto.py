@@ -53,7 +53,7 @@ def main() -> int:
         gw = OpenPgpCipher(world.gnupg_gateway, gateway_fingerprint=world.fingerprints["gateway"])
         user = OpenPgpCipher(Path(world.gnupg_users["dupont"]),
                              gateway_fingerprint=world.fingerprints["dupont"])
-        sealed = user.encrypt_sign(letter, recipient=world.fingerprints["gateway"])
+        sealed = user.encrypt_sign(letter, recipient=world.fingerprints["gateway"]).data
         identity = smime.SigningIdentity.load(world.cert("gateway-signing"),
                                               world.key("gateway-signing"))
         anchors = TrustAnchors.load([world.ca_cert], [world.crl])

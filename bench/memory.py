@@ -127,7 +127,7 @@ def child(work: Path, direction: str, traced: bool) -> dict[str, Any]:
     else:
         translator.smime.verify = _wrap(meter, first, translator.smime.verify)
         trust_to_legacy.compose = _wrap(meter, middle, trust_to_legacy.compose)
-        translator.legacy.seal = _wrap(meter, last, translator.legacy.seal)
+        translator.legacy.seal_traced = _wrap(meter, last, translator.legacy.seal_traced)
     t0 = time.perf_counter()
     out = translate(raw, envelope, now=now)
     seconds = time.perf_counter() - t0

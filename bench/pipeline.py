@@ -145,7 +145,7 @@ def make_part(world: World, body: bytes) -> Part:
     user_home = Path(world.gnupg_users["dupont"])
     user = OpenPgpCipher(user_home, gateway_fingerprint=world.fingerprints["dupont"])
     gw = world.fingerprints["gateway"]
-    return Part(body=body, sealed=user.encrypt_sign(body, recipient=gw),
+    return Part(body=body, sealed=user.encrypt_sign(body, recipient=gw).data,
                 uncompressed=_gpg(user_home, "--trust-model", "always", "--armor",
                                   "--compress-algo", "none", "--sign", "--encrypt", "-r", gw,
                                   data=body))

@@ -602,7 +602,10 @@ class Gateway:
                         self.metrics.count_repair(kind, n)
                 elif step.stage == "open":
                     for tool in step.details.get("verification", {}).get("tools", []):
-                        self.metrics.count_legacy_open(str(tool))
+                        self.metrics.count_legacy_part("opened", str(tool))
+                elif step.stage == "seal":
+                    for tool in step.details.get("tools", []):
+                        self.metrics.count_legacy_part("sealed", str(tool))
         unresolved = {r: why for g in groups for r, why in g.unresolved.items()}
         if unresolved:  # directory aliases that lead nowhere: bounced, the rest goes on
             log.info("translation.unresolved", queue_id=item.queue_id, count=len(unresolved))
@@ -689,12 +692,14 @@ class Gateway:
                     delayed=delayed,
                     charset=user.charset,
                 )
-                data = await self._in(
+                data, tools = await self._in(
                     self._cpu,
-                    self.translator.legacy.seal,
+                    self.translator.legacy.seal_traced,
                     letter,
                     recipient=user.legacy_fingerprint,
                 )
+                for tool in tools:
+                    self.metrics.count_legacy_part("sealed", tool)
                 rcpt = user.legacy_address
             else:
                 data = notices.build_dsn(

@@ -22,7 +22,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from gateway.crypto.legacy import PartResult
+from gateway.crypto.legacy import PartResult, SealedPart
 from gateway.errors import (
     BadSignature,
     CannotDecrypt,
@@ -87,6 +87,6 @@ class CommandCipher:
             raise Unsigned("legacy tool reported no signer")
         return PartResult(plaintext=plaintext, signer=signer.upper(), tool="command")
 
-    def encrypt_sign(self, data: bytes, *, recipient: str) -> bytes:
+    def encrypt_sign(self, data: bytes, *, recipient: str) -> SealedPart:
         sealed, _ = self._run(self.seal_argv, data, recipient)
-        return sealed
+        return SealedPart(sealed, tool="command")

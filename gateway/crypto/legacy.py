@@ -40,6 +40,14 @@ class PartResult:
     tool: str = ""
 
 
+@dataclass(frozen=True)
+class SealedPart:
+    """One sealed part: its ASCII-armoured text and which tool sealed it (``TOOLS``)."""
+
+    data: bytes
+    tool: str = ""
+
+
 class PartCipher(Protocol):
     """What an implementation provides: single-part operations, failures typed."""
 
@@ -48,12 +56,12 @@ class PartCipher(Protocol):
         use to find the certificate (the verdict is still checked against it by ``open``)."""
         ...
 
-    def encrypt_sign(self, data: bytes, *, recipient: str) -> bytes: ...
+    def encrypt_sign(self, data: bytes, *, recipient: str) -> SealedPart: ...
 
 
 TOOLS = ("gpg", "sop", "command")
-"""What may verify a part: gpg (the openpgp adapter, or the sop adapter's gpg for what sqop does
-not accept), the sop command, or the operator's licensed tool."""
+"""What may verify or seal a part: gpg (the openpgp adapter, or the sop adapter's gpg for what
+sqop does not accept), the sop command, or the operator's licensed tool."""
 
 
 @dataclass(frozen=True)
@@ -185,6 +193,12 @@ class LegacyCrypto:
     def seal(self, message: bytes | Handover, *, recipient: str) -> bytes:
         """Seal every part for ``recipient``; a handed-over message is let go as it is
         parsed."""
+        return self.seal_traced(message, recipient=recipient)[0]
+
+    def seal_traced(self, message: bytes | Handover, *, recipient: str
+                    ) -> tuple[bytes, tuple[str, ...]]:
+        """:meth:`seal`, and which tool sealed each part, in order."""
+        tools: list[str] = []
         msg = mime.parse(message)
         out = mime.new()
         _copy_headers(msg, out, skip_content=True)
@@ -198,8 +212,11 @@ class LegacyCrypto:
             # stored: of a part, only two of the four are held at once
             leaf.source.set_payload("")
             del leaf
-            armored = self.cipher.encrypt_sign(data, recipient=recipient)
+            sealed = self.cipher.encrypt_sign(data, recipient=recipient)
             del data
+            tools.append(sealed.tool)
+            armored = sealed.data
+            del sealed
             part = mime.new()
             if is_attachment:
                 part.set_content(armored, maintype="application", subtype="octet-stream",
@@ -210,7 +227,7 @@ class LegacyCrypto:
                                  cte="7bit")
             del armored  # stored as the part's text: not held while the next is sealed
             out.attach(part)
-        return mime.to_bytes(out, release=True)
+        return mime.to_bytes(out, release=True), tuple(tools)
 
 
 def _verdict(result: PartResult) -> PartResult:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import gnupg
 
-from gateway.crypto.legacy import PartResult
+from gateway.crypto.legacy import PartResult, SealedPart
 from gateway.errors import (
     BadSignature,
     CannotDecrypt,
@@ -117,7 +117,7 @@ class OpenPgpCipher:
         return PartResult(plaintext=sink.getvalue(), signer=primary.upper(), signer_uid=uid,
                           tool="gpg")
 
-    def encrypt_sign(self, data: bytes, *, recipient: str) -> bytes:
+    def encrypt_sign(self, data: bytes, *, recipient: str) -> SealedPart:
         sink = io.BytesIO()
         try:
             result = self._gpg_into(sink).encrypt(
@@ -135,4 +135,4 @@ class OpenPgpCipher:
             if "INV_SGNR" in st:
                 raise CryptoToolError("gateway signing key unusable")
             raise NoRecipientKey(f"cannot encrypt to {recipient[-16:]}")
-        return sealed
+        return SealedPart(sealed, tool="gpg")

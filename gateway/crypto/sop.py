@@ -30,7 +30,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.crypto.legacy import PartResult
+from gateway.crypto.legacy import PartResult, SealedPart
 from gateway.crypto.openpgp import OpenPgpCipher
 from gateway.errors import CryptoToolError
 from gateway.ops.logging import allow_words, get_logger
@@ -220,13 +220,13 @@ class SopCipher:
             log.info("legacy.sop_not_accepted", stage="open", exit_code=rc)  # gpg decides
         return self.gpg.decrypt_verify(data)
 
-    def encrypt_sign(self, data: bytes, *, recipient: str) -> bytes:
+    def encrypt_sign(self, data: bytes, *, recipient: str) -> SealedPart:
         cert = self._cert(recipient)
         if cert is not None and cert.encrypts_now(time.time()):
             with _memfd(self._key) as key, _memfd(cert.data) as certs:
                 rc, sealed = self._sop(["encrypt", f"--sign-with=@FD:{key}", f"@FD:{certs}"],
                                        [key, certs], data)
             if rc == 0 and sealed.startswith(b"-----BEGIN PGP MESSAGE-----"):
-                return sealed
+                return SealedPart(sealed, tool="sop")
             log.info("legacy.sop_not_accepted", stage="seal", exit_code=rc)  # gpg decides
         return self.gpg.encrypt_sign(data, recipient=recipient)

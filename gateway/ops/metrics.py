@@ -191,6 +191,13 @@ class Metrics:
             "not accept and gpg did.",
             ["tool"], registry=r,
         )  # fmt: skip
+        self.legacy_seals = Counter(
+            "passerelle_legacy_parts_sealed_total",
+            "Legacy parts signed and encrypted for a legacy user, by the tool that sealed them "
+            "(gpg, sop, command); with legacy.adapter = \"sop\", tool=\"gpg\" counts the parts "
+            "sqop did not seal and gpg did.",
+            ["tool"], registry=r,
+        )  # fmt: skip
         self.tls_failures = Counter(
             "passerelle_tls_handshake_failures_total",
             "TLS handshakes that failed, by peer domain (an operator) and reason.",
@@ -269,8 +276,10 @@ class Metrics:
     def count_repair(self, kind: str, n: int = 1) -> None:
         self.repairs.labels(_closed(kind, REPAIR_KINDS)).inc(n)
 
-    def count_legacy_open(self, tool: str) -> None:
-        self.legacy_opens.labels(_closed(tool, TOOLS)).inc()
+    def count_legacy_part(self, operation: str, tool: str) -> None:
+        """A legacy part ``opened`` (decrypted and verified) or ``sealed``, by ``tool``."""
+        counter = self.legacy_opens if operation == "opened" else self.legacy_seals
+        counter.labels(_closed(tool, TOOLS)).inc()
 
     def count_tls_failure(self, peer_domain: str, reason: str) -> None:
         self.tls_failures.labels(peer_label(peer_domain), _closed(reason, TLS_REASONS)).inc()

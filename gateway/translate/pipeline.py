@@ -34,6 +34,11 @@ class LegacyCryptoLike(Protocol):
 
     def seal(self, message: bytes | Handover, *, recipient: str) -> bytes: ...
 
+    def seal_traced(self, message: bytes | Handover, *, recipient: str
+                    ) -> tuple[bytes, tuple[str, ...]]:
+        """The sealed message, and which tool sealed each part."""
+        ...
+
 
 class SmimeLike(Protocol):
     """Signing and verification on the trust side (see gateway.crypto.smime)."""
@@ -234,9 +239,10 @@ class Translator:
                                             now=now, trace=trace, domain=self.domain)
             unsealed = draft.handed.digest()
             # the draft's digest taken beforehand: seal lets it go as it reads it
-            sealed = self.legacy.seal(draft.handed, recipient=user.legacy_fingerprint)
+            sealed, tools = self.legacy.seal_traced(draft.handed,
+                                                    recipient=user.legacy_fingerprint)
             trace.add_digests("seal", now, unsealed, sha256(sealed),
-                              recipient=user.legacy_fingerprint)
+                              recipient=user.legacy_fingerprint, tools=list(tools))
             out.append(Translation(sealed, (user.legacy_address,), trace, "to_legacy",
                                    documents=draft.documents))
         return out

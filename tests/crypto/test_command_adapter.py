@@ -49,7 +49,8 @@ def apicrypt_message(body: bytes) -> bytes:
 def test_seal_then_open_through_the_tool(keydir: Path) -> None:
     dupont = LegacyCrypto(cipher(keydir, signer="DUPONT"))
     sealed_part = dupont.cipher.encrypt_sign(b"Compte rendu", recipient="GATEWAY")
-    opened = LegacyCrypto(cipher(keydir)).open(apicrypt_message(sealed_part),
+    assert sealed_part.tool == "command"
+    opened = LegacyCrypto(cipher(keydir)).open(apicrypt_message(sealed_part.data),
                                                expected_signer="DUPONT")
     part = mime.leaves(mime.parse(opened.message))[0]
     assert (part.filename, part.data) == ("lettre.txt", b"Compte rendu")
@@ -69,7 +70,7 @@ def test_tool_verdicts_become_typed_errors(keydir: Path, payload: bytes,
 
 
 def test_wrong_signer(keydir: Path) -> None:
-    part = cipher(keydir, signer="MARTIN").encrypt_sign(b"x", recipient="GATEWAY")
+    part = cipher(keydir, signer="MARTIN").encrypt_sign(b"x", recipient="GATEWAY").data
     with pytest.raises(errors.WrongSigner):
         LegacyCrypto(cipher(keydir)).open(apicrypt_message(part), expected_signer="DUPONT")
 

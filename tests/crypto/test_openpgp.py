@@ -208,7 +208,9 @@ def test_gpg_output_is_written_into_one_buffer_as_python_gnupg_would_collect_it(
     cipher = OpenPgpCipher(Path(world.gnupg_users["dupont"]),
                            gateway_fingerprint=world.fingerprints["dupont"])
     data = os.urandom(300_000)
-    armored = cipher.encrypt_sign(data, recipient=world.fingerprints["dupont"])
+    sealed = cipher.encrypt_sign(data, recipient=world.fingerprints["dupont"])
+    armored = sealed.data
+    assert sealed.tool == "gpg"
     assert armored.startswith(b"-----BEGIN PGP MESSAGE-----")
     assert cipher.gpg.on_data is None
     collected = cipher.gpg.decrypt(armored, always_trust=True, extra_args=["--no-tty"]).data

@@ -5,16 +5,20 @@ The verdicts shared with the gpg adapter are checked through both in ``test_open
 
 from __future__ import annotations
 
+import io
+import json
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+import structlog
 
 from gateway import errors
-from gateway.crypto.legacy import LegacyCrypto, PartResult
+from gateway.crypto.legacy import LegacyCrypto, PartResult, SealedPart
 from gateway.crypto.sop import SopCipher, _listing
 from gateway.crypto.world import World
+from gateway.ops import logging as ops_logging
 from gateway.translate import mime
 from tests.conftest import gateway_crypto, legacy_client, require_tool
 from tests.crypto.test_openpgp import _encrypt_signed, _inline, letter
@@ -32,7 +36,7 @@ def _gpg_must_not_run(cipher: SopCipher) -> list[str]:
         called.append("decrypt_verify")
         raise AssertionError("gpg was asked")
 
-    def encrypt_sign(data: bytes, *, recipient: str) -> bytes:
+    def encrypt_sign(data: bytes, *, recipient: str) -> SealedPart:
         called.append("encrypt_sign")
         raise AssertionError("gpg was asked")
 
@@ -49,8 +53,10 @@ def test_sqop_opens_and_seals_without_gpg(world: World, sop_crypto: LegacyCrypto
     opened = sop_crypto.open(sealed, expected_signer=world.fingerprints["dupont"])
     assert opened.verification.parts == ("body:inline", "attachment:2")
     assert mime.leaves(mime.parse(opened.message))[1].data == b"%PDF-1.4 scan"
-    resealed = sop_crypto.seal(letter().as_bytes(), recipient=world.fingerprints["martin"])
+    resealed, tools = sop_crypto.seal_traced(letter().as_bytes(),
+                                             recipient=world.fingerprints["martin"])
     assert called == []
+    assert tools == ("sop", "sop")
     # martin's own software (gpg) opens what sqop sealed, signed by the gateway's key
     back = legacy_client(world, "martin").open(resealed,
                                                 expected_signer=world.fingerprints["gateway"])
@@ -119,6 +125,34 @@ def test_a_key_revoked_while_running_is_refused_at_the_next_message(
     finally:
         subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], check=False,
                        capture_output=True)
+
+
+def test_a_seal_sqop_refuses_is_made_by_gpg_and_says_so(
+        world: World, tmp_path: Path) -> None:
+    """A sqop that cannot encrypt (here a wrapper refusing it, as a broken upgrade would):
+    gpg seals the parts, the trace's tools say gpg, and the log says why, without the text."""
+    require_tool("sqop")
+    wrapper = tmp_path / "sqop-no-encrypt"
+    wrapper.write_text('#!/bin/sh\n[ "$1" = encrypt ] && exit 69\nexec sqop "$@"\n')
+    wrapper.chmod(0o755)
+    log = io.StringIO()
+    ops_logging.configure("info", stream=log)
+    try:
+        crypto = LegacyCrypto(SopCipher(world.gnupg_gateway,
+                                        gateway_fingerprint=world.fingerprints["gateway"],
+                                        command=[str(wrapper)]))
+        sealed, tools = crypto.seal_traced(letter().as_bytes(),
+                                           recipient=world.fingerprints["martin"])
+    finally:
+        structlog.reset_defaults()
+    assert tools == ("gpg", "gpg")
+    back = legacy_client(world, "martin").open(sealed,
+                                                expected_signer=world.fingerprints["gateway"])
+    assert mime.leaves(mime.parse(back.message))[1].data == b"%PDF-1.4 scan"
+    events = [json.loads(line) for line in log.getvalue().splitlines()]
+    refused = [e for e in events if e.get("event") == "legacy.sop_not_accepted"]
+    assert [(e["stage"], e["exit_code"]) for e in refused] == [("seal", 69), ("seal", 69)]
+    assert "moglobine" not in json.dumps(events) and "scan.pdf" not in json.dumps(events)
 
 
 def test_missing_sop_command_is_a_clear_transient_error(world: World, tmp_path: Path) -> None:

@@ -64,6 +64,8 @@ def test_legacy_to_trust_then_reply_back(world: World, tmp_path: Path, adapter: 
                            extra={"In-Reply-To": "<e2e-1@medical33.legacy.example>"})
         back = await h.hub.wait_for(1)
         assert back[0].rcpt_tos == (ADDR["dupont"],)
+        assert h.gateway.metrics.registry.get_sample_value(  # the reply's one part
+            "passerelle_legacy_parts_sealed_total", {"tool": opened_by}) == 1
         opened = legacy_client(h.world, "dupont").open(
             back[0].data, expected_signer=h.world.fingerprints["gateway"])
         reply = parsed(opened.message)
@@ -102,6 +104,8 @@ def test_5xx_bounces_to_the_legacy_sender_in_french(world: World, tmp_path: Path
         assert "nobody@clinique-b" in content
         assert "confidentielles" not in content  # the original is never echoed back
         await until(lambda: h.gateway.spool.counts().get("bounced") == 1)
+        assert h.gateway.metrics.registry.get_sample_value(  # the notice's one part
+            "passerelle_legacy_parts_sealed_total", {"tool": "gpg"}) == 1
     run(world, tmp_path, scenario)
 
 

@@ -98,21 +98,32 @@ def _annotations(alert: str, instance: str) -> dict[str, str]:
             for k, v in found.items()}
 
 
-@pytest.mark.parametrize(("sop", "gpg", "fires"), [
-    ("0+10x120 1200x180", "0+1x120 120+10x180", True),  # sqop stopped accepting: gpg does all
-    ("0+10x300", "0+1x300", False),  # a few parts sqop refuses (SHA-1 signers): gpg opens them
-    ("0x300", "0+10x300", False),  # the openpgp adapter: gpg opens everything, as it should
+HEALTHY = ("0+10x300", "0x300")  # sop, gpg: sqop does every part
+
+
+@pytest.mark.parametrize(("operation", "sop", "gpg", "fires"), [
+    # sqop stopped accepting: gpg does all
+    ("opened", "0+10x120 1200x180", "0+1x120 120+10x180", True),
+    ("sealed", "0+10x120 1200x180", "0x120 0+10x180", True),  # sqop stopped encrypting
+    ("opened", "0+10x300", "0+1x300", False),  # a few parts sqop refuses (SHA-1 signers)
+    ("opened", "0x300", "0+10x300", False),  # the openpgp adapter: gpg does everything,
+    ("sealed", "0x300", "0+10x300", False),  # as it should
 ])
 def test_sop_fallback_alert_fires_only_when_sqop_stops_accepting(
-        tmp_path: Path, sop: str, gpg: str, fires: bool) -> None:
+        tmp_path: Path, operation: str, sop: str, gpg: str, fires: bool) -> None:
     """promtool's own unit test of the rule, on series a gateway would expose (installed by
-    .ci/run)."""
+    .ci/run): the parts ``operation`` as given, the other operation's as the sop or the
+    openpgp adapter would count them."""
     promtool = shutil.which("promtool")
     if promtool is None:
         pytest.skip("promtool not on PATH: apt-get install --no-install-recommends prometheus")
-    name = "passerelle_legacy_parts_opened_total"
-    series = [{"series": f'{name}{{instance="a",job="passerelle",tool="{tool}"}}',
-               "values": values} for tool, values in (("sop", sop), ("gpg", gpg))]
+    other = HEALTHY if sop != "0x300" else ("0x300", "0+10x300")
+    counts = {operation: (sop, gpg), "sealed" if operation == "opened" else "opened": other}
+    series = [{"series": f'passerelle_legacy_parts_{op}_total'
+                         f'{{instance="a",job="passerelle",tool="{tool}"}}',
+               "values": values}
+              for op, (on_sop, on_gpg) in counts.items()
+              for tool, values in (("sop", on_sop), ("gpg", on_gpg))]
     alert = "PasserelleSopFallingBackToGpg"
     expected = [{"exp_labels": {"severity": "warning", "instance": "a"},
                  "exp_annotations": _annotations(alert, "a")}] if fires else []

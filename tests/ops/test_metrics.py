@@ -32,6 +32,7 @@ EXPECTED = {
     "passerelle_retries_total": ("counter", {"direction"}),
     "passerelle_text_repairs_total": ("counter", {"kind"}),
     "passerelle_legacy_parts_opened_total": ("counter", {"tool"}),
+    "passerelle_legacy_parts_sealed_total": ("counter", {"tool"}),
     "passerelle_tls_handshake_failures_total": ("counter", {"peer_domain", "reason"}),
     "passerelle_crypto_failures_total": ("counter", {"kind"}),
     "passerelle_expiry_timestamp_seconds": ("gauge", {"kind", "name"}),
@@ -94,7 +95,8 @@ def test_helpers_move_the_families(fresh: m.Metrics) -> None:
     fresh.set_oldest_age(120)
     fresh.count_retry("to_trust")
     fresh.count_repair("mojibake", 3)
-    fresh.count_legacy_open("sop")
+    fresh.count_legacy_part("opened", "sop")
+    fresh.count_legacy_part("sealed", "gpg")
     fresh.count_tls_failure("MX.Operator.example.", "certificate_expired")
     fresh.count_crypto_failure("bad_signature")
     fresh.set_expiry("certificate", "server", 10)
@@ -114,6 +116,8 @@ def test_helpers_move_the_families(fresh: m.Metrics) -> None:
     assert v(fresh, "passerelle_retries_total", direction="to_trust") == 1
     assert v(fresh, "passerelle_text_repairs_total", kind="mojibake") == 3
     assert v(fresh, "passerelle_legacy_parts_opened_total", tool="sop") == 1
+    assert v(fresh, "passerelle_legacy_parts_opened_total", tool="gpg") is None
+    assert v(fresh, "passerelle_legacy_parts_sealed_total", tool="gpg") == 1
     assert v(fresh, "passerelle_tls_handshake_failures_total",
              peer_domain="mx.operator.example", reason="certificate_expired") == 1  # fmt: skip
     assert v(fresh, "passerelle_crypto_failures_total", kind="bad_signature") == 1
@@ -136,7 +140,8 @@ def test_spool_state_that_drains_drops_to_zero(fresh: m.Metrics) -> None:
 def test_words_outside_the_vocabularies_become_other(fresh: m.Metrics) -> None:
     fresh.count_message("received", "sideways", "Jean Dupont")
     fresh.count_repair("Mme Pélissier")
-    fresh.count_legacy_open("/opt/legacy/bin/open --key dupont")
+    fresh.count_legacy_part("opened", "/opt/legacy/bin/open --key dupont")
+    fresh.count_legacy_part("sealed", "/opt/legacy/bin/seal --key dupont")
     fresh.count_tls_failure("jean.dupont@medical33.legacy.example", "weird")
     fresh.count_tls_failure("dupont", "timeout")
     fresh.count_crypto_failure("1481169123123 07")
@@ -145,6 +150,7 @@ def test_words_outside_the_vocabularies_become_other(fresh: m.Metrics) -> None:
                  reason="other") == 1  # fmt: skip
     assert value(fresh, "passerelle_text_repairs_total", kind="other") == 1
     assert value(fresh, "passerelle_legacy_parts_opened_total", tool="other") == 1
+    assert value(fresh, "passerelle_legacy_parts_sealed_total", tool="other") == 1
     assert value(fresh, "passerelle_tls_handshake_failures_total", peer_domain="other",
                  reason="other") == 1  # fmt: skip
     assert value(fresh, "passerelle_tls_handshake_failures_total", peer_domain="other",

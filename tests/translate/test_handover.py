@@ -201,14 +201,15 @@ def test_trust_content_is_composed_and_sealed_for_each_recipient_from_one_view(
              if f.split(b":", 1)[0].strip().lower() not in smime._CONTENT_HEADERS]
     content = b"\r\n".join(outer) + b"\r\n" + v.content  # what verify gave as one buffer
     drafts: list[bytes] = []
-    seal = translator.legacy.seal
+    seal = translator.legacy.seal_traced
 
-    def recording_seal(message: bytes | Handover, *, recipient: str) -> bytes:
+    def recording_seal(message: bytes | Handover, *, recipient: str
+                       ) -> tuple[bytes, tuple[str, ...]]:
         assert isinstance(message, Handover)
         drafts.append(b"".join(message.pieces()))
         return seal(message, recipient=recipient)
 
-    monkeypatch.setattr(translator.legacy, "seal", recording_seal)
+    monkeypatch.setattr(translator.legacy, "seal_traced", recording_seal)
     envelope = Envelope("dr.x@hopital-a.mssante.example",
                         tuple(u.trust_address for u in USERS[:2]))
     out = translator.to_legacy(raw, envelope, now=NOW)

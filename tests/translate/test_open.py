@@ -8,7 +8,7 @@ from email.message import EmailMessage
 
 import pytest
 
-from gateway.crypto.legacy import ARMOR_BEGIN, LegacyCrypto, PartResult
+from gateway.crypto.legacy import ARMOR_BEGIN, LegacyCrypto, PartResult, SealedPart
 from gateway.translate import mime
 
 SIGNER = "A" * 40
@@ -22,8 +22,8 @@ class FakeCipher:
         start = data.index(ARMOR_BEGIN) + len(ARMOR_BEGIN)
         return PartResult(base64.b64decode(data[start:data.index(ARMOR_END)]), SIGNER)
 
-    def encrypt_sign(self, data: bytes, *, recipient: str) -> bytes:
-        return armour(data)
+    def encrypt_sign(self, data: bytes, *, recipient: str) -> SealedPart:
+        return SealedPart(armour(data))
 
 
 def armour(data: bytes) -> bytes:
