@@ -60,13 +60,14 @@ sys.path.insert(0, str(ROOT))
 
 import aiosmtplib  # noqa: E402
 
+from gateway import config  # noqa: E402
 from gateway.crypto import smime  # noqa: E402
-from gateway.crypto.legacy import LegacyCrypto, PartCipher  # noqa: E402
+from gateway.crypto.legacy import LegacyCrypto  # noqa: E402
 from gateway.crypto.openpgp import OpenPgpCipher  # noqa: E402
 from gateway.crypto.pki import TrustAnchors  # noqa: E402
-from gateway.crypto.sop import SopCipher  # noqa: E402
 from gateway.crypto.world import USERS, World, build_world  # noqa: E402
 from gateway.sim import Received, SimLegacyHub, SimTrustOperator  # noqa: E402
+from gateway.translate.factory import legacy_cipher  # noqa: E402
 
 TRUST_PEER = "dr.x@hopital-a.mssante.example"
 HZ = os.sysconf("SC_CLK_TCK")
@@ -861,16 +862,11 @@ async def run_phase(name: str, msgs: Sequence[Msg], *, sink: Sink, port: int | S
 # -- crypto floor --------------------------------------------------------------------------
 
 def crypto_floor(world: World, legacy: Sequence[Msg], trust: Sequence[Msg], threads: int,
-                 adapter: str = "openpgp") -> dict[str, Any]:
+                 gateway_config: Path) -> dict[str, Any]:
     """The gateway's own crypto classes in a tight loop, ``threads`` at a time (the gateway
-    translates on that many threads), through the same legacy adapter as the gateway."""
-    cipher: PartCipher
-    if adapter == "sop":
-        cipher = SopCipher(world.gnupg_gateway, gateway_fingerprint=world.fingerprints["gateway"])
-    else:
-        cipher = OpenPgpCipher(world.gnupg_gateway,
-                               gateway_fingerprint=world.fingerprints["gateway"])
-    gw = LegacyCrypto(cipher)
+    translates on that many threads), through the legacy adapter the gateway's configuration
+    ``gateway_config`` builds (``[legacy] adapter``)."""
+    gw = LegacyCrypto(legacy_cipher(config.load(gateway_config)))
     identity = smime.SigningIdentity.load(world.cert("gateway-signing"),
                                           world.key("gateway-signing"))
     signer = smime.Smime(identity, TrustAnchors.load([world.ca_cert], [world.crl]))
@@ -1022,7 +1018,7 @@ async def run(args: argparse.Namespace, work: Path, log: Callable[[str], None]
                              "legacy_to_trust_half_load": halfload,
                              "spool_mb_end": round(gateway.spool_bytes() / 2**20, 2)}
         report["crypto_floor"] = await asyncio.get_running_loop().run_in_executor(
-            None, crypto_floor, world, legacy, trust, args.workers, args.legacy_adapter)
+            None, crypto_floor, world, legacy, trust, args.workers, gateway.members[0].cfg)
         log("crypto floor done")
         report["ratios"] = {
             d: {"of_crypto_floor": round(report["gateway"][d]["forwarded_per_s"]
