@@ -79,7 +79,7 @@ def cases(size: int, n: int, *, hinted: bool,
           pooled: bool) -> list[tuple[str, list[tuple[bytes, str | None]]]]:
     """(garbling, [(bytes, hint)…]) for every garbling; at 20 KB also bench/load.py's letters
     (random sentences, what bench/pipeline.py and the load bench send) in each sender's
-    charset."""
+    charset, and in UTF-8 with a line of Greek-lettered lab results."""
     out = []
     for kind in [k for k, _ in variants("x")]:
         hint = HINT.get(kind, "utf-8") if hinted else None
@@ -98,7 +98,14 @@ def cases(size: int, n: int, *, hinted: bool,
             out.append((f"load-letter-{charset}",
                         [(letter_text(i, size).encode(charset, "replace"),
                           charset if hinted else None) for i in range(n)]))
+        # a UTF-8 sender's lab letter: the Greek letters of medicine, as typed
+        out.append(("load-letter-utf-8-greek",
+                    [((letter_text(i, size) + GREEK_LINE).encode("utf-8"),
+                      "utf-8" if hinted else None) for i in range(n)]))
     return out
+
+
+GREEK_LINE = "\nBilan : γGT 45 UI/L, β-HCG négatif, créatinine 80 μmol/L.\n"
 
 
 def measure(size: int, n: int, *, hinted: bool, pooled: bool, cold: bool,

@@ -6,6 +6,8 @@ import pytest
 
 from gateway.errors import TextError
 from gateway.text import normalize
+from gateway.text.charsets import SINGLE_BYTE, decode
+from gateway.text.score import GREEK_PREFIXES
 
 LETTER = "Hémoglobine à 11,8 g/dL : anémie modérée.\nCréatinine normale, contrôle à trois mois.\n"
 
@@ -16,6 +18,41 @@ def test_clean_utf8_is_untouched_and_confident() -> None:
     assert result.encoding == "utf-8"
     assert result.confidence > 0.9
     assert result.repairs == ()
+
+
+GREEK = ("Bilan : γGT 45 UI/L, β-HCG négatif, α-foetoprotéine 3 ng/mL, "
+         "β2-microglobuline 1,9 mg/L, chaînes légères κ libres, créatinine 80 μmol/L.\n")
+
+
+def test_greek_letters_clinicians_write_are_read_as_typed_without_doubt() -> None:
+    """γGT, β-HCG, μmol/L … in a UTF-8 letter are what the author typed: no reading or
+    repair is searched for (they were doubted like garbling, at ~15 times the cost)."""
+    result = normalize((LETTER + GREEK).encode("utf-8"), hint="utf-8")
+    assert result.text == LETTER + GREEK
+    assert result.repairs == ()
+    assert result.confidence == 0.99  # the UTF-8 reading alone, not one among several
+
+
+def test_greek_garbled_by_a_cp1252_reading_is_mended() -> None:
+    garbled = "Résultat : " + "β-HCG".encode().decode("cp1252") + " négatif"
+    assert garbled == "Résultat : Î²-HCG négatif"
+    for data, hint in ((garbled.encode("utf-8"), "utf-8"), (garbled.encode("cp1252"), "cp1252")):
+        result = normalize(data, hint=hint)
+        assert result.text == "Résultat : β-HCG négatif"
+        assert [(r.before, r.after) for r in result.repairs] == [("Î²-HCG", "β-HCG")]
+
+
+def test_no_encoding_legacy_clients_write_reads_a_byte_as_a_greek_prefix() -> None:
+    """Why the judge may take them as typed: they cannot come from a single-byte misreading."""
+    for codec in SINGLE_BYTE:
+        assert not GREEK_PREFIXES & set(decode(bytes(range(1, 256)), codec)), codec
+
+
+def test_a_greek_capital_or_a_mac_pi_is_still_doubted() -> None:
+    """Only the lower-case prefixes are typed: "Μmol/L" (a capital Mu) and the π, Ω that a
+    Mac Roman reading makes of CP1252 bytes stay doubtful."""
+    for text in ("Glycémie 5,2 Μmol/L", "Dose de 1" + "½".encode("cp1252").decode("mac_roman")):
+        assert normalize(text.encode("utf-8"), hint="utf-8").confidence < 0.99
 
 
 def test_mac_text_read_on_a_pc_is_repaired_word_by_word() -> None:

@@ -23,6 +23,10 @@ FR_LOWER_RARE = frozenset("æäöÿ")
 FR_UPPER = frozenset("ÉÈÊËÀÂÇÎÏÔÛÙÜŒŸÆ")
 FR_UPPER_RARE = frozenset("ÂÛÙËÏÜŸÆ")
 FOREIGN_LATIN = frozenset("áíóúñãõøåßÁÍÓÚÑÃÕØÅÄÖ")
+# Greek letters clinicians write before a name or a unit: γGT, β-HCG, α-foetoprotéine,
+# β2-microglobuline, chaînes κ et λ, μmol/L (a Greek mu for the micro sign).  No single-byte
+# encoding a legacy client writes reads a byte as one of them: they come from UTF-8 as typed.
+GREEK_PREFIXES = frozenset("αβγδκλμ")
 # How often each letter starts a French word (école, être, île, ça, œil) or a capitalised
 # one (École, Être, Île, Ça, À): the others never do.
 _LOWER_INITIAL = {"é": 2.0, "ê": 1.0, "î": 1.0, "ç": 1.0, "œ": 1.0, "â": 1.0, "à": 0.5}
@@ -135,6 +139,8 @@ def _letter(c: str, prev: str, nxt: str, caps_word: bool) -> float:
         return 1.0 if c in "ÀÔ" else -2.0
     if c in FOREIGN_LATIN:
         return -3.0
+    if c in GREEK_PREFIXES and not prev.isalpha() and nxt < "\x80":
+        return 0.5  # γGT, β-HCG, μmol: a prefix, after no letter and before ASCII
     return -4.0  # Ž ƒ Š ı ﬁ, Greek, Armenian, CJK …: not what a French clinician typed
 
 
