@@ -32,8 +32,6 @@ class LegacyCryptoLike(Protocol):
 
     def open(self, raw: bytes | Handover, *, expected_signer: str) -> Any: ...
 
-    def seal(self, message: bytes | Handover, *, recipient: str) -> bytes: ...
-
     def seal_traced(self, message: bytes | Handover, *, recipient: str
                     ) -> tuple[bytes, tuple[str, ...]]:
         """The sealed message, and which tool sealed each part."""
