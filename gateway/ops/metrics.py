@@ -278,7 +278,7 @@ class Metrics:
 
     def count_legacy_part(self, operation: str, tool: str) -> None:
         """A legacy part ``opened`` (decrypted and verified) or ``sealed``, by ``tool``."""
-        counter = self.legacy_opens if operation == "opened" else self.legacy_seals
+        counter = {"opened": self.legacy_opens, "sealed": self.legacy_seals}[operation]
         counter.labels(_closed(tool, TOOLS)).inc()
 
     def count_tls_failure(self, peer_domain: str, reason: str) -> None:
