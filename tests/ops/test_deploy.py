@@ -98,26 +98,27 @@ def _annotations(alert: str, instance: str) -> dict[str, str]:
             for k, v in found.items()}
 
 
-HEALTHY = ("0+10x300", "0x300")  # sop, gpg: sqop does every part
+SOP_DOES_ALL = ("0+10x300", "0x300")  # (on sop, on gpg): the sop adapter, sqop does every part
+GPG_DOES_ALL = ("0x300", "0+10x300")  # the openpgp adapter: gpg does every part, as it should
 
 
-@pytest.mark.parametrize(("operation", "sop", "gpg", "fires"), [
+@pytest.mark.parametrize(("operation", "sop", "gpg", "other", "fires"), [
     # sqop stopped accepting: gpg does all
-    ("opened", "0+10x120 1200x180", "0+1x120 120+10x180", True),
-    ("sealed", "0+10x120 1200x180", "0x120 0+10x180", True),  # sqop stopped encrypting
-    ("opened", "0+10x300", "0+1x300", False),  # a few parts sqop refuses (SHA-1 signers)
-    ("opened", "0x300", "0+10x300", False),  # the openpgp adapter: gpg does everything,
-    ("sealed", "0x300", "0+10x300", False),  # as it should
+    ("opened", "0+10x120 1200x180", "0+1x120 120+10x180", SOP_DOES_ALL, True),
+    ("sealed", "0+10x120 1200x180", "0x120 0+10x180", SOP_DOES_ALL, True),  # stopped encrypting
+    ("opened", "0+10x300", "0+1x300", SOP_DOES_ALL, False),  # a few refused (SHA-1 signers)
+    ("opened", *GPG_DOES_ALL, GPG_DOES_ALL, False),
+    ("sealed", *GPG_DOES_ALL, GPG_DOES_ALL, False),
 ])
 def test_sop_fallback_alert_fires_only_when_sqop_stops_accepting(
-        tmp_path: Path, operation: str, sop: str, gpg: str, fires: bool) -> None:
+        tmp_path: Path, operation: str, sop: str, gpg: str, other: tuple[str, str],
+        fires: bool) -> None:
     """promtool's own unit test of the rule, on series a gateway would expose (installed by
-    .ci/run): the parts ``operation`` as given, the other operation's as the sop or the
-    openpgp adapter would count them."""
+    .ci/run): the parts ``operation`` counted on sop and on gpg as given, the other
+    operation's as ``other``."""
     promtool = shutil.which("promtool")
     if promtool is None:
         pytest.skip("promtool not on PATH: apt-get install --no-install-recommends prometheus")
-    other = HEALTHY if sop != "0x300" else ("0x300", "0+10x300")
     counts = {operation: (sop, gpg), "sealed" if operation == "opened" else "opened": other}
     series = [{"series": f'passerelle_legacy_parts_{op}_total'
                          f'{{instance="a",job="passerelle",tool="{tool}"}}',
