@@ -60,7 +60,8 @@ def run_demo(args: argparse.Namespace) -> int:
 def run_whitelist_import(args: argparse.Namespace) -> int:
     from gateway.crypto.domainlist import DomainListStore
 
-    settings = config.load(args.config) if args.config else None
+    found = config.find(args.config)
+    settings = config.load(found) if found else None
     store_path = args.store or (settings.trust.domain_list if settings else None)
     if store_path is None:
         raise ConfigError("no list store: give --store or --config with trust.domain_list")
@@ -80,4 +81,8 @@ def run_whitelist_import(args: argparse.Namespace) -> int:
           f"{installed.generated_at:%Y-%m-%d %H:%M}"
           + (f", signed by {installed.signed_by}" if installed.signed_by else ", unsigned"),
           file=sys.stdout)
+    if settings is not None and store_path == settings.trust.domain_list:
+        from gateway.statedir import reload_daemon
+
+        print(reload_daemon(settings.state_dir))
     return 0

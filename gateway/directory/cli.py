@@ -18,11 +18,10 @@ def default_db(args: argparse.Namespace) -> Path | str:
     if args.db:
         return str(args.db) if str(args.db).startswith(("postgresql://", "postgres://")) \
             else Path(args.db)
-    if getattr(args, "config", None):
-        from gateway import config
+    from gateway import config
 
-        return config.load(Path(args.config)).directory_target
-    return Path("state") / "directory.db"
+    path = config.find(getattr(args, "config", None))
+    return config.load(path).directory_target if path else Path("state") / "directory.db"
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -72,7 +71,21 @@ def run_import(args: argparse.Namespace) -> int:
               f"{report.malformed:,} malformed lines skipped")
         for line, reason in report.malformed_examples[:5]:
             print(f"  line {line}: {reason}", file=sys.stderr)
+    _tell_daemon(args)
     return 0
+
+
+def _tell_daemon(args: argparse.Namespace) -> None:
+    """The daemon whose configuration names this directory reads it again (SIGHUP)."""
+    from gateway import config
+    from gateway.statedir import reload_daemon
+
+    path = config.find(getattr(args, "config", None))
+    if path is None:
+        return
+    settings = config.load(path)
+    if args.db is None or str(settings.directory_target) == str(default_db(args)):
+        print(reload_daemon(settings.state_dir), file=sys.stderr if args.json else sys.stdout)
 
 
 def run_find(args: argparse.Namespace) -> int:
@@ -107,7 +120,7 @@ def run_export(args: argparse.Namespace) -> int:
     from gateway.directory.export import export_lines
     from gateway.translate.addresses import AddressBook
 
-    settings = config.load(args.config) if args.config else config.load(None)
+    settings = config.load(config.find(args.config))
     book = AddressBook.load(settings.addresses)
     text = "\n".join(export_lines(book.users())) + "\n"
     if args.out:

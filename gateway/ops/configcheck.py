@@ -10,12 +10,10 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import tomllib
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -27,11 +25,6 @@ from gateway.errors import ConfigError, PasserelleError
 
 EXPIRY_WARNING = timedelta(days=30)
 LIST_MAX_AGE = timedelta(hours=48)
-SECTIONS = frozenset({
-    "gateway", "mappings", "legacy", "trust", "spool", "listen", "limits", "routes", "retry",
-    "ops", "logging", "workers", "delivery", "directory",
-})  # fmt: skip
-LEVELS = ("debug", "info", "warning", "error", "critical")
 _FPR = re.compile(r"[0-9A-F]{40}")
 
 
@@ -289,60 +282,15 @@ def _state(s: config.Settings) -> Iterator[Problem]:
             yield _error("spool.url", f"cannot connect to {_safe_url(url)}: {why}")
 
 
-def _host_port(key: str, value: object) -> Iterator[Problem]:
-    from gateway.ops.http import parse_listen
-
-    try:
-        if not isinstance(value, str):
-            raise ValueError
-        parse_listen(value)
-    except ValueError:
-        yield _error(key, "must be \"host:port\"")
-
-
-def _daemon_keys(raw: dict[str, Any]) -> Iterator[Problem]:
-    """The daemon's tables (listen, limits, routes, retry, ops, logging): shapes only."""
-    for name in sorted(set(raw) - SECTIONS):
-        yield _warning(name, "unknown section (a typo?)")
-    listen = raw.get("listen", {})
-    for side in ("legacy", "trust"):
-        table = listen.get(side, {}) if isinstance(listen, dict) else {}
-        port = table.get("port") if isinstance(table, dict) else None
-        if port is not None and (not isinstance(port, int) or not 0 < port < 65536):
-            yield _error(f"listen.{side}.port", "must be a port number (1-65535)")
-    for key, value in (raw.get("limits") or {}).items():
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            yield _error(f"limits.{key}", "must be a positive integer")
-    for domain, target in (raw.get("routes") or {}).items():
-        yield from _host_port(f"routes.\"{domain}\"", target)
-    retry = raw.get("retry") or {}
-    for key, value in retry.items():
-        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-            yield _error(f"retry.{key}", "must be a positive number")
-    if all(isinstance(retry.get(k), int | float) for k in ("initial", "max")) and (
-        retry["initial"] > retry["max"]
-    ):
-        yield _error("retry.initial", "is larger than retry.max")
-    ops = raw.get("ops") or {}
-    if "listen" in ops:
-        yield from _host_port("ops.listen", ops["listen"])
-    level = (raw.get("logging") or {}).get("level")
-    if level is not None and str(level).lower() not in LEVELS:
-        yield _error("logging.level", f"must be one of {', '.join(LEVELS)}")
-
-
 def check(path: Path, *, now: datetime | None = None) -> list[Problem]:
     """Every problem with the configuration at ``path`` (empty: all good)."""
     now = now or datetime.now(UTC)
     try:
-        s = config.load(path)
+        s = config.load(path)  # exactly serve's validation: every problem of the file, named
+    except config.ConfigProblems as exc:
+        return [_error(key, why) for key, why in exc.problems]
     except ConfigError as exc:
-        # Name each bad daemon key when the file parses (loading stops at the first one).
-        try:
-            raw = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-            return [_error("config", str(exc))]
-        return list(_daemon_keys(raw)) or [_error("config", str(exc))]
+        return [_error("config", str(exc))]
     problems: list[Problem] = []
     problems += _state(s)
     problems += _legacy(s.legacy)
@@ -360,5 +308,4 @@ def check(path: Path, *, now: datetime | None = None) -> list[Problem]:
         problems += _domain_list(s.trust.domain_list, now)
     else:
         problems.append(_warning("trust.domain_list", "not set: every trust domain is refused"))
-    problems += _daemon_keys(s.raw)
     return problems
