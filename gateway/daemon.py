@@ -442,6 +442,8 @@ class Gateway:
         self._stopping = True
         for listener in self.listeners:
             await listener.stop_accepting()
+        for listener in self.listeners:  # 421 4.3.2 to sessions in progress
+            await listener.close_sessions()
         self._wake_translate.notify_all()
         self._wake_deliver.notify_all()
         if self._inflight:

@@ -6,8 +6,11 @@ tell the running daemon."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -171,3 +174,37 @@ def test_whitelist_import_tells_the_running_daemon(world: World, tmp_path: Path)
         asyncio.run(reloaded())
     finally:
         serve.stop()
+
+
+def test_sigterm_mid_data_answers_421_and_keeps_nothing_half_received(
+        world: World, tmp_path: Path) -> None:
+    cfg = config_for(world, tmp_path)
+    serve = Serve(cfg)
+    asyncio.run(serve.start())
+    assert serve.proc is not None
+    port = int(re.search(r"\[listen\.legacy\]\nport = (\d+)", cfg.read_text())[1])  # type: ignore[index]
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        f = s.makefile("rwb")
+
+        def say(line: str) -> bytes:
+            f.write(line.encode() + b"\r\n")
+            f.flush()
+            reply = f.readline()
+            while reply[3:4] == b"-":
+                reply = f.readline()
+            return reply
+
+        assert f.readline().startswith(b"220")
+        assert say("EHLO hub.legacy.example").startswith(b"250")
+        assert say("MAIL FROM:<paul.DURAND@medical13.legacy.example>").startswith(b"250")
+        assert say("RCPT TO:<dr.x@hopital-a.mssante.example>").startswith(b"250")
+        assert say("DATA").startswith(b"354")
+        f.write(b"Subject: half\r\n\r\nthe first half of a letter\r\n")
+        f.flush()
+        serve.proc.send_signal(signal.SIGTERM)
+        reply = f.readline()
+        assert reply.startswith(b"421 4.3.2"), reply
+        assert f.readline() == b""  # and the connection is closed
+    assert serve.proc.wait(timeout=60) == 0
+    listed = passerelle("queue", "list", "--config", str(cfg), "--json")
+    assert listed.returncode == 0 and json.loads(listed.stdout) == []
