@@ -37,6 +37,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     group.add_argument("--rpps")
     group.add_argument("--name", help='"NOM Prénom" or "NOM"')
     group.add_argument("--address")
+    find.add_argument("--limit", type=int, default=20, metavar="N",
+                      help="show at most N mailboxes (default 20; 0: all); exit 1 when none")
     exp = dsub.add_parser("export", help="the legacy users' trust addresses, 31 columns")
     exp.add_argument("--out", type=Path, help="file to write (default: stdout)")
     for p in (imp, find, exp):
@@ -52,17 +54,14 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
 def run_import(args: argparse.Namespace) -> int:
     from gateway.directory.pgstore import open_directory
+    from gateway.progress import bar
 
     store = open_directory(default_db(args))
-    tty = sys.stderr.isatty()
+    with bar(unit=" lines", desc="directory import") as shown:
+        def progress(lines: int) -> None:
+            shown.update(lines - shown.n)
 
-    def progress(lines: int) -> None:
-        if tty:
-            print(f"\r{lines:>9,} lines read", end="", file=sys.stderr, flush=True)
-
-    report = store.import_file(args.file, progress)
-    if tty:
-        print(file=sys.stderr)
+        report = store.import_file(args.file, progress)
     if args.json:
         print(json.dumps(asdict(report)))
     else:
@@ -101,17 +100,24 @@ def run_find(args: argparse.Namespace) -> int:
         found = store.find_by_name(family, given or None)
     else:
         found = store.find_by_address(args.address)
+    if args.limit < 0:
+        raise UsageError("--limit takes a whole number, 0 or more")
+    shown = found[:args.limit] if args.limit else found
     if args.json:
         print(json.dumps([{"type": e.box_type, "address": e.address, "rpps": e.rpps,
                            "family_name": e.family_name, "given_name": e.given_name,
                            "structure": e.structure_name, "department": e.department}
-                          for e in found], ensure_ascii=False, indent=2))
+                          for e in shown], ensure_ascii=False, indent=2))
     else:
-        for e in found:
+        for e in shown:
             print(f"{e.box_type:4} {e.address:45} {e.rpps:11} {e.family_name} {e.given_name}"
                   f" ({e.department})")
-        if not found:
-            print("no mailbox found", file=sys.stderr)
+    if not found:
+        print("no mailbox found", file=sys.stderr)
+        return 1
+    if len(shown) < len(found):
+        print(f"{len(found) - len(shown):,} more not shown ({len(found):,} in all; "
+              "--limit N to see more, 0 for all)", file=sys.stderr)
     return 0
 
 
