@@ -51,6 +51,11 @@ class TrustSettings:
     anchors: tuple[Path, ...] = ()
     crls: tuple[Path, ...] = ()
     domain_list: Path | None = None
+    # who may sign the list of domains: its certificate, or its subject and issuer
+    list_signer_cert: Path | None = None
+    list_signer_subject: str = ""
+    list_signer_issuer: str = ""
+    accept_unsigned_list: bool = False  # tests only: a list without signature is read
     ciphers: str = DEFAULT_TLS12_SUITES
     accept_unsigned: bool = True  # policy for trust-space mail without S/MIME signature
 
@@ -380,6 +385,10 @@ def _read(data: dict[str, Any], base: Path, source: str) -> tuple[Settings, _Sch
         anchors=trust.paths("anchors"),
         crls=trust.paths("crls"),
         domain_list=trust.path("domain_list"),
+        list_signer_cert=trust.path("list_signer_cert"),
+        list_signer_subject=trust.text("list_signer_subject", ""),
+        list_signer_issuer=trust.text("list_signer_issuer", ""),
+        accept_unsigned_list=trust.flag("accept_unsigned_list", False),
         ciphers=trust.text("ciphers", DEFAULT_TLS12_SUITES),
         accept_unsigned=trust.flag("accept_unsigned", True),
     )

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from lxml import etree
 
 from gateway import config
+from gateway.crypto.domainlist import DomainList
 from gateway.errors import ConfigError, PasserelleError
 
 EXPIRY_WARNING = timedelta(days=30)
@@ -129,42 +130,37 @@ def _local(el: etree._Element) -> str:
     return etree.QName(tag).localname if isinstance(tag, str) else ""
 
 
-def _domain_list(path: Path, now: datetime) -> Iterator[Problem]:
-    from gateway.documents import safexml
+def _domain_list(s: config.Settings, now: datetime) -> Iterator[Problem]:
+    """The list as the daemon reads it (signature, pinned publisher, signed content only,
+    not older than the newest accepted), then its age."""
+    from gateway.translate.factory import domain_list_store
 
     key = "trust.domain_list"
-    data, problem = _read(key, path)
-    if data is None:
-        yield from [problem] if problem else []
-        return
+    store = domain_list_store(s)
+    assert store is not None
     try:
-        root = safexml.parse(data, what=str(path))
+        listing = DomainList.parse(store.path.read_bytes(), anchors=store.anchors,
+                                   publisher=store.publisher,
+                                   require_signature=store.require_signature)
+    except OSError as exc:
+        yield _error(key, f"{store.path}: cannot read ({exc.strerror})")
+        return
     except PasserelleError as exc:
-        yield _error(key, str(exc))
+        yield _error(key, f"{store.path}: {exc}")
         return
-    domains = [el for el in root.iter() if _local(el) == "Domaine"]
-    if not domains:
-        yield _error(key, f"{path}: no Domaine entry")
-        return
-    for n, dom in enumerate(domains, 1):
-        if not any(_local(c) == "Nom" and (c.text or "").strip() for c in dom):
-            yield _error(key, f"{path}: Domaine #{n} has no Nom")
-    stamps = [(el.text or "").strip() for el in root.iter() if _local(el) == "DateDeGeneration"]
-    stamp = stamps[0] if stamps else ""
-    if not stamp:
-        yield _warning(key, f"{path}: no DateDeGeneration: the list's age is unknown")
-        return
-    try:
-        generated = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-    except ValueError:
-        yield _error(key, f"{path}: DateDeGeneration is not an ISO date")
-        return
-    if generated.tzinfo is None:
-        generated = generated.replace(tzinfo=UTC)
-    age = now - generated
+    if not listing.entries:
+        yield _error(key, f"{store.path}: no Domaine entry")
+    newest = store.newest()
+    if newest is not None and listing.generated_at < newest:
+        yield _error(key, f"{store.path}: older than the newest list accepted here "
+                          f"({newest:%Y-%m-%d %H:%M}): the daemon will refuse it")
+    if s.trust.accept_unsigned_list:
+        yield _warning("trust.accept_unsigned_list", "an unsigned list of domains is read: "
+                       "for tests only, never in production")
+    age = now - listing.generated_at
     if age > LIST_MAX_AGE:
         yield _warning(
-            key, f"{path}: list generated {age.total_seconds() / 3600:.0f} h ago "
+            key, f"{store.path}: list generated {age.total_seconds() / 3600:.0f} h ago "
                  f"(max {LIST_MAX_AGE.total_seconds() / 3600:.0f} h): refresh it"
         )  # fmt: skip
 
@@ -305,7 +301,7 @@ def check(path: Path, *, now: datetime | None = None) -> list[Problem]:
     for p in s.trust.crls:
         problems += _crl(p, now)
     if s.trust.domain_list is not None:
-        problems += _domain_list(s.trust.domain_list, now)
+        problems += _domain_list(s, now)
     else:
         problems.append(_warning("trust.domain_list", "not set: every trust domain is refused"))
     return problems

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from gateway.config import Settings
 from gateway.crypto.command import CommandCipher
+from gateway.crypto.domainlist import DomainListStore, Publisher
 from gateway.crypto.legacy import LegacyCrypto, PartCipher
 from gateway.crypto.openpgp import OpenPgpCipher
 from gateway.crypto.pki import TrustAnchors
@@ -58,3 +59,15 @@ def directory_resolver(settings: Settings) -> DirectoryResolver:
     return DirectoryResolver(settings.directory_target, domain=settings.domain,
                              preference=Preference(d.types, d.preferred_domains),
                              hprim_alias=d.hprim_alias)
+
+
+def domain_list_store(settings: Settings) -> DomainListStore | None:
+    """The list of domains as configured: where it lives, the anchors its signer chains to,
+    the pinned publisher, and whether an unsigned list is read (tests only)."""
+    t = settings.trust
+    if t.domain_list is None:
+        return None
+    return DomainListStore(
+        t.domain_list, anchors=t.anchors,
+        publisher=Publisher(t.list_signer_cert, t.list_signer_subject, t.list_signer_issuer),
+        require_signature=not t.accept_unsigned_list)

@@ -145,6 +145,7 @@ SITE_KEYS = {"gateway.state_dir", "mappings.addresses", "mappings.dir", "legacy.
              "legacy.gateway_fingerprint", "trust.signing_cert", "trust.signing_key",
              "trust.chain", "trust.server_cert", "trust.server_key", "trust.client_cert",
              "trust.client_key", "trust.anchors", "trust.crls", "trust.domain_list",
+             "trust.list_signer_cert",
              'routes."medical33.legacy.example"'}  # fmt: skip
 
 
