@@ -38,13 +38,15 @@ def trust_anchors(settings: Settings) -> TrustAnchors:
     return TrustAnchors.load(settings.trust.anchors, settings.trust.crls)
 
 
-def build_translator(settings: Settings) -> Translator:
+def build_translator(settings: Settings, *, book: AddressBook | None = None) -> Translator:
+    """The translator the settings describe; ``book``: an address book already loaded (the
+    daemon's, so that its workers never read a file the daemon refused on reload)."""
     t = settings.trust
     if t.signing_cert is None or t.signing_key is None:
         raise ConfigError("trust.signing_cert and trust.signing_key are required")
     identity = SigningIdentity.load(t.signing_cert, t.signing_key, t.chain)
     return Translator(
-        book=AddressBook.load(settings.addresses),
+        book=book if book is not None else AddressBook.load(settings.addresses),
         legacy=LegacyCrypto(legacy_cipher(settings)),
         smime=Smime(identity, trust_anchors(settings)),
         tables=load_tables(settings.mappings_dir),
