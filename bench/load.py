@@ -6,7 +6,7 @@ Three processes: this one (world, messages, load generator, report), the gateway
 ``--sink``: a simulated trust operator and a simulated legacy hub, real SMTP + TLS, which
 print the arrival time of every message).  Times are CLOCK_MONOTONIC, shared by processes.
 
-Phases, in order:
+Phases, in order (the gateway's once its translation worker processes are ready):
   1. transport floor: the same messages from the load generator straight to the sink;
   2. legacy → trust at full load: N sealed legacy messages (20 KB letters and HPRIM reports,
      signed and encrypted with real gpg by mapped users) over K STARTTLS connections;
@@ -16,6 +16,8 @@ Phases, in order:
   5. crypto floor: the gateway's own classes in a tight loop, as many threads as the gateway
      has translation workers: open (gpg decrypt+verify) + S/MIME sign (and self-check) per
      legacy message; S/MIME verify + seal (gpg sign+encrypt) per trust message;
+     physical floor: the crypto one message needs, in this process with `cryptography`; the
+     gateway's CPU per message is given as a multiple of it;
   6. memory: a fresh gateway, one message of --big-mb MB (attachments): peak RSS growth.
 
 With ``--spool-url postgresql://…`` the gateway uses a PostgreSQL spool (a fresh schema of
@@ -49,7 +51,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from loadkit.floors import crypto_floor  # noqa: E402
+from loadkit.floors import against_physical_floor, crypto_floor, physical_floor  # noqa: E402
 from loadkit.generator import run_phase  # noqa: E402
 from loadkit.measure import machine  # noqa: E402
 from loadkit.memcheck import memory_check  # noqa: E402
@@ -116,6 +118,8 @@ async def run(args: argparse.Namespace, work: Path, log: Callable[[str], None]
                         adapter=args.legacy_adapter,
                         spool_url=schemas.new("main") if schemas is not None else "")
         await gateway.start()
+        report["gateway_start"] = gateway.startup()
+        log(_started(report["gateway_start"]))
         try:
             spy = Spy(gateway.pid, work / "profile-l2t.txt") if args.profile else None
             l2t = await run_phase("gateway legacy→trust", legacy, sink=sink,
@@ -145,12 +149,18 @@ async def run(args: argparse.Namespace, work: Path, log: Callable[[str], None]
         report["crypto_floor"] = await asyncio.get_running_loop().run_in_executor(
             None, crypto_floor, world, legacy, trust, args.workers, gateway.members[0].cfg)
         log("crypto floor done")
+        report["physical_floor"] = floor = physical_floor(world)
+        log("physical floor done")
+        for phase, d in ((l2t, "legacy_to_trust"), (t2l, "trust_to_legacy"),
+                         (halfload, "legacy_to_trust")):
+            against_physical_floor(phase, floor[d]["ms_per_msg"])
         report["ratios"] = {
             d: {"of_crypto_floor": round(report["gateway"][d]["forwarded_per_s"]
                                          / report["crypto_floor"][d]["per_s"], 3),
                 "of_transport_floor": round(report["gateway"][d]["forwarded_per_s"]
                                             / report["transport_floor"][d]["forwarded_per_s"],
-                                            3)}
+                                            3),
+                "cpu_x_physical_floor": report["gateway"][d]["cpu_x_physical_floor"]["total"]}
             for d in ("legacy_to_trust", "trust_to_legacy")}
         if args.big_mb > 0:
             report["memory"] = await memory_check(
@@ -205,6 +215,7 @@ async def run_scaleout(args: argparse.Namespace, work: Path, log: Callable[[str]
                             adapter=args.legacy_adapter,
                             spool_url=schemas.new(key) if pg else "")
             await gateway.start()
+            report.setdefault("gateway_start", {})[key] = gateway.startup()
             try:
                 phase = await run_phase(f"legacy→trust {label}", legacy, sink=sink,
                                         port=gateway.legacy_ports, tls=client_tls(world, None),
@@ -217,6 +228,9 @@ async def run_scaleout(args: argparse.Namespace, work: Path, log: Callable[[str]
             log(f"{label}: {phase['forwarded_per_s']} msg/s, "
                 f"p99 accept→forwarded {phase['forward_ms']['p99']} ms, "
                 f"cores busy {phase['cores_busy']}")
+        report["physical_floor"] = floor = physical_floor(world)
+        for phase in report["scaleout"].values():
+            against_physical_floor(phase, floor["legacy_to_trust"]["ms_per_msg"])
     finally:
         await sink.stop()
         stop_agents(world)
@@ -227,6 +241,11 @@ async def run_scaleout(args: argparse.Namespace, work: Path, log: Callable[[str]
     report["bench_seconds"] = round(time.monotonic() - t_start, 1)
     return report
 
+
+def _started(startup: list[dict[str, float]]) -> str:
+    return "; ".join(f"gateway serving after {s['serving_s']} s, its {s['worker_processes']:.0f} "
+                     f"translation worker processes ready after {s['workers_ready_s']} s"
+                     for s in startup)
 
 
 def main() -> int:

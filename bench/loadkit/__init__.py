@@ -8,9 +8,11 @@ Each module reads on its own:
   trust letters and CR-BIO packages);
 * `sink` — the simulated trust operator and legacy hub, in their own process, that say when
   each message arrived;
-* `serve` — the gateway under test (`passerelle serve`, one or several on one spool);
+* `serve` — the gateway under test (`passerelle serve`, one or several on one spool),
+  started until its translation workers are ready;
 * `generator` — the load generator (K STARTTLS connections) and one measured phase;
-* `floors` — what a phase is compared with: the gateway's crypto classes in a tight loop;
+* `floors` — what a phase is compared with: the gateway's crypto classes in a tight loop,
+  and the physical floor (the crypto a message needs, in-process);
 * `memcheck` — peak memory for one large message;
 * `measure` — CPU and memory from ``/proc``, percentiles, the machine;
 * `report` — the printed tables.

@@ -64,6 +64,23 @@ def tree_pids(pid: int) -> set[int]:
     return tree
 
 
+def worker_processes(pid: int) -> dict[int, tuple[str, int]]:
+    """The translation worker processes of the gateway ``pid`` — its children started by
+    multiprocessing's spawn (``spawn_main`` in their command line; the resource tracker,
+    also a child, is not one) — each with its scheduler state (R running or runnable, S
+    asleep, D in the disk…) and its CPU ticks so far."""
+    out: dict[int, tuple[str, int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) != pid or b"spawn_main" not in (entry / "cmdline").read_bytes():
+                continue
+            out[int(entry.name)] = (fields[0], int(fields[11]) + int(fields[12]))
+    return out
+
+
 def proc_mem(pid: int) -> dict[str, int]:
     out = {}
     with open(f"/proc/{pid}/status") as f:

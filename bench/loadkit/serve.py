@@ -10,12 +10,14 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
+from gateway import config
 from gateway.crypto.world import World
 from loadkit import ROOT
-from loadkit.measure import agent_cpu, proc_cpu, tree_cpu, tree_mem
+from loadkit.measure import agent_cpu, proc_cpu, tree_cpu, tree_mem, worker_processes
 
 
 class PgSchemas:
@@ -76,7 +78,6 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-
 class Serve:
     """`python -m gateway serve` on a configuration derived from the world's."""
 
@@ -105,6 +106,8 @@ class Serve:
         self.cfg = world.write_config(state.parent / f"{state.name}.toml", state, tables)
         self.log = state.parent / f"{state.name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.startup: dict[str, float] = {}
+        """Seconds from start to "serving on" and to its workers ready; worker processes."""
 
     @property
     def pid(self) -> int:
@@ -112,16 +115,52 @@ class Serve:
         return self.proc.pid
 
     async def start(self) -> None:
+        """Start the gateway; return once it serves and its translation workers are ready."""
         argv = [sys.executable, "-m", "gateway", "serve", "--config", str(self.cfg)]
+        t0 = time.monotonic()
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
         for _ in range(1200):
             if b"serving on" in self.log.read_bytes():
-                return
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"passerelle serve exited:\n{self.log.read_text()[-2000:]}")
+                break
+            self._check_alive()
             await asyncio.sleep(0.05)
-        raise TimeoutError("passerelle serve did not start")
+        else:
+            raise TimeoutError("passerelle serve did not start")
+        self.startup["serving_s"] = round(time.monotonic() - t0, 2)
+        self.startup["worker_processes"] = await self._workers_ready()
+        self.startup["workers_ready_s"] = round(time.monotonic() - t0, 2)
+
+    async def _workers_ready(self, timeout: float = 120) -> int:
+        """Wait until the translation worker processes have finished starting; their number.
+
+        The daemon says "serving on" while its worker processes are still importing the
+        translation stack and building their translators (about a second each, more on a busy
+        machine): a phase begun then would count that work as the messages' and wait for it.
+        Ready: as many worker processes as the configuration asks (``[workers] processes``; 0
+        — translation on the daemon's threads — is ready at once), each asleep (waiting for
+        work, state S) and not one CPU tick further for 150 ms (four looks 50 ms apart).  A worker
+        held back by a busy machine is runnable (R), not asleep: it does not pass for ready."""
+        expected = config.load(self.cfg).daemon.processes
+        end = time.monotonic() + timeout
+        calm = 0
+        last: dict[int, tuple[str, int]] = {}
+        while expected and calm < 3:
+            await asyncio.sleep(0.05)
+            self._check_alive()
+            if time.monotonic() > end:
+                raise TimeoutError(f"the gateway's {expected} translation worker processes "
+                                   f"were not ready after {timeout:.0f} s")
+            now = worker_processes(self.pid)
+            idle = (len(now) == expected and now == last
+                    and all(state == "S" for state, _ in now.values()))
+            calm, last = (calm + 1 if idle else 0), now
+        return expected
+
+    def _check_alive(self) -> None:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"passerelle serve exited:\n{self.log.read_text()[-2000:]}")
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -195,6 +234,10 @@ class Fleet:
 
     def spool_bytes(self) -> int:
         return self.members[0].spool_bytes()
+
+    def startup(self) -> list[dict[str, float]]:
+        """Each instance's start: seconds to "serving on" and to its workers ready."""
+        return [m.startup for m in self.members]
 
     def rss_peak(self) -> int:
         return max(tree_mem(m.pid)["VmHWM"] for m in self.members)
