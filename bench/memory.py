@@ -143,14 +143,8 @@ def child(work: Path, direction: str, traced: bool) -> dict[str, Any]:
 def build_messages(work: Path, size: int) -> dict[str, Any]:
     """The world and the four messages (small and large, each way), written under ``work``."""
     sys.path.insert(0, str(ROOT / "bench"))
-    from load import (
-        TRUST_PEER,
-        hprim_texts,
-        legacy_plain,
-        letter_text,
-        operator_identity,
-        seal_legacy,
-    )
+    from loadkit.messages import hprim_texts, legacy_plain, letter_text, seal_legacy
+    from loadkit.world import TRUST_PEER, operator_identity
 
     from gateway.crypto import smime
     from gateway.crypto.world import USERS, build_world
@@ -225,7 +219,7 @@ def main() -> int:
         print(json.dumps(child(Path(args.child[0]), args.child[1], args.traced)))
         return 0
     sys.path.insert(0, str(ROOT / "bench"))
-    from load import stop_agents
+    from loadkit.world import stop_agents
 
     with tempfile.TemporaryDirectory(prefix="pm-", dir=args.workdir) as tmp:
         work = Path(tmp)
