@@ -2,8 +2,9 @@
 
 Our own CR-BIOs keep every RES field in the narrative table; the reader restores them from
 there and checks that the structured entries say the same thing (a mismatch is a finding:
-the narrative is what was attested).  CR-BIOs from other producers are read from their
-structured entries alone.
+the narrative is what was attested).  CR-BIOs from other producers are read by `crbioread`:
+their entries become RES/TEX lines, their narrative the report's text, their embedded files
+(the PDF copy, images) attachments.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from datetime import date
 
 from lxml import etree
 
-from gateway.documents import narrative, safexml
+from gateway.documents import crbioread, narrative, safexml
 from gateway.documents.cdaconst import (
     INS_NIR,
     LEGACY_ROOT,
@@ -27,6 +28,7 @@ from gateway.documents.cdaconst import (
     XSI_TYPE,
     H,
 )
+from gateway.documents.crbioread import Attachment
 from gateway.documents.hprim import NUMBER
 from gateway.documents.model import Finding, HprimDocument, HprimHeader, LabLine, ResLine
 from gateway.errors import DocumentError
@@ -41,6 +43,9 @@ class CdaContent:
     document: HprimDocument
     pdf: bytes | None = None
     findings: list[Finding] = field(default_factory=list)
+    # every file the CDA carries: the level-1 PDF, the PDF copy of a CR-BIO, images
+    attachments: list[Attachment] = field(default_factory=list)
+    text_only: int = 0  # facts of the report that no RES field carries (told in text)
 
     @property
     def level(self) -> int:
@@ -60,7 +65,7 @@ def _first(el: etree._Element, path: str) -> etree._Element | None:
 
 def _text(el: etree._Element, path: str) -> str:
     got = _first(el, path)
-    return alltext(got) if got is not None else ""
+    return " ".join(alltext(got).split()) if got is not None else ""
 
 
 def _attr(el: etree._Element, path: str, name: str) -> str:
@@ -71,6 +76,11 @@ def _attr(el: etree._Element, path: str, name: str) -> str:
 def alltext(el: etree._Element) -> str:
     """All the text inside an element (not its tail)."""
     return "".join(t if isinstance(t, str) else t.decode() for t in el.itertext())
+
+
+def _line(text: str) -> str:
+    """A header value on one line (a CDA's names may hold the XML's indentation)."""
+    return " ".join(text.split())
 
 
 def _date(ts: str) -> date | None:
@@ -89,7 +99,7 @@ def _header(root: etree._Element) -> HprimHeader:
         (v for k, v in ids.items() if k != INS_NIR and v), ""
     )
     nir = ids.get(INS_NIR, "")
-    streets = [s.text or "" for s in _x(role, "h:addr/h:streetAddressLine")] + ["", ""]
+    streets = [_line(s.text or "") for s in _x(role, "h:addr/h:streetAddressLine")] + ["", ""]
     cp, city = _text(role, "h:addr/h:postalCode"), _text(role, "h:addr/h:city")
     birth = _date(_attr(role, "h:patient/h:birthTime", "value"))
     exam = _date(
@@ -107,6 +117,11 @@ def _header(root: etree._Element) -> HprimHeader:
                 _text(author, f"h:assignedPerson/h:name/h:{p}") for p in ("family", "given")
             ).strip()
         )
+    if len(sender_code) > 10:
+        # line 11 holds a 10-character code: a longer identifier (an RPPS) is moved into
+        # the name rather than cut into a wrong one
+        sender_name = f"{sender_name} ({sender_code})".strip()
+        sender_code = ""
     recip = _first(root, "h:informationRecipient/h:intendedRecipient")
     recipient_code = recipient_name = ""
     if recip is not None:
@@ -193,8 +208,8 @@ def _lab(root: etree._Element, out: list[Finding]) -> list[LabLine] | None:
         ref = _attr(obs, "h:text/h:reference", "value").lstrip("#")
         row = narrative.read_row(rows[ref]) if ref in rows else None
         if not isinstance(row, ResLine):
-            # Not our layout: read every observation from its structured parts.
-            return [_structured(o) for o in observations]
+            return None  # not our layout: crbioread reads it from its entries
+
         if not _agrees(row, _structured(obs)):
             out.append(Finding("narrative-mismatch", f"RES #{n}: entry differs from narrative"))
     for tr in rows.values():
@@ -202,6 +217,20 @@ def _lab(root: etree._Element, out: list[Finding]) -> list[LabLine] | None:
         if line is not None:
             ours.append(line)
     return ours
+
+
+def note(attachments: int, text_only: int) -> str:
+    """The line telling the reader what of the report is not in its RES lines."""
+    said = []
+    if text_only:
+        said.append("une partie du compte rendu (résultats antérieurs, commentaires, germes, "
+                    "codes ou interprétations sans champ HPRIM) n'est que dans ce texte")
+    if attachments:
+        said.append(f"{attachments} fichier(s) joint(s) à ce message (copie PDF du compte "
+                    "rendu, images) en font partie")
+    if not said:
+        return ""
+    return "Compte rendu CDA reçu par la passerelle : " + " ; ".join(said) + "."
 
 
 def read_cda(xml: bytes) -> CdaContent:
@@ -216,13 +245,37 @@ def read_cda(xml: bytes) -> CdaContent:
         if b64.get("mediaType") != "application/pdf" or b64.get("representation") != "B64":
             raise DocumentError("CDA: level-1 body is not a base64 PDF")
         try:
-            pdf = base64.b64decode(alltext(b64), validate=False)
+            pdf = base64.b64decode("".join(alltext(b64).split()), validate=True)
         except (binascii.Error, ValueError):
             raise DocumentError("CDA: level-1 body is not valid base64") from None
-        return CdaContent(HprimDocument(header), pdf, out)
-    para = _first(root, "h:component/h:structuredBody//h:paragraph[@ID='freetext']")
-    free = narrative.read_free_text(para) if para is not None else ""
-    return CdaContent(HprimDocument(header, free, _lab(root, out)), None, out)
+        return CdaContent(HprimDocument(header), pdf, out,
+                          [Attachment("application/pdf", pdf)])
+    lab = _lab(root, out)
+    if lab is not None:
+        # our own layout: the narrative table holds every RES field exactly
+        para = _first(root, "h:component/h:structuredBody//h:paragraph[@ID='freetext']")
+        free = narrative.read_free_text(para) if para is not None else ""
+        return CdaContent(HprimDocument(header, free, lab), None, out)
+    if _first(root, "h:component/h:structuredBody") is None:
+        raise DocumentError("CDA: neither a structuredBody nor a nonXMLBody")
+    got = crbioread.read_body(root)
+    out.extend(got.findings)
+    text = crbioread.render(root)
+    told = note(len(got.attachments), got.text_only)
+    free = "\n\n".join(x for x in (told, text) if x)
+    lines = got.lab if got.lab else None
+    return CdaContent(HprimDocument(header, _free_text(free), lines), None, out,
+                      got.attachments, got.text_only)
+
+
+_MARKERS = ("****LAB****", "****FIN****", "****FINFICHIER****")
+
+
+def _free_text(text: str) -> str:
+    """Free text that cannot end the HPRIM document early: a narrative line that reads as
+    a marker gets spaces between its stars."""
+    return "\n".join(" ".join(line) if line.strip() in _MARKERS else line
+                     for line in text.split("\n"))
 
 
 def read_crbio(xml: bytes) -> HprimDocument:
