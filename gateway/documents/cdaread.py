@@ -264,18 +264,8 @@ def read_cda(xml: bytes) -> CdaContent:
     told = note(len(got.attachments), got.text_only)
     free = "\n\n".join(x for x in (told, text) if x)
     lines = got.lab if got.lab else None
-    return CdaContent(HprimDocument(header, _free_text(free), lines), None, out,
+    return CdaContent(HprimDocument(header, free, lines), None, out,
                       got.attachments, got.text_only)
-
-
-_MARKERS = ("****LAB****", "****FIN****", "****FINFICHIER****")
-
-
-def _free_text(text: str) -> str:
-    """Free text that cannot end the HPRIM document early: a narrative line that reads as
-    a marker gets spaces between its stars."""
-    return "\n".join(" ".join(line) if line.strip() in _MARKERS else line
-                     for line in text.split("\n"))
 
 
 def read_crbio(xml: bytes) -> HprimDocument:

@@ -121,12 +121,16 @@ def _pack(args: argparse.Namespace) -> int:
 def _unpack(args: argparse.Namespace) -> int:
     package = xdm.unpack(_read(args.zip))
     out = Path(args.out)
-    (out / "IHE_XDM" / "SUBSET01").mkdir(parents=True, exist_ok=True)
-    (out / xdm.METADATA).write_bytes(package.metadata)
-    for entry in package.documents:
-        # entry.path was checked to be IHE_XDM/SUBSET01/<plain name> before anything was read
-        (out / entry.path).write_bytes(entry.xml)
-        print(out / entry.path)
+    files = [(package.metadata_path, package.metadata)]
+    files += [(e.path, e.xml) for e in package.documents]
+    files += [(o.path, o.data) for o in package.others]
+    for path, data in files:
+        # every path was checked to stay inside the package (no absolute path, no "..")
+        # before anything was read
+        (out / path).parent.mkdir(parents=True, exist_ok=True)
+        (out / path).write_bytes(data)
+        if path != package.metadata_path:
+            print(out / path)
     return 0
 
 
