@@ -268,6 +268,14 @@ def read_cda(xml: bytes) -> CdaContent:
                       got.attachments, got.text_only)
 
 
+def read_header(xml: bytes) -> tuple[HprimHeader, str]:
+    """The HPRIM view of a CDA's header and its title, without reading its body."""
+    root = safexml.parse(xml, what="CDA")
+    if root.tag != H + "ClinicalDocument":
+        raise DocumentError("CDA: root element is not ClinicalDocument")
+    return _header(root), _text(root, "h:title")
+
+
 def read_crbio(xml: bytes) -> HprimDocument:
     """The HPRIM document a CR-BIO carries; DocumentError for a level-1 CDA."""
     content = read_cda(xml)
