@@ -90,15 +90,27 @@ def _date(ts: str) -> date | None:
         return None
 
 
-def _header(root: etree._Element) -> HprimHeader:
+# INS roots: INS-NIR, INS-NIA, and the test and demo roots a document may carry
+INS_ROOTS = (INS_NIR, "1.2.250.1.213.1.4.9", "1.2.250.1.213.1.4.10", "1.2.250.1.213.1.4.11")
+PATIENT_CODE_MAX = 10  # HPRIM line 1
+
+
+def _header(root: etree._Element) -> tuple[HprimHeader, list[str]]:
+    """The HPRIM header a CDA's header says, and what of it had to move into the text."""
     role = _first(root, "h:recordTarget/h:patientRole")
     if role is None:
         raise DocumentError("CDA: no recordTarget/patientRole")
     ids = {i.get("root"): i.get("extension") or "" for i in _x(role, "h:id")}
-    patient_code = ids.get(LEGACY_ROOT) or next(
-        (v for k, v in ids.items() if k != INS_NIR and v), ""
-    )
-    nir = ids.get(INS_NIR, "")
+    moved: list[str] = []
+    patient_code = ids.get(LEGACY_ROOT) or ""
+    if not patient_code:
+        # the sender's own identifier (an IPP), the INS going to line 8; one longer than
+        # line 1's 10 characters is kept whole (an empty line 1 would shift the header and a
+        # cut one would name another patient), and told in the text
+        patient_code = next((v for k, v in ids.items() if k not in INS_ROOTS and v), "")
+        if len(patient_code) > PATIENT_CODE_MAX:
+            moved.append(f"Identifiant du patient chez l'émetteur : {patient_code}")
+    nir = next((ids[r] for r in INS_ROOTS if ids.get(r)), "")
     streets = [_line(s.text or "") for s in _x(role, "h:addr/h:streetAddressLine")] + ["", ""]
     cp, city = _text(role, "h:addr/h:postalCode"), _text(role, "h:addr/h:city")
     birth = _date(_attr(role, "h:patient/h:birthTime", "value"))
@@ -128,7 +140,7 @@ def _header(root: etree._Element) -> HprimHeader:
         recipient_code = _attr(recip, "h:id", "extension")
         recipient_name = _text(recip, "h:informationRecipient/h:name")
     return HprimHeader(
-        patient_code=patient_code,
+        patient_code=_line(patient_code),
         last_name=_text(role, "h:patient/h:name/h:family"),
         first_name=_text(role, "h:patient/h:name/h:given"),
         address1=streets[0],
@@ -147,7 +159,7 @@ def _header(root: etree._Element) -> HprimHeader:
         blank_line_13=True,  # the common layout; the blank line carries nothing
         birth=birth,
         exam=exam,
-    )
+    ), moved
 
 
 def _structured(obs: etree._Element) -> ResLine:
@@ -238,7 +250,7 @@ def read_cda(xml: bytes) -> CdaContent:
     root = safexml.parse(xml, what="CDA")
     if root.tag != H + "ClinicalDocument":
         raise DocumentError("CDA: root element is not ClinicalDocument")
-    header = _header(root)
+    header, moved = _header(root)
     out: list[Finding] = []
     b64 = _first(root, "h:component/h:nonXMLBody/h:text")
     if b64 is not None:
@@ -261,8 +273,8 @@ def read_cda(xml: bytes) -> CdaContent:
     got = crbioread.read_body(root)
     out.extend(got.findings)
     text = crbioread.render(root)
-    told = note(len(got.attachments), got.text_only)
-    free = "\n\n".join(x for x in (told, text) if x)
+    told = note(len(got.attachments), got.text_only + len(moved))
+    free = "\n\n".join(x for x in (told, "\n".join(moved), text) if x)
     lines = got.lab if got.lab else None
     return CdaContent(HprimDocument(header, free, lines), None, out,
                       got.attachments, got.text_only)
@@ -273,7 +285,7 @@ def read_header(xml: bytes) -> tuple[HprimHeader, str]:
     root = safexml.parse(xml, what="CDA")
     if root.tag != H + "ClinicalDocument":
         raise DocumentError("CDA: root element is not ClinicalDocument")
-    return _header(root), _text(root, "h:title")
+    return _header(root)[0], _text(root, "h:title")
 
 
 def read_crbio(xml: bytes) -> HprimDocument:

@@ -81,6 +81,7 @@ def _hprim_from_xdm(package: bytes, recipient: LegacyUser) -> tuple[
     text_only = 0
     for n, entry in enumerate(unpacked.documents, start=1):
         content = cda.read_cda(entry.xml)
+        _same_patient(entry, content.document)
         findings.extend(str(f) for f in content.findings)
         text_only += content.text_only
         # every file the CDA carries reaches the clinician: the level-1 PDF, the PDF copy of
@@ -102,6 +103,19 @@ def _hprim_from_xdm(package: bytes, recipient: LegacyUser) -> tuple[
     return text, pdfs, {"documents": len(documents), "findings": findings,
                         "attachments": len(pdfs), "text_only": text_only,
                         "xdm_sha256": sha256(package)}
+
+
+def _same_patient(entry: xdm.XdmEntry, doc: HprimDocument) -> None:
+    """METADATA.XML and the CDA must name one patient: a report filed under another
+    patient's name is refused (DocumentError), never delivered."""
+    said = entry.facts.get("patient_name", "").casefold()
+    family = doc.header.last_name.casefold()
+    birth = entry.facts.get("birth_date", "")
+    cda_birth = doc.header.birth.strftime("%Y%m%d") if doc.header.birth else ""
+    if (said and family and family not in said) or (birth and cda_birth and
+                                                    birth[:8] != cda_birth):
+        raise DocumentError(f"xdm: {entry.path}: METADATA.XML names another patient than "
+                            "the CDA")
 
 
 def _may_be_report(msg: Message) -> bool:

@@ -125,7 +125,12 @@ def received(message: bytes, charset: str) -> tuple[str, list[tuple[str, str, by
 def check(xml: bytes, body: str, files: list[tuple[str, str, bytes]], charset: str) -> None:
     want = expected(xml)
     parsed = hprim.parse(body)
-    results = [r for d in parsed.documents for r in d.results]
+    assert not [f for f in parsed.findings if f.code.startswith(("res", "header", "no-fin"))]
+    (document,) = parsed.documents
+    family = etree.fromstring(xml).findtext(
+        f"{H}recordTarget/{H}patientRole/{H}patient/{H}name/{H}family")
+    assert document.header.last_name == family and document.header.patient_code
+    results = document.results
     assert len(results) >= want.results
     assert all(r.value.strip() for r in results), "a RES line with an empty value"
     in_res = [f for r in results for f in (r.value, r.value2)]
@@ -185,3 +190,23 @@ def test_all_examples_in_one_package_through_translate_to_legacy(world: World,
         check(xml, text + "****FIN****\n", mine, "utf-8")
     assert Counter(d for k, _, d in files if k == "application/pdf") == Counter(
         pdf for x in documents for pdf in expected(x).pdfs)
+
+
+def test_metadata_naming_another_patient_is_refused() -> None:
+    from gateway.errors import TranslationError
+    from tests.documents.test_xdm_layouts import relayout
+
+    xml = (FIXTURES / "ans" / "examples" / "BIO-CR-BIO_2024.01_TSH_1.xml").read_bytes()
+    raw = email.message_from_bytes(trust_message([xml], CLINICIAN_TRUST),
+                                   policy=email.policy.default)
+    for part in raw.walk():
+        if part.get_filename() == "IHE_XDM.ZIP":
+            other = relayout(part.get_payload(decode=True), subset="SUBSET01",
+                             edit={"sourcePatientInfo": "PID-5|AUTRE^Jean^^^^^L"})
+            part.set_content(other, maintype="application", subtype="zip",
+                             disposition="attachment", filename="IHE_XDM.ZIP")
+    with pytest.raises(TranslationError, match="names another patient than the CDA"):
+        trust_to_legacy.compose(raw.as_bytes(policy=email.policy.SMTP),
+                                recipient=BOOK.by_trust(CLINICIAN_TRUST), book=BOOK, now=NOW,
+                                trace=TraceRecord("t", "to_legacy"),
+                                domain="legacy.mssante.example")
