@@ -260,7 +260,9 @@ def read_cda(xml: bytes) -> CdaContent:
             pdf = base64.b64decode("".join(alltext(b64).split()), validate=True)
         except (binascii.Error, ValueError):
             raise DocumentError("CDA: level-1 body is not valid base64") from None
-        return CdaContent(HprimDocument(header), pdf, out,
+        told = ("Compte rendu CDA reçu par la passerelle : le compte rendu entier est dans "
+                "le fichier PDF joint à ce message.")
+        return CdaContent(HprimDocument(header, "\n".join([told, *moved])), pdf, out,
                           [Attachment("application/pdf", pdf)])
     lab = _lab(root, out)
     if lab is not None:

@@ -268,3 +268,15 @@ def test_level1_with_bad_base64_is_refused() -> None:
            b"@@@not base64@@@</text></nonXMLBody></component></ClinicalDocument>")
     with pytest.raises(DocumentError, match="not valid base64"):
         cda.read_cda(xml)
+
+
+def test_level1_says_the_report_is_in_the_pdf() -> None:
+    xml = crbio("").replace(
+        b"<component><structuredBody>",
+        b'<component><nonXMLBody><text mediaType="application/pdf" representation="B64">'
+        + base64.b64encode(PDF) + b"</text></nonXMLBody></component><!--").replace(
+        b"</structuredBody></component>", b"-->")
+    content = cda.read_cda(xml)
+    assert content.pdf == PDF and [a.data for a in content.attachments] == [PDF]
+    assert "le compte rendu entier est dans le fichier PDF joint" in content.document.free_text
+    assert content.document.results == []
