@@ -171,6 +171,7 @@ class _Value:
     unit: str = ""
     had_value: bool = False  # the CDA gave a value (not a bare nullFlavor)
     note: str = ""  # what the field could not say, for a TEX line
+    second: _Value | None = None  # a PQ's translation into another unit
 
 
 def _interval(el: etree._Element) -> tuple[str, str]:
@@ -202,6 +203,12 @@ def _value(value: etree._Element | None, narr: _Narrative, out: Reading) -> _Val
         if own is not None:  # passerelle's own CR-BIO: the value and unit the lab wrote
             got.value = (own.get("value") or got.value).strip()
             got.unit = own.get("code") or got.unit
+        else:
+            other = next((t for t in _children(value, "translation")
+                          if t.get("value") and _NUMBER.fullmatch(t.get("value") or "")), None)
+            if other is not None:  # PQR: the result in another unit
+                got.second = _Value("N", (other.get("value") or "").strip(),
+                                    field_text(other.get("code") or ""), True)
         if vtype == "MO":
             got.unit = value.get("currency") or ""
         if got.value and not _NUMBER.fullmatch(got.value):
@@ -301,6 +308,12 @@ def _analysis_code(obs: etree._Element) -> tuple[str, str]:
     if not found or _CODE_OK.fullmatch(found):
         return found, ""
     return "", f"code {found} ({_system(code)})"
+
+
+def _not_normal(observation_range: etree._Element) -> bool:
+    """Whether a reference range is for another interpretation than normal (sorted last)."""
+    code = _child(observation_range, "interpretationCode")
+    return code is not None and code.get("code") not in (None, "N")
 
 
 class _Walker:
@@ -406,7 +419,13 @@ class _Walker:
         if (code is not None and code.get("code") == DOC_TYPE_CODE) or (
                 DOC_TYPE_TEMPLATE in templates):
             return  # the "type de document" of an attached file is not a result
-        value = _value(_child(obs, "value"), self.narr, self.out)
+        values = _children(obs, "value")
+        value = _value(values[0] if values else None, self.narr, self.out)
+        extra = [_value(v, self.narr, self.out) for v in values[1:]]
+        if not values:
+            # no value element: the narrative the observation points to, else say so
+            said = self.narr.original(_child(obs, "text"))
+            value = _Value(value=field_text(said) or "(sans valeur)", had_value=True)
         label = _label(obs, self.narr, value.value)
         analysis, code_note = _analysis_code(obs)
         interp = [(i.get("code") or "", _code_text(i, self.narr))
@@ -421,7 +440,10 @@ class _Walker:
                 others.append(shown or c)
         low = high = ""
         ranges: list[str] = []
-        for rr in obs.iterfind(f"{H}referenceRange/{H}observationRange"):
+        found = list(obs.iterfind(f"{H}referenceRange/{H}observationRange"))
+        # the normal range first (the one without interpretation, or N), others told after
+        found.sort(key=_not_normal)
+        for rr in found:
             rv = _child(rr, "value")
             text = self.narr.original(_child(rr, "text"))
             if rv is not None and (rv.get(XSI_TYPE) or "").endswith("IVL_PQ") and not (
@@ -438,6 +460,10 @@ class _Walker:
         res = ResLine(label=field_text(label), code=analysis, kind=value.kind,
                       value=value.value, unit=value.unit, low=field_text(low),
                       high=field_text(high), flag=flag, status=self._status(obs))
+        second = next((v for v in extra if v.kind == "N"), None) or value.second
+        if second is not None and not sensitivity:
+            # the same result in another unit: HPRIM's second result (fields 11-12)
+            res = dataclasses.replace(res, value2=second.value, unit2=second.unit)
         if sensitivity:
             # antibiogram: S/I/R is the result, the MIC (if any) the second result
             res = ResLine(label=res.label, code=res.code, kind="A", value=sensitivity,
@@ -445,6 +471,8 @@ class _Walker:
                           value2=value.value, unit2=value.unit)
         self.result(res, had_value=value.had_value)
         notes = [n for n in (code_note, value.note) if n]
+        notes += [f"autre valeur : {v.value} {v.unit}".strip() for v in extra
+                  if v is not second and v.value]
         notes += [f"interprétation : {o}" for o in others]
         notes += [f"valeurs de référence : {r}" for r in ranges if r]
         for note in notes:

@@ -280,3 +280,34 @@ def test_level1_says_the_report_is_in_the_pdf() -> None:
     assert content.pdf == PDF and [a.data for a in content.attachments] == [PDF]
     assert "le compte rendu entier est dans le fichier PDF joint" in content.document.free_text
     assert content.document.results == []
+
+
+def test_a_second_unit_is_hprims_second_result() -> None:
+    (r,) = results(crbio(obs('<value xsi:type="PQ" value="4.89" unit="mmol/L">'
+                             '<translation value="0.88" code="g/L" '
+                             'codeSystem="2.16.840.1.113883.6.8"/></value>')))
+    assert (r.value, r.unit, r.value2, r.unit2) == ("4.89", "mmol/L", "0.88", "g/L")
+    (r,) = results(crbio(obs('<value xsi:type="PQ" value="4.89" unit="mmol/L"/>'
+                             '<value xsi:type="PQ" value="0.88" unit="g/L"/>')))
+    assert (r.value, r.value2, r.unit2) == ("4.89", "0.88", "g/L")
+
+
+def test_the_normal_range_is_the_one_in_fields_7_and_8() -> None:
+    xml = crbio(obs('<value xsi:type="PQ" value="9" unit="g/L"/>',
+                    more='<referenceRange><observationRange><value xsi:type="IVL_PQ">'
+                         '<low value="8" unit="g/L"/></value><interpretationCode code="H"/>'
+                         "</observationRange></referenceRange>"
+                         '<referenceRange><observationRange><value xsi:type="IVL_PQ">'
+                         '<low value="1" unit="g/L"/><high value="5" unit="g/L"/></value>'
+                         "</observationRange></referenceRange>"))
+    (r,) = results(xml)
+    assert (r.low, r.high) == ("1", "5")
+    assert any("valeurs de référence : >=8" in t for t in tex(xml))
+
+
+def test_an_observation_without_value_gives_its_narrative_or_says_so() -> None:
+    (r,) = results(crbio(obs('<text><reference value="#t1"/></text>'),
+                         '<content ID="t1">non réalisé : échantillon hémolysé</content>'))
+    assert r.value == "non réalisé : échantillon hémolysé"
+    (r,) = results(crbio(obs("")))
+    assert r.value == "(sans valeur)"
