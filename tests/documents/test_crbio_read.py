@@ -311,3 +311,59 @@ def test_an_observation_without_value_gives_its_narrative_or_says_so() -> None:
     assert r.value == "non réalisé : échantillon hémolysé"
     (r,) = results(crbio(obs("")))
     assert r.value == "(sans valeur)"
+
+
+# --- property: whatever a producer's entries hold, a reading or one clear refusal ----------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from lxml import etree  # noqa: E402
+
+from tests.conftest import FIXTURES  # noqa: E402
+
+_EXAMPLES = [p.read_bytes() for p in sorted((FIXTURES / "ans" / "examples").glob("*2024*.xml"))
+             if "Micro" in p.name or "Electro" in p.name or "tout" in p.name]
+_TYPES = ["PQ", "IVL_PQ", "CD", "CE", "ST", "ED", "INT", "REAL", "RTO", "TS", "BL", "SC",
+          "hl7:PQ", "", "XYZ"]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(which=st.integers(0, len(_EXAMPLES) - 1), seed=st.integers(0, 2**32 - 1),
+       types=st.lists(st.sampled_from(_TYPES), min_size=1, max_size=6),
+       drops=st.lists(st.integers(0, 10_000), max_size=6),
+       junk=st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)),
+                    max_size=12))
+def test_mutated_crbio_is_read_or_refused_never_crashes(
+        which: int, seed: int, types: list[str], drops: list[int], junk: str) -> None:
+    import random
+
+    rnd = random.Random(seed)
+    root = etree.fromstring(_EXAMPLES[which])
+    body = [e for e in root.iter() if isinstance(e.tag, str)]
+    values = [e for e in body if e.get("{http://www.w3.org/2001/XMLSchema-instance}type")]
+    for t in types:
+        if values:
+            rnd.choice(values).set("{http://www.w3.org/2001/XMLSchema-instance}type", t)
+    for n in drops:
+        victim = body[n % len(body)]
+        parent = victim.getparent()
+        if parent is not None and victim.getparent() is not None:
+            parent.remove(victim)
+            body = [e for e in root.iter() if isinstance(e.tag, str)]
+    clean = "".join(c for c in junk if c.isprintable() or c in "\n\t")
+    for e in rnd.sample(body, min(3, len(body))):
+        for key in ("value", "displayName", "unit", "code"):
+            if e.get(key) is not None:
+                e.set(key, clean)
+    xml = etree.tostring(root)
+    try:
+        content = cda.read_cda(xml)
+    except DocumentError:
+        return  # one clear refusal
+    text = hprim.write(content.document)
+    again = hprim.parse(text)
+    assert len(again.documents) == 1
+    assert not [f for f in again.findings if f.code in ("res-extra-fields", "no-fin")]
+    got = again.documents[0].results
+    assert len(got) == len(content.document.results)
+    assert all("\n" not in r.value and "|" not in r.value for r in got)
