@@ -96,6 +96,15 @@ def _to_hprim(args: argparse.Namespace) -> int:
     if content.pdf is not None:
         raise DocumentError(f"{args.file}: level-1 CDA carries a PDF, not results")
     _findings(content.findings, args.json, args.file)
+    if args.attachments:
+        # the files the CDA carries (its PDF copy, images), as the legacy message attaches them
+        where = Path(args.attachments)
+        try:
+            where.mkdir(parents=True, exist_ok=True)
+            for k, a in enumerate(content.attachments, start=1):
+                (where / f"CR0001-{k}.{a.extension}").write_bytes(a.data)
+        except OSError as exc:
+            raise DocumentError(f"--attachments: cannot write ({exc.strerror})") from None
     text = hprim.write(content.document)
     try:
         out = text.encode(args.charset)
@@ -171,6 +180,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("file")
     p.add_argument("--charset", default="utf-8", help="output charset (default utf-8)")
     p.add_argument("--json", action="store_true", help="findings as JSON on stderr")
+    p.add_argument("--attachments", metavar="DIR",
+                   help="write the files the CDA carries (PDF copy, images) into DIR")
     p.set_defaults(handler=_to_hprim)
 
     xp = sub.add_parser("xdm", help="IHE XDM packages").add_subparsers(
