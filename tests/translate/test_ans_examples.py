@@ -155,13 +155,12 @@ def test_each_example_reaches_the_clinician_whole(path: Path) -> None:
     check(xml, body, files, "cp1252")
 
 
-def test_the_examples_are_what_the_issue_counted() -> None:
-    """The fixtures hold the 11 CR-BIO 2024.01 examples (and the 2021.01 level-1 one), with
-    their 13 embedded PDFs beside the level-1 one."""
+def test_the_fixtures_hold_the_11_examples_and_their_13_pdfs() -> None:
+    """The 11 CR-BIO 2024.01 examples (and the 2021.01 level-1 one) are all there, with the
+    13 PDFs they embed beside the level-1 one: the tests above see every one."""
     found = [expected(p.read_bytes()) for p in EXAMPLES if "2024.01" in p.name]
     assert len(found) == 11
     assert sum(len(e.pdfs) for e in found) == 13
-    assert sum(e.results for e in found) >= 80
 
 
 @pytest.mark.slow
