@@ -189,6 +189,16 @@ def _head(item: TranslateWork) -> bytes:
     return head(Path(item.path), _HEAD_MAX) if item.path else item.data
 
 
+def _whole(item: TranslateWork) -> bytes | None:
+    """The whole message of a work item (None when its spilled file is gone)."""
+    if not item.path:
+        return bytes(item.data)
+    try:
+        return Path(item.path).read_bytes()
+    except OSError:
+        return None
+
+
 def message_id_of(data: bytes | bytearray) -> str:
     head = data[:_HEAD_MAX].split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
     m = _MESSAGE_ID.search(head)
@@ -641,6 +651,11 @@ class Gateway:
             self.metrics.count_crypto_failure(kind)
         if fate is Fate.RETRY:
             self.metrics.count_retry(str(item.direction))
+        returned = None
+        if item.direction is Direction.TO_LEGACY and fate is not Fate.RETRY:
+            # an error MDN gives the original back (the agency's guide): read before the
+            # spool lets it go
+            returned = await self._in(self._db, _whole, item)
         await self._in(
             self._db,
             self.spool.translate_failed,
@@ -650,7 +665,8 @@ class Gateway:
             now=self.clock(),
         )
         if item.direction is Direction.TO_LEGACY and fate is not Fate.RETRY:
-            await self._mdn(item.queue_id, item.mail_from, list(item.rcpts), error="900")
+            await self._mdn(item.queue_id, item.mail_from, list(item.rcpts),
+                            error=notices.ERROR_OTHER, returned=returned)
         if fate is Fate.BOUNCE:
             failures = [
                 notices.Failure(
@@ -738,8 +754,9 @@ class Gateway:
         return queue_id
 
     async def _mdn(self, queue_id: str, return_path: str, rcpts: Sequence[str], *,
-                   error: str | None = None) -> None:
-        """Answer an MDN request of a trust-space sender (trust-space spec, RFC 8098)."""
+                   error: str | None = None, returned: bytes | None = None) -> None:
+        """Answer an MDN request of a trust-space sender (trust-space spec, RFC 8098; codes,
+        subject and what is returned as the agency's guide has them)."""
         try:
             original = await self._in(self._db, self.spool.head, queue_id, _HEAD_MAX)
         except PasserelleError:
@@ -749,9 +766,10 @@ class Gateway:
             return
         now = datetime.fromtimestamp(self.clock(), UTC)
         for rcpt in rcpts:
-            data = notices.build_mdn(original, notify=notify, final_recipient=rcpt,
-                                     reporting_ua=self.settings.daemon.hostname, now=now,
-                                     error=error)
+            data = await self._in(self._db, functools.partial(
+                notices.build_mdn, original, notify=notify, final_recipient=rcpt,
+                reporting_ua=self.settings.daemon.hostname, now=now, error=error,
+                returned=returned))
             await self._queue_notice(notify, data)
         self._wake_deliver.notify()
 
