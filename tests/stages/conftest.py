@@ -5,11 +5,12 @@ it, and only the stage under test is driven."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -148,6 +149,22 @@ def sealed_letter(world: World, sender: str, to: str, body: bytes, *, msgid: str
 async def woken(wake: Wakeup) -> bool:
     """Did a stage give ``wake`` a notice (kept for the next loop that waits)?"""
     return await wake.wait(0.01)
+
+
+async def drive_stage(loop: Callable[[], Coroutine[Any, Any, None]], stop: Callable[[], None],
+                inflight: Inflight, done: Callable[[], bool], timeout: float = 60) -> None:
+    """Run a stage's loop until ``done``; then stop it as a drain does."""
+    task = asyncio.create_task(loop())
+    try:
+        end = asyncio.get_running_loop().time() + timeout
+        while not done():
+            assert not task.done(), task
+            assert asyncio.get_running_loop().time() < end, "the stage did not get there"
+            await asyncio.sleep(0.05)
+    finally:
+        stop()
+        await asyncio.wait_for(task, 10)
+        await inflight.wait(10)
 
 
 def run(coro: object) -> None:

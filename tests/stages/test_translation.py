@@ -5,7 +5,6 @@ and the worker processes translate what threads would."""
 
 from __future__ import annotations
 
-import asyncio
 import email
 import email.policy
 from collections.abc import Callable
@@ -23,6 +22,7 @@ from tests.stages.conftest import (
     LIFETIME,
     TRUST,
     Parts,
+    drive_stage,
     make_parts,
     run,
     sealed_letter,
@@ -50,17 +50,7 @@ def translation(p: Parts) -> Translation:
 
 async def drive(stage: Translation, done: Callable[[], bool], timeout: float = 60) -> None:
     """Run one translation loop until ``done``; then stop it as a drain does."""
-    task = asyncio.create_task(stage.loop(0))
-    try:
-        end = asyncio.get_running_loop().time() + timeout
-        while not done():
-            assert not task.done(), task
-            assert asyncio.get_running_loop().time() < end, "the stage did not get there"
-            await asyncio.sleep(0.05)
-    finally:
-        stage.stop()
-        await asyncio.wait_for(task, 10)
-        await stage.inflight.wait(10)
+    await drive_stage(lambda: stage.loop(0), stage.stop, stage.inflight, done, timeout)
 
 
 def test_a_sealed_letter_is_translated_stored_and_journaled(parts: Parts) -> None:
