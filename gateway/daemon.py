@@ -99,7 +99,8 @@ class Gateway:
         self.notices = Notices(**shared, book=self.book, seal=self._seal, hostname=d.hostname,
                                gateway_domain=settings.domain, wake_deliver=self.wake_deliver)
         self.intake = Intake(**shared, book=self.book, notices=self.notices,
-                             hostname=d.hostname, wake_translate=self.wake_translate)
+                             hostname=d.hostname, wake_translate=self.wake_translate,
+                             wake_deliver=self.wake_deliver)
         self.translation = Translation(
             **shared, journal=self.journal, pool=self.pool, translator=self.translator,
             policy=self.policy, notices=self.notices, settings=d, name=self.name,

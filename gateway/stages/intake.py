@@ -60,7 +60,7 @@ class Intake:
 
     def __init__(self, *, spool: SqliteSpool, db: Executor, clock: Clock, book: Book,
                  metrics: Metrics, notices: Notices, hostname: str,
-                 wake_translate: Wakeup) -> None:
+                 wake_translate: Wakeup, wake_deliver: Wakeup) -> None:
         self.spool = spool
         self.db = db  # the spool's threads
         self.clock = clock
@@ -69,6 +69,7 @@ class Intake:
         self.notices = notices
         self.hostname = hostname  # the reporting MTA of the DSNs passed back
         self.wake_translate = wake_translate
+        self.wake_deliver = wake_deliver  # the hub's DSNs passed back are ready to send
 
     async def accept(self, arrival: Arrival) -> str:
         """Store ``arrival`` durably (state ``received``): its queue id, for the ``250``.
@@ -137,7 +138,7 @@ class Intake:
             )
             queue_ids.append(await self.notices.queue(rcpt, dsn, peer=arrival.peer))
         log.info("hub_notice.accepted", queue_id=queue_ids[0], count=len(shown))
-        self.notices.wake_deliver.notify()
+        self.wake_deliver.notify()
         return queue_ids[0]
 
 

@@ -27,7 +27,7 @@ DR_X = "dr.x@hopital-a.mssante.example"
 def intake(p: Parts) -> Intake:
     return Intake(spool=p.spool, db=p.db, clock=p.clock, book=lambda: p.translator.book,
                   metrics=p.metrics, notices=p.notices, hostname="gw.test",
-                  wake_translate=p.wake_translate)
+                  wake_translate=p.wake_translate, wake_deliver=p.wake_deliver)
 
 
 def arrival(side: str, mail_from: str, rcpts: tuple[str, ...], data: bytes | Path
