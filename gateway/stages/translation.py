@@ -194,11 +194,9 @@ class Translation:
         if item.direction is Direction.TO_LEGACY and fate is not Fate.RETRY:
             await self.notices.mdn(item.queue_id, item.mail_from, list(item.rcpts), error="900")
         if fate is Fate.BOUNCE:
-            failures = [
-                notices.Failure(r, "failed", _status(kind), reason
-                                if kind == "unknown_address" else kind)  # says which RPPS
-                for r in item.rcpts
-            ]
+            # an unknown address says which one (the RPPS); anything else only its kind
+            said = reason if kind == "unknown_address" else kind
+            failures = [notices.Failure(r, "failed", _status(kind), said) for r in item.rcpts]
             await self.notices.notify(item.direction, item.mail_from, _head(item), failures)
 
 
