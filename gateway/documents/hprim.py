@@ -1,8 +1,9 @@
 """HPRIM Net text: a lenient parser that reports what it could not read, and an exact writer.
 
-Layout and RES fields follow ../shared/specs/hprim-net.md.  The parser never raises for sloppy
-input: it pads, accepts the known variants, and lists every departure as a `Finding` with its
-line number (field names only, never contents: findings end up in logs and the trace).
+Layout and RES fields as the open-source records that read HPRIM Net agree on them (FreeHealth,
+MedShakeEHR; this is not HPRIM Santé).  The parser never raises for sloppy input: it pads,
+accepts the known variants, and lists every departure as a `Finding` with its line number
+(field names only, never contents: findings end up in logs and the trace).
 """
 
 from __future__ import annotations

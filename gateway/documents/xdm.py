@@ -1,7 +1,7 @@
 """IHE XDM packages (IHE_XDM.ZIP): pack CDAs with README, INDEX and ebRIM metadata; unpack and
 verify them with zip-bomb and traversal checks made before anything is extracted.
 
-Layout and identifiers: ../shared/specs/cda-xdm.md.  Zips are built in memory with a fixed
+Layout and identifiers: IHE ITI XDM and the ANS CI-SIS.  Zips are built in memory with a fixed
 timestamp so the same input gives the same bytes.
 """
 
