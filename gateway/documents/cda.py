@@ -149,7 +149,7 @@ def _root(
 # the report does not state: sent without a qualifier.
 _NJF_ALONE = re.compile(r"(?P<birth>\S.*?)\s*\(\s*NJF\s*\)", re.IGNORECASE)
 _NJF_PAIR = re.compile(
-    r"(?P<used>\S.*?)\s+\(?\s*(?:NJF|N[ÉE]E)\s*:?\s*(?P<birth>[^\s()][^()]*?)\s*\)?",
+    r"(?P<used>\S.*?)\s+\(?\s*(?:NJF|N[ÉE]E)(?:\s*:\s*|\s+)(?P<birth>[^\s()][^()]*?)\s*\)?",
     re.IGNORECASE,
 )
 

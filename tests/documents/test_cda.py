@@ -257,3 +257,30 @@ def test_property_res_lines_round_trip(lines: list[ResLine]) -> None:
         assert (flag.get("code") if flag is not None else "") == (
             res.flag if res.flag in {"N", "L", "H", "LL", "HH"} else ""
         )
+
+
+@pytest.mark.parametrize(("line2", "used", "birth"), [
+    ("MARTIN", "MARTIN", ""),  # a name whose kind the report does not state: no qualifier
+    ("MARTIN (NJF)", "", "MARTIN"),
+    ("DUPONT (NJF MARTIN)", "DUPONT", "MARTIN"),
+    ("DUPONT (njf: MARTIN)", "DUPONT", "MARTIN"),
+    ("DUPONT NJF MARTIN", "DUPONT", "MARTIN"),
+    ("DUPONT née MARTIN", "DUPONT", "MARTIN"),
+    ("DUPONT NEE LE GALL", "DUPONT", "LE GALL"),
+    ("RENEE", "RENEE", ""),
+    ("DUPONT NEEL", "DUPONT NEEL", ""),
+    ("DE LA NJFORD", "DE LA NJFORD", ""),
+    ("DUPONT NÉE", "DUPONT NÉE", ""),
+])
+def test_birth_name_only_when_the_report_says_so(line2: str, used: str, birth: str) -> None:
+    assert cda.patient_names(line2) == (used, birth)
+    header = hprim.HprimHeader(patient_code="P", last_name=line2, nir="1620775123456 45")
+    doc = HprimDocument(header, "", [ResLine("Glycémie", "GLY", "N", "1", "g/l", "", "", "", "F")])
+    root = etree.fromstring(build(doc).xml)
+    families = [(f.get("qualifier"), f.text)
+                for f in root.xpath("//h:patient/h:name/h:family", namespaces=NS)]
+    assert families == [x for x in ((None, used), ("BR", birth)) if x[1]]
+    # the NIR is not an INS, and its first digit is not the patient's sex
+    assert b"1620775123456" not in build(doc).xml
+    assert root.xpath("//h:patient/h:administrativeGenderCode/@nullFlavor", namespaces=NS) == [
+        "UNK"]
