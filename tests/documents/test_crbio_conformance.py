@@ -13,7 +13,7 @@ import pytest
 from lxml import etree
 
 from gateway.cli import main
-from gateway.documents import hprim, xdm
+from gateway.documents import ebrim, hprim, xdm
 from gateway.documents.codes import load_tables
 from gateway.translate.addresses import LegacyUser
 from gateway.translate.legacy_to_trust import _documents
@@ -112,3 +112,41 @@ def test_a_second_reference_range_fails(crbio: Validator) -> None:
     rng.addnext(etree.fromstring(etree.tostring(rng)))
     verdict = crbio.check(etree.tostring(root, xml_declaration=True, encoding="UTF-8"))
     assert not verdict.ok and "intervalle de référence" in str(verdict)
+
+
+def _jdv(name: str) -> set[tuple[str, str]]:
+    """(code, code system) of one of the agency's value sets in fixtures/ans/jeuxDeValeurs/."""
+    path = next((ANS / "jeuxDeValeurs").glob(f"JDV_{name}_*.xml"))
+    root = etree.parse(str(path)).getroot()
+    return {(c.get("code") or "", c.get("codeSystem") or "")
+            for c in root.iter("{urn:ihe:iti:svs:2008}Concept")}
+
+
+def test_xdm_metadata_codes_are_in_the_french_value_sets() -> None:
+    path = next(p for p in FILES if "28-several" in p.name)
+    package, *_ = _documents(path.read_text("utf-8"), tables=TABLES, now=NOW, sender=LAB,
+                             message_id="<m@lab.example>")
+    assert package is not None
+    meta = etree.fromstring(xdm.unpack(package).metadata)
+    rim = "{urn:oasis:names:tc:ebxml-regrep:xsd:rim:3.0}"
+
+    def coded(scheme: str) -> list[tuple[str, str]]:
+        out = []
+        for c in meta.iter(rim + "Classification"):
+            if c.get("classificationScheme") == scheme:
+                system = c.find(f"{rim}Slot[@name='codingScheme']/{rim}ValueList/{rim}Value")
+                out.append((c.get("nodeRepresentation") or "", system.text or ""))
+        return out
+
+    facility, practice, types = coded(ebrim.DE_FACILITY), coded(ebrim.DE_PRACTICE), coded(
+        ebrim.DE_TYPE)
+    assert facility and set(facility) <= _jdv("J02")
+    assert practice and set(practice) <= _jdv("J04")
+    assert types and set(types) <= _jdv("J07")
+    assert set(coded(ebrim.DE_CLASS)) == {("10", "1.2.250.1.213.1.1.4.1")}  # J06 Compte rendu
+    values = [v.text or "" for v in meta.iter(rim + "Value")]
+    specialties = {tuple(v.split("^")[0::2]) for v in values if v.startswith("G15_")}
+    assert specialties and specialties <= _jdv("J01")
+    lab = TABLES.labs.for_sender(LAB.legacy_address)
+    assert f"{lab.name}^^^^^&1.2.250.1.71.4.2.2&ISO^IDNST^^^1{lab.finess}" in values
+    assert any(v.startswith(f"8{lab.biologist_rpps}^{lab.biologist_family}^") for v in values)
