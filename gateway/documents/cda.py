@@ -1,9 +1,15 @@
 """CDA R2 documents of the trust space: CR-BIO (level 3) built from HPRIM, and level 1 (PDF).
 
-Structure and identifiers: ../shared/specs/cda-xdm.md.  Every RES field is kept exactly in the
-narrative table (which a human reads) and carried in structured form (which software reads):
-LOINC code with the lab's own code as `translation`, PQ with the lab's own unit as
-`translation`, reference ranges, interpretation and status.  Readers live in `cdaread`.
+Structure and identifiers: ../shared/specs/cda-xdm.md; the authority is the agency's CR-BIO
+2024.01 validator (fixtures/ans/, run over every document in tests/documents/
+test_crbio_conformance.py).  Every RES field is kept exactly in the narrative table (which a
+human reads) and carried in structured form (which software reads): LOINC code with the lab's
+own code as `translation`, PQ with the lab's own unit as `translation`, one reference range,
+interpretation and status; a second unit is a second observation; a result not validated by
+the biologist stays in the narrative only.  The header's author, custodian, legal
+authenticator, performer and responsible biologist are the lab's row of mappings/labs.csv; the
+patient is what the report says, with no INS, no sex and no birth name it does not state
+(docs/documents.md).  Readers live in `cdaread`.
 """
 
 from __future__ import annotations
