@@ -132,7 +132,11 @@ def test_foreign_crbio_is_read_from_structured_entries() -> None:
     root = etree.fromstring(build(doc).xml)
     for table in root.iter(H + "table"):
         table.getparent().remove(table)  # another producer's narrative: not our layout
-    (res,) = cda.read_crbio(etree.tostring(root)).results
+    # the second unit is an observation of its own (the agency's "deux unités" example): read
+    # from the entries, it is a result line of its own too, with its own range
+    res, second = cda.read_crbio(etree.tostring(root)).results
+    assert (second.code, second.value, second.unit, second.low, second.high) == (
+        "glyc33", "5.05", "mmol/l", "4.11", "5.88")
     assert (res.code, res.kind, res.value, res.unit, res.low, res.high, res.flag, res.status) == (
         "glyc33",
         "N",
