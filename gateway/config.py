@@ -55,6 +55,7 @@ class HubSettings:
     client_subject: str = ""
     client_fingerprint: str = ""  # SHA-256 of the DER certificate, 64 hex digits
     anchors: tuple[Path, ...] = ()
+    crls: tuple[Path, ...] = ()
     auth_file: Path | None = None
 
     @property
@@ -341,7 +342,7 @@ def from_dict(data: dict[str, Any], *, base: Path, source: str) -> Settings:
         trust=trust_settings,
         daemon=daemon,
         directory=_directory(directory),
-        hub=_hub(leg.table("hub"), trust_settings.anchors),
+        hub=_hub(leg.table("hub"), trust_settings),
         raw=data,
     )
 
@@ -380,7 +381,7 @@ def _exit_codes(leg: _Reader) -> dict[int, str]:
     return out
 
 
-def _hub(hub: _Reader, trust_anchors: tuple[Path, ...]) -> HubSettings:
+def _hub(hub: _Reader, trust: TrustSettings) -> HubSettings:
     fingerprint = hub.text("client_fingerprint", "").replace(":", "").replace(" ", "").lower()
     if fingerprint and (len(fingerprint) != 64
                         or any(c not in "0123456789abcdef" for c in fingerprint)):
@@ -388,7 +389,9 @@ def _hub(hub: _Reader, trust_anchors: tuple[Path, ...]) -> HubSettings:
     return HubSettings(
         client_subject=hub.text("client_subject", ""),
         client_fingerprint=fingerprint,
-        anchors=hub.paths("anchors") or trust_anchors,
+        # the hub's own CA, or the trust space's anchors (and then their CRLs)
+        anchors=hub.paths("anchors") or trust.anchors,
+        crls=hub.paths("crls") or (() if hub.paths("anchors") else trust.crls),
         auth_file=hub.path("auth_file"),
     )
 

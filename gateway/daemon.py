@@ -37,7 +37,7 @@ from typing import Any, TypeVar
 
 from gateway.config import Settings
 from gateway.crypto.domainlist import DomainList, DomainListStore
-from gateway.crypto.pki import client_tls_context, server_tls_context
+from gateway.crypto.pki import TrustAnchors, client_tls_context, server_tls_context
 from gateway.errors import Fate, PasserelleError, RelayDenied, TrustListError
 from gateway.journal import Journal, open_journal
 from gateway.ops import http as ops_http
@@ -56,6 +56,7 @@ from gateway.smtp.delivery import (
 )
 from gateway.smtp.server import (
     Arrival,
+    HubGate,
     LegacyHandler,
     Limits,
     Listener,
@@ -96,7 +97,7 @@ def translate(translator: Translator, item: TranslateWork, now_ts: float
               ) -> list[TranslatedGroup]:
     """One queued message translated: groups of recipients with their bytes and trace."""
     now = datetime.fromtimestamp(now_ts, UTC)
-    envelope = Envelope(item.mail_from, item.rcpts)
+    envelope = Envelope(item.mail_from, item.rcpts, item.hub_auth)
     if item.direction is Direction.TO_TRUST:
         # a message in a file is read from it in slices, never whole (see Handover)
         t = translator.to_trust(Handover.of_file(Path(item.path)) if item.path else item.data,
@@ -384,8 +385,11 @@ class Gateway:
             from gateway.errors import ConfigError
 
             raise ConfigError("trust.server_cert and trust.server_key are required to serve")
+        hub = self.settings.hub  # the legacy hub may prove itself: [legacy.hub]
         legacy_tls = server_tls_context(
-            t.server_cert, t.server_key, anchors=None, require_client_cert=False, ciphers=t.ciphers
+            t.server_cert, t.server_key, require_client_cert=False, ciphers=t.ciphers,
+            anchors=TrustAnchors.load(hub.anchors, hub.crls) if hub.certificate else None,
+            request_client_cert=hub.certificate,
         )
         trust_tls = server_tls_context(
             t.server_cert,
@@ -396,7 +400,9 @@ class Gateway:
         )
         self.listeners = [
             Listener(
-                LegacyHandler(**common),
+                LegacyHandler(**common, hub=HubGate.load(
+                    subject=hub.client_subject, fingerprint=hub.client_fingerprint,
+                    auth_file=hub.auth_file)),
                 host=d.legacy_listen[0],
                 port=d.legacy_listen[1],
                 tls=legacy_tls,
@@ -471,6 +477,7 @@ class Gateway:
             message_id=message_id_of(head(arrival.data, _HEAD_MAX)),
             now=self.clock(),
             peer=arrival.peer,
+            hub_auth=arrival.hub_auth,
         )
         log.info(
             "message.accepted",
@@ -603,6 +610,7 @@ class Gateway:
                 elif step.stage == "open":
                     for tool in step.details.get("verification", {}).get("tools", []):
                         self.metrics.count_legacy_part("opened", str(tool))
+                    self.metrics.count_verifications(step.details.get("verification", {}))
                 elif step.stage == "seal":
                     for tool in step.details.get("tools", []):
                         self.metrics.count_legacy_part("sealed", str(tool))
