@@ -271,6 +271,7 @@ def from_dict(data: dict[str, Any], *, base: Path, source: str) -> Settings:
     if adapter not in ("openpgp", "sop", "command"):
         raise ConfigError(f"{source}: legacy.adapter: must be \"openpgp\", \"sop\" or "
                           "\"command\"")
+    hub = leg.table("hub")
     legacy = LegacyCryptoSettings(
         adapter=adapter,
         gnupg_home=leg.path("gnupg_home"),
@@ -342,7 +343,7 @@ def from_dict(data: dict[str, Any], *, base: Path, source: str) -> Settings:
         trust=trust_settings,
         daemon=daemon,
         directory=_directory(directory),
-        hub=_hub(leg.table("hub"), trust_settings),
+        hub=_hub(hub, trust_settings),
         raw=data,
     )
 
