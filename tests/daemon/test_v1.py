@@ -15,6 +15,8 @@ import csv
 import io
 import json
 import ssl
+import subprocess
+import sys
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
@@ -22,13 +24,14 @@ from pathlib import Path
 import aiosmtplib
 import pytest
 
-from gateway.crypto.legacy import UNSIGNED_NOTE
+from gateway.crypto.command import CommandCipher
+from gateway.crypto.legacy import UNSIGNED_NOTE, LegacyCrypto
 from gateway.crypto.world import World
 from gateway.spool import State
 from gateway.translate import mime
 from gateway.translate.legacy_to_trust import UNSIGNED_LINE
 from gateway.translate.trace import TRACE_FILENAME
-from tests.daemon.harness import ADDR, Harness, Overrides
+from tests.daemon.harness import ADDR, TRUST, Harness, Overrides
 from tests.hostile.support import (
     OP_A,
     Session,
@@ -260,3 +263,89 @@ def test_without_hub_authentication_configured_v1_users_are_refused(
         assert reasons(h, s.queue_id)[0].startswith("unsigned:")
         never_delivered(h, msgid.encode(), to="trust")
     run(world, tmp_path, scenario, overrides=setup(world, tmp_path, hub=False))
+
+
+TOOL = str(Path(__file__).parents[1] / "crypto" / "fake_legacy_tool.py")
+
+
+def tool_keys(world: World, root: Path, owner: str) -> Path:
+    """A key directory as the licensed tools keep it, keys named by the address book's
+    fingerprints: ``owner``'s secret and the others' public keys."""
+    d = root / f"keys-{owner}"
+    d.mkdir(parents=True, exist_ok=True)
+    for name in ("gateway", "dupont", "martin"):
+        fpr = world.fingerprints[name]
+        (d / f"{fpr}.key").write_bytes(fpr.encode() * 2)
+        if name == owner:
+            (d / f"{fpr}.secret").write_bytes(fpr.encode() * 2)
+    return d
+
+
+@pytest.mark.slow
+def test_the_command_adapter_carries_a_v1_message_and_seals_the_reply_with_the_tool(
+        world: World, tmp_path: Path) -> None:
+    """``legacy.adapter = "command"`` on the fake first-generation tool, in the daemon: Dr
+    Dupont's unsigned body and ``.apz`` come through the hub's session, marked unsigned; the
+    reply is sealed by the tool for him and his own tool opens it."""
+    py, gw = sys.executable, world.fingerprints["gateway"]
+    overrides = setup(world, tmp_path)
+    overrides["legacy"] = {
+        "adapter": "command", "key_dir": str(tool_keys(world, tmp_path, "gateway")),
+        "open_command": [py, TOOL, "uncrypt", "-s", "{in}", "-o", "{out}", "-k", "{keydir}"],
+        "seal_command": [py, TOOL, "crypt", "-s", "{in}", "-o", "{out}", "-u", "{signer}",
+                         "-k", "{keydir}", "-d", "{recipient}"],
+        "open_attachment_command": [py, TOOL, "uncryptpj", "-s", "{in}", "-o", "{outdir}",
+                                    "-k", "{keydir}"],
+        "seal_attachment_command": [py, TOOL, "cryptpj", "-s", "{in}", "-o", "{out}", "-u",
+                                    "{signer}", "-k", "{keydir}", "-d", "{recipient}"],
+        "signer_pattern": r"^Signature valide : (\S+)",
+    }
+    overrides["legacy.exit_codes"] = {"10": "cannot_decrypt", "11": "bad_signature",
+                                      "12": "unknown_key", "13": "no_recipient_key"}
+    mine = tool_keys(world, tmp_path, "dupont")  # Dr Dupont's own software
+
+    def client(action: str, *args: str) -> bytes:
+        out = tmp_path / f"{action}.out"
+        subprocess.run([py, TOOL, action, *args, "-o", str(out), "-k", str(mine), "-d", gw],
+                       check=True, capture_output=True)
+        return out.read_bytes()
+
+    (tmp_path / "lettre.txt").write_bytes(TEXT.encode("cp1252"))
+    (tmp_path / "cr.pdf").write_bytes(b"%PDF-1.4 compte rendu")
+    msgid = "<v1-command@medical33.legacy.example>"
+    m = EmailMessage()
+    m["From"], m["To"], m["Subject"], m["Message-ID"] = ADDR["dupont"], OP_A, "Courrier", msgid
+    m.set_content(client("crypt", "-s", str(tmp_path / "lettre.txt")), maintype="text",
+                  subtype="plain", cte="7bit")  # no -u: a first-generation client
+    m.add_attachment(client("cryptpj", "-s", str(tmp_path / "cr.pdf")),
+                     maintype="application", subtype="octet-stream", filename="cr.pdf.apz")
+
+    async def scenario(h: Harness) -> None:
+        s = await transaction(h, "legacy", ADDR["dupont"], [OP_A], m.as_bytes(),
+                              client="legacy-hub-client")
+        assert s.data.startswith("250 2.0.0"), s.data
+        got = await arrived(h.op_a, msgid)
+        assert parsed(got.data)["X-Passerelle-Legacy-Signature"] == "none; asserted-by=hub"
+        leaves = mime.leaves(mime.parse(got.data))
+        assert next(p for p in leaves if p.content_type == "text/plain").data.decode(
+            "utf-8").startswith(TEXT)
+        assert any(p.filename == "cr.pdf" and p.data == b"%PDF-1.4 compte rendu"
+                   for p in leaves)
+        assert h.gateway.metrics.registry.get_sample_value(
+            "passerelle_legacy_parts_opened_total", {"tool": "command"}) == 2
+        assert verified(h, "unsigned_v1") == 2
+
+        await h.send_trust(OP_A, TRUST["dupont"], "Bien reçu.",
+                           msgid="<v1-command-reply@hopital-a.mssante.example>",
+                           extra={"In-Reply-To": msgid})
+        back = (await h.hub.wait_for(1))[0]
+        body = mime.leaves(mime.parse(back.data))[0].data
+        assert body.startswith(f"$APICRYPT 2 {world.fingerprints['dupont']} {gw} ".encode())
+        theirs = CommandCipher(
+            open_argv=(py, TOOL, "uncrypt", "-s", "{in}", "-o", "{out}", "-k", "{keydir}"),
+            seal_argv=(), key_dir=mine, timeout=10, gateway_key="",
+            signer_pattern=r"^Signature valide : (\S+)")
+        opened = LegacyCrypto(theirs).open(back.data, expected_signer=gw)
+        assert mime.leaves(mime.parse(opened.message))[0].data == \
+            "Bien reçu.\r\n".encode("mac_roman")
+    run(world, tmp_path, scenario, overrides=overrides, check_serving=False)
