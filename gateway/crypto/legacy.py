@@ -14,7 +14,11 @@ the legacy hub's authenticated session from a v1 user; a part that *is* signed m
 signed by the sender's key, and the verification says which parts were unsigned.  The shapes are
 handled here once; an implementation (:class:`PartCipher`) only decrypts, verifies and
 encrypts single parts — one tool call per part.  ``seal`` writes what legacy clients write:
-the body inline-armoured in a ``text/plain`` part, each attachment as ``name.ext.pgp``.
+the body inline-armoured in a ``text/plain`` part, each attachment as ``name.ext.pgp`` (or the
+tool's own, e.g. ``name.ext.apz``, when the cipher has ``seal_attachment``).  A cipher may also
+say what its parts look like (``armor_markers``, ``attachment_suffixes``) and unpack an
+attachment into several files (``open_attachment``): the command adapter does, for the
+licensed tools (see :mod:`gateway.crypto.command`).
 """
 
 from __future__ import annotations
