@@ -52,7 +52,7 @@ def test_the_credentials_file(tmp_path: Path, text: str, ok: bool) -> None:
         assert (gate.login, gate.password) == (b"hub", b"pass:with:colons")
         assert gate.smtp_auth and not gate.certificate
     else:
-        with pytest.raises(ConfigError, match="legacy.hub.auth_file"):
+        with pytest.raises(ConfigError, match=r"legacy\.hub\.auth_file"):
             HubGate.load(auth_file=path)
 
 
