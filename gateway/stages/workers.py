@@ -55,7 +55,7 @@ def translate(translator: Translator, item: TranslateWork, now_ts: float
               ) -> list[TranslatedGroup]:
     """One queued message translated: groups of recipients with their bytes and trace."""
     now = datetime.fromtimestamp(now_ts, UTC)
-    envelope = Envelope(item.mail_from, item.rcpts)
+    envelope = Envelope(item.mail_from, item.rcpts, item.hub_auth)
     if item.direction is Direction.TO_TRUST:
         # a message in a file is read from it in slices, never whole (see Handover)
         t = translator.to_trust(Handover.of_file(Path(item.path)) if item.path else item.data,
