@@ -46,7 +46,7 @@ accept_unsigned = false
     ("[trust]\nanchors = 3\n", "trust.anchors: must be a list of paths"),
     ("gateway = 1\n", "gateway: must be a table"),
     ("[gateway\n", "not valid TOML"),
-    ("[legacy]\ndefault_mode = \"v3\"\n", "legacy.default_mode: must be \"v1\" or \"v2\""),
+    ("[legacy]\ndefault_mode = \"v3\"\n", "legacy.default_mode: must be one of v1, v2"),
     ("[legacy.hub]\nclient_fingerprint = \"AB:CD\"\n",
      "legacy.hub.client_fingerprint: must be the certificate's SHA-256"),
     ("[legacy.exit_codes]\n10 = \"decrypt\"\n", "legacy.exit_codes.10: must be one of"),
