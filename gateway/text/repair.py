@@ -54,6 +54,7 @@ import ftfy
 from gateway.errors import TextError
 from gateway.text.charsets import DISPLAY, HINTS, MISREADINGS, SINGLE_BYTE, Misreading, decode
 from gateway.text.model import EncodingFound, Repair, TextResult
+from gateway.text.names import has_sign, word_sign
 from gateway.text.score import Judgement, judge, judge_word, judge_words, words
 
 _UTF8_RUN = re.compile(rb"[\x80-\xff]+")
@@ -139,6 +140,11 @@ def normalize(data: bytes, *, hint: str | None = None) -> TextResult:
     if body.isascii():
         return _finish(body.decode("ascii"), [EncodingFound("utf-8" if bom else "ascii", 1.0)],
                        repairs, bom_note=bom)
+    as_utf8 = _utf8_or_none(body)
+    if as_utf8 is not None and not has_sign(as_utf8):
+        # The invariant, before any judging: valid UTF-8 without a positive sign of mojibake
+        # (gateway.text.names) was written right and is returned as it is.
+        return _finish(as_utf8, [EncodingFound("utf-8", 0.99)], repairs, bom_note=bom)
 
     candidates = list(_byte_readings(body, hinted))
     best_first = sorted(candidates, key=lambda r: r.value, reverse=True)
@@ -195,6 +201,13 @@ def _refuse_binary(data: bytes) -> None:
     controls = len(data) - len(data.translate(None, _CONTROLS))
     if controls > max(8, len(data) // 100):
         raise TextError(f"input is not text: {controls} control bytes in {len(data)} bytes")
+
+
+def _utf8_or_none(data: bytes) -> str | None:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
 
 
 def _is_utf8(data: bytes) -> bool:
@@ -659,6 +672,8 @@ def _mend_words(text: str, judgement: Judgement) -> tuple[str, list[Repair]]:
     pieces: list[str] = []
     pos = 0
     for start, word in _non_ascii_tokens(text):
+        if word_sign(word) is None:
+            continue  # plausible as typed in some alphabet (João, Wałęsa): never mended
         best = _mend_word(word)
         if best is None:
             continue
