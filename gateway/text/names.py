@@ -38,7 +38,7 @@ _NEVER_IN_WORDS = frozenset("ƒﬁﬂ")
 # Spacing accents: Mac Roman's reading of CP1252 ö ü ú ø (ˆ ¸ ˙ ¯) and CP1252's of its own.
 _SPACING_ACCENTS = frozenset("ˆ˜¸¨´¯˘˙˚˛˝ˇ`")
 # Between two letters a typist puts an apostrophe, a hyphen or a middle dot (Catalan l·l).
-_INSIDE_OK = frozenset("'’ʼ-‐‑·.")
+_INSIDE_OK = frozenset("'’ʼ-‐‑.")
 _DASHES = frozenset("–—")
 # Glued after a word: closing punctuation and marks.
 _AFTER_OK = frozenset("’'”»…)]°²³®™©.,;:!?-‐")
@@ -55,6 +55,45 @@ _CONTINUATIONS = frozenset(
 _GREEK_PREFIX_OK = "GREEK"
 
 
+def _lead_and_continuations() -> list[tuple[dict[str, int], frozenset[str]]]:
+    """For CP1252, Latin-1 and Mac Roman: what the UTF-8 lead bytes read as (with how many
+    continuation bytes each needs) and what the continuation bytes (0x80-0xBF) read as."""
+    out = []
+    for codec in ("cp1252", "latin-1", "mac_roman"):
+        def read(b: int, codec: str = codec) -> str:
+            if codec == "cp1252" and b in (0x81, 0x8D, 0x8F, 0x90, 0x9D):
+                return chr(b)
+            return bytes([b]).decode(codec)
+        leads = {read(b): 1 if b < 0xE0 else 2 if b < 0xF0 else 3 for b in range(0xC2, 0xF5)}
+        out.append((leads, frozenset(read(b) for b in range(0x80, 0xC0))))
+    return out
+
+
+_LEAD_CONT = _lead_and_continuations()
+# Mac Roman reads some UTF-8 lead bytes as the typography French is typed with (’é is D5 8E):
+# next to a letter they are typed, not a sign.
+_TYPED_LEADS = frozenset("«»…\u00a0–—“”‘’")
+
+
+def _utf8_sequence(word: str, i: int) -> bool:
+    """Whether the characters of ``word`` from ``i`` are what one charset reads a whole UTF-8
+    sequence as (a lead byte and its continuation bytes), not all of them letters (Ã©,
+    â€™, √†, Â°, ¬µ)."""
+    c = word[i]
+    if c in _TYPED_LEADS:
+        return False
+    letter = _is_letter(c)
+    for leads, conts in _LEAD_CONT:
+        need = leads.get(c)
+        if need is None:
+            continue
+        tail = word[i + 1 : i + 1 + need]
+        if len(tail) == need and all(t in conts for t in tail) and not (
+                letter and all(_is_letter(t) or t in _TYPED_LEADS for t in tail)):
+            return True  # (after a letter, typed apostrophes and quotes are typography)
+    return False
+
+
 @lru_cache(maxsize=4096)
 def script(c: str) -> str:
     """The script of a letter, from its Unicode name (``LATIN``, ``GREEK`` …)."""
@@ -63,7 +102,7 @@ def script(c: str) -> str:
 
 
 def _is_letter(c: str) -> bool:
-    return c.isalpha() and c not in _SPACING_ACCENTS and c not in "ªº" and not (
+    return c.isalpha() and c not in _SPACING_ACCENTS and c not in "ªºµ" and not (
         "\u02b0" <= c <= "\u02ff")
 
 
@@ -103,10 +142,16 @@ def word_plausibility(word: str) -> tuple[float, int]:
             continue
         prev = word[i - 1] if i else " "
         nxt = word[i + 1] if i < last else " "
-        s = _char(c, prev, nxt, caps_word, len(scripts) > 1)
+        s = -3.0 if not nxt.isascii() and _utf8_sequence(word, i) else _char(
+            c, prev, nxt, caps_word, len(scripts) > 1)
         total += s
-        if s < 0:
+        if s <= -2.0:
             bad += 1
+    latin = sum(1 for c in letters if not c.isascii() and script(c) == "LATIN")
+    plain = sum(1 for c in letters if c.isascii())
+    if latin > plain + 1:
+        total -= 1.0 * (latin - plain - 1)  # "ÌÊ", "Çÿ": words are mostly plain letters
+
     return total, bad
 
 
@@ -115,13 +160,17 @@ def _char(c: str, prev: str, nxt: str, caps_word: bool, mixed_scripts: bool) -> 
     if c == "\ufffd" or cat in ("Cc", "Cs", "Co", "Cn"):
         return -6.0
     if cat == "Mn":  # a combining accent (NFD text, Arabic vowel marks): after its letter
-        return 0.5 if prev.isalpha() or unicodedata.category(prev) == "Mn" else -3.0
+        if not (prev.isalpha() or unicodedata.category(prev) == "Mn"):
+            return -3.0
+        if script(prev) == "LATIN" and len(unicodedata.normalize("NFC", prev + c)) != 1:
+            return -3.0  # n̤, o̱: no letter of any alphabet, what Mac Roman makes of UTF-8
+        return 0.0
     if cat == "Cf":
         return 0.0 if c in "\u200c\u200d\u200e\u200f" else -2.0  # ZWNJ/ZWJ, bidi marks
     if _is_letter(c):
         return _letter(c, prev, nxt, caps_word, mixed_scripts)
     if cat[0] == "Z":  # non-breaking and narrow spaces: French typography
-        return 0.3 if not (_is_letter(prev) and _is_letter(nxt)) else -1.0
+        return 0.3 if not (_is_letter(prev) and _is_letter(nxt)) else -2.0
     return _symbol(c, prev, nxt)
 
 
@@ -137,28 +186,42 @@ def _letter(c: str, prev: str, nxt: str, caps_word: bool, mixed_scripts: bool) -
         return -3.0  # CrÈatinine, JoÃ£o
     if c.isupper() and _is_letter(prev) and prev.isupper() and nxt.islower():
         return -2.0  # HŽmoglobine, BÈrenger: a capital between a capital and small letters
-    if c.islower() and caps_word and c != "ß" and ((_is_letter(prev) and prev.isupper())
-                                                    or (_is_letter(nxt) and nxt.isupper())):
-        return -3.0  # GONçALVES, CRƒATININE
+    if c.islower() and caps_word and c != "ß" and _is_letter(prev) and prev.isupper() \
+            and _is_letter(nxt) and nxt.isupper():
+        return -3.0  # GONçALVES: a small letter between capitals
     if nxt.isupper() and c.islower() and nxt.isalpha():
         return -2.0  # JeanñPierre: a lower-case accented letter before a capital
-    if "\u00c0" <= c <= "\u00df" and nxt in _CONTINUATIONS and not _is_letter(nxt):
+    if "\u00c2" <= c <= "\u00df" and nxt in _CONTINUATIONS and not _is_letter(nxt) \
+            and (c in "ÂÃ" or nxt not in "’‘“”«»…–—"):
         return -3.0  # Ã©, Ã‰, Â°: a UTF-8 lead byte before a continuation byte
-    if "\u00c0" <= c <= "\u00df" and nxt in "ŠŒŽšœžŸƒ":
+    if c in "œŒ" and not nxt.isascii() and _is_letter(nxt):
+        return -3.0  # Œí, œâ: Mac Roman's reading of Greek in UTF-8 (œ comes before u, i, s)
+    if c in "ÂÃÄÅÆ" and nxt in "ŠŒŽšœžŸƒ":
         return -3.0  # Ãœ (Ü), Ã¶ … CP1252's letters among the continuation bytes
-    return 2.0 if sc in _KNOWN_SCRIPTS else 1.0
+    if sc == "LATIN" and not prev.isascii() and _is_letter(prev) and script(prev) == "LATIN" \
+            and prev + c not in ("ươ", "ƯƠ", "ưở", "ƯỞ"):
+        return -1.5  # two accented Latin letters in a row (créé, Þórður): rarer than one
+    if sc == "LATIN" and not _is_letter(prev) and not _is_letter(nxt) and not prev.isdigit() \
+            and nxt != "." and c not in "àÀôÔýÝ":
+        return -2.0  # a letter alone: only à and ô are French words (Ð, ñ: a dash misread)
+    if prev.isdigit() and nxt.isdigit():
+        return -2.0  # 20Ð200: a dash misread between two numbers
+    if c.islower() and not _is_letter(prev) and _is_letter(nxt) and "\u00df" <= c <= "\u00ff" \
+            and c not in "éàêîôâçèäöüåæøœ":
+        return -1.0  # a word seldom starts with ÿ, ñ, ì … (ÿstergaard: Ø read on a Mac)
+    return 0.5 if sc in _KNOWN_SCRIPTS else 0.3
 
 
 def _symbol(c: str, prev: str, nxt: str) -> float:
     after_letter = _is_letter(prev)
     before_letter = _is_letter(nxt)
-    if c in "µ":  # the micro sign: a unit prefix (µg, µmol)
-        return 0.5 if before_letter and not after_letter else -3.0
+    if c in "µ":  # the micro sign: a unit prefix (µg, µmol, µL, µUI, µs)
+        return 0.5 if nxt in "gmlLUusVAK" and not after_letter else -3.0
     if c in "ºª":  # ordinal indicators: Nº 3, 1º, 2ª
         return 0.3 if (prev in "nN" or prev.isdigit()) and not before_letter else -3.0
     if after_letter and before_letter:
-        if c in _INSIDE_OK:
-            return 0.3
+        if c in _INSIDE_OK or (c == "·" and prev in "lL" and nxt in "lL"):
+            return 0.3  # (a middle dot only in Catalan l·l)
         if c in _DASHES and nxt.isupper():
             return 0.2  # Jean–Pierre typed with a dash
         return -4.0  # No‘l, Mu–oz, M¸ller, Ã©t, Jo√£o
@@ -173,9 +236,12 @@ def _symbol(c: str, prev: str, nxt: str) -> float:
             return 0.3
         return -4.0  # …lise, ≈sa, ƒRIC
     if "\u2500" <= c <= "\u259f":
-        return -1.0  # box drawing between non-letters: a DOS table, or CP850 mojibake
-    if c in _SPACING_ACCENTS:
-        return -2.0
+        if (not nxt.isascii() and not "\u2500" <= nxt <= "\u259f") or (
+                not prev.isascii() and not "\u2500" <= prev <= "\u259f"):
+            return -3.0  # ┼¢, ├® : CP850's reading of UTF-8
+        return -1.0  # box drawing between non-letters: a DOS table
+    if c in _SPACING_ACCENTS or c == "‡":
+        return -2.0  # a lone accent, a double dagger: what à becomes on a Mac or a PC
     return 0.2  # a symbol standing alone or among digits: € 37,5° ≥ ± « »
 
 

@@ -144,7 +144,10 @@ def normalize(data: bytes, *, hint: str | None = None) -> TextResult:
     if as_utf8 is not None and not has_sign(as_utf8):
         # The invariant, before any judging: valid UTF-8 without a positive sign of mojibake
         # (gateway.text.names) was written right and is returned as it is.
-        return _finish(as_utf8, [EncodingFound("utf-8", 0.99)], repairs, bom_note=bom)
+        # What the letter judge still doubts (a capital Mu, a Mac pi) lowers the confidence.
+        doubts = judge(as_utf8).suspicious
+        confidence = round(max(0.5, 0.99 - 0.1 * min(doubts, 5)), 3)
+        return _finish(as_utf8, [EncodingFound("utf-8", confidence)], repairs, bom_note=bom)
 
     candidates = list(_byte_readings(body, hinted))
     best_first = sorted(candidates, key=lambda r: r.value, reverse=True)
