@@ -23,6 +23,7 @@ from gateway.text import TextResult, normalize
 from gateway.translate import mime
 from gateway.translate.addresses import AddressBook, LegacyUser, rewrite_header
 from gateway.translate.handover import Handover
+from gateway.translate.strings import StringRepairs
 from gateway.translate.trace import TRACE_FILENAME, TraceRecord, sha256
 
 SUBJECT_LABEL = "CR d'examens biologiques"
@@ -74,20 +75,23 @@ def _note(signer: str, text: TextResult, docs: int) -> str:
 
 
 def _documents(text: str, *, tables: CodeTables, now: datetime, sender: LegacyUser,
-               message_key: str) -> tuple[bytes | None, list[tuple[str, bytes]],
-                                          HprimDocument | None, dict[str, Any]]:
-    """HPRIM reports → (XDM zip, PDFs, first document, trace details)."""
+               message_key: str, strings: StringRepairs
+               ) -> tuple[bytes | None, list[tuple[str, bytes]], HprimDocument | None,
+                          dict[str, Any]]:
+    """HPRIM reports → (XDM zip, PDFs, first document, trace details); the name lines of
+    each header read again as short strings (``strings`` records what that did)."""
     if not hprim.looks_like_hprim(text):
         return None, [], None, {}
     parsed = hprim.parse(text)
     if not parsed.documents:
         return None, [], None, {"findings": [str(f) for f in parsed.findings]}
+    documents = hprim.repair_headers(parsed.documents, strings.text)
     cdas: list[xdm.XdmDocument] = []
     pdfs: list[tuple[str, bytes]] = []
     findings = [str(f) for f in parsed.findings]
     results = 0
     levels: list[int] = []
-    for n, doc in enumerate(parsed.documents, start=1):
+    for n, doc in enumerate(documents, start=1):
         rendition = pdf.render(doc)
         doc_id = f"{message_key}.{n}"
         if doc.results:
@@ -106,7 +110,7 @@ def _documents(text: str, *, tables: CodeTables, now: datetime, sender: LegacyUs
                                             address=sender.trust_address))
     details = {"documents": len(cdas), "levels": levels, "results": results,
                "findings": findings, "xdm_sha256": sha256(package)}
-    return package, pdfs, parsed.documents[0], details
+    return package, pdfs, documents[0], details
 
 
 def compose(decrypted: bytes | Handover, *, sender: LegacyUser, book: AddressBook,
@@ -141,9 +145,11 @@ def _build(decrypted: bytes | Handover, *, sender: LegacyUser, book: AddressBook
                         "before": r.before, "after": r.after} for r in text.repairs[:200]])
 
     message_key = digest[:32]
+    strings = StringRepairs(hint=sender.charset)
     try:
         package, pdfs, first_doc, doc_details = _documents(
-            text.text, tables=tables, now=now, sender=sender, message_key=message_key)
+            text.text, tables=tables, now=now, sender=sender, message_key=message_key,
+            strings=strings)
     except DocumentError as exc:
         raise TranslationError(f"HPRIM report cannot be converted: {exc}") from None
     trace.add("documents", now, text.text.encode("utf-8"), package or b"", **doc_details)
@@ -160,13 +166,13 @@ def _build(decrypted: bytes | Handover, *, sender: LegacyUser, book: AddressBook
     mapped.extend(done)
     out["From"] = from_value
     for name in ("To", "Cc", "Reply-To", "Sender"):
-        value = mime.header(inner, name)
+        value = strings.address_list(mime.header(inner, name), name)
         if value:
             new, done = rewrite_header(value, mapper)
             out[name] = new
             mapped.extend(done)
     subject = subject_for(first_doc) if first_doc is not None else (
-        mime.header(inner, "Subject"))
+        strings.text(mime.header(inner, "Subject"), "Subject"))
     out["Subject"] = subject
     out["Date"] = mime.header(inner, "Date") or format_datetime(now)
     out["Message-ID"] = mime.header(inner, "Message-ID") or make_msgid(
@@ -198,9 +204,11 @@ def _build(decrypted: bytes | Handover, *, sender: LegacyUser, book: AddressBook
         if p is body_part:
             continue
         out.attach(mime.copy_attachment(p, content_type=p.content_type,
-                                        filename=p.filename or "piece-jointe.bin"))
+                                        filename=strings.file_name(p.filename)
+                                        or "piece-jointe.bin"))
     trace.add_digests("compose", now, digest, sha256(b""), mappings=mapped,
-              attachments=len(parts) - (1 if body_part is not None else 0))
+                      attachments=len(parts) - (1 if body_part is not None else 0),
+                      strings=strings.entries)
     out.attach(mime.attachment_part(trace.to_bytes(), content_type="application/json",
                                     filename=TRACE_FILENAME))
     return out, TrustDraft(
