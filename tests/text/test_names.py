@@ -161,3 +161,15 @@ def test_names_in_mojibake_come_back(name: str, codec: str) -> None:
 def test_typography_and_greek_letters_are_not_signs(text: str) -> None:
     assert not has_sign(text)
     assert repair_short(text).text == text
+
+
+def test_the_command_gives_names_back_as_written() -> None:
+    """The issue's commands: clean names come out byte for byte, a garbled one repaired."""
+    for name in ("M. Gonçalves João", "Mme Ångström Åsa", "Mme Conceição Simões"):
+        out = subprocess.run([sys.executable, "-m", "gateway", "normalize-text", "-"],
+                             input=name.encode(), capture_output=True, check=True)
+        assert out.stdout == name.encode()
+    out = subprocess.run([sys.executable, "-m", "gateway", "normalize-text", "--json", "-"],
+                         input="M. No‘l Ga‘tan\n".encode(), capture_output=True, check=True)
+    result = json.loads(out.stdout)
+    assert (result["text"], result["decided"]) == ("M. Noël Gaëtan", True)
