@@ -18,6 +18,7 @@ the letters of names come from every alphabet (:mod:`gateway.text.names`).  So:
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -40,6 +41,7 @@ _FREQUENT = {
     **dict.fromkeys("õóáíúłşıășțčšžřßœ", 0.3),
     **dict.fromkeys("âîÈÀÇÔÜÖÄÃÑÅØÆŁŞİĂȘȚÓÁÍÚČŠŽŘŒśźżąęńğőűđðþýěůťďňľĺŕ", 0.2),
     **dict.fromkeys("ÊÂÎÛûù", 0.1),
+    "µ": 0.4, "–": 0.2, "°": 0.2,  # the micro sign of units, the dash of ranges, degrees
 }
 _VOWELS = frozenset("aeiouyAEIOUY")
 # What undoing each kind of misreading costs: the UTF-8 misreadings and the Mac/PC pairs are
@@ -52,17 +54,29 @@ _HINT_WRITTEN_BONUS = 1.0  # the sender's charset is the one a misread text was 
 
 
 def _likelihood(text: str) -> float:
-    """Small bonuses for common letters and letter pairs (ç before a/o/u, ë after a vowel)."""
+    """Small bonuses and maluses from how letters sit in the names and words written in France:
+    common letters, ç before a/o/u, ë/ï after a vowel, ã/õ before o/e/s, œ before u; an
+    accented vowel next to its own plain vowel (Castaão, Gonàalves), œ after a vowel, an
+    umlaut before e (ae, oe, ue are how ä, ö, ü are written without it), a word starting with
+    a small accented letter among capitalised names (østergaard)."""
     total = 0.0
     last = len(text) - 1
+    words = [w for w in text.split() if w[:1].isalpha()]
+    capitalised = any(w[0].isupper() for w in words)
     for i, c in enumerate(text):
         if c.isascii():
             continue
         total += _FREQUENT.get(c, 0.0)
         nxt = text[i + 1] if i < last else " "
         prev = text[i - 1] if i else " "
+        base = _base(c)
+        if base in "aeiouAEIOU" and base not in "eE" and (
+                _base(prev) == base or _base(nxt) == base):
+            total -= 0.5  # Castaão, Gonàalves: an accented vowel next to its plain one
+        if c in "ñÑ" and prev in _VOWELS and nxt in _VOWELS:
+            total += 0.2  # Muñoz, Peña: between vowels
         if c in "çÇ":
-            total += 0.2 if nxt in "aouAOU" else (-0.3 if nxt in "eiyEIY" else 0.0)
+            total += 0.2 if nxt in "aouAOU" else 0.0
         elif c in "ëïËÏ":
             total += 0.2 if prev in "aeouAEOU" else -0.2
         elif c in "ãõÃÕ":
@@ -71,9 +85,20 @@ def _likelihood(text: str) -> float:
             total -= 0.2  # a word seldom ends in æ (Kjær, Sæther)
         elif c == "ù" and prev.isalpha() and prev not in "oO":
             total -= 0.2  # ù is French, after o (où)
-        elif c in "æÆ" and prev in _VOWELS:
+        elif c in "œŒ":
+            total += 0.3 if nxt in "uU" else (-0.5 if prev in _VOWELS else 0.0)
+        elif c in "äöüÄÖÜ" and nxt in "eE":
             total -= 0.3
+        elif c == "ÿ" and prev not in _VOWELS:
+            total -= 0.5  # ÿ is French after a vowel (L'Haÿ)
+        if capitalised and c.islower() and c.isalpha() and not prev.isalpha() \
+                and nxt.isalpha() and c not in "éàêîôœâç":
+            total -= 0.5  # østergaard, èsa among capitalised names (not école, à)
     return total
+
+
+def _base(c: str) -> str:
+    return unicodedata.normalize("NFD", c)[:1] if not c.isascii() else c
 
 
 @dataclass(frozen=True)
