@@ -25,8 +25,10 @@ returns it as it came (see :func:`gateway.text.repair.normalize`).
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import filterfalse
 
 from gateway.text.charsets import MISREADINGS
 
@@ -290,14 +292,18 @@ def has_sign(text: str) -> bool:
     """Whether some word of ``text`` carries a positive sign of mojibake."""
     if text.isascii():
         return False
-    return any(word_sign(w) is not None
-               for w in dict.fromkeys(split_words(text)) if not w.isascii())
+    return any_sign(filterfalse(str.isascii, split_words(text)))
 
 
-_WS = str.maketrans("\t\r\n\x0b\x0c", "     ")
+def any_sign(words: Iterable[str]) -> bool:
+    """Whether one of ``words`` (each holding a non-ASCII character) carries a sign."""
+    return any(map(word_sign, dict.fromkeys(words)))
 
 
 def split_words(text: str) -> list[str]:
     """The words of ``text`` split on ASCII white space only (a non-breaking space is part of
     what is judged: UTF-8's is ``Â`` and a space to CP1252)."""
-    return [w for w in text.translate(_WS).split(" ") if w]
+    spaced = text.replace("\t", " ").replace("\r", " ").replace("\n", " ")
+    if "\x0b" in spaced or "\x0c" in spaced:
+        spaced = spaced.replace("\x0b", " ").replace("\x0c", " ")
+    return [w for w in spaced.split(" ") if w]

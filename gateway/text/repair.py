@@ -54,7 +54,7 @@ import ftfy
 from gateway.errors import TextError
 from gateway.text.charsets import DISPLAY, HINTS, MISREADINGS, SINGLE_BYTE, Misreading, decode
 from gateway.text.model import EncodingFound, Repair, TextResult
-from gateway.text.names import has_sign, word_sign
+from gateway.text.names import any_sign, word_sign
 from gateway.text.score import Judgement, judge, judge_word, judge_words, words
 
 _UTF8_RUN = re.compile(rb"[\x80-\xff]+")
@@ -141,13 +141,16 @@ def normalize(data: bytes, *, hint: str | None = None) -> TextResult:
         return _finish(body.decode("ascii"), [EncodingFound("utf-8" if bom else "ascii", 1.0)],
                        repairs, bom_note=bom)
     as_utf8 = _utf8_or_none(body)
-    if as_utf8 is not None and not has_sign(as_utf8):
+    written_right: str | None = None
+    utf8_words = words(as_utf8) if as_utf8 is not None else []
+    if as_utf8 is not None and not any_sign(utf8_words):
         # The invariant, before any judging: valid UTF-8 without a positive sign of mojibake
         # (gateway.text.names) was written right and is returned as it is.
-        # What the letter judge still doubts (a capital Mu, a Mac pi) lowers the confidence.
-        doubts = judge(as_utf8).suspicious
-        confidence = round(max(0.5, 0.99 - 0.1 * min(doubts, 5)), 3)
-        return _finish(as_utf8, [EncodingFound("utf-8", confidence)], repairs, bom_note=bom)
+        if not judge_words(utf8_words).suspicious:
+            return _finish(as_utf8, [EncodingFound("utf-8", 0.99)], repairs, bom_note=bom)
+        # What the letter judge doubts (a capital Mu, a Mac pi) is weighed as before, for the
+        # confidence, but the text is the one written whatever the weighing would change.
+        written_right = as_utf8
 
     candidates = list(_byte_readings(body, hinted))
     best_first = sorted(candidates, key=lambda r: r.value, reverse=True)
@@ -158,6 +161,10 @@ def normalize(data: bytes, *, hint: str | None = None) -> TextResult:
     confidence = _confidence(best, runner_up)
 
     text = best.text
+    if written_right is not None and text != written_right:
+        doubts = judge(written_right).suspicious
+        return _finish(written_right, [EncodingFound("utf-8", round(
+            max(0.5, 0.99 - 0.1 * min(doubts, 5)), 3))], repairs, bom_note=bom)
     if best.mixed:
         repairs.extend(_mixed_repairs(body, best.base))
     if best.steps:
