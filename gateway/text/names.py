@@ -194,7 +194,7 @@ def _letter(c: str, prev: str, nxt: str, caps_word: bool, mixed_scripts: bool) -
     if nxt.isupper() and c.islower() and nxt.isalpha():
         return -2.0  # JeanñPierre: a lower-case accented letter before a capital
     if "\u00c2" <= c <= "\u00df" and nxt in _CONTINUATIONS and not _is_letter(nxt) \
-            and (c in "ÂÃ" or nxt not in "’‘“”«»…–—"):
+            and ((c in "ÂÃÄÅ" and nxt != "’") or nxt not in "’‘“”«»…–—"):
         return -3.0  # Ã©, Ã‰, Â°: a UTF-8 lead byte before a continuation byte
     if c in "œŒ" and not nxt.isascii() and _is_letter(nxt):
         return -3.0  # Œí, œâ: Mac Roman's reading of Greek in UTF-8 (œ comes before u, i, s)
