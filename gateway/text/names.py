@@ -228,8 +228,8 @@ def _symbol(c: str, prev: str, nxt: str) -> float:
             return 0.2  # Jean–Pierre typed with a dash
         return -4.0  # No‘l, Mu–oz, M¸ller, Ã©t, Jo√£o
     if after_letter:
-        if c in _AFTER_OK:
-            return 0.3
+        if c in _AFTER_OK and not (c in "°²³" and not prev.isascii()):
+            return 0.3  # (a degree or a square after an accented letter is a UTF-8 byte)
         return -4.0  # AndrÃ© already caught on Ã; Gon√ (a lead) and the rest
     if before_letter:
         if c in _BEFORE_OK:
