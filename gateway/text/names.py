@@ -198,8 +198,8 @@ def _letter(c: str, prev: str, nxt: str, caps_word: bool, mixed_scripts: bool) -
         return -3.0  # Ã©, Ã‰, Â°: a UTF-8 lead byte before a continuation byte
     if c in "œŒ" and not nxt.isascii() and _is_letter(nxt):
         return -3.0  # Œí, œâ: Mac Roman's reading of Greek in UTF-8 (œ comes before u, i, s)
-    if c in "ÂÃÄÅÆ" and nxt in "ŠŒŽšœžŸƒ":
-        return -3.0  # Ãœ (Ü), Ã¶ … CP1252's letters among the continuation bytes
+    if c in "ÂÃÄÅÆÈÎÏÐÑ" and nxt in "ŠŒŽšœžŸƒ":
+        return -3.0  # Ãœ (Ü), Èš (Ț), Ïƒ (σ): CP1252's letters among the continuation bytes
     if sc == "LATIN" and not prev.isascii() and _is_letter(prev) and script(prev) == "LATIN" \
             and prev + c not in ("ươ", "ƯƠ", "ưở", "ƯỞ"):
         return -1.5  # two accented Latin letters in a row (créé, Þórður): rarer than one

@@ -2,6 +2,13 @@
 
 How a text is read:
 
+0. Before any judging (once step 1 has looked at the bytes), valid UTF-8 without a positive
+   sign of mojibake (:mod:`gateway.text.names`: a word no
+   typist makes that undoing a known misreading makes more plausible, or a C1 control) was
+   written right: it is returned as it came, whatever the judge below would make of it (the
+   names of patients — João, Ångström, Wałęsa — are not French, and are right).  Only words
+   with a sign are ever mended.  Short strings (a name, a subject) are read by
+   :mod:`gateway.text.short` on their own evidence.
 1. A byte-order mark decides at once (and is removed); NUL bytes or many control bytes mean
    the input is not text at all: :class:`~gateway.errors.TextError`, never a guess.
 2. Candidate readings of the bytes: UTF-8 when the bytes are valid UTF-8; otherwise each

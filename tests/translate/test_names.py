@@ -195,3 +195,26 @@ def test_hprim_to_legacy_transliterates_names_beside_the_report(
     assert texts["NOTE.TXT"].startswith("Note de la passerelle")
     assert "(latin capital letter l with stroke) -> L" in texts["NOTE.TXT"]
     assert _compose_step(back.trace)["transliterated"]["Ł -> L"] == 2
+
+
+def test_attachment_names_are_repaired_and_recorded(world: World,
+                                                    translator: Translator) -> None:
+    m = EmailMessage()
+    m["From"] = ADDR["durand"]
+    m["To"] = HOSPITAL
+    m["Subject"] = "Pièces"
+    m["Message-ID"] = "<names-6@medical75.legacy.example>"
+    m.set_content("Ci-joint.\n")
+    garbled = "Compte rendu Mme Gonçalves.pdf".encode().decode("cp1252")
+    m.add_attachment(b"%PDF-1.4\n", maintype="application", subtype="pdf", filename=garbled)
+    m.add_attachment(b"%PDF-1.4\n", maintype="application", subtype="pdf",
+                     filename="Échographie Ångström.pdf")
+    raw = legacy_client(world, "durand").seal(m.as_bytes(policy=email.policy.SMTP),
+                                              recipient=world.fingerprints["gateway"])
+    out = translator.to_trust(raw, Envelope(ADDR["durand"], (HOSPITAL,)), now=NOW)
+    names = [p.get_filename() for p in _message(out.message).walk()
+             if p.get_content_type() == "application/pdf"]
+    assert names == ["Compte rendu Mme Gonçalves.pdf", "Échographie Ångström.pdf"]
+    entries = _compose_step(out.trace)["strings"]
+    assert [(e["where"], e["before"], e["after"]) for e in entries] == [
+        ("attachment name", garbled, "Compte rendu Mme Gonçalves.pdf")]
