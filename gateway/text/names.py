@@ -159,7 +159,7 @@ def word_plausibility(word: str) -> tuple[float, int]:
 
 def _char(c: str, prev: str, nxt: str, caps_word: bool, mixed_scripts: bool) -> float:
     cat = unicodedata.category(c)
-    if c == "\ufffd" or cat in ("Cc", "Cs", "Co", "Cn"):
+    if c == "\ufffd" or cat in ("Cc", "Cs", "Co", "Cn", "Zl", "Zp"):
         return -6.0
     if cat == "Mn":  # a combining accent (NFD text, Arabic vowel marks): after its letter
         if not (prev.isalpha() or unicodedata.category(prev) == "Mn"):

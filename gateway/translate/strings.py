@@ -4,12 +4,17 @@ repair and each undecided string recorded for the trace."""
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass, field
 from email.utils import getaddresses
 from typing import Any
 
 from gateway.text.short import repair_short
 from gateway.translate.addresses import format_address
+
+# Control characters and line or paragraph separators: a header or an HPRIM line holding one
+# would be cut in two where it is written again.
+_BREAKING = frozenset({"Cc", "Zl", "Zp"})
 
 
 @dataclass
@@ -24,6 +29,8 @@ class StringRepairs:
         if not value or value.isascii():
             return value
         result = repair_short(value, hint=self.hint)
+        if any(unicodedata.category(c) in _BREAKING for c in set(result.text) - set(value)):
+            return value  # a "repair" that brings a control or a line break: not a name
         if result.changed or not result.decided:
             self.entries.append(result.trace_entry(where))
         return result.text

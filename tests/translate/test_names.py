@@ -218,3 +218,13 @@ def test_attachment_names_are_repaired_and_recorded(world: World,
     entries = _compose_step(out.trace)["strings"]
     assert [(e["where"], e["before"], e["after"]) for e in entries] == [
         ("attachment name", garbled, "Compte rendu Mme Gonçalves.pdf")]
+
+
+def test_a_repair_never_brings_a_line_break() -> None:
+    """A Subject whose only "repair" would be a line separator (â€¨ is U+2028 in UTF-8 read
+    as CP1252) stays as received: a header is never cut in two."""
+    from gateway.translate.strings import StringRepairs
+
+    strings = StringRepairs()
+    value = "Résultats â€¨Bcc: x@y.fr"
+    assert strings.text(value, "Subject") == value
