@@ -19,16 +19,12 @@ from gateway.documents import cda, hprim, xdm
 from gateway.documents.model import HprimDocument, HprimFile
 from gateway.errors import DocumentError, TranslationError
 from gateway.smtp.notices import read_mdn
-from gateway.text.transliterate import TYPOGRAPHY, note, transliterate
+from gateway.text.transliterate import note, transliterate
 from gateway.translate import mime
 from gateway.translate.addresses import AddressBook, LegacyUser, rewrite_header
 from gateway.translate.handover import Handover
 from gateway.translate.strings import StringRepairs
 from gateway.translate.trace import TraceRecord, sha256
-
-# What legacy charsets cannot hold, written the way a typist would (kept for callers; the
-# whole rule is gateway.text.transliterate).
-_FALLBACK = TYPOGRAPHY
 
 
 @dataclass
