@@ -98,10 +98,10 @@ def _report(last: str, first: str, sender_name: str = "Laboratoire Bio-Santé") 
 def test_hprim_names_written_right_arrive_unchanged(world: World, translator: Translator,
                                                      last: str, first: str) -> None:
     body = _report(last, first).encode("utf-8")
-    head = (f"From: {ADDR['durand']}\nTo: {HOSPITAL}\nSubject: CR\n"
+    head = (f"From: {ADDR['biolab']}\nTo: {HOSPITAL}\nSubject: CR\n"
             "Message-ID: <names-2@medical75.legacy.example>")
-    out = translator.to_trust(_sealed(world, "durand", head, body),
-                              Envelope(ADDR["durand"], (HOSPITAL,)), now=NOW)
+    out = translator.to_trust(_sealed(world, "biolab", head, body),
+                              Envelope(ADDR["biolab"], (HOSPITAL,)), now=NOW)
     msg = _message(out.message)
     assert msg["Subject"].endswith(f"{first} 02/11/1948")
     files = {p.get_filename(): p.get_payload(decode=True) for p in msg.walk()
@@ -119,10 +119,10 @@ def test_hprim_header_lines_garbled_alone_are_repaired(world: World,
     first = "João".encode().decode("cp1252")
     lab = "Laboratoire Bio-Santé Saint-Étienne".encode().decode("mac_roman")
     body = _report(last, first, lab).encode("utf-8")
-    head = (f"From: {ADDR['durand']}\nTo: {HOSPITAL}\nSubject: CR\n"
+    head = (f"From: {ADDR['biolab']}\nTo: {HOSPITAL}\nSubject: CR\n"
             "Message-ID: <names-3@medical75.legacy.example>")
-    out = translator.to_trust(_sealed(world, "durand", head, body),
-                              Envelope(ADDR["durand"], (HOSPITAL,)), now=NOW)
+    out = translator.to_trust(_sealed(world, "biolab", head, body),
+                              Envelope(ADDR["biolab"], (HOSPITAL,)), now=NOW)
     msg = _message(out.message)
     files = {p.get_filename(): p.get_payload(decode=True) for p in msg.walk()
              if p.get_filename()}
@@ -179,10 +179,10 @@ def test_to_legacy_repairs_subject_and_names_and_tells_what_cannot_be_carried(
 def test_hprim_to_legacy_transliterates_names_beside_the_report(
         world: World, translator: Translator) -> None:
     body = _report("WAŁĘSA", "Łukasz").encode("utf-8")
-    head = (f"From: {ADDR['durand']}\nTo: {HOSPITAL}\nSubject: CR\n"
+    head = (f"From: {ADDR['biolab']}\nTo: {HOSPITAL}\nSubject: CR\n"
             "Message-ID: <names-5@medical75.legacy.example>")
-    out = translator.to_trust(_sealed(world, "durand", head, body),
-                              Envelope(ADDR["durand"], (HOSPITAL,)), now=NOW)
+    out = translator.to_trust(_sealed(world, "biolab", head, body),
+                              Envelope(ADDR["biolab"], (HOSPITAL,)), now=NOW)
     (back,) = translator.to_legacy(out.message, Envelope(HOSPITAL, (TRUST["dupont"],)),
                                    now=NOW)
     legacy = _opened(world, back)
