@@ -54,15 +54,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from load import (  # noqa: E402
-    Msg,
-    agent_cpu,
-    hprim_texts,
-    legacy_plain,
-    letter_text,
-    machine,
-    seal_legacy,
-)
+from loadkit.measure import agent_cpu, machine  # noqa: E402
+from loadkit.messages import Msg, hprim_texts, legacy_plain, letter_text, seal_legacy  # noqa: E402
 
 from gateway import config  # noqa: E402
 from gateway.crypto.openpgp import OpenPgpCipher, _status  # noqa: E402

@@ -92,7 +92,7 @@ def cases(size: int, n: int, *, hinted: bool,
         out.append((kind, made))
     if size == 20480:
         sys.path.insert(0, str(ROOT / "bench"))
-        from load import letter_text
+        from loadkit.messages import letter_text
 
         for charset in ("mac_roman", "cp1252", "cp850", "utf-8"):
             out.append((f"load-letter-{charset}",

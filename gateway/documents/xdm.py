@@ -1,7 +1,7 @@
 """IHE XDM packages (IHE_XDM.ZIP): pack CDAs with README, INDEX and ebRIM metadata; unpack and
 verify them with zip-bomb and traversal checks made before anything is extracted.
 
-Layout and identifiers: ../shared/specs/cda-xdm.md.  Zips are built in memory with a fixed
+Layout and identifiers: IHE ITI XDM and the ANS CI-SIS.  Zips are built in memory with a fixed
 timestamp so the same input gives the same bytes.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import html
 import io
+import re
 import uuid
 import zipfile
 import zlib
@@ -20,7 +21,7 @@ from lxml import etree
 
 from gateway.documents import ebrim, safexml
 from gateway.documents.cda import CdaFacts
-from gateway.documents.cdaconst import INS_NIR, LEGACY_ROOT, RPPS_ROOT, H
+from gateway.documents.cdaconst import LEGACY_ROOT, ORG_ROOT, RPPS_ROOT, H
 from gateway.documents.model import Finding
 from gateway.errors import DocumentError, UnsafeDocumentError
 
@@ -29,6 +30,10 @@ METADATA = SUBSET + "METADATA.XML"
 MAX_ENTRIES = 1000
 MAX_ENTRY_BYTES = 50 * 1024 * 1024
 MAX_TOTAL_BYTES = 200 * 1024 * 1024
+# The national identity roots (INS-NIR, INS-NIA, test, demo): a CDA that carries one is packed
+# with the id type NH; ours never do (an HPRIM report cannot establish a qualified identity).
+INS_ROOTS = frozenset({"1.2.250.1.213.1.4.8", "1.2.250.1.213.1.4.9", "1.2.250.1.213.1.4.10",
+                       "1.2.250.1.213.1.4.11"})
 MAX_RATIO = 100  # uncompressed / compressed; CDA text compresses ~10:1, bombs 1000:1 and more
 _FIXED_TIME = (1980, 1, 1, 0, 0, 0)
 
@@ -56,9 +61,29 @@ class XdmSender:
 
 @dataclass(frozen=True)
 class XdmEntry:
+    """A CDA of a package, with what its DocumentEntry in METADATA.XML says of it (`title`,
+    `patient_id`, `unique_id`, `creation_time`, `patient_name`, `birth_date`, `gender`: the
+    slots and identifiers present)."""
+
     path: str
     xml: bytes
     entry_id: str
+    facts: dict[str, str] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class XdmFile:
+    """A document a package lists that is not a CDA (a PDF rendition, an image)."""
+
+    path: str
+    media_type: str
+    data: bytes
+    entry_id: str
+
+    @property
+    def extension(self) -> str:
+        return {"application/pdf": "PDF", "image/png": "PNG", "image/jpeg": "JPG",
+                "text/plain": "TXT"}.get(self.media_type, "BIN")
 
 
 @dataclass(frozen=True)
@@ -67,6 +92,8 @@ class XdmPackage:
     metadata: bytes
     readme: str = ""
     findings: list[Finding] = field(default_factory=list)
+    others: list[XdmFile] = field(default_factory=list)
+    metadata_path: str = METADATA
 
 
 def _ts(when: datetime) -> str:
@@ -78,6 +105,9 @@ def _ts(when: datetime) -> str:
 _NS = {"h": H[1:-1]}
 _PAT = "h:recordTarget/h:patientRole/h:patient"
 _AA = "h:author/h:assignedAuthor"
+_LA = "h:legalAuthenticator/h:assignedEntity"
+_FACILITY = "h:componentOf/h:encompassingEncounter/h:location/h:healthCareFacility/h:code"
+_PRACTICE = f"{_LA}/h:representedOrganization/h:standardIndustryClassCode"
 
 
 def _xpath(expr: str) -> etree.XPath:
@@ -85,17 +115,36 @@ def _xpath(expr: str) -> etree.XPath:
 
 
 # Compiled once: an expression handed to ``_Element.xpath`` is compiled on every call, some
-# twenty of them for each document packed.
+# thirty of them for each document packed.
 _FIRST = {(path, attr): _xpath(f"{path}/@{attr}") for path, attr in (
     (f"{_PAT}/h:birthTime", "value"), (f"{_PAT}/h:administrativeGenderCode", "code"),
     ("h:effectiveTime", "value"), ("h:id", "root"), ("h:id", "extension"),
+    ("h:recordTarget/h:patientRole/h:id", "root"),
+    ("h:recordTarget/h:patientRole/h:id", "extension"),
     ("h:documentationOf/h:serviceEvent/h:effectiveTime", "value"))}
 _STRING = {path: _xpath(f"string({path})") for path in (
-    f"{_PAT}/h:name/h:family", f"{_PAT}/h:name/h:given", "h:title",
+    f"{_PAT}/h:name/h:given", "h:title",
     f"{_AA}/h:id[@root='{RPPS_ROOT}']/@extension",
     f"{_AA}/h:assignedPerson/h:name/h:family", f"{_AA}/h:assignedPerson/h:name/h:given",
-    f"{_AA}/h:representedOrganization/h:name", f"{_AA}/h:id[@root='{LEGACY_ROOT}']/@extension")}
+    f"{_AA}/h:representedOrganization/h:name",
+    f"{_AA}/h:representedOrganization/h:id[@root='{ORG_ROOT}']/@extension",
+    f"{_LA}/h:id[@root='{RPPS_ROOT}']/@extension",
+    f"{_LA}/h:assignedPerson/h:name/h:family", f"{_LA}/h:assignedPerson/h:name/h:given")}
 _TEMPLATES = _xpath("h:templateId/@root")
+_FAMILIES = _xpath(f"{_PAT}/h:name/h:family")
+_CODES = {path: _xpath(path) for path in (
+    f"{_AA}/h:code", _FACILITY, _PRACTICE, "h:documentationOf/h:serviceEvent/h:code")}
+
+
+def _codes(root: etree._Element, path: str) -> tuple[ebrim.Code, ...]:
+    found = _CODES[path](root)
+    assert isinstance(found, list)
+    return tuple((str(c.get("code") or ""), str(c.get("displayName") or ""),
+                  str(c.get("codeSystem") or "")) for c in found
+                 if isinstance(c, etree._Element) and c.get("code"))
+
+
+_NO_CODE: ebrim.Code = ("", "", "")
 
 
 def _read_facts(n: int, xml: bytes) -> CdaFacts:
@@ -108,19 +157,23 @@ def _read_facts(n: int, xml: bytes) -> CdaFacts:
         found = _FIRST[path, attr](root)
         return str(found[0]) if isinstance(found, list) and found else ""
 
-    ids = {
-        str(i.get("root")): str(i.get("extension") or "")
-        for i in root.iterfind(f"{H}recordTarget/{H}patientRole/{H}id")
-    }
-    pat, aa = _PAT, _AA
+    families = _FAMILIES(root)
+    assert isinstance(families, list)
+    names = [(f.get("qualifier") or "", "".join(str(t) for t in f.itertext())) for f in families
+             if isinstance(f, etree._Element)]
+    birth = next((v for q, v in names if "BR" in q.split()), None)
+    family = birth if birth is not None else (names[0][1] if names else "")
+    pat, aa, la = _PAT, _AA, _LA
     templates = _TEMPLATES(root)
+    pid = one("h:recordTarget/h:patientRole/h:id", "extension")
     return CdaFacts(
         id_root=one("h:id", "root"),
         id_extension=one("h:id", "extension"),
-        patient_legacy_id=ids.get(LEGACY_ROOT),
-        patient_ins=ids.get(INS_NIR, ""),
-        family=_string(root, f"{pat}/h:name/h:family"),
+        patient_id=pid,
+        patient_root=one("h:recordTarget/h:patientRole/h:id", "root"),
+        family=family,
         given=_string(root, f"{pat}/h:name/h:given"),
+        birth_name=birth is not None,
         birth_time=one(f"{pat}/h:birthTime", "value"),
         gender=one(f"{pat}/h:administrativeGenderCode", "code"),
         level1=isinstance(templates, list) and "1.3.6.1.4.1.19376.1.2.20" in templates,
@@ -131,25 +184,44 @@ def _read_facts(n: int, xml: bytes) -> CdaFacts:
         author_family=_string(root, f"{aa}/h:assignedPerson/h:name/h:family"),
         author_given=_string(root, f"{aa}/h:assignedPerson/h:name/h:given"),
         organisation=_string(root, f"{aa}/h:representedOrganization/h:name"),
-        author_code=_string(root, f"{aa}/h:id[@root='{LEGACY_ROOT}']/@extension"),
+        org_id=_string(root, f"{aa}/h:representedOrganization/h:id[@root='{ORG_ROOT}']/@extension"),
+        specialty=(_codes(root, f"{aa}/h:code") or (_NO_CODE,))[0],
+        facility=(_codes(root, _FACILITY) or (_NO_CODE,))[0],
+        practice=(_codes(root, _PRACTICE) or (_NO_CODE,))[0],
+        events=_codes(root, "h:documentationOf/h:serviceEvent/h:code"),
+        legal_rpps=_string(root, f"{la}/h:id[@root='{RPPS_ROOT}']/@extension"),
+        legal_family=_string(root, f"{la}/h:assignedPerson/h:name/h:family"),
+        legal_given=_string(root, f"{la}/h:assignedPerson/h:name/h:given"),
     )
 
 
+# What a document without these header elements is classified as (a CDA packed by
+# `passerelle xdm pack` that is not ours): a medical-biology laboratory, ambulatory.
+DEFAULT_FACILITY: ebrim.Code = ("SA25", "Laboratoire de biologie médicale", "1.2.250.1.71.4.2.4")
+DEFAULT_PRACTICE: ebrim.Code = ("AMBULATOIRE", "Ambulatoire", "1.2.250.1.213.1.1.4.9")
+
+
 def _entry(n: int, xml: bytes, facts: CdaFacts) -> ebrim.Entry:
-    """What METADATA.XML says of document `n`, from its bytes and its facts."""
+    """What METADATA.XML says of document `n`, from its bytes and its facts.  The patient
+    is the CDA's own id (for ours: the lab's number under the lab's OID, type PI); an INS
+    appears here only if the CDA carried one."""
     f = facts
-    if f.patient_ins:
-        cx = f"{f.patient_ins}^^^&{INS_NIR}&ISO^NH"
+    kind = "NH" if f.patient_root in INS_ROOTS else "PI"
+    if f.patient_id and f.patient_root:
+        cx = f"{f.patient_id}^^^&{f.patient_root}&ISO^{kind}"
     else:
-        legacy = "UNK" if f.patient_legacy_id is None else f.patient_legacy_id
-        cx = f"{legacy}^^^&{LEGACY_ROOT}&ISO^PI"
-    info = [f"PID-5|{f.family}^{f.given}^^^^^L"]
+        cx = f"UNK^^^&{LEGACY_ROOT}&ISO^PI"
+    info = [f"PID-5|{f.family}^{f.given}^^^^^{'L' if f.birth_name else 'D'}"]
     if f.birth_time:
         info.append(f"PID-7|{f.birth_time[:8]}")
     info.append(f"PID-8|{f.gender or 'U'}")
     doc_id = f.id_root + (f"^{f.id_extension}" if f.id_extension else "")
     digest = hashlib.sha1(xml).hexdigest().upper()
     created = _utc(f.effective_time)
+    institution = (f"{f.organisation}^^^^^&{ORG_ROOT}&ISO^IDNST^^^{f.org_id}" if f.org_id
+                   else f.organisation)
+    legal = (f"{f.legal_rpps}^{f.legal_family}^{f.legal_given}^^^^^^&{RPPS_ROOT}&ISO^D^^^IDNPS"
+             if f.legal_rpps else "")
     return ebrim.Entry(
         entry_id=f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_OID, doc_id + digest)}",
         unique_id=doc_id,
@@ -163,6 +235,12 @@ def _entry(n: int, xml: bytes, facts: CdaFacts) -> ebrim.Entry:
         title=f.title,
         format_code=ebrim.FORMAT_PDF if f.level1 else ebrim.FORMAT_CRBIO,
         author_xcn=_author_xcn(f),
+        institution=institution,
+        specialty=f.specialty if f.specialty[0] else None,
+        facility=f.facility if f.facility[0] else DEFAULT_FACILITY,
+        practice=f.practice if f.practice[0] else DEFAULT_PRACTICE,
+        events=f.events,
+        legal_xcn=legal,
     )
 
 
@@ -185,7 +263,7 @@ def _utc(ts: str) -> str:
 def _author_xcn(f: CdaFacts) -> str:
     if f.author_rpps:
         return f"{f.author_rpps}^{f.author_family}^{f.author_given}^^^^^^&{RPPS_ROOT}&ISO^D^^^IDNPS"
-    return f"{f.author_code}^{f.organisation}^^^^^^^&{LEGACY_ROOT}&ISO"
+    return f"UNK^{f.organisation}^^^^^^^&{LEGACY_ROOT}&ISO"
 
 
 def _readme(sender: XdmSender, entries: list[ebrim.Entry], when: str) -> str:
@@ -217,8 +295,6 @@ def pack(
     *,
     submission_time: datetime,
     sender: XdmSender,
-    facility: ebrim.Code = ("SA29", "Laboratoire de biologie médicale", "1.2.250.1.71.4.2.4"),
-    practice: ebrim.Code = ("ORG", "Organisation", "1.2.250.1.213.1.1.4.9"),
     content_type: ebrim.Code = ("11502-2", "CR d'examens biologiques", "2.16.840.1.113883.6.1"),
 ) -> bytes:
     """IHE_XDM.ZIP bytes holding the CDAs (DOC0001.XML …) and their metadata."""
@@ -239,9 +315,6 @@ def pack(
         set_unique_id=f"2.25.{set_uuid.int}",
         submission_time=when,
         source_id=sender.source_oid,
-        institution=sender.name,
-        facility=facility,
-        practice=practice,
         content_type=content_type,
         uid=lambda name: f"urn:uuid:{uuid.uuid5(set_uuid, name)}",
     )
@@ -285,8 +358,57 @@ def _safe_names(z: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
     return names
 
 
+_METADATA_AT = re.compile(r"IHE_XDM/([^/]+)/METADATA\.XML", re.IGNORECASE)
+# identification schemes of a DocumentEntry's external identifiers
+_DE_IDS = {ebrim.DE_PATIENT: "patient_id", ebrim.DE_UNIQUE: "unique_id"}
+
+
+def _entry_facts(eo: etree._Element) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """(slots, facts) of one DocumentEntry: its slots as lists, and the document and patient
+    facts a reader shows (title, identifiers, patient name, birth date, gender)."""
+    R = ebrim.R
+    slots: dict[str, list[str]] = {}
+    for slot in eo.findall(R + "Slot"):
+        slots[slot.get("name") or ""] = [v.text or "" for v in slot.iter(R + "Value")]
+    facts: dict[str, str] = {"mime_type": eo.get("mimeType") or ""}
+    name = eo.find(f"{R}Name/{R}LocalizedString")
+    if name is not None and name.get("value"):
+        facts["title"] = name.get("value") or ""
+    for ext in eo.findall(R + "ExternalIdentifier"):
+        key = _DE_IDS.get(ext.get("identificationScheme") or "")
+        if key:
+            facts[key] = ext.get("value") or ""
+    for key in ("creationTime", "serviceStartTime", "languageCode"):
+        if slots.get(key):
+            facts[key] = slots[key][0]
+    for info in slots.get("sourcePatientInfo", []):
+        field_, _, value = info.partition("|")
+        if field_ == "PID-5":
+            facts["patient_name"] = " ".join(x for x in value.split("^")[:2] if x)
+        elif field_ == "PID-7":
+            facts["birth_date"] = value
+        elif field_ == "PID-8":
+            facts["gender"] = value
+    return slots, facts
+
+
+def _resolve(uri: str, subset: str) -> str | None:
+    """The zip path a DocumentEntry's URI names: relative to its subset folder, or from the
+    package's root when it starts with IHE_XDM/; None when it would leave the package."""
+    path = uri.strip().replace("\\", "/")
+    while path.startswith("./"):
+        path = path[2:]
+    parts = path.split("/")
+    if not path or path.startswith("/") or ":" in path or "\x00" in path or any(
+            p in ("", ".", "..") for p in parts):
+        return None
+    return path if path.upper().startswith("IHE_XDM/") else subset + path
+
+
 def _check(data: bytes) -> XdmPackage:
-    """Open, check and read a package; raises at the first unsafe thing, collects the rest."""
+    """Open, check and read a package; raises at the first unsafe thing, collects the rest.
+    Any subset folder (IHE_XDM/<name>/METADATA.XML, several allowed), URIs with a path,
+    hashes in either case."""
     if len(data) > MAX_TOTAL_BYTES:
         raise UnsafeDocumentError("xdm: package over the size cap")
     try:
@@ -308,45 +430,60 @@ def _check(data: bytes) -> XdmPackage:
                     RuntimeError, zlib.error):  # RuntimeError: an entry flagged encrypted
                 raise DocumentError(f"xdm: {name}: corrupt zip entry") from None
 
-        meta = read(METADATA)
-        if meta is None:
-            raise DocumentError(f"xdm: no {METADATA}")
+        subsets = sorted(names[n].filename for n in names if _METADATA_AT.fullmatch(n))
+        if not subsets:
+            raise DocumentError("xdm: no IHE_XDM/<subset>/METADATA.XML")
         readme = read("README.TXT")
         if readme is None:
             findings.append(Finding("no-readme", "README.TXT missing"))
         if read("INDEX.HTM") is None:
             findings.append(Finding("no-index", "INDEX.HTM missing"))
         docs: list[XdmEntry] = []
-        listed = ebrim.listed(safexml.parse(meta, what="METADATA.XML"))
-        if not listed:
-            findings.append(Finding("no-document", "METADATA.XML lists no document"))
-        for entry_id, slots in listed:
-            uri = (slots.get("URI") or [""])[0]
-            path = SUBSET + uri
-            if not uri or "/" in uri or "\\" in uri or ".." in uri:
-                findings.append(Finding("uri", "DocumentEntry without a plain URI slot"))
-                continue
-            body = read(path)
-            if body is None:
-                findings.append(Finding("missing", f"{path} listed but absent"))
-                continue
-            want_hash = (slots.get("hash") or [""])[0]
-            got_hash = hashlib.sha1(body).hexdigest().upper()
-            if want_hash != got_hash:
-                findings.append(Finding("hash", f"{path}: SHA-1 differs from METADATA.XML"))
-            if (slots.get("size") or [""])[0] != str(len(body)):
-                findings.append(Finding("size", f"{path}: size differs from METADATA.XML"))
-            try:
-                root = safexml.parse(body, what=path)
-                if root.tag != H + "ClinicalDocument":
-                    findings.append(Finding("not-cda", f"{path}: not a CDA document"))
-            except UnsafeDocumentError:
-                raise
-            except DocumentError:
-                findings.append(Finding("not-cda", f"{path}: not well-formed XML"))
-            docs.append(XdmEntry(path, body, entry_id))
+        others: list[XdmFile] = []
+        first_meta = b""
+        for meta_path in subsets:
+            meta = read(meta_path) or b""
+            first_meta = first_meta or meta
+            subset = meta_path[: -len("METADATA.XML")]
+            root = safexml.parse(meta, what=meta_path)
+            entries = [eo for eo in root.iter(ebrim.R + "ExtrinsicObject")]
+            if not entries:
+                findings.append(Finding("no-document", f"{meta_path} lists no document"))
+            for eo in entries:
+                slots, facts = _entry_facts(eo)
+                uri = (slots.get("URI") or [""])[0]
+                path = _resolve(uri, subset)
+                if path is None:
+                    findings.append(Finding("uri", f"{meta_path}: a DocumentEntry without a "
+                                            "URI inside the package"))
+                    continue
+                body = read(path)
+                if body is None:
+                    findings.append(Finding("missing", f"{path} listed but absent"))
+                    continue
+                path = names[path.upper()].filename
+                want_hash = (slots.get("hash") or [""])[0].strip()
+                if want_hash.lower() != hashlib.sha1(body).hexdigest():
+                    findings.append(Finding("hash", f"{path}: SHA-1 differs from METADATA.XML"))
+                if (slots.get("size") or [""])[0].strip() != str(len(body)):
+                    findings.append(Finding("size", f"{path}: size differs from METADATA.XML"))
+                media = facts.get("mime_type", "").lower()
+                if media and "xml" not in media:
+                    others.append(XdmFile(path, media, body, eo.get("id") or ""))
+                    continue
+                try:
+                    cda_root = safexml.parse(body, what=path)
+                    if cda_root.tag != H + "ClinicalDocument":
+                        findings.append(Finding("not-cda", f"{path}: not a CDA document"))
+                except UnsafeDocumentError:
+                    raise
+                except DocumentError:
+                    findings.append(Finding("not-cda", f"{path}: not well-formed XML"))
+                docs.append(XdmEntry(path, body, eo.get("id") or "", facts))
+        if not docs and not others and not any(f.code == "no-document" for f in findings):
+            findings.append(Finding("no-document", "the package holds no readable document"))
         text = readme.decode("utf-8", "replace") if readme is not None else ""
-        return XdmPackage(docs, meta, text, findings)
+        return XdmPackage(docs, first_meta, text, findings, others, subsets[0])
 
 
 def verify(data: bytes) -> list[Finding]:

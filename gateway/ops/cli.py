@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from gateway import config
 from gateway.errors import EX_CONFIG, EX_OK
 from gateway.ops.configcheck import check
 
@@ -27,12 +28,15 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
             "valid today (a warning under 30 days) and match their private keys; anchors and "
             "CRLs parse; the list of domains parses and is fresh; the address book and mapping "
             "tables load; gnupg_home exists (with legacy.adapter = \"sop\": the sop command "
-            "runs and the gateway's key has no passphrase). Prints one line per problem (ERROR "
+            "runs and the gateway's key has no passphrase). The file is validated exactly as "
+            "`serve` validates it: a wrong value or an unknown key (a typo) is an error, with "
+            "a \"did you mean\" hint. Prints one line per problem (ERROR "
             "or WARNING). Exit 0 when there is no ERROR, 78 otherwise."
         ),
     )
-    c.add_argument("--config", required=True, type=Path, metavar="FILE",
-                   help="the TOML configuration file")  # fmt: skip
+    c.add_argument("--config", type=Path, metavar="FILE",
+                   help="the TOML configuration file (default: $PASSERELLE_CONFIG, else "
+                        "./passerelle.toml, else /etc/passerelle/passerelle.toml)")
     c.add_argument(
         "--json", action="store_true",
         help='print {"ok": bool, "problems": [{"level", "key", "message"}]}',
@@ -41,6 +45,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
 
 def run_check(args: argparse.Namespace) -> int:
+    args.config = config.locate(args.config)
     problems = check(args.config)
     ok = not any(p.level == "ERROR" for p in problems)
     if args.json:

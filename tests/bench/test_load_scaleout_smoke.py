@@ -48,6 +48,9 @@ def test_load_bench_scaleout_smoke(tmp_path: Path, pg_url: str) -> None:
         assert phase["cpu_ms_per_msg"]["total"] > 0 and phase["spool_mb"] > 0
         assert 0 < phase["cores_busy"] <= report["machine"]["nproc"] + 0.5
         assert phase["other_cores"] < phase["cores_busy"]
+        assert phase["cpu_x_physical_floor"]["total"] > 0
+        assert all(s["workers_ready_s"] >= s["serving_s"] > 0
+                   for s in report["gateway_start"][key])
     two = runs["postgresql_2"]
     assert sum(two["accepted_by_instance"]) == 20 and min(two["accepted_by_instance"]) > 0
     assert all(ms > 0 for ms in two["cpu_ms_per_msg_by_instance"])  # both did work

@@ -7,6 +7,7 @@ never how fast anything was (a benchmark measures, a test does not assert wall-c
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -51,8 +52,20 @@ def test_load_bench_smoke(tmp_path: Path, adapter: str) -> None:
         assert report["crypto_floor"][direction]["per_s"] > 0
         assert report["ratios"][direction]["of_crypto_floor"] > 0
         assert report["ratios"][direction]["of_transport_floor"] > 0
+        # the physical floor, measured in the same run, and the gateway's CPU against it
+        assert report["physical_floor"][direction]["ms_per_msg"] > 0
+        x = phase["cpu_x_physical_floor"]
+        assert x["total"] >= x["daemon_and_workers"] > 0
+        assert report["ratios"][direction]["cpu_x_physical_floor"] == x["total"]
     half = report["gateway"]["legacy_to_trust_half_load"]
     assert half["forwarded"] == half["n"] == 10 and half["offered_per_s"] > 0
+    assert half["cpu_x_physical_floor"]["total"] > 0
+    assert "CPU÷floor" in proc.stdout and "physical floor" in proc.stdout
+    assert all(us > 0 for us in report["physical_floor"]["op_us"].values())
+    # the phases began once the gateway's translation worker processes were ready
+    (start,) = report["gateway_start"]
+    assert start["worker_processes"] == min(4, os.cpu_count() or 1)  # the gateway's default
+    assert start["workers_ready_s"] >= start["serving_s"] > 0
     assert report["message_mix"]["legacy"] == {"letter": 10, "hprim": 10}
     assert report["legacy_adapter"] == adapter
     if adapter == "sop":

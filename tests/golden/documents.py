@@ -6,16 +6,17 @@ the frozen implementation, used to be compared on):
   eve): each CDA (CR-BIO, or level 1 for a document without results), the findings, and the
   IHE XDM package: its entry listing (``xdm.json``) and every entry that is not one of the CDAs
   (README.TXT, INDEX.HTM, METADATA.XML);
-- ``documents/variants/<who>/``: CR-BIO with and without author and organisation, a versioned
-  CR-BIO (set id, version 3) and a level-1 CDA, for the first six documents with results, and
-  their package;
+- ``documents/variants/<lab>/``: CR-BIO with the lab found by the HPRIM sender code or given
+  (complete, sparse, with markup in its name), a versioned CR-BIO (set id, version 3) and a
+  level-1 CDA, for the first six documents with results, and their package;
 - ``documents/refusals/``: what is refused, and with which exception;
 - ``documents/generated/``: a fixed, seeded sample of made-up documents (headers, RES and TEX
   lines with markup, non-ASCII and characters XML cannot carry), in place of the property test
   that compared with the frozen implementation.
 
-A level-1 CDA carries a stand-in rendition (a few bytes starting ``%PDF-``), not pdf.render's:
-the builder embeds whatever PDF it is given, and the PDF has its own tests.
+A level-1 CDA and a CR-BIO's PDF copy section carry a stand-in rendition (a few bytes starting
+``%PDF-``), not pdf.render's: the builder embeds whatever PDF it is given, and the PDF has its
+own tests.
 """
 
 from __future__ import annotations
@@ -26,11 +27,12 @@ import random
 import zipfile
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta, timezone
-from functools import cache
+from functools import cache, partial
 from typing import Any
 
 from gateway.documents import cda, hprim, xdm
 from gateway.documents.codes import CodeTables, load_tables
+from gateway.documents.labs import Lab
 from gateway.documents.model import Finding, HprimDocument, HprimHeader, LabLine, ResLine, TexLine
 from tests.golden import ROOT, Group, dump_json
 
@@ -100,14 +102,15 @@ def message(docs: list[HprimDocument], label: str, now: datetime,
     found: list[Finding] = []
     for n, doc in enumerate(docs, start=1):
         doc_id = f"{key}.{n}"
+        copy = rendition(f"{label} document {n}")
         if doc.results:
-            built = cda.build_crbio(doc, tables=tables(), document_id=doc_id, effective_time=now)
-            found.extend(built.findings)
-            xml = built.xml
+            built = cda.build_crbio(doc, tables=tables(), document_id=doc_id, effective_time=now,
+                                    pdf_copy=copy)
         else:
-            xml = cda.build_level1(doc, rendition(f"{label} document {n}"), document_id=doc_id,
-                                   effective_time=now)
-        xmls[f"cda-{n}.xml"] = xml
+            built = cda.build_level1(doc, copy, tables=tables(), document_id=doc_id,
+                                     effective_time=now)
+        found.extend(built.findings)
+        xmls[f"cda-{n}.xml"] = built.xml
     out.update(xmls)
     out["findings.json"] = findings(found)
     zipped = xdm.pack([xdm.XdmDocument(x) for x in xmls.values()], submission_time=now,
@@ -125,52 +128,58 @@ def _message(stem: str) -> Callable[[], dict[str, bytes]]:
     return produce
 
 
-# --- author, organisation, version ------------------------------------------------------------
+# --- the lab, the version ---------------------------------------------------------------------
 
-VARIANTS: dict[str, dict[str, Any]] = {
-    "nobody": {},
-    "author": {"author": ("10001234567", "Martin", "Claire")},
-    "author-without-name": {"author": ("10001234567", "", "")},
-    "organisation": {"organisation": ("3123456789", "Labo Central")},
-    "organisation-without-name": {"organisation": ("3123456789", "")},
-    "author-and-organisation": {"author": ("10001234567", "Dupont", ""),
-                                "organisation": ("3123456789", "Labo")},
-}
+def labs() -> dict[str, Lab | None]:
+    """The lab given to the builder: none (found by the HPRIM sender code), the BIOLAB row, the
+    same without the optional fields, and one with markup in its name."""
+    biolab = tables().labs.lookup("BIOLAB")
+    assert biolab is not None
+    return {
+        "by-sender-code": None,
+        "biolab": biolab,
+        "biolab-sparse": dataclasses.replace(biolab, biologist_given="", telecom="", street="",
+                                             postcode="", city=""),
+        "biolab-markup": dataclasses.replace(biolab, name="Laboratoire d'Analyses <Évry> & Cie",
+                                             patient_oid="1.2.3.4.5"),
+    }
 
 
 def docs_with_results() -> list[HprimDocument]:
     return [d for stem in corpus_files() for d in parse(stem) if d.results]
 
 
-def crbio(doc: HprimDocument, prefix: str, **kw: Any) -> dict[str, bytes]:
+def built(prefix: str, call: Callable[[], cda.CdaResult]) -> dict[str, bytes]:
     try:
-        built = cda.build_crbio(doc, tables=tables(), **kw)
+        result = call()
     except Exception as exc:  # what is refused, and how, is recorded
         return {f"{prefix}.raised.json": refusal(exc)}
-    return {f"{prefix}.xml": built.xml, f"{prefix}.findings.json": findings(built.findings)}
+    return {f"{prefix}.xml": result.xml, f"{prefix}.findings.json": findings(result.findings)}
 
 
-def _variant(who: dict[str, Any]) -> Callable[[], dict[str, bytes]]:
+def crbio(doc: HprimDocument, prefix: str, **kw: Any) -> dict[str, bytes]:
+    kw.setdefault("pdf_copy", rendition(prefix))
+    return built(prefix, lambda: cda.build_crbio(doc, tables=tables(), **kw))
+
+
+def _variant(name: str) -> Callable[[], dict[str, bytes]]:
     def produce() -> dict[str, bytes]:
-        kw: dict[str, Any] = {"document_id": "1.2.250.9.7", "effective_time": WHEN}
-        if "author" in who:
-            kw["author"] = cda.Author(*who["author"])
-        if "organisation" in who:
-            kw["organisation"] = cda.Organisation(*who["organisation"])
+        kw: dict[str, Any] = {"document_id": "1.2.250.9.7", "effective_time": WHEN,
+                              "lab": labs()[name]}
         out: dict[str, bytes] = {}
         xmls: dict[str, bytes] = {}
         for n, doc in enumerate(docs_with_results()[:6], start=1):
             out.update(crbio(doc, f"doc-{n}/crbio", **kw))
-            xmls[f"doc-{n}/crbio.xml"] = out[f"doc-{n}/crbio.xml"]
+            if f"doc-{n}/crbio.xml" in out:
+                xmls[f"doc-{n}/crbio.xml"] = out[f"doc-{n}/crbio.xml"]
             out.update(crbio(doc, f"doc-{n}/crbio-v3", set_id="1.2.3", version=3, **kw))
-            try:
-                out[f"doc-{n}/level1.xml"] = cda.build_level1(
-                    doc, rendition(f"document {n}"), title="Titre", **kw)
-            except Exception as exc:
-                out[f"doc-{n}/level1.raised.json"] = refusal(exc)
-        zipped = xdm.pack([xdm.XdmDocument(x) for x in xmls.values()], submission_time=WHEN,
-                          sender=xdm.XdmSender(name="S"))
-        out.update(package(zipped, xmls, "xdm"))
+            out.update(built(f"doc-{n}/level1", partial(
+                cda.build_level1, doc, rendition("level 1"), tables=tables(), title="Titre",
+                **kw)))
+        if xmls:
+            zipped = xdm.pack([xdm.XdmDocument(x) for x in xmls.values()], submission_time=WHEN,
+                              sender=xdm.XdmSender(name="S"))
+            out.update(package(zipped, xmls, "xdm"))
         return out
 
     return produce
@@ -193,7 +202,11 @@ def _refusals() -> dict[str, bytes]:
         "crbio of a document without results": lambda: cda.build_crbio(
             empty, tables=tables(), document_id="1", effective_time=WHEN),
         "level1 of something that is not a PDF": lambda: cda.build_level1(
-            doc, b"GIF89a", document_id="1", effective_time=WHEN),
+            doc, b"GIF89a", tables=tables(), document_id="1", effective_time=WHEN),
+        "crbio of a lab the table does not know": lambda: cda.build_crbio(
+            dataclasses.replace(doc, header=dataclasses.replace(doc.header,
+                                                                sender_code="NOSUCHLAB")),
+            tables=tables(), document_id="1", effective_time=WHEN, pdf_copy=rendition("x")),
     }
     for name, bad in (("no document", []), ("a document that is not a CDA", [b"<x/>"]),
                       ("a document that is not XML", [b"not xml"])):
@@ -296,6 +309,7 @@ def generated_documents() -> list[tuple[HprimDocument, datetime]]:
 
 def _generated() -> dict[str, bytes]:
     out: dict[str, bytes] = {}
+    lab = labs()["biolab"]
     for n, (doc, now) in enumerate(generated_documents(), start=1):
         prefix = f"{n:03d}"
         out[f"{prefix}/hprim.json"] = dump_json({
@@ -303,10 +317,11 @@ def _generated() -> dict[str, bytes]:
             "header": [f"{f.name}={getattr(doc.header, f.name)!r}"
                        for f in dataclasses.fields(doc.header)],
             "free_text": repr(doc.free_text), "lab": [repr(x) for x in doc.lab or []]})
-        built = crbio(doc, f"{prefix}/cda", document_id="1.2.250.9.1", effective_time=now)
-        out.update(built)
-        if f"{prefix}/cda.xml" in built:
-            xml = built[f"{prefix}/cda.xml"]
+        made = crbio(doc, f"{prefix}/cda", document_id="1.2.250.9.1", effective_time=now,
+                     lab=lab)
+        out.update(made)
+        if f"{prefix}/cda.xml" in made:
+            xml = made[f"{prefix}/cda.xml"]
             xmls = {f"{prefix}/cda.xml": xml,
                     f"{prefix}/cda.xml with id 1.2.250.9.2":
                         xml.replace(b"1.2.250.9.1", b"1.2.250.9.2")}
@@ -318,7 +333,7 @@ def _generated() -> dict[str, bytes]:
 
 def groups() -> list[Group]:
     out = [Group(f"documents/messages/{stem}", _message(stem)) for stem in corpus_files()]
-    out += [Group(f"documents/variants/{name}", _variant(who)) for name, who in VARIANTS.items()]
+    out += [Group(f"documents/variants/{name}", _variant(name)) for name in labs()]
     out.append(Group("documents/refusals", _refusals))
     out.append(Group("documents/generated", _generated))
     return out

@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from gateway.crypto.world import World
+from gateway.documents import codes
 from gateway.errors import EX_CONFIG
 from gateway.ops import cli as ops_cli
 from gateway.ops.configcheck import check
@@ -35,6 +36,20 @@ DOMAIN_LIST = """<?xml version="1.0" encoding="UTF-8"?>
   </Domaine>
 </ListeBlanche>
 """
+
+
+def signed_list(tmp: Path, xml: str) -> bytes:
+    """``xml`` signed by the setup's anchor, the list's configured publisher."""
+    from lxml import etree
+    from signxml import methods
+    from signxml.signer import XMLSigner
+
+    root = etree.fromstring(xml.encode())
+    done = XMLSigner(method=methods.enveloped, signature_algorithm="ecdsa-sha256",
+                     digest_algorithm="sha256").sign(
+        root, key=(tmp / "pki" / "anchor.key").read_bytes(),
+        cert=(tmp / "pki" / "anchor.pem").read_text())
+    return bytes(etree.tostring(done, xml_declaration=True, encoding="UTF-8"))
 
 
 def make_cert(
@@ -70,7 +85,7 @@ def write_setup(tmp: Path, **overrides: str) -> Path:
         (pki / f"{role}.pem").write_bytes(cert)
         (pki / f"{role}.key").write_bytes(key)
     generated = (NOW - timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    (tmp / "liste.xml").write_text(DOMAIN_LIST.format(generated=generated), encoding="utf-8")
+    (tmp / "liste.xml").write_bytes(signed_list(tmp, DOMAIN_LIST.format(generated=generated)))
     lines = {
         "state_dir": 'state_dir = "state"',
         "gnupg_home": 'gnupg_home = "gnupg"',
@@ -83,13 +98,15 @@ def write_setup(tmp: Path, **overrides: str) -> Path:
         "client_key": 'client_key = "pki/client.key"',
         "anchors": 'anchors = ["pki/anchor.pem"]',
         "domain_list": 'domain_list = "liste.xml"',
+        "list_signer_cert": 'list_signer_cert = "pki/anchor.pem"',
     }
     lines.update(overrides)
     text = "\n".join([
         "[gateway]", lines["state_dir"],
         "[legacy]", lines["gnupg_home"], lines["gateway_fingerprint"],
         "[trust]", *(lines[k] for k in ("signing_cert", "signing_key", "server_cert", "server_key",
-                                        "client_cert", "client_key", "anchors", "domain_list")),
+                                        "client_cert", "client_key", "anchors", "domain_list",
+                                        "list_signer_cert")),
         "[ops]", 'listen = "127.0.0.1:9325"', "[logging]", 'level = "info"', "",
     ])  # fmt: skip
     path = tmp / "passerelle.toml"
@@ -145,9 +162,9 @@ def test_soon_expiring_certificate_is_a_warning(tmp_path: Path) -> None:
     path = write_setup(tmp_path)
     cert, _ = make_cert("anchor", days=10)
     (tmp_path / "pki" / "anchor.pem").write_bytes(cert)
-    problems = check(path)
-    assert [p.level for p in problems if p.key == "trust.anchors"] == ["WARNING"]
-    assert "in 9 days" in str(problems[-1]) or "in 10 days" in str(problems[-1])
+    anchors = [p for p in check(path) if p.key == "trust.anchors"]
+    assert [p.level for p in anchors] == ["WARNING"]
+    assert "in 9 days" in str(anchors[0]) or "in 10 days" in str(anchors[0])
 
 
 def test_unreadable_and_garbage_files(tmp_path: Path) -> None:
@@ -168,11 +185,15 @@ def test_domain_list_problems(tmp_path: Path) -> None:
     listing.write_text("<ListeBlanche><Domaine></Domaine>", encoding="utf-8")
     assert any("not well-formed XML" in e for e in errors(path))
     listing.write_text('<!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]><x>&e;</x>')
-    assert any("DOCTYPE or ENTITY" in e for e in errors(path))
-    listing.write_text("<ListeBlanche/>", encoding="utf-8")
+    assert any("DOCTYPE" in e for e in errors(path))
+    listing.write_bytes(DOMAIN_LIST.format(generated="2026-01-01").encode())
+    assert any("not signed" in e for e in errors(path))
+    listing.write_bytes(signed_list(tmp_path, '<ListeBlanche xmlns="https://listeblanche.mssante'
+                                              '.fr/schema"><DateDeGeneration>2026-12-01'
+                                              '</DateDeGeneration></ListeBlanche>'))
     assert any("no Domaine entry" in e for e in errors(path))
     old = (NOW - timedelta(hours=60)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    listing.write_text(DOMAIN_LIST.format(generated=old), encoding="utf-8")
+    listing.write_bytes(signed_list(tmp_path, DOMAIN_LIST.format(generated=old)))
     stale = [str(p) for p in check(path) if p.key == "trust.domain_list"]
     assert stale == [f"WARNING trust.domain_list: {listing}: list generated 60 h ago "
                      "(max 48 h): refresh it"]  # fmt: skip
@@ -223,9 +244,45 @@ def test_sop_adapter_is_checked_for_real(world: World, tmp_path: Path, command: 
         require_tool("sqop")
     path = world.write_config(tmp_path / "passerelle.toml", tmp_path / "state",
                               {"legacy": {"adapter": "sop", "sop_command": [command]}})
-    legacy = [str(p) for p in check(path) if "legacy" in str(p)]
+    legacy = [str(p) for p in check(path) if p.key.startswith("legacy.")]
     if command == "sqop":
         assert legacy == []
     else:
         assert legacy == ["ERROR legacy.sop_command: no-such-sop-tool: not found or not "
                           "executable (Debian package sqop)"]
+
+
+LAB_ROW = (
+    "labo.TEST@medical69.legacy.example,labo.test@legacy.mssante.example,Laboratoire Test,,"
+    f"{FPR},cp850,LABTEST\n"
+)
+
+
+def test_labs_of_the_address_book_without_a_row_are_listed(tmp_path: Path) -> None:
+    """A lab (an address-book user without RPPS) with no labs.csv row would have every HPRIM
+    report quarantined: `config check` says so; a labs.csv row for an unknown address too."""
+    path = write_setup(tmp_path)
+    maps = tmp_path / "mappings"
+    (maps / "addresses.csv").write_text(ADDRESSES + LAB_ROW, encoding="utf-8")
+    shutil.copy(ROOT / "mappings" / "labs.csv", maps / "labs.csv")
+    found = [str(p) for p in check(path) if p.key == "mappings.labs"]
+    assert any("labo.TEST@medical69.legacy.example: no RPPS" in f and "quarantined" in f
+               for f in found), found
+    assert not any("dr.test@" in f for f in found)  # a person (RPPS) is not a lab
+    assert any("labo.BIOLAB@medical69.legacy.example is not in the address book" in f
+               for f in found)
+    # with its row, the lab is no longer listed
+    row = ("labo.TEST@medical69.legacy.example,LABTEST,699999903,Laboratoire Test,,,,,"
+           "10000000003,TEST,,G15_21/G,SA25,AMBULATOIRE,\n")
+    (maps / "labs.csv").write_text((ROOT / "mappings" / "labs.csv").read_text("utf-8") + row,
+                                   encoding="utf-8")
+    codes._load.cache_clear()  # the tables are read once per directory and process
+    found = [str(p) for p in check(path) if p.key == "mappings.labs"]
+    assert not any("labo.TEST@" in f for f in found), found
+
+
+def test_a_broken_lab_row_is_a_config_error(tmp_path: Path) -> None:
+    path = write_setup(tmp_path)
+    text = (ROOT / "mappings" / "labs.csv").read_text("utf-8").replace(",SA25,", ",SA99,", 1)
+    (tmp_path / "mappings" / "labs.csv").write_text(text, encoding="utf-8")
+    assert any("mappings.dir" in e and "facility_code 'SA99'" in e for e in errors(path))
