@@ -29,8 +29,8 @@ How a text is read:
 No byte is ever dropped: every decoder is strict, and what a reading cannot explain stays
 visible in the text and lowers the confidence.
 
-Speed, without changing any result (tests/text/test_fast_paths.py holds every shortcut to the
-frozen implementation in tests/text/reference, output for output): the judge only looks at
+Speed, without changing any result (the golden files, tests/text/test_golden.py, hold every
+output to what the implementation before the shortcuts gave): the judge only looks at
 words holding a non-ASCII character, and every reading and every misreading we know maps ASCII
 to the same ASCII and the rest to non-ASCII, so a reading is judged — and a misreading undone —
 on those words alone, read or undone all at once, each distinct word judged once (and
