@@ -39,7 +39,7 @@ from gateway.config import Settings
 from gateway.crypto.domainlist import DomainList, DomainListStore
 from gateway.crypto.pki import client_tls_context, server_tls_context
 from gateway.errors import Fate, PasserelleError, RelayDenied, TrustListError
-from gateway.journal import Journal, open_journal
+from gateway.journal import Journal
 from gateway.ops import http as ops_http
 from gateway.ops.logging import configure as configure_logging
 from gateway.ops.logging import get_logger
@@ -63,7 +63,7 @@ from gateway.smtp.server import (
 )
 from gateway.spill import LARGE, create, head, new_path
 from gateway.spill import size as data_size
-from gateway.spool import Direction, RetryPolicy, SqliteSpool, State, open_spool
+from gateway.spool import Direction, RetryPolicy, SqliteSpool, State, open_journal, open_spool
 from gateway.spool.model import DeliverWork, TranslateWork
 from gateway.translate.addresses import AddressBook, domain_of
 from gateway.translate.factory import build_translator, trust_anchors

@@ -280,13 +280,13 @@ def _state(s: config.Settings) -> Iterator[Problem]:
     elif url.startswith(("postgresql://", "postgres://")):
         import psycopg
 
-        from gateway.spool.pg import _safe_url
+        from gateway.pgconn import safe_url
 
         try:
             psycopg.connect(url, connect_timeout=5).close()
         except psycopg.Error as exc:
             why = " ".join(str(exc).split())[:200]
-            yield _error("spool.url", f"cannot connect to {_safe_url(url)}: {why}")
+            yield _error("spool.url", f"cannot connect to {safe_url(url)}: {why}")
 
 
 def _host_port(key: str, value: object) -> Iterator[Problem]:

@@ -17,20 +17,18 @@ Guarantees:
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import os
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from gateway.errors import BadInputError, SpoolFull, SpoolUnavailable
-from gateway.spill import LARGE, Data, new_path
-from gateway.spill import create as create_private
+from gateway.journal import Conn
+from gateway.spill import LARGE, new_path
 from gateway.spill import size as data_size
 from gateway.spool.model import (
     DeliverWork,
@@ -41,171 +39,11 @@ from gateway.spool.model import (
     State,
     TranslateWork,
 )
-
-SCHEMA_VERSION = 3
-# Version 3 keeps a message's bytes in ``bodies``, apart from its row in ``messages``: SQLite
-# writes a row again whole on every UPDATE, so each lease of a 25 MB message wrote 50 MB
-# into the WAL and read the message into memory.
-MOVE_BODIES = ("INSERT INTO bodies (queue_id, data) SELECT queue_id, data FROM messages",
-                "ALTER TABLE messages DROP COLUMN data")
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS messages (
-    queue_id TEXT PRIMARY KEY,
-    direction TEXT NOT NULL,
-    mail_from TEXT NOT NULL,
-    message_id TEXT NOT NULL,
-    received_at REAL NOT NULL,
-    size INTEGER NOT NULL,
-    digest TEXT NOT NULL,
-    peer TEXT NOT NULL DEFAULT '',
-    translate_attempts INTEGER NOT NULL DEFAULT 0,
-    next_translate REAL NOT NULL DEFAULT 0,
-    lease_owner TEXT,
-    lease_until REAL NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS bodies (
-    queue_id TEXT PRIMARY KEY,
-    data BLOB NOT NULL
-);
-CREATE TABLE IF NOT EXISTS outputs (
-    output_id INTEGER PRIMARY KEY,
-    queue_id TEXT NOT NULL,
-    digest TEXT NOT NULL,
-    data BLOB NOT NULL
-);
-CREATE TABLE IF NOT EXISTS recipients (
-    id INTEGER PRIMARY KEY,
-    queue_id TEXT NOT NULL,
-    rcpt TEXT NOT NULL,
-    state TEXT NOT NULL,
-    output_id INTEGER,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    next_attempt REAL NOT NULL DEFAULT 0,
-    first_deferred REAL,
-    warned INTEGER NOT NULL DEFAULT 0,
-    reason TEXT NOT NULL DEFAULT '',
-    lease_owner TEXT,
-    lease_until REAL NOT NULL DEFAULT 0,
-    updated_at REAL NOT NULL DEFAULT 0,
-    in_doubt INTEGER NOT NULL DEFAULT 0,
-    deliver_to TEXT
-);
-CREATE INDEX IF NOT EXISTS recipients_work ON recipients(state, next_attempt);
-CREATE INDEX IF NOT EXISTS recipients_queue ON recipients(queue_id);
-CREATE INDEX IF NOT EXISTS messages_message_id ON messages(message_id);
-CREATE TABLE IF NOT EXISTS accepted (
-    message_id TEXT NOT NULL,
-    digest TEXT NOT NULL,
-    rcpt TEXT NOT NULL,
-    queue_id TEXT NOT NULL,
-    PRIMARY KEY (message_id, digest, rcpt)
-);
-"""
-
-
-class Conn(Protocol):
-    """What the spool needs of a DB-API connection (sqlite3, or the PostgreSQL adapter)."""
-
-    @property
-    def in_transaction(self) -> bool: ...
-
-    def execute(self, sql: str, parameters: Any = (), /) -> Any: ...
-
+from gateway.spool.payload import PIECE, Payload, export_file, pieces_of, sha256_of
+from gateway.spool.schema import MOVE_BODIES, SCHEMA_VERSION, SQLITE
+from gateway.spool.sqlitedb import unsynced, writer_lock
 
 _DIRECTIONS = frozenset(str(d) for d in Direction)
-
-# Data larger than LARGE goes into and out of the database in pieces, and out of the spool
-# as a file in a spill directory: bound or read whole, a 25 MB message was copied several
-# times over (see gateway/spill.py).
-_PIECE = 1 << 18
-Payload = Data
-
-
-def _pieces(data: Payload) -> Iterator[bytes | memoryview]:
-    if isinstance(data, Path):
-        with data.open("rb") as f:
-            yield from iter(lambda: f.read(_PIECE), b"")
-        return
-    view = memoryview(data)
-    for at in range(0, len(view), _PIECE):
-        yield view[at:at + _PIECE]
-
-
-def _digest(data: Payload) -> str:
-    if isinstance(data, Path):
-        h = hashlib.sha256()
-        for piece in _pieces(data):
-            h.update(piece)
-        return h.hexdigest()
-    return hashlib.sha256(data).hexdigest()
-
-
-_WRITERS: dict[Path, threading.Lock] = {}
-_WRITERS_LOCK = threading.Lock()
-
-
-def writer_lock(path: Path) -> threading.Lock:
-    """The lock this process's writers to one SQLite file take before ``BEGIN IMMEDIATE``.
-    SQLite lets one writer in at a time and makes the others sleep and try again, sleeping
-    longer each time (1, 2, 5, 10 … 100 ms): two threads of the daemon that wanted the file
-    at once made an SMTP client wait 100–600 ms for a commit that took one.  Waiting on this
-    lock, the next writer goes in as soon as the last one is done; other processes (the
-    command line) still meet SQLite's own wait."""
-    key = path.resolve()
-    with _WRITERS_LOCK:
-        return _WRITERS.setdefault(key, threading.Lock())
-
-
-@contextmanager
-def unsynced(local: threading.local, db: sqlite3.Connection, *, on: bool = True
-             ) -> Iterator[None]:
-    """With ``on``: the commits made inside wait for no fsync (``synchronous=NORMAL``; the
-    next commit with FULL syncs them with its own).  Afterwards the connection fsyncs again
-    — or, if that cannot be set, it is closed and dropped from ``local`` (a new one starts
-    with FULL): a later accept is never left unsynced."""
-    if not on:
-        yield
-        return
-    db.execute("PRAGMA synchronous=NORMAL")
-    try:
-        yield
-    finally:
-        try:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            db.execute("PRAGMA synchronous=FULL")
-        except sqlite3.Error:
-            with contextlib.suppress(sqlite3.Error):
-                db.close()
-            local.db = None
-
-
-def export_file(dest: Path, pieces: Iterable[bytes], digest: str) -> bool:
-    """Write ``pieces`` into a new private file ``dest``; whether they matched ``digest``
-    (the file is removed when they did not).  A file that cannot be written is
-    :class:`SpoolUnavailable`, and none is left."""
-    h = hashlib.sha256()
-    try:
-        with open(create_private(dest), "wb") as f:
-            for piece in pieces:
-                h.update(piece)
-                f.write(piece)
-    except OSError as exc:
-        dest.unlink(missing_ok=True)
-        raise SpoolUnavailable(f"spool: cannot write {dest}: {exc.strerror}") from None
-    if h.hexdigest() != digest:
-        dest.unlink()
-        return False
-    return True
-
-
-def _path(url: str) -> Path:
-    if url.startswith("sqlite:///"):
-        return Path(url[len("sqlite://"):]) if url.startswith("sqlite:////") else Path(
-            url[len("sqlite:///"):])
-    return Path(url)
-
 
 class SqliteSpool:
     def __init__(self, path: Path, *, policy: RetryPolicy | None = None) -> None:
@@ -224,7 +62,7 @@ class SqliteSpool:
         db = self._conn()
         assert isinstance(db, sqlite3.Connection)
         try:
-            db.executescript(_SCHEMA)  # idempotent; executescript commits itself
+            db.executescript(SQLITE)  # idempotent; executescript commits itself
         except sqlite3.Error as exc:
             raise SpoolUnavailable(f"spool {self.path}: {exc}") from None
         with self._tx() as tx:
@@ -329,7 +167,7 @@ class SqliteSpool:
         out: list[tuple[str, bool]] = []
         with self._tx() as db:
             for direction, mail_from, rcpts, data, message_id, peer, state in items:
-                digest = _digest(data)
+                digest = sha256_of(data)
                 queue_id = uuid.uuid4().hex[:20].upper()
                 fresh = []
                 for rcpt in rcpts:
@@ -383,7 +221,7 @@ class SqliteSpool:
             f"{returning}", (*values, size)).fetchone()
         written = 0
         with db.blobopen(table, "data", rowid) as blob:
-            for piece in _pieces(data):
+            for piece in pieces_of(data):
                 if written + len(piece) > size:
                     raise SpoolUnavailable("spool: the data grew while it was being stored")
                 blob.write(piece)
@@ -406,14 +244,14 @@ class SqliteSpool:
         assert isinstance(db, sqlite3.Connection)
         row = db.execute(f"SELECT rowid FROM {table} WHERE {key}=?", (value,)).fetchone()
         with db.blobopen(table, "data", row[0], readonly=True) as blob:
-            return export_file(dest, iter(lambda: blob.read(_PIECE), b""), digest)
+            return export_file(dest, iter(lambda: blob.read(PIECE), b""), digest)
 
     def _checked(self, db: Conn, table: str, key: str, value: Any, data: bytes | None,
                  digest: str, spill: Path | None, name: str) -> tuple[bool, bytes, Path | None]:
         """A row's data as read, or — left out of the read as large (None) — written into a
         new file ``name`` of ``spill``: (whether it matched its digest, the bytes, the file)."""
         if data is not None:
-            return _digest(data) == digest, data, None
+            return sha256_of(data) == digest, data, None
         assert spill is not None
         path = new_path(spill, name)
         return self._export(db, table, key, value, path, digest), b"", path
@@ -495,7 +333,7 @@ class SqliteSpool:
         with self._tx() as db:
             for rcpts, data in groups:
                 output_id = self._insert_with_data(db, "outputs", ("queue_id", "digest"),
-                                                   (queue_id, _digest(data)), data,
+                                                   (queue_id, sha256_of(data)), data,
                                                    returning="output_id")
                 for rcpt in rcpts:
                     db.execute(
@@ -745,12 +583,3 @@ class SqliteSpool:
                        if p.exists())
         except OSError:
             return 0
-
-
-def open_spool(url: str, *, policy: RetryPolicy | None = None) -> SqliteSpool:
-    """``sqlite:///path`` (or a bare path) or ``postgresql://user:pass@host/db``."""
-    if url.startswith(("postgresql://", "postgres://")):
-        from gateway.spool.pg import PgSpool
-
-        return PgSpool(url, policy=policy)
-    return SqliteSpool(_path(url), policy=policy)
