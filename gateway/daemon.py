@@ -40,11 +40,11 @@ from gateway.crypto.domainlist import DomainList, DomainListStore
 from gateway.crypto.pki import client_tls_context, server_tls_context
 from gateway.errors import Fate, PasserelleError, RelayDenied, TrustListError
 from gateway.journal import Journal
+from gateway.mail.handover import Handover
 from gateway.ops import http as ops_http
 from gateway.ops.logging import configure as configure_logging
 from gateway.ops.logging import get_logger
 from gateway.ops.metrics import CRYPTO_KINDS, STAGES, Metrics
-from gateway.smtp import notices
 from gateway.smtp.delivery import (
     NO_ROUTE,
     DestinationLimiter,
@@ -65,9 +65,9 @@ from gateway.spill import LARGE, create, head, new_path
 from gateway.spill import size as data_size
 from gateway.spool import Direction, RetryPolicy, SqliteSpool, State, open_journal, open_spool
 from gateway.spool.model import DeliverWork, TranslateWork
+from gateway.translate import notices
 from gateway.translate.addresses import AddressBook, domain_of
 from gateway.translate.factory import build_translator, trust_anchors
-from gateway.translate.handover import Handover
 from gateway.translate.pipeline import Envelope, Translator
 from gateway.wakeup import Wakeup
 

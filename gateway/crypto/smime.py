@@ -38,7 +38,7 @@ from cryptography.hazmat.primitives.serialization import pkcs7
 from gateway.crypto.pki import ChainCache, TrustAnchors, validate_chain
 from gateway.crypto.x509util import dn_string, load_certificate, load_certificates, load_private_key
 from gateway.errors import ConfigError, SmimeError
-from gateway.translate.handover import Handover
+from gateway.mail.handover import Handover
 
 _HEADER_END = re.compile(rb"\r\n\r\n")
 _CONTENT_HEADERS = (b"content-type", b"content-transfer-encoding", b"mime-version",

@@ -13,7 +13,7 @@ from typing import Any
 
 from gateway import config
 from gateway.errors import BadInputError, ConfigError, UsageError
-from gateway.translate import mime
+from gateway.mail import mime
 
 
 def _settings(path: Path | None) -> config.Settings:

@@ -19,10 +19,10 @@ from gateway.documents import cda, hprim, pdf, xdm
 from gateway.documents.codes import CodeTables
 from gateway.documents.model import HprimDocument
 from gateway.errors import DocumentError, TranslationError
+from gateway.mail import mime
+from gateway.mail.handover import Handover
 from gateway.text import TextResult, normalize
-from gateway.translate import mime
 from gateway.translate.addresses import AddressBook, LegacyUser, rewrite_header
-from gateway.translate.handover import Handover
 from gateway.translate.trace import TRACE_FILENAME, TraceRecord, sha256
 
 SUBJECT_LABEL = "CR d'examens biologiques"

@@ -18,20 +18,12 @@ from typing import Any
 from gateway.documents import cda, hprim, xdm
 from gateway.documents.model import HprimDocument, HprimFile
 from gateway.errors import DocumentError, TranslationError
-from gateway.smtp.notices import read_mdn
-from gateway.translate import mime
+from gateway.mail import mime
+from gateway.mail.handover import Handover
+from gateway.text.encode import encode_for
 from gateway.translate.addresses import AddressBook, LegacyUser, rewrite_header
-from gateway.translate.handover import Handover
+from gateway.translate.notices import read_mdn
 from gateway.translate.trace import TraceRecord, sha256
-
-# What legacy charsets cannot hold, written the way a typist would (never dropped silently:
-# each replacement is counted in the trace).
-_FALLBACK = {
-    "\u2019": "'", "\u2018": "'", "\u201c": '"', "\u201d": '"', "\u00ab": '"', "\u00bb": '"',
-    "\u2013": "-", "\u2014": "-", "\u2026": "...", "\u00a0": " ", "\u202f": " ", "\u2009": " ",
-    "\u0153": "oe", "\u0152": "OE", "\u20ac": "EUR", "\u2264": "<=", "\u2265": ">=",
-    "\u00b5": "u", "\u00b0": " deg", "\u2022": "-",
-}
 
 
 @dataclass
@@ -47,25 +39,6 @@ class LegacyDraft:
     @cached_property
     def message(self) -> bytes:
         return self.handed.take()
-
-
-def encode_for(text: str, charset: str) -> tuple[bytes, int]:
-    """Text in the recipient's charset with CRLF; returns the bytes and replacements made."""
-    text = text.replace("\r\n", "\n").replace("\n", "\r\n")
-    try:
-        return text.encode(charset), 0
-    except UnicodeEncodeError:
-        pass
-    out: list[str] = []
-    replaced = 0
-    for ch in text:
-        try:
-            ch.encode(charset)
-            out.append(ch)
-        except UnicodeEncodeError:
-            out.append(_FALLBACK.get(ch, "?"))
-            replaced += 1
-    return "".join(out).encode(charset), replaced
 
 
 def _hprim_from_xdm(package: bytes, recipient: LegacyUser) -> tuple[str | None,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.smtp.notices import mdn_requested
+from gateway.translate.notices import mdn_requested
 
 _HEAD = b"From: Dr X <dr.x@hopital-a.example>\r\nSubject: CR\r\nMessage-ID: <a@b>\r\n"
 

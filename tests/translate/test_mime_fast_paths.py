@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from gateway.errors import MessageFormatError
-from gateway.translate import mime
+from gateway.mail import mime, policy
 
 SETTINGS = settings(max_examples=300, deadline=None, database=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -54,7 +54,7 @@ def _slow_shape(part: email.message.Message) -> tuple[object, object]:
 
 def _fast_shape(part: email.message.Message) -> tuple[object, object]:
     try:
-        return mime._shape(part)
+        return policy.shape(part)
     except MessageFormatError as exc:
         return "refused", str(exc)
 
