@@ -389,9 +389,9 @@ def operator_identity(world: World, out: Path) -> smime.SigningIdentity:
 
 def xdm_packages(world: World, hprims: list[str]) -> list[bytes]:
     """CR-BIO packages (IHE_XDM.ZIP) made from the HPRIM fixtures, as operators send them."""
+    from gateway.directory.addresses import AddressBook
     from gateway.documents.codes import load_tables
     from gateway.translate import legacy_to_trust
-    from gateway.translate.addresses import AddressBook
 
     book = AddressBook.load(world.addresses)
     sender = book.by_legacy(next(u for u in USERS if u.key == "biolab").legacy_address)

@@ -38,13 +38,14 @@ from typing import Any, TypeVar
 from gateway.config import Settings
 from gateway.crypto.domainlist import DomainList, DomainListStore
 from gateway.crypto.pki import client_tls_context, server_tls_context
+from gateway.directory.addresses import AddressBook, domain_of
 from gateway.errors import Fate, PasserelleError, RelayDenied, TrustListError
 from gateway.journal import Journal
+from gateway.log import configure as configure_logging
+from gateway.log import get_logger
 from gateway.mail.handover import Handover
 from gateway.ops import http as ops_http
-from gateway.ops.logging import configure as configure_logging
-from gateway.ops.logging import get_logger
-from gateway.ops.metrics import CRYPTO_KINDS, STAGES, Metrics
+from gateway.ops.metrics import Metrics
 from gateway.smtp.delivery import (
     NO_ROUTE,
     DestinationLimiter,
@@ -66,9 +67,9 @@ from gateway.spill import size as data_size
 from gateway.spool import Direction, RetryPolicy, SqliteSpool, State, open_journal, open_spool
 from gateway.spool.model import DeliverWork, TranslateWork
 from gateway.translate import notices
-from gateway.translate.addresses import AddressBook, domain_of
 from gateway.translate.factory import build_translator, trust_anchors
 from gateway.translate.pipeline import Envelope, Translator
+from gateway.vocabulary import CRYPTO_KINDS, STAGES
 from gateway.wakeup import Wakeup
 
 log = get_logger("passerelle.daemon")

@@ -240,8 +240,8 @@ def _sop(s: config.LegacyCryptoSettings) -> Iterator[Problem]:
 
 
 def _mappings(s: config.Settings) -> Iterator[Problem]:
+    from gateway.directory.addresses import AddressBook
     from gateway.documents.codes import load_tables
-    from gateway.translate.addresses import AddressBook
 
     try:
         book = AddressBook.load(s.addresses)

@@ -29,6 +29,7 @@ from typing import Any, BinaryIO, Protocol
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from gateway.directory.addresses import AddressBook, domain_of
 from gateway.errors import (
     DomainNotListed,
     MessageFormatError,
@@ -41,7 +42,6 @@ from gateway.errors import (
 from gateway.smtp.dataread import PieceDataSMTP
 from gateway.spill import LARGE, Data, create, new_path
 from gateway.spill import size as data_size
-from gateway.translate.addresses import AddressBook, domain_of
 
 log = logging.getLogger("passerelle.smtp")
 

@@ -15,6 +15,7 @@ from email.utils import format_datetime, make_msgid
 from functools import cached_property
 from typing import Any
 
+from gateway.directory.addresses import AddressBook, LegacyUser, rewrite_header
 from gateway.documents import cda, hprim, pdf, xdm
 from gateway.documents.codes import CodeTables
 from gateway.documents.model import HprimDocument
@@ -22,7 +23,6 @@ from gateway.errors import DocumentError, TranslationError
 from gateway.mail import mime
 from gateway.mail.handover import Handover
 from gateway.text import TextResult, normalize
-from gateway.translate.addresses import AddressBook, LegacyUser, rewrite_header
 from gateway.translate.trace import TRACE_FILENAME, TraceRecord, sha256
 
 SUBJECT_LABEL = "CR d'examens biologiques"

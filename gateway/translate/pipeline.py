@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from gateway.directory.addresses import AddressBook, domain_of
 from gateway.directory.resolve import DirectoryResolver
 from gateway.documents import hprim
 from gateway.documents.codes import CodeTables
@@ -23,7 +24,6 @@ from gateway.errors import PolicyError, RelayDenied, UnknownAddress
 from gateway.mail import mime
 from gateway.mail.handover import Handover
 from gateway.translate import legacy_to_trust, trust_to_legacy
-from gateway.translate.addresses import AddressBook, domain_of
 from gateway.translate.trace import TraceRecord, sha256
 
 

@@ -15,13 +15,13 @@ from email.utils import format_datetime, make_msgid
 from functools import cached_property
 from typing import Any
 
+from gateway.directory.addresses import AddressBook, LegacyUser, rewrite_header
 from gateway.documents import cda, hprim, xdm
 from gateway.documents.model import HprimDocument, HprimFile
 from gateway.errors import DocumentError, TranslationError
 from gateway.mail import mime
 from gateway.mail.handover import Handover
 from gateway.text.encode import encode_for
-from gateway.translate.addresses import AddressBook, LegacyUser, rewrite_header
 from gateway.translate.notices import read_mdn
 from gateway.translate.trace import TraceRecord, sha256
 

@@ -13,13 +13,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gateway.directory.addresses import COLUMNS, AddressBook
 from gateway.documents import cda, hprim, xdm
 from gateway.documents.codes import load_tables
 from gateway.errors import MessageFormatError, TranslationError
 from gateway.mail import mime
 from gateway.mail.handover import Handover
 from gateway.translate import legacy_to_trust, trust_to_legacy
-from gateway.translate.addresses import COLUMNS, AddressBook
 from gateway.translate.trace import TRACE_FILENAME, TraceRecord
 from tests.conftest import FIXTURES
 
