@@ -2,9 +2,10 @@
 
 The spool's SQL is written once, in SQLite's dialect (:mod:`gateway.spool.sqlite`);
 :class:`PgConn` speaks it to PostgreSQL.  Each thread keeps its own connection, made again
-when it was dropped; a driver error never leaves this module as itself: it becomes
-:class:`SpoolUnavailable` (SMTP 451, the sender retries) or, for a full disk on the database
-server, :class:`SpoolFull` (452).  A URL in a message never shows its password.
+when it was dropped; its users turn a driver error into :class:`SpoolUnavailable` (SMTP 451,
+the sender retries) or, for a full disk on the database server, :class:`SpoolFull` (452)
+with :func:`db_error`, or through :func:`reading`.  A URL in a message never shows its
+password (:func:`safe_url`).
 """
 
 from __future__ import annotations
