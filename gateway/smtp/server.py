@@ -36,6 +36,7 @@ from typing import Any, BinaryIO, Protocol
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
+from gateway.directory.addresses import AddressBook, domain_of
 from gateway.errors import (
     ConfigError,
     DomainNotListed,
@@ -49,7 +50,6 @@ from gateway.errors import (
 from gateway.smtp.dataread import PieceDataSMTP
 from gateway.spill import LARGE, Data, create, new_path
 from gateway.spill import size as data_size
-from gateway.translate.addresses import AddressBook, domain_of
 
 log = logging.getLogger("passerelle.smtp")
 

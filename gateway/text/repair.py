@@ -38,6 +38,10 @@ remembered across letters); ftfy runs a line at a time, as it does itself, its o
 memoised so that readings which repair into one another share the work, and it is not asked
 about a line its own badness check passes — a check made only around the few characters every
 match of ftfy's badness regex holds (most clean French lines have none).
+
+The module stays whole (some 700 lines): the readings, the search for misreadings and the
+word-by-word repair are one algorithm whose shortcuts (above) rely on each other's
+invariants; they are read, and changed, together.
 """
 
 from __future__ import annotations

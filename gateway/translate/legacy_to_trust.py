@@ -16,14 +16,14 @@ from email.utils import format_datetime, make_msgid
 from functools import cached_property
 from typing import Any
 
+from gateway.directory.addresses import AddressBook, LegacyUser, rewrite_header
 from gateway.documents import cda, hprim, pdf, xdm
 from gateway.documents.codes import CodeTables
 from gateway.documents.model import HprimDocument
 from gateway.errors import DocumentError, TranslationError
+from gateway.mail import mime
+from gateway.mail.handover import Handover
 from gateway.text import TextResult, normalize
-from gateway.translate import mime
-from gateway.translate.addresses import AddressBook, LegacyUser, rewrite_header
-from gateway.translate.handover import Handover
 from gateway.translate.strings import StringRepairs
 from gateway.translate.trace import TRACE_FILENAME, TraceRecord, sha256
 

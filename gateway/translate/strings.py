@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from email.utils import getaddresses
 from typing import Any
 
+from gateway.directory.addresses import format_address
 from gateway.text.short import repair_short
-from gateway.translate.addresses import format_address
 
 # Control characters and line or paragraph separators: a header or an HPRIM line holding one
 # would be cut in two where it is written again.

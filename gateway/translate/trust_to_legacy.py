@@ -16,14 +16,15 @@ from email.utils import format_datetime, make_msgid
 from functools import cached_property
 from typing import Any
 
+from gateway.directory.addresses import AddressBook, LegacyUser, rewrite_header
 from gateway.documents import cda, hprim, xdm
 from gateway.documents.model import HprimDocument, HprimFile
 from gateway.errors import DocumentError, TranslationError
-from gateway.smtp.notices import read_mdn
+from gateway.mail import mime
+from gateway.mail.handover import Handover
+from gateway.text.encode import encode_for, encode_noting
 from gateway.text.transliterate import note, transliterate
-from gateway.translate import mime
-from gateway.translate.addresses import AddressBook, LegacyUser, rewrite_header
-from gateway.translate.handover import Handover
+from gateway.translate.notices import read_mdn
 from gateway.translate.strings import StringRepairs
 from gateway.translate.trace import TraceRecord, sha256
 
@@ -41,26 +42,6 @@ class LegacyDraft:
     @cached_property
     def message(self) -> bytes:
         return self.handed.take()
-
-
-def encode_for(text: str, charset: str) -> tuple[bytes, int]:
-    """Text in the recipient's charset with CRLF; returns the bytes and replacements made."""
-    data, replaced = encode_noting(text, charset)
-    return data, sum(replaced.values())
-
-
-def encode_noting(text: str, charset: str) -> tuple[bytes, dict[str, int]]:
-    """Text in the recipient's charset with CRLF, what it cannot hold transliterated
-    (gateway.text.transliterate); returns the bytes and how many times each character (or
-    word of another script) was replaced, keyed ``"γ -> gamma"``."""
-    text = text.replace("\r\n", "\n").replace("\n", "\r\n")
-    try:
-        return text.encode(charset), {}
-    except UnicodeEncodeError:
-        pass
-    written, replaced = transliterate(text, charset)
-    counts = {f"{old} -> {new}": text.count(old) for old, new in replaced.items()}
-    return written.encode(charset), counts
 
 
 def _replacements(text: str, charset: str) -> dict[str, str]:

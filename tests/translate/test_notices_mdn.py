@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.smtp.notices import mdn_requested
+from gateway.translate.notices import mdn_requested
 
 _HEAD = b"From: Dr X <dr.x@hopital-a.example>\r\nSubject: CR\r\nMessage-ID: <a@b>\r\n"
 
@@ -36,7 +36,7 @@ from datetime import UTC, datetime  # noqa: E402
 from email.message import EmailMessage  # noqa: E402
 
 from gateway.documents import xdm  # noqa: E402
-from gateway.smtp import notices  # noqa: E402
+from gateway.translate import notices  # noqa: E402
 from tests.conftest import FIXTURES  # noqa: E402
 
 _NOW = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)

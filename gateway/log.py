@@ -27,8 +27,8 @@ from typing import Any, TextIO
 
 import structlog
 
+from gateway import vocabulary
 from gateway.errors import Fate, PasserelleError, all_error_classes
-from gateway.ops import metrics
 
 REDACTED = "[redacted]"
 
@@ -66,9 +66,9 @@ _ALPHA_RUN = re.compile(r"[A-Za-z]{4,}")
 
 
 def _vocabulary() -> set[str]:
-    words = set(metrics.DIRECTIONS + metrics.EVENTS + metrics.REASONS + metrics.STAGES
-                + metrics.SPOOL_STATES + metrics.REPAIR_KINDS + metrics.TLS_REASONS
-                + metrics.CRYPTO_KINDS + metrics.EXPIRY_KINDS)  # fmt: skip
+    v = vocabulary
+    words = set(v.DIRECTIONS + v.EVENTS + v.REASONS + v.STAGES + v.SPOOL_STATES
+                + v.REPAIR_KINDS + v.TLS_REASONS + v.CRYPTO_KINDS + v.EXPIRY_KINDS)
     words |= {f.value for f in Fate} | {c.kind for c in all_error_classes()}
     words |= set(_EXTRA_WORDS.split())
     return words

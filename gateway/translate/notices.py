@@ -22,7 +22,8 @@ from email.message import EmailMessage, Message
 from email.utils import format_datetime, make_msgid
 
 from gateway.errors import MessageFormatError, PasserelleError
-from gateway.translate import mime
+from gateway.mail import mime
+from gateway.text.encode import encode_for
 
 _KEEP = ("From", "To", "Cc", "Date", "Message-ID", "In-Reply-To", "References")
 
@@ -106,12 +107,9 @@ def legacy_notice(original: bytes, *, sender: str, failures: list[Failure], gate
     msg["Message-ID"] = make_msgid(domain=gateway_domain)
     if message_id:
         msg["In-Reply-To"] = message_id
-    from gateway.translate.mime import MIME_CHARSET
-    from gateway.translate.trust_to_legacy import encode_for
-
     body, _ = encode_for("\n".join(lines) + "\n", charset)
     msg.set_content(body, maintype="text", subtype="plain", cte="quoted-printable")
-    msg.set_param("charset", MIME_CHARSET.get(charset, charset))
+    msg.set_param("charset", mime.MIME_CHARSET.get(charset, charset))
     return msg.as_bytes(policy=mime.WIRE)
 
 

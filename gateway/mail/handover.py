@@ -6,7 +6,7 @@ reads it last.  It is read in slices â€” the MIME parser is fed slices anyway â€
 (one buffer or pieces, each let go once read) or from its file, which is then never whole
 in memory.  Its SHA-256 (for the trace) is taken once, before it is let go.  A small message
 written for a stage that parses it again may be handed with the tree the parser would give
-(see :func:`gateway.translate.mime.to_handover`), which that stage takes instead.
+(see :func:`gateway.mail.mime.to_handover`), which that stage takes instead.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ class Handover:
 
     def keep_read(self, message: EmailMessage) -> None:
         """Hold ``message``: the tree the MIME parser gives for these bytes (see
-        :func:`gateway.translate.mime.to_handover`), for the next stage to take instead of
+        :func:`gateway.mail.mime.to_handover`), for the next stage to take instead of
         parsing them again."""
         self._read = message
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from gateway.directory.addresses import COLUMNS, AddressBook, rewrite_header
 from gateway.errors import AmbiguousAddress, ConfigError, UnknownAddress
-from gateway.translate.addresses import COLUMNS, AddressBook, rewrite_header
 
 FPR_A = "A" * 40
 FPR_B = "B" * 40
