@@ -40,7 +40,7 @@ def test_good_message_opens_with_every_part(world: World, adapter: str) -> None:
     assert opened.verification.signer == world.fingerprints["dupont"]
     assert "jean.DUPONT" in opened.verification.signer_uid
     assert opened.verification.parts == ("body:inline", "attachment:2")
-    tool = {"openpgp": "gpg", "sop": "sop"}[adapter]
+    tool = {"openpgp": "gpg", "sop": "sop", "rnp": "rnp"}[adapter]
     assert opened.verification.tools == (tool, tool)
     assert opened.verification.summary()["tools"] == [tool, tool]
     parts = mime.leaves(mime.parse(opened.message))
