@@ -22,6 +22,7 @@ it; ``"auto"`` (the default) selects it when the library loads, else the gpg ada
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import os
@@ -45,6 +46,7 @@ LIBRARY = "librnp.so.0"
 _CACHE_SIZE = 1024
 _LOAD_PUBLIC, _LOAD_SECRET = 1 << 0, 1 << 1
 _SUCCESS = 0
+RNP_ERROR_GENERIC = 0x10000000
 
 _vp = ctypes.c_void_p
 _P = ctypes.POINTER
@@ -149,10 +151,8 @@ class _Context:
 
     def __del__(self) -> None:
         if self.pid == os.getpid():  # a forked child's copy is freed with the process
-            try:
+            with contextlib.suppress(Exception):  # the interpreter shutting down
                 self.close()
-            except Exception:  # noqa: BLE001 - interpreter shutting down
-                pass
 
     def load(self, keys: bytes, flags: int) -> bool:
         lib = self.lib
