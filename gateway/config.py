@@ -20,9 +20,13 @@ DEFAULT_TLS12_SUITES = (
 )
 
 
+ADAPTERS = ("auto", "openpgp", "rnp", "sop", "command")
+
+
 @dataclass(frozen=True)
 class LegacyCryptoSettings:
-    adapter: str = "openpgp"  # "openpgp", "sop" or "command"
+    adapter: str = "auto"  # "auto" (rnp when librnp loads, else openpgp), "openpgp", "rnp",
+    # "sop" or "command"
     gnupg_home: Path | None = None
     gateway_fingerprint: str = ""
     open_command: tuple[str, ...] = ()
@@ -231,10 +235,10 @@ def from_dict(data: dict[str, Any], *, base: Path, source: str) -> Settings:
     trust = top.table("trust")
     spool = top.table("spool")
     state_dir = gw.path("state_dir") or base / "state"
-    adapter = leg.text("adapter", "openpgp")
-    if adapter not in ("openpgp", "sop", "command"):
-        raise ConfigError(f"{source}: legacy.adapter: must be \"openpgp\", \"sop\" or "
-                          "\"command\"")
+    adapter = leg.text("adapter", "auto")
+    if adapter not in ADAPTERS:
+        raise ConfigError(f"{source}: legacy.adapter: must be \"auto\", \"openpgp\", \"rnp\", "
+                          "\"sop\" or \"command\"")
     legacy = LegacyCryptoSettings(
         adapter=adapter,
         gnupg_home=leg.path("gnupg_home"),

@@ -305,3 +305,26 @@ def test_without_the_library_the_adapter_is_a_clear_transient_error(
     assert not rnp.available()
     with pytest.raises(errors.CryptoToolError, match="librnp unavailable"):
         RnpCipher(world.gnupg_gateway, gateway_fingerprint=world.fingerprints["gateway"])
+
+
+def test_auto_is_librnp_when_it_loads_else_gpg(world: World, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """``legacy.adapter = "auto"`` (the default) in the daemon's factory: librnp here, and the
+    gpg adapter when the library is absent; ``"rnp"`` asked for explicitly then fails."""
+    from gateway import config
+    from gateway.crypto.openpgp import OpenPgpCipher
+    from gateway.translate.factory import legacy_cipher
+
+    require_library("rnp")
+
+    def settings(adapter: str) -> config.Settings:
+        return config.load(world.write_config(tmp_path / f"{adapter}.toml", tmp_path / "state",
+                                              {"legacy": {"adapter": adapter}}))
+
+    assert isinstance(legacy_cipher(settings("auto")), RnpCipher)
+    monkeypatch.setattr(rnp, "_lib", None)
+    monkeypatch.setattr(rnp, "LIBRARY", "librnp-absent.so.0")
+    monkeypatch.setattr(ctypes.util, "find_library", lambda name: None)
+    assert type(legacy_cipher(settings("auto"))) is OpenPgpCipher
+    with pytest.raises(errors.CryptoToolError, match="librnp unavailable"):
+        legacy_cipher(settings("rnp"))
