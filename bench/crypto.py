@@ -125,6 +125,17 @@ def adapters(n: int, letter: bytes) -> dict[str, Any]:
                                         world.fingerprints["dupont"])}
         for bits in (2048, 3072):
             families[f"rsa{bits}"] = _rsa_pair(Path(tmp), bits)
+        # the usual mix: the gateway's key Ed25519/Cv25519, a correspondent's RSA-3072
+        user_home, user_fpr = families["rsa3072"][2:]
+        gw_fpr = world.fingerprints["gateway"]
+        for src, dst, fpr in ((world.gnupg_gateway, user_home, gw_fpr),
+                              (user_home, world.gnupg_gateway, user_fpr)):
+            pub = subprocess.run(["gpg", "--homedir", str(src), "--export", fpr],
+                                 check=True, capture_output=True).stdout
+            subprocess.run(["gpg", "--homedir", str(dst), "--batch", "--import"], input=pub,
+                           check=True, capture_output=True)
+        families["gateway 25519, user rsa3072"] = (world.gnupg_gateway, gw_fpr, user_home,
+                                                   user_fpr)
         homes = [world.gnupg_gateway, *(Path(h) for h in world.gnupg_users.values()),
                  *(p for f in families.values() for p in (f[0], f[2]))]
         try:
@@ -178,13 +189,13 @@ def main() -> int:
             print(json.dumps({"machine": _machine(), "message_bytes": len(letter), "n": args.n,
                               "per_part": table}, indent=2))
             return 0
-        print(f"{'per part (20 KB letter)':18} {'adapter':8} {'open CPU ms':>12} "
+        print(f"{'per part (20 KB letter)':28} {'adapter':8} {'open CPU ms':>12} "
               f"{'seal CPU ms':>12} {'open wall':>10} {'seal wall':>10}")
         for family, row in table.items():
             for name in ("gpg", "sop", "rnp"):
                 if f"{name} open" in row:
                     o, s_ = row[f"{name} open"], row[f"{name} seal"]
-                    print(f"{family:18} {name:8} {o['cpu_ms']:>12} {s_['cpu_ms']:>12} "
+                    print(f"{family:28} {name:8} {o['cpu_ms']:>12} {s_['cpu_ms']:>12} "
                           f"{o['wall_ms']:>10} {s_['wall_ms']:>10}")
         return 0
     with tempfile.TemporaryDirectory(prefix="pbench") as tmp:

@@ -328,3 +328,21 @@ def test_auto_is_librnp_when_it_loads_else_gpg(world: World, tmp_path: Path,
     assert type(legacy_cipher(settings("auto"))) is OpenPgpCipher
     with pytest.raises(errors.CryptoToolError, match="librnp unavailable"):
         legacy_cipher(settings("rnp"))
+
+
+def test_librnp_alone_opens_a_part_without_integrity_protection_the_adapter_does_not(
+        world: World, rnp_crypto: LegacyCrypto) -> None:
+    """A well signed part encrypted without MDC (CAST5, RFC 2440): librnp decrypts it and finds
+    the signature good; the adapter sees it unprotected and gpg refuses it."""
+    gw, dupont = world.fingerprints["gateway"], world.fingerprints["dupont"]
+    armored = subprocess.run(
+        ["gpg", "--homedir", world.gnupg_users["dupont"], "--batch", "--trust-model", "always",
+         "--armor", "--rfc2440", "--cipher-algo", "CAST5", "--sign", "--encrypt", "-r", gw],
+        input=b"x", capture_output=True, check=True).stdout
+    cipher = _cipher(rnp_crypto)
+    opened = cipher._context(cipher._cert(dupont)).decrypt_verify(armored)
+    assert opened is not None
+    plain, signatures, protected = opened
+    assert (plain, signatures, protected) == (b"x", [(0, signatures[0][1])], False)
+    with pytest.raises(errors.CannotDecrypt):
+        rnp_crypto.open(_inline(armored), expected_signer=dupont)

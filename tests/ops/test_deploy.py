@@ -175,6 +175,7 @@ def test_containerfile_runs_as_a_user_with_gnupg() -> None:
     assert text.startswith("#") and "FROM python:3.11-slim" in text
     assert "gnupg" in text and "\nUSER passerelle\n" in text
     assert re.search(r"apt-get install [^\n]*\bsqop\b", text)  # legacy.adapter = "sop" works
+    assert re.search(r"apt-get install [^\n]*\blibrnp0\b", text)  # "auto" is librnp
     assert '"serve", "--config", "/etc/passerelle/passerelle.toml"' in text
 
 
