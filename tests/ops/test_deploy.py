@@ -110,12 +110,13 @@ GPG_DOES_ALL = ("0x300", "0+10x300")  # the openpgp adapter: gpg does every part
     ("opened", *GPG_DOES_ALL, GPG_DOES_ALL, False),
     ("sealed", *GPG_DOES_ALL, GPG_DOES_ALL, False),
 ])
+@pytest.mark.parametrize("fast", ["sop", "rnp"])
 def test_sop_fallback_alert_fires_only_when_sqop_stops_accepting(
         tmp_path: Path, operation: str, sop: str, gpg: str, other: tuple[str, str],
-        fires: bool) -> None:
+        fires: bool, fast: str) -> None:
     """promtool's own unit test of the rule, on series a gateway would expose (installed by
-    .ci/run): the parts ``operation`` counted on sop and on gpg as given, the other
-    operation's as ``other``."""
+    .ci/run): the parts ``operation`` counted on the faster tool (sop, or rnp: librnp) and on
+    gpg as given, the other operation's as ``other``."""
     promtool = shutil.which("promtool")
     if promtool is None:
         pytest.skip("promtool not on PATH: apt-get install --no-install-recommends prometheus")
@@ -124,7 +125,7 @@ def test_sop_fallback_alert_fires_only_when_sqop_stops_accepting(
                          f'{{instance="a",job="passerelle",tool="{tool}"}}',
                "values": values}
               for op, (on_sop, on_gpg) in counts.items()
-              for tool, values in (("sop", on_sop), ("gpg", on_gpg))]
+              for tool, values in ((fast, on_sop), ("gpg", on_gpg))]
     alert = "PasserelleSopFallingBackToGpg"
     expected = [{"exp_labels": {"severity": "warning", "instance": "a"},
                  "exp_annotations": _annotations(alert, "a")}] if fires else []
