@@ -40,7 +40,8 @@ from gateway.errors import CryptoToolError
 from gateway.ops.logging import allow_words, get_logger
 
 log = get_logger("passerelle.crypto.rnp")
-allow_words("open", "seal")
+allow_words("open", "seal", "cannot_decrypt", "unprotected", "unsigned", "signature_not_good",
+            "signer_not_usable", "cannot_seal")
 
 LIBRARY = "librnp.so.0"
 _CACHE_SIZE = 1024
@@ -366,16 +367,21 @@ class RnpCipher:
         cert = self._cert(signer) if signer else None
         if cert is not None and cert.primary.usable("", time.time()):
             opened = self._context(cert).decrypt_verify(data)
+            reason = "cannot_decrypt"
             if opened is not None:
                 plain, signatures, protected = opened
                 now = time.time()
-                if protected and signatures and all(
-                        status == _SUCCESS and cert.signs_now(fpr, now)
-                        for status, fpr in signatures):
+                reason = ("unprotected" if not protected else "unsigned" if not signatures
+                          else "signature_not_good" if any(
+                              status != _SUCCESS for status, _ in signatures)
+                          else "signer_not_usable" if not all(
+                              cert.signs_now(fpr, now) for _, fpr in signatures)
+                          else "")
+                if not reason:
                     return PartResult(plaintext=plain, signer=cert.primary.fingerprint,
                                       signer_uid=cert.uid, tool="rnp")
                 del plain
-            log.info("legacy.rnp_not_accepted", stage="open")  # gpg decides
+            log.info("legacy.rnp_not_accepted", stage="open", reason=reason)  # gpg decides
         return self.gpg.decrypt_verify(data)
 
     def encrypt_sign(self, data: bytes, *, recipient: str) -> SealedPart:
@@ -385,5 +391,5 @@ class RnpCipher:
                 data, recipient=cert.primary.fingerprint, signer=self.gpg.gateway)
             if sealed and sealed.startswith(b"-----BEGIN PGP MESSAGE-----"):
                 return SealedPart(sealed, tool="rnp")
-            log.info("legacy.rnp_not_accepted", stage="seal")  # gpg decides
+            log.info("legacy.rnp_not_accepted", stage="seal", reason="cannot_seal")
         return self.gpg.encrypt_sign(data, recipient=recipient)

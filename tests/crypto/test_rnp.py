@@ -197,7 +197,7 @@ def test_a_seal_librnp_refuses_is_made_by_gpg_and_says_so(
     assert mime.leaves(mime.parse(back.message))[1].data == b"%PDF-1.4 scan"
     events = [json.loads(line) for line in log.getvalue().splitlines()]
     refused = [e for e in events if e.get("event") == "legacy.rnp_not_accepted"]
-    assert [e["stage"] for e in refused] == ["seal", "seal"]
+    assert [(e["stage"], e["reason"]) for e in refused] == [("seal", "cannot_seal")] * 2
     assert "moglobine" not in json.dumps(events) and "scan.pdf" not in json.dumps(events)
 
 
@@ -344,5 +344,14 @@ def test_librnp_alone_opens_a_part_without_integrity_protection_the_adapter_does
     assert opened is not None
     plain, signatures, protected = opened
     assert (plain, signatures, protected) == (b"x", [(0, signatures[0][1])], False)
-    with pytest.raises(errors.CannotDecrypt):
-        rnp_crypto.open(_inline(armored), expected_signer=dupont)
+    log = io.StringIO()
+    ops_logging.configure("info", stream=log)
+    try:
+        with pytest.raises(errors.CannotDecrypt):
+            rnp_crypto.open(_inline(armored), expected_signer=dupont)
+    finally:
+        structlog.reset_defaults()
+    events = [json.loads(line) for line in log.getvalue().splitlines()]
+    assert [(e["event"], e["stage"], e["reason"]) for e in events
+            if e["event"] == "legacy.rnp_not_accepted"] == [
+        ("legacy.rnp_not_accepted", "open", "unprotected")]
