@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from gateway import __version__
-from gateway.errors import EX_SOFTWARE, PasserelleError
+from gateway.errors import EX_SOFTWARE, PasserelleError, os_error
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -34,7 +34,9 @@ trust space: it decrypts and verifies legacy mail, repairs garbled text, transla
 to CDA R2 CR-BIO in IHE XDM and back, re-signs with a traceability record, and forwards over
 mutually authenticated TLS.
 
-exit codes: 0 ok, 2 usage, 65 bad input, 70 internal error, 75 transient, 78 configuration
+exit codes: 0 ok, 2 usage, 65 bad input, 70 internal error, 71 system error (a port in
+use), 73 cannot create a file, 75 transient (or already running), 77 permission denied,
+78 configuration
 """
 
 
@@ -75,6 +77,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as exc:  # the system said no: name the port or path, a sysexits code
+        err = os_error(exc)
+        print(f"passerelle: {args.command}: {err}", file=sys.stderr)
+        return err.exit_code
     except Exception as exc:  # last line of defence: one clear line, never a traceback
         print(
             f"passerelle: {args.command}: internal error ({type(exc).__name__}); "

@@ -6,13 +6,20 @@ documented in ``deploy/passerelle.example.toml``; defaults make a single box wor
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from gateway.errors import ConfigError
+
+T = TypeVar("T")
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+# Where a command looks for its configuration when --config is not given, in this order.
+CONFIG_ENV = "PASSERELLE_CONFIG"
+DEFAULT_PATHS = (Path("passerelle.toml"), Path("/etc/passerelle/passerelle.toml"))
 
 DEFAULT_TLS12_SUITES = (
     "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-RSA-AES128-GCM-SHA256:"
@@ -48,6 +55,11 @@ class TrustSettings:
     anchors: tuple[Path, ...] = ()
     crls: tuple[Path, ...] = ()
     domain_list: Path | None = None
+    # who may sign the list of domains: its certificate, or its subject and issuer
+    list_signer_cert: Path | None = None
+    list_signer_subject: str = ""
+    list_signer_issuer: str = ""
+    accept_unsigned_list: bool = False  # tests only: a list without signature is read
     ciphers: str = DEFAULT_TLS12_SUITES
     accept_unsigned: bool = True  # policy for trust-space mail without S/MIME signature
 
@@ -100,6 +112,7 @@ class Settings:
     trust: TrustSettings = field(default_factory=TrustSettings)
     daemon: DaemonSettings = field(default_factory=DaemonSettings)
     directory: DirectorySettings = field(default_factory=DirectorySettings)
+    log_level: str = "info"
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -116,102 +129,206 @@ class Settings:
         return self.spool_url or f"sqlite:///{self.state_dir / 'spool.db'}"
 
 
-class _Reader:
-    """Typed access to one table of the TOML document, with errors naming file and key."""
+class ConfigProblems(ConfigError):
+    """Every problem found in one configuration file: the first one is the message (one line),
+    all of them are in ``problems`` as ``(key, why)`` for ``config check``."""
 
-    def __init__(self, data: dict[str, Any], base: Path, source: str, prefix: str = "") -> None:
+    kind = "config_invalid"
+
+    def __init__(self, message: str, problems: list[tuple[str, str]] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or []
+
+    @classmethod
+    def found(cls, source: str, problems: list[tuple[str, str]]) -> ConfigProblems:
+        key, why = problems[0]
+        more = f" (and {len(problems) - 1} more problem(s); run `passerelle config check`)" \
+            if len(problems) > 1 else ""
+        return cls(f"{source}: {key}: {why}{more}", problems)
+
+
+class _Schema:
+    """What one reading of a file asked for and what was wrong: every key the code reads is
+    recorded as it is read, so a key the file has and nobody read is unknown — a typo, or a
+    key of another version — and the schema is the code itself, never a list kept beside it."""
+
+    def __init__(self) -> None:
+        self.known: dict[str, set[str]] = {}
+        self.free: set[str] = set()  # tables whose keys are data (routes: domain → host)
+        self.problems: list[tuple[str, str]] = []
+
+    def unknown(self, data: dict[str, Any], prefix: str = "") -> None:
+        if prefix in self.free:
+            return
+        known = self.known.get(prefix, set())
+        for key, value in data.items():
+            if key not in known:
+                hint = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.6)
+                what = "table" if isinstance(value, dict) else "key"
+                where = f"in [{prefix[:-1]}]" if prefix else "at the top level"
+                self.problems.append((f"{prefix}{key}", f"unknown {what} {where}" + (
+                    f"; did you mean {hint[0]!r}?" if hint else
+                    f" (known: {', '.join(sorted(known)) or 'none'})")))
+            elif isinstance(value, dict):
+                self.unknown(value, f"{prefix}{key}.")
+
+
+class _Reader:
+    """Typed access to one table of the TOML document, with errors naming file and key.
+
+    A wrong value is recorded and its default used, so that one reading names every problem
+    (``config check``); ``from_dict`` then raises them all at once."""
+
+    def __init__(self, data: dict[str, Any], base: Path, source: str, prefix: str = "",
+                 schema: _Schema | None = None) -> None:
         self.data = data
         self.base = base
         self.source = source
         self.prefix = prefix
+        self.schema = schema or _Schema()
 
-    def _err(self, key: str, why: str) -> ConfigError:
-        return ConfigError(f"{self.source}: {self.prefix}{key}: {why}")
+    def _get(self, key: str, default: Any) -> Any:
+        self.schema.known.setdefault(self.prefix, set()).add(key)
+        return self.data.get(key, default)
+
+    def _fail(self, key: str, why: str, default: T) -> T:
+        self.schema.problems.append((f"{self.prefix}{key}", why))
+        return default
 
     def table(self, key: str) -> _Reader:
-        value = self.data.get(key, {})
+        value = self._get(key, {})
         if not isinstance(value, dict):
-            raise self._err(key, "must be a table")
-        return _Reader(value, self.base, self.source, f"{self.prefix}{key}.")
+            value = self._fail(key, "must be a table", {})
+        return _Reader(value, self.base, self.source, f"{self.prefix}{key}.", self.schema)
+
+    def free_table(self, key: str) -> _Reader:
+        """A table whose keys are data, not settings (``[routes]``)."""
+        reader = self.table(key)
+        self.schema.free.add(reader.prefix)
+        return reader
 
     def text(self, key: str, default: str) -> str:
-        value = self.data.get(key, default)
+        value = self._get(key, default)
         if not isinstance(value, str):
-            raise self._err(key, "must be a string")
+            return self._fail(key, "must be a string", default)
         return value
 
+    def choice(self, key: str, default: str, choices: tuple[str, ...]) -> str:
+        value = self.text(key, default)
+        if value.lower() not in choices:
+            return self._fail(key, f"must be one of {', '.join(choices)}", default)
+        return value.lower()
+
     def number(self, key: str, default: float) -> float:
-        value = self.data.get(key, default)
+        value = self._get(key, default)
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-            raise self._err(key, "must be a positive number")
+            return self._fail(key, "must be a positive number", default)
         return float(value)
 
     def flag(self, key: str, default: bool) -> bool:
-        value = self.data.get(key, default)
+        value = self._get(key, default)
         if not isinstance(value, bool):
-            raise self._err(key, "must be true or false")
+            return self._fail(key, "must be true or false", default)
         return value
 
     def path(self, key: str, default: Path | None = None) -> Path | None:
-        value = self.data.get(key)
+        value = self._get(key, None)
         if value is None:
             return None if default is None else self.base / default
         if not isinstance(value, str) or not value:
-            raise self._err(key, "must be a path")
+            return self._fail(key, "must be a path", None)
         return (self.base / value).resolve() if not Path(value).is_absolute() else Path(value)
 
     def paths(self, key: str) -> tuple[Path, ...]:
-        value = self.data.get(key, [])
+        value = self._get(key, [])
         if isinstance(value, str):
             value = [value]
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise self._err(key, "must be a list of paths")
+            return self._fail(key, "must be a list of paths", ())
         return tuple((self.base / v).resolve() for v in value)
 
     def listen(self, key: str, default: tuple[str, int]) -> tuple[str, int]:
-        value = self.data.get(key)
+        value = self._get(key, None)
         if value is None:
             return default
         if isinstance(value, str):
-            host, _, port = value.rpartition(":")
-            value = {"host": host, "port": port}
+            host, colon, digits = value.rpartition(":")
+            if not colon or not host:
+                return self._fail(key, 'must be "host:port"', default)
+            value = {"host": host, "port": digits}
+        else:
+            self.schema.known[f"{self.prefix}{key}."] = {"host", "port"}
         if not isinstance(value, dict):
-            raise self._err(key, 'must be "host:port" or a table with host and port')
+            return self._fail(key, 'must be "host:port" or a table with host and port', default)
         try:
-            return str(value.get("host", default[0])), int(value.get("port", default[1]))
+            host = str(value.get("host", default[0]))
+            port = int(value.get("port", default[1]))
         except (TypeError, ValueError):
-            raise self._err(key, "port must be a number") from None
+            return self._fail(key, "port must be a number", default)
+        if not 0 <= port < 65536:  # 0: any free port (tests, benchmarks)
+            return self._fail(f"{key}.port" if isinstance(self.data.get(key), dict) else key,
+                              "must be a port number (0-65535)", default)
+        return host, port
 
     def mapping(self, key: str) -> dict[str, str]:
-        value = self.data.get(key, {})
-        if not isinstance(value, dict) or not all(
-                isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
-            raise self._err(key, 'must be a table of "domain" = "host:port"')
+        table = self.free_table(key)
+        value = table.data
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+            return self._fail(key, 'must be a table of "domain" = "host:port"', {})
+        for domain, target in value.items():
+            host, colon, port = target.rpartition(":")
+            if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                self._fail(f'{key}."{domain}"', 'must be "host:port"', None)
         return {k.lower(): v for k, v in value.items()}
 
     def integer(self, key: str, default: int) -> int:
-        value = self.data.get(key, default)
+        value = self._get(key, default)
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise self._err(key, "must be a positive whole number")
+            return self._fail(key, "must be a positive whole number", default)
         return value
 
     def count(self, key: str, default: int) -> int:
-        value = self.data.get(key, default)
+        value = self._get(key, default)
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise self._err(key, "must be a whole number, 0 or more")
+            return self._fail(key, "must be a whole number, 0 or more", default)
         return value
 
     def words(self, key: str, default: tuple[str, ...]) -> tuple[str, ...]:
-        value = self.data.get(key, list(default))
+        value = self._get(key, list(default))
         if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-            raise self._err(key, "must be a list of strings")
+            return self._fail(key, "must be a list of strings", default)
         return tuple(value)
 
     def argv(self, key: str) -> tuple[str, ...]:
-        value = self.data.get(key, [])
+        value = self._get(key, [])
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise self._err(key, "must be a list of strings (an argv template)")
+            return self._fail(key, "must be a list of strings (an argv template)", ())
         return tuple(value)
+
+
+def find(path: Path | None) -> Path | None:
+    """The configuration file a command uses: ``--config``, else ``$PASSERELLE_CONFIG``, else
+    ``./passerelle.toml``, else ``/etc/passerelle/passerelle.toml`` — one order for every
+    command, ``serve`` and ``config check`` alike; ``None`` when there is none."""
+    if path is not None:
+        return path
+    if os.environ.get(CONFIG_ENV):
+        return Path(os.environ[CONFIG_ENV])
+    return next((p for p in DEFAULT_PATHS if p.exists()), None)
+
+
+def locate(path: Path | None) -> Path:
+    """``find(path)``, or a one-line error saying where it looked."""
+    found = find(path)
+    if found is not None:
+        return found
+    raise ConfigError(f"no configuration: give --config FILE or set ${CONFIG_ENV} (looked for "
+                      f"{' and '.join(str(p) for p in DEFAULT_PATHS)})")
+
+
+def load_located(path: Path | None) -> Settings:
+    """``load(locate(path))``: what every command that needs a configuration calls."""
+    return load(locate(path))
 
 
 def load(path: Path | None) -> Settings:
@@ -228,6 +345,22 @@ def load(path: Path | None) -> Settings:
 
 
 def from_dict(data: dict[str, Any], *, base: Path, source: str) -> Settings:
+    """Settings from a parsed TOML document; every wrong value and every key the code does
+    not read is an error (``ConfigProblems``, all of them at once)."""
+    settings, schema = _read(data, base, source)
+    schema.unknown(data)
+    if schema.problems:
+        raise ConfigProblems.found(source, schema.problems)
+    return settings
+
+
+def known_keys() -> dict[str, set[str]]:
+    """Every key the configuration has, by table (``"retry."`` → ``{"initial", …}``; the
+    top level is ``""``): what the code reads, for the example file's test and the docs."""
+    return _read({}, Path("."), "(defaults)")[1].known
+
+
+def _read(data: dict[str, Any], base: Path, source: str) -> tuple[Settings, _Schema]:
     top = _Reader(data, base, source)
     gw = top.table("gateway")
     maps = top.table("mappings")
@@ -235,12 +368,8 @@ def from_dict(data: dict[str, Any], *, base: Path, source: str) -> Settings:
     trust = top.table("trust")
     spool = top.table("spool")
     state_dir = gw.path("state_dir") or base / "state"
-    adapter = leg.text("adapter", "auto")
-    if adapter not in ADAPTERS:
-        raise ConfigError(f"{source}: legacy.adapter: must be \"auto\", \"openpgp\", \"rnp\", "
-                          "\"sop\" or \"command\"")
     legacy = LegacyCryptoSettings(
-        adapter=adapter,
+        adapter=leg.choice("adapter", "auto", ADAPTERS),
         gnupg_home=leg.path("gnupg_home"),
         gateway_fingerprint=leg.text("gateway_fingerprint", "").replace(" ", "").upper(),
         open_command=leg.argv("open_command"),
@@ -260,6 +389,10 @@ def from_dict(data: dict[str, Any], *, base: Path, source: str) -> Settings:
         anchors=trust.paths("anchors"),
         crls=trust.paths("crls"),
         domain_list=trust.path("domain_list"),
+        list_signer_cert=trust.path("list_signer_cert"),
+        list_signer_subject=trust.text("list_signer_subject", ""),
+        list_signer_issuer=trust.text("list_signer_issuer", ""),
+        accept_unsigned_list=trust.flag("accept_unsigned_list", False),
         ciphers=trust.text("ciphers", DEFAULT_TLS12_SUITES),
         accept_unsigned=trust.flag("accept_unsigned", True),
     )
@@ -291,7 +424,10 @@ def from_dict(data: dict[str, Any], *, base: Path, source: str) -> Settings:
         poll_interval=workers.number("poll_interval", defaults.poll_interval),
         lease=workers.number("lease", defaults.lease),
     )
-    return Settings(
+    if daemon.retry_initial > daemon.retry_max:
+        retry._fail("initial", "is larger than retry.max", None)
+    log_level = top.table("logging").choice("level", "info", LOG_LEVELS)
+    settings = Settings(
         source=Path(source),
         domain=gw.text("domain", "legacy.mssante.example").lower(),
         state_dir=state_dir,
@@ -302,8 +438,10 @@ def from_dict(data: dict[str, Any], *, base: Path, source: str) -> Settings:
         trust=trust_settings,
         daemon=daemon,
         directory=_directory(directory),
+        log_level=log_level,
         raw=data,
     )
+    return settings, top.schema
 
 
 def _directory(directory: _Reader) -> DirectorySettings:
@@ -311,11 +449,12 @@ def _directory(directory: _Reader) -> DirectorySettings:
     types = tuple(t.upper() for t in directory.words("types", defaults.types))
     unknown = set(types) - set(defaults.types)
     if unknown:
-        raise directory._err("types", f"unknown mailbox type(s) {', '.join(sorted(unknown))}; "
-                     f"known: {', '.join(defaults.types)}")
+        types = directory._fail("types", f"unknown mailbox type(s) {', '.join(sorted(unknown))}"
+                                f"; known: {', '.join(defaults.types)}", defaults.types)
     alias = directory.text("hprim_alias", defaults.hprim_alias).lower()
     if not alias or "@" in alias or alias.startswith("rpps-"):
-        raise directory._err("hprim_alias", "must be a local part (without @), not rpps-…")
+        alias = directory._fail("hprim_alias", "must be a local part (without @), not rpps-…",
+                                defaults.hprim_alias)
     return DirectorySettings(
         path=directory.path("path"),
         types=types,

@@ -66,7 +66,7 @@ from gateway.spill import size as data_size
 from gateway.spool import Direction, RetryPolicy, SqliteSpool, State, open_spool
 from gateway.spool.model import DeliverWork, TranslateWork
 from gateway.translate.addresses import AddressBook, domain_of
-from gateway.translate.factory import build_translator, trust_anchors
+from gateway.translate.factory import build_translator, domain_list_store, trust_anchors
 from gateway.translate.handover import Handover
 from gateway.translate.pipeline import Envelope, Translator
 from gateway.wakeup import Wakeup
@@ -224,8 +224,7 @@ class Gateway:
         self.translator: Translator = build_translator(settings)
         self.anchors = trust_anchors(settings)
         t = settings.trust
-        store = DomainListStore(t.domain_list, anchors=t.anchors) if t.domain_list else None
-        self.domains = _Domains(store)
+        self.domains = _Domains(domain_list_store(settings))
         self.router = Router(dict(d.routes), mx_lookup=d.mx_lookup)
         self.limiter = DestinationLimiter(d.per_destination)
         self.sessions = SessionCache(per_destination=d.per_destination)
@@ -442,6 +441,8 @@ class Gateway:
         self._stopping = True
         for listener in self.listeners:
             await listener.stop_accepting()
+        for listener in self.listeners:  # 421 4.3.2 to sessions in progress
+            await listener.close_sessions()
         self._wake_translate.notify_all()
         self._wake_deliver.notify_all()
         if self._inflight:

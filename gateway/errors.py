@@ -5,12 +5,16 @@ or a spool decision (retry / bounce / quarantine) in exactly one place: the clas
 below.  Nothing else in the code base picks reply codes or exit codes for an error.
 
 Exit codes follow sysexits(3): 0 ok, 2 usage, 65 bad input (EX_DATAERR), 70 internal
-(EX_SOFTWARE), 75 transient (EX_TEMPFAIL), 78 configuration (EX_CONFIG).
+(EX_SOFTWARE), 71 operating-system error (EX_OSERR: a port in use, a device gone), 73 cannot
+create an output file (EX_CANTCREAT), 75 transient (EX_TEMPFAIL), 77 permission denied
+(EX_NOPERM), 78 configuration (EX_CONFIG).
 Enhanced status codes follow RFC 3463.
 """
 
 from __future__ import annotations
 
+import errno
+import re
 from enum import StrEnum
 from typing import ClassVar
 
@@ -18,7 +22,10 @@ EX_OK = 0
 EX_USAGE = 2
 EX_DATAERR = 65
 EX_SOFTWARE = 70
+EX_OSERR = 71
+EX_CANTCREAT = 73
 EX_TEMPFAIL = 75
+EX_NOPERM = 77
 EX_CONFIG = 78
 
 
@@ -251,10 +258,54 @@ class TrustListError(BadInputError):
     kind = "trust_list"
 
 
+class OSFailure(PasserelleError):
+    """The operating system refused what a command asked of it (a port in use, a folder that
+    does not exist, a permission): one line naming the port or path, a sysexits code."""
+
+    kind = "os"
+
+    def __init__(self, message: str, exit_code: int = EX_OSERR) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code  # type: ignore[misc]
+
+
+_CANTCREAT = {errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.EROFS,
+              errno.ENOSPC, errno.EDQUOT}
+
+
+def os_error(exc: OSError) -> OSFailure:
+    """An ``OSError`` as one line naming what the system refused, with its sysexits code:
+    77 permission, 73 a file or folder that cannot be created or found, 71 anything else
+    (an address in use among them)."""
+    where = " → ".join(str(f) for f in (exc.filename, exc.filename2) if f is not None)
+    bind = _bind_target(exc)
+    if exc.errno == errno.EADDRINUSE:
+        return OSFailure(f"cannot listen on {bind or 'the address'}: address already in use "
+                         "(is another passerelle or mail server running?)")
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return OSFailure(f"cannot listen on {bind or 'the address'}: no such local address")
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        if bind:
+            return OSFailure(f"cannot listen on {bind}: permission denied (a port below 1024 "
+                             "needs CAP_NET_BIND_SERVICE)", EX_NOPERM)
+        return OSFailure(f"permission denied: {where or exc.strerror or exc}", EX_NOPERM)
+    why = exc.strerror or str(exc)
+    code = EX_CANTCREAT if exc.errno in _CANTCREAT else EX_OSERR
+    return OSFailure(f"{where}: {why}" if where else why, code)
+
+
+def _bind_target(exc: OSError) -> str:
+    """'127.0.0.1 port 25' out of asyncio's bind error message, when it names one."""
+    m = re.search(r"on address \('([^']*)', (\d+)", str(exc))
+    return f"{m.group(1)} port {m.group(2)}" if m else ""
+
+
 def exit_code_for(exc: BaseException) -> int:
     """The process exit code for any exception (unexpected ones are EX_SOFTWARE)."""
     if isinstance(exc, PasserelleError):
         return exc.exit_code
+    if isinstance(exc, OSError):
+        return os_error(exc).exit_code
     return EX_SOFTWARE
 
 

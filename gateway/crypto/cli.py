@@ -34,15 +34,20 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     imp = wl_sub.add_parser(
         "import", help="verify and install a new list of domains",
         description=(
-            "Verify FILE (XML of the national list; its enveloped signature when it has one, "
-            "against the trust anchors) and install it atomically as the list in force. A list "
-            "older than the one in force, badly signed or malformed is refused (exit 65) and "
-            "the previous list stays in force."))
+            "Verify FILE (XML of the national list: its enveloped signature, made by the "
+            "configured publisher and chaining to the trust anchors; only what the signature "
+            "covers is read) and install it atomically as the list in force, then tell the "
+            "running daemon. A list older than the newest installed, unsigned, badly signed, "
+            "signed by anyone else or malformed is refused (exit 65) and the previous list "
+            "stays in force."))
     imp.add_argument("file", type=Path)
     imp.add_argument("--config", type=Path, help="passerelle.toml (gives the store and anchors)")
     imp.add_argument("--store", type=Path, help="where the list in force lives")
     imp.add_argument("--anchors", type=Path, nargs="*", default=None, help="trust anchors (PEM)")
-    imp.add_argument("--require-signature", action="store_true")
+    imp.add_argument("--signer-cert", type=Path, metavar="PEM",
+                     help="the publisher's certificate (default: trust.list_signer_cert)")
+    imp.add_argument("--allow-unsigned", action="store_true",
+                     help="read a list without signature (tests only; never in production)")
     imp.set_defaults(handler=run_whitelist_import)
 
 
@@ -58,9 +63,10 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def run_whitelist_import(args: argparse.Namespace) -> int:
-    from gateway.crypto.domainlist import DomainListStore
+    from gateway.crypto.domainlist import DomainListStore, Publisher
 
-    settings = config.load(args.config) if args.config else None
+    found = config.find(args.config)
+    settings = config.load(found) if found else None
     store_path = args.store or (settings.trust.domain_list if settings else None)
     if store_path is None:
         raise ConfigError("no list store: give --store or --config with trust.domain_list")
@@ -70,8 +76,12 @@ def run_whitelist_import(args: argparse.Namespace) -> int:
         data = args.file.read_bytes()
     except OSError as exc:
         raise BadInputError(f"cannot read {args.file}: {exc.strerror}") from None
-    store = DomainListStore(store_path, anchors=anchors,
-                            require_signature=args.require_signature)
+    t = settings.trust if settings else None
+    publisher = Publisher(args.signer_cert) if args.signer_cert else Publisher(
+        t.list_signer_cert, t.list_signer_subject, t.list_signer_issuer) if t else Publisher()
+    store = DomainListStore(store_path, anchors=anchors, publisher=publisher,
+                            require_signature=not (args.allow_unsigned
+                                                   or (t is not None and t.accept_unsigned_list)))
     try:
         installed = store.install(data)
     except TrustListError as exc:
@@ -80,4 +90,8 @@ def run_whitelist_import(args: argparse.Namespace) -> int:
           f"{installed.generated_at:%Y-%m-%d %H:%M}"
           + (f", signed by {installed.signed_by}" if installed.signed_by else ", unsigned"),
           file=sys.stdout)
+    if settings is not None and store_path == settings.trust.domain_list:
+        from gateway.statedir import reload_daemon
+
+        print(reload_daemon(settings.state_dir))
     return 0

@@ -407,4 +407,5 @@ client_key = "{c['gateway-client']['key']}"
 anchors = ["{world.ca_cert}"]
 crls = ["{world.crl}"]
 domain_list = "{world.domain_list}"
+list_signer_cert = "{world.cert('list-signer')}"
 """, "utf-8")

@@ -18,11 +18,10 @@ def default_db(args: argparse.Namespace) -> Path | str:
     if args.db:
         return str(args.db) if str(args.db).startswith(("postgresql://", "postgres://")) \
             else Path(args.db)
-    if getattr(args, "config", None):
-        from gateway import config
+    from gateway import config
 
-        return config.load(Path(args.config)).directory_target
-    return Path("state") / "directory.db"
+    path = config.find(getattr(args, "config", None))
+    return config.load(path).directory_target if path else Path("state") / "directory.db"
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -38,6 +37,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     group.add_argument("--rpps")
     group.add_argument("--name", help='"NOM Prénom" or "NOM"')
     group.add_argument("--address")
+    find.add_argument("--limit", type=int, default=20, metavar="N",
+                      help="show at most N mailboxes (default 20; 0: all); exit 1 when none")
     exp = dsub.add_parser("export", help="the legacy users' trust addresses, 31 columns")
     exp.add_argument("--out", type=Path, help="file to write (default: stdout)")
     for p in (imp, find, exp):
@@ -53,17 +54,14 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
 def run_import(args: argparse.Namespace) -> int:
     from gateway.directory.pgstore import open_directory
+    from gateway.progress import bar
 
     store = open_directory(default_db(args))
-    tty = sys.stderr.isatty()
+    with bar(unit=" lines", desc="directory import") as shown:
+        def progress(lines: int) -> None:
+            shown.update(lines - shown.n)
 
-    def progress(lines: int) -> None:
-        if tty:
-            print(f"\r{lines:>9,} lines read", end="", file=sys.stderr, flush=True)
-
-    report = store.import_file(args.file, progress)
-    if tty:
-        print(file=sys.stderr)
+        report = store.import_file(args.file, progress)
     if args.json:
         print(json.dumps(asdict(report)))
     else:
@@ -72,7 +70,21 @@ def run_import(args: argparse.Namespace) -> int:
               f"{report.malformed:,} malformed lines skipped")
         for line, reason in report.malformed_examples[:5]:
             print(f"  line {line}: {reason}", file=sys.stderr)
+    _tell_daemon(args)
     return 0
+
+
+def _tell_daemon(args: argparse.Namespace) -> None:
+    """The daemon whose configuration names this directory reads it again (SIGHUP)."""
+    from gateway import config
+    from gateway.statedir import reload_daemon
+
+    path = config.find(getattr(args, "config", None))
+    if path is None:
+        return
+    settings = config.load(path)
+    if args.db is None or str(settings.directory_target) == str(default_db(args)):
+        print(reload_daemon(settings.state_dir), file=sys.stderr if args.json else sys.stdout)
 
 
 def run_find(args: argparse.Namespace) -> int:
@@ -88,17 +100,24 @@ def run_find(args: argparse.Namespace) -> int:
         found = store.find_by_name(family, given or None)
     else:
         found = store.find_by_address(args.address)
+    if args.limit < 0:
+        raise UsageError("--limit takes a whole number, 0 or more")
+    shown = found[:args.limit] if args.limit else found
     if args.json:
         print(json.dumps([{"type": e.box_type, "address": e.address, "rpps": e.rpps,
                            "family_name": e.family_name, "given_name": e.given_name,
                            "structure": e.structure_name, "department": e.department}
-                          for e in found], ensure_ascii=False, indent=2))
+                          for e in shown], ensure_ascii=False, indent=2))
     else:
-        for e in found:
+        for e in shown:
             print(f"{e.box_type:4} {e.address:45} {e.rpps:11} {e.family_name} {e.given_name}"
                   f" ({e.department})")
-        if not found:
-            print("no mailbox found", file=sys.stderr)
+    if not found:
+        print("no mailbox found", file=sys.stderr)
+        return 1
+    if len(shown) < len(found):
+        print(f"{len(found) - len(shown):,} more not shown ({len(found):,} in all; "
+              "--limit N to see more, 0 for all)", file=sys.stderr)
     return 0
 
 
@@ -107,7 +126,7 @@ def run_export(args: argparse.Namespace) -> int:
     from gateway.directory.export import export_lines
     from gateway.translate.addresses import AddressBook
 
-    settings = config.load(args.config) if args.config else config.load(None)
+    settings = config.load(config.find(args.config))
     book = AddressBook.load(settings.addresses)
     text = "\n".join(export_lines(book.users())) + "\n"
     if args.out:

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from gateway import config
 from gateway.errors import EX_CONFIG, EX_OK
 from gateway.ops.configcheck import check, legacy_adapter
 
@@ -29,12 +30,15 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
             "tables load; gnupg_home exists (with legacy.adapter = \"sop\": the sop command "
             "runs and the gateway's key has no passphrase; with \"rnp\" or \"auto\", the "
             "default: librnp loads and can use the gateway's key, else \"auto\" warns that "
-            "gpg is used). Prints one line per problem (ERROR or WARNING), then which legacy "
-            "adapter is used. Exit 0 when there is no ERROR, 78 otherwise."
+            "gpg is used). The file is validated exactly as `serve` validates it: a wrong value "
+            "or an unknown key (a typo) is an error, with a \"did you mean\" hint. Prints one "
+            "line per problem (ERROR or WARNING), then which legacy adapter is used. Exit 0 "
+            "when there is no ERROR, 78 otherwise."
         ),
     )
-    c.add_argument("--config", required=True, type=Path, metavar="FILE",
-                   help="the TOML configuration file")  # fmt: skip
+    c.add_argument("--config", type=Path, metavar="FILE",
+                   help="the TOML configuration file (default: $PASSERELLE_CONFIG, else "
+                        "./passerelle.toml, else /etc/passerelle/passerelle.toml)")
     c.add_argument(
         "--json", action="store_true",
         help='print {"ok": bool, "problems": [{"level", "key", "message"}], '
@@ -44,6 +48,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
 
 def run_check(args: argparse.Namespace) -> int:
+    args.config = config.locate(args.config)
     problems = check(args.config)
     ok = not any(p.level == "ERROR" for p in problems)
     adapter = legacy_adapter(args.config) if ok else ""

@@ -10,12 +10,10 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import tomllib
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -23,15 +21,11 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from lxml import etree
 
 from gateway import config
+from gateway.crypto.domainlist import DomainList
 from gateway.errors import ConfigError, PasserelleError
 
 EXPIRY_WARNING = timedelta(days=30)
 LIST_MAX_AGE = timedelta(hours=48)
-SECTIONS = frozenset({
-    "gateway", "mappings", "legacy", "trust", "spool", "listen", "limits", "routes", "retry",
-    "ops", "logging", "workers", "delivery", "directory",
-})  # fmt: skip
-LEVELS = ("debug", "info", "warning", "error", "critical")
 _FPR = re.compile(r"[0-9A-F]{40}")
 
 
@@ -136,42 +130,37 @@ def _local(el: etree._Element) -> str:
     return etree.QName(tag).localname if isinstance(tag, str) else ""
 
 
-def _domain_list(path: Path, now: datetime) -> Iterator[Problem]:
-    from gateway.documents import safexml
+def _domain_list(s: config.Settings, now: datetime) -> Iterator[Problem]:
+    """The list as the daemon reads it (signature, pinned publisher, signed content only,
+    not older than the newest accepted), then its age."""
+    from gateway.translate.factory import domain_list_store
 
     key = "trust.domain_list"
-    data, problem = _read(key, path)
-    if data is None:
-        yield from [problem] if problem else []
-        return
+    store = domain_list_store(s)
+    assert store is not None
     try:
-        root = safexml.parse(data, what=str(path))
+        listing = DomainList.parse(store.path.read_bytes(), anchors=store.anchors,
+                                   publisher=store.publisher,
+                                   require_signature=store.require_signature)
+    except OSError as exc:
+        yield _error(key, f"{store.path}: cannot read ({exc.strerror})")
+        return
     except PasserelleError as exc:
-        yield _error(key, str(exc))
+        yield _error(key, f"{store.path}: {exc}")
         return
-    domains = [el for el in root.iter() if _local(el) == "Domaine"]
-    if not domains:
-        yield _error(key, f"{path}: no Domaine entry")
-        return
-    for n, dom in enumerate(domains, 1):
-        if not any(_local(c) == "Nom" and (c.text or "").strip() for c in dom):
-            yield _error(key, f"{path}: Domaine #{n} has no Nom")
-    stamps = [(el.text or "").strip() for el in root.iter() if _local(el) == "DateDeGeneration"]
-    stamp = stamps[0] if stamps else ""
-    if not stamp:
-        yield _warning(key, f"{path}: no DateDeGeneration: the list's age is unknown")
-        return
-    try:
-        generated = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-    except ValueError:
-        yield _error(key, f"{path}: DateDeGeneration is not an ISO date")
-        return
-    if generated.tzinfo is None:
-        generated = generated.replace(tzinfo=UTC)
-    age = now - generated
+    if not listing.entries:
+        yield _error(key, f"{store.path}: no Domaine entry")
+    newest = store.newest()
+    if newest is not None and listing.generated_at < newest:
+        yield _error(key, f"{store.path}: older than the newest list accepted here "
+                          f"({newest:%Y-%m-%d %H:%M}): the daemon will refuse it")
+    if s.trust.accept_unsigned_list:
+        yield _warning("trust.accept_unsigned_list", "an unsigned list of domains is read: "
+                       "for tests only, never in production")
+    age = now - listing.generated_at
     if age > LIST_MAX_AGE:
         yield _warning(
-            key, f"{path}: list generated {age.total_seconds() / 3600:.0f} h ago "
+            key, f"{store.path}: list generated {age.total_seconds() / 3600:.0f} h ago "
                  f"(max {LIST_MAX_AGE.total_seconds() / 3600:.0f} h): refresh it"
         )  # fmt: skip
 
@@ -325,60 +314,15 @@ def _state(s: config.Settings) -> Iterator[Problem]:
             yield _error("spool.url", f"cannot connect to {_safe_url(url)}: {why}")
 
 
-def _host_port(key: str, value: object) -> Iterator[Problem]:
-    from gateway.ops.http import parse_listen
-
-    try:
-        if not isinstance(value, str):
-            raise ValueError
-        parse_listen(value)
-    except ValueError:
-        yield _error(key, "must be \"host:port\"")
-
-
-def _daemon_keys(raw: dict[str, Any]) -> Iterator[Problem]:
-    """The daemon's tables (listen, limits, routes, retry, ops, logging): shapes only."""
-    for name in sorted(set(raw) - SECTIONS):
-        yield _warning(name, "unknown section (a typo?)")
-    listen = raw.get("listen", {})
-    for side in ("legacy", "trust"):
-        table = listen.get(side, {}) if isinstance(listen, dict) else {}
-        port = table.get("port") if isinstance(table, dict) else None
-        if port is not None and (not isinstance(port, int) or not 0 < port < 65536):
-            yield _error(f"listen.{side}.port", "must be a port number (1-65535)")
-    for key, value in (raw.get("limits") or {}).items():
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            yield _error(f"limits.{key}", "must be a positive integer")
-    for domain, target in (raw.get("routes") or {}).items():
-        yield from _host_port(f"routes.\"{domain}\"", target)
-    retry = raw.get("retry") or {}
-    for key, value in retry.items():
-        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-            yield _error(f"retry.{key}", "must be a positive number")
-    if all(isinstance(retry.get(k), int | float) for k in ("initial", "max")) and (
-        retry["initial"] > retry["max"]
-    ):
-        yield _error("retry.initial", "is larger than retry.max")
-    ops = raw.get("ops") or {}
-    if "listen" in ops:
-        yield from _host_port("ops.listen", ops["listen"])
-    level = (raw.get("logging") or {}).get("level")
-    if level is not None and str(level).lower() not in LEVELS:
-        yield _error("logging.level", f"must be one of {', '.join(LEVELS)}")
-
-
 def check(path: Path, *, now: datetime | None = None) -> list[Problem]:
     """Every problem with the configuration at ``path`` (empty: all good)."""
     now = now or datetime.now(UTC)
     try:
-        s = config.load(path)
+        s = config.load(path)  # exactly serve's validation: every problem of the file, named
+    except config.ConfigProblems as exc:
+        return [_error(key, why) for key, why in exc.problems]
     except ConfigError as exc:
-        # Name each bad daemon key when the file parses (loading stops at the first one).
-        try:
-            raw = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-            return [_error("config", str(exc))]
-        return list(_daemon_keys(raw)) or [_error("config", str(exc))]
+        return [_error("config", str(exc))]
     problems: list[Problem] = []
     problems += _state(s)
     problems += _legacy(s.legacy)
@@ -393,8 +337,7 @@ def check(path: Path, *, now: datetime | None = None) -> list[Problem]:
     for p in s.trust.crls:
         problems += _crl(p, now)
     if s.trust.domain_list is not None:
-        problems += _domain_list(s.trust.domain_list, now)
+        problems += _domain_list(s, now)
     else:
         problems.append(_warning("trust.domain_list", "not set: every trust domain is refused"))
-    problems += _daemon_keys(s.raw)
     return problems

@@ -138,9 +138,31 @@ class PieceDataSMTP(SMTP):
             # for every reader (hashing, the spool's blob, the parsers) without a copy
             self.envelope.content = data  # type: ignore[assignment]
             self.envelope.original_content = data  # type: ignore[assignment]
-            status = await self._call_handler_hook("DATA")
+            self.storing = True  # a shutdown lets this reply go out first
+            try:
+                status = await self._call_handler_hook("DATA")
+            finally:
+                self.storing = False
             self._set_post_data_state()  # type: ignore[no-untyped-call]
             await self.push(status)
+            if self.closing:
+                await self.shut()
+
+    storing = False  # the handler is storing a message whose text has all arrived
+    closing = False  # the server is shutting down: the session ends after its current reply
+
+    async def shut(self) -> None:
+        """End the session for a shutdown (RFC 5321 3.8): ``421 4.3.2`` and close.  A session
+        whose message is being stored gets its reply first (``250`` only after the commit,
+        as always), then the ``421``; a message still being received is not kept — its
+        sender still has it and tries again."""
+        self.closing = True
+        if self.storing or self.transport is None:
+            return
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await self.push("421 4.3.2 Service shutting down, try again later")
+        if self.transport is not None:
+            self.transport.close()
 
     def _data_reader(self) -> DataReader:
         return DataReader(self._reader, line_limit=self.line_length_limit,

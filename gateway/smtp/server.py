@@ -22,6 +22,7 @@ import os
 import re
 import ssl
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -320,9 +321,10 @@ class Listener:
         self.hostname = hostname
         self.limits = limits
         self._server: asyncio.base_events.Server | None = None
+        self._sessions: weakref.WeakSet[_Smtp] = weakref.WeakSet()
 
     def _protocol(self) -> SMTP:
-        return _Smtp(
+        session = _Smtp(
             self.handler,
             spill=self.spill,
             data_size_limit=self.limits.max_message_size,
@@ -334,6 +336,8 @@ class Listener:
             require_starttls=self.require_starttls,
             timeout=self.limits.timeout,
         )
+        self._sessions.add(session)
+        return session
 
     async def start(self) -> int:
         loop = asyncio.get_running_loop()
@@ -346,6 +350,12 @@ class Listener:
         """Close the listening socket; sessions already open finish (SIGTERM drain)."""
         if self._server is not None:
             self._server.close()
+
+    async def close_sessions(self) -> None:
+        """Answer ``421 4.3.2`` to every open session and close it (SIGTERM); a message being
+        stored gets its ``250`` first."""
+        await asyncio.gather(*(s.shut() for s in list(self._sessions)),
+                             return_exceptions=True)
 
     async def wait_closed(self) -> None:
         if self._server is not None:

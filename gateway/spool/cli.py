@@ -16,9 +16,7 @@ from gateway.spool.model import QueueEntry
 
 
 def _settings(path: Path | None) -> config.Settings:
-    from gateway.translate.cli import _settings as load
-
-    return load(path)
+    return config.load_located(path)
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -73,10 +71,12 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    from gateway import statedir
     from gateway.daemon import serve
 
     settings = _settings(args.config)
-    return asyncio.run(serve(settings))
+    with statedir.hold(settings.state_dir):  # before anything in it is touched
+        return asyncio.run(serve(settings))
 
 
 def _entry_json(e: QueueEntry, now: float) -> dict[str, Any]:

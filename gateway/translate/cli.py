@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from datetime import UTC, datetime
 from email.utils import getaddresses
@@ -12,16 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from gateway import config
-from gateway.errors import BadInputError, ConfigError, UsageError
+from gateway.errors import BadInputError, UsageError
 from gateway.translate import mime
 
 
 def _settings(path: Path | None) -> config.Settings:
-    path = path or (Path(os.environ["PASSERELLE_CONFIG"]) if "PASSERELLE_CONFIG" in os.environ
-                    else Path("passerelle.toml"))
-    if not path.exists():
-        raise ConfigError(f"{path}: no configuration (give --config FILE)")
-    return config.load(path)
+    return config.load_located(path)
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -36,8 +31,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
             "the From and To/Cc headers. Exit 65 with the reason (and nothing on stdout) when "
             "the message cannot be translated."))
     tr.add_argument("--to", required=True, choices=("trust", "legacy"), dest="direction")
-    tr.add_argument("--config", type=Path, help="passerelle.toml (default: $PASSERELLE_CONFIG "
-                                                "or ./passerelle.toml)")
+    tr.add_argument("--config", type=Path, help="passerelle.toml (default: $PASSERELLE_CONFIG, "
+                    "./passerelle.toml, /etc/passerelle/passerelle.toml)")
     tr.add_argument("--mail-from", help="envelope sender (default: the From header)")
     tr.add_argument("--rcpt", action="append", help="envelope recipient (repeatable; default: "
                                                     "To and Cc)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from gateway.config import LegacyCryptoSettings, Settings
 from gateway.crypto import rnp
 from gateway.crypto.command import CommandCipher
+from gateway.crypto.domainlist import DomainListStore, Publisher
 from gateway.crypto.legacy import LegacyCrypto, PartCipher
 from gateway.crypto.openpgp import OpenPgpCipher
 from gateway.crypto.pki import TrustAnchors
@@ -68,13 +69,15 @@ def trust_anchors(settings: Settings) -> TrustAnchors:
     return TrustAnchors.load(settings.trust.anchors, settings.trust.crls)
 
 
-def build_translator(settings: Settings) -> Translator:
+def build_translator(settings: Settings, *, book: AddressBook | None = None) -> Translator:
+    """The translator the settings describe; ``book``: an address book already loaded (the
+    daemon's, so that its workers never read a file the daemon refused on reload)."""
     t = settings.trust
     if t.signing_cert is None or t.signing_key is None:
         raise ConfigError("trust.signing_cert and trust.signing_key are required")
     identity = SigningIdentity.load(t.signing_cert, t.signing_key, t.chain)
     return Translator(
-        book=AddressBook.load(settings.addresses),
+        book=book if book is not None else AddressBook.load(settings.addresses),
         legacy=LegacyCrypto(legacy_cipher(settings)),
         smime=Smime(identity, trust_anchors(settings)),
         tables=load_tables(settings.mappings_dir),
@@ -89,3 +92,15 @@ def directory_resolver(settings: Settings) -> DirectoryResolver:
     return DirectoryResolver(settings.directory_target, domain=settings.domain,
                              preference=Preference(d.types, d.preferred_domains),
                              hprim_alias=d.hprim_alias)
+
+
+def domain_list_store(settings: Settings) -> DomainListStore | None:
+    """The list of domains as configured: where it lives, the anchors its signer chains to,
+    the pinned publisher, and whether an unsigned list is read (tests only)."""
+    t = settings.trust
+    if t.domain_list is None:
+        return None
+    return DomainListStore(
+        t.domain_list, anchors=t.anchors,
+        publisher=Publisher(t.list_signer_cert, t.list_signer_subject, t.list_signer_issuer),
+        require_signature=not t.accept_unsigned_list)

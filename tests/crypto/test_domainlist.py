@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.crypto.domainlist import DomainList, DomainListStore, write_list
+from gateway.crypto.domainlist import DomainList, DomainListStore, Publisher, write_list
 from gateway.crypto.world import World
 from gateway.errors import TrustListError
 
@@ -21,9 +21,17 @@ def signed_list(world: World, generated: datetime,
                       signer=(world.cert("list-signer"), world.key("list-signer")))
 
 
+def publisher(world: World) -> Publisher:
+    return Publisher(world.cert("list-signer"))
+
+
+def store_at(world: World, path: Path) -> DomainListStore:
+    return DomainListStore(path, anchors=[world.ca_cert], publisher=publisher(world))
+
+
 def test_signed_list_parses_with_idn_lookups(world: World) -> None:
     listing = DomainList.parse(world.domain_list.read_bytes(), anchors=[world.ca_cert],
-                               require_signature=True)
+                               publisher=publisher(world))
     assert listing.signed_by is not None and "LISTE BLANCHE" in listing.signed_by
     assert listing.is_listed("HOPITAL-A.mssante.example")
     assert listing.is_listed("médecins-c.mssante.example")
@@ -34,7 +42,7 @@ def test_signed_list_parses_with_idn_lookups(world: World) -> None:
 
 
 def test_tampered_list_is_refused_and_previous_stays(world: World, tmp_path: Path) -> None:
-    store = DomainListStore(tmp_path / "domains.xml", anchors=[world.ca_cert])
+    store = store_at(world, tmp_path / "domains.xml")
     now = datetime.now(UTC)
     store.install(signed_list(world, now))
     tampered = signed_list(world, now + timedelta(hours=1)).replace(
@@ -42,12 +50,12 @@ def test_tampered_list_is_refused_and_previous_stays(world: World, tmp_path: Pat
     with pytest.raises(TrustListError, match="does not verify"):
         store.install(tampered)
     assert store.current().is_listed("hopital-a.mssante.example")
-    assert DomainList.parse((tmp_path / "domains.xml").read_bytes(),
-                            anchors=[world.ca_cert]).is_listed("hopital-a.mssante.example")
+    assert DomainList.parse((tmp_path / "domains.xml").read_bytes(), anchors=[world.ca_cert],
+                            publisher=publisher(world)).is_listed("hopital-a.mssante.example")
 
 
 def test_older_list_is_refused(world: World, tmp_path: Path) -> None:
-    store = DomainListStore(tmp_path / "domains.xml", anchors=[world.ca_cert])
+    store = store_at(world, tmp_path / "domains.xml")
     now = datetime.now(UTC)
     store.install(signed_list(world, now))
     with pytest.raises(TrustListError, match="older"):
@@ -59,20 +67,26 @@ def test_older_list_is_refused(world: World, tmp_path: Path) -> None:
         ("clinique-b.mssante.example", world.dn("clinique-b-client"))]))
     assert store.current().is_listed("clinique-b.mssante.example")
     assert (tmp_path / "domains.xml.prev").exists()
-    assert DomainListStore(tmp_path / "domains.xml", anchors=[world.ca_cert]).current().is_listed(
+    assert store_at(world, tmp_path / "domains.xml").current().is_listed(
         "clinique-b.mssante.example")
 
 
-def test_unsigned_list_when_a_signature_is_required(world: World) -> None:
+def test_an_unsigned_list_is_read_only_when_explicitly_allowed(world: World) -> None:
     with pytest.raises(TrustListError, match="not signed"):
-        DomainList.parse(world.domain_list_unsigned.read_bytes(), require_signature=True)
-    assert DomainList.parse(world.domain_list_unsigned.read_bytes()).is_listed(
-        "clinique-b.mssante.example")
+        DomainList.parse(world.domain_list_unsigned.read_bytes())  # the default
+    assert DomainList.parse(world.domain_list_unsigned.read_bytes(),
+                            require_signature=False).is_listed("clinique-b.mssante.example")
 
 
 def test_signer_from_another_ca_is_refused(world: World) -> None:
     with pytest.raises(TrustListError, match="not trusted"):
-        DomainList.parse(world.domain_list.read_bytes(), anchors=[world.evil_ca_cert])
+        DomainList.parse(world.domain_list.read_bytes(), anchors=[world.evil_ca_cert],
+                         publisher=publisher(world))
+
+
+def test_a_signed_list_without_a_configured_publisher_is_refused(world: World) -> None:
+    with pytest.raises(TrustListError, match="no publisher of the list is configured"):
+        DomainList.parse(world.domain_list.read_bytes(), anchors=[world.ca_cert])
 
 
 @pytest.mark.parametrize("bad", [
@@ -91,7 +105,8 @@ def test_whitelist_import_cli(world: World, tmp_path: Path) -> None:
     def run(path: Path) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "gateway", "whitelist", "import",
                                str(path), "--store", str(store), "--anchors",
-                               str(world.ca_cert)], capture_output=True, text=True, check=False)
+                               str(world.ca_cert), "--signer-cert", str(world.cert("list-signer"))],
+                              capture_output=True, text=True, check=False)
 
     ok = run(world.domain_list)
     assert ok.returncode == 0 and "4 domains" in ok.stdout
@@ -100,5 +115,5 @@ def test_whitelist_import_cli(world: World, tmp_path: Path) -> None:
     refused = run(older)
     assert refused.returncode == 65
     assert refused.stderr.count("\n") == 1 and "older" in refused.stderr
-    assert DomainListStore(store, anchors=[world.ca_cert]).current().is_listed(
+    assert store_at(world, store).current().is_listed(
         "clinique-b.mssante.example")

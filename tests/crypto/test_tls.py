@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.crypto.domainlist import DomainList
+from gateway.crypto.domainlist import DomainList, Publisher
 from gateway.crypto.pki import TrustAnchors, client_tls_context, server_tls_context
 from gateway.crypto.world import World
 from gateway.errors import CertificateRejected
@@ -83,7 +83,8 @@ def connect(world: World, port: int, client: str | None, *,
 def test_good_client_is_verified_and_its_dn_matches_the_list(world: World,
                                                               server: TlsServer) -> None:
     assert connect(world, server.port, "hopital-a-client") == b"220 ok\r\n"
-    listing = DomainList.parse(world.domain_list.read_bytes(), anchors=[world.ca_cert])
+    listing = DomainList.parse(world.domain_list.read_bytes(), anchors=[world.ca_cert],
+                               publisher=Publisher(world.cert("list-signer")))
     subject = listing.check_client("hopital-a.mssante.example", server.peers[0])
     assert subject == world.dn("hopital-a-client")
 
@@ -99,7 +100,8 @@ def test_refused_at_tls_time(world: World, server: TlsServer, client: str | None
 
 def test_unlisted_dn_is_refused_at_smtp_time(world: World, server: TlsServer) -> None:
     assert connect(world, server.port, "rogue-client") == b"220 ok\r\n"
-    listing = DomainList.parse(world.domain_list.read_bytes(), anchors=[world.ca_cert])
+    listing = DomainList.parse(world.domain_list.read_bytes(), anchors=[world.ca_cert],
+                               publisher=Publisher(world.cert("list-signer")))
     with pytest.raises(CertificateRejected):
         listing.check_client("hopital-a.mssante.example", server.peers[0])
     with pytest.raises(CertificateRejected):
@@ -109,7 +111,8 @@ def test_unlisted_dn_is_refused_at_smtp_time(world: World, server: TlsServer) ->
 def test_another_operators_certificate_for_a_domain_is_refused(world: World,
                                                                 server: TlsServer) -> None:
     connect(world, server.port, "clinique-b-client")
-    listing = DomainList.parse(world.domain_list.read_bytes(), anchors=[world.ca_cert])
+    listing = DomainList.parse(world.domain_list.read_bytes(), anchors=[world.ca_cert],
+                               publisher=Publisher(world.cert("list-signer")))
     with pytest.raises(CertificateRejected):
         listing.check_client("hopital-a.mssante.example", server.peers[0])
     assert listing.check_client("clinique-b.mssante.example", server.peers[0])

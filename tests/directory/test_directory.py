@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import subprocess
@@ -183,6 +184,20 @@ def test_rpps_is_read_from_the_hprim_recipient_line_only_when_unambiguous(
     assert rpps_from_hprim_recipient(code, name) == rpps
 
 
+def test_find_shows_at_most_limit_mailboxes_and_says_how_many_more(tmp_path: Path) -> None:
+    db = str(tmp_path / "d.db")
+    rows = [row("PER", f"martin.{n}@a.mssante.example", f"100000{n:05d}", "Martin", f"P{n}",
+                "75") for n in range(30)]
+    assert cli("import", str(extraction(tmp_path / "x.txt", *rows)), "--db", db).returncode == 0
+    default = cli("find", "--name", "MARTIN", "--db", db)
+    assert default.returncode == 0 and len(default.stdout.splitlines()) == 20
+    assert "10 more not shown (30 in all" in default.stderr
+    three = cli("find", "--name", "MARTIN", "--db", db, "--limit", "3", "--json")
+    assert len(json.loads(three.stdout)) == 3
+    every = cli("find", "--name", "MARTIN", "--db", db, "--limit", "0")
+    assert len(every.stdout.splitlines()) == 30 and every.stderr == ""
+
+
 def test_cli_import_find_json_and_errors(tmp_path: Path) -> None:
     db = str(tmp_path / "d.db")
     src = extraction(tmp_path / "x.txt",
@@ -203,7 +218,7 @@ def test_cli_import_find_json_and_errors(tmp_path: Path) -> None:
     by_name = cli("find", "--name", "LEROY Anne", "--db", db)
     assert "anne.leroy@" in by_name.stdout
     none = cli("find", "--address", "nobody@a.example", "--db", db)
-    assert none.returncode == 0 and "no mailbox found" in none.stderr
+    assert none.returncode == 1 and "no mailbox found" in none.stderr  # like grep
     bad = cli("find", "--rpps", "123", "--db", db)
     assert bad.returncode == 2 and "11 digits" in bad.stderr and "Traceback" not in bad.stderr
     missing = cli("import", str(tmp_path / "nope.txt"), "--db", db)
@@ -233,3 +248,38 @@ def test_export_of_our_users_is_a_valid_extraction(world: object, tmp_path: Path
         ("PER", "jean.dupont@legacy.mssante.example", "Dupont", "Jean")]
     lab = store.find_by_address("labo.biolab@legacy.mssante.example")
     assert lab[0].box_type == "ORG" and lab[0].structure_name == "Laboratoire Biolab"
+
+
+def test_import_draws_a_progress_bar_on_a_terminal_only(tmp_path: Path) -> None:
+    import fcntl
+    import os
+    import pty
+    import struct
+    import termios
+
+    src = extraction(tmp_path / "x.txt", *[row("PER", f"p{n}@a.mssante.example",
+                                              f"100000{n:05d}", "Nom", f"P{n}", "75")
+                                          for n in range(50)])
+    quiet = cli("import", str(src), "--db", str(tmp_path / "a.db"))
+    assert quiet.returncode == 0 and quiet.stderr == ""
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a screen
+    drawn: list[bytes] = []
+
+    def read_terminal() -> None:  # while the command runs: a closed terminal loses the rest
+        with contextlib.suppress(OSError):
+            while chunk := os.read(leader, 65536):
+                drawn.append(chunk)
+
+    reader = threading.Thread(target=read_terminal)
+    reader.start()
+    try:
+        done = subprocess.run([sys.executable, "-m", "gateway", "directory", "import", str(src),
+                               "--db", str(tmp_path / "b.db")], stderr=follower,
+                              stdout=subprocess.PIPE, timeout=120, check=False)
+    finally:
+        os.close(follower)
+        reader.join(10)
+        os.close(leader)
+    assert done.returncode == 0
+    assert b"directory import" in b"".join(drawn) and b"lines" in b"".join(drawn)

@@ -78,7 +78,10 @@ def test_corrupt_spool_rows_are_set_aside_and_the_rest_is_served(world: World,
 # --- the database goes away ---------------------------------------------------------------
 
 
-def test_spool_unreachable_at_start_exits_75_in_one_line(world: World, tmp_path: Path) -> None:
+def test_state_directory_that_cannot_be_made_exits_73_in_one_line(world: World, tmp_path: Path
+                                                                  ) -> None:
+    """The state directory is taken (locked) before the spool is opened: a path through a
+    file is "cannot create" (73), named, in one line."""
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("x")
     cfg = tmp_path / "passerelle.toml"
@@ -86,8 +89,9 @@ def test_spool_unreachable_at_start_exits_75_in_one_line(world: World, tmp_path:
         'state_dir = "state"', f'state_dir = "{blocker / "state"}"'), "utf-8")
     proc = subprocess.run([sys.executable, "-m", "gateway", "serve", "--config", str(cfg)],
                           capture_output=True, text=True, timeout=60, check=False)
-    assert proc.returncode == 75, proc.stderr
+    assert proc.returncode == 73, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+    assert str(blocker / "state") in proc.stderr and "Not a directory" in proc.stderr
 
 
 class CuttableLink:

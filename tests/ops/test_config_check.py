@@ -38,6 +38,20 @@ DOMAIN_LIST = """<?xml version="1.0" encoding="UTF-8"?>
 """
 
 
+def signed_list(tmp: Path, xml: str) -> bytes:
+    """``xml`` signed by the setup's anchor, the list's configured publisher."""
+    from lxml import etree
+    from signxml import methods
+    from signxml.signer import XMLSigner
+
+    root = etree.fromstring(xml.encode())
+    done = XMLSigner(method=methods.enveloped, signature_algorithm="ecdsa-sha256",
+                     digest_algorithm="sha256").sign(
+        root, key=(tmp / "pki" / "anchor.key").read_bytes(),
+        cert=(tmp / "pki" / "anchor.pem").read_text())
+    return bytes(etree.tostring(done, xml_declaration=True, encoding="UTF-8"))
+
+
 def make_cert(
     cn: str, *, days: int = 365, start_days: int = -1, key: ec.EllipticCurvePrivateKey | None = None
 ) -> tuple[bytes, bytes]:
@@ -71,7 +85,7 @@ def write_setup(tmp: Path, **overrides: str) -> Path:
         (pki / f"{role}.pem").write_bytes(cert)
         (pki / f"{role}.key").write_bytes(key)
     generated = (NOW - timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    (tmp / "liste.xml").write_text(DOMAIN_LIST.format(generated=generated), encoding="utf-8")
+    (tmp / "liste.xml").write_bytes(signed_list(tmp, DOMAIN_LIST.format(generated=generated)))
     lines = {
         "state_dir": 'state_dir = "state"',
         # its GnuPG home holds no key: the gpg adapter, which looks at keys only at work
@@ -86,13 +100,15 @@ def write_setup(tmp: Path, **overrides: str) -> Path:
         "client_key": 'client_key = "pki/client.key"',
         "anchors": 'anchors = ["pki/anchor.pem"]',
         "domain_list": 'domain_list = "liste.xml"',
+        "list_signer_cert": 'list_signer_cert = "pki/anchor.pem"',
     }
     lines.update(overrides)
     text = "\n".join([
         "[gateway]", lines["state_dir"],
         "[legacy]", lines["adapter"], lines["gnupg_home"], lines["gateway_fingerprint"],
         "[trust]", *(lines[k] for k in ("signing_cert", "signing_key", "server_cert", "server_key",
-                                        "client_cert", "client_key", "anchors", "domain_list")),
+                                        "client_cert", "client_key", "anchors", "domain_list",
+                                        "list_signer_cert")),
         "[ops]", 'listen = "127.0.0.1:9325"', "[logging]", 'level = "info"', "",
     ])  # fmt: skip
     path = tmp / "passerelle.toml"
@@ -148,9 +164,9 @@ def test_soon_expiring_certificate_is_a_warning(tmp_path: Path) -> None:
     path = write_setup(tmp_path)
     cert, _ = make_cert("anchor", days=10)
     (tmp_path / "pki" / "anchor.pem").write_bytes(cert)
-    problems = check(path)
-    assert [p.level for p in problems if p.key == "trust.anchors"] == ["WARNING"]
-    assert "in 9 days" in str(problems[-1]) or "in 10 days" in str(problems[-1])
+    anchors = [p for p in check(path) if p.key == "trust.anchors"]
+    assert [p.level for p in anchors] == ["WARNING"]
+    assert "in 9 days" in str(anchors[0]) or "in 10 days" in str(anchors[0])
 
 
 def test_unreadable_and_garbage_files(tmp_path: Path) -> None:
@@ -171,11 +187,15 @@ def test_domain_list_problems(tmp_path: Path) -> None:
     listing.write_text("<ListeBlanche><Domaine></Domaine>", encoding="utf-8")
     assert any("not well-formed XML" in e for e in errors(path))
     listing.write_text('<!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]><x>&e;</x>')
-    assert any("DOCTYPE or ENTITY" in e for e in errors(path))
-    listing.write_text("<ListeBlanche/>", encoding="utf-8")
+    assert any("DOCTYPE" in e for e in errors(path))
+    listing.write_bytes(DOMAIN_LIST.format(generated="2026-01-01").encode())
+    assert any("not signed" in e for e in errors(path))
+    listing.write_bytes(signed_list(tmp_path, '<ListeBlanche xmlns="https://listeblanche.mssante'
+                                              '.fr/schema"><DateDeGeneration>2026-12-01'
+                                              '</DateDeGeneration></ListeBlanche>'))
     assert any("no Domaine entry" in e for e in errors(path))
     old = (NOW - timedelta(hours=60)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    listing.write_text(DOMAIN_LIST.format(generated=old), encoding="utf-8")
+    listing.write_bytes(signed_list(tmp_path, DOMAIN_LIST.format(generated=old)))
     stale = [str(p) for p in check(path) if p.key == "trust.domain_list"]
     assert stale == [f"WARNING trust.domain_list: {listing}: list generated 60 h ago "
                      "(max 48 h): refresh it"]  # fmt: skip
