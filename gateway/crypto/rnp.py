@@ -47,6 +47,9 @@ LIBRARY = "librnp.so.0"
 _CACHE_SIZE = 1024
 _LOAD_PUBLIC, _LOAD_SECRET = 1 << 0, 1 << 1
 _SUCCESS = 0
+# decrypt even when no signature is good: the adapter reads each signature's status itself
+# (integrity protection still fails the operation)
+_VERIFY_IGNORE_SIGS_ON_DECRYPT = 1 << 0
 RNP_ERROR_GENERIC = 0x10000000
 
 _vp = ctypes.c_void_p
@@ -67,6 +70,7 @@ _SIGNATURES: dict[str, list[Any]] = {
     "rnp_output_memory_get_buf": [_vp, _P(_vp), _P(ctypes.c_size_t), ctypes.c_bool],
     "rnp_output_destroy": [_vp],
     "rnp_op_verify_create": [_P(_vp), _vp, _vp, _vp],
+    "rnp_op_verify_set_flags": [_vp, _u32],
     "rnp_op_verify_execute": [_vp],
     "rnp_op_verify_get_signature_count": [_vp, _P(ctypes.c_size_t)],
     "rnp_op_verify_get_signature_at": [_vp, ctypes.c_size_t, _P(_vp)],
@@ -183,6 +187,8 @@ class _Context:
             if lib.rnp_output_to_memory(ctypes.byref(dst), 0) != _SUCCESS:
                 return None
             if lib.rnp_op_verify_create(ctypes.byref(op), self.ffi, src, dst) != _SUCCESS:
+                return None
+            if lib.rnp_op_verify_set_flags(op, _VERIFY_IGNORE_SIGS_ON_DECRYPT) != _SUCCESS:
                 return None
             rc = lib.rnp_op_verify_execute(op)
             mode, valid = ctypes.c_char_p(), ctypes.c_bool(False)
