@@ -6,7 +6,7 @@ short letter and three incompressible attachments, each part encrypted and signe
 and a large trust-space message (an S/MIME-signed letter with three such attachments, from
 an operator identity).  Each measurement runs in a fresh process holding only the daemon's
 translator (``build_translator`` on the world's configuration) and, like a translation
-worker, its allocator settings (``gateway.daemon.thrifty_malloc``): one small translation to
+worker, its allocator settings (``gateway.stages.workers.thrifty_malloc``): one small translation to
 warm up, then the large one (handed over as the daemon hands it: the legacy message from
 its file), measured two ways in two processes:
 
@@ -98,7 +98,7 @@ def _wrap(meter: Meter, name: str, fn: Callable[..., Any]) -> Callable[..., Any]
 def child(work: Path, direction: str, traced: bool) -> dict[str, Any]:
     """One fresh process: warm up on the small message, then measure the large one."""
     from gateway import config
-    from gateway.daemon import thrifty_malloc
+    from gateway.stages.workers import thrifty_malloc
     from gateway.translate import legacy_to_trust, trust_to_legacy
     from gateway.translate.factory import build_translator
     from gateway.translate.handover import Handover

@@ -1,9 +1,9 @@
 """CDA R2 documents of the trust space: CR-BIO (level 3) built from HPRIM, and level 1 (PDF).
 
-Structure and identifiers: ../shared/specs/cda-xdm.md.  Every RES field is kept exactly in the
-narrative table (which a human reads) and carried in structured form (which software reads):
-LOINC code with the lab's own code as `translation`, PQ with the lab's own unit as
-`translation`, reference ranges, interpretation and status.  Readers live in `cdaread`.
+Structure and identifiers: the ANS CI-SIS CR-BIO volume and its examples.  Every RES field is
+kept exactly in the narrative table (which a human reads) and carried in structured form (which
+software reads): LOINC code with the lab's own code as `translation`, PQ with the lab's own
+unit as `translation`, reference ranges, interpretation and status.  Readers live in `cdaread`.
 """
 
 from __future__ import annotations

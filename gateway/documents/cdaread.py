@@ -2,8 +2,9 @@
 
 Our own CR-BIOs keep every RES field in the narrative table; the reader restores them from
 there and checks that the structured entries say the same thing (a mismatch is a finding:
-the narrative is what was attested).  CR-BIOs from other producers are read from their
-structured entries alone.
+the narrative is what was attested).  CR-BIOs from other producers are read by `crbioread`:
+their entries become RES/TEX lines, their narrative the report's text, their embedded files
+(the PDF copy, images) attachments.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from datetime import date
 
 from lxml import etree
 
-from gateway.documents import narrative, safexml
+from gateway.documents import crbioread, narrative, safexml
 from gateway.documents.cdaconst import (
     INS_NIR,
     LEGACY_ROOT,
@@ -27,6 +28,7 @@ from gateway.documents.cdaconst import (
     XSI_TYPE,
     H,
 )
+from gateway.documents.crbioread import Attachment
 from gateway.documents.hprim import NUMBER
 from gateway.documents.model import Finding, HprimDocument, HprimHeader, LabLine, ResLine
 from gateway.errors import DocumentError
@@ -41,6 +43,9 @@ class CdaContent:
     document: HprimDocument
     pdf: bytes | None = None
     findings: list[Finding] = field(default_factory=list)
+    # every file the CDA carries: the level-1 PDF, the PDF copy of a CR-BIO, images
+    attachments: list[Attachment] = field(default_factory=list)
+    text_only: int = 0  # facts of the report that no RES field carries (told in text)
 
     @property
     def level(self) -> int:
@@ -60,7 +65,7 @@ def _first(el: etree._Element, path: str) -> etree._Element | None:
 
 def _text(el: etree._Element, path: str) -> str:
     got = _first(el, path)
-    return alltext(got) if got is not None else ""
+    return " ".join(alltext(got).split()) if got is not None else ""
 
 
 def _attr(el: etree._Element, path: str, name: str) -> str:
@@ -73,6 +78,11 @@ def alltext(el: etree._Element) -> str:
     return "".join(t if isinstance(t, str) else t.decode() for t in el.itertext())
 
 
+def _line(text: str) -> str:
+    """A header value on one line (a CDA's names may hold the XML's indentation)."""
+    return " ".join(text.split())
+
+
 def _date(ts: str) -> date | None:
     try:
         return date(int(ts[0:4]), int(ts[4:6]), int(ts[6:8])) if len(ts) >= 8 else None
@@ -80,16 +90,28 @@ def _date(ts: str) -> date | None:
         return None
 
 
-def _header(root: etree._Element) -> HprimHeader:
+# INS roots: INS-NIR, INS-NIA, and the test and demo roots a document may carry
+INS_ROOTS = (INS_NIR, "1.2.250.1.213.1.4.9", "1.2.250.1.213.1.4.10", "1.2.250.1.213.1.4.11")
+PATIENT_CODE_MAX = 10  # HPRIM line 1
+
+
+def _header(root: etree._Element) -> tuple[HprimHeader, list[str]]:
+    """The HPRIM header a CDA's header says, and what of it had to move into the text."""
     role = _first(root, "h:recordTarget/h:patientRole")
     if role is None:
         raise DocumentError("CDA: no recordTarget/patientRole")
     ids = {i.get("root"): i.get("extension") or "" for i in _x(role, "h:id")}
-    patient_code = ids.get(LEGACY_ROOT) or next(
-        (v for k, v in ids.items() if k != INS_NIR and v), ""
-    )
-    nir = ids.get(INS_NIR, "")
-    streets = [s.text or "" for s in _x(role, "h:addr/h:streetAddressLine")] + ["", ""]
+    moved: list[str] = []
+    patient_code = ids.get(LEGACY_ROOT) or ""
+    if not patient_code:
+        # the sender's own identifier (an IPP), the INS going to line 8; one longer than
+        # line 1's 10 characters is kept whole (an empty line 1 would shift the header and a
+        # cut one would name another patient), and told in the text
+        patient_code = next((v for k, v in ids.items() if k not in INS_ROOTS and v), "")
+        if len(patient_code) > PATIENT_CODE_MAX:
+            moved.append(f"Identifiant du patient chez l'émetteur : {patient_code}")
+    nir = next((ids[r] for r in INS_ROOTS if ids.get(r)), "")
+    streets = [_line(s.text or "") for s in _x(role, "h:addr/h:streetAddressLine")] + ["", ""]
     cp, city = _text(role, "h:addr/h:postalCode"), _text(role, "h:addr/h:city")
     birth = _date(_attr(role, "h:patient/h:birthTime", "value"))
     exam = _date(
@@ -107,13 +129,18 @@ def _header(root: etree._Element) -> HprimHeader:
                 _text(author, f"h:assignedPerson/h:name/h:{p}") for p in ("family", "given")
             ).strip()
         )
+    if len(sender_code) > 10:
+        # line 11 holds a 10-character code: a longer identifier (an RPPS) is moved into
+        # the name rather than cut into a wrong one
+        sender_name = f"{sender_name} ({sender_code})".strip()
+        sender_code = ""
     recip = _first(root, "h:informationRecipient/h:intendedRecipient")
     recipient_code = recipient_name = ""
     if recip is not None:
         recipient_code = _attr(recip, "h:id", "extension")
         recipient_name = _text(recip, "h:informationRecipient/h:name")
     return HprimHeader(
-        patient_code=patient_code,
+        patient_code=_line(patient_code),
         last_name=_text(role, "h:patient/h:name/h:family"),
         first_name=_text(role, "h:patient/h:name/h:given"),
         address1=streets[0],
@@ -132,7 +159,7 @@ def _header(root: etree._Element) -> HprimHeader:
         blank_line_13=True,  # the common layout; the blank line carries nothing
         birth=birth,
         exam=exam,
-    )
+    ), moved
 
 
 def _structured(obs: etree._Element) -> ResLine:
@@ -193,8 +220,8 @@ def _lab(root: etree._Element, out: list[Finding]) -> list[LabLine] | None:
         ref = _attr(obs, "h:text/h:reference", "value").lstrip("#")
         row = narrative.read_row(rows[ref]) if ref in rows else None
         if not isinstance(row, ResLine):
-            # Not our layout: read every observation from its structured parts.
-            return [_structured(o) for o in observations]
+            return None  # not our layout: crbioread reads it from its entries
+
         if not _agrees(row, _structured(obs)):
             out.append(Finding("narrative-mismatch", f"RES #{n}: entry differs from narrative"))
     for tr in rows.values():
@@ -204,25 +231,63 @@ def _lab(root: etree._Element, out: list[Finding]) -> list[LabLine] | None:
     return ours
 
 
+def note(attachments: int, text_only: int) -> str:
+    """The line telling the reader what of the report is not in its RES lines."""
+    said = []
+    if text_only:
+        said.append("une partie du compte rendu (résultats antérieurs, commentaires, germes, "
+                    "codes ou interprétations sans champ HPRIM) n'est que dans ce texte")
+    if attachments:
+        said.append(f"{attachments} fichier(s) joint(s) à ce message (copie PDF du compte "
+                    "rendu, images) en font partie")
+    if not said:
+        return ""
+    return "Compte rendu CDA reçu par la passerelle : " + " ; ".join(said) + "."
+
+
 def read_cda(xml: bytes) -> CdaContent:
     """Read a CR-BIO or a level-1 CDA; DocumentError if it is neither."""
     root = safexml.parse(xml, what="CDA")
     if root.tag != H + "ClinicalDocument":
         raise DocumentError("CDA: root element is not ClinicalDocument")
-    header = _header(root)
+    header, moved = _header(root)
     out: list[Finding] = []
     b64 = _first(root, "h:component/h:nonXMLBody/h:text")
     if b64 is not None:
         if b64.get("mediaType") != "application/pdf" or b64.get("representation") != "B64":
             raise DocumentError("CDA: level-1 body is not a base64 PDF")
         try:
-            pdf = base64.b64decode(alltext(b64), validate=False)
+            pdf = base64.b64decode("".join(alltext(b64).split()), validate=True)
         except (binascii.Error, ValueError):
             raise DocumentError("CDA: level-1 body is not valid base64") from None
-        return CdaContent(HprimDocument(header), pdf, out)
-    para = _first(root, "h:component/h:structuredBody//h:paragraph[@ID='freetext']")
-    free = narrative.read_free_text(para) if para is not None else ""
-    return CdaContent(HprimDocument(header, free, _lab(root, out)), None, out)
+        told = ("Compte rendu CDA reçu par la passerelle : le compte rendu entier est dans "
+                "le fichier PDF joint à ce message.")
+        return CdaContent(HprimDocument(header, "\n".join([told, *moved])), pdf, out,
+                          [Attachment("application/pdf", pdf)])
+    lab = _lab(root, out)
+    if lab is not None:
+        # our own layout: the narrative table holds every RES field exactly
+        para = _first(root, "h:component/h:structuredBody//h:paragraph[@ID='freetext']")
+        free = narrative.read_free_text(para) if para is not None else ""
+        return CdaContent(HprimDocument(header, free, lab), None, out)
+    if _first(root, "h:component/h:structuredBody") is None:
+        raise DocumentError("CDA: neither a structuredBody nor a nonXMLBody")
+    got = crbioread.read_body(root)
+    out.extend(got.findings)
+    text = crbioread.render(root)
+    told = note(len(got.attachments), got.text_only + len(moved))
+    free = "\n\n".join(x for x in (told, "\n".join(moved), text) if x)
+    lines = got.lab if got.lab else None
+    return CdaContent(HprimDocument(header, free, lines), None, out,
+                      got.attachments, got.text_only)
+
+
+def read_header(xml: bytes) -> tuple[HprimHeader, str]:
+    """The HPRIM view of a CDA's header and its title, without reading its body."""
+    root = safexml.parse(xml, what="CDA")
+    if root.tag != H + "ClinicalDocument":
+        raise DocumentError("CDA: root element is not ClinicalDocument")
+    return _header(root)[0], _text(root, "h:title")
 
 
 def read_crbio(xml: bytes) -> HprimDocument:

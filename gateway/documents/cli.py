@@ -96,6 +96,15 @@ def _to_hprim(args: argparse.Namespace) -> int:
     if content.pdf is not None:
         raise DocumentError(f"{args.file}: level-1 CDA carries a PDF, not results")
     _findings(content.findings, args.json, args.file)
+    if args.attachments:
+        # the files the CDA carries (its PDF copy, images), as the legacy message attaches them
+        where = Path(args.attachments)
+        try:
+            where.mkdir(parents=True, exist_ok=True)
+            for k, a in enumerate(content.attachments, start=1):
+                (where / f"CR0001-{k}.{a.extension}").write_bytes(a.data)
+        except OSError as exc:
+            raise DocumentError(f"--attachments: cannot write ({exc.strerror})") from None
     text = hprim.write(content.document)
     try:
         out = text.encode(args.charset)
@@ -121,12 +130,16 @@ def _pack(args: argparse.Namespace) -> int:
 def _unpack(args: argparse.Namespace) -> int:
     package = xdm.unpack(_read(args.zip))
     out = Path(args.out)
-    (out / "IHE_XDM" / "SUBSET01").mkdir(parents=True, exist_ok=True)
-    (out / xdm.METADATA).write_bytes(package.metadata)
-    for entry in package.documents:
-        # entry.path was checked to be IHE_XDM/SUBSET01/<plain name> before anything was read
-        (out / entry.path).write_bytes(entry.xml)
-        print(out / entry.path)
+    files = [(package.metadata_path, package.metadata)]
+    files += [(e.path, e.xml) for e in package.documents]
+    files += [(o.path, o.data) for o in package.others]
+    for path, data in files:
+        # every path was checked to stay inside the package (no absolute path, no "..")
+        # before anything was read
+        (out / path).parent.mkdir(parents=True, exist_ok=True)
+        (out / path).write_bytes(data)
+        if path != package.metadata_path:
+            print(out / path)
     return 0
 
 
@@ -167,6 +180,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("file")
     p.add_argument("--charset", default="utf-8", help="output charset (default utf-8)")
     p.add_argument("--json", action="store_true", help="findings as JSON on stderr")
+    p.add_argument("--attachments", metavar="DIR",
+                   help="write the files the CDA carries (PDF copy, images) into DIR")
     p.set_defaults(handler=_to_hprim)
 
     xp = sub.add_parser("xdm", help="IHE XDM packages").add_subparsers(

@@ -1,5 +1,5 @@
 """METADATA.XML of an IHE XDM package: the ebRIM 3.0 SubmitObjectsRequest (identifiers from
-../shared/specs/cda-xdm.md), written from the CDAs it describes and read back for checks."""
+the ANS CI-SIS XDM metadata), written from the CDAs it describes and read back for checks."""
 
 from __future__ import annotations
 

@@ -1,8 +1,9 @@
 """HPRIM Net text: a lenient parser that reports what it could not read, and an exact writer.
 
-Layout and RES fields follow ../shared/specs/hprim-net.md.  The parser never raises for sloppy
-input: it pads, accepts the known variants, and lists every departure as a `Finding` with its
-line number (field names only, never contents: findings end up in logs and the trace).
+Layout and RES fields as the open-source records that read HPRIM Net agree on them (FreeHealth,
+MedShakeEHR; this is not HPRIM Santé).  The parser never raises for sloppy input: it pads,
+accepts the known variants, and lists every departure as a `Finding` with its line number
+(field names only, never contents: findings end up in logs and the trace).
 """
 
 from __future__ import annotations
@@ -231,6 +232,20 @@ def _party(code: str, name: str) -> str:
     return f"{code:<10} {name}" if name else code
 
 
+_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+def _one_line(value: str) -> str:
+    """A value on one line: what was a line break becomes a space (a parsed file has none;
+    a CDA's text may)."""
+    return _BREAK.sub(" ", value)
+
+
+def _field(value: str) -> str:
+    """A RES field: one line and no `|`, which would shift every field after it."""
+    return _one_line(value).replace("|", "/")
+
+
 def _header_lines(h: HprimHeader) -> list[str]:
     lines = [
         h.patient_code,
@@ -246,11 +261,12 @@ def _header_lines(h: HprimHeader) -> list[str]:
         _party(h.sender_code, h.sender_name),
         _party(h.recipient_code, h.recipient_name),
     ]
+    lines = [_one_line(x) for x in lines]
     return [*lines, ""] if h.blank_line_13 else lines
 
 
 def _res_text(r: ResLine) -> str:
-    fields = list(r.fields())
+    fields = [_field(f) for f in r.fields()]
     # The second-unit group (fields 11-14) is written only when it holds something, as the
     # labs do; fields 2-10 are always written so that positions stay unambiguous.
     if not any(fields[9:]):
@@ -275,14 +291,16 @@ def write(
     for doc in docs:
         out += _header_lines(doc.header)
         if doc.free_text:
-            out += doc.free_text.split("\n")
+            # a line of text that reads as a marker would end the document early
+            out += [" ".join(x) if x.strip() in (LAB, FIN, FINFICHIER) else x
+                    for x in _BREAK.split(doc.free_text)]
         if doc.lab is not None:
             out.append(LAB)
             for item in doc.lab:
                 if isinstance(item, ResLine):
                     out.append(_res_text(item))
                 else:
-                    out.append(f"TEX|{item.text}" if item.text else "TEX")
+                    out += [f"TEX|{x}" if x else "TEX" for x in _BREAK.split(item.text)]
         out.append(FIN)
     if end_file:
         out.append(FINFICHIER)

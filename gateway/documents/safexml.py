@@ -1,7 +1,7 @@
 """Hardened XML parsing for documents that come from outside (CDA, ebRIM metadata).
 
 No entity expansion, no DTD loading, no network, a size cap and lxml's default depth/size
-limits kept on (huge_tree off): ../shared/specs/cda-xdm.md "Hardening".
+limits kept on (huge_tree off); see docs/security.md.
 """
 
 from __future__ import annotations

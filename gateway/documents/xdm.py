@@ -1,7 +1,7 @@
 """IHE XDM packages (IHE_XDM.ZIP): pack CDAs with README, INDEX and ebRIM metadata; unpack and
 verify them with zip-bomb and traversal checks made before anything is extracted.
 
-Layout and identifiers: ../shared/specs/cda-xdm.md.  Zips are built in memory with a fixed
+Layout and identifiers: IHE ITI XDM and the ANS CI-SIS.  Zips are built in memory with a fixed
 timestamp so the same input gives the same bytes.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import html
 import io
+import re
 import uuid
 import zipfile
 import zlib
@@ -56,9 +57,29 @@ class XdmSender:
 
 @dataclass(frozen=True)
 class XdmEntry:
+    """A CDA of a package, with what its DocumentEntry in METADATA.XML says of it (`title`,
+    `patient_id`, `unique_id`, `creation_time`, `patient_name`, `birth_date`, `gender`: the
+    slots and identifiers present)."""
+
     path: str
     xml: bytes
     entry_id: str
+    facts: dict[str, str] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class XdmFile:
+    """A document a package lists that is not a CDA (a PDF rendition, an image)."""
+
+    path: str
+    media_type: str
+    data: bytes
+    entry_id: str
+
+    @property
+    def extension(self) -> str:
+        return {"application/pdf": "PDF", "image/png": "PNG", "image/jpeg": "JPG",
+                "text/plain": "TXT"}.get(self.media_type, "BIN")
 
 
 @dataclass(frozen=True)
@@ -67,6 +88,8 @@ class XdmPackage:
     metadata: bytes
     readme: str = ""
     findings: list[Finding] = field(default_factory=list)
+    others: list[XdmFile] = field(default_factory=list)
+    metadata_path: str = METADATA
 
 
 def _ts(when: datetime) -> str:
@@ -285,8 +308,57 @@ def _safe_names(z: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
     return names
 
 
+_METADATA_AT = re.compile(r"IHE_XDM/([^/]+)/METADATA\.XML", re.IGNORECASE)
+# identification schemes of a DocumentEntry's external identifiers
+_DE_IDS = {ebrim.DE_PATIENT: "patient_id", ebrim.DE_UNIQUE: "unique_id"}
+
+
+def _entry_facts(eo: etree._Element) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """(slots, facts) of one DocumentEntry: its slots as lists, and the document and patient
+    facts a reader shows (title, identifiers, patient name, birth date, gender)."""
+    R = ebrim.R
+    slots: dict[str, list[str]] = {}
+    for slot in eo.findall(R + "Slot"):
+        slots[slot.get("name") or ""] = [v.text or "" for v in slot.iter(R + "Value")]
+    facts: dict[str, str] = {"mime_type": eo.get("mimeType") or ""}
+    name = eo.find(f"{R}Name/{R}LocalizedString")
+    if name is not None and name.get("value"):
+        facts["title"] = name.get("value") or ""
+    for ext in eo.findall(R + "ExternalIdentifier"):
+        key = _DE_IDS.get(ext.get("identificationScheme") or "")
+        if key:
+            facts[key] = ext.get("value") or ""
+    for key in ("creationTime", "serviceStartTime", "languageCode"):
+        if slots.get(key):
+            facts[key] = slots[key][0]
+    for info in slots.get("sourcePatientInfo", []):
+        field_, _, value = info.partition("|")
+        if field_ == "PID-5":
+            facts["patient_name"] = " ".join(x for x in value.split("^")[:2] if x)
+        elif field_ == "PID-7":
+            facts["birth_date"] = value
+        elif field_ == "PID-8":
+            facts["gender"] = value
+    return slots, facts
+
+
+def _resolve(uri: str, subset: str) -> str | None:
+    """The zip path a DocumentEntry's URI names: relative to its subset folder, or from the
+    package's root when it starts with IHE_XDM/; None when it would leave the package."""
+    path = uri.strip().replace("\\", "/")
+    while path.startswith("./"):
+        path = path[2:]
+    parts = path.split("/")
+    if not path or path.startswith("/") or ":" in path or "\x00" in path or any(
+            p in ("", ".", "..") for p in parts):
+        return None
+    return path if path.upper().startswith("IHE_XDM/") else subset + path
+
+
 def _check(data: bytes) -> XdmPackage:
-    """Open, check and read a package; raises at the first unsafe thing, collects the rest."""
+    """Open, check and read a package; raises at the first unsafe thing, collects the rest.
+    Any subset folder (IHE_XDM/<name>/METADATA.XML, several allowed), URIs with a path,
+    hashes in either case."""
     if len(data) > MAX_TOTAL_BYTES:
         raise UnsafeDocumentError("xdm: package over the size cap")
     try:
@@ -308,45 +380,60 @@ def _check(data: bytes) -> XdmPackage:
                     RuntimeError, zlib.error):  # RuntimeError: an entry flagged encrypted
                 raise DocumentError(f"xdm: {name}: corrupt zip entry") from None
 
-        meta = read(METADATA)
-        if meta is None:
-            raise DocumentError(f"xdm: no {METADATA}")
+        subsets = sorted(names[n].filename for n in names if _METADATA_AT.fullmatch(n))
+        if not subsets:
+            raise DocumentError("xdm: no IHE_XDM/<subset>/METADATA.XML")
         readme = read("README.TXT")
         if readme is None:
             findings.append(Finding("no-readme", "README.TXT missing"))
         if read("INDEX.HTM") is None:
             findings.append(Finding("no-index", "INDEX.HTM missing"))
         docs: list[XdmEntry] = []
-        listed = ebrim.listed(safexml.parse(meta, what="METADATA.XML"))
-        if not listed:
-            findings.append(Finding("no-document", "METADATA.XML lists no document"))
-        for entry_id, slots in listed:
-            uri = (slots.get("URI") or [""])[0]
-            path = SUBSET + uri
-            if not uri or "/" in uri or "\\" in uri or ".." in uri:
-                findings.append(Finding("uri", "DocumentEntry without a plain URI slot"))
-                continue
-            body = read(path)
-            if body is None:
-                findings.append(Finding("missing", f"{path} listed but absent"))
-                continue
-            want_hash = (slots.get("hash") or [""])[0]
-            got_hash = hashlib.sha1(body).hexdigest().upper()
-            if want_hash != got_hash:
-                findings.append(Finding("hash", f"{path}: SHA-1 differs from METADATA.XML"))
-            if (slots.get("size") or [""])[0] != str(len(body)):
-                findings.append(Finding("size", f"{path}: size differs from METADATA.XML"))
-            try:
-                root = safexml.parse(body, what=path)
-                if root.tag != H + "ClinicalDocument":
-                    findings.append(Finding("not-cda", f"{path}: not a CDA document"))
-            except UnsafeDocumentError:
-                raise
-            except DocumentError:
-                findings.append(Finding("not-cda", f"{path}: not well-formed XML"))
-            docs.append(XdmEntry(path, body, entry_id))
+        others: list[XdmFile] = []
+        first_meta = b""
+        for meta_path in subsets:
+            meta = read(meta_path) or b""
+            first_meta = first_meta or meta
+            subset = meta_path[: -len("METADATA.XML")]
+            root = safexml.parse(meta, what=meta_path)
+            entries = [eo for eo in root.iter(ebrim.R + "ExtrinsicObject")]
+            if not entries:
+                findings.append(Finding("no-document", f"{meta_path} lists no document"))
+            for eo in entries:
+                slots, facts = _entry_facts(eo)
+                uri = (slots.get("URI") or [""])[0]
+                path = _resolve(uri, subset)
+                if path is None:
+                    findings.append(Finding("uri", f"{meta_path}: a DocumentEntry without a "
+                                            "URI inside the package"))
+                    continue
+                body = read(path)
+                if body is None:
+                    findings.append(Finding("missing", f"{path} listed but absent"))
+                    continue
+                path = names[path.upper()].filename
+                want_hash = (slots.get("hash") or [""])[0].strip()
+                if want_hash.lower() != hashlib.sha1(body).hexdigest():
+                    findings.append(Finding("hash", f"{path}: SHA-1 differs from METADATA.XML"))
+                if (slots.get("size") or [""])[0].strip() != str(len(body)):
+                    findings.append(Finding("size", f"{path}: size differs from METADATA.XML"))
+                media = facts.get("mime_type", "").lower()
+                if media and "xml" not in media:
+                    others.append(XdmFile(path, media, body, eo.get("id") or ""))
+                    continue
+                try:
+                    cda_root = safexml.parse(body, what=path)
+                    if cda_root.tag != H + "ClinicalDocument":
+                        findings.append(Finding("not-cda", f"{path}: not a CDA document"))
+                except UnsafeDocumentError:
+                    raise
+                except DocumentError:
+                    findings.append(Finding("not-cda", f"{path}: not well-formed XML"))
+                docs.append(XdmEntry(path, body, eo.get("id") or "", facts))
+        if not docs and not others and not any(f.code == "no-document" for f in findings):
+            findings.append(Finding("no-document", "the package holds no readable document"))
         text = readme.decode("utf-8", "replace") if readme is not None else ""
-        return XdmPackage(docs, meta, text, findings)
+        return XdmPackage(docs, first_meta, text, findings, others, subsets[0])
 
 
 def verify(data: bytes) -> list[Finding]:

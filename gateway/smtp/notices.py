@@ -1,10 +1,12 @@
 """Notices to senders, in the sender's own network and format (pure: clock passed in).
 
 * a legacy user gets a plain French letter (sealed by the caller with their key);
-* a trust-space sender gets an RFC 3464 delivery status notification.
+* a trust-space sender gets an RFC 3464 delivery status notification;
+* a trust-space sender who asked for it gets an MDN as the agency's guide writes it.
 
-Neither ever carries the original body — only its headers — so no patient data travels back
-outside the end-to-end encryption.
+A notice carries the original's headers only, so no patient data travels back outside the
+end-to-end encryption — but an error MDN, which the guide has return the original with its
+IHE_XDM.ZIP and PDFs to the trust-space sender who sent them.
 """
 
 from __future__ import annotations
@@ -174,11 +176,84 @@ def build_dsn(original: bytes, *, sender: str, failures: list[Failure], reportin
 
 # --- MDN (RFC 8098), as the trust-space spec asks -------------------------------------------
 
-# Error codes of the trust-space MDN (`processed/Error: <code>^<libellé>`); passerelle uses:
+# The acknowledgement error codes of the agency's guide "transmission de documents CDA par
+# MSSanté" (table applicationErrorCondition, ../shared/conformance/ans-mss-transport/
+# error-codes.md), with its labels: `processed/Error: <code>^<libellé>` in the Disposition
+# field, `[KO Intégration système !][<code>]` at the head of the subject.
 MDN_ERRORS = {
-    "900": "Erreur de traitement du message par la passerelle",
-    "901": "Message non remis au destinataire",
+    "900": "Version du document incorrecte lors d'une demande de remplacement/suppression",
+    "901": "Auteur non autorisé à remplacer ou supprimer un document",
+    "902": "Identifiant patient inconnu",
+    "903": "INS non présent dans le document",
+    "904": "L'INS transmis ne correspond pas exactement à celui stocké dans la base du "
+           "consommateur",
+    "905": "L'INS transmis n'est pas complet",
+    "906": "Erreur 'Autre'",
 }
+ERROR_OTHER = "906"  # what the gateway says when it could not translate a message at all
+KO_PREFIX = "[KO Intégration système !]"
+XDM_SUBJECT = "XDM/1.0/DDM+"
+
+
+@dataclass(frozen=True)
+class ReceiptDocument:
+    """What the subject of a receipt names: the document's title, its patient's birth name,
+    first name and date of birth (JJ/MM/AAAA)."""
+
+    title: str = ""
+    family: str = ""
+    given: str = ""
+    birth: str = ""
+
+    def label(self) -> str:
+        return " ".join(x for x in (self.title, self.family, self.given, self.birth) if x)
+
+
+def receipt_document(message: bytes) -> ReceiptDocument | None:
+    """The document and patient of a trust-space message's IHE_XDM.ZIP (its first CDA, as
+    METADATA.XML and the CDA header say), or None when it has none that can be read."""
+    from gateway.documents import cdaread, xdm  # the documents area, only when needed
+
+    try:
+        package = next((p for p in mime.leaves(mime.parse(message))
+                        if (p.filename or "").upper() == "IHE_XDM.ZIP"), None)
+        if package is None:
+            return None
+        first = xdm.unpack(package.data).documents[0]
+        header, title = cdaread.read_header(first.xml)
+    except (PasserelleError, IndexError):
+        return None
+    return ReceiptDocument(first.facts.get("title") or title, header.last_name,
+                           header.first_name, header.birth_date)
+
+
+def receipt_subject(original_subject: str, document: ReceiptDocument | None,
+                    error: str | None) -> str:
+    """`XDM/1.0/DDM+<libellé> <NOM> <prénom> <date de naissance>`, after
+    `[KO Intégration système !][<code>] ` for an error (the guide's subject format)."""
+    if document is not None and document.label():
+        base = XDM_SUBJECT + document.label()
+    elif original_subject.startswith(XDM_SUBJECT):
+        base = original_subject
+    else:
+        base = XDM_SUBJECT + original_subject
+    base = " ".join(base.split())[:200]
+    return f"{KO_PREFIX}[{error}] {base}" if error else base
+
+
+def _returned(original: bytes) -> list[EmailMessage]:
+    """The original's IHE_XDM.ZIP and PDFs, as the guide has an error receipt return them."""
+    try:
+        parts = mime.leaves(mime.parse(original))
+    except PasserelleError:
+        return []
+    out = []
+    for p in parts:
+        name = p.filename or ""
+        if name.upper() == "IHE_XDM.ZIP" or name.lower().endswith(".pdf"):
+            kind = "application/zip" if name.upper().endswith(".ZIP") else "application/pdf"
+            out.append(mime.attachment_part(p.data, content_type=kind, filename=name))
+    return out
 
 
 def read_dsn(message: bytes) -> tuple[str, list[Failure]] | None:
@@ -245,18 +320,30 @@ def mdn_requested(original: bytes, return_path: str) -> str | None:
 
 
 def build_mdn(original: bytes, *, notify: str, final_recipient: str, reporting_ua: str,
-              now: datetime, error: str | None = None) -> bytes:
-    """``multipart/report; report-type=disposition-notification`` for ``notify``."""
+              now: datetime, error: str | None = None, returned: bytes | None = None,
+              document: ReceiptDocument | None = None) -> bytes:
+    """``multipart/report; report-type=disposition-notification`` for ``notify``, as the
+    agency's guide writes it: the subject names the document and its patient, an error
+    carries its code and label (900-906, ``MDN_ERRORS``) in the text, the Disposition field
+    and the subject.  ``original`` is the header block at least; ``returned``, the whole
+    original message, is given back with an error receipt (third part ``message/rfc822``,
+    then its IHE_XDM.ZIP and PDFs), as the guide asks; without it only the headers are."""
+    if error is not None and error not in MDN_ERRORS:
+        raise ValueError(f"MDN error code {error!r} is not one of the guide's (900-906)")
     message_id, date, subject = original_headers(original)
+    if document is None and returned is not None:
+        document = receipt_document(returned)
     if error is None:
         disposition = "automatic-action/MDN-sent-automatically; processed"
         human = (f"Le message {message_id} du {date} a été remis à {final_recipient} "
                  "(messagerie sécurisée historique) par la passerelle.")
     else:
+        label = MDN_ERRORS[error]
         disposition = (f"automatic-action/MDN-sent-automatically; processed/Error: "
-                       f"{error}^{MDN_ERRORS[error]}")
-        human = (f"Le message {message_id} du {date} n'a pas pu être remis à "
-                 f"{final_recipient} : {MDN_ERRORS[error]}.")
+                       f"{error}^{label}")
+        human = (f"Le message ci-dessous ({message_id} du {date}) n'a pas pu être intégré "
+                 f"automatiquement pour {final_recipient} pour la raison suivante : {label}.\n"
+                 f"Le système a retourné l'erreur {error}^{label}.")
     fields = [f"Reporting-UA: {reporting_ua}; passerelle",
               f"Original-Recipient: rfc822; {final_recipient}",
               f"Final-Recipient: rfc822; {final_recipient}",
@@ -264,7 +351,13 @@ def build_mdn(original: bytes, *, notify: str, final_recipient: str, reporting_u
               f"Disposition: {disposition}"]
     head = original.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0].replace(b"\r\n", b"\n")
     boundary = make_msgid(domain="mdn").strip("<>").replace("@", ".")
-    body = b"\r\n".join([
+    if error is not None and returned is not None:
+        third = [b"Content-Type: message/rfc822", b"", returned.rstrip(b"\r\n")]
+        extra = _returned(returned)
+    else:
+        third = [b"Content-Type: text/rfc822-headers", b"", head.replace(b"\n", b"\r\n"), b""]
+        extra = []
+    chunks = [
         b"This is a MIME-encapsulated disposition notification.",
         b"",
         b"--" + boundary.encode(),
@@ -274,22 +367,21 @@ def build_mdn(original: bytes, *, notify: str, final_recipient: str, reporting_u
         quopri.encodestring(human.encode("utf-8")).replace(b"\n", b"\r\n"),
         b"--" + boundary.encode(),
         b"Content-Type: message/disposition-notification",
+        b"Content-Transfer-Encoding: 8bit",
         b"",
-        "\r\n".join(fields).encode("ascii", "replace"),
+        "\r\n".join(fields).encode("utf-8"),
         b"",
         b"--" + boundary.encode(),
-        b"Content-Type: text/rfc822-headers",
-        b"",
-        head.replace(b"\n", b"\r\n"),
-        b"",
-        b"--" + boundary.encode() + b"--",
-        b"",
-    ])
+        *third,
+    ]
+    for part in extra:
+        chunks += [b"--" + boundary.encode(), part.as_bytes(policy=mime.WIRE).rstrip(b"\r\n")]
+    chunks += [b"--" + boundary.encode() + b"--", b""]
+    body = b"\r\n".join(chunks)
     report = mime.new()
     report["From"] = final_recipient
     report["To"] = notify
-    report["Subject"] = ("Accusé de réception : " if error is None else
-                         "Erreur de remise : ") + (subject[:150] if subject else "")
+    report["Subject"] = receipt_subject(subject, document, error)
     report["Date"] = format_datetime(now)
     report["Message-ID"] = make_msgid(domain=reporting_ua)
     report["Auto-Submitted"] = "auto-replied"
@@ -301,6 +393,14 @@ def build_mdn(original: bytes, *, notify: str, final_recipient: str, reporting_u
                               f'boundary="{boundary}"')
     return bytes(report.as_bytes(policy=mime.WIRE).split(b"\r\n\r\n", 1)[0]
                  + b"\r\n\r\n" + body)
+
+
+def _utf8(value: str) -> str:
+    """A header value the compat32 parser kept with surrogate escapes, as UTF-8 text."""
+    try:
+        return value.encode("latin-1", "surrogateescape").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return value  # already text
 
 
 @dataclass(frozen=True)
@@ -321,7 +421,10 @@ def read_mdn(message: bytes) -> Disposition | None:
         if part.get_content_type() == "message/disposition-notification":
             payload = part.get_payload()
             if isinstance(payload, list):  # parsed as header blocks
-                text = "\n".join(str(p) for p in payload)
+                # the values as written: an 8-bit (UTF-8) label kept as its letters
+                text = "\n".join(
+                    f"{k}: {_utf8(str(v))}" for p in payload if isinstance(p, Message)
+                    for k, v in p.raw_items())
             else:
                 raw = part.get_payload(decode=True)
                 text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)

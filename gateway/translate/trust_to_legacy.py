@@ -2,7 +2,8 @@
 
 XDM unpacked and verified → each CR-BIO back to HPRIM Net (identity header, free text, LAB
 block; the recipient's HPRIM code on line 12) → body in the recipient's charset with CRLF;
-level-1 PDFs and other attachments passed on.  Sealing is the caller's last step.
+every file the CDAs carry (level-1 PDFs, the PDF copy of a structured report, images) and the
+message's other attachments passed on.  Sealing is the caller's last step.
 """
 
 from __future__ import annotations
@@ -68,29 +69,53 @@ def encode_for(text: str, charset: str) -> tuple[bytes, int]:
     return "".join(out).encode(charset), replaced
 
 
-def _hprim_from_xdm(package: bytes, recipient: LegacyUser) -> tuple[str | None,
-                                                                    list[tuple[str, bytes]],
-                                                                    dict[str, Any]]:
+def _hprim_from_xdm(package: bytes, recipient: LegacyUser) -> tuple[
+        str | None, list[tuple[str, str, bytes]], dict[str, Any]]:
     try:
         unpacked = xdm.unpack(package)
     except DocumentError:
         raise
     documents: list[HprimDocument] = []
-    pdfs: list[tuple[str, bytes]] = []
+    pdfs: list[tuple[str, str, bytes]] = []
     findings = [str(f) for f in unpacked.findings]
+    text_only = 0
     for n, entry in enumerate(unpacked.documents, start=1):
         content = cda.read_cda(entry.xml)
+        _same_patient(entry, content.document)
         findings.extend(str(f) for f in content.findings)
+        text_only += content.text_only
+        # every file the CDA carries reaches the clinician: the level-1 PDF, the PDF copy of
+        # a structured report, its images
         if content.pdf is not None:
-            pdfs.append((f"CR{n:04d}.PDF", content.pdf))
+            pdfs.append((f"CR{n:04d}.PDF", "application/pdf", content.pdf))
+        else:
+            pdfs.extend((f"CR{n:04d}-{k}.{a.extension}", a.media_type, a.data)
+                        for k, a in enumerate(content.attachments, start=1))
         doc = content.document
         header = dataclasses.replace(doc.header, recipient_code=recipient.hprim_code,
                                      recipient_name=recipient.legacy_address.split("@")[0])
         documents.append(dataclasses.replace(doc, header=header))
     text = hprim.write(HprimFile(documents=documents, ended=True), newline="\n") if (
         documents) else None
+    for k, other in enumerate(unpacked.others, start=1):
+        # a file the package lists beside its CDAs (a PDF rendition)
+        pdfs.append((f"DOC{k:04d}.{other.extension}", other.media_type, other.data))
     return text, pdfs, {"documents": len(documents), "findings": findings,
+                        "attachments": len(pdfs), "text_only": text_only,
                         "xdm_sha256": sha256(package)}
+
+
+def _same_patient(entry: xdm.XdmEntry, doc: HprimDocument) -> None:
+    """METADATA.XML and the CDA must name one patient: a report filed under another
+    patient's name is refused (DocumentError), never delivered."""
+    said = entry.facts.get("patient_name", "").casefold()
+    family = doc.header.last_name.casefold()
+    birth = entry.facts.get("birth_date", "")
+    cda_birth = doc.header.birth.strftime("%Y%m%d") if doc.header.birth else ""
+    if (said and family and family not in said) or (birth and cda_birth and
+                                                    birth[:8] != cda_birth):
+        raise DocumentError(f"xdm: {entry.path}: METADATA.XML names another patient than "
+                            "the CDA")
 
 
 def _may_be_report(msg: Message) -> bool:
@@ -141,7 +166,7 @@ def _build(content: bytes | Handover, *, recipient: LegacyUser, book: AddressBoo
         parts = []
         text_part = None
     package = next((p for p in parts if (p.filename or "").upper() == "IHE_XDM.ZIP"), None)
-    pdfs: list[tuple[str, bytes]] = []
+    pdfs: list[tuple[str, str, bytes]] = []
     details: dict[str, Any] = {}
     body_text = human
     extra: list[tuple[str, str, bytes]] = []
@@ -193,8 +218,8 @@ def _build(content: bytes | Handover, *, recipient: LegacyUser, book: AddressBoo
                          disposition="attachment", filename=name)
         part.set_param("charset", mime.MIME_CHARSET[recipient.charset])
         out.attach(part)
-    for name, data in pdfs:
-        out.attach(mime.attachment_part(data, content_type="application/pdf", filename=name))
+    for name, media_type, data in pdfs:
+        out.attach(mime.attachment_part(data, content_type=media_type, filename=name))
     for p in parts:
         if p is text_part or p is package or (p.filename or "") == "passerelle-trace.json":
             continue
@@ -202,6 +227,6 @@ def _build(content: bytes | Handover, *, recipient: LegacyUser, book: AddressBoo
                                         filename=p.filename or "piece-jointe.bin"))
     trace.add_digests("compose", now, digest, sha256(b""), mappings=mapped,
                       charset=recipient.charset, replaced_characters=replaced)
-    return out, LegacyDraft(handed=Handover([]), recipient=recipient,
-                       documents=(["HPRIM"] if package is not None else []) + [n for n, _ in pdfs],
-                       replaced=replaced)
+    names = (["HPRIM"] if package is not None else []) + [n for n, _, _ in pdfs]
+    return out, LegacyDraft(handed=Handover([]), recipient=recipient, documents=names,
+                            replaced=replaced)

@@ -160,7 +160,7 @@ def test_untranslatable_goes_to_quarantine_and_release_sends_it(world: World,
             sys.executable, "-m", "gateway", "quarantine", "release", entry.queue_id, "--config",
             str(h.config_path)], capture_output=True, text=True, check=False)
         assert proc.returncode == 0, proc.stderr
-        h.gateway._wake_translate.notify()
+        h.gateway.wake_translate.notify()
         got = await h.hub.wait_for(1)
         assert got[0].rcpt_tos == ("new.USER@medical01.legacy.example",)
     try:

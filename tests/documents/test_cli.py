@@ -67,3 +67,16 @@ def test_bad_files_exit_65_with_one_line(
     assert main([a.replace("{tmp}", str(tmp_path)) for a in argv]) == 65
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_cda_to_hprim_of_an_agency_example_writes_its_files(
+        tmp_path: Path, capsysbinary: pytest.CaptureFixture[bytes]) -> None:
+    from tests.conftest import FIXTURES
+
+    src = FIXTURES / "ans" / "examples" / "BIO-CR-BIO_2024.01_CR-2nde-intention-PDF.xml"
+    assert main(["cda", "to-hprim", str(src), "--attachments", str(tmp_path / "files")]) == 0
+    (doc,) = hprim.parse(capsysbinary.readouterr().out.decode()).documents
+    assert [(r.code, r.value) for r in doc.results] == [("6301-6", "2.0")]  # the INR, a REAL
+    files = sorted((tmp_path / "files").iterdir())
+    assert [f.name for f in files] == ["CR0001-1.PDF", "CR0001-2.PDF"]
+    assert all(f.read_bytes().startswith(b"%PDF") for f in files)

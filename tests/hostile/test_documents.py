@@ -98,9 +98,10 @@ def test_hostile_xdm_is_quarantined_and_nothing_delivered(world: World, tmp_path
         await settled(h, s.queue_id, State.QUARANTINED)
         why = reasons(h, s.queue_id)[0]
         assert why.startswith("translation:") and "IHE_XDM.ZIP" in why, why
-        # the sender asked for a notification: an error MDN, never the content
+        # the sender asked for a notification: an error MDN with the guide's code for an
+        # error no other code covers, their own package given back, nothing read from it
         mdn = await arrived(h.op_a, None, rcpt=OP_A)
-        assert b"processed/Error: 900" in mdn.data and b"root:" not in mdn.data
+        assert b"processed/Error: 906^Erreur 'Autre'" in mdn.data and b"root:" not in mdn.data
         assert h.hub.received == []
     run(world, tmp_path, scenario)
 

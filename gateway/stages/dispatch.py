@@ -1,0 +1,253 @@
+"""The delivery stage: translated messages sent to the next hop, and each outcome recorded.
+
+One loop (:meth:`Dispatch.loop`) leases up to 32 translated outputs at a time and delivers
+them concurrently (:func:`gateway.smtp.delivery.deliver`, sessions reused per destination, at
+most ``[delivery] per_destination`` at once).  Per recipient, the peer's answer moves the
+recipient ``translated → delivered`` (2xx; an MDN if the trust-space sender asked for one),
+``deferred`` (4xx or no answer: backoff, a delay notice after ``delay_warning_after``,
+``bounced`` once the lifetime is over) or ``bounced`` (5xx, or no route): a bounce goes to the
+sender through the notices stage.
+
+An output whose earlier attempt was cut off after the peer may have taken it (a crash
+between its ``250`` and our record) is sent again flagged ``X-Passerelle-Possible-Duplicate``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from concurrent.futures import Executor
+from pathlib import Path
+
+from gateway.config import DaemonSettings
+from gateway.errors import Fate, PasserelleError
+from gateway.ops.logging import get_logger
+from gateway.ops.metrics import Metrics
+from gateway.smtp import notices
+from gateway.smtp.delivery import (
+    NO_ROUTE,
+    DestinationLimiter,
+    FileMessage,
+    Outcome,
+    Router,
+    SessionCache,
+    deliver,
+)
+from gateway.spool import Direction, SqliteSpool
+from gateway.spool.model import DeliverWork
+from gateway.stages.common import Book, Clock, Inflight, run_in
+from gateway.stages.notify import Notices
+from gateway.translate.addresses import domain_of
+from gateway.wakeup import Wakeup
+
+log = get_logger("passerelle.daemon")
+
+
+class Dispatch:
+    """Leases translated outputs, delivers them, records per recipient what the peer said."""
+
+    def __init__(self, *, spool: SqliteSpool, db: Executor, clock: Clock, book: Book,
+                 metrics: Metrics, notices: Notices, settings: DaemonSettings, name: str,
+                 spill: Path, router: Router, trust_tls: ssl.SSLContext,
+                 legacy_tls: ssl.SSLContext, wake_deliver: Wakeup, inflight: Inflight) -> None:
+        self.spool = spool
+        self.db = db  # the spool's threads
+        self.clock = clock
+        self.book = book
+        self.metrics = metrics
+        self.notices = notices
+        self.settings = settings
+        self.name = name  # this instance, in the spool's leases
+        self.spill = spill  # large translated bytes are sent from files here
+        self.router = router
+        self.trust_tls = trust_tls  # our client certificate, the peer's checked
+        self.legacy_tls = legacy_tls
+        self.limiter = DestinationLimiter(settings.per_destination)
+        self.sessions = SessionCache(per_destination=settings.per_destination)
+        self.wake_deliver = wake_deliver
+        self.inflight = inflight
+        # Last delivery attempt per next hop: did the peer answer at all? (readiness)
+        self.peer_status: dict[str, bool] = {}
+        self.stopping = False
+
+    def stop(self) -> None:
+        """The loop leases nothing more (a drain); deliveries in flight finish."""
+        self.stopping = True
+        self.wake_deliver.notify_all()
+
+    def close(self) -> None:
+        """The SMTP sessions kept open for reuse are closed."""
+        self.sessions.close_all()
+
+    async def loop(self) -> None:
+        worker = f"{self.name}/d"
+        while not self.stopping:
+            work = await run_in(
+                self.db,
+                self.spool.lease_deliver,
+                worker,
+                now=self.clock(),
+                duration=max(self.settings.lease, self.settings.delivery_timeout * 2),
+                limit=32,
+                spill=self.spill,
+            )
+            if not work:
+                self.sessions.expire()
+                await self.wake_deliver.wait(self.settings.poll_interval)
+                continue
+            tasks = [self.inflight.start(self.deliver_one(item)) for item in work]
+            for result in await asyncio.gather(*tasks, return_exceptions=True):
+                if isinstance(result, Exception):  # a bug: the lease expires, work is redone
+                    log.error("delivery.crashed", exc_info=result)
+
+    def target(self, item: DeliverWork, rcpt: str) -> tuple[str, str, bool]:
+        """(domain to route on, address to send to, is it the legacy side?)"""
+        book = self.book()
+        if rcpt in item.routes:  # a directory alias, resolved when translated
+            return domain_of(item.routes[rcpt]), item.routes[rcpt], False
+        if item.direction is Direction.TO_LEGACY:
+            user = book.by_trust(rcpt)
+            return domain_of(user.legacy_address), user.legacy_address, True
+        legacy = book.is_legacy(rcpt)
+        return domain_of(rcpt), rcpt, legacy
+
+    async def deliver_one(self, item: DeliverWork) -> None:
+        """One leased output delivered and its outcome recorded."""
+        try:
+            await self._deliver_and_record(item)
+        finally:
+            if item.path:  # large translated bytes: the spool has them
+                Path(item.path).unlink(missing_ok=True)
+
+    async def _deliver_and_record(self, item: DeliverWork) -> None:
+        flag = b""
+        if item.in_doubt:
+            # an earlier attempt was cut off after the peer may have taken the message (a
+            # crash between its 250 and our record): say so, outside the signed part, so
+            # that the receiving side can recognise the copy (RFC 5321 §6.1 duplicates)
+            # (its line end is CRLF: every line is put in that form on the wire anyway)
+            flag = b"X-Passerelle-Possible-Duplicate: " + item.queue_id.encode() + b"\r\n"
+            log.warning("delivery.in_doubt", queue_id=item.queue_id, output_id=item.output_id)
+        # large translated bytes are sent from their file (every line end CRLF on the way)
+        data = FileMessage(Path(item.path), flag) if item.path else flag + item.data
+        by_route: dict[tuple[str, bool], list[tuple[str, str]]] = {}
+        outcomes: dict[str, Outcome] = {}
+        for rcpt in item.rcpts:
+            try:
+                domain, address, legacy = self.target(item, rcpt)
+            except PasserelleError:
+                outcomes[rcpt] = NO_ROUTE
+                continue
+            by_route.setdefault((domain, legacy), []).append((rcpt, address))
+        for (domain, legacy), pairs in by_route.items():
+            route = self.router.route(domain) if legacy else await self.router.resolve(domain)
+            if route is None or isinstance(route, Outcome):
+                outcomes.update(dict.fromkeys((r for r, _ in pairs), route or NO_ROUTE))
+                continue
+            if legacy:
+                route = type(route)(route.host, route.port, require_tls=False)
+            started = time.monotonic()
+            async with self.limiter(f"{route.host}:{route.port}"):
+                got = await deliver(
+                    data,  # with the in-doubt flag when an earlier attempt was cut off
+                    mail_from=item.mail_from,
+                    rcpts=[a for _, a in pairs],
+                    route=route,
+                    tls=self.legacy_tls if legacy else self.trust_tls,
+                    timeout=self.settings.delivery_timeout,
+                    helo=self.settings.hostname,
+                    cache=self.sessions,
+                )
+            self.peer_status[f"{route.host}:{route.port}"] = any(
+                o.fate is None or not o.status.startswith(("4.4.", "4.7.")) for o in got.values()
+            )
+            seconds = time.monotonic() - started
+            self.metrics.observe_stage("deliver", seconds)
+            log.info(
+                "delivery.attempt",
+                queue_id=item.queue_id,
+                peer=route.host,
+                seconds=round(seconds, 4),
+            )
+            for outcome in set(got.values()):
+                if outcome.status in ("4.7.5", "4.7.4"):
+                    self.metrics.count_tls_failure(
+                        domain,
+                        "starttls_unsupported"
+                        if outcome.status == "4.7.4"
+                        else "certificate_unknown",
+                    )
+            for rcpt, address in pairs:
+                outcomes[rcpt] = got[address]
+        await self.record(item, outcomes)
+
+    async def record(self, item: DeliverWork, outcomes: dict[str, Outcome]) -> None:
+        """What the peers said about each recipient of ``item``, into the spool; the
+        notices it calls for (MDN, delay notice, bounce) queued."""
+        now = self.clock()
+        delivered = [r for r, o in outcomes.items() if o.fate is None]
+        bounced = [r for r, o in outcomes.items() if o.fate is Fate.BOUNCE]
+        deferred = [r for r, o in outcomes.items() if o.fate is Fate.RETRY]
+        if delivered:
+            await run_in(self.db, self.spool.mark_delivered, item.output_id, delivered, now=now)
+            log.info("message.delivered", queue_id=item.queue_id, count=len(delivered))
+            if item.direction is Direction.TO_LEGACY:
+                await self.notices.mdn(item.queue_id, item.mail_from, delivered)
+            direction = str(item.direction)
+            for _ in delivered:
+                self.metrics.count_message(
+                    "delivered", direction, "in_doubt" if item.in_doubt else "ok"
+                )
+                self.metrics.observe_end_to_end(direction, max(0.0, now - item.received_at))
+        failures: list[notices.Failure] = []
+        for _ in bounced:
+            self.metrics.count_message("bounced", str(item.direction), "peer_permanent")
+        for _ in deferred:
+            self.metrics.count_message("deferred", str(item.direction), "peer_temporary")
+            self.metrics.count_retry(str(item.direction))
+        if bounced:
+            await run_in(
+                self.db,
+                self.spool.mark_bounced,
+                item.output_id,
+                bounced,
+                now=now,
+                reason="; ".join(outcomes[r].reason for r in bounced),
+            )
+            failures += [
+                notices.Failure(r, "failed", outcomes[r].status, outcomes[r].reason)
+                for r in bounced
+            ]
+        if deferred:
+            reason = outcomes[deferred[0]].reason
+            _, warn, expired = await run_in(
+                self.db, self.spool.mark_deferred, item.output_id, deferred, now=now,
+                reason=reason
+            )
+            if expired:
+                await run_in(
+                    self.db,
+                    self.spool.mark_bounced,
+                    item.output_id,
+                    deferred,
+                    now=now,
+                    reason=f"lifetime over: {reason}",
+                )
+                failures += [
+                    notices.Failure(r, "failed", "4.4.7", f"expired: {reason}") for r in deferred
+                ]
+            elif warn:
+                await self.notices.notify(
+                    item.direction,
+                    item.mail_from,
+                    await self.notices.original(item.queue_id),
+                    [
+                        notices.Failure(r, "delayed", outcomes[r].status, outcomes[r].reason)
+                        for r in deferred
+                    ],
+                    delayed=True,
+                )
+        if failures:
+            original = await self.notices.original(item.queue_id)
+            await self.notices.notify(item.direction, item.mail_from, original, failures)

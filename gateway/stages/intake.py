@@ -1,0 +1,177 @@
+"""The intake stage: what the two SMTP listeners hand over, stored in the spool.
+
+The listeners (:mod:`gateway.smtp.server`) check the envelope and call :meth:`Intake.accept`
+with an :class:`~gateway.smtp.server.Arrival`; their ``250`` is sent only once it returns, that
+is once message and envelope are committed to the spool (state ``received``).  A message with
+a null sender from the legacy hub is a delivery status notification about a message we
+delivered there: it is not translated but passed back to the trust-space sender as a DSN
+(:meth:`Intake.hub_notice`).
+
+:func:`listeners` builds the two listeners around an intake; :class:`Domains` is the list of
+domains as they see it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from gateway.config import Settings
+from gateway.crypto.domainlist import DomainList, DomainListStore
+from gateway.crypto.pki import TrustAnchors, server_tls_context
+from gateway.errors import ConfigError, PasserelleError, RelayDenied, TrustListError
+from gateway.ops.logging import get_logger
+from gateway.ops.metrics import Metrics
+from gateway.smtp import notices
+from gateway.smtp.server import Arrival, LegacyHandler, Limits, Listener, TrustHandler
+from gateway.spill import head
+from gateway.spill import size as data_size
+from gateway.spool import Direction, SqliteSpool
+from gateway.stages.common import HEAD_MAX, Book, Clock, message_id_of, run_in
+from gateway.stages.notify import Notices
+from gateway.wakeup import Wakeup
+
+log = get_logger("passerelle.daemon")
+
+
+class Domains:
+    """The list of domains as the listeners see it (reloadable, fail-closed: a list that
+    cannot be read lists nothing, and is as old as can be)."""
+
+    def __init__(self, store: DomainListStore | None) -> None:
+        self.store = store
+
+    def current(self) -> DomainList:
+        if self.store is None:
+            return DomainList(generated_at=datetime.now(UTC))
+        try:
+            return self.store.current()
+        except TrustListError:
+            log.error("domain_list.unreadable", outcome="refused")
+            return DomainList(generated_at=datetime(1970, 1, 1, tzinfo=UTC))
+
+
+class Intake:
+    """Arrivals into the spool; the translation stage is woken for each."""
+
+    def __init__(self, *, spool: SqliteSpool, db: Executor, clock: Clock, book: Book,
+                 metrics: Metrics, notices: Notices, hostname: str,
+                 wake_translate: Wakeup, wake_deliver: Wakeup) -> None:
+        self.spool = spool
+        self.db = db  # the spool's threads
+        self.clock = clock
+        self.book = book
+        self.metrics = metrics
+        self.notices = notices
+        self.hostname = hostname  # the reporting MTA of the DSNs passed back
+        self.wake_translate = wake_translate
+        self.wake_deliver = wake_deliver  # the hub's DSNs passed back are ready to send
+
+    async def accept(self, arrival: Arrival) -> str:
+        """Store ``arrival`` durably (state ``received``): its queue id, for the ``250``.
+        The same message from the same peer twice is stored once."""
+        started = time.monotonic()
+        if arrival.side == "legacy" and not arrival.mail_from:
+            return await self.hub_notice(arrival)
+        direction = Direction.TO_TRUST if arrival.side == "legacy" else Direction.TO_LEGACY
+        queue_id, duplicate = await run_in(
+            self.db,
+            self.spool.accept,
+            direction=direction,
+            mail_from=arrival.mail_from,
+            rcpts=arrival.rcpt_tos,
+            data=arrival.data,
+            message_id=message_id_of(head(arrival.data, HEAD_MAX)),
+            now=self.clock(),
+            peer=arrival.peer,
+        )
+        log.info(
+            "message.accepted",
+            queue_id=queue_id,
+            direction=str(direction),
+            size=data_size(arrival.data),
+            outcome="duplicate" if duplicate else "stored",
+            peer=arrival.peer,
+        )
+        self.metrics.count_message("received", str(direction), "duplicate" if duplicate else "ok")
+        self.metrics.observe_stage("accept", time.monotonic() - started)
+        self.wake_translate.notify()
+        return queue_id
+
+    async def hub_notice(self, arrival: Arrival) -> str:
+        """A delivery status notification from the legacy hub about a message we delivered
+        there: passed back to the trust-space sender as an RFC 3464 DSN naming the
+        addresses they wrote to.  Anything else with a null sender is refused."""
+        data = arrival.data
+        parsed = notices.read_dsn(data.read_bytes() if isinstance(data, Path) else bytes(data))
+        if parsed is None:
+            raise RelayDenied("with a null sender this gateway accepts only delivery status "
+                              "notifications")
+        message_id, failures = parsed
+        for rcpt in arrival.rcpt_tos:
+            if not message_id or not await run_in(
+                self.db, self.spool.sent_to_legacy, message_id, rcpt
+            ):
+                raise RelayDenied("this notification does not report on a message carried by "
+                                  "this gateway from that sender")
+        book = self.book()
+        shown = []
+        for f in failures:
+            try:  # the legacy address the hub names becomes the alias the sender wrote to
+                alias = book.by_legacy(f.recipient).trust_address
+            except PasserelleError:
+                alias = f.recipient
+            shown.append(notices.Failure(alias, f.action, f.status, f.diagnostic))
+        now = datetime.fromtimestamp(self.clock(), UTC)
+        queue_ids = []
+        for rcpt in arrival.rcpt_tos:
+            dsn = notices.build_dsn(
+                f"Message-ID: {message_id}\r\n\r\n".encode(),
+                sender=rcpt,
+                failures=shown,
+                reporting_mta=self.hostname,
+                now=now,
+            )
+            queue_ids.append(await self.notices.queue(rcpt, dsn, peer=arrival.peer))
+        log.info("hub_notice.accepted", queue_id=queue_ids[0], count=len(shown))
+        self.wake_deliver.notify()
+        return queue_ids[0]
+
+
+def listeners(settings: Settings, intake: Intake, *, domains: Domains, anchors: TrustAnchors,
+              directory_alias: Callable[[str], bool] | None, spill: Path) -> list[Listener]:
+    """The legacy listener (STARTTLS offered) and the trust listener (STARTTLS and a client
+    certificate verified against ``anchors`` required), both handing arrivals to ``intake``;
+    large messages are received into files of ``spill``."""
+    d = settings.daemon
+    t = settings.trust
+    if t.server_cert is None or t.server_key is None:
+        raise ConfigError("trust.server_cert and trust.server_key are required to serve")
+    limits = Limits(d.max_message_size, d.max_recipients)
+    common: dict[str, Any] = {
+        "book": intake.book,
+        "domains": domains.current,
+        "accept": intake.accept,
+        "limits": limits,
+        "gateway_domain": settings.domain,
+        "directory_alias": directory_alias,
+    }
+    legacy_tls = server_tls_context(
+        t.server_cert, t.server_key, anchors=None, require_client_cert=False, ciphers=t.ciphers
+    )
+    trust_tls = server_tls_context(
+        t.server_cert, t.server_key, anchors=anchors, require_client_cert=True,
+        ciphers=t.ciphers,
+    )
+    return [
+        Listener(LegacyHandler(**common), host=d.legacy_listen[0], port=d.legacy_listen[1],
+                 tls=legacy_tls, require_starttls=False, hostname=d.hostname, limits=limits,
+                 spill=spill),
+        Listener(TrustHandler(**common), host=d.trust_listen[0], port=d.trust_listen[1],
+                 tls=trust_tls, require_starttls=True, hostname=d.hostname, limits=limits,
+                 spill=spill),
+    ]

@@ -1,0 +1,140 @@
+"""The notices stage: what the gateway writes itself and queues for delivery.
+
+* a **bounce** or a **delay notice** about a message it could not deliver (or translate),
+  to its sender in the sender's own network and format: a sealed French letter for a legacy
+  user (:func:`gateway.smtp.notices.legacy_notice`), an RFC 3464 DSN for a trust-space
+  sender (:func:`gateway.smtp.notices.build_dsn`);
+* an **MDN** (RFC 8098) when a trust-space sender asked for one, once the message is
+  delivered to the legacy side or could not be (error ``900``).
+
+Each notice is stored in the spool as a message of direction ``notice``, already in state
+``translated`` and with a null sender: the delivery stage sends it as it is, and nothing is
+ever written about a notice (no bounce loops).  A notice that cannot be written (the sender's
+key missing, a bug) is logged and let go: the original's own state is never touched here.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import Executor
+from datetime import UTC, datetime
+
+from gateway.errors import PasserelleError
+from gateway.ops.logging import get_logger
+from gateway.ops.metrics import Metrics
+from gateway.smtp import notices
+from gateway.spool import Direction, SqliteSpool, State
+from gateway.stages.common import HEAD_MAX, Book, Clock, message_id_of, run_in
+from gateway.wakeup import Wakeup
+
+log = get_logger("passerelle.daemon")
+
+# Seal a letter for a legacy user's key: (the sealed message, the tool that sealed each part).
+Seal = Callable[[bytes, str], Awaitable[tuple[bytes, Sequence[str]]]]
+
+
+class Notices:
+    """Writes bounces, delay notices and MDNs, and queues them for delivery."""
+
+    def __init__(self, *, spool: SqliteSpool, db: Executor, clock: Clock, book: Book,
+                 seal: Seal, metrics: Metrics, hostname: str, gateway_domain: str,
+                 wake_deliver: Wakeup) -> None:
+        self.spool = spool
+        self.db = db  # the spool's threads
+        self.clock = clock
+        self.book = book
+        self.seal = seal
+        self.metrics = metrics
+        self.hostname = hostname  # the reporting MTA of a DSN, the reporting UA of an MDN
+        self.gateway_domain = gateway_domain
+        self.wake_deliver = wake_deliver
+
+    async def notify(self, direction: Direction, sender: str, original: bytes,
+                     failures: list[notices.Failure], *, delayed: bool = False) -> None:
+        """Tell ``sender`` of a message of ``direction`` (``original``: its header block)
+        what became of some of its recipients: failed, or still ``delayed``."""
+        if not sender or direction is Direction.NOTICE:
+            return  # never a notice about a notice (no bounce loops)
+        now = datetime.fromtimestamp(self.clock(), UTC)
+        try:
+            if direction is Direction.TO_TRUST:  # the sender is a legacy user
+                user = self.book().by_legacy(sender)
+                letter = notices.legacy_notice(
+                    original,
+                    sender=user.legacy_address,
+                    failures=failures,
+                    gateway_domain=self.gateway_domain,
+                    now=now,
+                    delayed=delayed,
+                    charset=user.charset,
+                )
+                data, tools = await self.seal(letter, user.legacy_fingerprint)
+                for tool in tools:
+                    self.metrics.count_legacy_part("sealed", tool)
+                rcpt = user.legacy_address
+            else:
+                data = notices.build_dsn(
+                    original,
+                    sender=sender,
+                    failures=failures,
+                    reporting_mta=self.hostname,
+                    now=now,
+                )
+                rcpt = sender
+        except PasserelleError as exc:
+            log.error("notice.failed", kind=exc.kind)
+            return
+        except Exception as exc:  # a bug must not lose the original's state
+            log.error("notice.failed", exc_info=exc)
+            return
+        await self.queue(rcpt, data)
+        self.wake_deliver.notify()
+
+    async def queue(self, rcpt: str, data: bytes, *, peer: str = "") -> str:
+        """A message we wrote ourselves (bounce, delay notice, DSN, MDN): queued ready for
+        delivery as it is, with a null sender (never a notice about a notice).  The caller
+        wakes the delivery stage."""
+        queue_id, _ = await run_in(
+            self.db,
+            self.spool.accept,
+            direction=Direction.NOTICE,
+            mail_from="",
+            rcpts=(rcpt,),
+            data=data,
+            message_id=message_id_of(data),
+            now=self.clock(),
+            peer=peer,
+            state=State.TRANSLATED,
+        )
+        return queue_id
+
+    async def mdn(self, queue_id: str, return_path: str, rcpts: Sequence[str], *,
+                  error: str | None = None, returned: bytes | None = None) -> None:
+        """Answer an MDN request of a trust-space sender (trust-space spec, RFC 8098; codes,
+        subject and what is returned as the agency's guide has them): the message
+        ``queue_id`` was delivered to ``rcpts`` (or, with ``error``, could not be, and
+        ``returned`` is given back)."""
+        try:
+            original = await run_in(self.db, self.spool.head, queue_id, HEAD_MAX)
+        except PasserelleError:
+            return
+        notify = notices.mdn_requested(original, return_path)
+        if notify is None:
+            return
+        now = datetime.fromtimestamp(self.clock(), UTC)
+        for rcpt in rcpts:
+            data = await run_in(self.db, functools.partial(
+                notices.build_mdn, original, notify=notify, final_recipient=rcpt,
+                reporting_ua=self.hostname, now=now, error=error, returned=returned))
+            await self.queue(notify, data)
+        self.wake_deliver.notify()
+
+    async def original(self, queue_id: str) -> bytes:
+        """What a notice quotes of a stored message: its header block (b"" when the spool
+        no longer has it)."""
+        try:
+            data: bytes = await run_in(self.db, self.spool.head, queue_id, HEAD_MAX)
+        except PasserelleError:
+            return b""
+        return data

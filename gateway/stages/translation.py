@@ -1,0 +1,231 @@
+"""The translation stage: messages in state ``received`` leased, translated, stored back.
+
+Each of ``[workers] workers`` loops (:meth:`Translation.loop`) leases one message at a time
+from the spool, has it translated off the event loop (:class:`~gateway.stages.workers.WorkerPool`:
+a worker process, or a thread), then records the trace in the journal and the translation in
+the spool in one trip (``received → translated``, per recipient group), and wakes delivery.
+
+A translation that fails moves the message by the failure's fate
+(:class:`~gateway.errors.Fate`): ``deferred`` to be tried again (transient), ``bounced`` with
+a notice to the sender, or ``quarantined`` for an operator; transient for the whole retry
+lifetime becomes quarantine.  Directory aliases that lead nowhere are bounced alone, the rest
+of the message goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import Executor
+from concurrent.futures.process import BrokenProcessPool
+from datetime import UTC, datetime
+from pathlib import Path
+
+from gateway.config import DaemonSettings
+from gateway.errors import Fate, PasserelleError
+from gateway.journal import Journal
+from gateway.ops.logging import get_logger
+from gateway.ops.metrics import CRYPTO_KINDS, STAGES, Metrics
+from gateway.smtp import notices
+from gateway.spill import head
+from gateway.spool import Direction, RetryPolicy, SqliteSpool
+from gateway.spool.model import TranslateWork
+from gateway.stages.common import HEAD_MAX, Clock, Inflight, run_in
+from gateway.stages.notify import Notices
+from gateway.stages.workers import TranslatedGroup, WorkerPool, translate, worker_translate
+from gateway.translate.pipeline import Translator
+from gateway.wakeup import Wakeup
+
+log = get_logger("passerelle.daemon")
+
+
+class Translation:
+    """Leases received messages, translates them in ``pool``, records the outcome."""
+
+    def __init__(self, *, spool: SqliteSpool, journal: Journal, db: Executor, pool: WorkerPool,
+                 translator: Translator, clock: Clock, policy: RetryPolicy, metrics: Metrics,
+                 notices: Notices, settings: DaemonSettings, name: str, spill: Path,
+                 wake_translate: Wakeup, wake_deliver: Wakeup, inflight: Inflight) -> None:
+        self.spool = spool
+        self.journal = journal
+        self.db = db  # the spool's threads
+        self.pool = pool
+        self.translator = translator  # the one translating in threads (processes: their own)
+        self.clock = clock
+        self.policy = policy
+        self.metrics = metrics
+        self.notices = notices
+        self.settings = settings
+        self.name = name  # this instance, in the spool's leases
+        self.spill = spill  # large messages travel to and from the workers as files here
+        self.wake_translate = wake_translate
+        self.wake_deliver = wake_deliver
+        self.inflight = inflight
+        self.stopping = False
+
+    def stop(self) -> None:
+        """The loops lease nothing more (a drain); what is in flight finishes."""
+        self.stopping = True
+        self.wake_translate.notify_all()
+
+    async def loop(self, index: int) -> None:
+        """Translation loop number ``index``: one message at a time, until stopped."""
+        worker = f"{self.name}/t{index}"
+        while not self.stopping:
+            work = await run_in(
+                self.db,
+                self.spool.lease_translate,
+                worker,
+                now=self.clock(),
+                duration=self.settings.lease,
+                limit=1,
+                spill=self.spill,
+            )
+            if not work:
+                await self.wake_translate.wait(self.settings.poll_interval)
+                continue
+            for item in work:
+                await asyncio.shield(self.inflight.start(self.translate_one(item)))
+
+    async def translate_one(self, item: TranslateWork) -> None:
+        """One leased message translated and its outcome recorded in the spool."""
+        groups: list[TranslatedGroup] = []
+        try:
+            await self._translate_stored(item, groups)
+        finally:  # the files of a large message: the spool holds it (and now its translation)
+            for name in (item.path, *(g.path for g in groups)):
+                if name:
+                    Path(name).unlink(missing_ok=True)
+
+    async def _translate_stored(self, item: TranslateWork, groups: list[TranslatedGroup]
+                                ) -> None:
+        now = self.clock()
+        try:
+            if self.pool.processes:
+                groups += await self.pool.run(worker_translate, item, now, str(self.spill))
+            else:
+                groups += await self.pool.run(translate, self.translator, item, now)
+        except BrokenProcessPool:  # a worker died (killed, out of memory): new workers
+            log.error("translation.workers_lost", queue_id=item.queue_id)
+            self.pool.renew()
+            await self.failed(item, Fate.RETRY, "internal", "worker process lost")
+            return
+        except PasserelleError as exc:
+            await self.failed(item, exc.fate, exc.kind, str(exc))
+            return
+        except Exception as exc:  # a bug: keep the message, retry later
+            log.error("translation.crashed", queue_id=item.queue_id, exc_info=exc)
+            await self.failed(item, Fate.RETRY, "internal", type(exc).__name__)
+            return
+        at = datetime.fromtimestamp(now, UTC)
+
+        def record() -> None:  # the trace first, then the translation: one trip to a thread
+            # the journal is in the spool's database: the spool's commit syncs both
+            self.journal.append_traces([g.trace for g in groups], at=at, synced_by_next=True)
+            self.spool.store_translated(
+                item.queue_id,
+                [(g.rcpts, Path(g.path) if g.path else g.data) for g in groups],
+                now=self.clock(),
+                routes={r: a for g in groups for r, a in g.routes.items()},
+            )
+
+        await run_in(self.db, record)
+        log.info("message.translated", queue_id=item.queue_id, direction=str(item.direction))
+        self.metrics.count_message("translated", str(item.direction))
+        for g in groups:
+            self._count(g)
+        unresolved = {r: why for g in groups for r, why in g.unresolved.items()}
+        if unresolved:  # directory aliases that lead nowhere: bounced, the rest goes on
+            log.info("translation.unresolved", queue_id=item.queue_id, count=len(unresolved))
+            self.metrics.count_message("bounced", str(item.direction), "unknown_address")
+            await run_in(
+                self.db,
+                self.spool.translate_failed,
+                item.queue_id,
+                fate="bounce",
+                reason="unknown_address: " + "; ".join(dict.fromkeys(unresolved.values())),
+                now=self.clock(),
+            )
+            await self.notices.notify(
+                item.direction,
+                item.mail_from,
+                _head(item),
+                [notices.Failure(r, "failed", "5.1.1", why) for r, why in unresolved.items()],
+            )
+        self.wake_deliver.notify()
+
+    def _count(self, group: TranslatedGroup) -> None:
+        """A translation's stage timings, repairs and legacy parts, from its trace."""
+        for stage, seconds in group.trace.timings.items():
+            if stage in STAGES:
+                self.metrics.observe_stage(stage, seconds)
+        for step in group.trace.steps:
+            if step.stage == "repair":
+                for kind, n in step.details.get("repairs", {}).items():
+                    self.metrics.count_repair(kind, n)
+            elif step.stage == "open":
+                for tool in step.details.get("verification", {}).get("tools", []):
+                    self.metrics.count_legacy_part("opened", str(tool))
+            elif step.stage == "seal":
+                for tool in step.details.get("tools", []):
+                    self.metrics.count_legacy_part("sealed", str(tool))
+
+    async def failed(self, item: TranslateWork, fate: Fate, kind: str, reason: str) -> None:
+        """The translation of ``item`` failed with ``fate``: the message moves accordingly,
+        with an MDN (error) and a bounce to its sender when it will not be delivered."""
+        if fate is Fate.RETRY and self.clock() - item.received_at >= self.policy.lifetime:
+            # transient for the whole lifetime (a bug, a dependency down for days): an
+            # operator looks at it rather than the sender waiting for ever
+            fate, reason = Fate.QUARANTINE, f"retried for the whole lifetime: {reason}"
+        log.info("translation.failed", queue_id=item.queue_id, fate=str(fate), kind=kind)
+        event = {Fate.BOUNCE: "bounced", Fate.QUARANTINE: "quarantined"}.get(fate, "deferred")
+        self.metrics.count_message(event, str(item.direction), kind)
+        if kind in CRYPTO_KINDS:
+            self.metrics.count_crypto_failure(kind)
+        if fate is Fate.RETRY:
+            self.metrics.count_retry(str(item.direction))
+        returned = None
+        if item.direction is Direction.TO_LEGACY and fate is not Fate.RETRY:
+            # an error MDN gives the original back (the agency's guide): read before the
+            # spool lets it go
+            returned = await run_in(self.db, _whole, item)
+        await run_in(
+            self.db,
+            self.spool.translate_failed,
+            item.queue_id,
+            fate=str(fate),
+            reason=f"{kind}: {reason}",
+            now=self.clock(),
+        )
+        if item.direction is Direction.TO_LEGACY and fate is not Fate.RETRY:
+            await self.notices.mdn(item.queue_id, item.mail_from, list(item.rcpts),
+                                   error=notices.ERROR_OTHER, returned=returned)
+        if fate is Fate.BOUNCE:
+            # an unknown address says which one (the RPPS); anything else only its kind
+            said = reason if kind == "unknown_address" else kind
+            failures = [notices.Failure(r, "failed", _status(kind), said) for r in item.rcpts]
+            await self.notices.notify(item.direction, item.mail_from, _head(item), failures)
+
+
+def _status(kind: str) -> str:
+    """The DSN status of a translation bounced for ``kind``."""
+    if kind == "unknown_address":
+        return "5.1.1"
+    if "sign" in kind or "crypt" in kind or "key" in kind:
+        return "5.7.0"
+    return "5.6.0"
+
+
+def _head(item: TranslateWork) -> bytes:
+    """What a notice quotes of a message: its header block (all of it, for a message held
+    in memory)."""
+    return head(Path(item.path), HEAD_MAX) if item.path else item.data
+
+
+def _whole(item: TranslateWork) -> bytes | None:
+    """The whole message of a work item (None when its spilled file is gone)."""
+    if not item.path:
+        return bytes(item.data)
+    try:
+        return Path(item.path).read_bytes()
+    except OSError:
+        return None

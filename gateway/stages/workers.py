@@ -1,0 +1,193 @@
+"""Translation workers: where a queued message is translated, and the processes that do it.
+
+:func:`translate` turns one leased :class:`~gateway.spool.model.TranslateWork` into groups of
+recipients with their translated bytes and trace.  It runs in a thread of the daemon
+(``[workers] processes = 0``) or in a worker process of a :class:`WorkerPool`: each process
+builds its own translator once (:func:`worker_init`) and is handed work through
+:func:`worker_translate`.  Those entry points are top-level functions of this module because
+a process pool started with ``spawn`` pickles them by name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from gateway.config import Settings
+from gateway.ops.logging import configure as configure_logging
+from gateway.spill import LARGE, create, new_path
+from gateway.spool import Direction
+from gateway.spool.model import TranslateWork
+from gateway.stages.common import run_in
+from gateway.translate.factory import build_translator
+from gateway.translate.handover import Handover
+from gateway.translate.pipeline import Envelope, Translator
+
+T = TypeVar("T")
+_M_ARENA_MAX, _M_MMAP_THRESHOLD = -8, -3  # mallopt(3)
+
+
+@dataclass(frozen=True)
+class TranslatedGroup:
+    """Translated bytes for some recipients of a message."""
+
+    rcpts: tuple[str, ...]
+    data: bytes
+    trace: Any
+    routes: dict[str, str] = field(default_factory=dict)  # directory alias -> mailbox
+    unresolved: dict[str, str] = field(default_factory=dict)  # directory alias -> why
+    path: str = ""  # large translated bytes are in this file, ``data`` empty
+
+
+def translate(translator: Translator, item: TranslateWork, now_ts: float
+              ) -> list[TranslatedGroup]:
+    """One queued message translated: groups of recipients with their bytes and trace."""
+    now = datetime.fromtimestamp(now_ts, UTC)
+    envelope = Envelope(item.mail_from, item.rcpts)
+    if item.direction is Direction.TO_TRUST:
+        # a message in a file is read from it in slices, never whole (see Handover)
+        t = translator.to_trust(Handover.of_file(Path(item.path)) if item.path else item.data,
+                                envelope, now=now)
+        return [TranslatedGroup(t.recipients, t.message, t.trace, t.routes, t.unresolved)]
+    data = Path(item.path).read_bytes() if item.path else item.data
+    out: list[TranslatedGroup] = []
+    for rcpt in item.rcpts:
+        results = translator.to_legacy(data, Envelope(item.mail_from, (rcpt,)), now=now)
+        out.append(TranslatedGroup((rcpt,), results[0].message, results[0].trace))
+    return out
+
+
+# -- in a worker process ----------------------------------------------------------------------
+
+_WORKER: Translator | None = None  # in a translation worker process
+
+
+def worker_init(settings: Settings, daemon_pid: int) -> None:
+    """A worker process starts: it ignores the signals the daemon decides on, watches the
+    daemon, logs like it, and builds its translator."""
+    global _WORKER
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the daemon decides when workers stop
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    watch_parent(daemon_pid)
+    configure_daemon_logging(settings)  # to the daemon's stream (inherited), redacted alike
+    thrifty_malloc()
+    _WORKER = build_translator(settings)
+
+
+def worker_ready() -> bool:
+    """Submitted once per process to start the pool's processes now (see WorkerPool.warm)."""
+    return _WORKER is not None
+
+
+def worker_translate(item: TranslateWork, now_ts: float, spill: str) -> list[TranslatedGroup]:
+    """In a worker process: large translated bytes come back as a file in ``spill`` (sent
+    through the pipe, they would be copied twice on each side)."""
+    assert _WORKER is not None, "translation worker not initialised"
+    groups = translate(_WORKER, item, now_ts)
+    out = []
+    for g in groups:
+        if len(g.data) > LARGE:
+            path = new_path(Path(spill), item.queue_id)
+            with open(create(path), "wb") as f:
+                f.write(g.data)
+            g = replace(g, data=b"", path=str(path))
+        out.append(g)
+    return out
+
+
+def configure_daemon_logging(settings: Settings) -> None:
+    """JSON lines on stdout at ``[logging] level``: the daemon's, and its workers' (which
+    inherit the daemon's stdout)."""
+    configure_logging(str(settings.raw.get("logging", {}).get("level", "info")))
+
+
+def watch_parent(daemon_pid: int) -> None:
+    """This worker process ends when the daemon ``daemon_pid`` is no longer its parent (the
+    daemon was killed: kill -9, out of memory), checked every second.  The daemon's pid is
+    given, not read here: a daemon killed while this worker was still starting (importing
+    the translation stack takes a second) would otherwise be missed — the worker would take
+    init, its new parent, for the daemon and linger for ever (hundreds of them piled up under
+    repeated kill -9 tests)."""
+    def orphaned() -> None:
+        while os.getppid() == daemon_pid:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=orphaned, name="parent-watch", daemon=True).start()
+
+
+def thrifty_malloc() -> None:
+    """How the daemon's and its workers' C allocator is set (glibc; elsewhere nothing
+    changes).  Left as they are, glibc's defaults cost a large message's worth of memory
+    twice over:
+
+    * each thread that allocates gets its own arena, and memory freed in one is not reused
+      by another (gpg's output was read by python-gnupg's threads; the daemon's spool
+      threads read and write large messages in pieces): one arena — its lock costs little
+      where threads take turns on the GIL anyway (no measurable CPU per message);
+    * blocks from 128 KiB are given their own pages, but after each such block is freed the
+      threshold rises, up to 32 MiB, and the next large buffers grow inside the heap and
+      leave holes there: the threshold stays at 1 MiB."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None)
+        libc.mallopt(_M_ARENA_MAX, 1)
+        libc.mallopt(_M_MMAP_THRESHOLD, 1 << 20)
+
+
+# -- in the daemon ----------------------------------------------------------------------------
+
+class WorkerPool:
+    """Where translations (and the sealing of notices) run: threads of the daemon when
+    ``[workers] processes = 0``, else worker processes each holding its own translator
+    (built once from the settings), so that translation uses every core."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.executor: Executor = self._new()
+
+    @property
+    def processes(self) -> bool:
+        return isinstance(self.executor, ProcessPoolExecutor)
+
+    def _new(self) -> Executor:
+        d = self.settings.daemon
+        if d.processes == 0:
+            return ThreadPoolExecutor(max_workers=max(1, d.workers), thread_name_prefix="translate")
+        return ProcessPoolExecutor(
+            max_workers=d.processes,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=worker_init,
+            initargs=(self.settings, os.getpid()),
+        )
+
+    def warm(self) -> None:
+        """Start every worker process now — each imports the translation stack and builds
+        its translator, about a second — rather than when the first messages arrive and
+        wait for it.  Does not wait: the listeners open meanwhile."""
+        if isinstance(self.executor, ProcessPoolExecutor):
+            for _ in range(self.settings.daemon.processes):
+                self.executor.submit(worker_ready)
+
+    def renew(self) -> None:
+        """New workers in place of these (the tables reloaded, or a worker lost); the old
+        pool finishes what it holds."""
+        old, self.executor = self.executor, self._new()
+        old.shutdown(wait=False)
+        self.warm()
+
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return await run_in(self.executor, fn, *args, **kwargs)
+
+    def shutdown(self) -> None:
+        self.executor.shutdown(wait=True)
