@@ -161,6 +161,14 @@ class TranslationError(BadInputError):
     kind = "translation"
 
 
+class UnknownLab(TranslationError):
+    """An HPRIM report from a sender without a row in mappings/labs.csv: no author, custodian
+    or legal authenticator can be named, and none is made up.  Quarantined: an operator adds
+    the lab's row (FINESS, biologist's RPPS…) and releases the message."""
+
+    kind = "unknown_lab"
+
+
 # --- cryptography: the legacy side's end-to-end crypto and S/MIME ---------------------------
 
 

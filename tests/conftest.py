@@ -14,6 +14,7 @@ import pytest
 from gateway.crypto.legacy import LegacyCrypto
 from gateway.crypto.openpgp import OpenPgpCipher
 from gateway.crypto.world import World, build_world
+from tests.documents.crbio import Validator
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "fixtures"
@@ -120,3 +121,12 @@ def pg_url(pg_server: str) -> Iterator[str]:
     yield f"{pg_server}{sep}options=-csearch_path%3D{schema}"
     with psycopg.connect(pg_server, autocommit=True) as db:
         db.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture(scope="session")
+def crbio() -> Iterator[Validator]:
+    """The agency's CR-BIO validator (schema + schematron, fixtures/ans/), compiled once per
+    test session: Saxon's compile of the schematron takes seconds."""
+    validator = Validator()
+    yield validator
+    validator.close()

@@ -374,7 +374,7 @@ def _write_addresses(world: World) -> None:
     world.addresses = mappings / "addresses.csv"
     world.addresses.write_text("\n".join(lines) + "\n", "utf-8")
     repo_mappings = Path(__file__).resolve().parents[2] / "mappings"
-    for table in ("lab-codes.csv", "units.csv"):
+    for table in ("lab-codes.csv", "units.csv", "labs.csv"):
         if (repo_mappings / table).exists():
             shutil.copy(repo_mappings / table, mappings / table)
 

@@ -23,6 +23,7 @@ from gateway.documents.cdaconst import (
     LOCAL_LAB_CODES,
     LOCAL_UNITS,
     ORDER_ROOT,
+    PDF_COPY_TEMPLATE,
     RPPS_ROOT,
     STATUS_TO_ACT,
     XSI_TYPE,
@@ -211,10 +212,14 @@ def _agrees(shown: ResLine, said: ResLine) -> bool:
 
 
 def _lab(root: etree._Element, out: list[Finding]) -> list[LabLine] | None:
-    observations = _x(root, "h:component/h:structuredBody//h:observation")
-    if not observations:
-        return None
+    # Results only: not the observation of the PDF-copy section, nor a result's second-unit
+    # observation (it points at its row's field 11; the row holds both units).
+    observations = _x(root, "h:component/h:structuredBody//h:observation[not(ancestor::"
+                      f"h:section/h:templateId/@root='{PDF_COPY_TEMPLATE}')]"
+                      "[not(substring-after(h:text/h:reference/@value, '-') = 'f11')]")
     rows = {tr.get("ID"): tr for tr in _x(root, "//h:text//h:tr[@ID]")}
+    if not observations and not rows:
+        return None
     ours: list[LabLine] = []
     for n, obs in enumerate(observations, start=1):
         ref = _attr(obs, "h:text/h:reference", "value").lstrip("#")

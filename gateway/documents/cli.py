@@ -8,6 +8,7 @@ clock and the command line.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import uuid
@@ -19,7 +20,7 @@ from typing import Any
 from gateway.documents import cda, hprim, pdf, xdm
 from gateway.documents.codes import load_tables
 from gateway.documents.model import Finding
-from gateway.errors import DocumentError, TranslationError
+from gateway.errors import DocumentError, TranslationError, UnknownLab
 
 MAX_INPUT = 50 * 1024 * 1024
 
@@ -71,22 +72,28 @@ def _to_cda(args: argparse.Namespace) -> int:
         )
     doc = parsed.documents[args.document - 1]
     when = _when(args.time)
-    doc_id = (
-        args.document_id
-        or f"2.25.{uuid.uuid5(uuid.NAMESPACE_OID, data.hex() + str(args.document)).int}"
-    )
+    key = f"{hashlib.sha256(data).hexdigest()}/{args.document}"  # the same file, the same id
+    doc_id = args.document_id or f"2.25.{uuid.uuid5(uuid.NAMESPACE_OID, key).int}"
     found = list(parsed.findings)
+    tables = load_tables(args.mappings)
+    lab = None
+    if args.lab:
+        lab = tables.labs.lookup(args.lab)
+        if lab is None:
+            raise DocumentError(f"--lab {args.lab}: no such lab in labs.csv")
     try:
-        result = cda.build_crbio(
-            doc, tables=load_tables(args.mappings), document_id=doc_id, effective_time=when
-        )
-        xml, found = result.xml, found + result.findings
+        result = cda.build_crbio(doc, tables=tables, document_id=doc_id, effective_time=when,
+                                 lab=lab)
+    except UnknownLab as exc:
+        raise DocumentError(f"{args.file}: {exc} (name it with --lab)") from None
     except TranslationError:
         # Nothing to structure: the report travels as a PDF in a level-1 document.
-        xml = cda.build_level1(doc, pdf.render(doc), document_id=doc_id, effective_time=when)
+        result = cda.build_level1(doc, pdf.render(doc), tables=tables, document_id=doc_id,
+                                  effective_time=when, lab=lab)
         found.append(Finding("level-1", "no RES line: sent as a level-1 CDA with a PDF"))
+    found += result.findings
     _findings(found, args.json, args.file)
-    sys.stdout.buffer.write(xml)
+    sys.stdout.buffer.write(result.xml)
     sys.stdout.buffer.flush()
     return 0
 
@@ -169,7 +176,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--document", type=int, default=1, help="which document of the body (1-based)")
     p.add_argument("--document-id", help="CDA id root (default: an OID derived from the file)")
     p.add_argument("--time", help="effective time, ISO 8601 (default: now)")
-    p.add_argument("--mappings", help="directory of lab-codes.csv and units.csv")
+    p.add_argument("--mappings", help="directory of lab-codes.csv, units.csv and labs.csv")
+    p.add_argument("--lab", help="the sending lab: its legacy address, FINESS or HPRIM code in "
+                   "labs.csv (default: the sender code of HPRIM line 11)")
     p.add_argument("--json", action="store_true", help="findings as JSON on stderr")
     p.set_defaults(handler=_to_cda)
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+from gateway.documents.labs import LABS, LabTable, load_labs
 from gateway.errors import ConfigError
 
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "mappings"
@@ -37,6 +38,8 @@ class LabCode:
     loinc_display: str
     chapter: str
     default_ucum: str = ""
+    loinc2: str = ""  # the LOINC of the same result in the second unit (RES fields 11-14)
+    loinc2_display: str = ""
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,7 @@ class CodeTables:
 
     lab_codes: dict[str, LabCode] = field(default_factory=dict)
     units: dict[str, str] = field(default_factory=dict)
+    labs: LabTable = field(default_factory=LabTable)
 
     def lab(self, local_code: str) -> LabCode | None:
         return self.lab_codes.get(local_code.strip())
@@ -53,7 +57,7 @@ class CodeTables:
         return self.units.get(unit.strip())
 
 
-def _rows(path: Path, columns: tuple[str, ...]) -> list[dict[str, str]]:
+def read_rows(path: Path, columns: tuple[str, ...]) -> list[dict[str, str]]:
     try:
         with path.open(encoding="utf-8", newline="") as fh:
             reader = csv.DictReader(fh)
@@ -73,7 +77,7 @@ def _rows(path: Path, columns: tuple[str, ...]) -> list[dict[str, str]]:
 def _load(directory: Path) -> CodeTables:
     labs: dict[str, LabCode] = {}
     cols = ("local_code", "label", "loinc", "loinc_display", "chapter")
-    for n, row in enumerate(_rows(directory / LAB_CODES, cols), start=2):
+    for n, row in enumerate(read_rows(directory / LAB_CODES, cols), start=2):
         code = row["local_code"].strip()
         if not code or not row["loinc"].strip():
             raise ConfigError(f"{directory / LAB_CODES}:{n}: empty local_code or loinc")
@@ -86,18 +90,23 @@ def _load(directory: Path) -> CodeTables:
             row["loinc_display"],
             row["chapter"].strip() or FALLBACK_CHAPTER,
             (row.get("default_ucum") or "").strip(),
+            (row.get("loinc2") or "").strip(),
+            (row.get("loinc2_display") or "").strip(),
         )
+        if labs[code].loinc2 and not labs[code].loinc2_display:
+            raise ConfigError(f"{directory / LAB_CODES}:{n}: loinc2 without loinc2_display")
     units: dict[str, str] = {}
-    for n, row in enumerate(_rows(directory / UNITS, ("unit", "ucum")), start=2):
+    for n, row in enumerate(read_rows(directory / UNITS, ("unit", "ucum")), start=2):
         unit, ucum = row["unit"].strip(), row["ucum"].strip()
         if not unit or not ucum:
             raise ConfigError(f"{directory / UNITS}:{n}: empty unit or ucum")
         if unit in units:
             raise ConfigError(f"{directory / UNITS}:{n}: duplicate unit")
         units[unit] = ucum
-    return CodeTables(labs, units)
+    return CodeTables(labs, units, load_labs(directory / LABS))
 
 
 def load_tables(directory: Path | str | None = None) -> CodeTables:
-    """Load (once per directory) the two tables; ConfigError names the file, row and reason."""
+    """Load (once per directory) the tables, labs.csv too (gateway.documents.labs);
+    ConfigError names the file, row and reason."""
     return _load(Path(directory).resolve() if directory is not None else DEFAULT_DIR)

@@ -35,6 +35,7 @@ DE_CONF, DE_FORMAT, DE_FACILITY, DE_PRACTICE = (
     "urn:uuid:f33fb8ac-18af-42cc-ae0e-ed0b0bdb91e1",
     "urn:uuid:cccf5598-8b07-4b77-a05e-ae952c785ead",
 )
+DE_EVENT = "urn:uuid:2c6b8cb7-8b2a-4051-b291-b1ae6a575ef4"
 DE_PATIENT, DE_UNIQUE = (
     "urn:uuid:58a6f841-87b3-4a3e-92fd-a8ffeff98427",
     "urn:uuid:2e82c1f6-a085-4c72-9da3-8640a32e42ab",
@@ -62,6 +63,12 @@ class Entry:
     title: str
     format_code: str
     author_xcn: str
+    institution: str  # XON of the author's organisation ("" when unknown)
+    specialty: Code | None  # the author's profession/specialty (JDV J01)
+    facility: Code  # healthcareFacilityTypeCode (JDV J02)
+    practice: Code  # practiceSettingCode (JDV J04)
+    events: tuple[Code, ...] = ()  # eventCodeList: the serviceEvent codes
+    legal_xcn: str = ""  # legalAuthenticator
 
 
 # Written as text, indented as lxml's pretty_print indented the tree it was once built as
@@ -95,13 +102,16 @@ def _classify(w: list[str], pad: str, scheme: str, obj: str, cid: str, code: Cod
 
 
 def _author(
-    w: list[str], pad: str, scheme: str, obj: str, cid: str, xcn: str, inst: str
+    w: list[str], pad: str, scheme: str, obj: str, cid: str, xcn: str, inst: str,
+    specialty: Code | None = None,
 ) -> None:
     w.append(f'{pad}<rim:Classification id="{attr(cid)}" classificationScheme="{scheme}" '
              f'classifiedObject="{attr(obj)}" nodeRepresentation="">\n')
     _slot(w, pad + "  ", "authorPerson", xcn)
     if inst:
         _slot(w, pad + "  ", "authorInstitution", inst)
+    if specialty:
+        _slot(w, pad + "  ", "authorSpecialty", "^".join(specialty))
     w.append(f"{pad}</rim:Classification>\n")
 
 
@@ -113,6 +123,8 @@ def _ext_id(w: list[str], pad: str, scheme: str, obj: str, eid: str, value: str,
 
 
 _CRBIO_TYPE: Code = ("11502-2", "CR d'examens biologiques", "2.16.840.1.113883.6.1")
+# classCode from JDV_J06_XdsClassCode_CISIS (TRE_A03 ClasseDocument, 1.2.250.1.213.1.1.4.1)
+_CLASS_CR: Code = ("10", "Compte rendu", "1.2.250.1.213.1.1.4.1")
 _NORMAL: Code = ("N", "Normal", "2.16.840.1.113883.5.25")
 
 
@@ -123,9 +135,6 @@ def build(
     set_unique_id: str,
     submission_time: str,
     source_id: str,
-    institution: str,
-    facility: Code,
-    practice: Code,
     content_type: Code,
     uid: Callable[[str], str],
 ) -> bytes:
@@ -139,6 +148,8 @@ def build(
         _slot(w, p4, "creationTime", e.creation_time)
         _slot(w, p4, "hash", e.sha1)
         _slot(w, p4, "languageCode", "fr-FR")
+        if e.legal_xcn:
+            _slot(w, p4, "legalAuthenticator", e.legal_xcn)
         _slot(w, p4, "serviceStartTime", e.service_start)
         _slot(w, p4, "serviceStopTime", e.service_start)
         _slot(w, p4, "size", str(e.size))
@@ -146,23 +157,27 @@ def build(
         _slot(w, p4, "sourcePatientInfo", *e.patient_info)
         _slot(w, p4, "URI", e.uri)
         _name(w, p4, e.title)
-        _author(w, p4, DE_AUTHOR, n, f"{n}-au", e.author_xcn, institution)
-        _classify(w, p4, DE_CLASS, n, f"{n}-cl", _CRBIO_TYPE)
+        _author(w, p4, DE_AUTHOR, n, f"{n}-au", e.author_xcn, e.institution, e.specialty)
+        _classify(w, p4, DE_CLASS, n, f"{n}-cl", _CLASS_CR)
         _classify(w, p4, DE_CONF, n, f"{n}-co", _NORMAL)
         fmt_name = "CR-BIO" if e.format_code == FORMAT_CRBIO else "PDF (XDS-SD)"
         _classify(
             w, p4, DE_FORMAT, n, f"{n}-fo", (e.format_code, fmt_name, "1.3.6.1.4.1.19376.1.2.3")
         )
-        _classify(w, p4, DE_FACILITY, n, f"{n}-fa", facility)
-        _classify(w, p4, DE_PRACTICE, n, f"{n}-pr", practice)
+        _classify(w, p4, DE_FACILITY, n, f"{n}-fa", e.facility)
+        _classify(w, p4, DE_PRACTICE, n, f"{n}-pr", e.practice)
         _classify(w, p4, DE_TYPE, n, f"{n}-ty", _CRBIO_TYPE)
+        for k, event in enumerate(e.events, start=1):
+            _classify(w, p4, DE_EVENT, n, f"{n}-ev{k}", event)
         _ext_id(w, p4, DE_PATIENT, n, f"{n}-pid", e.patient_cx, "XDSDocumentEntry.patientId")
         _ext_id(w, p4, DE_UNIQUE, n, f"{n}-uid", e.unique_id, "XDSDocumentEntry.uniqueId")
         w.append(f"{p3}</rim:ExtrinsicObject>\n")
     w.append(f'{p3}<rim:RegistryPackage id="{attr(set_id)}">\n')
     _slot(w, p4, "submissionTime", submission_time)
     _name(w, p4, "Envoi de documents")
-    _author(w, p4, SS_AUTHOR, set_id, f"{set_id}-au", entries[0].author_xcn, institution)
+    first = entries[0]
+    _author(w, p4, SS_AUTHOR, set_id, f"{set_id}-au", first.author_xcn, first.institution,
+            first.specialty)
     _classify(w, p4, SS_CONTENT_TYPE, set_id, f"{set_id}-ct", content_type)
     _ext_id(w, p4, SS_UNIQUE, set_id, f"{set_id}-uid", set_unique_id, "XDSSubmissionSet.uniqueId")
     _ext_id(w, p4, SS_SOURCE, set_id, f"{set_id}-sid", source_id, "XDSSubmissionSet.sourceId")

@@ -21,7 +21,7 @@ from lxml import etree
 
 from gateway.documents import ebrim, safexml
 from gateway.documents.cda import CdaFacts
-from gateway.documents.cdaconst import INS_NIR, LEGACY_ROOT, RPPS_ROOT, H
+from gateway.documents.cdaconst import LEGACY_ROOT, ORG_ROOT, RPPS_ROOT, H
 from gateway.documents.model import Finding
 from gateway.errors import DocumentError, UnsafeDocumentError
 
@@ -30,6 +30,10 @@ METADATA = SUBSET + "METADATA.XML"
 MAX_ENTRIES = 1000
 MAX_ENTRY_BYTES = 50 * 1024 * 1024
 MAX_TOTAL_BYTES = 200 * 1024 * 1024
+# The national identity roots (INS-NIR, INS-NIA, test, demo): a CDA that carries one is packed
+# with the id type NH; ours never do (an HPRIM report cannot establish a qualified identity).
+INS_ROOTS = frozenset({"1.2.250.1.213.1.4.8", "1.2.250.1.213.1.4.9", "1.2.250.1.213.1.4.10",
+                       "1.2.250.1.213.1.4.11"})
 MAX_RATIO = 100  # uncompressed / compressed; CDA text compresses ~10:1, bombs 1000:1 and more
 _FIXED_TIME = (1980, 1, 1, 0, 0, 0)
 
@@ -101,6 +105,9 @@ def _ts(when: datetime) -> str:
 _NS = {"h": H[1:-1]}
 _PAT = "h:recordTarget/h:patientRole/h:patient"
 _AA = "h:author/h:assignedAuthor"
+_LA = "h:legalAuthenticator/h:assignedEntity"
+_FACILITY = "h:componentOf/h:encompassingEncounter/h:location/h:healthCareFacility/h:code"
+_PRACTICE = f"{_LA}/h:representedOrganization/h:standardIndustryClassCode"
 
 
 def _xpath(expr: str) -> etree.XPath:
@@ -108,17 +115,36 @@ def _xpath(expr: str) -> etree.XPath:
 
 
 # Compiled once: an expression handed to ``_Element.xpath`` is compiled on every call, some
-# twenty of them for each document packed.
+# thirty of them for each document packed.
 _FIRST = {(path, attr): _xpath(f"{path}/@{attr}") for path, attr in (
     (f"{_PAT}/h:birthTime", "value"), (f"{_PAT}/h:administrativeGenderCode", "code"),
     ("h:effectiveTime", "value"), ("h:id", "root"), ("h:id", "extension"),
+    ("h:recordTarget/h:patientRole/h:id", "root"),
+    ("h:recordTarget/h:patientRole/h:id", "extension"),
     ("h:documentationOf/h:serviceEvent/h:effectiveTime", "value"))}
 _STRING = {path: _xpath(f"string({path})") for path in (
-    f"{_PAT}/h:name/h:family", f"{_PAT}/h:name/h:given", "h:title",
+    f"{_PAT}/h:name/h:given", "h:title",
     f"{_AA}/h:id[@root='{RPPS_ROOT}']/@extension",
     f"{_AA}/h:assignedPerson/h:name/h:family", f"{_AA}/h:assignedPerson/h:name/h:given",
-    f"{_AA}/h:representedOrganization/h:name", f"{_AA}/h:id[@root='{LEGACY_ROOT}']/@extension")}
+    f"{_AA}/h:representedOrganization/h:name",
+    f"{_AA}/h:representedOrganization/h:id[@root='{ORG_ROOT}']/@extension",
+    f"{_LA}/h:id[@root='{RPPS_ROOT}']/@extension",
+    f"{_LA}/h:assignedPerson/h:name/h:family", f"{_LA}/h:assignedPerson/h:name/h:given")}
 _TEMPLATES = _xpath("h:templateId/@root")
+_FAMILIES = _xpath(f"{_PAT}/h:name/h:family")
+_CODES = {path: _xpath(path) for path in (
+    f"{_AA}/h:code", _FACILITY, _PRACTICE, "h:documentationOf/h:serviceEvent/h:code")}
+
+
+def _codes(root: etree._Element, path: str) -> tuple[ebrim.Code, ...]:
+    found = _CODES[path](root)
+    assert isinstance(found, list)
+    return tuple((str(c.get("code") or ""), str(c.get("displayName") or ""),
+                  str(c.get("codeSystem") or "")) for c in found
+                 if isinstance(c, etree._Element) and c.get("code"))
+
+
+_NO_CODE: ebrim.Code = ("", "", "")
 
 
 def _read_facts(n: int, xml: bytes) -> CdaFacts:
@@ -131,19 +157,23 @@ def _read_facts(n: int, xml: bytes) -> CdaFacts:
         found = _FIRST[path, attr](root)
         return str(found[0]) if isinstance(found, list) and found else ""
 
-    ids = {
-        str(i.get("root")): str(i.get("extension") or "")
-        for i in root.iterfind(f"{H}recordTarget/{H}patientRole/{H}id")
-    }
-    pat, aa = _PAT, _AA
+    families = _FAMILIES(root)
+    assert isinstance(families, list)
+    names = [(f.get("qualifier") or "", "".join(str(t) for t in f.itertext())) for f in families
+             if isinstance(f, etree._Element)]
+    birth = next((v for q, v in names if "BR" in q.split()), None)
+    family = birth if birth is not None else (names[0][1] if names else "")
+    pat, aa, la = _PAT, _AA, _LA
     templates = _TEMPLATES(root)
+    pid = one("h:recordTarget/h:patientRole/h:id", "extension")
     return CdaFacts(
         id_root=one("h:id", "root"),
         id_extension=one("h:id", "extension"),
-        patient_legacy_id=ids.get(LEGACY_ROOT),
-        patient_ins=ids.get(INS_NIR, ""),
-        family=_string(root, f"{pat}/h:name/h:family"),
+        patient_id=pid,
+        patient_root=one("h:recordTarget/h:patientRole/h:id", "root"),
+        family=family,
         given=_string(root, f"{pat}/h:name/h:given"),
+        birth_name=birth is not None,
         birth_time=one(f"{pat}/h:birthTime", "value"),
         gender=one(f"{pat}/h:administrativeGenderCode", "code"),
         level1=isinstance(templates, list) and "1.3.6.1.4.1.19376.1.2.20" in templates,
@@ -154,25 +184,44 @@ def _read_facts(n: int, xml: bytes) -> CdaFacts:
         author_family=_string(root, f"{aa}/h:assignedPerson/h:name/h:family"),
         author_given=_string(root, f"{aa}/h:assignedPerson/h:name/h:given"),
         organisation=_string(root, f"{aa}/h:representedOrganization/h:name"),
-        author_code=_string(root, f"{aa}/h:id[@root='{LEGACY_ROOT}']/@extension"),
+        org_id=_string(root, f"{aa}/h:representedOrganization/h:id[@root='{ORG_ROOT}']/@extension"),
+        specialty=(_codes(root, f"{aa}/h:code") or (_NO_CODE,))[0],
+        facility=(_codes(root, _FACILITY) or (_NO_CODE,))[0],
+        practice=(_codes(root, _PRACTICE) or (_NO_CODE,))[0],
+        events=_codes(root, "h:documentationOf/h:serviceEvent/h:code"),
+        legal_rpps=_string(root, f"{la}/h:id[@root='{RPPS_ROOT}']/@extension"),
+        legal_family=_string(root, f"{la}/h:assignedPerson/h:name/h:family"),
+        legal_given=_string(root, f"{la}/h:assignedPerson/h:name/h:given"),
     )
 
 
+# What a document without these header elements is classified as (a CDA packed by
+# `passerelle xdm pack` that is not ours): a medical-biology laboratory, ambulatory.
+DEFAULT_FACILITY: ebrim.Code = ("SA25", "Laboratoire de biologie médicale", "1.2.250.1.71.4.2.4")
+DEFAULT_PRACTICE: ebrim.Code = ("AMBULATOIRE", "Ambulatoire", "1.2.250.1.213.1.1.4.9")
+
+
 def _entry(n: int, xml: bytes, facts: CdaFacts) -> ebrim.Entry:
-    """What METADATA.XML says of document `n`, from its bytes and its facts."""
+    """What METADATA.XML says of document `n`, from its bytes and its facts.  The patient
+    is the CDA's own id (for ours: the lab's number under the lab's OID, type PI); an INS
+    appears here only if the CDA carried one."""
     f = facts
-    if f.patient_ins:
-        cx = f"{f.patient_ins}^^^&{INS_NIR}&ISO^NH"
+    kind = "NH" if f.patient_root in INS_ROOTS else "PI"
+    if f.patient_id and f.patient_root:
+        cx = f"{f.patient_id}^^^&{f.patient_root}&ISO^{kind}"
     else:
-        legacy = "UNK" if f.patient_legacy_id is None else f.patient_legacy_id
-        cx = f"{legacy}^^^&{LEGACY_ROOT}&ISO^PI"
-    info = [f"PID-5|{f.family}^{f.given}^^^^^L"]
+        cx = f"UNK^^^&{LEGACY_ROOT}&ISO^PI"
+    info = [f"PID-5|{f.family}^{f.given}^^^^^{'L' if f.birth_name else 'D'}"]
     if f.birth_time:
         info.append(f"PID-7|{f.birth_time[:8]}")
     info.append(f"PID-8|{f.gender or 'U'}")
     doc_id = f.id_root + (f"^{f.id_extension}" if f.id_extension else "")
     digest = hashlib.sha1(xml).hexdigest().upper()
     created = _utc(f.effective_time)
+    institution = (f"{f.organisation}^^^^^&{ORG_ROOT}&ISO^IDNST^^^{f.org_id}" if f.org_id
+                   else f.organisation)
+    legal = (f"{f.legal_rpps}^{f.legal_family}^{f.legal_given}^^^^^^&{RPPS_ROOT}&ISO^D^^^IDNPS"
+             if f.legal_rpps else "")
     return ebrim.Entry(
         entry_id=f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_OID, doc_id + digest)}",
         unique_id=doc_id,
@@ -186,6 +235,12 @@ def _entry(n: int, xml: bytes, facts: CdaFacts) -> ebrim.Entry:
         title=f.title,
         format_code=ebrim.FORMAT_PDF if f.level1 else ebrim.FORMAT_CRBIO,
         author_xcn=_author_xcn(f),
+        institution=institution,
+        specialty=f.specialty if f.specialty[0] else None,
+        facility=f.facility if f.facility[0] else DEFAULT_FACILITY,
+        practice=f.practice if f.practice[0] else DEFAULT_PRACTICE,
+        events=f.events,
+        legal_xcn=legal,
     )
 
 
@@ -208,7 +263,7 @@ def _utc(ts: str) -> str:
 def _author_xcn(f: CdaFacts) -> str:
     if f.author_rpps:
         return f"{f.author_rpps}^{f.author_family}^{f.author_given}^^^^^^&{RPPS_ROOT}&ISO^D^^^IDNPS"
-    return f"{f.author_code}^{f.organisation}^^^^^^^&{LEGACY_ROOT}&ISO"
+    return f"UNK^{f.organisation}^^^^^^^&{LEGACY_ROOT}&ISO"
 
 
 def _readme(sender: XdmSender, entries: list[ebrim.Entry], when: str) -> str:
@@ -240,8 +295,6 @@ def pack(
     *,
     submission_time: datetime,
     sender: XdmSender,
-    facility: ebrim.Code = ("SA29", "Laboratoire de biologie médicale", "1.2.250.1.71.4.2.4"),
-    practice: ebrim.Code = ("ORG", "Organisation", "1.2.250.1.213.1.1.4.9"),
     content_type: ebrim.Code = ("11502-2", "CR d'examens biologiques", "2.16.840.1.113883.6.1"),
 ) -> bytes:
     """IHE_XDM.ZIP bytes holding the CDAs (DOC0001.XML …) and their metadata."""
@@ -262,9 +315,6 @@ def pack(
         set_unique_id=f"2.25.{set_uuid.int}",
         submission_time=when,
         source_id=sender.source_oid,
-        institution=sender.name,
-        facility=facility,
-        practice=practice,
         content_type=content_type,
         uid=lambda name: f"urn:uuid:{uuid.uuid5(set_uuid, name)}",
     )

@@ -268,6 +268,7 @@ def _mappings(s: config.Settings) -> Iterator[Problem]:
     from gateway.documents.codes import load_tables
     from gateway.translate.addresses import AddressBook
 
+    book: AddressBook | None = None
     try:
         book = AddressBook.load(s.addresses)
     except ConfigError as exc:
@@ -283,9 +284,25 @@ def _mappings(s: config.Settings) -> Iterator[Problem]:
         yield _error("mappings.dir", f"{s.mappings_dir}: not a directory")
         return
     try:
-        load_tables(s.mappings_dir)
+        tables = load_tables(s.mappings_dir)
     except ConfigError as exc:
         yield _error("mappings.dir", str(exc))
+        return
+    if book is None:
+        return
+    # An address-book user without an RPPS is an organisation: a lab (or a service).  A lab
+    # without a labs.csv row has every HPRIM report quarantined (no author is made up).
+    labs = s.mappings_dir / "labs.csv"
+    for user in book.users():
+        if not user.rpps and tables.labs.lookup(user.legacy_address) is None:
+            yield _warning("mappings.labs", f"{user.legacy_address}: no RPPS (a lab or a "
+                           f"service) and no row in {labs}: its HPRIM reports will be "
+                           "quarantined")
+    known = {u.legacy_address.lower() for u in book.users()}
+    for lab in tables.labs.by_address.values():
+        if lab.legacy_address.lower() not in known:
+            yield _warning("mappings.labs", f"{labs}: {lab.legacy_address} is not in the "
+                           "address book: its row is never used")
 
 
 def _state(s: config.Settings) -> Iterator[Problem]:

@@ -177,9 +177,9 @@ def build_dsn(original: bytes, *, sender: str, failures: list[Failure], reportin
 # --- MDN (RFC 8098), as the trust-space spec asks -------------------------------------------
 
 # The acknowledgement error codes of the agency's guide "transmission de documents CDA par
-# MSSanté" (table applicationErrorCondition, ../shared/conformance/ans-mss-transport/
-# error-codes.md), with its labels: `processed/Error: <code>^<libellé>` in the Disposition
-# field, `[KO Intégration système !][<code>]` at the head of the subject.
+# MSSanté" (its table applicationErrorCondition), with its labels: `processed/Error:
+# <code>^<libellé>` in the Disposition field, `[KO Intégration système !][<code>]` at the head of
+# the subject.
 MDN_ERRORS = {
     "900": "Version du document incorrecte lors d'une demande de remplacement/suppression",
     "901": "Auteur non autorisé à remplacer ou supprimer un document",

@@ -8,6 +8,7 @@ gateway's note and the trace part.  Signing is the caller's last step (see ``pip
 from __future__ import annotations
 
 import unicodedata
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage
@@ -73,38 +74,51 @@ def _note(signer: str, text: TextResult, docs: int) -> str:
     return "\n".join(parts)
 
 
+def document_id(message_id: str, n: int) -> str:
+    """The CDA id of document `n` of a message: a UUID-derived OID (2.25, ITU-T X.667),
+    the same every time this message is translated; set id and XDM uniqueId alike."""
+    key = f"urn:passerelle:document:{message_id.strip()}/{n}"
+    return f"2.25.{uuid.uuid5(uuid.NAMESPACE_URL, key).int}"
+
+
 def _documents(text: str, *, tables: CodeTables, now: datetime, sender: LegacyUser,
-               message_key: str) -> tuple[bytes | None, list[tuple[str, bytes]],
-                                          HprimDocument | None, dict[str, Any]]:
-    """HPRIM reports → (XDM zip, PDFs, first document, trace details)."""
+               message_id: str) -> tuple[bytes | None, list[tuple[str, bytes]],
+                                         HprimDocument | None, dict[str, Any]]:
+    """HPRIM reports → (XDM zip, PDFs, first document, trace details).  The lab is the
+    signer's row of labs.csv (UnknownLab, quarantined, without one)."""
     if not hprim.looks_like_hprim(text):
         return None, [], None, {}
     parsed = hprim.parse(text)
     if not parsed.documents:
         return None, [], None, {"findings": [str(f) for f in parsed.findings]}
+    lab = tables.labs.for_sender(sender.legacy_address)
     cdas: list[xdm.XdmDocument] = []
     pdfs: list[tuple[str, bytes]] = []
     findings = [str(f) for f in parsed.findings]
     results = 0
     levels: list[int] = []
+    ids: list[str] = []
     for n, doc in enumerate(parsed.documents, start=1):
         rendition = pdf.render(doc)
-        doc_id = f"{message_key}.{n}"
+        doc_id = document_id(message_id, n)
+        ids.append(doc_id)
         if doc.results:
-            built = cda.build_crbio(doc, tables=tables, document_id=doc_id, effective_time=now)
-            findings.extend(str(f) for f in built.findings)
-            cdas.append(xdm.XdmDocument(built.xml, facts=built.facts))
+            built = cda.build_crbio(doc, tables=tables, document_id=doc_id, effective_time=now,
+                                    lab=lab, pdf_copy=rendition)
             results += len(doc.results)
             levels.append(3)
         else:
-            cdas.append(xdm.XdmDocument(cda.build_level1(doc, rendition, document_id=doc_id,
-                                                         effective_time=now)))
+            built = cda.build_level1(doc, rendition, tables=tables, document_id=doc_id,
+                                     effective_time=now, lab=lab)
             levels.append(1)
+        findings.extend(str(f) for f in built.findings)
+        cdas.append(xdm.XdmDocument(built.xml, facts=built.facts))
         pdfs.append((f"CR{n:04d}.PDF", rendition))
     package = xdm.pack(cdas, submission_time=now,
                        sender=xdm.XdmSender(name=sender.display_name,
                                             address=sender.trust_address))
     details = {"documents": len(cdas), "levels": levels, "results": results,
+               "document_ids": ids, "lab_finess": lab.finess,
                "findings": findings, "xdm_sha256": sha256(package)}
     return package, pdfs, parsed.documents[0], details
 
@@ -141,9 +155,12 @@ def _build(decrypted: bytes | Handover, *, sender: LegacyUser, book: AddressBook
                         "before": r.before, "after": r.after} for r in text.repairs[:200]])
 
     message_key = digest[:32]
+    # documents are named after the message (its Message-ID, else its digest): the same
+    # ids however often it is translated (a retry, a release from quarantine)
+    message_id = mime.header(inner, "Message-ID") or digest
     try:
         package, pdfs, first_doc, doc_details = _documents(
-            text.text, tables=tables, now=now, sender=sender, message_key=message_key)
+            text.text, tables=tables, now=now, sender=sender, message_id=message_id)
     except DocumentError as exc:
         raise TranslationError(f"HPRIM report cannot be converted: {exc}") from None
     trace.add("documents", now, text.text.encode("utf-8"), package or b"", **doc_details)
@@ -181,7 +198,11 @@ def _build(decrypted: bytes | Handover, *, sender: LegacyUser, book: AddressBook
         out["Disposition-Notification-To"] = new
         mapped.extend(done)
     if package is not None:
+        # what receiving software reads before opening the XDM: the document type, and that
+        # no INS identifies the patient (an HPRIM report cannot establish a qualified
+        # identity); no other patient identity in headers
         out["X-MSS-CODECDA"] = CODE_CDA
+        out["X-MSS-INS"] = "N"
     out["X-Passerelle-Checked"] = f"legacy-signature=verified; signer={signer_fpr}"
     out.make_mixed()
 

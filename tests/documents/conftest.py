@@ -13,7 +13,8 @@ WHEN = datetime(2024, 4, 3, 10, 30, tzinfo=UTC)
 
 @pytest.fixture(scope="session")
 def schema() -> etree.XMLSchema:
-    return etree.XMLSchema(etree.parse(str(ROOT / "fixtures" / "cda" / "CDA-subset.xsd")))
+    return etree.XMLSchema(etree.parse(str(ROOT / "fixtures" / "ans" / "infrastructure" / "cda"
+                                           / "CDA_extended.xsd")))
 
 
 def corpus_files() -> list[Path]:

@@ -13,11 +13,15 @@ from gateway.errors import DocumentError, TranslationError, UnsafeDocumentError
 from tests.documents.conftest import WHEN, corpus_files
 
 TABLES = load_tables()
+LAB = TABLES.labs.lookup("BIOLAB")
 NS = {"h": H[1:-1]}
+RESULTS = "//h:entry/h:act/h:entryRelationship/h:observation"  # not the PDF copy's
 
 
 def build(doc: HprimDocument) -> cda.CdaResult:
-    return cda.build_crbio(doc, tables=TABLES, document_id="1.2.250.9.1", effective_time=WHEN)
+    return cda.build_crbio(doc, tables=TABLES, document_id="1.2.250.9.1", effective_time=WHEN,
+                           lab=TABLES.labs.lookup(doc.header.sender_code) or LAB,
+                           pdf_copy=b"%PDF-1.4 test")
 
 
 def corpus_docs() -> list[tuple[str, HprimDocument]]:
@@ -47,7 +51,6 @@ def test_corpus_round_trip_and_schema(
         "address1",
         "address2",
         "postcode_city",
-        "nir",
         "lab_ref",
         "exam_date",
         "sender_code",
@@ -57,6 +60,7 @@ def test_corpus_round_trip_and_schema(
     ):
         assert getattr(h, attr) == getattr(g, attr), attr
     assert h.birth == g.birth
+    assert h.nir == ""  # line 8 is never carried: not an identity the gateway can assert
 
 
 def test_crbio_identifiers(schema: etree.XMLSchema) -> None:
@@ -72,7 +76,7 @@ def test_crbio_identifiers(schema: etree.XMLSchema) -> None:
     assert root.xpath("h:code/@code", namespaces=NS) == ["11502-2"]
     assert root.xpath("h:realmCode/@code", namespaces=NS) == ["FR"]
     assert root.xpath("h:confidentialityCode/@code", namespaces=NS) == ["N"]
-    obs = root.xpath("//h:observation", namespaces=NS)
+    obs = root.xpath(RESULTS, namespaces=NS)
     assert obs and all(
         o.xpath("h:templateId/@root", namespaces=NS)
         == ["1.3.6.1.4.1.19376.1.3.1.6", "1.2.250.1.213.1.1.3.80"]
@@ -84,7 +88,9 @@ def test_crbio_identifiers(schema: etree.XMLSchema) -> None:
 def test_glycemie_is_structured_in_loinc_and_ucum() -> None:
     (doc,) = [d for n, d in corpus_docs() if "glycemie" in n][:1]
     root = etree.fromstring(build(doc).xml)
-    (o,) = root.xpath("//h:observation", namespaces=NS)
+    # RES|GLYCEMIE à jeun|glyc33|N|0.91|g/l|0.74|1.06|N|F|5.05|mmol/l|4.11|5.88: the second
+    # unit is a second observation, each with its one range (the agency's two-unit example)
+    (o, o2) = root.xpath(RESULTS, namespaces=NS)
     assert o.find(H + "code").get("code") == "1558-6"
     value = o.find(H + "value")
     assert (value.get(XSI_TYPE), value.get("value"), value.get("unit")) == ("PQ", "0.91", "g/L")
@@ -92,7 +98,12 @@ def test_glycemie_is_structured_in_loinc_and_ucum() -> None:
     assert o.find(H + "interpretationCode").get("code") == "N"
     assert o.find(H + "statusCode").get("code") == "completed"
     ranges = o.xpath("h:referenceRange/h:observationRange/h:value/*/@value", namespaces=NS)
-    assert ranges == ["0.74", "1.06", "4.11", "5.88"]
+    assert ranges == ["0.74", "1.06"]
+    assert o2.find(H + "code").get("code") == "14749-6"
+    value2 = o2.find(H + "value")
+    assert (value2.get("value"), value2.get("unit")) == ("5.05", "mmol/L")
+    ranges2 = o2.xpath("h:referenceRange/h:observationRange/h:value/*/@value", namespaces=NS)
+    assert ranges2 == ["4.11", "5.88"]
 
 
 def test_unmapped_code_and_unit_are_findings_and_stay_readable() -> None:
@@ -109,7 +120,7 @@ def test_unmapped_code_and_unit_are_findings_and_stay_readable() -> None:
         "exam-date",
     }
     root = etree.fromstring(result.xml)
-    (o,) = root.xpath("//h:observation", namespaces=NS)
+    (o,) = root.xpath(RESULTS, namespaces=NS)
     assert o.find(H + "code").get("nullFlavor") == "OTH"
     assert o.find(H + "value").get("nullFlavor") == "OTH"  # no false UCUM unit
     assert "17.3" in "".join(root.xpath("//h:tr[@ID='res1']//text()", namespaces=NS))
@@ -121,7 +132,11 @@ def test_foreign_crbio_is_read_from_structured_entries() -> None:
     root = etree.fromstring(build(doc).xml)
     for table in root.iter(H + "table"):
         table.getparent().remove(table)  # another producer's narrative: not our layout
-    (res,) = cda.read_crbio(etree.tostring(root)).results
+    # the second unit is an observation of its own (the agency's "deux unités" example): read
+    # from the entries, it is a result line of its own too, with its own range
+    res, second = cda.read_crbio(etree.tostring(root)).results
+    assert (second.code, second.value, second.unit, second.low, second.high) == (
+        "glyc33", "5.05", "mmol/l", "4.11", "5.88")
     assert (res.code, res.kind, res.value, res.unit, res.low, res.high, res.flag, res.status) == (
         "glyc33",
         "N",
@@ -148,7 +163,8 @@ def test_no_results_refuses_level_3() -> None:
 def test_level1_carries_the_pdf(schema: etree.XMLSchema) -> None:
     _, doc = corpus_docs()[0]
     pdf = b"%PDF-1.4 fake"
-    xml = cda.build_level1(doc, pdf, document_id="1.2.250.9.2", effective_time=WHEN)
+    xml = cda.build_level1(doc, pdf, tables=TABLES, document_id="1.2.250.9.2",
+                           effective_time=WHEN, lab=LAB).xml
     assert schema.validate(etree.fromstring(xml)), schema.error_log
     content = cda.read_cda(xml)
     assert content.pdf == pdf and content.level == 1
@@ -215,10 +231,24 @@ def test_property_res_lines_round_trip(lines: list[ResLine]) -> None:
     assert back.findings == []
     assert back.document.lab == lines
     # and the structured side says the same as the line, in LOINC/UCUM terms
+    # (an unvalidated result stays in the narrative; a second unit is an observation of its own)
     root = etree.fromstring(result.xml)
-    for res, o in zip(lines, root.xpath("//h:observation", namespaces=NS), strict=True):
+    expected = [r for r in lines if r.status != "R"]
+    firsts = root.xpath(f"{RESULTS}[not(contains(h:text/h:reference/@value, '-f11'))]",
+                        namespaces=NS)
+    seconds = root.xpath(f"{RESULTS}[contains(h:text/h:reference/@value, '-f11')]",
+                         namespaces=NS)
+    assert len(seconds) == len([r for r in expected if r.kind == "N" and r.value2.strip()])
+    for res, o in zip(expected, firsts, strict=True):
         local = o.find(f"{H}code/{H}translation")
-        assert local.get("codeSystem") == LOCAL_LAB_CODES and local.get("displayName") == res.label
+        code = res.code.strip()
+        if not code or " " in code:
+            assert local is None  # no code to carry: the narrative keeps it
+        else:
+            entry = TABLES.lab(code)
+            label = res.label.strip() or (entry.label if entry else "") or code
+            assert local.get("codeSystem") == LOCAL_LAB_CODES
+            assert (local.get("code"), local.get("displayName")) == (code, label)
         value = o.find(H + "value")
         assert value.get(XSI_TYPE) == {"N": "PQ", "C": "CD"}.get(res.kind, "ST")
         if value.get("value") is not None:
@@ -231,3 +261,30 @@ def test_property_res_lines_round_trip(lines: list[ResLine]) -> None:
         assert (flag.get("code") if flag is not None else "") == (
             res.flag if res.flag in {"N", "L", "H", "LL", "HH"} else ""
         )
+
+
+@pytest.mark.parametrize(("line2", "used", "birth"), [
+    ("MARTIN", "MARTIN", ""),  # a name whose kind the report does not state: no qualifier
+    ("MARTIN (NJF)", "", "MARTIN"),
+    ("DUPONT (NJF MARTIN)", "DUPONT", "MARTIN"),
+    ("DUPONT (njf: MARTIN)", "DUPONT", "MARTIN"),
+    ("DUPONT NJF MARTIN", "DUPONT", "MARTIN"),
+    ("DUPONT née MARTIN", "DUPONT", "MARTIN"),
+    ("DUPONT NEE LE GALL", "DUPONT", "LE GALL"),
+    ("RENEE", "RENEE", ""),
+    ("DUPONT NEEL", "DUPONT NEEL", ""),
+    ("DE LA NJFORD", "DE LA NJFORD", ""),
+    ("DUPONT NÉE", "DUPONT NÉE", ""),
+])
+def test_birth_name_only_when_the_report_says_so(line2: str, used: str, birth: str) -> None:
+    assert cda.patient_names(line2) == (used, birth)
+    header = hprim.HprimHeader(patient_code="P", last_name=line2, nir="1620775123456 45")
+    doc = HprimDocument(header, "", [ResLine("Glycémie", "GLY", "N", "1", "g/l", "", "", "", "F")])
+    root = etree.fromstring(build(doc).xml)
+    families = [(f.get("qualifier"), f.text)
+                for f in root.xpath("//h:patient/h:name/h:family", namespaces=NS)]
+    assert families == [x for x in ((None, used), ("BR", birth)) if x[1]]
+    # the NIR is not an INS, and its first digit is not the patient's sex
+    assert b"1620775123456" not in build(doc).xml
+    assert root.xpath("//h:patient/h:administrativeGenderCode/@nullFlavor", namespaces=NS) == [
+        "UNK"]

@@ -80,3 +80,30 @@ def test_cda_to_hprim_of_an_agency_example_writes_its_files(
     files = sorted((tmp_path / "files").iterdir())
     assert [f.name for f in files] == ["CR0001-1.PDF", "CR0001-2.PDF"]
     assert all(f.read_bytes().startswith(b"%PDF") for f in files)
+def test_the_lab_comes_from_labs_csv(tmp_path: Path, capsysbinary: pytest.CaptureFixture[bytes]
+                                     ) -> None:
+    """By HPRIM line 11 (LABO75) by default, by --lab (address or FINESS) when given; a
+    sender without a row is refused with one line (exit 65), never given a made-up author."""
+    src = _one("glycemie-crlf")
+    assert main(["hprim", "to-cda", str(src), *TIME]) == 0
+    assert b'extension="1759999902"' in capsysbinary.readouterr().out  # LABO75's FINESS
+    assert main(["hprim", "to-cda", str(src), *TIME, "--lab", "699999901"]) == 0
+    assert b'extension="1699999901"' in capsysbinary.readouterr().out  # Biolab, by FINESS
+    text = src.read_bytes().replace(b"LABO75    ", b"NOSUCHLAB ")
+    (tmp_path / "r.hpr").write_bytes(text)
+    assert main(["hprim", "to-cda", str(tmp_path / "r.hpr"), *TIME]) == 65
+    err = capsysbinary.readouterr().err.decode()
+    assert "labs.csv" in err and "Traceback" not in err
+    assert main(["hprim", "to-cda", str(src), *TIME, "--lab", "nobody@nowhere.example"]) == 65
+
+
+def test_document_ids_are_uuid_oids_stable_for_a_file(
+        capsysbinary: pytest.CaptureFixture[bytes]) -> None:
+    src = _one("several-documents")
+    ids = []
+    for n in (1, 2, 1):
+        assert main(["hprim", "to-cda", str(src), *TIME, "--document", str(n)]) == 0
+        xml = capsysbinary.readouterr().out
+        ids.append(xml.split(b"<id root=\"", 1)[1].split(b'"', 1)[0].decode())
+    assert all(i.startswith("2.25.") and i[5:].isdigit() for i in ids)
+    assert ids[0] == ids[2] != ids[1]

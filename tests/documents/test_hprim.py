@@ -144,12 +144,15 @@ def test_control_characters_are_left_out_and_reported() -> None:
     assert doc.free_text == "Texte libre"
     assert doc.lab[1].label == "LEUCOCYTES"  # type: ignore[union-attr]
     when = datetime(2026, 11, 30, tzinfo=UTC)
-    built = cda.build_crbio(doc, tables=load_tables(), document_id="1.2.250.9.1",
-                            effective_time=when)
+    tables = load_tables()
+    lab = tables.labs.lookup("BIOLAB")
+    built = cda.build_crbio(doc, tables=tables, document_id="1.2.250.9.1",
+                            effective_time=when, lab=lab)
     assert b"LEUCOCYTES" in built.xml
     rendition = pdf.render(doc)
     assert rendition.startswith(b"%PDF")
-    cda.build_level1(doc, rendition, document_id="1.2.250.9.2", effective_time=when)
+    cda.build_level1(doc, rendition, tables=tables, document_id="1.2.250.9.2",
+                     effective_time=when, lab=lab)
 
 
 def _looks_like_hprim_scanning_every_line(text: str) -> bool:

@@ -127,7 +127,8 @@ def test_compiled_expressions_read_what_xpath_reads() -> None:
     pdf = b"%PDF-1.4\n%%EOF\n"
     docs = [d for p in corpus_files() for d in hprim.parse(p.read_bytes().decode()).documents]
     roots = [etree.fromstring(x) for x in _cdas()] + [
-        etree.fromstring(cda.build_level1(d, pdf, document_id="1.2.3", effective_time=WHEN))
+        etree.fromstring(cda.build_level1(d, pdf, tables=load_tables(), document_id="1.2.3",
+                                          effective_time=WHEN).xml)
         for d in docs[:5]]
     ns = {"h": xdm.H[1:-1]}
     for root in roots:

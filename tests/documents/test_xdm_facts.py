@@ -5,6 +5,7 @@ on every HPRIM fixture, with author/organisation variants, and on generated docu
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -20,14 +21,14 @@ from tests.documents.test_frozen_bytes import _headers, _lab, _text
 
 TABLES = load_tables()
 TIMES = (WHEN, datetime(2023, 12, 31, 23, 59, 59, tzinfo=timezone(timedelta(hours=2))))
-WHO: list[dict[str, Any]] = [
-    {},
-    {"author": cda.Author("10001234567", "Martin", "Claire")},
-    {"author": cda.Author("10001234567", "", "")},
-    {"organisation": cda.Organisation("3123456789", "Labo Central")},
-    {"author": cda.Author("10001234567", "Dupont", ""),
-     "organisation": cda.Organisation("3123456789", "")},
+_BIOLAB = TABLES.labs.lookup("BIOLAB")
+assert _BIOLAB is not None
+LABS = [
+    _BIOLAB,
+    replace(_BIOLAB, biologist_given="", telecom="", street="", postcode="", city=""),
+    replace(_BIOLAB, name="Laboratoire d'Analyses <Évry> & Cie", patient_oid="1.2.3.4.5"),
 ]
+WHO: list[dict[str, Any]] = [{}, *({"lab": lab} for lab in LABS)]
 
 
 def _carried_and_read(built: cda.CdaResult) -> tuple[cda.CdaFacts | None, cda.CdaFacts]:
@@ -70,11 +71,10 @@ def test_a_package_with_facts_is_the_package_without(path: Any) -> None:
 
 
 _who = st.one_of(
-    st.just({}),
-    st.builds(lambda rpps, f, g: {"author": cda.Author(rpps, f, g)},
-              st.sampled_from(["10001234567", "1"]), _text, _text),
-    st.builds(lambda ext, name: {"organisation": cda.Organisation(ext, name)},
-              st.sampled_from(["3123456789", "1"]), _text),
+    st.sampled_from(LABS).map(lambda lab: {"lab": lab}),
+    st.builds(lambda f, g, name: {"lab": replace(LABS[0], biologist_family=f or "X",
+                                                 biologist_given=g, name=name or "L")},
+              _text, _text, _text),
 )
 
 

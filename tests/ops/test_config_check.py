@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from gateway.crypto.world import World
+from gateway.documents import codes
 from gateway.errors import EX_CONFIG
 from gateway.ops import cli as ops_cli
 from gateway.ops.configcheck import check
@@ -246,7 +247,7 @@ def test_sop_adapter_is_checked_for_real(world: World, tmp_path: Path, command: 
         require_tool("sqop")
     path = world.write_config(tmp_path / "passerelle.toml", tmp_path / "state",
                               {"legacy": {"adapter": "sop", "sop_command": [command]}})
-    legacy = [str(p) for p in check(path) if "legacy" in str(p)]
+    legacy = [str(p) for p in check(path) if p.key.startswith("legacy.")]
     if command == "sqop":
         assert legacy == []
     else:
@@ -308,3 +309,39 @@ def test_rnp_adapter_with_a_protected_key_is_an_error_and_auto_falls_back(
     finally:
         subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], check=False,
                        capture_output=True)
+
+
+LAB_ROW = (
+    "labo.TEST@medical69.legacy.example,labo.test@legacy.mssante.example,Laboratoire Test,,"
+    f"{FPR},cp850,LABTEST\n"
+)
+
+
+def test_labs_of_the_address_book_without_a_row_are_listed(tmp_path: Path) -> None:
+    """A lab (an address-book user without RPPS) with no labs.csv row would have every HPRIM
+    report quarantined: `config check` says so; a labs.csv row for an unknown address too."""
+    path = write_setup(tmp_path)
+    maps = tmp_path / "mappings"
+    (maps / "addresses.csv").write_text(ADDRESSES + LAB_ROW, encoding="utf-8")
+    shutil.copy(ROOT / "mappings" / "labs.csv", maps / "labs.csv")
+    found = [str(p) for p in check(path) if p.key == "mappings.labs"]
+    assert any("labo.TEST@medical69.legacy.example: no RPPS" in f and "quarantined" in f
+               for f in found), found
+    assert not any("dr.test@" in f for f in found)  # a person (RPPS) is not a lab
+    assert any("labo.BIOLAB@medical69.legacy.example is not in the address book" in f
+               for f in found)
+    # with its row, the lab is no longer listed
+    row = ("labo.TEST@medical69.legacy.example,LABTEST,699999903,Laboratoire Test,,,,,"
+           "10000000003,TEST,,G15_21/G,SA25,AMBULATOIRE,\n")
+    (maps / "labs.csv").write_text((ROOT / "mappings" / "labs.csv").read_text("utf-8") + row,
+                                   encoding="utf-8")
+    codes._load.cache_clear()  # the tables are read once per directory and process
+    found = [str(p) for p in check(path) if p.key == "mappings.labs"]
+    assert not any("labo.TEST@" in f for f in found), found
+
+
+def test_a_broken_lab_row_is_a_config_error(tmp_path: Path) -> None:
+    path = write_setup(tmp_path)
+    text = (ROOT / "mappings" / "labs.csv").read_text("utf-8").replace(",SA25,", ",SA99,", 1)
+    (tmp_path / "mappings" / "labs.csv").write_text(text, encoding="utf-8")
+    assert any("mappings.dir" in e and "facility_code 'SA99'" in e for e in errors(path))

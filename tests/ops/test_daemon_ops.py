@@ -31,7 +31,7 @@ async def traffic(h: Harness, untrusted_port: int) -> None:
     await h.send_legacy("dupont", "dr.x@hopital-a.mssante.example", mac, msgid="<o1@m33>",
                         subject="Mme Pélissier")
     report = (FIXTURES / "hprim" / "04-nfs-crlf-13.hpr").read_bytes()
-    await h.send_legacy("durand", "dr.x@hopital-a.mssante.example", report, msgid="<o2@m13>")
+    await h.send_legacy("biolab", "dr.x@hopital-a.mssante.example", report, msgid="<o2@m69>")
     await h.send_trust("dr.x@hopital-a.mssante.example", TRUST["dupont"], "Bien reçu.",
                        msgid="<o3@hopital-a>")
     # a forgery: Dr Martin's message sent with Dr Dupont's envelope

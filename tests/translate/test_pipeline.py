@@ -90,9 +90,10 @@ def test_lab_report_round_trip(world: World, translator: Translator, path: Path,
                                tmp_path: Path) -> None:
     text = path.read_bytes().decode("utf-8")
     try:
-        body, user = text.encode("cp850"), "biolab"
+        body = text.encode("cp850")
     except UnicodeEncodeError:
-        body, user = text.encode("utf-8"), "durand"
+        body = text.encode("utf-8")  # what cp850 cannot hold: the lab's software sends UTF-8
+    user = "biolab"  # the sending lab has a row in mappings/labs.csv
     raw = sealed_letter(world, user, body, to="dr.x@hopital-a.mssante.example")
     out = translator.to_trust(raw, Envelope(ADDR[user], ("dr.x@hopital-a.mssante.example",)),
                               now=NOW)
@@ -160,9 +161,9 @@ def test_cli_translates_and_refuses_with_reasons(world: World, tmp_path: Path) -
 
 def test_cli_refuses_a_corrupt_xdm(world: World, translator: Translator,
                                    tmp_path: Path) -> None:
-    text = HPRIM[0].read_bytes()
-    out = translator.to_trust(sealed_letter(world, "durand", text, to="dr.x@a.example"),
-                              Envelope(ADDR["durand"], ("dr.x@a.example",)), now=NOW)
+    text = HPRIM[0].read_bytes()  # from the lab: a report from elsewhere is quarantined
+    out = translator.to_trust(sealed_letter(world, "biolab", text, to="dr.x@a.example"),
+                              Envelope(ADDR["biolab"], ("dr.x@a.example",)), now=NOW)
     msg = email.message_from_bytes(out.message, policy=email.policy.default)
     content = msg.get_payload()[0]
     for part in content.walk():
