@@ -367,9 +367,12 @@ class RnpCipher:
 
     # -- operations ------------------------------------------------------------------------
 
-    def decrypt_verify(self, data: bytes, *, signer: str = "") -> PartResult:
+    def decrypt_verify(self, data: bytes, *, signer: str = "", unsigned_ok: bool = False
+                       ) -> PartResult:
         """Decrypt ``data`` and check it is signed by ``signer`` (the expected sender's primary
-        fingerprint); without one, or on anything but success, the gpg adapter decides."""
+        fingerprint); without one, or on anything but success, the gpg adapter decides (an
+        unsigned part too, ``unsigned_ok`` or not: gpg's verdict says whether nobody signed
+        it)."""
         cert = self._cert(signer) if signer else None
         if cert is not None and cert.primary.usable("", time.time()):
             opened = self._context(cert).decrypt_verify(data)
@@ -388,6 +391,8 @@ class RnpCipher:
                                       signer_uid=cert.uid, tool="rnp")
                 del plain
             log.info("legacy.rnp_not_accepted", stage="open", reason=reason)  # gpg decides
+        if unsigned_ok:
+            return self.gpg.decrypt_verify(data, unsigned_ok=True)
         return self.gpg.decrypt_verify(data)
 
     def encrypt_sign(self, data: bytes, *, recipient: str) -> SealedPart:
