@@ -21,13 +21,13 @@ import pytest
 import structlog
 
 from gateway import errors
+from gateway import log as ops_logging
 from gateway.crypto import rnp
 from gateway.crypto.legacy import LegacyCrypto, PartResult, SealedPart
 from gateway.crypto.rnp import RnpCipher
 from gateway.crypto.sop import _listing
 from gateway.crypto.world import World
 from gateway.mail import mime
-from gateway.ops import logging as ops_logging
 from tests.conftest import gateway_crypto, legacy_client, require_library
 from tests.crypto.test_openpgp import _encrypt_signed, _inline, letter
 
