@@ -41,6 +41,7 @@ from gateway.spool.model import (
     State,
     TranslateWork,
 )
+from gateway.spool.search import SpoolSearch
 
 SCHEMA_VERSION = 3
 # Version 3 keeps a message's bytes in ``bodies``, apart from its row in ``messages``: SQLite
@@ -207,7 +208,7 @@ def _path(url: str) -> Path:
     return Path(url)
 
 
-class SqliteSpool:
+class SqliteSpool(SpoolSearch):
     def __init__(self, path: Path, *, policy: RetryPolicy | None = None) -> None:
         self.path = path
         self.policy = policy or RetryPolicy()

@@ -88,7 +88,7 @@ def test_two_instances_one_killed_deliver_everything_once(world: World, tmp_path
                                  "--config", str(cfg_b)], capture_output=True, text=True,
                                 check=False)
         assert verify.returncode == 0, verify.stdout + verify.stderr
-        queue = subprocess.run([sys.executable, "-m", "gateway", "queue", "list", "--json",
+        queue = subprocess.run([sys.executable, "-m", "gateway", "queue", "list", "--json", "--all",
                                 "--config", str(cfg_a)], capture_output=True, text=True,
                                check=False)
         assert queue.returncode == 0, queue.stderr
