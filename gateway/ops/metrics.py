@@ -31,7 +31,7 @@ from prometheus_client import (
 )
 
 from gateway import __version__
-from gateway.crypto.legacy import TOOLS
+from gateway.crypto.legacy import TOOLS, VERIFICATION_KINDS
 from gateway.errors import CryptoError, CryptoToolError, PasserelleError, all_error_classes
 
 OTHER = "other"
@@ -198,6 +198,15 @@ class Metrics:
             "sqop did not seal and gpg did.",
             ["tool"], registry=r,
         )  # fmt: skip
+        self.legacy_verified = Counter(
+            "passerelle_legacy_parts_verified_total",
+            "Legacy parts opened, by how the sender was established: signed (the sender's "
+            "signature verified) or unsigned_v1 (a first-generation client's unsigned part, "
+            "the sender asserted by the legacy hub's authenticated session).",
+            ["kind"], registry=r,
+        )  # fmt: skip
+        for kind in VERIFICATION_KINDS:  # both series exist from the start, at zero
+            self.legacy_verified.labels(kind)
         self.tls_failures = Counter(
             "passerelle_tls_handshake_failures_total",
             "TLS handshakes that failed, by peer domain (an operator) and reason.",
@@ -280,6 +289,16 @@ class Metrics:
         """A legacy part ``opened`` (decrypted and verified) or ``sealed``, by ``tool``."""
         counter = {"opened": self.legacy_opens, "sealed": self.legacy_seals}[operation]
         counter.labels(_closed(tool, TOOLS)).inc()
+
+    def count_verifications(self, verification: Mapping[str, object]) -> None:
+        """The parts of one opened legacy message, by verification kind (a trace step's
+        ``verification``; a summary without kinds counts its parts as signed)."""
+        kinds = verification.get("kinds")
+        if not isinstance(kinds, list):
+            parts = verification.get("parts")
+            kinds = ["signed"] * (len(parts) if isinstance(parts, list) else 0)
+        for kind in kinds:
+            self.legacy_verified.labels(_closed(str(kind), VERIFICATION_KINDS)).inc()
 
     def count_tls_failure(self, peer_domain: str, reason: str) -> None:
         self.tls_failures.labels(peer_label(peer_domain), _closed(reason, TLS_REASONS)).inc()
