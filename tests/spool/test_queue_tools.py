@@ -30,16 +30,13 @@ def fill(spool: SqliteSpool) -> dict[str, list[str]]:
         items.append((Direction.TO_TRUST if i % 2 else Direction.TO_LEGACY,
                       f"sender.{i % 7}@medical{i % 5}.legacy.example", (rcpt,),
                       f"Subject: Mme PATIENTE-{i}\r\n\r\nresultat".encode(), f"<m{i}@x>", "",
-                      State.TRANSLATED))
+                      State.TRANSLATED, ""))
     ids: list[str] = []
-    for at in range(0, N, 1000):  # older messages first: message i is N - i minutes old
-        for j, (qid, _) in enumerate(spool.accept_many(items[at:at + 1000],
-                                                       now=NOW - (N - at) * 60)):
-            ids.append(qid)
-            del j
+    for at in range(0, N, 1000):
+        ids += [qid for qid, _ in spool.accept_many(items[at:at + 1000], now=NOW)]
     fates: dict[str, list[str]] = {"delivered": [], "deferred": [], "held": [],
                                    "quarantined": [], "received": []}
-    with spool._tx() as db:
+    with spool._tx() as db:  # message i is N - i minutes old
         for i, qid in enumerate(ids):
             fate = ("delivered" if i < 1000 else "deferred" if i < 2000 else "held"
                     if i < 2500 else "quarantined" if i < 2900 else "received")
