@@ -304,8 +304,8 @@ def _confirm(args: argparse.Namespace, n: int) -> bool:
     if not sys.stdin.isatty():
         raise UsageError(f"{args.admin}: {n} message(s) match; add --yes to act on them "
                          "(no terminal to ask)")
-    answer = input(f"{args.admin} {n} message(s)? [y/N] ")
-    return answer.strip().lower() in ("y", "yes")
+    print(f"{args.admin} {n} message(s)? [y/N] ", end="", file=sys.stderr, flush=True)
+    return sys.stdin.readline().strip().lower() in ("y", "yes")  # stdout stays the output
 
 
 def run_admin(args: argparse.Namespace) -> int:

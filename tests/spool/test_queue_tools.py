@@ -187,3 +187,32 @@ def test_bulk_actions_ask_unless_yes(world: tuple[Path, SqliteSpool, dict[str, l
         spool.show(fates["held"][0])
     both = cli(cfg, "queue", "delete", fates["received"][0], "--state", "received")
     assert both.returncode == 2
+
+
+def test_on_a_terminal_a_bulk_action_asks_first(tmp_path: Path) -> None:
+    """stdin a terminal: `queue delete --state held` asks; "n" leaves everything, "y" acts."""
+    import os
+    import pty
+
+    cfg = tmp_path / "passerelle.toml"
+    cfg.write_text(f'[gateway]\nstate_dir = "{tmp_path / "state"}"\n', "utf-8")
+    spool = SqliteSpool(tmp_path / "state" / "spool.db")
+    for i in range(3):
+        qid, _ = spool.accept(direction=Direction.TO_TRUST, mail_from="a@legacy.example",
+                              rcpts=(f"b{i}@{DOMAINS[0]}",), data=b"Subject: x\r\n\r\ny",
+                              message_id=f"<t{i}@x>", now=time.time())
+        spool.hold(qid, now=time.time())
+    for answer, left in ((b"n\n", 3), (b"y\n", 0)):
+        master, slave = pty.openpty()
+        os.write(master, answer)
+        proc = subprocess.run([sys.executable, "-m", "gateway", "queue", "delete", "--state",
+                               "held", "--config", str(cfg)], stdin=slave,
+                              capture_output=True, text=True, check=False)
+        os.close(slave)
+        os.close(master)
+        assert spool.search(QueueFilter(state="held"))[1] == left
+        assert "delete 3 message(s)? [y/N]" in proc.stderr
+        if left:
+            assert proc.returncode == 1 and "nothing done" in proc.stderr
+        else:
+            assert proc.returncode == 0 and "3 message(s) changed" in proc.stdout
