@@ -250,7 +250,7 @@ def _show(spool: SqliteSpool, args: argparse.Namespace, now: float) -> int:
 
 def _summary(spool: SqliteSpool, args: argparse.Namespace, f: QueueFilter, now: float) -> int:
     s = spool.summary(f, now=now)
-    labels = [human_age(top) for top in AGE_BUCKETS] + [f"{human_age(AGE_BUCKETS[-1])}+"]
+    labels = [f"{top // 60}m" for top in AGE_BUCKETS] + [f"{AGE_BUCKETS[-1] // 60}m+"]
     if args.json:
         _print_json("summary", messages=s.messages, recipients=s.recipients,
                     by_state=s.by_state, age_buckets_s=list(AGE_BUCKETS), by_age=s.by_age,
