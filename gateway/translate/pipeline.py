@@ -23,6 +23,7 @@ from gateway.errors import PolicyError, RelayDenied, UnknownAddress
 from gateway.translate import legacy_to_trust, mime, trust_to_legacy
 from gateway.translate.addresses import AddressBook, LegacyUser, domain_of
 from gateway.translate.handover import Handover
+from gateway.translate.strings import StringRepairs
 from gateway.translate.trace import TraceRecord, sha256
 
 
@@ -95,8 +96,9 @@ def _hprim_recipients(decrypted: Handover, charset: str | None) -> list[tuple[st
     text = normalize(body.data, hint=charset).text
     if not hprim.looks_like_hprim(text):
         return []
-    return [(d.header.recipient_code, d.header.recipient_name)
-            for d in hprim.parse(text).documents]
+    documents = hprim.repair_headers(hprim.parse(text).documents,
+                                     StringRepairs(hint=charset).text)
+    return [(d.header.recipient_code, d.header.recipient_name) for d in documents]
 
 
 # A Message-ID field as nearly every mailer writes it: one line, one plain <token>; and what
