@@ -2,6 +2,9 @@
 
 Relative paths are resolved against the directory of the configuration file.  Every key is
 documented in ``deploy/passerelle.example.toml``; defaults make a single box work.
+
+The module stays whole (some 550 lines): the schema is the code that reads each key, so the
+readers, the settings they fill and the checks between keys are one reading of one file.
 """
 
 from __future__ import annotations
