@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from aiohttp import web
+from multidict import MultiDictProxy
 
 from gateway.config import ConsoleSettings
 from gateway.errors import PasserelleError
@@ -30,6 +31,9 @@ log = get_logger("gateway.console")
 PAGE_SIZE = 25
 REVEAL_BYTES = 16 * 1024
 STATIC = Path(__file__).parent / "static"
+LANG = web.RequestKey("lang", str)
+OPERATOR = web.RequestKey("operator", Operator)
+FORM = web.RequestKey("form", MultiDictProxy)
 CSP = ("default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
        "frame-ancestors 'none'; base-uri 'none'")
 
@@ -134,10 +138,9 @@ class Console(Site):
 
     @web.middleware
     async def _access(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        request["lang"] = i18n.pick(request.query.get("lang"),
+        request[LANG] = i18n.pick(request.query.get("lang"),
                                     request.headers.get("Accept-Language"))
         if request.path in ("/login", "/static/console.css"):
-            request["operator"] = None
             if request.method == "POST":
                 await self._check_csrf(request, None, request.cookies.get(COOKIE + "_login", ""))
             response: web.StreamResponse = await handler(request)
@@ -148,7 +151,7 @@ class Console(Site):
                 raise web.HTTPSeeOther(self._link(request, "/login"))
             raise web.HTTPUnauthorized(text="authentication required\n",
                                        headers={"WWW-Authenticate": 'Bearer realm="console"'})
-        request["operator"] = op
+        request[OPERATOR] = op
         if request.method == "POST":
             await self._check_csrf(request, op)
         answer: web.StreamResponse = await handler(request)
@@ -157,7 +160,7 @@ class Console(Site):
     async def _check_csrf(self, request: web.Request, op: Operator | None,
                           anonymous: str = "") -> None:
         form = await request.post()
-        request["form"] = form
+        request[FORM] = form
         token = str(form.get("csrf", ""))
         if not self.keys.csrf_ok(op, token, anonymous):
             log.warning("console.csrf_refused", operator=op.identity if op else "",
@@ -171,13 +174,13 @@ class Console(Site):
 
     @staticmethod
     def t(request: web.Request, key: str, **values: object) -> str:
-        return html.escape(i18n.text(request["lang"], key, **values))
+        return html.escape(i18n.text(request[LANG], key, **values))
 
     @staticmethod
     def _link(request: web.Request, path: str, **query: object) -> str:
         q = {k: str(v) for k, v in query.items() if v not in ("", None)}
         if "lang" in request.query:
-            q["lang"] = request["lang"]
+            q["lang"] = request[LANG]
         return path + ("?" + urlencode(q) if q else "")
 
     @classmethod
@@ -185,13 +188,13 @@ class Console(Site):
         return html.escape(cls._link(request, path, **query))
 
     def _csrf_field(self, request: web.Request) -> str:
-        token = self.keys.csrf(request["operator"])
+        token = self.keys.csrf(request.get(OPERATOR))
         return f'<input type="hidden" name="csrf" value="{token}">'
 
     def _page(self, request: web.Request, title: str, body: str, *,
               status: int = 200) -> web.Response:
-        lang = request["lang"]
-        op: Operator | None = request.get("operator")
+        lang = request[LANG]
+        op: Operator | None = request.get(OPERATOR)
         nav = ""
         if op is not None:
             links = "".join(
@@ -276,14 +279,14 @@ class Console(Site):
                 f'<label for="token">{self.t(request, "token")}</label> '
                 '<input id="token" name="token" type="password" autocomplete="off" required> '
                 f'<button type="submit">{self.t(request, "login")}</button></form>')
-        response = self._page(request, i18n.text(request["lang"], "login"), body,
+        response = self._page(request, i18n.text(request[LANG], "login"), body,
                               status=401 if failed else 200)
         response.set_cookie(COOKIE + "_login", nonce, httponly=True, secure=True,
                             samesite="Strict", path="/login")
         return response
 
     async def login(self, request: web.Request) -> web.StreamResponse:
-        name = self.keys.by_token(str(request["form"].get("token", "")).strip())
+        name = self.keys.by_token(str(request[FORM].get("token", "")).strip())
         if name is None:
             log.warning("console.login_refused", outcome="refused")
             return await self.login_form(request, failed=True)
@@ -335,7 +338,7 @@ class Console(Site):
         dates = "".join(
             f'<label for="f-{k}">{self.t(request, k)}<input id="f-{k}" name="{k}" type="date" '
             f'value="{html.escape(q.get(k, ""))}"></label>' for k in ("since", "until"))
-        hidden = f'<input type="hidden" name="lang" value="{request["lang"]}">' \
+        hidden = f'<input type="hidden" name="lang" value="{request[LANG]}">' \
             if "lang" in q else ""
         form = (f'<form class="search" method="get" action="/messages" role="search">{fields}'
                 f'<label for="f-state">{self.t(request, "state")}<select id="f-state" '
@@ -356,7 +359,7 @@ class Console(Site):
                        f'{self.t(request, "next")}</a>')
         nav.append("</nav>")
         errs = "".join(f'<p class="error" role="alert">{e}</p>' for e in errors)
-        return self._page(request, i18n.text(request["lang"], "messages"),
+        return self._page(request, i18n.text(request[LANG], "messages"),
                           errs + form + "".join(nav) + self._table(request, entries))
 
     async def _show(self, qid: str) -> QueueEntry | None:
@@ -435,7 +438,7 @@ class Console(Site):
         entry = await self._show(qid)
         if entry is None:
             raise self._not_found(request)
-        op: Operator = request["operator"]
+        op: Operator = request[OPERATOR]
         await self._journal(entry.message_id, "console.reveal",
                             {"operator": op.identity, "queue_id": qid})
         log.info("console.reveal", operator=op.identity, queue_id=qid, outcome="ok")
@@ -453,7 +456,7 @@ class Console(Site):
         body = (f'<table><thead><tr><th scope="col">{self.t(request, "state")}</th>'
                 f'<th scope="col">{self.t(request, "count")}</th></tr></thead><tbody>{rows}'
                 f'</tbody></table><p>{self.t(request, "oldest")} : {oldest / 3600:.1f} h</p>')
-        return self._page(request, i18n.text(request["lang"], "queue"), body)
+        return self._page(request, i18n.text(request[LANG], "queue"), body)
 
     async def quarantine(self, request: web.Request) -> web.StreamResponse:
         entries, _ = await self.data.call(self.data.spool.search, state="quarantined",
@@ -479,7 +482,7 @@ class Console(Site):
         table = (f'<table><thead><tr>{head}<th scope="col"></th></tr></thead><tbody>'
                  f'{"".join(rows)}</tbody></table>') if rows else \
             f'<p>{self.t(request, "none")}</p>'
-        return self._page(request, i18n.text(request["lang"], "quarantine"), banner + table)
+        return self._page(request, i18n.text(request[LANG], "quarantine"), banner + table)
 
     async def confirm(self, request: web.Request) -> web.StreamResponse:
         qid, action = request.match_info["qid"], request.match_info["action"]
@@ -492,26 +495,26 @@ class Console(Site):
                 f'{self.t(request, "confirm")}</button> '
                 f'<a href="{self._href(request, "/quarantine")}">'
                 f'{self.t(request, "cancel")}</a></form>')
-        return self._page(request, i18n.text(request["lang"], action), body)
+        return self._page(request, i18n.text(request[LANG], action), body)
 
     async def act(self, request: web.Request) -> web.StreamResponse:
         qid, action = request.match_info["qid"], request.match_info["action"]
-        op: Operator = request["operator"]
+        op: Operator = request[OPERATOR]
         entry = await self._show(qid)
         if entry is None:
             raise self._not_found(request)
         try:
             if action == "release":
                 n = await self.data.call(self.data.spool.release, qid, now=self.data.clock())
-                done = i18n.text(request["lang"], "released", id=qid, n=n)
+                done = i18n.text(request[LANG], "released", id=qid, n=n)
             else:
                 await self.data.call(self.data.spool.delete, qid)
                 n = len(entry.recipients)
-                done = i18n.text(request["lang"], "dropped", id=qid)
+                done = i18n.text(request[LANG], "dropped", id=qid)
         except PasserelleError as exc:
             why = self.t(request, "action_failed", why=str(exc))
             body = f'<p class="error" role="alert">{why}</p>'
-            return self._page(request, i18n.text(request["lang"], action), body, status=409)
+            return self._page(request, i18n.text(request[LANG], action), body, status=409)
         await self._journal(entry.message_id, f"console.{action}",
                             {"operator": op.identity, "queue_id": qid, "recipients": n})
         log.info(f"console.{action}", operator=op.identity, queue_id=qid, outcome="ok")
@@ -522,12 +525,12 @@ class Console(Site):
     async def domains(self, request: web.Request) -> web.StreamResponse:
         t = self.t
         if self.data.domain_list is None:
-            return self._page(request, i18n.text(request["lang"], "domains"),
+            return self._page(request, i18n.text(request[LANG], "domains"),
                               f'<p>{t(request, "none")}</p>')
         listing = self.data.domain_list()
         age = max(0.0, self.data.clock() - listing.generated_at.timestamp()) / 3600
         names = sorted(listing.entries)
-        signer = listing.signed_by or i18n.text(request["lang"], "unsigned")
+        signer = listing.signed_by or i18n.text(request[LANG], "unsigned")
         rows = "".join(f"<li><code>{html.escape(n)}</code></li>" for n in names[:500])
         body = (f'<table><tr><th scope="row">{t(request, "generated")}</th><td>'
                 f'{self._when(listing.generated_at.timestamp())}</td></tr>'
@@ -536,7 +539,7 @@ class Console(Site):
                 f'{html.escape(signer)}</td></tr>'
                 f'<tr><th scope="row">{t(request, "listed")}</th><td>{len(names)}</td></tr>'
                 f'</table><ul>{rows}</ul>')
-        return self._page(request, i18n.text(request["lang"], "domains"), body)
+        return self._page(request, i18n.text(request[LANG], "domains"), body)
 
     async def directory(self, request: web.Request) -> web.StreamResponse:
         t = self.t
@@ -565,7 +568,7 @@ class Console(Site):
                         f'{html.escape(e.pp_id)}</td></tr>'
                         for e in found)
                     result = f'<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
-        return self._page(request, i18n.text(request["lang"], "directory"), form + result)
+        return self._page(request, i18n.text(request[LANG], "directory"), form + result)
 
     def _lookup(self, query: str) -> list[Any]:
         from gateway.directory.pgstore import open_directory
