@@ -19,10 +19,10 @@ from multidict import MultiDictProxy
 from gateway.config import ConsoleSettings
 from gateway.errors import PasserelleError
 from gateway.journal import Journal
+from gateway.log import get_logger
 from gateway.ops.console import i18n
 from gateway.ops.console.auth import COOKIE, Keys, Operator, load_tokens
 from gateway.ops.http import Site
-from gateway.ops.logging import get_logger
 from gateway.spool.model import QueueEntry, State
 from gateway.spool.sqlite import SqliteSpool
 
