@@ -478,7 +478,7 @@ class Console(Site):
                         f'<td>{self._when(e.received_at)}</td>'
                         f'<td>{links}</td></tr>')
         head = "".join(f'<th scope="col">{self.t(request, k)}</th>' for k in
-                       ("queue_id", "message_id", "sender_domain", "reason", "received"))
+                       ("queue_id", "message_id", "sender_domain", "why", "received"))
         table = (f'<table><thead><tr>{head}<th scope="col"></th></tr></thead><tbody>'
                  f'{"".join(rows)}</tbody></table>') if rows else \
             f'<p>{self.t(request, "none")}</p>'

@@ -32,6 +32,7 @@ _T: dict[str, tuple[str, str]] = {
     "recipients": ("Destinataires", "Recipients"),
     "attempts": ("Tentatives", "Attempts"),
     "reason": ("Dernière réponse", "Last reply"),
+    "why": ("Motif", "Reason"),
     "next_attempt": ("Prochaine tentative", "Next attempt"),
     "previous": ("Précédents", "Previous"),
     "next": ("Suivants", "Next"),
