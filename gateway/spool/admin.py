@@ -63,7 +63,7 @@ class QueueAdmin:
                 raise BadInputError(f"no message {queue_id} in the queue")
             return self._entry(db, *row)
 
-    def search(self, *, message_id: str = "", sender: str = "", recipient: str = "",
+    def find_messages(self, *, message_id: str = "", sender: str = "", recipient: str = "",
                domain: str = "", state: str = "", since: float | None = None,
                until: float | None = None, limit: int = 50, offset: int = 0
                ) -> tuple[Sequence[QueueEntry], int]:

@@ -327,7 +327,7 @@ class Console(Site):
         criteria = {k: q.get(k, "").strip()[:320] for k in
                     ("message_id", "sender", "recipient", "domain")}
         entries, total = await self.data.call(
-            self.data.spool.search, **criteria, state=state, since=since, until=until,
+            self.data.spool.find_messages, **criteria, state=state, since=since, until=until,
             limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
         fields = "".join(
             f'<label for="f-{k}">{self.t(request, k)}<input id="f-{k}" name="{k}" '
@@ -459,7 +459,7 @@ class Console(Site):
         return self._page(request, i18n.text(request[LANG], "queue"), body)
 
     async def quarantine(self, request: web.Request) -> web.StreamResponse:
-        entries, _ = await self.data.call(self.data.spool.search, state="quarantined",
+        entries, _ = await self.data.call(self.data.spool.find_messages, state="quarantined",
                                           limit=200)
         notice = request.query.get("done", "")
         banner = f'<p class="notice" role="status">{html.escape(notice)}</p>' if notice else ""

@@ -1,4 +1,4 @@
-"""The console's search over the spool, on SQLite and PostgreSQL alike."""
+"""The console's `find_messages` over the spool, on SQLite and PostgreSQL alike."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def test_search_by_each_criterion_with_paging(spool: SqliteSpool) -> None:
     c = put("petit@medical59.legacy.example", ["dr.y@clinique-b.example"], "c@m59", 3000.0)
 
     def ids(**kw: object) -> list[str]:
-        found, total = spool.search(**kw)  # type: ignore[arg-type]
+        found, total = spool.find_messages(**kw)  # type: ignore[arg-type]
         assert total >= len(found)
         return [e.queue_id for e in found]
 
@@ -45,6 +45,6 @@ def test_search_by_each_criterion_with_paging(spool: SqliteSpool) -> None:
     assert ids(since=1500.0, until=2500.0) == [b]
     assert ids(sender="petit@medical59.legacy.example", recipient="dr.z@hopital-a.example") \
         == [b]
-    page, total = spool.search(limit=2, offset=2)
+    page, total = spool.find_messages(limit=2, offset=2)
     assert [e.queue_id for e in page] == [a] and total == 3
     assert spool.entry(b).recipients[1].rcpt == "dr.z@hopital-a.example"
