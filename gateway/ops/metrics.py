@@ -91,7 +91,54 @@ CRYPTO_KINDS = (
 """`kind` of the crypto error classes (and the S/MIME policy refusal)."""
 
 EXPIRY_KINDS = ("certificate", "openpgp_key", "crl")
+
+TLS_DIRECTIONS = ("inbound", "outbound")
+"""A handshake a peer started with one of our listeners, or one we started with a next hop."""
+
+LISTENERS = ("legacy", "trust")
+"""The two SMTP listeners."""
+
+SMTP_REJECT_REASONS = (
+    "domain_not_listed",  # a recipient's (legacy) or sender's (trust) domain is not listed
+    "unknown_sender",  # legacy listener: the sender is not a legacy user served here
+    "unknown_address",  # a recipient is not served here
+    "relay_denied",
+    "starttls_required",  # a transaction before STARTTLS (530)
+    "no_client_certificate",  # trust listener: STARTTLS without a client certificate (530)
+    "certificate_rejected",  # the client certificate's subject is not the one published
+    "malformed_address",
+    "too_many_recipients",
+    "too_big",
+    "message_format",
+    "policy",  # any other refusal of ours (5xx)
+    "syntax",  # a command aiosmtpd refused: unknown, out of sequence, bad arguments
+    "spool_full",
+    "transient",  # any other 4xx: the sender tries again
+    "internal",
+    "shutdown",
+)
+"""``reason`` of ``passerelle_smtp_rejections_total``."""
+
+EVENT_REASONS: dict[str, tuple[str, ...]] = {
+    "received": ("ok", "duplicate"),
+    "translated": ("ok",),
+    "delivered": ("ok", "in_doubt"),
+    "deferred": ("peer_temporary", *ERROR_KINDS),
+    "bounced": ("peer_permanent", "expired", *ERROR_KINDS),
+    "quarantined": ERROR_KINDS,
+}
+"""The reasons each event is counted with: these label sets exist at zero from the start."""
 """What expires: an X.509 certificate, an OpenPGP key, a CRL (its nextUpdate)."""
+
+_REJECT_CODES = {
+    "starttls_required": "530", "no_client_certificate": "530", "malformed_address": "553",
+    "too_many_recipients": "452", "too_big": "552", "message_format": "554",
+    "policy": "554", "syntax": "503",
+    "spool_full": "452", "transient": "451", "internal": "451", "shutdown": "421",
+    "certificate_rejected": "550", "relay_denied": "550", "unknown_address": "550",
+    "unknown_sender": "550", "domain_not_listed": "550",
+}  # fmt: skip
+"""The usual code of each rejection reason (the label set initialised at zero)."""
 
 _LABEL = re.compile(r"[a-z0-9_.:-]{1,64}")
 _DNS_LABEL = r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?"
@@ -144,9 +191,17 @@ def tls_reason(exc: BaseException) -> str:
 class Metrics:
     """The metric families on one registry, and the helpers that feed them."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None, *,
+                 process: bool | None = None) -> None:
+        """``process``: add the ``process_*`` and ``python_info`` collectors (by default when
+        this builds its own registry)."""
+        if process is None:
+            process = registry is None
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
+        if process:
+            ProcessCollector(registry=r)
+            PlatformCollector(registry=r)
         self.messages = Counter(
             "passerelle_messages_total",
             "Messages by spool event (received, translated, delivered, deferred, bounced, "
@@ -200,8 +255,16 @@ class Metrics:
         )  # fmt: skip
         self.tls_failures = Counter(
             "passerelle_tls_handshake_failures_total",
-            "TLS handshakes that failed, by peer domain (an operator) and reason.",
-            ["peer_domain", "reason"], registry=r,
+            "TLS handshakes that failed, by direction (inbound: a peer to our listeners; "
+            "outbound: we to a next hop), peer domain (an operator; inbound: \"other\") "
+            "and reason.",
+            ["direction", "peer_domain", "reason"], registry=r,
+        )  # fmt: skip
+        self.smtp_rejections = Counter(
+            "passerelle_smtp_rejections_total",
+            "SMTP commands our listeners refused, by listener (legacy, trust), reply code "
+            "and reason.",
+            ["listener", "code", "reason"], registry=r,
         )  # fmt: skip
         self.crypto_failures = Counter(
             "passerelle_crypto_failures_total",
@@ -240,6 +303,34 @@ class Metrics:
         )
         self.build.labels(__version__).set(1)
         self._spool_states_seen: set[str] = set()
+        self._zero()
+
+    def _zero(self) -> None:
+        """Create every known label set at 0: a series that exists before it moves (after a
+        restart with the peers down, ``increase(...{event="delivered"}[30m])`` is 0, not
+        absent, and the alerts that compare it can fire)."""
+        for event, reasons in EVENT_REASONS.items():
+            for direction in DIRECTIONS:
+                for reason in reasons:
+                    self.messages.labels(event, direction, reason)
+        for direction in DIRECTIONS:
+            self.retries.labels(direction)
+            self.end_to_end.labels(direction)
+        for stage in STAGES:
+            self.stage.labels(stage)
+        for kind in REPAIR_KINDS:
+            self.repairs.labels(kind)
+        for tool in TOOLS:
+            self.legacy_opens.labels(tool)
+            self.legacy_seals.labels(tool)
+        for reason in TLS_REASONS:
+            self.tls_failures.labels("inbound", OTHER, reason)
+        for kind in CRYPTO_KINDS:
+            self.crypto_failures.labels(kind)
+        for listener in LISTENERS:
+            for reason in SMTP_REJECT_REASONS:
+                self.smtp_rejections.labels(listener, _REJECT_CODES.get(reason, "550"), reason)
+        self.set_spool_depth({})
 
     # --- helpers the daemon calls -------------------------------------------------------------
 
@@ -281,8 +372,22 @@ class Metrics:
         counter = {"opened": self.legacy_opens, "sealed": self.legacy_seals}[operation]
         counter.labels(_closed(tool, TOOLS)).inc()
 
-    def count_tls_failure(self, peer_domain: str, reason: str) -> None:
-        self.tls_failures.labels(peer_label(peer_domain), _closed(reason, TLS_REASONS)).inc()
+    def count_tls_failure(self, peer_domain: str, reason: str,
+                          direction: str = "outbound") -> None:
+        """A failed handshake; inbound ones (a peer to our listener) carry no domain: the
+        handshake failed before the peer said who it is."""
+        domain = peer_label(peer_domain) if direction == "outbound" else OTHER
+        self.tls_failures.labels(
+            _closed(direction, TLS_DIRECTIONS), domain, _closed(reason, TLS_REASONS)
+        ).inc()
+
+    def count_smtp_rejection(self, listener: str, code: int | str, reason: str) -> None:
+        """One SMTP command refused by a listener, with the reply code it got."""
+        text = str(code)
+        code_label = text if re.fullmatch(r"[45]\d\d", text) else OTHER
+        self.smtp_rejections.labels(
+            _closed(listener, LISTENERS), code_label, _closed(reason, SMTP_REJECT_REASONS)
+        ).inc()
 
     def count_crypto_failure(self, kind: str) -> None:
         self.crypto_failures.labels(_closed(kind, CRYPTO_KINDS)).inc()
@@ -336,9 +441,7 @@ class Metrics:
 
 
 REGISTRY = CollectorRegistry()
-ProcessCollector(registry=REGISTRY)
-PlatformCollector(registry=REGISTRY)
-METRICS = Metrics(REGISTRY)
+METRICS = Metrics(REGISTRY, process=True)
 
 count_message = METRICS.count_message
 observe_stage = METRICS.observe_stage
@@ -348,6 +451,7 @@ set_oldest_age = METRICS.set_oldest_age
 count_retry = METRICS.count_retry
 count_repair = METRICS.count_repair
 count_tls_failure = METRICS.count_tls_failure
+count_smtp_rejection = METRICS.count_smtp_rejection
 count_crypto_failure = METRICS.count_crypto_failure
 set_expiry = METRICS.set_expiry
 set_expiry_at = METRICS.set_expiry_at

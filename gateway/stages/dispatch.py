@@ -43,6 +43,9 @@ from gateway.wakeup import Wakeup
 
 log = get_logger("passerelle.daemon")
 
+STATUS = {None: "sent", Fate.RETRY: "deferred", Fate.BOUNCE: "bounced"}
+"""An outcome's fate as the log's ``status`` word (Postfix's)."""
+
 
 class Dispatch:
     """Leases translated outputs, delivers them, records per recipient what the peer said."""
@@ -140,10 +143,14 @@ class Dispatch:
                 outcomes[rcpt] = NO_ROUTE
                 continue
             by_route.setdefault((domain, legacy), []).append((rcpt, address))
+        for rcpt, outcome in outcomes.items():  # no route: no attempt on the wire
+            self.log_attempt(item, rcpt, outcome, relay=None, seconds=0.0)
         for (domain, legacy), pairs in by_route.items():
             route = self.router.route(domain) if legacy else await self.router.resolve(domain)
             if route is None or isinstance(route, Outcome):
                 outcomes.update(dict.fromkeys((r for r, _ in pairs), route or NO_ROUTE))
+                for rcpt, _ in pairs:
+                    self.log_attempt(item, rcpt, route or NO_ROUTE, relay=None, seconds=0.0)
                 continue
             if legacy:
                 route = type(route)(route.host, route.port, require_tls=False)
@@ -164,12 +171,6 @@ class Dispatch:
             )
             seconds = time.monotonic() - started
             self.metrics.observe_stage("deliver", seconds)
-            log.info(
-                "delivery.attempt",
-                queue_id=item.queue_id,
-                peer=route.host,
-                seconds=round(seconds, 4),
-            )
             for outcome in set(got.values()):
                 if outcome.status in ("4.7.5", "4.7.4"):
                     self.metrics.count_tls_failure(
@@ -180,7 +181,21 @@ class Dispatch:
                     )
             for rcpt, address in pairs:
                 outcomes[rcpt] = got[address]
+                self.log_attempt(item, rcpt, got[address], relay=f"{route.host}:{route.port}",
+                                 seconds=seconds)
         await self.record(item, outcomes)
+
+    def log_attempt(self, item: DeliverWork, rcpt: str, outcome: Outcome, *,
+                    relay: str | None, seconds: float) -> None:
+        """One line per recipient and attempt, as Postfix writes it: who, where, how long
+        since acceptance, what the peer said, and what becomes of the message."""
+        status = STATUS.get(outcome.fate, "bounced")
+        line = log.info if status == "sent" else log.warning
+        delay = round(max(0.0, self.clock() - item.received_at), 3)
+        line("delivery.attempt", queue_id=item.queue_id, direction=str(item.direction),
+             recipient=rcpt, relay=relay or "none", status=status, dsn=outcome.status,
+             reply=outcome.reason, delay_seconds=delay, seconds=round(seconds, 4),
+             attempt=item.attempts + 1)
 
     async def record(self, item: DeliverWork, outcomes: dict[str, Outcome]) -> None:
         """What the peers said about each recipient of ``item``, into the spool; the

@@ -159,6 +159,7 @@ def listeners(settings: Settings, intake: Intake, *, domains: Domains, anchors: 
         "limits": limits,
         "gateway_domain": settings.domain,
         "directory_alias": directory_alias,
+        "metrics": intake.metrics,
     }
     legacy_tls = server_tls_context(
         t.server_cert, t.server_key, anchors=None, require_client_cert=False, ciphers=t.ciphers
