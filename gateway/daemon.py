@@ -37,7 +37,7 @@ from gateway.crypto.pki import client_tls_context
 from gateway.errors import PasserelleError
 from gateway.journal import Journal, open_journal
 from gateway.ops import http as ops_http
-from gateway.ops.logging import get_logger
+from gateway.ops.logging import allow_words, get_logger
 from gateway.ops.metrics import Metrics
 from gateway.smtp.delivery import Router
 from gateway.smtp.server import Listener
@@ -49,11 +49,17 @@ from gateway.stages.notify import Notices
 from gateway.stages.translation import Translation
 from gateway.stages.workers import WorkerPool, configure_daemon_logging, thrifty_malloc
 from gateway.translate.addresses import AddressBook
-from gateway.translate.factory import build_translator, domain_list_store, trust_anchors
+from gateway.translate.factory import (
+    build_translator,
+    directory_resolver,
+    domain_list_store,
+    trust_anchors,
+)
 from gateway.translate.pipeline import Translator
 from gateway.wakeup import Wakeup
 
 log = get_logger("passerelle.daemon")
+allow_words("addresses", "domain_list")  # what a reload could not take
 # aiosmtpd warns about every context that demands client certificates: that is our design.
 logging.getLogger("mail.log").setLevel(logging.ERROR)
 
@@ -87,7 +93,7 @@ class Gateway:
         # delivery never queues behind a gpg call (the shorter the window between the peer's
         # 250 and our commit, the fewer duplicates after a crash).
         self._db = ThreadPoolExecutor(max_workers=2, thread_name_prefix="spool")
-        self.pool = WorkerPool(settings)
+        self.pool = WorkerPool(settings, self.translator.book)
         self.wake_translate = Wakeup(d.workers)
         self.wake_deliver = Wakeup(1)
         self.metrics = Metrics()
@@ -135,17 +141,30 @@ class Gateway:
                                    recipient=recipient)
 
     def reload(self) -> None:
-        """SIGHUP: the address book and the list of domains are read again."""
+        """SIGHUP: the address book, the directory and the list of domains are read again.
+        Each is checked before it replaces the one in use: a broken file leaves the previous
+        state in the daemon and in its workers (which are given the address book the daemon
+        accepted, never the file), and the failure is logged with what failed."""
+        failed = []
         try:
-            self.translator.book = AddressBook.load(self.settings.addresses)
-            if self.pool.processes:  # the workers read it again too
-                self.pool.renew()
-            if self.domains.store is not None:
-                self.domains.store.reload()
-            log.info("config.reloaded", outcome="ok")
-            self._static_metrics()
+            book = AddressBook.load(self.settings.addresses)
         except PasserelleError as exc:
-            log.error("config.reload_failed", kind=exc.kind)
+            failed.append(("addresses", exc.kind))
+        else:
+            self.translator.book = book
+            self.translator.directory = directory_resolver(self.settings)  # a new import
+            if self.pool.processes:  # the workers are given it (and reopen the directory)
+                self.pool.renew(book)
+        if self.domains.store is not None:
+            try:
+                self.domains.store.reload()  # refused: the list in force stays
+            except PasserelleError as exc:
+                failed.append(("domain_list", exc.kind))
+        for what, kind in failed:
+            log.error("config.reload_failed", stage=what, kind=kind)
+        if not failed:
+            log.info("config.reloaded", outcome="ok")
+        self._static_metrics()
 
     def _list_age(self) -> float | None:
         listing = self.domains.current()

@@ -244,6 +244,12 @@ def _mappings(s: config.Settings) -> Iterator[Problem]:
                                                    "not 40 hex digits")  # fmt: skip
         if len(book) == 0:
             yield _warning("mappings.addresses", f"{s.addresses}: no user")
+        v1 = sum(1 for user in book.users() if user.mode(s.legacy.default_mode) == "v1")
+        if v1 and not s.hub.configured:
+            yield _warning("legacy.hub", f"{s.addresses}: {v1} first-generation (v1) user(s) "
+                           "but the legacy hub's authentication is not configured "
+                           "([legacy.hub] client_subject/client_fingerprint or auth_file): "
+                           "their unsigned messages will all be bounced")
     if not s.mappings_dir.is_dir():
         yield _error("mappings.dir", f"{s.mappings_dir}: not a directory")
         return
@@ -267,6 +273,24 @@ def _mappings(s: config.Settings) -> Iterator[Problem]:
         if lab.legacy_address.lower() not in known:
             yield _warning("mappings.labs", f"{labs}: {lab.legacy_address} is not in the "
                            "address book: its row is never used")
+
+
+def _hub(h: config.HubSettings) -> Iterator[Problem]:
+    """The legacy hub's credentials and anchors, when configured."""
+    from gateway.smtp.server import HubGate
+
+    if h.auth_file is not None:
+        try:
+            HubGate.load(auth_file=h.auth_file)
+        except ConfigError as exc:
+            yield _error("legacy.hub.auth_file", str(exc))
+        else:
+            if h.auth_file.stat().st_mode & 0o077:
+                yield _warning("legacy.hub.auth_file", f"{h.auth_file}: readable by others "
+                               "than its owner (chmod 600)")
+    if h.certificate and not h.anchors:
+        yield _error("legacy.hub.anchors", "no anchor to verify the hub's certificate "
+                     "(set it, or [trust] anchors)")
 
 
 def _state(s: config.Settings) -> Iterator[Problem]:
@@ -308,6 +332,7 @@ def check(path: Path, *, now: datetime | None = None) -> list[Problem]:
     problems += _state(s)
     problems += _legacy(s.legacy)
     problems += _mappings(s)
+    problems += _hub(s.hub)
     for role in ("signing", "server", "client"):
         problems += _pair(s.trust, role, now)
     for key, paths in (("trust.chain", s.trust.chain), ("trust.anchors", s.trust.anchors)):

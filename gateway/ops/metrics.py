@@ -30,8 +30,9 @@ from prometheus_client import (
     ProcessCollector,
 )
 
+import gateway.config  # noqa: F401  (defines an error kind: ConfigProblems, config_invalid)
 from gateway import __version__
-from gateway.crypto.legacy import TOOLS
+from gateway.crypto.legacy import TOOLS, VERIFICATION_KINDS
 from gateway.errors import CryptoError, CryptoToolError, PasserelleError, all_error_classes
 
 OTHER = "other"
@@ -103,6 +104,7 @@ SMTP_REJECT_REASONS = (
     "unknown_sender",  # legacy listener: the sender is not a legacy user served here
     "unknown_address",  # a recipient is not served here
     "relay_denied",
+    "auth_failed",  # legacy listener: the hub's SMTP AUTH refused (535)
     "starttls_required",  # a transaction before STARTTLS (530)
     "no_client_certificate",  # trust listener: STARTTLS without a client certificate (530)
     "certificate_rejected",  # the client certificate's subject is not the one published
@@ -134,7 +136,8 @@ _REJECT_CODES = {
     "starttls_required": "530", "no_client_certificate": "530", "malformed_address": "553",
     "too_many_recipients": "452", "too_big": "552", "message_format": "554",
     "policy": "554", "syntax": "503",
-    "spool_full": "452", "transient": "451", "internal": "451", "shutdown": "421",
+    "spool_full": "452", "auth_failed": "535", "transient": "451", "internal": "451",
+    "shutdown": "421",
     "certificate_rejected": "550", "relay_denied": "550", "unknown_address": "550",
     "unknown_sender": "550", "domain_not_listed": "550",
 }  # fmt: skip
@@ -253,6 +256,15 @@ class Metrics:
             "sqop did not seal and gpg did.",
             ["tool"], registry=r,
         )  # fmt: skip
+        self.legacy_verified = Counter(
+            "passerelle_legacy_parts_verified_total",
+            "Legacy parts opened, by how the sender was established: signed (the sender's "
+            "signature verified) or unsigned_v1 (a first-generation client's unsigned part, "
+            "the sender asserted by the legacy hub's authenticated session).",
+            ["kind"], registry=r,
+        )  # fmt: skip
+        for kind in VERIFICATION_KINDS:  # both series exist from the start, at zero
+            self.legacy_verified.labels(kind)
         self.tls_failures = Counter(
             "passerelle_tls_handshake_failures_total",
             "TLS handshakes that failed, by direction (inbound: a peer to our listeners; "
@@ -371,6 +383,16 @@ class Metrics:
         """A legacy part ``opened`` (decrypted and verified) or ``sealed``, by ``tool``."""
         counter = {"opened": self.legacy_opens, "sealed": self.legacy_seals}[operation]
         counter.labels(_closed(tool, TOOLS)).inc()
+
+    def count_verifications(self, verification: Mapping[str, object]) -> None:
+        """The parts of one opened legacy message, by verification kind (a trace step's
+        ``verification``; a summary without kinds counts its parts as signed)."""
+        kinds = verification.get("kinds")
+        if not isinstance(kinds, list):
+            parts = verification.get("parts")
+            kinds = ["signed"] * (len(parts) if isinstance(parts, list) else 0)
+        for kind in kinds:
+            self.legacy_verified.labels(_closed(str(kind), VERIFICATION_KINDS)).inc()
 
     def count_tls_failure(self, peer_domain: str, reason: str,
                           direction: str = "outbound") -> None:

@@ -34,6 +34,7 @@ from gateway.errors import BadInputError, SpoolFull, SpoolUnavailable
 from gateway.journal import Journal, JournalEntry
 from gateway.spool.model import RetryPolicy
 from gateway.spool.sqlite import (
+    ADD_HUB_AUTH,
     MOVE_BODIES,
     SCHEMA_VERSION,
     Payload,
@@ -55,6 +56,7 @@ CREATE TABLE IF NOT EXISTS messages (
     size BIGINT NOT NULL,
     digest TEXT NOT NULL,
     peer TEXT NOT NULL DEFAULT '',
+    hub_auth TEXT NOT NULL DEFAULT '',
     translate_attempts INTEGER NOT NULL DEFAULT 0,
     next_translate DOUBLE PRECISION NOT NULL DEFAULT 0,
     lease_owner TEXT,
@@ -217,9 +219,12 @@ class PgSpool(SqliteSpool):
             row = db.execute("SELECT version FROM schema_version").fetchone()
             if row is None:
                 db.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
-            elif row[0] < SCHEMA_VERSION:  # version 2 kept the bytes in messages.data
-                for statement in MOVE_BODIES:
-                    db.execute(statement)
+            elif row[0] < SCHEMA_VERSION:
+                if row[0] < 3:  # version 2 kept the bytes in messages.data
+                    for statement in MOVE_BODIES:
+                        db.execute(statement)
+                if row[0] < 4:  # version 3 did not record the hub's authentication
+                    db.execute(ADD_HUB_AUTH)
                 db.execute("UPDATE schema_version SET version=?", (SCHEMA_VERSION,))
             elif row[0] > SCHEMA_VERSION:
                 raise SpoolUnavailable(

@@ -42,12 +42,17 @@ from gateway.spool.model import (
     TranslateWork,
 )
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # Version 3 keeps a message's bytes in ``bodies``, apart from its row in ``messages``: SQLite
 # writes a row again whole on every UPDATE, so each lease of a 25 MB message wrote 50 MB
 # into the WAL and read the message into memory.
 MOVE_BODIES = ("INSERT INTO bodies (queue_id, data) SELECT queue_id, data FROM messages",
                 "ALTER TABLE messages DROP COLUMN data")
+# Version 4 stores with each message how the legacy hub authenticated the session it came
+# over (``hub_auth``: "certificate", "smtp-auth" or ""): a fact of the SMTP session, which the
+# translation needs (a first-generation user's unsigned parts are accepted only then) and
+# which the message's content cannot forge.
+ADD_HUB_AUTH = "ALTER TABLE messages ADD COLUMN hub_auth TEXT NOT NULL DEFAULT ''"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS messages (
@@ -59,6 +64,7 @@ CREATE TABLE IF NOT EXISTS messages (
     size INTEGER NOT NULL,
     digest TEXT NOT NULL,
     peer TEXT NOT NULL DEFAULT '',
+    hub_auth TEXT NOT NULL DEFAULT '',
     translate_attempts INTEGER NOT NULL DEFAULT 0,
     next_translate REAL NOT NULL DEFAULT 0,
     lease_owner TEXT,
@@ -236,8 +242,11 @@ class SqliteSpool:
                     tx.execute("ALTER TABLE recipients ADD COLUMN in_doubt INTEGER NOT NULL "
                                "DEFAULT 0")
                     tx.execute("ALTER TABLE recipients ADD COLUMN deliver_to TEXT")
-                for statement in MOVE_BODIES:
-                    tx.execute(statement)
+                if row[0] < 3:
+                    for statement in MOVE_BODIES:
+                        tx.execute(statement)
+                if row[0] < 4:
+                    tx.execute(ADD_HUB_AUTH)
                 tx.execute("UPDATE schema_version SET version=?", (SCHEMA_VERSION,))
 
     # -- connections and transactions -------------------------------------------------
@@ -317,18 +326,19 @@ class SqliteSpool:
 
     def accept(self, *, direction: Direction, mail_from: str, rcpts: Sequence[str],
                data: Payload, message_id: str, now: float, peer: str = "",
-               state: State = State.RECEIVED) -> tuple[str, bool]:
-        """Store durably; returns (queue id, duplicate?)."""
+               state: State = State.RECEIVED, hub_auth: str = "") -> tuple[str, bool]:
+        """Store durably; returns (queue id, duplicate?).  ``hub_auth``: how the legacy hub
+        authenticated the session the message came over ("" when it did not)."""
         return self.accept_many([(direction, mail_from, tuple(rcpts), data, message_id, peer,
-                                  state)], now=now)[0]
+                                  state, hub_auth)], now=now)[0]
 
     def accept_many(self, items: Sequence[tuple[Direction, str, tuple[str, ...], Payload, str,
-                                                 str, State]],
+                                                 str, State, str]],
                     *, now: float) -> list[tuple[str, bool]]:
         """Group commit: several messages in one transaction, one fsync."""
         out: list[tuple[str, bool]] = []
         with self._tx() as db:
-            for direction, mail_from, rcpts, data, message_id, peer, state in items:
+            for direction, mail_from, rcpts, data, message_id, peer, state, hub_auth in items:
                 digest = _digest(data)
                 queue_id = uuid.uuid4().hex[:20].upper()
                 fresh = []
@@ -345,9 +355,9 @@ class SqliteSpool:
                     continue
                 db.execute(
                     "INSERT INTO messages (queue_id, direction, mail_from, message_id, "
-                    "received_at, size, digest, peer) VALUES (?,?,?,?,?,?,?,?)",
+                    "received_at, size, digest, peer, hub_auth) VALUES (?,?,?,?,?,?,?,?,?)",
                     (queue_id, str(direction), mail_from, message_id, now, data_size(data), digest,
-                     peer))
+                     peer, hub_auth))
                 self._insert_with_data(db, "bodies", ("queue_id",), (queue_id,), data,
                                        returning="queue_id")
                 output_id = None
@@ -457,15 +467,15 @@ class SqliteSpool:
             # (not length(data) in the same query: SQLite would read the whole blob for it)
             large = self._large(spill, "bodies", "queue_id", queue_id)
             row = db.execute("SELECT m.direction, m.mail_from, CASE WHEN ? THEN NULL ELSE b.data "
-                             "END, m.digest, m.received_at, m.translate_attempts FROM messages m "
-                             "JOIN bodies b ON b.queue_id = m.queue_id WHERE m.queue_id=?",
-                             (large, queue_id)).fetchone()
+                             "END, m.digest, m.received_at, m.translate_attempts, m.hub_auth "
+                             "FROM messages m JOIN bodies b ON b.queue_id = m.queue_id "
+                             "WHERE m.queue_id=?", (large, queue_id)).fetchone()
             rcpts = tuple(r[0] for r in db.execute(
                 "SELECT rcpt FROM recipients WHERE queue_id=? AND state='received' ORDER BY id",
                 (queue_id,)))
             if row is None:
                 return None
-            direction, mail_from, data, digest, received_at, attempts = row
+            direction, mail_from, data, digest, received_at, attempts, hub_auth = row
             intact, data, path = self._checked(db, "bodies", "queue_id", queue_id, data,
                                                digest, spill, queue_id)
         if not intact:
@@ -477,7 +487,7 @@ class SqliteSpool:
             self._set_aside(queue_id, "corrupt: unknown direction")
             return None
         return TranslateWork(queue_id, Direction(direction), mail_from, rcpts, data,
-                             received_at, attempts, str(path or ""))
+                             received_at, attempts, str(path or ""), str(hub_auth or ""))
 
     def _set_aside(self, queue_id: str, reason: str) -> None:
         with self._tx() as db:

@@ -165,6 +165,7 @@ class Translation:
             elif step.stage == "open":
                 for tool in step.details.get("verification", {}).get("tools", []):
                     self.metrics.count_legacy_part("opened", str(tool))
+                self.metrics.count_verifications(step.details.get("verification", {}))
             elif step.stage == "seal":
                 for tool in step.details.get("tools", []):
                     self.metrics.count_legacy_part("sealed", str(tool))

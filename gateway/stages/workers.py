@@ -30,6 +30,7 @@ from gateway.spill import LARGE, create, new_path
 from gateway.spool import Direction
 from gateway.spool.model import TranslateWork
 from gateway.stages.common import run_in
+from gateway.translate.addresses import AddressBook
 from gateway.translate.factory import build_translator
 from gateway.translate.handover import Handover
 from gateway.translate.pipeline import Envelope, Translator
@@ -54,7 +55,7 @@ def translate(translator: Translator, item: TranslateWork, now_ts: float
               ) -> list[TranslatedGroup]:
     """One queued message translated: groups of recipients with their bytes and trace."""
     now = datetime.fromtimestamp(now_ts, UTC)
-    envelope = Envelope(item.mail_from, item.rcpts)
+    envelope = Envelope(item.mail_from, item.rcpts, item.hub_auth)
     if item.direction is Direction.TO_TRUST:
         # a message in a file is read from it in slices, never whole (see Handover)
         t = translator.to_trust(Handover.of_file(Path(item.path)) if item.path else item.data,
@@ -73,7 +74,7 @@ def translate(translator: Translator, item: TranslateWork, now_ts: float
 _WORKER: Translator | None = None  # in a translation worker process
 
 
-def worker_init(settings: Settings, daemon_pid: int) -> None:
+def worker_init(settings: Settings, daemon_pid: int, book: AddressBook | None = None) -> None:
     """A worker process starts: it ignores the signals the daemon decides on, watches the
     daemon, logs like it, and builds its translator."""
     global _WORKER
@@ -82,7 +83,7 @@ def worker_init(settings: Settings, daemon_pid: int) -> None:
     watch_parent(daemon_pid)
     configure_daemon_logging(settings)  # to the daemon's stream (inherited), redacted alike
     thrifty_malloc()
-    _WORKER = build_translator(settings)
+    _WORKER = build_translator(settings, book=book)
 
 
 def worker_ready() -> bool:
@@ -152,8 +153,11 @@ class WorkerPool:
     ``[workers] processes = 0``, else worker processes each holding its own translator
     (built once from the settings), so that translation uses every core."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, book: AddressBook | None = None) -> None:
         self.settings = settings
+        # the address book the daemon accepted last: a worker started later (a reload, a
+        # worker lost) is given it, and never reads a file the daemon refused
+        self.book = book
         self.executor: Executor = self._new()
 
     @property
@@ -168,7 +172,7 @@ class WorkerPool:
             max_workers=d.processes,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=worker_init,
-            initargs=(self.settings, os.getpid()),
+            initargs=(self.settings, os.getpid(), self.book),
         )
 
     def warm(self) -> None:
@@ -179,9 +183,11 @@ class WorkerPool:
             for _ in range(self.settings.daemon.processes):
                 self.executor.submit(worker_ready)
 
-    def renew(self) -> None:
-        """New workers in place of these (the tables reloaded, or a worker lost); the old
-        pool finishes what it holds."""
+    def renew(self, book: AddressBook | None = None) -> None:
+        """New workers in place of these (the tables reloaded: ``book``, or a worker lost);
+        the old pool finishes what it holds."""
+        if book is not None:
+            self.book = book
         old, self.executor = self.executor, self._new()
         old.shutdown(wait=False)
         self.warm()

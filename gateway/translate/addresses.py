@@ -14,6 +14,11 @@
   the only key whose signature we accept from this address, and the key we seal to.
 * ``charset``: what the user's software reads and writes: cp1252, mac_roman, cp850 or utf-8.
 * ``hprim_code``: the code on HPRIM header lines 11-12 for this user (up to 10 characters).
+* ``legacy_mode`` (optional column): which generation of the legacy client the user runs —
+  ``v2`` (every part must be signed by the user's key) or ``v1`` (a first-generation client
+  that encrypts but does not sign: an unsigned part is accepted, and only over the legacy
+  hub's authenticated session, see ``docs/security.md``).  Empty, or a book without the
+  column: the gateway-wide ``[legacy] default_mode``.
 
 Unknown or ambiguous addresses are typed failures, never guesses.
 """
@@ -41,6 +46,12 @@ COLUMNS = (
     "charset",
     "hprim_code",
 )
+"""The columns every address book has (and the order ``passerelle pki demo`` writes)."""
+OPTIONAL_COLUMNS = ("legacy_mode",)
+"""Columns an address book may have; an older book without them keeps working."""
+LEGACY_MODES = ("v1", "v2")
+"""``v2``: every legacy part signed by the sender's key; ``v1``: unsigned parts accepted over
+the hub's authenticated session (first-generation clients)."""
 CHARSETS = ("cp1252", "mac_roman", "cp850", "utf-8")
 _FPR = re.compile(r"[0-9A-F]{40}")
 _RPPS = re.compile(r"\d{11}")
@@ -75,6 +86,11 @@ class LegacyUser:
     legacy_fingerprint: str
     charset: str
     hprim_code: str
+    legacy_mode: str = ""  # "v1", "v2", or "" (the gateway's [legacy] default_mode)
+
+    def mode(self, default: str) -> str:
+        """This user's legacy generation: their own, else the gateway-wide ``default``."""
+        return self.legacy_mode or default
 
 
 class AddressBook:
@@ -152,7 +168,7 @@ class AddressBook:
         users = []
         for row in reader:
             line = reader.line_num
-            values = {c: (row.get(c) or "").strip() for c in COLUMNS}
+            values = {c: (row.get(c) or "").strip() for c in (*COLUMNS, *OPTIONAL_COLUMNS)}
             users.append(_validate(values, f"{source}:{line}"))
         return cls(users)
 
@@ -168,6 +184,9 @@ def _validate(v: dict[str, str], where: str) -> LegacyUser:
         raise ConfigError(f"{where}: rpps must be 11 digits or empty")
     if v["charset"] not in CHARSETS:
         raise ConfigError(f"{where}: charset must be one of {', '.join(CHARSETS)}")
+    mode = v["legacy_mode"].lower()
+    if mode and mode not in LEGACY_MODES:
+        raise ConfigError(f"{where}: legacy_mode must be v1, v2 or empty (the default mode)")
     if len(v["hprim_code"]) > 10:
         raise ConfigError(f"{where}: hprim_code is longer than 10 characters")
     name = v["display_name"]
@@ -185,6 +204,7 @@ def _validate(v: dict[str, str], where: str) -> LegacyUser:
         legacy_fingerprint=fpr,
         charset=v["charset"],
         hprim_code=v["hprim_code"],
+        legacy_mode=mode,
     )
 
 

@@ -24,7 +24,14 @@ def legacy_cipher(settings: Settings) -> PartCipher:
             raise ConfigError("legacy.adapter = \"command\" needs open_command and seal_command")
         return CommandCipher(open_argv=leg.open_command, seal_argv=leg.seal_command,
                              key_dir=leg.key_dir, timeout=leg.timeout,
-                             gateway_key=leg.gateway_fingerprint)
+                             gateway_key=leg.gateway_fingerprint,
+                             open_attachment_argv=leg.open_attachment_command,
+                             seal_attachment_argv=leg.seal_attachment_command,
+                             armor_markers=leg.armor_markers,
+                             attachment_suffixes=leg.attachment_suffixes,
+                             sealed_suffix=leg.sealed_suffix,
+                             signer_pattern=leg.signer_pattern,
+                             exit_codes=leg.exit_codes)
     if leg.gnupg_home is None or not leg.gateway_fingerprint:
         raise ConfigError("legacy.gnupg_home and legacy.gateway_fingerprint are required")
     if leg.adapter == "sop":
@@ -52,6 +59,7 @@ def build_translator(settings: Settings, *, book: AddressBook | None = None) -> 
         tables=load_tables(settings.mappings_dir),
         domain=settings.domain,
         accept_unsigned=t.accept_unsigned,
+        default_legacy_mode=settings.legacy.default_mode,
         directory=directory_resolver(settings),
     )
 

@@ -61,11 +61,18 @@ def subject_for(doc: HprimDocument) -> str:
     return " ".join(p for p in parts if p)
 
 
-def _note(signer: str, text: TextResult, docs: int) -> str:
+UNSIGNED_LINE = ("Message non signé par son auteur (logiciel de première génération) : "
+                 "expéditeur attesté par le concentrateur de la messagerie historique.")
+"""The trailer line of a first-generation client's message (the trace says the same)."""
+
+LEGACY_SIGNATURE_HEADER = "X-Passerelle-Legacy-Signature"
+
+
+def _note(signer: str, text: TextResult, docs: int, *, unsigned: bool = False) -> str:
     fixes = len([r for r in text.repairs if r.kind not in ("line_ends", "bom")])
     parts = [
         "Message transmis par la passerelle depuis la messagerie sécurisée historique.",
-        f"Signature de l'expéditeur vérifiée (clé {signer[-16:]}).",
+        UNSIGNED_LINE if unsigned else f"Signature de l'expéditeur vérifiée (clé {signer[-16:]}).",
         f"Texte lu en {text.encoding}"
         + (f", {fixes} correction(s) d'encodage." if fixes else ", sans correction."),
     ]
@@ -125,13 +132,14 @@ def _documents(text: str, *, tables: CodeTables, now: datetime, sender: LegacyUs
 
 def compose(decrypted: bytes | Handover, *, sender: LegacyUser, book: AddressBook,
             envelope_from: str, tables: CodeTables, now: datetime, trace: TraceRecord,
-            signer_fpr: str, domain: str, aliases: dict[str, tuple[str, str]] | None = None
-            ) -> TrustDraft:
+            signer_fpr: str, domain: str, aliases: dict[str, tuple[str, str]] | None = None,
+            unsigned: bool = False) -> TrustDraft:
     """Build the unsigned trust-space message from a decrypted legacy message (a handover
-    is let go once parsed)."""
+    is let go once parsed).  ``unsigned``: a first-generation client's message, whose parts
+    nobody signed (the sender is the hub's word): the header and the trailer line say so."""
     out, draft = _build(decrypted, sender=sender, book=book, envelope_from=envelope_from,
                         tables=tables, now=now, trace=trace, signer_fpr=signer_fpr,
-                        domain=domain, aliases=aliases)
+                        domain=domain, aliases=aliases, unsigned=unsigned)
     # written once the parsed original is gone (its attachments' text is shared with the
     # new message's), each part let go as it is written
     draft.handed = mime.to_handover(out)
@@ -140,8 +148,8 @@ def compose(decrypted: bytes | Handover, *, sender: LegacyUser, book: AddressBoo
 
 def _build(decrypted: bytes | Handover, *, sender: LegacyUser, book: AddressBook,
            envelope_from: str, tables: CodeTables, now: datetime, trace: TraceRecord,
-           signer_fpr: str, domain: str, aliases: dict[str, tuple[str, str]] | None
-           ) -> tuple[EmailMessage, TrustDraft]:
+           signer_fpr: str, domain: str, aliases: dict[str, tuple[str, str]] | None,
+           unsigned: bool = False) -> tuple[EmailMessage, TrustDraft]:
     digest = decrypted.digest() if isinstance(decrypted, Handover) else sha256(decrypted)
     inner = mime.parse(decrypted)
     del decrypted
@@ -203,11 +211,16 @@ def _build(decrypted: bytes | Handover, *, sender: LegacyUser, book: AddressBook
         # identity); no other patient identity in headers
         out["X-MSS-CODECDA"] = CODE_CDA
         out["X-MSS-INS"] = "N"
-    out["X-Passerelle-Checked"] = f"legacy-signature=verified; signer={signer_fpr}"
+    if unsigned:
+        out["X-Passerelle-Checked"] = "legacy-signature=none; asserted-by=hub"
+        out[LEGACY_SIGNATURE_HEADER] = "none; asserted-by=hub"
+    else:
+        out["X-Passerelle-Checked"] = f"legacy-signature=verified; signer={signer_fpr}"
+        out[LEGACY_SIGNATURE_HEADER] = f"verified; signer={signer_fpr}"
     out.make_mixed()
 
     docs = doc_details.get("documents", 0)
-    body = text.text + "\n-- \n" + _note(signer_fpr, text, docs) + "\n"
+    body = text.text + "\n-- \n" + _note(signer_fpr, text, docs, unsigned=unsigned) + "\n"
     out.attach(mime.text_part(body))
     if package is not None:
         out.attach(mime.attachment_part(package, content_type="application/zip",

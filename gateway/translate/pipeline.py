@@ -21,7 +21,7 @@ from gateway.documents import hprim
 from gateway.documents.codes import CodeTables
 from gateway.errors import PolicyError, RelayDenied, UnknownAddress
 from gateway.translate import legacy_to_trust, mime, trust_to_legacy
-from gateway.translate.addresses import AddressBook, domain_of
+from gateway.translate.addresses import AddressBook, LegacyUser, domain_of
 from gateway.translate.handover import Handover
 from gateway.translate.trace import TraceRecord, sha256
 
@@ -30,7 +30,11 @@ class LegacyCryptoLike(Protocol):
     """Opening and sealing on the legacy side (see gateway.crypto.legacy): ``open`` returns
     the opened message as ``handed`` (a :class:`Handover`) or ``message`` (bytes)."""
 
-    def open(self, raw: bytes | Handover, *, expected_signer: str) -> Any: ...
+    def open(self, raw: bytes | Handover, *, expected_signer: str) -> Any:
+        """With ``unsigned_ok=True`` (passed only when the sender may send unsigned parts:
+        a v1 user over the hub's authenticated session), parts decrypted without any
+        signature are accepted and the verification says so."""
+        ...
 
     def seal_traced(self, message: bytes | Handover, *, recipient: str
                     ) -> tuple[bytes, tuple[str, ...]]:
@@ -55,6 +59,10 @@ class SmimeLike(Protocol):
 class Envelope:
     mail_from: str
     rcpt_tos: tuple[str, ...]
+    # how the legacy hub authenticated the session the message came over ("certificate" or
+    # "smtp-auth"), "" when it did not: stored with the message by the listener, never read
+    # from its content
+    hub_auth: str = ""
 
 
 @dataclass
@@ -144,6 +152,12 @@ class Translator:
     domain: str
     accept_unsigned: bool = True
     directory: DirectoryResolver | None = None
+    default_legacy_mode: str = "v2"  # [legacy] default_mode: a user whose row does not say
+
+    def unsigned_allowed(self, sender: LegacyUser, envelope: Envelope) -> bool:
+        """Whether this message's parts may come unsigned: only from a first-generation (v1)
+        user, and only over the legacy hub's authenticated session."""
+        return sender.mode(self.default_legacy_mode) == "v1" and bool(envelope.hub_auth)
 
     def _resolve(self, decrypted: Handover, envelope: Envelope, charset: str | None,
                  trace: TraceRecord, now: datetime
@@ -187,13 +201,21 @@ class Translator:
         digest = received.digest()
         trace.add_digests("received", now, digest, digest,
                           mail_from_domain=domain_of(envelope.mail_from),
-                          recipients=len(envelope.rcpt_tos), size=received.size)
-        opened = self.legacy.open(received, expected_signer=sender.legacy_fingerprint)
+                          recipients=len(envelope.rcpt_tos), size=received.size,
+                          hub_authenticated=envelope.hub_auth)
+        if self.unsigned_allowed(sender, envelope):
+            opened = self.legacy.open(received, expected_signer=sender.legacy_fingerprint,
+                                      unsigned_ok=True)  # type: ignore[call-arg]
+        else:
+            opened = self.legacy.open(received, expected_signer=sender.legacy_fingerprint)
         del received
         decrypted: Handover = getattr(opened, "handed", None) or Handover.of(opened.message)
+        verification = _verification_summary(opened)
+        unsigned = verification.get("result") == "unsigned"
         trace.add_digests("open", now, digest, decrypted.digest(),
                           signer=sender.legacy_fingerprint,
-                          verification=_verification_summary(opened))
+                          verification=verification,
+                          asserted_by=f"legacy hub ({envelope.hub_auth})" if unsigned else "")
         del opened  # the opened message is held by its handover only
         kept, routes, unresolved, names = self._resolve(
             decrypted, envelope, sender.charset, trace, now)
@@ -202,7 +224,7 @@ class Translator:
         draft = legacy_to_trust.compose(
             decrypted, sender=sender, book=self.book, envelope_from=envelope.mail_from,
             tables=self.tables, now=now, trace=trace, signer_fpr=sender.legacy_fingerprint,
-            domain=self.domain, aliases=names)
+            domain=self.domain, aliases=names, unsigned=unsigned)
         del decrypted
         unsigned = draft.handed.digest()
         signed = self.smime.sign(draft.handed)  # lets the draft go as it writes it

@@ -286,3 +286,35 @@ def test_a_broken_lab_row_is_a_config_error(tmp_path: Path) -> None:
     text = (ROOT / "mappings" / "labs.csv").read_text("utf-8").replace(",SA25,", ",SA99,", 1)
     (tmp_path / "mappings" / "labs.csv").write_text(text, encoding="utf-8")
     assert any("mappings.dir" in e and "facility_code 'SA99'" in e for e in errors(path))
+@needs_gpg
+@pytest.mark.parametrize("how", ["column", "default"])
+def test_v1_users_without_hub_authentication_are_reported(tmp_path: Path, how: str) -> None:
+    """A first-generation user (by their row, or by the gateway default) while the hub cannot
+    authenticate: a warning naming the count; configuring the hub clears it."""
+    path = write_setup(tmp_path)
+    if how == "column":
+        (tmp_path / "mappings" / "addresses.csv").write_text(
+            ADDRESSES.replace("hprim_code\n", "hprim_code,legacy_mode\n")
+            .replace("DRTEST\n", "DRTEST,v1\n"), encoding="utf-8")
+    else:
+        path.write_text(path.read_text().replace("[legacy]\n", '[legacy]\ndefault_mode = "v1"\n'))
+    found = [str(p) for p in check(path)]
+    assert any(p.startswith("WARNING legacy.hub:") and "1 first-generation (v1) user" in p
+               for p in found), found
+    auth = tmp_path / "hub-auth"
+    auth.write_text("hub:secret\n")
+    auth.chmod(0o644)
+    with path.open("a", encoding="utf-8") as f:
+        f.write(f'[legacy.hub]\nauth_file = "{auth}"\n')
+    found = [str(p) for p in check(path)]
+    assert not any("first-generation" in p for p in found)
+    assert f"WARNING legacy.hub.auth_file: {auth}: readable by others than its owner " \
+           "(chmod 600)" in found
+    auth.write_text("no colon here\n")
+    assert any(e.startswith("ERROR legacy.hub.auth_file:") for e in errors(path))
+
+
+@needs_gpg
+def test_v2_users_need_no_hub_authentication(tmp_path: Path) -> None:
+    path = write_setup(tmp_path)
+    assert check(path) == []

@@ -186,7 +186,7 @@ def test_example_config_loads_and_documents_every_key_config_reads() -> None:
             table = table.get(part, {}) if isinstance(table, dict) else {}
         for key in keys:
             documented = (isinstance(table, dict) and key in table) or re.search(
-                rf"^# {re.escape(key)} = ", text, re.M)
+                rf"^# {re.escape(key)} = |^# \[{re.escape(prefix + key)}\]$", text, re.M)
             assert documented, f"[{prefix[:-1]}] {key} is not in the example"
     base = EXAMPLE.parent
     for prefix, key in _leaves(data):

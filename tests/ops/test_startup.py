@@ -208,3 +208,63 @@ def test_sigterm_mid_data_answers_421_and_keeps_nothing_half_received(
     assert serve.proc.wait(timeout=60) == 0
     listed = passerelle("queue", "list", "--config", str(cfg), "--json")
     assert listed.returncode == 0 and json.loads(listed.stdout) == []
+
+
+@pytest.mark.slow
+def test_a_broken_address_book_on_reload_keeps_the_previous_one_in_daemon_and_workers(
+        world: World, tmp_path: Path) -> None:
+    """SIGHUP with a broken addresses.csv while mail flows: the reload is logged as failed,
+    and a worker process started afterwards (here: the one there was, killed) is given the
+    address book the daemon kept — mail goes on, nothing is deferred as "worker lost"."""
+    import aiosmtplib
+
+    from gateway.sim import SimTrustOperator
+    from tests.daemon.test_crash import sealed
+    from tests.daemon.test_workers import workers_of
+
+    book = tmp_path / "addresses.csv"
+    shutil.copy(world.addresses, book)
+
+    async def main() -> None:
+        op = SimTrustOperator(cert=world.cert("hopital-a-server"),
+                              key=world.key("hopital-a-server"), anchors=[world.ca_cert])
+        await op.start()
+        port = free_port()
+        tables = serve_tables(port, {"hopital-a.mssante.example": f"127.0.0.1:{op.port}"},
+                              processes=1)
+        tables["mappings"] = {"addresses": str(book)}
+        cfg = world.write_config(tmp_path / "passerelle.toml", tmp_path / "state", tables)
+        serve = Serve(cfg)
+        await serve.start()
+        assert serve.proc is not None
+        log = next(tmp_path.glob("serve-*.log"))
+
+        async def send(n: int) -> None:
+            await aiosmtplib.send(
+                sealed(world, n), sender="paul.DURAND@medical13.legacy.example",
+                recipients=["dr.x@hopital-a.mssante.example"], hostname="127.0.0.1", port=port,
+                start_tls=True, timeout=30,
+                tls_context=__import__("ssl").create_default_context(cafile=str(world.ca_cert)))
+
+        try:
+            await send(1)
+            await op.wait_for(1, timeout=60)
+            book.write_text("legacy_address,trust_address\nbroken,line,with,too,many\n")
+            serve.proc.send_signal(signal.SIGHUP)
+            for _ in range(400):
+                if b"config.reload_failed" in log.read_bytes():
+                    break
+                await asyncio.sleep(0.05)
+            text = log.read_text()
+            assert '"event": "config.reload_failed"' in text and '"stage": "addresses"' in text
+            for pid in workers_of(serve.proc.pid):  # a worker lost: a new one starts
+                os.kill(pid, signal.SIGKILL)
+            await send(2)
+            await op.wait_for(2, timeout=90)
+            listed = passerelle("queue", "list", "--config", str(cfg), "--json")
+            assert '"deferred"' not in listed.stdout, listed.stdout
+        finally:
+            serve.stop()
+            await op.stop()
+
+    asyncio.run(main())

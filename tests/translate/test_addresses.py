@@ -30,6 +30,21 @@ def test_lookups_both_ways() -> None:
     assert book.legacy_domains == {"medical33.legacy.example", "medical69.legacy.example"}
 
 
+def test_legacy_generation_column_is_optional() -> None:
+    """An older book without ``legacy_mode`` keeps working (every user takes the gateway's
+    default); with it, each row says v1 or v2, or leaves it to the default."""
+    book = AddressBook.parse(BOOK)
+    user = book.by_legacy("jean.DUPONT@medical33.legacy.example")
+    assert user.legacy_mode == "" and user.mode("v2") == "v2" and user.mode("v1") == "v1"
+    lines = BOOK.splitlines()
+    with_mode = "\n".join([lines[0] + ",legacy_mode", lines[1] + ",V1", lines[2] + ","]) + "\n"
+    book = AddressBook.parse(with_mode)
+    assert book.by_legacy("jean.DUPONT@medical33.legacy.example").mode("v2") == "v1"
+    assert book.by_legacy("labo.BIOLAB@medical69.legacy.example").mode("v2") == "v2"
+    with pytest.raises(ConfigError, match=r"addresses.csv:2: legacy_mode must be v1, v2"):
+        AddressBook.parse(with_mode.replace(",V1\n", ",unsigned\n"))
+
+
 def test_local_part_case_is_kept_but_a_unique_match_is_found() -> None:
     book = AddressBook.parse(BOOK)
     assert book.by_legacy("jean.dupont@medical33.legacy.example").rpps == "10001234567"
