@@ -106,12 +106,11 @@ def legacy_notice(original: bytes, *, sender: str, failures: list[Failure], gate
     msg["Message-ID"] = make_msgid(domain=gateway_domain)
     if message_id:
         msg["In-Reply-To"] = message_id
-    from gateway.translate.mime import MIME_CHARSET
     from gateway.translate.trust_to_legacy import encode_for
 
     body, _ = encode_for("\n".join(lines) + "\n", charset)
-    msg.set_content(body, maintype="text", subtype="plain", cte="quoted-printable")
-    msg.set_param("charset", MIME_CHARSET.get(charset, charset))
+    msg["MIME-Version"] = "1.0"
+    mime.set_text(msg, body, charset=charset)
     return msg.as_bytes(policy=mime.WIRE)
 
 
