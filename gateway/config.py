@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, ConfigProblems
 
 T = TypeVar("T")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -159,24 +159,6 @@ class Settings:
     @property
     def journal_url(self) -> str:
         return self.spool_url or f"sqlite:///{self.state_dir / 'spool.db'}"
-
-
-class ConfigProblems(ConfigError):
-    """Every problem found in one configuration file: the first one is the message (one line),
-    all of them are in ``problems`` as ``(key, why)`` for ``config check``."""
-
-    kind = "config_invalid"
-
-    def __init__(self, message: str, problems: list[tuple[str, str]] | None = None) -> None:
-        super().__init__(message)
-        self.problems = problems or []
-
-    @classmethod
-    def found(cls, source: str, problems: list[tuple[str, str]]) -> ConfigProblems:
-        key, why = problems[0]
-        more = f" (and {len(problems) - 1} more problem(s); run `passerelle config check`)" \
-            if len(problems) > 1 else ""
-        return cls(f"{source}: {key}: {why}{more}", problems)
 
 
 class _Schema:
@@ -505,7 +487,7 @@ def _pattern(leg: _Reader, key: str) -> str:
 
 def _exit_codes(leg: _Reader) -> dict[int, str]:
     """``[legacy.exit_codes]``: the licensed tool's exit status → a failure kind."""
-    from gateway.crypto.command import EXIT_KINDS
+    from gateway.errors import EXIT_KINDS
 
     table = leg.free_table("exit_codes")
     out: dict[int, str] = {}

@@ -80,12 +80,12 @@ def pg_server() -> str:
     it the PostgreSQL tests are skipped with a message — except in CI, where they fail."""
     import psycopg
 
-    from gateway.spool.pg import _safe_url
+    from gateway.pgconn import safe_url
 
     try:
         psycopg.connect(PG_URL, connect_timeout=3).close()
     except psycopg.Error as exc:
-        why = f"no PostgreSQL at {_safe_url(PG_URL)} ({' '.join(str(exc).split())[:120]})"
+        why = f"no PostgreSQL at {safe_url(PG_URL)} ({' '.join(str(exc).split())[:120]})"
         if os.environ.get("CI"):
             pytest.fail(f"{why}; CI must run the PostgreSQL tests (see tools/pg-test-db.sh)")
         pytest.skip(f"{why}: run `bash tools/pg-test-db.sh` to run these tests")

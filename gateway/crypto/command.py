@@ -55,28 +55,12 @@ from pathlib import Path
 
 from gateway.crypto.legacy import ARMOR_BEGIN, PartResult, SealedPart
 from gateway.errors import (
-    BadSignature,
+    EXIT_KINDS,
     CannotDecrypt,
     CryptoToolError,
-    KeyExpired,
-    KeyRevoked,
-    NoRecipientKey,
     PasserelleError,
-    UnknownKey,
     Unsigned,
 )
-
-EXIT_KINDS: dict[str, type[PasserelleError]] = {
-    "cannot_decrypt": CannotDecrypt,
-    "bad_signature": BadSignature,
-    "unknown_key": UnknownKey,
-    "unsigned": Unsigned,
-    "key_expired": KeyExpired,
-    "key_revoked": KeyRevoked,
-    "no_recipient_key": NoRecipientKey,
-    "transient": CryptoToolError,
-}
-"""What an exit status of the tool may mean (``[legacy.exit_codes]``)."""
 
 DEFAULT_EXIT_CODES = {1: "cannot_decrypt", 2: "bad_signature", 3: "unknown_key", 4: "unsigned",
                       5: "key_expired", 6: "key_revoked", 7: "no_recipient_key"}

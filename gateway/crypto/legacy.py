@@ -30,8 +30,8 @@ from functools import cached_property
 from typing import Any, Protocol
 
 from gateway.errors import MessageFormatError, NotEncrypted, Unsigned, WrongSigner
-from gateway.translate import mime
-from gateway.translate.handover import Handover
+from gateway.mail import mime
+from gateway.mail.handover import Handover
 
 ARMOR_BEGIN = b"-----BEGIN PGP MESSAGE-----"
 ENCRYPTED_SUFFIXES = (".pgp", ".apz", ".gpg", ".asc")

@@ -33,7 +33,7 @@ from pathlib import Path
 from gateway.crypto.legacy import PartResult, SealedPart
 from gateway.crypto.openpgp import OpenPgpCipher
 from gateway.errors import CryptoToolError
-from gateway.ops.logging import allow_words, get_logger
+from gateway.log import allow_words, get_logger
 
 log = get_logger("passerelle.crypto.sop")
 allow_words("open", "seal")

@@ -366,7 +366,7 @@ def _build_openpgp(world: World, now: datetime) -> None:
 
 
 def _write_addresses(world: World) -> None:
-    from gateway.translate.addresses import COLUMNS
+    from gateway.directory.addresses import COLUMNS
 
     mappings = world.root / "mappings"
     mappings.mkdir(exist_ok=True)

@@ -22,7 +22,7 @@ from lxml import etree
 
 from gateway import config
 from gateway.crypto.domainlist import DomainList
-from gateway.errors import ConfigError, PasserelleError
+from gateway.errors import ConfigError, ConfigProblems, PasserelleError
 
 EXPIRY_WARNING = timedelta(days=30)
 LIST_MAX_AGE = timedelta(hours=48)
@@ -229,8 +229,8 @@ def _sop(s: config.LegacyCryptoSettings) -> Iterator[Problem]:
 
 
 def _mappings(s: config.Settings) -> Iterator[Problem]:
+    from gateway.directory.addresses import AddressBook
     from gateway.documents.codes import load_tables
-    from gateway.translate.addresses import AddressBook
 
     book: AddressBook | None = None
     try:
@@ -310,13 +310,13 @@ def _state(s: config.Settings) -> Iterator[Problem]:
     elif url.startswith(("postgresql://", "postgres://")):
         import psycopg
 
-        from gateway.spool.pg import _safe_url
+        from gateway.pgconn import safe_url
 
         try:
             psycopg.connect(url, connect_timeout=5).close()
         except psycopg.Error as exc:
             why = " ".join(str(exc).split())[:200]
-            yield _error("spool.url", f"cannot connect to {_safe_url(url)}: {why}")
+            yield _error("spool.url", f"cannot connect to {safe_url(url)}: {why}")
 
 
 def check(path: Path, *, now: datetime | None = None) -> list[Problem]:
@@ -324,7 +324,7 @@ def check(path: Path, *, now: datetime | None = None) -> list[Problem]:
     now = now or datetime.now(UTC)
     try:
         s = config.load(path)  # exactly serve's validation: every problem of the file, named
-    except config.ConfigProblems as exc:
+    except ConfigProblems as exc:
         return [_error(key, why) for key, why in exc.problems]
     except ConfigError as exc:
         return [_error("config", str(exc))]

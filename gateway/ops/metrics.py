@@ -16,7 +16,6 @@ or a second instance in the same process can build its own ``Metrics(CollectorRe
 from __future__ import annotations
 
 import re
-import ssl
 import time
 from collections.abc import Iterable, Mapping
 from datetime import datetime
@@ -30,107 +29,26 @@ from prometheus_client import (
     ProcessCollector,
 )
 
-import gateway.config  # noqa: F401  (defines an error kind: ConfigProblems, config_invalid)
 from gateway import __version__
 from gateway.crypto.legacy import TOOLS, VERIFICATION_KINDS
-from gateway.errors import CryptoError, CryptoToolError, PasserelleError, all_error_classes
+from gateway.vocabulary import (
+    CRYPTO_KINDS,
+    DIRECTIONS,
+    EVENT_REASONS,
+    EVENTS,
+    EXPIRY_KINDS,
+    LISTENERS,
+    REASONS,
+    REPAIR_KINDS,
+    SMTP_REJECT_REASONS,
+    SPOOL_STATES,
+    STAGES,
+    TLS_DIRECTIONS,
+    TLS_REASONS,
+)
+from gateway.vocabulary import tls_reason as tls_reason  # the daemon's mapping, re-exported
 
 OTHER = "other"
-
-# --- vocabularies --------------------------------------------------------------------------
-
-DIRECTIONS = ("to_trust", "to_legacy")
-"""legacy → trust space, and trust space → legacy."""
-
-EVENTS = ("received", "translated", "delivered", "deferred", "bounced", "quarantined")
-"""The spool's state changes a message goes through (Postfix-style, named exactly)."""
-
-ERROR_KINDS = tuple(sorted({cls.kind for cls in all_error_classes()}))
-"""The ``kind`` of every error class in `gateway.errors`."""
-
-OUTCOMES = (
-    "ok",  # the step succeeded
-    "duplicate",  # suppressed: same Message-ID and content digest already delivered
-    "expired",  # the retry lifetime ended (bounce after 5 days by default)
-    "delay_warning",  # a delay notice was sent to the sender
-    "operator",  # an operator acted (queue retry/hold/release/delete, quarantine release/drop)
-    "peer_permanent",  # the next hop answered 5xx
-    "in_doubt",  # delivered again after an interrupted attempt: the peer may have it twice
-    "shutdown",  # the daemon was stopping
-)
-REASONS = ERROR_KINDS + OUTCOMES
-"""``reason`` label of ``passerelle_messages_total``: an error kind or an outcome word."""
-
-STAGES = ("accept", "open", "repair", "documents", "sign", "seal", "deliver")
-"""Pipeline stages: accept (SMTP DATA → fsync), open (decrypt/verify), repair (text), documents
-(HPRIM ↔ CDA/XDM), sign (S/MIME, to_trust), seal (OpenPGP, to_legacy), deliver (next hop)."""
-
-SPOOL_STATES = ("received", "translated", "deferred", "held", "quarantined")
-"""States a message can sit in; messages in a final state (delivered, bounced) are not counted."""
-
-REPAIR_KINDS = (
-    "mojibake", "mac_pc", "misread", "mixed_encoding", "line_ends", "bom", "nfc", "dos_eof",
-)  # fmt: skip
-"""`gateway.text.model.Repair.kind` values."""
-
-TLS_REASONS = (
-    "certificate_unknown",  # chain does not lead to an anchor we hold
-    "certificate_expired",
-    "certificate_revoked",
-    "hostname_mismatch",
-    "certificate_rejected",  # verified, but refused by policy (not in the list, wrong usage)
-    "no_client_certificate",
-    "protocol",  # version / cipher negotiation failed
-    "timeout",
-    "refused",  # TCP connection refused or reset before the handshake ended
-    "starttls_unsupported",
-)
-CRYPTO_KINDS = (
-    *sorted({c.kind for c in all_error_classes() if issubclass(c, CryptoError | CryptoToolError)}),
-    "certificate_rejected",
-)
-"""`kind` of the crypto error classes (and the S/MIME policy refusal)."""
-
-EXPIRY_KINDS = ("certificate", "openpgp_key", "crl")
-
-TLS_DIRECTIONS = ("inbound", "outbound")
-"""A handshake a peer started with one of our listeners, or one we started with a next hop."""
-
-LISTENERS = ("legacy", "trust")
-"""The two SMTP listeners."""
-
-SMTP_REJECT_REASONS = (
-    "domain_not_listed",  # a recipient's (legacy) or sender's (trust) domain is not listed
-    "unknown_sender",  # legacy listener: the sender is not a legacy user served here
-    "unknown_address",  # a recipient is not served here
-    "relay_denied",
-    "auth_failed",  # legacy listener: the hub's SMTP AUTH refused (535)
-    "starttls_required",  # a transaction before STARTTLS (530)
-    "no_client_certificate",  # trust listener: STARTTLS without a client certificate (530)
-    "certificate_rejected",  # the client certificate's subject is not the one published
-    "malformed_address",
-    "too_many_recipients",
-    "too_big",
-    "message_format",
-    "policy",  # any other refusal of ours (5xx)
-    "syntax",  # a command aiosmtpd refused: unknown, out of sequence, bad arguments
-    "spool_full",
-    "transient",  # any other 4xx: the sender tries again
-    "internal",
-    "shutdown",
-)
-"""``reason`` of ``passerelle_smtp_rejections_total``."""
-
-EVENT_REASONS: dict[str, tuple[str, ...]] = {
-    "received": ("ok", "duplicate"),
-    "translated": ("ok",),
-    "delivered": ("ok", "in_doubt"),
-    "deferred": ("peer_temporary", *ERROR_KINDS),
-    "bounced": ("peer_permanent", "expired", *ERROR_KINDS),
-    "quarantined": ERROR_KINDS,
-}
-"""The reasons each event is counted with: these label sets exist at zero from the start."""
-"""What expires: an X.509 certificate, an OpenPGP key, a CRL (its nextUpdate)."""
 
 _REJECT_CODES = {
     "starttls_required": "530", "no_client_certificate": "530", "malformed_address": "553",
@@ -170,25 +88,6 @@ def peer_label(domain: str) -> str:
     return OTHER
 
 
-def tls_reason(exc: BaseException) -> str:
-    """Map an exception from a TLS connection attempt to a `TLS_REASONS` word."""
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        code = getattr(exc, "verify_code", 0)
-        # OpenSSL X509_V_ERR_*: 10 expired, 23 revoked, 62 hostname mismatch.
-        return {10: "certificate_expired", 23: "certificate_revoked",
-                62: "hostname_mismatch"}.get(code, "certificate_unknown")  # fmt: skip
-    if isinstance(exc, PasserelleError) and exc.kind == "certificate_rejected":
-        return "certificate_rejected"
-    if isinstance(exc, ssl.SSLError):
-        text = str(exc).lower()
-        if "certificate required" in text or "peer did not return a certificate" in text:
-            return "no_client_certificate"
-        return "protocol"
-    if isinstance(exc, TimeoutError):
-        return "timeout"
-    if isinstance(exc, ConnectionError):
-        return "refused"
-    return OTHER
 
 
 class Metrics:

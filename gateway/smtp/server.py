@@ -35,6 +35,7 @@ from typing import Any, BinaryIO, Protocol
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session, TLSSetupException
 
+from gateway.directory.addresses import AddressBook, domain_of
 from gateway.errors import (
     ConfigError,
     DomainNotListed,
@@ -45,12 +46,11 @@ from gateway.errors import (
     SpoolFull,
     UnknownAddress,
 )
-from gateway.ops.logging import allow_words, get_logger
-from gateway.ops.metrics import SMTP_REJECT_REASONS, Metrics, tls_reason
+from gateway.log import allow_words, get_logger
 from gateway.smtp.dataread import PieceDataSMTP
 from gateway.spill import LARGE, Data, create, new_path
 from gateway.spill import size as data_size
-from gateway.translate.addresses import AddressBook, domain_of
+from gateway.vocabulary import SMTP_REJECT_REASONS, tls_reason
 
 log = get_logger("passerelle.smtp")
 allow_words(*SMTP_REJECT_REASONS, "helo", "ehlo", "mail", "rcpt", "data", "rset",
@@ -202,6 +202,15 @@ class HubGate:
 AcceptFn = Callable[[Arrival], Awaitable[str]]
 
 
+class Counts(Protocol):
+    """What the listeners count (`gateway.ops.metrics.Metrics` has it)."""
+
+    def count_smtp_rejection(self, listener: str, code: int | str, reason: str) -> None: ...
+
+    def count_tls_failure(self, peer_domain: str, reason: str,
+                          direction: str = "outbound") -> None: ...
+
+
 class DomainPolicy(Protocol):
     """What the listeners need from the list of domains."""
 
@@ -216,7 +225,7 @@ class _Handler:
     def __init__(self, *, book: Callable[[], AddressBook], domains: Callable[[], DomainPolicy],
                  accept: AcceptFn, limits: Limits, gateway_domain: str,
                  directory_alias: Callable[[str], bool] | None = None,
-                 hub: HubGate | None = None, metrics: Metrics | None = None) -> None:
+                 hub: HubGate | None = None, metrics: Counts | None = None) -> None:
         self.hub = hub or HubGate()
         self.metrics = metrics  # rejections and inbound TLS failures are counted there
         self.book = book  # callables: SIGHUP swaps the tables under running listeners

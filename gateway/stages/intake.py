@@ -24,15 +24,15 @@ from gateway.config import Settings
 from gateway.crypto.domainlist import DomainList, DomainListStore
 from gateway.crypto.pki import TrustAnchors, server_tls_context
 from gateway.errors import ConfigError, PasserelleError, RelayDenied, TrustListError
-from gateway.ops.logging import get_logger
+from gateway.log import get_logger
 from gateway.ops.metrics import Metrics
-from gateway.smtp import notices
 from gateway.smtp.server import Arrival, HubGate, LegacyHandler, Limits, Listener, TrustHandler
 from gateway.spill import head
 from gateway.spill import size as data_size
 from gateway.spool import Direction, SqliteSpool
 from gateway.stages.common import HEAD_MAX, Book, Clock, message_id_of, run_in
 from gateway.stages.notify import Notices
+from gateway.translate import notices
 from gateway.wakeup import Wakeup
 
 log = get_logger("passerelle.daemon")

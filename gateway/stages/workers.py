@@ -25,14 +25,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from gateway.config import Settings
-from gateway.ops.logging import configure as configure_logging
+from gateway.directory.addresses import AddressBook
+from gateway.log import configure as configure_logging
+from gateway.mail.handover import Handover
 from gateway.spill import LARGE, create, new_path
 from gateway.spool import Direction
 from gateway.spool.model import TranslateWork
 from gateway.stages.common import run_in
-from gateway.translate.addresses import AddressBook
 from gateway.translate.factory import build_translator
-from gateway.translate.handover import Handover
 from gateway.translate.pipeline import Envelope, Translator
 
 T = TypeVar("T")

@@ -10,10 +10,10 @@ from gateway.crypto.openpgp import OpenPgpCipher
 from gateway.crypto.pki import TrustAnchors
 from gateway.crypto.smime import SigningIdentity, Smime
 from gateway.crypto.sop import SopCipher
+from gateway.directory.addresses import AddressBook
 from gateway.directory.resolve import DirectoryResolver, Preference
 from gateway.documents.codes import load_tables
 from gateway.errors import ConfigError
-from gateway.translate.addresses import AddressBook
 from gateway.translate.pipeline import Translator
 
 

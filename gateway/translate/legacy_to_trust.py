@@ -16,14 +16,15 @@ from email.utils import format_datetime, make_msgid
 from functools import cached_property
 from typing import Any
 
+from gateway.directory.addresses import AddressBook, LegacyUser, rewrite_header
 from gateway.documents import cda, hprim, pdf, xdm
 from gateway.documents.codes import CodeTables
 from gateway.documents.model import HprimDocument
 from gateway.errors import DocumentError, TranslationError
+from gateway.mail import mime
+from gateway.mail.handover import Handover
 from gateway.text import TextResult, normalize
-from gateway.translate import mime
-from gateway.translate.addresses import AddressBook, LegacyUser, rewrite_header
-from gateway.translate.handover import Handover
+from gateway.translate.strings import StringRepairs
 from gateway.translate.trace import TRACE_FILENAME, TraceRecord, sha256
 
 SUBJECT_LABEL = "CR d'examens biologiques"
@@ -89,23 +90,26 @@ def document_id(message_id: str, n: int) -> str:
 
 
 def _documents(text: str, *, tables: CodeTables, now: datetime, sender: LegacyUser,
-               message_id: str) -> tuple[bytes | None, list[tuple[str, bytes]],
-                                         HprimDocument | None, dict[str, Any]]:
+               message_id: str, strings: StringRepairs
+               ) -> tuple[bytes | None, list[tuple[str, bytes]], HprimDocument | None,
+                          dict[str, Any]]:
     """HPRIM reports → (XDM zip, PDFs, first document, trace details).  The lab is the
-    signer's row of labs.csv (UnknownLab, quarantined, without one)."""
+    signer's row of labs.csv (UnknownLab, quarantined, without one); the name lines of each
+    header are read again as short strings (``strings`` records what that did)."""
     if not hprim.looks_like_hprim(text):
         return None, [], None, {}
     parsed = hprim.parse(text)
     if not parsed.documents:
         return None, [], None, {"findings": [str(f) for f in parsed.findings]}
     lab = tables.labs.for_sender(sender.legacy_address)
+    documents = hprim.repair_headers(parsed.documents, strings.text)
     cdas: list[xdm.XdmDocument] = []
     pdfs: list[tuple[str, bytes]] = []
     findings = [str(f) for f in parsed.findings]
     results = 0
     levels: list[int] = []
     ids: list[str] = []
-    for n, doc in enumerate(parsed.documents, start=1):
+    for n, doc in enumerate(documents, start=1):
         rendition = pdf.render(doc)
         doc_id = document_id(message_id, n)
         ids.append(doc_id)
@@ -127,7 +131,7 @@ def _documents(text: str, *, tables: CodeTables, now: datetime, sender: LegacyUs
     details = {"documents": len(cdas), "levels": levels, "results": results,
                "document_ids": ids, "lab_finess": lab.finess,
                "findings": findings, "xdm_sha256": sha256(package)}
-    return package, pdfs, parsed.documents[0], details
+    return package, pdfs, documents[0], details
 
 
 def compose(decrypted: bytes | Handover, *, sender: LegacyUser, book: AddressBook,
@@ -166,9 +170,11 @@ def _build(decrypted: bytes | Handover, *, sender: LegacyUser, book: AddressBook
     # documents are named after the message (its Message-ID, else its digest): the same
     # ids however often it is translated (a retry, a release from quarantine)
     message_id = mime.header(inner, "Message-ID") or digest
+    strings = StringRepairs(hint=sender.charset)
     try:
         package, pdfs, first_doc, doc_details = _documents(
-            text.text, tables=tables, now=now, sender=sender, message_id=message_id)
+            text.text, tables=tables, now=now, sender=sender, message_id=message_id,
+            strings=strings)
     except DocumentError as exc:
         raise TranslationError(f"HPRIM report cannot be converted: {exc}") from None
     trace.add("documents", now, text.text.encode("utf-8"), package or b"", **doc_details)
@@ -185,13 +191,13 @@ def _build(decrypted: bytes | Handover, *, sender: LegacyUser, book: AddressBook
     mapped.extend(done)
     out["From"] = from_value
     for name in ("To", "Cc", "Reply-To", "Sender"):
-        value = mime.header(inner, name)
+        value = strings.address_list(mime.header(inner, name), name)
         if value:
             new, done = rewrite_header(value, mapper)
             out[name] = new
             mapped.extend(done)
     subject = subject_for(first_doc) if first_doc is not None else (
-        mime.header(inner, "Subject"))
+        strings.text(mime.header(inner, "Subject"), "Subject"))
     out["Subject"] = subject
     out["Date"] = mime.header(inner, "Date") or format_datetime(now)
     out["Message-ID"] = mime.header(inner, "Message-ID") or make_msgid(
@@ -232,9 +238,11 @@ def _build(decrypted: bytes | Handover, *, sender: LegacyUser, book: AddressBook
         if p is body_part:
             continue
         out.attach(mime.copy_attachment(p, content_type=p.content_type,
-                                        filename=p.filename or "piece-jointe.bin"))
+                                        filename=strings.file_name(p.filename)
+                                        or "piece-jointe.bin"))
     trace.add_digests("compose", now, digest, sha256(b""), mappings=mapped,
-              attachments=len(parts) - (1 if body_part is not None else 0))
+                      attachments=len(parts) - (1 if body_part is not None else 0),
+                      strings=strings.entries)
     out.attach(mime.attachment_part(trace.to_bytes(), content_type="application/json",
                                     filename=TRACE_FILENAME))
     return out, TrustDraft(

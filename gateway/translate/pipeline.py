@@ -16,13 +16,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from gateway.directory.addresses import AddressBook, LegacyUser, domain_of
 from gateway.directory.resolve import DirectoryResolver
 from gateway.documents import hprim
 from gateway.documents.codes import CodeTables
 from gateway.errors import PolicyError, RelayDenied, UnknownAddress
-from gateway.translate import legacy_to_trust, mime, trust_to_legacy
-from gateway.translate.addresses import AddressBook, LegacyUser, domain_of
-from gateway.translate.handover import Handover
+from gateway.mail import mime
+from gateway.mail.handover import Handover
+from gateway.translate import legacy_to_trust, trust_to_legacy
+from gateway.translate.strings import StringRepairs
 from gateway.translate.trace import TraceRecord, sha256
 
 
@@ -95,8 +97,9 @@ def _hprim_recipients(decrypted: Handover, charset: str | None) -> list[tuple[st
     text = normalize(body.data, hint=charset).text
     if not hprim.looks_like_hprim(text):
         return []
-    return [(d.header.recipient_code, d.header.recipient_name)
-            for d in hprim.parse(text).documents]
+    documents = hprim.repair_headers(hprim.parse(text).documents,
+                                     StringRepairs(hint=charset).text)
+    return [(d.header.recipient_code, d.header.recipient_name) for d in documents]
 
 
 # A Message-ID field as nearly every mailer writes it: one line, one plain <token>; and what
@@ -189,7 +192,7 @@ class Translator:
 
     def to_trust(self, raw: bytes | Handover, envelope: Envelope, *, now: datetime
                  ) -> Translation:
-        """``raw`` handed over (see :mod:`gateway.translate.handover`): the received message
+        """``raw`` handed over (see :mod:`gateway.mail.handover`): the received message
         is let go once opened, the opened one once composed."""
         sender = self.book.by_legacy(envelope.mail_from)
         for rcpt in envelope.rcpt_tos:

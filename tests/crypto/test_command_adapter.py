@@ -18,7 +18,7 @@ import pytest
 from gateway import errors
 from gateway.crypto.command import CommandCipher
 from gateway.crypto.legacy import LegacyCrypto
-from gateway.translate import mime
+from gateway.mail import mime
 
 TOOL = str(Path(__file__).with_name("fake_legacy_tool.py"))
 PY = sys.executable

@@ -12,7 +12,7 @@ from gateway import errors
 from gateway.crypto.legacy import LegacyCrypto
 from gateway.crypto.openpgp import OpenPgpCipher
 from gateway.crypto.world import World
-from gateway.translate import mime
+from gateway.mail import mime
 from tests.conftest import gateway_crypto, legacy_client
 
 DUPONT = "jean.DUPONT@medical33.legacy.example"

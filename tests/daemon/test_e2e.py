@@ -14,7 +14,7 @@ import aiosmtplib
 import pytest
 
 from gateway.crypto.world import World
-from gateway.translate import mime
+from gateway.mail import mime
 from tests.conftest import legacy_client, require_tool
 from tests.daemon.harness import ADDR, TRUST, Harness, start, until
 
@@ -242,7 +242,7 @@ def test_no_mdn_when_the_request_is_not_the_return_path(world: World, tmp_path: 
 
 def test_an_mdn_for_a_legacy_user_becomes_a_legacy_notice(world: World,
                                                           tmp_path: Path) -> None:
-    from gateway.smtp import notices
+    from gateway.translate import notices
 
     async def scenario(h: Harness) -> None:
         from datetime import UTC, datetime
@@ -300,7 +300,7 @@ def test_a_bounce_from_the_hub_goes_back_to_the_trust_sender_as_a_dsn(world: Wor
                                                                       tmp_path: Path) -> None:
     from datetime import UTC, datetime
 
-    from gateway.smtp import notices
+    from gateway.translate import notices
 
     async def scenario(h: Harness) -> None:
         await h.send_trust("dr.x@hopital-a.mssante.example", TRUST["dupont"], "Bonjour",

@@ -27,8 +27,8 @@ import pytest
 from gateway.crypto.command import CommandCipher
 from gateway.crypto.legacy import UNSIGNED_NOTE, LegacyCrypto
 from gateway.crypto.world import World
+from gateway.mail import mime
 from gateway.spool import State
-from gateway.translate import mime
 from gateway.translate.legacy_to_trust import UNSIGNED_LINE
 from gateway.translate.trace import TRACE_FILENAME
 from tests.daemon.harness import ADDR, TRUST, Harness, Overrides, until

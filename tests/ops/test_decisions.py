@@ -14,9 +14,9 @@ from typing import Any
 import aiosmtplib
 import pytest
 
+from gateway import log as ops_logging
 from gateway.crypto.world import World
-from gateway.ops import logging as ops_logging
-from gateway.ops.logging import clean_reply
+from gateway.log import clean_reply
 from tests.conftest import FIXTURES
 from tests.daemon.harness import ADDR, Harness, start, until
 from tests.ops.logscan import assert_clean, forbidden_terms_from_fixtures

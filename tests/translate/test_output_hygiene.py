@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from gateway import config
 from gateway.crypto.world import World
-from gateway.smtp import notices
-from gateway.translate import mime
+from gateway.mail import mime
+from gateway.translate import notices
 from gateway.translate.factory import build_translator
 from gateway.translate.pipeline import Envelope, Translator
 from tests.conftest import legacy_client
