@@ -18,12 +18,14 @@ import asyncio
 import ssl
 import time
 from concurrent.futures import Executor
+from datetime import UTC, datetime
 from pathlib import Path
 
 from gateway.config import DaemonSettings
 from gateway.directory.addresses import domain_of
 from gateway.errors import Fate, PasserelleError
-from gateway.log import get_logger
+from gateway.journal import Journal
+from gateway.log import clean_reply, get_logger
 from gateway.ops.metrics import Metrics
 from gateway.smtp.delivery import (
     NO_ROUTE,
@@ -53,7 +55,9 @@ class Dispatch:
     def __init__(self, *, spool: SqliteSpool, db: Executor, clock: Clock, book: Book,
                  metrics: Metrics, notices: Notices, settings: DaemonSettings, name: str,
                  spill: Path, router: Router, trust_tls: ssl.SSLContext,
-                 legacy_tls: ssl.SSLContext, wake_deliver: Wakeup, inflight: Inflight) -> None:
+                 legacy_tls: ssl.SSLContext, wake_deliver: Wakeup, inflight: Inflight,
+                 journal: Journal | None = None) -> None:
+        self.journal = journal  # each attempt is a step of the message's trace
         self.spool = spool
         self.db = db  # the spool's threads
         self.clock = clock
@@ -136,6 +140,7 @@ class Dispatch:
         data = FileMessage(Path(item.path), flag) if item.path else flag + item.data
         by_route: dict[tuple[str, bool], list[tuple[str, str]]] = {}
         outcomes: dict[str, Outcome] = {}
+        relays: dict[str, str] = {}
         for rcpt in item.rcpts:
             try:
                 domain, address, legacy = self.target(item, rcpt)
@@ -183,7 +188,26 @@ class Dispatch:
                 outcomes[rcpt] = got[address]
                 self.log_attempt(item, rcpt, got[address], relay=f"{route.host}:{route.port}",
                                  seconds=seconds)
+                relays[rcpt] = f"{route.host}:{route.port}"
+        await self.trace(item, outcomes, relays)
         await self.record(item, outcomes)
+
+    async def trace(self, item: DeliverWork, outcomes: dict[str, Outcome],
+                    relays: dict[str, str]) -> None:
+        """One ``delivery`` step per recipient in the message's trace: where, what the peer
+        said (masked as in the log), and what becomes of the message."""
+        if self.journal is None or not outcomes:
+            return
+        at = datetime.fromtimestamp(self.clock(), UTC)
+        trace_id = item.message_id or item.queue_id
+        items = [(trace_id, "delivery", {
+            "direction": str(item.direction), "queue_id": item.queue_id,
+            "recipient_domain": rcpt.rpartition("@")[2].lower(),
+            "relay": relays.get(rcpt, "none"), "status": STATUS.get(o.fate, "bounced"),
+            "dsn": o.status, "reply": clean_reply(o.reason), "attempt": item.attempts + 1,
+        }) for rcpt, o in outcomes.items()]
+        journal = self.journal
+        await run_in(self.db, lambda: [journal.append(m, st, r, at=at) for m, st, r in items])
 
     def log_attempt(self, item: DeliverWork, rcpt: str, outcome: Outcome, *,
                     relay: str | None, seconds: float) -> None:

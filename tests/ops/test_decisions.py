@@ -126,6 +126,7 @@ def test_each_delivery_attempt_is_one_line_with_status_relay_delay_dsn_and_reply
         world: World, tmp_path: Path) -> None:
     buffer = io.StringIO()
     ops_logging.configure("info", stream=buffer)
+    steps: dict[str, list[tuple[str, dict[str, Any]]]] = {}
 
     async def main() -> None:
         h = await start(world, tmp_path)
@@ -139,6 +140,10 @@ def test_each_delivery_attempt_is_one_line_with_status_relay_delay_dsn_and_reply
                                 msgid="<d2@m33>")
             await until(lambda: any(r["status"] == "bounced"
                                     for r in events(buffer, "delivery.attempt")))
+            await asyncio.sleep(0.3)
+            for mid in ("<d1@m33>", "<d2@m33>"):
+                steps[mid] = [(e.stage, e.record) for e in h.gateway.journal.entries(mid)]
+            assert h.gateway.journal.verify().ok
         finally:
             await h.stop()
 
@@ -160,6 +165,13 @@ def test_each_delivery_attempt_is_one_line_with_status_relay_delay_dsn_and_reply
         assert record["relay"].startswith("127.0.0.1:") and record["delay_seconds"] >= 0
         assert record["recipient"].startswith("***@")
     assert sent["delay_seconds"] >= deferred["delay_seconds"]
+    # the trace has each attempt too, after the translation's steps
+    delivered = [r for stage, r in steps["<d1@m33>"] if stage == "delivery"]
+    assert [r["status"] for r in delivered] == ["deferred", "sent"]
+    assert steps["<d1@m33>"][0][0] == "received" and steps["<d1@m33>"][-1][0] == "delivery"
+    assert delivered[-1]["reply"].startswith("250 ") and delivered[-1]["relay"] != "none"
+    assert delivered[-1]["recipient_domain"] == "hopital-a.mssante.example"
+    assert [r["status"] for stage, r in steps["<d2@m33>"] if stage == "delivery"] == ["bounced"]
 
 
 def test_a_peer_reply_keeps_its_smtp_words_and_masks_the_rest() -> None:
