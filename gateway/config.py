@@ -27,9 +27,13 @@ DEFAULT_TLS12_SUITES = (
 )
 
 
+ADAPTERS = ("auto", "openpgp", "rnp", "sop", "command")
+
+
 @dataclass(frozen=True)
 class LegacyCryptoSettings:
-    adapter: str = "openpgp"  # "openpgp", "sop" or "command"
+    adapter: str = "auto"  # "auto" (rnp when librnp loads, else openpgp), "openpgp", "rnp",
+    # "sop" or "command"
     gnupg_home: Path | None = None
     gateway_fingerprint: str = ""
     open_command: tuple[str, ...] = ()
@@ -384,7 +388,7 @@ def _read(data: dict[str, Any], base: Path, source: str) -> tuple[Settings, _Sch
     state_dir = gw.path("state_dir") or base / "state"
     hub = leg.table("hub")
     legacy = LegacyCryptoSettings(
-        adapter=leg.choice("adapter", "openpgp", ("openpgp", "sop", "command")),
+        adapter=leg.choice("adapter", "auto", ADAPTERS),
         gnupg_home=leg.path("gnupg_home"),
         gateway_fingerprint=leg.text("gateway_fingerprint", "").replace(" ", "").upper(),
         open_command=leg.argv("open_command"),

@@ -126,6 +126,12 @@ def test_sop_adapter_and_its_command(tmp_path: Path) -> None:
     assert s.legacy.sop_command == ("/opt/sop/bin/sqop", "--debug")
 
 
+def test_the_default_adapter_is_auto_and_rnp_is_one(tmp_path: Path) -> None:
+    """Unset, ``legacy.adapter`` is "auto" (librnp when it loads, else gpg: see the factory)."""
+    assert config.load(write(tmp_path, "[legacy]\n")).legacy.adapter == "auto"
+    assert config.load(write(tmp_path, "[legacy]\nadapter = \"rnp\"\n")).legacy.adapter == "rnp"
+
+
 def test_a_worlds_configuration_takes_keys_for_its_own_tables_and_new_ones(
         world: World, tmp_path: Path) -> None:
     """How tests and benchmarks run the demo world with another adapter: the world's [legacy]
@@ -140,4 +146,4 @@ def test_a_worlds_configuration_takes_keys_for_its_own_tables_and_new_ones(
     assert s.trust.anchors == (world.ca_cert,) and s.state_dir == tmp_path / "state"
     assert s.daemon.legacy_listen[1] == 2600
     default = config.load(world.write_config(tmp_path / "d.toml", tmp_path / "state", {}))
-    assert default.legacy.adapter == "openpgp"
+    assert default.legacy.adapter == "openpgp"  # the world says which

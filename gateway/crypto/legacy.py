@@ -75,9 +75,9 @@ class PartCipher(Protocol):
     def encrypt_sign(self, data: bytes, *, recipient: str) -> SealedPart: ...
 
 
-TOOLS = ("gpg", "sop", "command")
-"""What may verify or seal a part: gpg (the openpgp adapter, or the sop adapter's gpg for what
-sqop does not accept), the sop command, or the operator's licensed tool."""
+TOOLS = ("gpg", "sop", "rnp", "command")
+"""What may verify or seal a part: gpg (the openpgp adapter, or the sop and rnp adapters' gpg for
+what they do not accept), the sop command, librnp in-process, or the operator's licensed tool."""
 
 
 VERIFICATION_KINDS = ("signed", "unsigned_v1")

@@ -183,7 +183,7 @@ def _crl(path: Path, now: datetime) -> Iterator[Problem]:
 
 
 def _legacy(s: config.LegacyCryptoSettings) -> Iterator[Problem]:
-    if s.adapter in ("openpgp", "sop"):
+    if s.adapter in ("auto", "openpgp", "rnp", "sop"):
         if s.gnupg_home is None:
             yield _error("legacy.gnupg_home", f"is not set (needed by the {s.adapter} adapter)")
         elif not s.gnupg_home.is_dir():
@@ -198,6 +198,8 @@ def _legacy(s: config.LegacyCryptoSettings) -> Iterator[Problem]:
             yield _error("legacy.adapter", f"{s.adapter} adapter needs gpg on PATH; none found")
         if s.adapter == "sop":
             yield from _sop(s)
+        if s.adapter in ("auto", "rnp"):
+            yield from _rnp(s)
     else:
         for name in ("open_command", "seal_command"):
             argv: tuple[str, ...] = getattr(s, name)
@@ -226,6 +228,40 @@ def _sop(s: config.LegacyCryptoSettings) -> Iterator[Problem]:
                   command=s.sop_command, timeout=s.timeout)
     except CryptoToolError as exc:
         yield _error("legacy.adapter", f"sop: {exc}")
+
+
+def _rnp(s: config.LegacyCryptoSettings) -> Iterator[Problem]:
+    """librnp loads and can use the gateway's key (no passphrase); with "auto", a warning
+    naming why the gpg adapter is used instead."""
+    from gateway.crypto import rnp
+    from gateway.errors import CryptoToolError
+    from gateway.translate.factory import resolve_adapter
+
+    if s.gnupg_home is None or not s.gnupg_home.is_dir() or not _FPR.fullmatch(
+            s.gateway_fingerprint) or shutil.which("gpg") is None:
+        return  # said above
+    if s.adapter == "auto":
+        used, why = resolve_adapter(s)
+        if used != "rnp":
+            yield _warning("legacy.adapter", f"auto: {why}; the gpg adapter is used "
+                           "(several times librnp's CPU per part)")
+        return
+    try:
+        rnp.RnpCipher(s.gnupg_home, gateway_fingerprint=s.gateway_fingerprint,
+                      timeout=s.timeout)
+    except CryptoToolError as exc:
+        yield _error("legacy.adapter", f"rnp: {exc}")
+
+
+def legacy_adapter(path: Path) -> str:
+    """The legacy adapter ``passerelle serve`` would use with the configuration at ``path``
+    (``"auto"`` resolved), or "" when the configuration does not load."""
+    from gateway.translate.factory import resolve_adapter
+
+    try:
+        return resolve_adapter(config.load(path).legacy)[0]
+    except ConfigError:
+        return ""
 
 
 def _mappings(s: config.Settings) -> Iterator[Problem]:

@@ -144,15 +144,15 @@ class Metrics:
         self.legacy_opens = Counter(
             "passerelle_legacy_parts_opened_total",
             "Legacy parts decrypted and verified, by the tool that verified them (gpg, sop, "
-            "command); with legacy.adapter = \"sop\", tool=\"gpg\" counts the parts sqop did "
-            "not accept and gpg did.",
+            "rnp, command); with legacy.adapter = \"sop\" or \"rnp\", tool=\"gpg\" counts the "
+            "parts sqop or librnp did not accept and gpg did.",
             ["tool"], registry=r,
         )  # fmt: skip
         self.legacy_seals = Counter(
             "passerelle_legacy_parts_sealed_total",
             "Legacy parts signed and encrypted for a legacy user, by the tool that sealed them "
-            "(gpg, sop, command); with legacy.adapter = \"sop\", tool=\"gpg\" counts the parts "
-            "sqop did not seal and gpg did.",
+            "(gpg, sop, rnp, command); with legacy.adapter = \"sop\" or \"rnp\", tool=\"gpg\" "
+            "counts the parts sqop or librnp did not seal and gpg did.",
             ["tool"], registry=r,
         )  # fmt: skip
         self.legacy_verified = Counter(

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from gateway.config import Settings
+from gateway.config import LegacyCryptoSettings, Settings
+from gateway.crypto import rnp
 from gateway.crypto.command import CommandCipher
 from gateway.crypto.domainlist import DomainListStore, Publisher
 from gateway.crypto.legacy import LegacyCrypto, PartCipher
@@ -13,8 +14,12 @@ from gateway.crypto.sop import SopCipher
 from gateway.directory.addresses import AddressBook
 from gateway.directory.resolve import DirectoryResolver, Preference
 from gateway.documents.codes import load_tables
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, CryptoToolError
+from gateway.log import allow_words, get_logger
 from gateway.translate.pipeline import Translator
+
+log = get_logger("passerelle.translate.factory")
+allow_words("openpgp", "rnp_unusable")
 
 
 def legacy_cipher(settings: Settings) -> PartCipher:
@@ -37,8 +42,34 @@ def legacy_cipher(settings: Settings) -> PartCipher:
     if leg.adapter == "sop":
         return SopCipher(leg.gnupg_home, gateway_fingerprint=leg.gateway_fingerprint,
                          command=leg.sop_command, timeout=leg.timeout)
+    if leg.adapter == "rnp" or (leg.adapter == "auto" and rnp.available()):
+        try:
+            return rnp.RnpCipher(leg.gnupg_home, gateway_fingerprint=leg.gateway_fingerprint,
+                                 timeout=leg.timeout)
+        except CryptoToolError:
+            if leg.adapter == "rnp":
+                raise
+            # e.g. a gateway key with a passphrase: `config check` says why
+            log.warning("legacy.adapter_auto", adapter="openpgp", reason="rnp_unusable")
     return OpenPgpCipher(leg.gnupg_home, gateway_fingerprint=leg.gateway_fingerprint,
                          timeout=leg.timeout)
+
+
+def resolve_adapter(leg: LegacyCryptoSettings) -> tuple[str, str]:
+    """The adapter ``legacy.adapter`` gives, ``"auto"`` resolved as :func:`legacy_cipher` does,
+    and why ``"auto"`` is not librnp ("" when it is, or was not asked)."""
+    if leg.adapter != "auto":
+        return leg.adapter, ""
+    if not rnp.available():
+        return "openpgp", "librnp is not installed (Debian package librnp0)"
+    if leg.gnupg_home is None or not leg.gateway_fingerprint:
+        return "rnp", ""  # no keys to try it on: said by the checks of gnupg_home
+    try:
+        rnp.RnpCipher(leg.gnupg_home, gateway_fingerprint=leg.gateway_fingerprint,
+                      timeout=leg.timeout)
+    except CryptoToolError as exc:
+        return "openpgp", str(exc)
+    return "rnp", ""
 
 
 def trust_anchors(settings: Settings) -> TrustAnchors:

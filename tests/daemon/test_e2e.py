@@ -38,7 +38,7 @@ def parsed(data: bytes) -> email.message.EmailMessage:
 
 
 def test_legacy_to_trust_then_reply_back(world: World, tmp_path: Path, adapter: str) -> None:
-    """Through each legacy adapter (gpg, sop): the legacy user's own gpg opens the reply."""
+    """Through each legacy adapter (gpg, sop, rnp): the legacy user's own gpg opens the reply."""
     if adapter == "sop":
         require_tool("sqop")
 
@@ -55,7 +55,7 @@ def test_legacy_to_trust_then_reply_back(world: World, tmp_path: Path, adapter: 
         body = next(p for p in mime.leaves(mime.parse(got[0].data))
                     if p.content_type == "text/plain")
         assert body.data.decode("utf-8").startswith("Hémoglobine à 11,8 g/dL\r\n-- \r\n")
-        opened_by = {"openpgp": "gpg", "sop": "sop"}[adapter]
+        opened_by = {"openpgp": "gpg", "sop": "sop", "rnp": "rnp"}[adapter]
         assert h.gateway.metrics.registry.get_sample_value(
             "passerelle_legacy_parts_opened_total", {"tool": opened_by}) == 1
 
