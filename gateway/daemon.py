@@ -117,7 +117,8 @@ class Gateway:
             spill=self.spill, router=self.router,
             trust_tls=client_tls_context(t.client_cert, t.client_key, anchors=self.anchors,
                                          ciphers=t.ciphers),
-            legacy_tls=legacy_client_tls, wake_deliver=self.wake_deliver, inflight=inflight)
+            legacy_tls=legacy_client_tls, wake_deliver=self.wake_deliver, inflight=inflight,
+            journal=self.journal)
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
         self.listeners: list[Listener] = []

@@ -228,6 +228,52 @@ def _address(value: object) -> object:
     return REDACTED
 
 
+# Words SMTP servers use in their replies (RFC 5321, RFC 3463, common MTAs): a peer's reply
+# is logged with these kept and any other word masked (a reply may quote a name or address).
+_REPLY_WORDS = frozenset({
+    "ok", "queued", "as", "accepted", "message", "mail", "delivered", "delivery", "requested",
+    "action", "completed", "mailbox", "user", "address", "recipient", "recipients", "sender",
+    "unknown", "not", "found", "no", "such", "here", "unavailable", "unavailable.", "full",
+    "quota", "exceeded", "over", "size", "too", "big", "large", "limit", "rejected", "refused",
+    "denied", "relay", "relaying", "access", "policy", "spam", "service", "temporarily",
+    "temporary", "permanently", "permanent", "failure", "failed", "error", "try", "again",
+    "later", "local", "processing", "insufficient", "storage", "system", "closing",
+    "transmission", "channel", "connection", "timed", "out", "timeout", "lost", "network",
+    "cannot", "connect", "tls", "starttls", "required", "certificate", "handshake",
+    "authentication", "greylisted", "greylisting", "rate", "please", "syntax", "command",
+    "parameter", "unrecognized", "invalid", "bad", "sequence", "of", "commands", "the", "a",
+    "an", "is", "to", "for", "in", "on", "at", "by", "with", "from", "this", "that", "was",
+    "has", "have", "be", "been", "ready", "go", "ahead", "data", "end", "line", "lines",
+    "internal", "server", "domain", "host", "dns", "lookup", "route", "expired", "lifetime",
+    "all",
+})  # fmt: skip
+_REPLY_TOKEN = re.compile(r"\S+")
+
+
+def _reply_token(token: str) -> str:
+    bare = token.strip(".,;:()[]<>\"'")
+    if not bare:
+        return token
+    m = _ADDRESS.fullmatch(bare)
+    if m and _host(m["domain"].lower()):
+        return token.replace(bare, f"***@{m['domain'].lower()}")
+    if bare.lower() in _REPLY_WORDS or bare.lower() in WORDS:
+        return token
+    if _SMTP.fullmatch(bare) or _ENHANCED.fullmatch(bare) or _host(bare.lower()):
+        return token
+    if _queue_id(bare) and not _dangerous(bare) and not _LONG_DIGITS.search(bare):
+        return token
+    return "*"
+
+
+def clean_reply(value: object) -> object:
+    """A peer's SMTP reply with its SMTP words, codes, hosts and ids kept, addresses cut to
+    their domain, and every other word masked as ``*``."""
+    if not isinstance(value, str):
+        return REDACTED
+    return _REPLY_TOKEN.sub(lambda m: _reply_token(m.group(0)), value[:300])
+
+
 Shape = Callable[[object], bool]
 
 #: key → the shape its value must have.
@@ -252,17 +298,19 @@ KEYS: dict[str, Shape] = {
     # peers (operators and hosts, not patients)
     "peer": _host, "peer_domain": _host, "peer_ip": _host, "host": _host, "ip": _host,
     "domain": _host, "remote": _host, "listen": _host, "next_hop": _host, "mx": _host,
+    "relay": lambda v: v == "none" or _host(v),
     # words from closed vocabularies
     "outcome": _word, "state": _word, "stage": _word, "kind": _word, "error_kind": _word,
     "direction": _word, "reason": _word, "fate": _word, "action": _word, "status": _word,
-    "role": _word, "adapter": _word, "verification": _word, "result": _word,
+    "role": _word, "listener": _word, "command": _word, "adapter": _word,
+    "verification": _word, "result": _word,
     "backend": _word, "from_state": _word, "to_state": _word, "document_type": _word,
     "repair_kinds": _word, "encoding": _charset, "charset": _charset,
     "tls_version": _shape(_TLS_VERSION), "cipher": _shape(_CIPHER), "version": _shape(_VERSION),
     "signal": lambda v: v in _SIGNALS, "error_type": _error_type,
     # SMTP replies
     "smtp_code": _smtp_code, "code": _smtp_code, "reply_code": _smtp_code,
-    "enhanced": _enhanced, "enhanced_status": _enhanced,
+    "enhanced": _enhanced, "enhanced_status": _enhanced, "dsn": _enhanced,
     # added by processors
     "level": _word, "logger": _shape(_LOGGER), "timestamp": _timestamp,
 }  # fmt: skip
@@ -274,6 +322,8 @@ ADDRESS_KEYS = frozenset({
 })  # fmt: skip
 
 def _clean(key: str, value: object) -> object:
+    if key == "reply":
+        return clean_reply(value)
     if key in ADDRESS_KEYS:
         if isinstance(value, list | tuple | set | frozenset):
             return [_address(v) for v in value]

@@ -7,7 +7,9 @@ name, no address, no patient data — can reach a metric or a log line by way of
 
 from __future__ import annotations
 
-from gateway.errors import CryptoError, CryptoToolError, all_error_classes
+import ssl
+
+from gateway.errors import CryptoError, CryptoToolError, PasserelleError, all_error_classes
 
 DIRECTIONS = ("to_trust", "to_legacy")
 """legacy → trust space, and trust space → legacy."""
@@ -63,3 +65,62 @@ CRYPTO_KINDS = (
 
 EXPIRY_KINDS = ("certificate", "openpgp_key", "crl")
 """What expires: an X.509 certificate, an OpenPGP key, a CRL (its nextUpdate)."""
+
+TLS_DIRECTIONS = ("inbound", "outbound")
+"""A handshake a peer started with one of our listeners, or one we started with a next hop."""
+
+LISTENERS = ("legacy", "trust")
+"""The two SMTP listeners."""
+
+SMTP_REJECT_REASONS = (
+    "domain_not_listed",  # a recipient's (legacy) or sender's (trust) domain is not listed
+    "unknown_sender",  # legacy listener: the sender is not a legacy user served here
+    "unknown_address",  # a recipient is not served here
+    "relay_denied",
+    "auth_failed",  # legacy listener: the hub's SMTP AUTH refused (535)
+    "starttls_required",  # a transaction before STARTTLS (530)
+    "no_client_certificate",  # trust listener: STARTTLS without a client certificate (530)
+    "certificate_rejected",  # the client certificate's subject is not the one published
+    "malformed_address",
+    "too_many_recipients",
+    "too_big",
+    "message_format",
+    "policy",  # any other refusal of ours (5xx)
+    "syntax",  # a command aiosmtpd refused: unknown, out of sequence, bad arguments
+    "spool_full",
+    "transient",  # any other 4xx: the sender tries again
+    "internal",
+    "shutdown",
+)
+"""``reason`` of ``passerelle_smtp_rejections_total``."""
+
+EVENT_REASONS: dict[str, tuple[str, ...]] = {
+    "received": ("ok", "duplicate"),
+    "translated": ("ok",),
+    "delivered": ("ok", "in_doubt"),
+    "deferred": ("peer_temporary", *ERROR_KINDS),
+    "bounced": ("peer_permanent", "expired", *ERROR_KINDS),
+    "quarantined": ERROR_KINDS,
+}
+"""The reasons each event is counted with: these label sets exist at zero from the start."""
+"""What expires: an X.509 certificate, an OpenPGP key, a CRL (its nextUpdate)."""
+
+def tls_reason(exc: BaseException) -> str:
+    """Map an exception from a TLS connection attempt to a `TLS_REASONS` word."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        code = getattr(exc, "verify_code", 0)
+        # OpenSSL X509_V_ERR_*: 10 expired, 23 revoked, 62 hostname mismatch.
+        return {10: "certificate_expired", 23: "certificate_revoked",
+                62: "hostname_mismatch"}.get(code, "certificate_unknown")  # fmt: skip
+    if isinstance(exc, PasserelleError) and exc.kind == "certificate_rejected":
+        return "certificate_rejected"
+    if isinstance(exc, ssl.SSLError):
+        text = str(exc).lower()
+        if "certificate required" in text or "peer did not return a certificate" in text:
+            return "no_client_certificate"
+        return "protocol"
+    if isinstance(exc, TimeoutError):
+        return "timeout"
+    if isinstance(exc, ConnectionError):
+        return "refused"
+    return "other"

@@ -247,12 +247,31 @@ def leaves(msg: Message) -> list[Part]:
     return out
 
 
+def quoted_printable(data: bytes) -> str:
+    """``data`` in quoted-printable with its line breaks as real line breaks (RFC 2045 §6.7
+    rule 4), not ``=0D=0A``: CRLF ends a line when the text holds one, else LF does; a lone
+    CR or LF left over is encoded (``=0D``, ``=0A``) so that the decoded bytes are ``data``'s.
+    Lines are joined with ``\n``, which the writing policy turns into CRLF."""
+    lines = data.split(b"\r\n") if b"\r\n" in data else data.split(b"\n")
+    return "\n".join(
+        binascii.b2a_qp(line, quotetabs=False, istext=False, header=False).decode("ascii")
+        for line in lines)
+
+
+def set_text(part: EmailMessage, data: bytes, *, charset: str, subtype: str = "plain",
+             disposition: str | None = None, filename: str | None = None) -> None:
+    """``part`` becomes a text part of ``data`` in quoted-printable (`quoted_printable`)."""
+    part.set_content(b"", maintype="text", subtype=subtype, cte="quoted-printable",
+                     disposition=disposition, filename=filename)
+    part.set_payload(quoted_printable(data))
+    part.set_param("charset", MIME_CHARSET.get(charset, charset))
+
+
 def text_part(data: str, *, charset: str = "utf-8") -> EmailMessage:
     """A text/plain part with a 7-bit transfer encoding (S/MIME canonical form)."""
     part = new()
     body = data.replace("\r\n", "\n").replace("\n", "\r\n").encode(charset)
-    part.set_content(body, maintype="text", subtype="plain", cte="quoted-printable")
-    part.set_param("charset", MIME_CHARSET.get(charset, charset))
+    set_text(part, body, charset=charset)
     return part
 
 

@@ -16,7 +16,6 @@ or a second instance in the same process can build its own ``Metrics(CollectorRe
 from __future__ import annotations
 
 import re
-import ssl
 import time
 from collections.abc import Iterable, Mapping
 from datetime import datetime
@@ -32,20 +31,35 @@ from prometheus_client import (
 
 from gateway import __version__
 from gateway.crypto.legacy import TOOLS, VERIFICATION_KINDS
-from gateway.errors import PasserelleError
 from gateway.vocabulary import (
     CRYPTO_KINDS,
     DIRECTIONS,
+    EVENT_REASONS,
     EVENTS,
     EXPIRY_KINDS,
+    LISTENERS,
     REASONS,
     REPAIR_KINDS,
+    SMTP_REJECT_REASONS,
     SPOOL_STATES,
     STAGES,
+    TLS_DIRECTIONS,
     TLS_REASONS,
 )
+from gateway.vocabulary import tls_reason as tls_reason  # the daemon's mapping, re-exported
 
 OTHER = "other"
+
+_REJECT_CODES = {
+    "starttls_required": "530", "no_client_certificate": "530", "malformed_address": "553",
+    "too_many_recipients": "452", "too_big": "552", "message_format": "554",
+    "policy": "554", "syntax": "503",
+    "spool_full": "452", "auth_failed": "535", "transient": "451", "internal": "451",
+    "shutdown": "421",
+    "certificate_rejected": "550", "relay_denied": "550", "unknown_address": "550",
+    "unknown_sender": "550", "domain_not_listed": "550",
+}  # fmt: skip
+"""The usual code of each rejection reason (the label set initialised at zero)."""
 
 _LABEL = re.compile(r"[a-z0-9_.:-]{1,64}")
 _DNS_LABEL = r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?"
@@ -74,33 +88,22 @@ def peer_label(domain: str) -> str:
     return OTHER
 
 
-def tls_reason(exc: BaseException) -> str:
-    """Map an exception from a TLS connection attempt to a `TLS_REASONS` word."""
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        code = getattr(exc, "verify_code", 0)
-        # OpenSSL X509_V_ERR_*: 10 expired, 23 revoked, 62 hostname mismatch.
-        return {10: "certificate_expired", 23: "certificate_revoked",
-                62: "hostname_mismatch"}.get(code, "certificate_unknown")  # fmt: skip
-    if isinstance(exc, PasserelleError) and exc.kind == "certificate_rejected":
-        return "certificate_rejected"
-    if isinstance(exc, ssl.SSLError):
-        text = str(exc).lower()
-        if "certificate required" in text or "peer did not return a certificate" in text:
-            return "no_client_certificate"
-        return "protocol"
-    if isinstance(exc, TimeoutError):
-        return "timeout"
-    if isinstance(exc, ConnectionError):
-        return "refused"
-    return OTHER
 
 
 class Metrics:
     """The metric families on one registry, and the helpers that feed them."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None, *,
+                 process: bool | None = None) -> None:
+        """``process``: add the ``process_*`` and ``python_info`` collectors (by default when
+        this builds its own registry)."""
+        if process is None:
+            process = registry is None
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
+        if process:
+            ProcessCollector(registry=r)
+            PlatformCollector(registry=r)
         self.messages = Counter(
             "passerelle_messages_total",
             "Messages by spool event (received, translated, delivered, deferred, bounced, "
@@ -163,8 +166,16 @@ class Metrics:
             self.legacy_verified.labels(kind)
         self.tls_failures = Counter(
             "passerelle_tls_handshake_failures_total",
-            "TLS handshakes that failed, by peer domain (an operator) and reason.",
-            ["peer_domain", "reason"], registry=r,
+            "TLS handshakes that failed, by direction (inbound: a peer to our listeners; "
+            "outbound: we to a next hop), peer domain (an operator; inbound: \"other\") "
+            "and reason.",
+            ["direction", "peer_domain", "reason"], registry=r,
+        )  # fmt: skip
+        self.smtp_rejections = Counter(
+            "passerelle_smtp_rejections_total",
+            "SMTP commands our listeners refused, by listener (legacy, trust), reply code "
+            "and reason.",
+            ["listener", "code", "reason"], registry=r,
         )  # fmt: skip
         self.crypto_failures = Counter(
             "passerelle_crypto_failures_total",
@@ -203,6 +214,34 @@ class Metrics:
         )
         self.build.labels(__version__).set(1)
         self._spool_states_seen: set[str] = set()
+        self._zero()
+
+    def _zero(self) -> None:
+        """Create every known label set at 0: a series that exists before it moves (after a
+        restart with the peers down, ``increase(...{event="delivered"}[30m])`` is 0, not
+        absent, and the alerts that compare it can fire)."""
+        for event, reasons in EVENT_REASONS.items():
+            for direction in DIRECTIONS:
+                for reason in reasons:
+                    self.messages.labels(event, direction, reason)
+        for direction in DIRECTIONS:
+            self.retries.labels(direction)
+            self.end_to_end.labels(direction)
+        for stage in STAGES:
+            self.stage.labels(stage)
+        for kind in REPAIR_KINDS:
+            self.repairs.labels(kind)
+        for tool in TOOLS:
+            self.legacy_opens.labels(tool)
+            self.legacy_seals.labels(tool)
+        for reason in TLS_REASONS:
+            self.tls_failures.labels("inbound", OTHER, reason)
+        for kind in CRYPTO_KINDS:
+            self.crypto_failures.labels(kind)
+        for listener in LISTENERS:
+            for reason in SMTP_REJECT_REASONS:
+                self.smtp_rejections.labels(listener, _REJECT_CODES.get(reason, "550"), reason)
+        self.set_spool_depth({})
 
     # --- helpers the daemon calls -------------------------------------------------------------
 
@@ -254,8 +293,22 @@ class Metrics:
         for kind in kinds:
             self.legacy_verified.labels(_closed(str(kind), VERIFICATION_KINDS)).inc()
 
-    def count_tls_failure(self, peer_domain: str, reason: str) -> None:
-        self.tls_failures.labels(peer_label(peer_domain), _closed(reason, TLS_REASONS)).inc()
+    def count_tls_failure(self, peer_domain: str, reason: str,
+                          direction: str = "outbound") -> None:
+        """A failed handshake; inbound ones (a peer to our listener) carry no domain: the
+        handshake failed before the peer said who it is."""
+        domain = peer_label(peer_domain) if direction == "outbound" else OTHER
+        self.tls_failures.labels(
+            _closed(direction, TLS_DIRECTIONS), domain, _closed(reason, TLS_REASONS)
+        ).inc()
+
+    def count_smtp_rejection(self, listener: str, code: int | str, reason: str) -> None:
+        """One SMTP command refused by a listener, with the reply code it got."""
+        text = str(code)
+        code_label = text if re.fullmatch(r"[45]\d\d", text) else OTHER
+        self.smtp_rejections.labels(
+            _closed(listener, LISTENERS), code_label, _closed(reason, SMTP_REJECT_REASONS)
+        ).inc()
 
     def count_crypto_failure(self, kind: str) -> None:
         self.crypto_failures.labels(_closed(kind, CRYPTO_KINDS)).inc()
@@ -309,9 +362,7 @@ class Metrics:
 
 
 REGISTRY = CollectorRegistry()
-ProcessCollector(registry=REGISTRY)
-PlatformCollector(registry=REGISTRY)
-METRICS = Metrics(REGISTRY)
+METRICS = Metrics(REGISTRY, process=True)
 
 count_message = METRICS.count_message
 observe_stage = METRICS.observe_stage
@@ -321,6 +372,7 @@ set_oldest_age = METRICS.set_oldest_age
 count_retry = METRICS.count_retry
 count_repair = METRICS.count_repair
 count_tls_failure = METRICS.count_tls_failure
+count_smtp_rejection = METRICS.count_smtp_rejection
 count_crypto_failure = METRICS.count_crypto_failure
 set_expiry = METRICS.set_expiry
 set_expiry_at = METRICS.set_expiry_at

@@ -366,7 +366,7 @@ async def deliver(message: bytes | FileMessage, *, mail_from: str, rcpts: list[s
         if not reused:
             await client.connect()
         client.data_started = False
-        errors, _ = await client.send(
+        errors, reply = await client.send(
             mail_from, rcpts,
             message if isinstance(message, FileMessage) else MemoryMessage(message))
     except BaseException as exc:
@@ -389,7 +389,8 @@ async def deliver(message: bytes | FileMessage, *, mail_from: str, rcpts: list[s
         cache.give(key, client)
     else:
         _close_later(client)
-    out = dict.fromkeys(rcpts, DELIVERED)
+    sent = Outcome(None, _status_of(250, reply), f"250 {reply}"[:200]) if reply else DELIVERED
+    out = dict.fromkeys(rcpts, sent)
     for rcpt, response in errors.items():
         out[rcpt] = classify(aiosmtplib.SMTPResponseException(response.code, response.message))
     return out

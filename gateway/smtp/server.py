@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-import logging
 import os
 import re
 import ssl
@@ -34,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
-from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session, TLSSetupException
 
 from gateway.directory.addresses import AddressBook, domain_of
 from gateway.errors import (
@@ -47,11 +46,46 @@ from gateway.errors import (
     SpoolFull,
     UnknownAddress,
 )
+from gateway.log import allow_words, get_logger
 from gateway.smtp.dataread import PieceDataSMTP
 from gateway.spill import LARGE, Data, create, new_path
 from gateway.spill import size as data_size
+from gateway.vocabulary import SMTP_REJECT_REASONS, tls_reason
 
-log = logging.getLogger("passerelle.smtp")
+log = get_logger("passerelle.smtp")
+allow_words(*SMTP_REJECT_REASONS, "helo", "ehlo", "mail", "rcpt", "data", "rset",
+            "noop", "quit", "vrfy", "expn", "auth", "help")
+
+# aiosmtpd's own refusals, by the start of their text: the reason word they are counted under.
+_OWN_REASONS = (
+    ("530 5.7.0 Must issue a STARTTLS command with", "no_client_certificate"),
+    ("530", "starttls_required"),
+    ("552", "too_big"),
+    ("553", "malformed_address"),
+    ("452 4.5.3", "too_many_recipients"),
+    ("421", "shutdown"),
+    ("535", "auth_failed"),
+)
+
+
+def _reject_reason(status: str, hint: str | None) -> str:
+    """The word a refusal is logged and counted under: the handler's (``hint``) when it gave
+    one, else read from the reply (aiosmtpd's own refusals: syntax, sequence, STARTTLS)."""
+    if hint in SMTP_REJECT_REASONS:
+        return hint
+    if hint:  # an error kind of no listed reason: what the sender is told to do
+        return "transient" if status[:1] == "4" else "policy"
+    for prefix, reason in _OWN_REASONS:
+        if status.startswith(prefix):
+            return reason
+    if status.startswith(("500", "501", "502", "503", "504", "555")):
+        return "syntax"
+    return "transient" if status.startswith("4") else "internal"
+
+
+def _note(session: Session, reason: str, **fields: str) -> None:
+    """What the handler knows of the refusal it is about to answer (read by `_Smtp.push`)."""
+    session.passerelle_reject = (reason, fields)  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -150,7 +184,7 @@ class HubGate:
                 and hmac.compare_digest(auth_data.login, self.login)
                 and hmac.compare_digest(auth_data.password, self.password)):
             return AuthResult(success=True, auth_data="hub")
-        log.info("hub authentication refused", extra={"side": "legacy"})
+        log.info("smtp.auth_refused", listener="legacy")
         return AuthResult(success=False, handled=False)
 
     def session_auth(self, session: Session) -> str:
@@ -168,6 +202,15 @@ class HubGate:
 AcceptFn = Callable[[Arrival], Awaitable[str]]
 
 
+class Counts(Protocol):
+    """What the listeners count (`gateway.ops.metrics.Metrics` has it)."""
+
+    def count_smtp_rejection(self, listener: str, code: int | str, reason: str) -> None: ...
+
+    def count_tls_failure(self, peer_domain: str, reason: str,
+                          direction: str = "outbound") -> None: ...
+
+
 class DomainPolicy(Protocol):
     """What the listeners need from the list of domains."""
 
@@ -182,8 +225,9 @@ class _Handler:
     def __init__(self, *, book: Callable[[], AddressBook], domains: Callable[[], DomainPolicy],
                  accept: AcceptFn, limits: Limits, gateway_domain: str,
                  directory_alias: Callable[[str], bool] | None = None,
-                 hub: HubGate | None = None) -> None:
+                 hub: HubGate | None = None, metrics: Counts | None = None) -> None:
         self.hub = hub or HubGate()
+        self.metrics = metrics  # rejections and inbound TLS failures are counted there
         self.book = book  # callables: SIGHUP swaps the tables under running listeners
         # rpps-<11 digits>@ and hprim@ the gateway domain: resolved when translated
         self.directory_alias = directory_alias
@@ -199,10 +243,12 @@ class _Handler:
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, rcpt_options: list[str]) -> str:
         if len(envelope.rcpt_tos) >= self.limits.max_recipients:
+            _note(session, "too_many_recipients", recipient=address)
             return "452 4.5.3 Too many recipients"
         try:
             self.check_recipient(address)
         except PasserelleError as exc:
+            _note(session, exc.kind, recipient=address)
             return self._reply(exc)
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
@@ -215,6 +261,7 @@ class _Handler:
         if isinstance(data, str):  # aiosmtpd gives bytes unless decode_data: never here
             data = data.encode("utf-8", "surrogateescape")
         if data_size(data) > self.limits.max_message_size:
+            _note(session, "too_big")
             return self._reply(MessageTooBig(
                 f"message size exceeds {self.limits.max_message_size} bytes"))
         ssl_info: dict[str, Any] = session.ssl or {}
@@ -233,13 +280,14 @@ class _Handler:
         try:
             queue_id = await self.accept(arrival)
         except PasserelleError as exc:
-            log.info("accept failed", extra={"side": self.side, "kind": exc.kind})
+            _note(session, exc.kind)
             return self._reply(exc)
         except Exception as exc:  # never a 5xx for our own failure: the sender retries
-            log.exception("accept crashed", extra={"side": self.side})
+            log.error("smtp.accept_crashed", listener=self.side, exc_info=exc)
+            _note(session, "internal")
             return f"451 4.3.0 Internal error ({type(exc).__name__}), try again later"
-        log.debug("accepted", extra={"queue_id": queue_id,
-                                     "seconds": round(time.monotonic() - started, 4)})
+        log.debug("smtp.accepted", listener=self.side, queue_id=queue_id,
+                  seconds=round(time.monotonic() - started, 4))
         return f"250 2.0.0 OK queued as {queue_id}"
 
 
@@ -257,6 +305,7 @@ class LegacyHandler(_Handler):
         try:
             self.book().by_legacy(address)
         except PasserelleError:
+            _note(session, "unknown_sender", sender=address)
             return "550 5.7.1 Sender is not a legacy user served by this gateway"
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
@@ -285,6 +334,8 @@ class TrustHandler(_Handler):
         ssl_obj = ssl_info.get("ssl_object")
         der = ssl_obj.getpeercert(binary_form=True) if isinstance(ssl_obj, ssl.SSLObject) else None
         if not der:
+            _note(session, "starttls_required" if ssl_obj is None else "no_client_certificate",
+                  sender=address)
             return "530 5.7.0 Must issue a STARTTLS command with a client certificate first"
         # A null sender (a DSN or MDN) has no domain: the certificate must then be the
         # published one of some listed operator.
@@ -293,12 +344,14 @@ class TrustHandler(_Handler):
         try:
             domain = domain_of(address) if address else ""
         except UnknownAddress:  # e.g. MAIL FROM:a — a path, but no e-mail address
+            _note(session, "malformed_address")
             return "553 5.1.7 Sender address is malformed"
         try:
             if domain and not self.domains().is_listed(domain):
                 raise DomainNotListed(f"domain {domain} is not on the list")
             subject = self.domains().check_client(domain, der)
         except PasserelleError as exc:
+            _note(session, exc.kind, sender=address)
             return self._reply(exc)
         session.passerelle_client_subject = subject  # type: ignore[attr-defined]
         envelope.mail_from = address or "<>"  # aiosmtpd needs a truthy reverse-path
@@ -362,8 +415,8 @@ class _Smtp(PieceDataSMTP):
                     file.write(data)
                     data = bytearray()
             except OSError as exc:  # the disk is full, or the directory gone
-                log.error("spill file failed", extra={"side": self.event_handler.side,
-                                                      "error": exc.strerror})
+                log.error("smtp.spill_failed", listener=self.event_handler.side,
+                          error_type=type(exc).__name__)
                 failed = SpoolFull("cannot hold the message now").smtp_reply()
                 data = bytearray()
         refused = failed or reading.refused  # a write fails only before any refusal
@@ -379,7 +432,43 @@ class _Smtp(PieceDataSMTP):
     async def push(self, status: Any) -> None:
         if isinstance(status, str):
             status = self._own.get(status, status)
+            if status[:1] in ("4", "5"):
+                self._rejected(status)
         await super().push(status)
+
+    def _rejected(self, status: str) -> None:
+        """One log line and one count for each refusal, ours or aiosmtpd's own."""
+        handler: _Handler = self.event_handler
+        session = self.session
+        hint, fields = getattr(session, "passerelle_reject", None) or ("", {})
+        if session is not None:
+            session.passerelle_reject = None  # type: ignore[attr-defined]
+        reason = _reject_reason(status, hint)
+        code, _, rest = status.partition(" ")
+        enhanced = rest.split(" ", 1)[0] if rest[:2] in ("4.", "5.") else None
+        peer = session.peer[0] if session is not None and session.peer else None
+        log.info("smtp.rejected", listener=handler.side, code=code, enhanced=enhanced,
+                 reason=reason, kind=hint or None, peer=peer, **fields)
+        if handler.metrics is not None:
+            handler.metrics.count_smtp_rejection(handler.side, code, reason)
+
+    async def handle_exception(self, error: Exception) -> str:
+        """A failed STARTTLS handshake is one log line and one count, not a traceback;
+        anything else is logged by type and place, answered 451 (the sender tries again)."""
+        handler: _Handler = self.event_handler
+        peer = self.session.peer[0] if self.session is not None and self.session.peer else None
+        if isinstance(error, TLSSetupException):
+            cause = error.__cause__ or error
+            reason = tls_reason(cause)
+            log.warning("tls.handshake_failed", direction="inbound", listener=handler.side,
+                        reason=reason, error_type=type(cause).__name__, peer=peer)
+            if handler.metrics is not None:
+                handler.metrics.count_tls_failure("", reason, direction="inbound")
+            return "421 4.7.0 TLS handshake failed"
+        log.error("smtp.session_error", listener=handler.side, peer=peer, exc_info=error)
+        if self.session is not None:
+            _note(self.session, "internal")
+        return "451 4.3.0 Internal error, try again later"
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         """The path of MAIL or RCPT; None when malformed, which aiosmtpd answers 553 5.1.3.

@@ -18,12 +18,14 @@ import asyncio
 import ssl
 import time
 from concurrent.futures import Executor
+from datetime import UTC, datetime
 from pathlib import Path
 
 from gateway.config import DaemonSettings
 from gateway.directory.addresses import domain_of
 from gateway.errors import Fate, PasserelleError
-from gateway.log import get_logger
+from gateway.journal import Journal
+from gateway.log import clean_reply, get_logger
 from gateway.ops.metrics import Metrics
 from gateway.smtp.delivery import (
     NO_ROUTE,
@@ -43,6 +45,9 @@ from gateway.wakeup import Wakeup
 
 log = get_logger("passerelle.daemon")
 
+STATUS = {None: "sent", Fate.RETRY: "deferred", Fate.BOUNCE: "bounced"}
+"""An outcome's fate as the log's ``status`` word (Postfix's)."""
+
 
 class Dispatch:
     """Leases translated outputs, delivers them, records per recipient what the peer said."""
@@ -50,7 +55,9 @@ class Dispatch:
     def __init__(self, *, spool: SqliteSpool, db: Executor, clock: Clock, book: Book,
                  metrics: Metrics, notices: Notices, settings: DaemonSettings, name: str,
                  spill: Path, router: Router, trust_tls: ssl.SSLContext,
-                 legacy_tls: ssl.SSLContext, wake_deliver: Wakeup, inflight: Inflight) -> None:
+                 legacy_tls: ssl.SSLContext, wake_deliver: Wakeup, inflight: Inflight,
+                 journal: Journal | None = None) -> None:
+        self.journal = journal  # each attempt is a step of the message's trace
         self.spool = spool
         self.db = db  # the spool's threads
         self.clock = clock
@@ -133,6 +140,7 @@ class Dispatch:
         data = FileMessage(Path(item.path), flag) if item.path else flag + item.data
         by_route: dict[tuple[str, bool], list[tuple[str, str]]] = {}
         outcomes: dict[str, Outcome] = {}
+        relays: dict[str, str] = {}
         for rcpt in item.rcpts:
             try:
                 domain, address, legacy = self.target(item, rcpt)
@@ -140,10 +148,14 @@ class Dispatch:
                 outcomes[rcpt] = NO_ROUTE
                 continue
             by_route.setdefault((domain, legacy), []).append((rcpt, address))
+        for rcpt, outcome in outcomes.items():  # no route: no attempt on the wire
+            self.log_attempt(item, rcpt, outcome, relay=None, seconds=0.0)
         for (domain, legacy), pairs in by_route.items():
             route = self.router.route(domain) if legacy else await self.router.resolve(domain)
             if route is None or isinstance(route, Outcome):
                 outcomes.update(dict.fromkeys((r for r, _ in pairs), route or NO_ROUTE))
+                for rcpt, _ in pairs:
+                    self.log_attempt(item, rcpt, route or NO_ROUTE, relay=None, seconds=0.0)
                 continue
             if legacy:
                 route = type(route)(route.host, route.port, require_tls=False)
@@ -164,12 +176,6 @@ class Dispatch:
             )
             seconds = time.monotonic() - started
             self.metrics.observe_stage("deliver", seconds)
-            log.info(
-                "delivery.attempt",
-                queue_id=item.queue_id,
-                peer=route.host,
-                seconds=round(seconds, 4),
-            )
             for outcome in set(got.values()):
                 if outcome.status in ("4.7.5", "4.7.4"):
                     self.metrics.count_tls_failure(
@@ -180,7 +186,40 @@ class Dispatch:
                     )
             for rcpt, address in pairs:
                 outcomes[rcpt] = got[address]
+                self.log_attempt(item, rcpt, got[address], relay=f"{route.host}:{route.port}",
+                                 seconds=seconds)
+                relays[rcpt] = f"{route.host}:{route.port}"
+        await self.trace(item, outcomes, relays)
         await self.record(item, outcomes)
+
+    async def trace(self, item: DeliverWork, outcomes: dict[str, Outcome],
+                    relays: dict[str, str]) -> None:
+        """One ``delivery`` step per recipient in the message's trace: where, what the peer
+        said (masked as in the log), and what becomes of the message."""
+        if self.journal is None or not outcomes:
+            return
+        at = datetime.fromtimestamp(self.clock(), UTC)
+        trace_id = item.message_id or item.queue_id
+        items = [(trace_id, "delivery", {
+            "direction": str(item.direction), "queue_id": item.queue_id,
+            "recipient_domain": rcpt.rpartition("@")[2].lower(),
+            "relay": relays.get(rcpt, "none"), "status": STATUS.get(o.fate, "bounced"),
+            "dsn": o.status, "reply": clean_reply(o.reason), "attempt": item.attempts + 1,
+        }) for rcpt, o in outcomes.items()]
+        journal = self.journal
+        await run_in(self.db, lambda: [journal.append(m, st, r, at=at) for m, st, r in items])
+
+    def log_attempt(self, item: DeliverWork, rcpt: str, outcome: Outcome, *,
+                    relay: str | None, seconds: float) -> None:
+        """One line per recipient and attempt, as Postfix writes it: who, where, how long
+        since acceptance, what the peer said, and what becomes of the message."""
+        status = STATUS.get(outcome.fate, "bounced")
+        line = log.info if status == "sent" else log.warning
+        delay = round(max(0.0, self.clock() - item.received_at), 3)
+        line("delivery.attempt", queue_id=item.queue_id, direction=str(item.direction),
+             recipient=rcpt, relay=relay or "none", status=status, dsn=outcome.status,
+             reply=outcome.reason, delay_seconds=delay, seconds=round(seconds, 4),
+             attempt=item.attempts + 1)
 
     async def record(self, item: DeliverWork, outcomes: dict[str, Outcome]) -> None:
         """What the peers said about each recipient of ``item``, into the spool; the

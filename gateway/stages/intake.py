@@ -160,6 +160,7 @@ def listeners(settings: Settings, intake: Intake, *, domains: Domains, anchors: 
         "limits": limits,
         "gateway_domain": settings.domain,
         "directory_alias": directory_alias,
+        "metrics": intake.metrics,
     }
     hub = settings.hub  # the legacy hub may prove itself: [legacy.hub]
     legacy_tls = server_tls_context(

@@ -15,6 +15,7 @@ of the message goes on.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from concurrent.futures import Executor
 from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime
@@ -32,7 +33,7 @@ from gateway.stages.common import HEAD_MAX, Clock, Inflight, run_in
 from gateway.stages.notify import Notices
 from gateway.stages.workers import TranslatedGroup, WorkerPool, translate, worker_translate
 from gateway.translate import notices
-from gateway.translate.pipeline import Translator
+from gateway.translate.pipeline import Translator, _message_id_of
 from gateway.vocabulary import CRYPTO_KINDS, STAGES
 from gateway.wakeup import Wakeup
 
@@ -185,6 +186,24 @@ class Translation:
             self.metrics.count_crypto_failure(kind)
         if fate is Fate.RETRY:
             self.metrics.count_retry(str(item.direction))
+        if fate is not Fate.RETRY:  # the message's trace says where it stopped, and why
+            at = datetime.fromtimestamp(self.clock(), UTC)
+            record = {"direction": str(item.direction), "queue_id": item.queue_id,
+                      "kind": kind, "fate": str(fate)}
+            journal = self.journal
+            trace_id = await run_in(self.db, _trace_id, item)
+
+            def append() -> None:
+                if not journal.entries(trace_id):  # nothing recorded yet: where it began
+                    received: dict[str, object] = {
+                        "direction": str(item.direction), "queue_id": item.queue_id,
+                        "received_at": datetime.fromtimestamp(item.received_at, UTC).isoformat()}
+                    if item.data:
+                        received["input_digest"] = hashlib.sha256(item.data).hexdigest()
+                    journal.append(trace_id, "received", received, at=at)
+                journal.append(trace_id, event, record, at=at)
+
+            await run_in(self.db, append)
         returned = None
         if item.direction is Direction.TO_LEGACY and fate is not Fate.RETRY:
             # an error MDN gives the original back (the agency's guide): read before the
@@ -221,6 +240,11 @@ def _head(item: TranslateWork) -> bytes:
     """What a notice quotes of a message: its header block (all of it, for a message held
     in memory)."""
     return head(Path(item.path), HEAD_MAX) if item.path else item.data
+
+
+def _trace_id(item: TranslateWork) -> str:
+    """The id the translator files the message's trace under (its Message-ID)."""
+    return _message_id_of(_head(item), lambda: item.queue_id)
 
 
 def _whole(item: TranslateWork) -> bytes | None:

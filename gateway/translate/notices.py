@@ -108,8 +108,8 @@ def legacy_notice(original: bytes, *, sender: str, failures: list[Failure], gate
     if message_id:
         msg["In-Reply-To"] = message_id
     body, _ = encode_for("\n".join(lines) + "\n", charset)
-    msg.set_content(body, maintype="text", subtype="plain", cte="quoted-printable")
-    msg.set_param("charset", mime.MIME_CHARSET.get(charset, charset))
+    msg["MIME-Version"] = "1.0"
+    mime.set_text(msg, body, charset=charset)
     return msg.as_bytes(policy=mime.WIRE)
 
 

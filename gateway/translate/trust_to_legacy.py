@@ -195,19 +195,18 @@ def _build(content: bytes | Handover, *, recipient: LegacyUser, book: AddressBoo
         if value:
             out[name] = value
     out["X-Passerelle-Trace"] = trace.message_id
+    out["MIME-Version"] = "1.0"
     out.make_mixed()
     body_part = mime.new()
-    body_part.set_content(body, maintype="text", subtype="plain", cte="quoted-printable")
-    body_part.set_param("charset", mime.MIME_CHARSET[recipient.charset])
+    mime.set_text(body_part, body, charset=recipient.charset)
     out.attach(body_part)
     for name, _, _ in extra:
         written = human if name == "MESSAGE.TXT" else note(carried) + "\n"
         human_bytes, more = encode_for(written, recipient.charset)
         replaced += more
         part = mime.new()
-        part.set_content(human_bytes, maintype="text", subtype="plain", cte="quoted-printable",
-                         disposition="attachment", filename=name)
-        part.set_param("charset", mime.MIME_CHARSET[recipient.charset])
+        mime.set_text(part, human_bytes, charset=recipient.charset, disposition="attachment",
+                      filename=name)
         out.attach(part)
     for name, media_type, data in pdfs:
         out.attach(mime.attachment_part(data, content_type=media_type, filename=name))

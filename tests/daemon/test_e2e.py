@@ -163,6 +163,16 @@ def test_untranslatable_goes_to_quarantine_and_release_sends_it(world: World,
         h.gateway.wake_translate.notify()
         got = await h.hub.wait_for(1)
         assert got[0].rcpt_tos == ("new.USER@medical01.legacy.example",)
+        await asyncio.sleep(0.3)
+        # the trace tells the whole story: quarantined, then delivered once released
+        steps = [(e.stage, e.record) for e in
+                 h.gateway.journal.entries("<e2e-6@hopital-a.mssante.example>")]
+        stages = [stage for stage, _ in steps]
+        assert stages[0] == "received" and "quarantined" in stages
+        assert stages.index("quarantined") < stages.index("delivery")
+        held = next(r for stage, r in steps if stage == "quarantined")
+        assert held["kind"] == "no_recipient_key" and held["queue_id"] == entry.queue_id
+        assert [r["status"] for stage, r in steps if stage == "delivery"] == ["sent"]
     try:
         run(world, tmp_path, scenario)
     finally:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from gateway import config
-from gateway.ops.metrics import METRICS, REGISTRY
+from gateway.ops.metrics import METRICS, REGISTRY, Metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -272,3 +272,95 @@ def test_operations_guide_names_the_commands() -> None:
         assert command in guide, command
     for alert in re.findall(r"- alert: (\w+)", ALERTS.read_text()):
         assert alert in guide, f"{alert} has no entry in docs/operations.md"
+
+
+def _series(metrics: Metrics, values: str, *, only: str = "passerelle_") -> list[dict[str, str]]:
+    """Every sample a scrape of ``metrics`` shows now (``_created`` aside), as promtool input
+    series of instance ``a`` whose values follow ``values`` (``{v}`` is the sample's value)."""
+    out = []
+    for family in metrics.registry.collect():
+        for sample in family.samples:
+            if not sample.name.startswith(only) or sample.name.endswith("_created"):
+                continue
+            labels = {"instance": "a", "job": "passerelle", **sample.labels}
+            text = ",".join(f'{k}="{v}"' for k, v in labels.items())
+            out.append({"series": f"{sample.name}{{{text}}}",
+                        "values": values.format(v=sample.value)})
+    return out
+
+
+def _promtool_test(tmp_path: Path, series: list[dict[str, str]], alert: str,
+                   checks: list[tuple[str, list[dict[str, object]]]]) -> None:
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool not on PATH: apt-get install --no-install-recommends prometheus")
+    test = tmp_path / "test.yml"  # YAML, written as JSON (a subset of it)
+    test.write_text(json.dumps({
+        "rule_files": [str(ALERTS)], "evaluation_interval": "1m",
+        "tests": [{"interval": "1m", "input_series": series, "alert_rule_test": [
+            {"eval_time": at, "alertname": alert, "exp_alerts": expected}
+            for at, expected in checks]}]}))
+    done = subprocess.run([promtool, "test", "rules", str(test)], capture_output=True,
+                          text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("zero_initialised", [True, False])
+def test_queue_stuck_fires_after_a_restart_with_the_peers_down(
+        tmp_path: Path, zero_initialised: bool) -> None:
+    """A gateway just restarted, three messages deferred, every peer down: nothing is ever
+    delivered.  Its scrape (taken from a real `Metrics`) is enough for QueueStuck to fire;
+    without the zero series (as before: counters born on first use) it could not."""
+    fresh = Metrics()
+    fresh.set_spool_depth({"deferred": 3})
+    fresh.set_oldest_age(600)
+    series = _series(fresh, "{v}x90")
+    assert any('event="delivered"' in s["series"] for s in series)
+    if not zero_initialised:
+        series = [s for s in series if not (s["series"].startswith("passerelle_messages_total")
+                                            and s["values"].startswith("0.0x"))]
+    alert = "PasserelleQueueStuck"
+    expected: list[dict[str, object]] = [
+        {"exp_labels": {"severity": "critical", "instance": "a"},
+         "exp_annotations": _annotations(alert, "a")}]
+    _promtool_test(tmp_path, series, alert,
+                   [("10m", []), ("60m", expected if zero_initialised else [])])
+
+
+def test_inbound_tls_failures_alert_can_fire(tmp_path: Path) -> None:
+    """Inbound handshake failures (counted with no peer domain) reach the TLS alert: one a
+    minute for a quarter of an hour is more than five in 15 minutes."""
+    metrics = Metrics()
+    metrics.count_tls_failure("", "no_client_certificate", direction="inbound")
+    series = [s for s in _series(metrics, "0+{v}x60")
+              if s["series"].startswith("passerelle_tls_handshake_failures_total")]
+    alert = "PasserelleTLSHandshakeFailures"
+    labels = {"direction": "inbound", "peer_domain": "other", "reason": "no_client_certificate"}
+    summary = _annotations(alert, "a")
+    for key, value in labels.items():
+        summary = {k: v.replace(f"{{{{ $labels.{key} }}}}", value) for k, v in summary.items()}
+    summary["description"] = summary["description"].replace("{{ $value }}", "15")
+    expected: list[dict[str, object]] = [
+        {"exp_labels": {"severity": "warning", "instance": "a", **labels},
+         "exp_annotations": summary}]
+    _promtool_test(tmp_path, series, alert, [("3m", []), ("40m", expected)])
+
+
+def test_every_known_label_set_exists_at_zero_and_the_process_collector_too() -> None:
+    fresh = Metrics()
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for f in fresh.registry.collect() for s in f.samples}
+    for event in ("received", "translated", "delivered", "deferred", "bounced"):
+        for direction in ("to_trust", "to_legacy"):
+            reason = {"received": "ok", "translated": "ok", "delivered": "ok",
+                      "deferred": "peer_temporary", "bounced": "peer_permanent"}[event]
+            key = ("passerelle_messages_total",
+                   (("direction", direction), ("event", event), ("reason", reason)))
+            assert samples[key] == 0
+    assert samples[("passerelle_smtp_rejections_total",
+                    (("code", "550"), ("listener", "trust"),
+                     ("reason", "certificate_rejected")))] == 0
+    assert samples[("passerelle_spool_messages", (("state", "deferred"),))] == 0
+    names = {name for name, _ in samples}
+    assert {"process_cpu_seconds_total", "process_resident_memory_bytes",
+            "process_open_fds", "python_info"} <= names

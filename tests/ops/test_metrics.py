@@ -34,7 +34,9 @@ EXPECTED = {
     "passerelle_legacy_parts_opened_total": ("counter", {"tool"}),
     "passerelle_legacy_parts_sealed_total": ("counter", {"tool"}),
     "passerelle_legacy_parts_verified_total": ("counter", {"kind"}),
-    "passerelle_tls_handshake_failures_total": ("counter", {"peer_domain", "reason"}),
+    "passerelle_tls_handshake_failures_total": ("counter",
+                                                {"direction", "peer_domain", "reason"}),
+    "passerelle_smtp_rejections_total": ("counter", {"listener", "code", "reason"}),
     "passerelle_crypto_failures_total": ("counter", {"kind"}),
     "passerelle_expiry_timestamp_seconds": ("gauge", {"kind", "name"}),
     "passerelle_domain_list_timestamp_seconds": ("gauge", set()),
@@ -117,9 +119,9 @@ def test_helpers_move_the_families(fresh: m.Metrics) -> None:
     assert v(fresh, "passerelle_retries_total", direction="to_trust") == 1
     assert v(fresh, "passerelle_text_repairs_total", kind="mojibake") == 3
     assert v(fresh, "passerelle_legacy_parts_opened_total", tool="sop") == 1
-    assert v(fresh, "passerelle_legacy_parts_opened_total", tool="gpg") is None
+    assert v(fresh, "passerelle_legacy_parts_opened_total", tool="gpg") == 0  # there, at 0
     assert v(fresh, "passerelle_legacy_parts_sealed_total", tool="gpg") == 1
-    assert v(fresh, "passerelle_tls_handshake_failures_total",
+    assert v(fresh, "passerelle_tls_handshake_failures_total", direction="outbound",
              peer_domain="mx.operator.example", reason="certificate_expired") == 1  # fmt: skip
     assert v(fresh, "passerelle_crypto_failures_total", kind="bad_signature") == 1
     expiry = v(fresh, "passerelle_expiry_timestamp_seconds", kind="certificate", name="server")
@@ -166,10 +168,10 @@ def test_words_outside_the_vocabularies_become_other(fresh: m.Metrics) -> None:
     assert value(fresh, "passerelle_text_repairs_total", kind="other") == 1
     assert value(fresh, "passerelle_legacy_parts_opened_total", tool="other") == 1
     assert value(fresh, "passerelle_legacy_parts_sealed_total", tool="other") == 1
-    assert value(fresh, "passerelle_tls_handshake_failures_total", peer_domain="other",
-                 reason="other") == 1  # fmt: skip
-    assert value(fresh, "passerelle_tls_handshake_failures_total", peer_domain="other",
-                 reason="timeout") == 1  # fmt: skip
+    assert value(fresh, "passerelle_tls_handshake_failures_total", direction="outbound",
+                 peer_domain="other", reason="other") == 1  # fmt: skip
+    assert value(fresh, "passerelle_tls_handshake_failures_total", direction="outbound",
+                 peer_domain="other", reason="timeout") == 1  # fmt: skip
     assert value(fresh, "passerelle_crypto_failures_total", kind="other") == 1
     assert value(fresh, "passerelle_expiry_timestamp_seconds", kind="certificate",
                  name="other") is not None  # fmt: skip
