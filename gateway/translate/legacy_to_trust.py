@@ -19,9 +19,9 @@ from typing import Any
 from gateway.documents import cda, hprim, pdf, xdm
 from gateway.documents.codes import CodeTables
 from gateway.documents.model import HprimDocument
-from gateway.errors import DocumentError, TranslationError
+from gateway.errors import DocumentError, PolicyError, TranslationError
 from gateway.text import TextResult, normalize
-from gateway.translate import mime
+from gateway.translate import mime, senders
 from gateway.translate.addresses import AddressBook, LegacyUser, rewrite_header
 from gateway.translate.handover import Handover
 from gateway.translate.trace import TRACE_FILENAME, TraceRecord, sha256
@@ -138,6 +138,16 @@ def compose(decrypted: bytes | Handover, *, sender: LegacyUser, book: AddressBoo
     return draft
 
 
+def _from_is(value: str, address: str) -> bool:
+    """Whether the ``From`` ``value`` is exactly one mailbox, ``address`` (parsed as an
+    address field, never searched as text)."""
+    try:
+        return senders.same_address(
+            senders.from_address(f"From: {value}\n\n"), address)
+    except PolicyError:
+        return False
+
+
 def _build(decrypted: bytes | Handover, *, sender: LegacyUser, book: AddressBook,
            envelope_from: str, tables: CodeTables, now: datetime, trace: TraceRecord,
            signer_fpr: str, domain: str, aliases: dict[str, tuple[str, str]] | None
@@ -170,18 +180,38 @@ def _build(decrypted: bytes | Handover, *, sender: LegacyUser, book: AddressBook
     mapper.update(aliases or {})  # directory aliases: the mailbox they resolved to
     mapped: list[str] = []
     from_value, done = rewrite_header(mime.header(inner, "From") or envelope_from, mapper)
-    if sender.trust_address.lower() not in from_value.lower():
-        # The signer is the envelope sender: a From that says otherwise is corrected (KIM).
+    if not _from_is(from_value, sender.trust_address):
+        # The signer is the envelope sender: a From that says otherwise (another address,
+        # the signer's only in the display name, a group, two mailboxes) is corrected (KIM).
         from_value, done = rewrite_header(sender.legacy_address, mapper)
         mapped.append("From corrected to the signer")
     mapped.extend(done)
     out["From"] = from_value
-    for name in ("To", "Cc", "Reply-To", "Sender"):
+    for name in ("To", "Cc"):
         value = mime.header(inner, name)
         if value:
             new, done = rewrite_header(value, mapper)
             out[name] = new
             mapped.extend(done)
+    # who else answers for the sender (docs/security.md, "Reply-To, Sender,
+    # Disposition-Notification-To"): Reply-To kept when every address is a user of this
+    # gateway; Sender and Disposition-Notification-To only when they name the signer;
+    # anything else removed, and the removal recorded in the trace
+    users = {u.legacy_address.lower() for u in book.users()}
+    for name in ("Reply-To", "Sender", "Disposition-Notification-To"):
+        value = mime.header(inner, name)
+        if not value:
+            continue
+        found = senders.field_addresses(name, value)
+        keep = bool(found) and all(
+            (a.lower() in users) if name == "Reply-To"
+            else senders.same_address(a, sender.legacy_address) for a in found or ())
+        if not keep:
+            mapped.append(f"{name} removed: not the sender's own")
+            continue
+        new, done = rewrite_header(value, mapper)
+        out[name] = new
+        mapped.extend(done)
     subject = subject_for(first_doc) if first_doc is not None else (
         mime.header(inner, "Subject"))
     out["Subject"] = subject
@@ -192,11 +222,6 @@ def _build(decrypted: bytes | Handover, *, sender: LegacyUser, book: AddressBook
         value = mime.header(inner, name)
         if value:
             out[name] = value
-    dnt = mime.header(inner, "Disposition-Notification-To")
-    if dnt:
-        new, done = rewrite_header(dnt, mapper)
-        out["Disposition-Notification-To"] = new
-        mapped.extend(done)
     if package is not None:
         # what receiving software reads before opening the XDM: the document type, and that
         # no INS identifies the patient (an HPRIM report cannot establish a qualified
