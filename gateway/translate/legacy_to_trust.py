@@ -194,18 +194,16 @@ def _build(decrypted: bytes | Handover, *, sender: LegacyUser, book: AddressBook
             out[name] = new
             mapped.extend(done)
     # who else answers for the sender (docs/security.md, "Reply-To, Sender,
-    # Disposition-Notification-To"): Reply-To kept when every address is a user of this
-    # gateway; Sender and Disposition-Notification-To only when they name the signer;
-    # anything else removed, and the removal recorded in the trace
-    users = {u.legacy_address.lower() for u in book.users()}
+    # Disposition-Notification-To"): Reply-To, which the signer wrote and signed, is kept
+    # when it reads as addresses; Sender and Disposition-Notification-To only when they
+    # name the signer; anything else removed, and the removal recorded in the trace
     for name in ("Reply-To", "Sender", "Disposition-Notification-To"):
         value = mime.header(inner, name)
         if not value:
             continue
         found = senders.field_addresses(name, value)
-        keep = bool(found) and all(
-            (a.lower() in users) if name == "Reply-To"
-            else senders.same_address(a, sender.legacy_address) for a in found or ())
+        keep = bool(found) and (name == "Reply-To" or all(
+            senders.same_address(a, sender.legacy_address) for a in found or ()))
         if not keep:
             mapped.append(f"{name} removed: not the sender's own")
             continue
