@@ -276,9 +276,9 @@ def main() -> int:
     ap.add_argument("--scaleout", action="store_true",
                     help="only legacy → trust at full load: 1 instance on SQLite, 1 on "
                          "PostgreSQL, --instances on PostgreSQL (needs --spool-url)")
-    ap.add_argument("--legacy-adapter", choices=("openpgp", "sop"), default="openpgp",
+    ap.add_argument("--legacy-adapter", choices=("openpgp", "sop", "rnp"), default="openpgp",
                     help="the gateway's legacy.adapter, also used by the crypto floor "
-                         "(sop: needs sqop)")
+                         "(sop: needs sqop; rnp: needs librnp0)")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args()
     args.n = (600 if args.scaleout else 1000) if args.n is None else args.n

@@ -98,10 +98,10 @@ def _wrap(meter: Meter, name: str, fn: Callable[..., Any]) -> Callable[..., Any]
 def child(work: Path, direction: str, traced: bool) -> dict[str, Any]:
     """One fresh process: warm up on the small message, then measure the large one."""
     from gateway import config
+    from gateway.mail.handover import Handover
     from gateway.stages.workers import thrifty_malloc
     from gateway.translate import legacy_to_trust, trust_to_legacy
     from gateway.translate.factory import build_translator
-    from gateway.translate.handover import Handover
     from gateway.translate.pipeline import Envelope
 
     thrifty_malloc()  # what a translation worker does first

@@ -242,6 +242,21 @@ def sop_adapter_opener(keys: Keys) -> Opener | None:
     return open_
 
 
+def rnp_adapter_opener(keys: Keys) -> Opener | None:
+    """The rnp adapter (``legacy.adapter = "rnp"``), in-process through librnp, told the
+    expected signer as the gateway tells it; gpg decides what librnp does not accept."""
+    from gateway.crypto import rnp
+
+    if not rnp.available():
+        return None
+    adapter = rnp.RnpCipher(keys.home, gateway_fingerprint=keys.fingerprint)
+
+    def open_(data: bytes) -> tuple[bytes, bool | None]:
+        return adapter.decrypt_verify(data, signer=keys.signer_fingerprint).plaintext, True
+
+    return open_
+
+
 def sqop_opener(keys: Keys) -> Opener | None:
     """``sqop decrypt`` alone, one process per part: the gateway's key and every public key of
     its keyring passed in memory files; verified = a verification line came out."""
@@ -321,6 +336,7 @@ def johnny_opener(keys: Keys) -> Opener | None:
 def openers(keys: Keys) -> dict[str, Opener | None]:
     return {"gpg via python-gnupg (adapter)": adapter_opener(keys),
             "sop adapter (sqop, gpg on refusal)": sop_adapter_opener(keys),
+            "rnp adapter (librnp in-process, gpg on refusal)": rnp_adapter_opener(keys),
             "sqop decrypt, bare": sqop_opener(keys),
             "pysequoia": pysequoia_opener(keys),
             "pysequoia, decrypt only": pysequoia_opener(keys, verify=False),

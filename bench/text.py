@@ -5,7 +5,7 @@ Builds 2 KB and 20 KB letters from the project's French clinical texts, garbles 
 ways legacy clients do (fixtures/text/extra/make_extra.py), and times
 gateway.text.normalize, without a hint and with the sender's charset as hint (what the
 gateway passes: the address book's charset).
-Usage: python bench/text.py [--letters N] [--sizes 2048,20480] [--cold] [--reference] [--json]
+Usage: python bench/text.py [--letters N] [--sizes 2048,20480] [--cold] [--json]
 """
 
 from __future__ import annotations
@@ -108,20 +108,14 @@ def cases(size: int, n: int, *, hinted: bool,
 GREEK_LINE = "\nBilan : γGT 45 UI/L, β-HCG négatif, créatinine 80 μmol/L.\n"
 
 
-def measure(size: int, n: int, *, hinted: bool, pooled: bool, cold: bool,
-            reference: bool = False) -> dict[str, Any]:
+def measure(size: int, n: int, *, hinted: bool, pooled: bool, cold: bool) -> dict[str, Any]:
     """Time every garbling on ``n`` letters of ``size`` bytes (``cold``: caches cleared before
-    each letter, as for a letter that shares no line and no word with earlier ones;
-    ``reference``: time the frozen pre-fast-path implementation too, letter by letter)."""
-    ref = None
-    if reference:
-        from tests.text.reference import normalize as ref
+    each letter, as for a letter that shares no line and no word with earlier ones)."""
     rows = []
     all_bytes = 0
     all_time = 0.0
     for kind, made in cases(size, n, hinted=hinted, pooled=pooled):
         samples = []
-        ref_samples = []
         nbytes = 0
         for data, hint in made:
             if cold:
@@ -129,10 +123,6 @@ def measure(size: int, n: int, *, hinted: bool, pooled: bool, cold: bool,
             t0 = time.perf_counter()
             normalize(data, hint=hint)
             samples.append(time.perf_counter() - t0)
-            if ref is not None:
-                t0 = time.perf_counter()
-                ref(data, hint=hint)
-                ref_samples.append(time.perf_counter() - t0)
             nbytes += len(data)
         if not samples:
             continue
@@ -142,9 +132,6 @@ def measure(size: int, n: int, *, hinted: bool, pooled: bool, cold: bool,
         row = {"garbling": kind, "letters": len(samples),
                "median_ms": round(statistics.median(samples) * 1000, 3),
                "mb_per_s": round(nbytes / total / 1e6, 2)}
-        if ref_samples:
-            row["reference_median_ms"] = round(statistics.median(ref_samples) * 1000, 3)
-            row["speedup"] = round(statistics.median(ref_samples) / statistics.median(samples), 1)
         rows.append(row)
     return {"size": size, "hinted": hinted, "cold": cold,
             "overall_mb_per_s": round(all_bytes / all_time / 1e6, 2),
@@ -159,9 +146,6 @@ def main() -> int:
     ap.add_argument("--cold", action="store_true",
                     help="clear the memo caches before each letter (the letters here share "
                          "lines and words, real ones share fewer)")
-    ap.add_argument("--reference", action="store_true",
-                    help="also time tests/text/reference (the implementation before the fast "
-                         "paths), letter by letter, for a before/after immune to machine load")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     runs = []
@@ -170,8 +154,7 @@ def main() -> int:
         pooled = size != 2048
         for hinted in (False, True):
             n = args.letters if size <= 4096 else max(5, args.letters // 4)
-            runs.append(measure(size, n, hinted=hinted, pooled=pooled, cold=args.cold,
-                                reference=args.reference))
+            runs.append(measure(size, n, hinted=hinted, pooled=pooled, cold=args.cold))
     report = {"machine": f"{platform.machine()}, {platform.python_implementation()} "
                          f"{platform.python_version()}",
               "runs": runs}
@@ -182,12 +165,9 @@ def main() -> int:
         label = "hint = sender charset" if run["hinted"] else "no hint"
         label += ", caches cleared before each letter" if run["cold"] else ""
         print(f"\n{run['size']} B letters, {label}")
-        print(f"{'garbling':28} {'letters':>7} {'median ms':>10} {'MB/s':>8}"
-              + (f" {'before ms':>10} {'speedup':>8}" if args.reference else ""))
+        print(f"{'garbling':28} {'letters':>7} {'median ms':>10} {'MB/s':>8}")
         for r in run["rows"]:
-            print(f"{r['garbling']:28} {r['letters']:>7} {r['median_ms']:>10} {r['mb_per_s']:>8}"
-                  + (f" {r['reference_median_ms']:>10} {r['speedup']:>7}x"
-                     if args.reference else ""))
+            print(f"{r['garbling']:28} {r['letters']:>7} {r['median_ms']:>10} {r['mb_per_s']:>8}")
         print(f"overall: {run['overall_mb_per_s']} MB/s, median of medians "
               f"{run['median_of_medians_ms']} ms per {run['size']} B letter")
     return 0

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, ConfigProblems
 
 T = TypeVar("T")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -27,9 +27,13 @@ DEFAULT_TLS12_SUITES = (
 )
 
 
+ADAPTERS = ("auto", "openpgp", "rnp", "sop", "command")
+
+
 @dataclass(frozen=True)
 class LegacyCryptoSettings:
-    adapter: str = "openpgp"  # "openpgp", "sop" or "command"
+    adapter: str = "auto"  # "auto" (rnp when librnp loads, else openpgp), "openpgp", "rnp",
+    # "sop" or "command"
     gnupg_home: Path | None = None
     gateway_fingerprint: str = ""
     open_command: tuple[str, ...] = ()
@@ -37,6 +41,41 @@ class LegacyCryptoSettings:
     key_dir: Path | None = None
     sop_command: tuple[str, ...] = ("sqop",)
     timeout: float = 30.0
+    # command adapter: what the licensed tool's attachments and armoured bodies look like,
+    # its attachment commands, its exit codes (see gateway/crypto/command.py)
+    open_attachment_command: tuple[str, ...] = ()
+    seal_attachment_command: tuple[str, ...] = ()
+    armor_markers: tuple[str, ...] = ()
+    attachment_suffixes: tuple[str, ...] = ()
+    sealed_suffix: str = ""
+    signer_pattern: str = ""
+    exit_codes: dict[int, str] = field(default_factory=dict)
+    # the legacy generation of a user whose address-book row does not say: "v2" (signature
+    # required) or "v1" (unsigned accepted over the hub's authenticated session)
+    default_mode: str = "v2"
+
+
+@dataclass(frozen=True)
+class HubSettings:
+    """How the legacy hub proves itself on the legacy listener (``[legacy.hub]``): a client
+    certificate (its subject DN and/or the SHA-256 of the certificate, verified against
+    ``anchors``, by default ``[trust] anchors``) and/or SMTP AUTH with the credentials of
+    ``auth_file`` (one line ``login:password``), offered only after STARTTLS.  Only a message
+    received over such a session may carry unsigned parts of a first-generation (v1) user."""
+
+    client_subject: str = ""
+    client_fingerprint: str = ""  # SHA-256 of the DER certificate, 64 hex digits
+    anchors: tuple[Path, ...] = ()
+    crls: tuple[Path, ...] = ()
+    auth_file: Path | None = None
+
+    @property
+    def certificate(self) -> bool:
+        return bool(self.client_subject or self.client_fingerprint)
+
+    @property
+    def configured(self) -> bool:
+        return self.certificate or self.auth_file is not None
 
 
 @dataclass(frozen=True)
@@ -108,6 +147,7 @@ class Settings:
     trust: TrustSettings = field(default_factory=TrustSettings)
     daemon: DaemonSettings = field(default_factory=DaemonSettings)
     directory: DirectorySettings = field(default_factory=DirectorySettings)
+    hub: HubSettings = field(default_factory=HubSettings)
     log_level: str = "info"
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -123,24 +163,6 @@ class Settings:
     @property
     def journal_url(self) -> str:
         return self.spool_url or f"sqlite:///{self.state_dir / 'spool.db'}"
-
-
-class ConfigProblems(ConfigError):
-    """Every problem found in one configuration file: the first one is the message (one line),
-    all of them are in ``problems`` as ``(key, why)`` for ``config check``."""
-
-    kind = "config_invalid"
-
-    def __init__(self, message: str, problems: list[tuple[str, str]] | None = None) -> None:
-        super().__init__(message)
-        self.problems = problems or []
-
-    @classmethod
-    def found(cls, source: str, problems: list[tuple[str, str]]) -> ConfigProblems:
-        key, why = problems[0]
-        more = f" (and {len(problems) - 1} more problem(s); run `passerelle config check`)" \
-            if len(problems) > 1 else ""
-        return cls(f"{source}: {key}: {why}{more}", problems)
 
 
 class _Schema:
@@ -364,8 +386,9 @@ def _read(data: dict[str, Any], base: Path, source: str) -> tuple[Settings, _Sch
     trust = top.table("trust")
     spool = top.table("spool")
     state_dir = gw.path("state_dir") or base / "state"
+    hub = leg.table("hub")
     legacy = LegacyCryptoSettings(
-        adapter=leg.choice("adapter", "openpgp", ("openpgp", "sop", "command")),
+        adapter=leg.choice("adapter", "auto", ADAPTERS),
         gnupg_home=leg.path("gnupg_home"),
         gateway_fingerprint=leg.text("gateway_fingerprint", "").replace(" ", "").upper(),
         open_command=leg.argv("open_command"),
@@ -373,6 +396,14 @@ def _read(data: dict[str, Any], base: Path, source: str) -> tuple[Settings, _Sch
         key_dir=leg.path("key_dir"),
         sop_command=leg.argv("sop_command") or ("sqop",),
         timeout=leg.number("timeout", 30.0),
+        open_attachment_command=leg.argv("open_attachment_command"),
+        seal_attachment_command=leg.argv("seal_attachment_command"),
+        armor_markers=leg.words("armor_markers", ()),
+        attachment_suffixes=tuple(x.lower() for x in leg.words("attachment_suffixes", ())),
+        sealed_suffix=leg.text("sealed_suffix", ""),
+        signer_pattern=_pattern(leg, "signer_pattern"),
+        exit_codes=_exit_codes(leg),
+        default_mode=_mode(leg),
     )
     trust_settings = TrustSettings(
         signing_cert=trust.path("signing_cert"),
@@ -434,10 +465,60 @@ def _read(data: dict[str, Any], base: Path, source: str) -> tuple[Settings, _Sch
         trust=trust_settings,
         daemon=daemon,
         directory=_directory(directory),
+        hub=_hub(hub, trust_settings),
         log_level=log_level,
         raw=data,
     )
     return settings, top.schema
+
+
+def _mode(leg: _Reader) -> str:
+    return leg.choice("default_mode", "v2", ("v1", "v2"))
+
+
+def _pattern(leg: _Reader, key: str) -> str:
+    import re
+
+    text = leg.text(key, "")
+    try:
+        if text and re.compile(text).groups != 1:
+            return leg._fail(key, "must be a regular expression with one group (the key id)",
+                             "")
+    except re.error as exc:
+        return leg._fail(key, f"not a regular expression ({exc})", "")
+    return text
+
+
+def _exit_codes(leg: _Reader) -> dict[int, str]:
+    """``[legacy.exit_codes]``: the licensed tool's exit status → a failure kind."""
+    from gateway.errors import EXIT_KINDS
+
+    table = leg.free_table("exit_codes")
+    out: dict[int, str] = {}
+    for code, kind in table.data.items():
+        if not code.isdigit() or not 0 < int(code) < 256:
+            table._fail(code, "must be an exit status (1-255)", None)
+        elif kind not in EXIT_KINDS:
+            table._fail(code, f"must be one of {', '.join(EXIT_KINDS)}", None)
+        else:
+            out[int(code)] = kind
+    return out
+
+
+def _hub(hub: _Reader, trust: TrustSettings) -> HubSettings:
+    fingerprint = hub.text("client_fingerprint", "").replace(":", "").replace(" ", "").lower()
+    if fingerprint and (len(fingerprint) != 64
+                        or any(c not in "0123456789abcdef" for c in fingerprint)):
+        fingerprint = hub._fail("client_fingerprint",
+                                "must be the certificate's SHA-256 (64 hex digits)", "")
+    return HubSettings(
+        client_subject=hub.text("client_subject", ""),
+        client_fingerprint=fingerprint,
+        # the hub's own CA, or the trust space's anchors (and then their CRLs)
+        anchors=hub.paths("anchors") or trust.anchors,
+        crls=hub.paths("crls") or (() if hub.paths("anchors") else trust.crls),
+        auth_file=hub.path("auth_file"),
+    )
 
 
 def _directory(directory: _Reader) -> DirectorySettings:

@@ -34,21 +34,21 @@ from typing import Any
 
 from gateway.config import Settings
 from gateway.crypto.pki import client_tls_context
+from gateway.directory.addresses import AddressBook
 from gateway.errors import PasserelleError
-from gateway.journal import Journal, open_journal
+from gateway.journal import Journal
+from gateway.log import allow_words, get_logger
 from gateway.ops import http as ops_http
-from gateway.ops.logging import allow_words, get_logger
 from gateway.ops.metrics import Metrics
 from gateway.smtp.delivery import Router
 from gateway.smtp.server import Listener
-from gateway.spool import RetryPolicy, SqliteSpool, open_spool
+from gateway.spool import RetryPolicy, SqliteSpool, open_journal, open_spool
 from gateway.stages.common import Inflight, run_in
 from gateway.stages.dispatch import Dispatch
 from gateway.stages.intake import Domains, Intake, listeners
 from gateway.stages.notify import Notices
 from gateway.stages.translation import Translation
 from gateway.stages.workers import WorkerPool, configure_daemon_logging, thrifty_malloc
-from gateway.translate.addresses import AddressBook
 from gateway.translate.factory import (
     build_translator,
     directory_resolver,

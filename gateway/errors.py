@@ -82,12 +82,36 @@ class ConfigError(PasserelleError):
 # --- transient trouble: 4xx, retry -----------------------------------------------------------
 
 
+class ConfigProblems(ConfigError):
+    """Every problem found in one configuration file: the first one is the message (one line),
+    all of them are in ``problems`` as ``(key, why)`` for ``config check``."""
+
+    kind = "config_invalid"
+
+    def __init__(self, message: str, problems: list[tuple[str, str]] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or []
+
+    @classmethod
+    def found(cls, source: str, problems: list[tuple[str, str]]) -> ConfigProblems:
+        key, why = problems[0]
+        more = f" (and {len(problems) - 1} more problem(s); run `passerelle config check`)" \
+            if len(problems) > 1 else ""
+        return cls(f"{source}: {key}: {why}{more}", problems)
+
+
 class TransientError(PasserelleError):
     exit_code = EX_TEMPFAIL
     smtp_code = 451
     enhanced = "4.3.0"
     fate = Fate.RETRY
     kind = "transient"
+
+
+class AlreadyRunning(TransientError):
+    """Another ``serve`` holds this state directory."""
+
+    kind = "already_running"
 
 
 class SpoolUnavailable(TransientError):
@@ -322,6 +346,20 @@ def _bind_target(exc: OSError) -> str:
     """'127.0.0.1 port 25' out of asyncio's bind error message, when it names one."""
     m = re.search(r"on address \('([^']*)', (\d+)", str(exc))
     return f"{m.group(1)} port {m.group(2)}" if m else ""
+
+
+EXIT_KINDS: dict[str, type[PasserelleError]] = {
+    "cannot_decrypt": CannotDecrypt,
+    "bad_signature": BadSignature,
+    "unknown_key": UnknownKey,
+    "unsigned": Unsigned,
+    "key_expired": KeyExpired,
+    "key_revoked": KeyRevoked,
+    "no_recipient_key": NoRecipientKey,
+    "transient": CryptoToolError,
+}
+"""What an exit status of a licensed legacy tool may mean (``[legacy.exit_codes]``, read by
+the configuration and by the command adapter)."""
 
 
 def exit_code_for(exc: BaseException) -> int:

@@ -6,42 +6,27 @@ of the trace step, the previous entry's hash and its own::
     hash = SHA-256(prev_hash "\\n" seq "\\n" message_id "\\n" stage "\\n" at "\\n" record)
 
 ``verify`` recomputes the chain from the first entry and names the first one that does not
-match.  Appends are serialised (SQLite ``BEGIN IMMEDIATE``; a PostgreSQL advisory lock, see
-:mod:`gateway.spool.pg`), so concurrent writers — threads, processes or instances — keep a
-single chain.
+match.  Appends are serialised (SQLite ``BEGIN IMMEDIATE``; a PostgreSQL advisory lock), so
+concurrent writers — threads, processes or instances — keep a single chain.
+
+The chain is kept in a :class:`JournalStore`, which the spool's back-ends implement in the
+spool's own database (:class:`gateway.spool.sqlitedb.SqliteJournalStore`,
+:class:`gateway.spool.pg.PgJournalStore`); :func:`gateway.spool.open_journal` opens the one a
+URL names.  This module knows no database driver: it depends on that interface only.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
-from typing import Any
-
-from gateway.errors import ConfigError, SpoolFull, SpoolUnavailable
-from gateway.spool.sqlite import unsynced, writer_lock
+from typing import Any, Protocol
 
 GENESIS = "0" * 64
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS journal (
-    seq INTEGER PRIMARY KEY,
-    message_id TEXT NOT NULL,
-    stage TEXT NOT NULL,
-    at TEXT NOT NULL,
-    record TEXT NOT NULL,
-    prev_hash TEXT NOT NULL,
-    hash TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS journal_message ON journal(message_id);
-"""
-
-
 def canonical(record: dict[str, Any]) -> str:
     return json.dumps(record, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
@@ -70,46 +55,40 @@ class VerifyResult:
     reason: str = ""
 
 
-def sqlite_path(url: str) -> Path:
-    if url.startswith("sqlite:///"):
-        return Path(url[len("sqlite:///") - 1:]) if url.startswith("sqlite:////") else Path(
-            url[len("sqlite:///"):])
-    if "://" in url:
-        raise ConfigError(f"unsupported journal URL {url.split('://')[0]}://…")
-    return Path(url)
+class Conn(Protocol):
+    """What the journal and the spool need of a DB-API connection (sqlite3, or
+    :class:`gateway.pgconn.PgConn`): statements in SQLite's dialect, ``?`` parameters."""
+
+    @property
+    def in_transaction(self) -> bool: ...
+
+    def execute(self, sql: str, parameters: Any = (), /) -> Any: ...
+
+
+class JournalStore(Protocol):
+    """Where a chain is kept: a table ``journal`` (see :mod:`gateway.spool.schema`) reached
+    through connections whose driver errors come out as :class:`SpoolUnavailable` (or
+    :class:`SpoolFull`), never as themselves."""
+
+    def reading(self) -> AbstractContextManager[Conn]:
+        """This thread's connection, for reads outside a transaction."""
+        ...
+
+    def appending(self, *, durable: bool = True) -> AbstractContextManager[Conn]:
+        """A transaction that no other writer — thread, process or instance — can enter
+        until it ends; committed when the block ends, rolled back when it raises.
+        ``durable=False``: its commit does not wait for the disk (the caller's next commit,
+        to the same database, syncs it with its own)."""
+        ...
+
+    def close(self) -> None: ...
 
 
 class Journal:
-    """SQLite journal (the same file as the spool by default)."""
+    """The chain, in a store (the same database as the spool by default)."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._local = threading.local()
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with self._conn() as db:
-                db.executescript(_SCHEMA)
-        except (OSError, sqlite3.Error) as exc:
-            raise SpoolUnavailable(f"journal {path}: {exc}") from None
-
-    def _conn(self) -> sqlite3.Connection:
-        db: sqlite3.Connection | None = getattr(self._local, "db", None)
-        if db is None:
-            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
-            self._local.db = db
-        return db
-
-    @contextmanager
-    def _read(self) -> Iterator[Any]:
-        """This thread's connection for reads: a database that fails under them is
-        :class:`SpoolUnavailable`, never the driver's own exception."""
-        try:
-            db = self._conn()
-            yield db
-        except sqlite3.Error as exc:
-            raise SpoolUnavailable(f"journal: {exc}") from None
+    def __init__(self, store: JournalStore) -> None:
+        self.store = store
 
     def append(self, message_id: str, stage: str, record: dict[str, Any], *,
                at: datetime) -> JournalEntry:
@@ -137,48 +116,28 @@ class Journal:
 
     def _append_many(self, items: list[tuple[str, str, dict[str, Any]]], *,
                      at: datetime, durable: bool = True) -> list[JournalEntry]:
-        try:
-            with writer_lock(self.path):  # shared with the spool: the same file
-                db = self._conn()
-                with unsynced(self._local, db, on=not durable):
-                    out, written = self._chain(db, items, at.isoformat(), durable=durable)
-        except sqlite3.Error as exc:
-            db = self._conn()
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            if "full" in str(exc):
-                raise SpoolFull(f"journal: {exc}") from None
-            raise SpoolUnavailable(f"journal: {exc}") from None
+        """Append ``items`` after the last entry, in one transaction."""
+        when = at.isoformat()
+        out: list[JournalEntry] = []
+        written = 0
+        with self.store.appending(durable=durable) as db:
+            row = db.execute("SELECT seq, hash FROM journal ORDER BY seq DESC LIMIT 1"
+                             ).fetchone()
+            seq, prev = (int(row[0]), str(row[1])) if row else (0, GENESIS)
+            for message_id, stage, record in items:
+                seq += 1
+                body = canonical(record)
+                digest = entry_hash(prev, seq, message_id, stage, when, body)
+                db.execute("INSERT INTO journal VALUES (?, ?, ?, ?, ?, ?, ?)",
+                           (seq, message_id, stage, when, body, prev, digest))
+                out.append(JournalEntry(seq, message_id, stage, when, record, prev, digest))
+                prev = digest
+                written += len(body)
         self._count(written)
         return out
 
-    def _begin_chain(self, db: Any, *, durable: bool = True) -> None:
-        """Start a transaction that no other writer can enter until it ends (SQLite: how
-        it is synced is the connection's setting, see _append_many)."""
-        db.execute("BEGIN IMMEDIATE")
-
-    def _chain(self, db: Any, items: list[tuple[str, str, dict[str, Any]]], when: str, *,
-               durable: bool = True) -> tuple[list[JournalEntry], int]:
-        """Append ``items`` after the last entry, in one transaction; (entries, characters)."""
-        out: list[JournalEntry] = []
-        written = 0
-        self._begin_chain(db, durable=durable)
-        row = db.execute("SELECT seq, hash FROM journal ORDER BY seq DESC LIMIT 1").fetchone()
-        seq, prev = (int(row[0]), str(row[1])) if row else (0, GENESIS)
-        for message_id, stage, record in items:
-            seq += 1
-            body = canonical(record)
-            digest = entry_hash(prev, seq, message_id, stage, when, body)
-            db.execute("INSERT INTO journal VALUES (?, ?, ?, ?, ?, ?, ?)",
-                       (seq, message_id, stage, when, body, prev, digest))
-            out.append(JournalEntry(seq, message_id, stage, when, record, prev, digest))
-            prev = digest
-            written += len(body)
-        db.execute("COMMIT")
-        return out, written
-
     def _rows(self, where: str = "", args: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
-        with self._read() as db:
+        with self.store.reading() as db:
             yield from db.execute(
                 f"SELECT seq, message_id, stage, at, record, prev_hash, hash FROM journal "
                 f"{where} ORDER BY seq", args)
@@ -215,7 +174,7 @@ class Journal:
         gaps); the byte count is summed once, then kept up to date by this process's appends
         (another instance's appends show at the next start) — the gauges ask every few
         seconds and a full scan grows with the journal."""
-        with self._read() as db:
+        with self.store.reading() as db:
             row = db.execute("SELECT seq FROM journal ORDER BY seq DESC LIMIT 1").fetchone()
             entries = int(row[0]) if row else 0
             if self._bytes is None:
@@ -230,16 +189,4 @@ class Journal:
                 self._bytes += written
 
     def close(self) -> None:
-        db = getattr(self._local, "db", None)
-        if db is not None:
-            db.close()
-            self._local.db = None
-
-
-def open_journal(url: str) -> Journal:
-    """``sqlite:///path`` (or a bare path) or ``postgresql://…``."""
-    if url.startswith(("postgresql://", "postgres://")):
-        from gateway.spool.pg import PgJournal
-
-        return PgJournal(url)
-    return Journal(sqlite_path(url))
+        self.store.close()

@@ -19,15 +19,11 @@ import signal
 from collections.abc import Iterator
 from pathlib import Path
 
-from gateway.errors import TransientError
+from gateway.errors import AlreadyRunning
+
+__all__ = ["AlreadyRunning", "hold", "prepare", "reload_daemon", "running_pid", "tell_daemon"]
 
 LOCK_NAME = "passerelle.pid"
-
-
-class AlreadyRunning(TransientError):
-    """Another ``serve`` holds this state directory."""
-
-    kind = "already_running"
 
 
 def prepare(state_dir: Path) -> None:

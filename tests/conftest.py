@@ -50,8 +50,25 @@ def require_tool(name: str) -> None:
         pytest.skip(f"{name} is not installed")
 
 
+def require_library(name: str) -> None:
+    """Skip a test whose shared library is missing here; under CI (which installs it, see
+    .ci/run) fail."""
+    from gateway.crypto import rnp
+
+    if name == "rnp" and not rnp.available():
+        if os.environ.get("CI"):
+            pytest.fail("librnp is not installed; CI must run this test (see .ci/run)")
+        pytest.skip("librnp is not installed")
+
+
 def gateway_crypto(world: World, adapter: str = "openpgp") -> LegacyCrypto:
-    """The gateway's legacy crypto, through gpg (the default) or sop (``legacy.adapter``)."""
+    """The gateway's legacy crypto, through gpg, sop or librnp (``legacy.adapter``)."""
+    if adapter == "rnp":
+        from gateway.crypto.rnp import RnpCipher
+
+        require_library("rnp")
+        return LegacyCrypto(RnpCipher(world.gnupg_gateway,
+                                      gateway_fingerprint=world.fingerprints["gateway"]))
     if adapter == "sop":
         from gateway.crypto.sop import SopCipher
 
@@ -62,9 +79,9 @@ def gateway_crypto(world: World, adapter: str = "openpgp") -> LegacyCrypto:
                                       gateway_fingerprint=world.fingerprints["gateway"]))
 
 
-@pytest.fixture(params=["openpgp", "sop"])
+@pytest.fixture(params=["openpgp", "sop", "rnp"])
 def adapter(request: pytest.FixtureRequest) -> str:
-    """Each OpenPGP adapter of the gateway: every verdict must be the same through both."""
+    """Each OpenPGP adapter of the gateway: every verdict must be the same through each."""
     return str(request.param)
 
 
@@ -80,12 +97,12 @@ def pg_server() -> str:
     it the PostgreSQL tests are skipped with a message — except in CI, where they fail."""
     import psycopg
 
-    from gateway.spool.pg import _safe_url
+    from gateway.pgconn import safe_url
 
     try:
         psycopg.connect(PG_URL, connect_timeout=3).close()
     except psycopg.Error as exc:
-        why = f"no PostgreSQL at {_safe_url(PG_URL)} ({' '.join(str(exc).split())[:120]})"
+        why = f"no PostgreSQL at {safe_url(PG_URL)} ({' '.join(str(exc).split())[:120]})"
         if os.environ.get("CI"):
             pytest.fail(f"{why}; CI must run the PostgreSQL tests (see tools/pg-test-db.sh)")
         pytest.skip(f"{why}: run `bash tools/pg-test-db.sh` to run these tests")

@@ -46,12 +46,53 @@ accept_unsigned = false
     ("[trust]\nanchors = 3\n", "trust.anchors: must be a list of paths"),
     ("gateway = 1\n", "gateway: must be a table"),
     ("[gateway\n", "not valid TOML"),
+    ("[legacy]\ndefault_mode = \"v3\"\n", "legacy.default_mode: must be one of v1, v2"),
+    ("[legacy.hub]\nclient_fingerprint = \"AB:CD\"\n",
+     "legacy.hub.client_fingerprint: must be the certificate's SHA-256"),
+    ("[legacy.exit_codes]\n10 = \"decrypt\"\n", "legacy.exit_codes.10: must be one of"),
+    ("[legacy.exit_codes]\n0 = \"unsigned\"\n", "legacy.exit_codes.0: must be an exit status"),
+    ("[legacy]\nsigner_pattern = \"SIGNER .*\"\n", "legacy.signer_pattern: must be a regular"),
 ])
 def test_errors_name_file_and_key(tmp_path: Path, text: str, message: str) -> None:
     path = write(tmp_path, text)
     with pytest.raises(ConfigError) as exc:
         config.load(path)
     assert str(path) in str(exc.value) and message in str(exc.value)
+
+
+def test_legacy_generation_and_the_hub(tmp_path: Path) -> None:
+    """``[legacy] default_mode`` (v2 unless told), ``[legacy.hub]`` with the trust space's
+    anchors and CRLs by default, the command adapter's tool description."""
+    s = config.load(write(tmp_path, "[trust]\nanchors = [\"ca.pem\"]\ncrls = [\"ca.crl\"]\n"))
+    assert s.legacy.default_mode == "v2" and not s.hub.configured
+    fpr = "AB:" * 31 + "CD"
+    s = config.load(write(tmp_path, f"""
+[legacy]
+default_mode = "V1"
+armor_markers = ["$APICRYPT"]
+attachment_suffixes = [".APZ"]
+signer_pattern = "^Signature valide : (\\\\S+)"
+[legacy.exit_codes]
+10 = "cannot_decrypt"
+20 = "transient"
+[legacy.hub]
+client_subject = "CN=hub.legacy.example,O=RESEAU"
+client_fingerprint = "{fpr}"
+auth_file = "hub-auth"
+[trust]
+anchors = ["ca.pem"]
+crls = ["ca.crl"]
+"""))
+    assert s.legacy.default_mode == "v1"
+    assert s.legacy.attachment_suffixes == (".apz",)
+    assert s.legacy.exit_codes == {10: "cannot_decrypt", 20: "transient"}
+    assert s.hub.configured and s.hub.certificate
+    assert s.hub.client_fingerprint == fpr.replace(":", "").lower()
+    assert s.hub.anchors == (tmp_path / "ca.pem",) and s.hub.crls == (tmp_path / "ca.crl",)
+    assert s.hub.auth_file == tmp_path / "hub-auth"
+    s = config.load(write(tmp_path, "[legacy.hub]\nclient_subject = \"CN=hub\"\n"
+                                    "anchors = [\"hub-ca.pem\"]\n[trust]\ncrls = [\"ca.crl\"]\n"))
+    assert s.hub.anchors == (tmp_path / "hub-ca.pem",) and s.hub.crls == ()  # its own CA
 
 
 def test_missing_file(tmp_path: Path) -> None:
@@ -85,6 +126,12 @@ def test_sop_adapter_and_its_command(tmp_path: Path) -> None:
     assert s.legacy.sop_command == ("/opt/sop/bin/sqop", "--debug")
 
 
+def test_the_default_adapter_is_auto_and_rnp_is_one(tmp_path: Path) -> None:
+    """Unset, ``legacy.adapter`` is "auto" (librnp when it loads, else gpg: see the factory)."""
+    assert config.load(write(tmp_path, "[legacy]\n")).legacy.adapter == "auto"
+    assert config.load(write(tmp_path, "[legacy]\nadapter = \"rnp\"\n")).legacy.adapter == "rnp"
+
+
 def test_a_worlds_configuration_takes_keys_for_its_own_tables_and_new_ones(
         world: World, tmp_path: Path) -> None:
     """How tests and benchmarks run the demo world with another adapter: the world's [legacy]
@@ -99,4 +146,4 @@ def test_a_worlds_configuration_takes_keys_for_its_own_tables_and_new_ones(
     assert s.trust.anchors == (world.ca_cert,) and s.state_dir == tmp_path / "state"
     assert s.daemon.legacy_listen[1] == 2600
     default = config.load(world.write_config(tmp_path / "d.toml", tmp_path / "state", {}))
-    assert default.legacy.adapter == "openpgp"
+    assert default.legacy.adapter == "openpgp"  # the world says which

@@ -114,9 +114,9 @@ def seal_legacy(world: World, items: Sequence[tuple[str, str, bytes, str]],
 
 def xdm_packages(world: World, hprims: list[str]) -> list[bytes]:
     """CR-BIO packages (IHE_XDM.ZIP) made from the HPRIM fixtures, as operators send them."""
+    from gateway.directory.addresses import AddressBook
     from gateway.documents.codes import load_tables
     from gateway.translate import legacy_to_trust
-    from gateway.translate.addresses import AddressBook
 
     book = AddressBook.load(world.addresses)
     sender = book.by_legacy(next(u for u in USERS if u.key == "biolab").legacy_address)

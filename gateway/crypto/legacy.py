@@ -7,10 +7,18 @@ The message shapes are the legacy network's (see the legacy-network spec):
 * encrypted attachments named ``name.ext.pgp`` / ``name.ext.apz`` (``.gpg``/``.asc`` too).
 
 Every part must be encrypted *and* signed by the key bound to the envelope sender; anything
-else is a typed failure (:mod:`gateway.errors`), never plaintext passed on.  The shapes are
+else is a typed failure (:mod:`gateway.errors`), never plaintext passed on.  The one exception
+is asked for by the caller (``unsigned_ok``): a first-generation (v1) client encrypts but does
+not sign, and its parts are accepted unsigned when the pipeline says the message came over
+the legacy hub's authenticated session from a v1 user; a part that *is* signed must still be
+signed by the sender's key, and the verification says which parts were unsigned.  The shapes are
 handled here once; an implementation (:class:`PartCipher`) only decrypts, verifies and
 encrypts single parts — one tool call per part.  ``seal`` writes what legacy clients write:
-the body inline-armoured in a ``text/plain`` part, each attachment as ``name.ext.pgp``.
+the body inline-armoured in a ``text/plain`` part, each attachment as ``name.ext.pgp`` (or the
+tool's own, e.g. ``name.ext.apz``, when the cipher has ``seal_attachment``).  A cipher may also
+say what its parts look like (``armor_markers``, ``attachment_suffixes``) and unpack an
+attachment into several files (``open_attachment``): the command adapter does, for the
+licensed tools (see :mod:`gateway.crypto.command`).
 """
 
 from __future__ import annotations
@@ -21,9 +29,9 @@ from email.message import EmailMessage, Message
 from functools import cached_property
 from typing import Any, Protocol
 
-from gateway.errors import MessageFormatError, NotEncrypted, WrongSigner
-from gateway.translate import mime
-from gateway.translate.handover import Handover
+from gateway.errors import MessageFormatError, NotEncrypted, Unsigned, WrongSigner
+from gateway.mail import mime
+from gateway.mail.handover import Handover
 
 ARMOR_BEGIN = b"-----BEGIN PGP MESSAGE-----"
 ENCRYPTED_SUFFIXES = (".pgp", ".apz", ".gpg", ".asc")
@@ -35,9 +43,13 @@ class PartResult:
     tool checked it (``TOOLS``)."""
 
     plaintext: bytes
-    signer: str
+    signer: str  # "" when the part was decrypted but not signed (a first-generation client)
     signer_uid: str = ""
     tool: str = ""
+
+    @property
+    def signed(self) -> bool:
+        return bool(self.signer)
 
 
 @dataclass(frozen=True)
@@ -51,17 +63,29 @@ class SealedPart:
 class PartCipher(Protocol):
     """What an implementation provides: single-part operations, failures typed."""
 
-    def decrypt_verify(self, data: bytes, *, signer: str = "") -> PartResult:
+    def decrypt_verify(self, data: bytes, *, signer: str = "", unsigned_ok: bool = False
+                       ) -> PartResult:
         """``signer``: the expected signer's primary fingerprint, a hint an implementation may
-        use to find the certificate (the verdict is still checked against it by ``open``)."""
+        use to find the certificate (the verdict is still checked against it by ``open``).
+        ``unsigned_ok``: a part decrypted without any signature is returned with
+        ``signer=""`` instead of raising :class:`Unsigned` (a bad, unknown, expired or
+        revoked signature is still its failure)."""
         ...
 
     def encrypt_sign(self, data: bytes, *, recipient: str) -> SealedPart: ...
 
 
-TOOLS = ("gpg", "sop", "command")
-"""What may verify or seal a part: gpg (the openpgp adapter, or the sop adapter's gpg for what
-sqop does not accept), the sop command, or the operator's licensed tool."""
+TOOLS = ("gpg", "sop", "rnp", "command")
+"""What may verify or seal a part: gpg (the openpgp adapter, or the sop and rnp adapters' gpg for
+what they do not accept), the sop command, librnp in-process, or the operator's licensed tool."""
+
+
+VERIFICATION_KINDS = ("signed", "unsigned_v1")
+"""How a legacy part was verified: signed by the sender's key, or unsigned from a
+first-generation (v1) user over the hub's authenticated session."""
+
+UNSIGNED_NOTE = ("not signed by the author (first-generation client); sender asserted by the "
+                 "legacy hub")
 
 
 @dataclass(frozen=True)
@@ -70,10 +94,21 @@ class Verification:
     signer_uid: str
     parts: tuple[str, ...] = field(default=())  # what each part was, e.g. "body:inline"
     tools: tuple[str, ...] = field(default=())  # which tool verified each part
+    kinds: tuple[str, ...] = field(default=())  # VERIFICATION_KINDS, one per part
+
+    @property
+    def unsigned(self) -> bool:
+        """Whether any part came unsigned (a first-generation client's)."""
+        return "unsigned_v1" in self.kinds
 
     def summary(self) -> dict[str, Any]:
-        return {"signer": self.signer, "parts": list(self.parts), "result": "good",
-                "tools": list(self.tools)}
+        out: dict[str, Any] = {"signer": self.signer, "parts": list(self.parts),
+                               "result": "unsigned" if self.unsigned else "good",
+                               "tools": list(self.tools),
+                               "kinds": list(self.kinds or ("signed",) * len(self.parts))}
+        if self.unsigned:
+            out["note"] = UNSIGNED_NOTE
+        return out
 
 
 @dataclass(frozen=True)
@@ -94,29 +129,47 @@ class LegacyCrypto:
 
     def __init__(self, cipher: PartCipher) -> None:
         self.cipher = cipher
+        # what the cipher's tool writes: armour markers in a text part, attachment suffixes
+        self.markers: tuple[bytes, ...] = tuple(getattr(cipher, "armor_markers", (ARMOR_BEGIN,)))
+        self.suffixes: tuple[str, ...] = tuple(getattr(cipher, "attachment_suffixes",
+                                                       ENCRYPTED_SUFFIXES))
 
-    def open(self, raw: bytes | Handover, *, expected_signer: str) -> OpenedMessage:
-        """Open every part; a handed-over message is let go once parsed."""
+    def open(self, raw: bytes | Handover, *, expected_signer: str, unsigned_ok: bool = False
+             ) -> OpenedMessage:
+        """Open every part; a handed-over message is let go once parsed.  ``unsigned_ok``:
+        parts decrypted without a signature are accepted (and said so in the verification);
+        only the pipeline decides it (a v1 user over the hub's authenticated session)."""
         msg = mime.parse(raw)
         results: list[tuple[str, PartResult]] = []
         expected = expected_signer.replace(" ", "").upper()
-        out = self._rebuild(msg, results, expected, top=True)
+        out = self._rebuild(msg, results, expected, top=True, unsigned_ok=unsigned_ok)
         del msg  # its parts are no longer needed while the rebuilt message is written
         if not results:
             raise NotEncrypted("message holds no encrypted part")
         for what, result in results:
+            if not result.signed:
+                if not unsigned_ok:  # a cipher that ignored the flag: refused all the same
+                    raise Unsigned(f"{what} is encrypted but not signed")
+                continue
             if result.signer.upper() != expected:
                 raise WrongSigner(f"{what} signed by {result.signer[-16:]}, expected the "
                                   f"sender's key {expected[-16:]}")
-        first = results[0][1]
+        signed = [r for _, r in results if r.signed]
+        first = signed[0] if signed else results[0][1]
         # the next stage (compose) parses it again: a small one is handed as read too
         return OpenedMessage(mime.to_handover(out, reread=True), Verification(
             signer=first.signer, signer_uid=first.signer_uid,
             parts=tuple(what for what, _ in results),
-            tools=tuple(result.tool for _, result in results)))
+            tools=tuple(result.tool for _, result in results),
+            kinds=tuple("signed" if r.signed else "unsigned_v1" for _, r in results)))
+
+    def _decrypt(self, data: bytes, signer: str, unsigned_ok: bool) -> PartResult:
+        if unsigned_ok:
+            return self.cipher.decrypt_verify(data, signer=signer, unsigned_ok=True)
+        return self.cipher.decrypt_verify(data, signer=signer)
 
     def _rebuild(self, part: Message, results: list[tuple[str, PartResult]], signer: str, *,
-                 top: bool, inside: bool = False) -> EmailMessage:
+                 top: bool, inside: bool = False, unsigned_ok: bool = False) -> EmailMessage:
         """Rebuild ``part`` with its encrypted pieces opened; ``inside`` = already within a
         decrypted (and signature-checked) PGP/MIME entity, whose leaves are plaintext."""
         ctype = mime.content_type(part)
@@ -129,12 +182,13 @@ class LegacyCrypto:
             if not isinstance(data, bytes):
                 raise MessageFormatError("PGP/MIME encrypted part is empty")
             payload[1].set_payload("")  # open's own parse: let go once read, as in _leaf
-            result = self.cipher.decrypt_verify(data, signer=signer)
+            result = self._decrypt(data, signer, unsigned_ok)
             del data
             results.append(("body:pgp-mime", _verdict(result)))
             inner = mime.parse(result.plaintext)
             del result
-            rebuilt = self._rebuild(inner, results, signer, top=False, inside=True)
+            rebuilt = self._rebuild(inner, results, signer, top=False, inside=True,
+                                    unsigned_ok=unsigned_ok)
             return _with_headers(part, rebuilt) if top else rebuilt
         if part.is_multipart():
             new = mime.new()
@@ -144,7 +198,8 @@ class LegacyCrypto:
             new["Content-Type"] = part.get("Content-Type", "multipart/mixed")
             payload = part.get_payload()
             assert isinstance(payload, list)
-            new.set_payload([self._rebuild(p, results, signer, top=False, inside=inside)
+            new.set_payload([self._rebuild(p, results, signer, top=False, inside=inside,
+                                           unsigned_ok=unsigned_ok)
                              for p in payload if isinstance(p, Message)])
             return new
         if inside:
@@ -154,10 +209,10 @@ class LegacyCrypto:
             # writer (ASCII, 8-bit bytes kept as surrogates) then cannot write
             leaf.set_payload(getattr(part, "_payload", ""))
             return leaf
-        return self._leaf(part, results, signer, top=top)
+        return self._leaf(part, results, signer, top=top, unsigned_ok=unsigned_ok)
 
     def _leaf(self, part: Message, results: list[tuple[str, PartResult]], signer: str, *,
-              top: bool) -> EmailMessage:
+              top: bool, unsigned_ok: bool = False) -> EmailMessage:
         data = part.get_payload(decode=True)
         data = data if isinstance(data, bytes) else b""
         # the parsed message is open's own: a part's text is let go once read, so that the
@@ -167,18 +222,33 @@ class LegacyCrypto:
         new = mime.new()
         if top:
             _copy_headers(part, new, skip_content=True)
-        if filename and filename.lower().endswith(ENCRYPTED_SUFFIXES):
-            result = self.cipher.decrypt_verify(data, signer=signer)
+        if filename and filename.lower().endswith(self.suffixes):
+            opener = getattr(self.cipher, "open_attachment", None)
+            if opener is None:
+                files = [(filename[: filename.rfind(".")],
+                          self._decrypt(data, signer, unsigned_ok))]
+            else:  # a tool whose attachment may hold several files, named by the tool
+                files = (opener(data, name=filename, signer=signer, unsigned_ok=True)
+                         if unsigned_ok else opener(data, name=filename, signer=signer))
             del data  # not held while the plaintext is encoded
-            name = filename[: filename.rfind(".")]
-            results.append((f"attachment:{len(results) + 1}", _verdict(result)))
-            guessed = mimetypes.guess_type(name)[0] or "application/octet-stream"
-            maintype, _, subtype = guessed.partition("/")
-            mime.set_base64(new, result.plaintext, maintype=maintype, subtype=subtype,
-                            disposition="attachment", filename=name)
+            if not files:
+                raise NotEncrypted(f"attachment {filename!r} holds no file")
+            parts = []
+            for name, result in files:
+                results.append((f"attachment:{len(results) + 1}", _verdict(result)))
+                guessed = mimetypes.guess_type(name)[0] or "application/octet-stream"
+                maintype, _, subtype = guessed.partition("/")
+                one = new if len(files) == 1 else mime.new()
+                mime.set_base64(one, result.plaintext, maintype=maintype, subtype=subtype,
+                                disposition="attachment", filename=name)
+                parts.append(one)
+            if len(parts) > 1:
+                new.make_mixed()
+                for one in parts:
+                    new.attach(one)
             return new
-        if ARMOR_BEGIN in data[:4096] or ARMOR_BEGIN in data:
-            result = self.cipher.decrypt_verify(data, signer=signer)
+        if any(marker in data for marker in self.markers):
+            result = self._decrypt(data, signer, unsigned_ok)
             del data
             results.append(("body:inline", _verdict(result)))
             # Bytes as the author's software wrote them: the text stage finds the charset.
@@ -205,6 +275,7 @@ class LegacyCrypto:
         out.make_mixed()
         leaves = mime.leaves(msg)
         leaves.reverse()
+        seal_attachment = getattr(self.cipher, "seal_attachment", None)
         while leaves:  # each part decoded in turn and let go once sealed
             leaf = leaves.pop()
             data, is_attachment, filename = leaf.data, leaf.is_attachment, leaf.filename
@@ -212,7 +283,13 @@ class LegacyCrypto:
             # stored: of a part, only two of the four are held at once
             leaf.source.set_payload("")
             del leaf
-            sealed = self.cipher.encrypt_sign(data, recipient=recipient)
+            name = f"{filename or 'piece-jointe'}.pgp"
+            if is_attachment and seal_attachment is not None:
+                # the tool's own attachment (name.ext.apz), the file name kept inside it
+                sealed, name = seal_attachment(data, recipient=recipient,
+                                               filename=filename or "piece-jointe")
+            else:
+                sealed = self.cipher.encrypt_sign(data, recipient=recipient)
             del data
             tools.append(sealed.tool)
             armored = sealed.data
@@ -220,11 +297,13 @@ class LegacyCrypto:
             part = mime.new()
             if is_attachment:
                 part.set_content(armored, maintype="application", subtype="octet-stream",
-                                 disposition="attachment",
-                                 filename=f"{filename or 'piece-jointe'}.pgp", cte="7bit")
-            else:
+                                 disposition="attachment", filename=name,
+                                 cte="7bit" if armored.isascii() else "base64")
+            elif armored.isascii():
                 part.set_content(armored.decode("ascii"), subtype="plain", charset="us-ascii",
                                  cte="7bit")
+            else:  # a tool whose armour is not ASCII: its bytes, as they are
+                part.set_content(armored, maintype="text", subtype="plain", cte="base64")
             del armored  # stored as the part's text: not held while the next is sealed
             out.attach(part)
         return mime.to_bytes(out, release=True), tuple(tools)

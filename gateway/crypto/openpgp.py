@@ -80,7 +80,8 @@ class OpenPgpCipher:
         gpg.on_data = on_data
         return gpg
 
-    def decrypt_verify(self, data: bytes, *, signer: str = "") -> PartResult:
+    def decrypt_verify(self, data: bytes, *, signer: str = "", unsigned_ok: bool = False
+                       ) -> PartResult:
         sink = io.BytesIO()
         try:
             result = self._gpg_into(sink).decrypt(data, always_trust=True,
@@ -105,10 +106,13 @@ class OpenPgpCipher:
             if "NO_PUBKEY" in st or (len(fields) > 5 and fields[5] == "9"):
                 raise UnknownKey(f"signed by unknown key {fields[0][-16:]}")
             raise BadSignature("signature cannot be checked")
-        if "VALIDSIG" not in st:
-            raise Unsigned("part is encrypted but not signed")
         if "DECRYPTION_OKAY" not in st:
             raise CannotDecrypt("decryption did not complete (integrity check failed)")
+        if "VALIDSIG" not in st:
+            if unsigned_ok and "NEWSIG" not in st and "GOODSIG" not in st:
+                # a first-generation client's part: decrypted, and nobody signed it
+                return PartResult(plaintext=sink.getvalue(), signer="", tool="gpg")
+            raise Unsigned("part is encrypted but not signed")
         fields = st["VALIDSIG"][0].split()
         primary = fields[9] if len(fields) > 9 else fields[0]
         uid = st.get("GOODSIG", [""])[0].partition(" ")[2]

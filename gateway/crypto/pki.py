@@ -189,8 +189,12 @@ def _base_context(purpose: ssl.Purpose, protocol: int, ciphers: str) -> ssl.SSLC
 
 def server_tls_context(cert: Path, key: Path, *, anchors: TrustAnchors | None,
                        require_client_cert: bool = True,
-                       ciphers: str = MSSANTE_TLS12_SUITES) -> ssl.SSLContext:
-    """The listener's context: our certificate; client certificates verified (and CRLs)."""
+                       ciphers: str = MSSANTE_TLS12_SUITES,
+                       request_client_cert: bool = False) -> ssl.SSLContext:
+    """The listener's context: our certificate; client certificates verified (and CRLs).
+    ``request_client_cert`` (with ``anchors``, without ``require_client_cert``): a client
+    certificate is asked for but not required; one that is sent must verify, or the
+    handshake fails (the legacy listener, where the hub may prove itself that way)."""
     ctx = _base_context(ssl.Purpose.CLIENT_AUTH, ssl.PROTOCOL_TLS_SERVER, ciphers)
     try:
         ctx.load_cert_chain(str(cert), str(key))
@@ -203,7 +207,12 @@ def server_tls_context(cert: Path, key: Path, *, anchors: TrustAnchors | None,
             ctx.load_verify_locations(cafile=str(p))
         if anchors.crl_paths:
             ctx.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
-    ctx.verify_mode = ssl.CERT_REQUIRED if require_client_cert else ssl.CERT_NONE
+    if require_client_cert:
+        ctx.verify_mode = ssl.CERT_REQUIRED
+    elif request_client_cert and anchors is not None:
+        ctx.verify_mode = ssl.CERT_OPTIONAL
+    else:
+        ctx.verify_mode = ssl.CERT_NONE
     return ctx
 
 

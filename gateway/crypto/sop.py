@@ -33,7 +33,7 @@ from pathlib import Path
 from gateway.crypto.legacy import PartResult, SealedPart
 from gateway.crypto.openpgp import OpenPgpCipher
 from gateway.errors import CryptoToolError
-from gateway.ops.logging import allow_words, get_logger
+from gateway.log import allow_words, get_logger
 
 log = get_logger("passerelle.crypto.sop")
 allow_words("open", "seal")
@@ -200,9 +200,11 @@ class SopCipher:
             raise CryptoToolError(f"sop command killed by signal {-done.returncode}")
         return done.returncode, done.stdout
 
-    def decrypt_verify(self, data: bytes, *, signer: str = "") -> PartResult:
+    def decrypt_verify(self, data: bytes, *, signer: str = "", unsigned_ok: bool = False
+                       ) -> PartResult:
         """Decrypt ``data`` and check it is signed by ``signer`` (the expected sender's primary
-        fingerprint); without one, or on anything but success, the gpg adapter decides."""
+        fingerprint); without one, or on anything but success, the gpg adapter decides (an
+        unsigned part too: gpg's verdict says whether nobody signed it)."""
         cert = self._cert(signer) if signer else None
         if cert is not None and cert.primary.usable("", time.time()):
             with _memfd(self._key) as key, _memfd(cert.data) as certs, _memfd() as out:
@@ -218,6 +220,8 @@ class SopCipher:
                     return PartResult(plaintext=plain, signer=cert.primary.fingerprint,
                                       signer_uid=cert.uid, tool="sop")
             log.info("legacy.sop_not_accepted", stage="open", exit_code=rc)  # gpg decides
+        if unsigned_ok:
+            return self.gpg.decrypt_verify(data, unsigned_ok=True)
         return self.gpg.decrypt_verify(data)
 
     def encrypt_sign(self, data: bytes, *, recipient: str) -> SealedPart:

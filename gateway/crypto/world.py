@@ -1,12 +1,13 @@
 """`passerelle pki demo`: a complete, self-consistent test world built in seconds.
 
 A national-style CA with its CRL; the gateway's server, client and S/MIME signing
-certificates; two other operators (and one with an internationalised domain name); the
-certificates the failure tests need (revoked, expired, from another CA, DN not listed); a
-list of domains in the national format, signed with an enveloped XML signature; OpenPGP keys
-for the gateway and a handful of legacy users (plus an expired and a revoked one), with a
-GnuPG home for the gateway and one per user; the address book; and a configuration file that
-ties it together.  Used by the tests, the demo and the benchmark — never in production.
+certificates; two other operators (and one with an internationalised domain name); the legacy
+hub's client certificate; the certificates the failure tests need (revoked, expired, from
+another CA, DN not listed); a list of domains in the national format, signed with an
+enveloped XML signature; OpenPGP keys for the gateway and a handful of legacy users (plus an
+expired and a revoked one), with a GnuPG home for the gateway and one per user; the address
+book; and a configuration file that ties it together.  Used by the tests, the demo and the
+benchmark — never in production.
 """
 
 from __future__ import annotations
@@ -286,6 +287,9 @@ def build_world(out: Path, *, now: datetime | None = None) -> World:
     save("evil-client", *evil.issue(_operator_dn(OPERATORS["hopital-a"], "hopital-a"),
                                     usage="client"))
     save("rogue-client", *ca.issue(_name("mx.rogue.example", "999", "ROGUE"), usage="client"))
+    # the legacy network's hub, which may prove itself to the legacy listener ([legacy.hub])
+    save("legacy-hub-client", *ca.issue(_name("hub.legacy.example", "CONCENTRATEUR",
+                                              "RESEAU HISTORIQUE"), usage="client"))
     world.crl.write_bytes(ca.crl([revoked]).public_bytes(serialization.Encoding.PEM))
 
     lists = out / "lists"
@@ -367,7 +371,7 @@ def _build_openpgp(world: World, now: datetime) -> None:
 
 
 def _write_addresses(world: World) -> None:
-    from gateway.translate.addresses import COLUMNS
+    from gateway.directory.addresses import COLUMNS
 
     mappings = world.root / "mappings"
     mappings.mkdir(exist_ok=True)

@@ -123,8 +123,8 @@ def run_find(args: argparse.Namespace) -> int:
 
 def run_export(args: argparse.Namespace) -> int:
     from gateway import config
+    from gateway.directory.addresses import AddressBook
     from gateway.directory.export import export_lines
-    from gateway.translate.addresses import AddressBook
 
     settings = config.load(config.find(args.config))
     book = AddressBook.load(settings.addresses)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from gateway.directory.addresses import LegacyUser
 from gateway.directory.model import HEADER, DirectoryEntry
-from gateway.translate.addresses import LegacyUser
 
 
 def entries(users: Iterable[LegacyUser]) -> Iterable[DirectoryEntry]:

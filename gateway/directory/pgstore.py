@@ -17,23 +17,23 @@ import psycopg
 from gateway.directory.extract import ReadReport, read
 from gateway.directory.store import DirectoryStore, ImportReport, _row
 from gateway.errors import SpoolUnavailable
-from gateway.spool.pg import PgConn, _safe_url, _thread_conn
+from gateway.pgconn import PgConn, safe_url, thread_conn
 
 
 class PgDirectoryStore(DirectoryStore):
     def __init__(self, url: str) -> None:
         self.url = url
-        self.path = Path(_safe_url(url))  # for messages only
+        self.path = Path(safe_url(url))  # for messages only
         self._local = threading.local()
         try:
             self.db.execute("CREATE TABLE IF NOT EXISTS directory_meta (k TEXT PRIMARY KEY, "
                             "v TEXT)")
         except psycopg.Error as exc:
-            raise SpoolUnavailable(f"directory {_safe_url(url)}: {exc}") from None
+            raise SpoolUnavailable(f"directory {safe_url(url)}: {exc}") from None
 
     @property
     def db(self) -> PgConn:  # type: ignore[override]
-        return _thread_conn(self._local, self.url, "directory")
+        return thread_conn(self._local, self.url, "directory")
 
     def import_file(self, source: Path,
                     progress: Callable[[int], None] | None = None) -> ImportReport:

@@ -72,7 +72,8 @@ class Entry:
 
 
 # Written as text, indented as lxml's pretty_print indented the tree it was once built as
-# (tests/documents/test_frozen_bytes.py holds the bytes to that); escaping as in narrative.
+# (the golden files, tests/documents/test_golden.py, hold the bytes to that); escaping as in
+# narrative.
 _HEAD = (
     "<?xml version='1.0' encoding='UTF-8'?>\n"
     f'<lcm:SubmitObjectsRequest xmlns:lcm="{LCM}" xmlns:rim="{RIM}">\n'

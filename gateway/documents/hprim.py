@@ -9,7 +9,7 @@ accepts the known variants, and lists every departure as a `Finding` with its li
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import date
 
@@ -34,6 +34,7 @@ __all__ = [
     "looks_like_hprim",
     "parse",
     "parse_date",
+    "repair_headers",
     "write",
 ]
 
@@ -226,6 +227,34 @@ def parse(text: str) -> HprimFile:
     if not docs:
         findings.append(Finding("empty", "no HPRIM document found", 1 if lines else None))
     return HprimFile(docs, findings, ended)
+
+
+# The header lines that hold names and places typed by people (patient, address, prescriber
+# and lab): the ones a short-string repair reads again.  Codes, dates and the NIR are ASCII.
+NAME_FIELDS = ("last_name", "first_name", "address1", "address2", "postcode_city",
+               "sender_name", "recipient_name")
+_FIELD_LABELS = {"last_name": "HPRIM patient last name", "first_name": "HPRIM patient first name",
+                 "address1": "HPRIM patient address", "address2": "HPRIM patient address",
+                 "postcode_city": "HPRIM patient city", "sender_name": "HPRIM lab (sender)",
+                 "recipient_name": "HPRIM prescriber (recipient)"}
+
+
+def repair_headers(documents: Sequence[HprimDocument],
+                   repair: Callable[[str, str], str]) -> list[HprimDocument]:
+    """Each document with its name lines passed through ``repair(value, where)`` (the text
+    engine's short-string repair, which records what it does): a header line garbled unlike
+    the rest of the letter is read on its own evidence."""
+    out = []
+    for doc in documents:
+        h = doc.header
+        new = h
+        for name in NAME_FIELDS:
+            value = getattr(h, name)
+            fixed = repair(value, _FIELD_LABELS[name])
+            if fixed != value:
+                new = replace(new, **{name: fixed})  # type: ignore[arg-type]
+        out.append(doc if new is h else replace(doc, header=new))
+    return out
 
 
 def _party(code: str, name: str) -> str:

@@ -30,9 +30,9 @@ SEPARATOR = {4: " ", 8: " – ", 14: " – "}  # shown between two fields of one
 
 # The CDA is written as text, not as an lxml tree (an element a field: some 300 SubElement
 # calls a document were most of the time it took).  What is written is exactly what lxml
-# wrote for the same tree — tests/documents/test_frozen_bytes.py holds it to that — so the
-# escaping below is libxml2's serialisation: `<`, `>`, `&` and CR in text; those, `"`, TAB
-# and LF in attribute values.  Strings XML cannot carry are refused as lxml refused them.
+# wrote for the same tree — the golden files (tests/documents/test_golden.py) hold it to that —
+# so the escaping below is libxml2's serialisation: `<`, `>`, `&` and CR in text; those, `"`,
+# TAB and LF in attribute values.  Strings XML cannot carry are refused as lxml refused them.
 _UNFIT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
 _TEXT_SPECIAL = re.compile("[&<>\r]")
 _ATTR_SPECIAL = re.compile('[&<>"\t\n\r]')

@@ -10,7 +10,7 @@ from typing import Any
 
 from gateway import config
 from gateway.errors import EX_CONFIG, EX_OK
-from gateway.ops.configcheck import check
+from gateway.ops.configcheck import check, legacy_adapter
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -28,10 +28,12 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
             "valid today (a warning under 30 days) and match their private keys; anchors and "
             "CRLs parse; the list of domains parses and is fresh; the address book and mapping "
             "tables load; gnupg_home exists (with legacy.adapter = \"sop\": the sop command "
-            "runs and the gateway's key has no passphrase). The file is validated exactly as "
-            "`serve` validates it: a wrong value or an unknown key (a typo) is an error, with "
-            "a \"did you mean\" hint. Prints one line per problem (ERROR "
-            "or WARNING). Exit 0 when there is no ERROR, 78 otherwise."
+            "runs and the gateway's key has no passphrase; with \"rnp\" or \"auto\", the "
+            "default: librnp loads and can use the gateway's key, else \"auto\" warns that "
+            "gpg is used). The file is validated exactly as `serve` validates it: a wrong value "
+            "or an unknown key (a typo) is an error, with a \"did you mean\" hint. Prints one "
+            "line per problem (ERROR or WARNING), then which legacy adapter is used. Exit 0 "
+            "when there is no ERROR, 78 otherwise."
         ),
     )
     c.add_argument("--config", type=Path, metavar="FILE",
@@ -39,7 +41,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
                         "./passerelle.toml, else /etc/passerelle/passerelle.toml)")
     c.add_argument(
         "--json", action="store_true",
-        help='print {"ok": bool, "problems": [{"level", "key", "message"}]}',
+        help='print {"ok": bool, "problems": [{"level", "key", "message"}], '
+             '"legacy_adapter": the adapter used ("" when not ok)}',
     )  # fmt: skip
     c.set_defaults(handler=run_check)
 
@@ -48,12 +51,15 @@ def run_check(args: argparse.Namespace) -> int:
     args.config = config.locate(args.config)
     problems = check(args.config)
     ok = not any(p.level == "ERROR" for p in problems)
+    adapter = legacy_adapter(args.config) if ok else ""
     if args.json:
-        doc = {"ok": ok, "problems": [p.to_json() for p in problems]}
+        doc = {"ok": ok, "problems": [p.to_json() for p in problems],
+               "legacy_adapter": adapter}
         sys.stdout.write(json.dumps(doc, ensure_ascii=False, indent=2) + "\n")
     else:
         for p in problems:
             print(p)
         if ok:
-            print(f"{args.config}: ok" + (f" ({len(problems)} warning(s))" if problems else ""))
+            print(f"{args.config}: ok" + (f" ({len(problems)} warning(s))" if problems else "")
+                  + f"; legacy adapter: {adapter}")
     return EX_OK if ok else EX_CONFIG

@@ -22,7 +22,7 @@ from lxml import etree
 
 from gateway import config
 from gateway.crypto.domainlist import DomainList
-from gateway.errors import ConfigError, PasserelleError
+from gateway.errors import ConfigError, ConfigProblems, PasserelleError
 
 EXPIRY_WARNING = timedelta(days=30)
 LIST_MAX_AGE = timedelta(hours=48)
@@ -183,7 +183,7 @@ def _crl(path: Path, now: datetime) -> Iterator[Problem]:
 
 
 def _legacy(s: config.LegacyCryptoSettings) -> Iterator[Problem]:
-    if s.adapter in ("openpgp", "sop"):
+    if s.adapter in ("auto", "openpgp", "rnp", "sop"):
         if s.gnupg_home is None:
             yield _error("legacy.gnupg_home", f"is not set (needed by the {s.adapter} adapter)")
         elif not s.gnupg_home.is_dir():
@@ -198,6 +198,8 @@ def _legacy(s: config.LegacyCryptoSettings) -> Iterator[Problem]:
             yield _error("legacy.adapter", f"{s.adapter} adapter needs gpg on PATH; none found")
         if s.adapter == "sop":
             yield from _sop(s)
+        if s.adapter in ("auto", "rnp"):
+            yield from _rnp(s)
     else:
         for name in ("open_command", "seal_command"):
             argv: tuple[str, ...] = getattr(s, name)
@@ -228,9 +230,43 @@ def _sop(s: config.LegacyCryptoSettings) -> Iterator[Problem]:
         yield _error("legacy.adapter", f"sop: {exc}")
 
 
+def _rnp(s: config.LegacyCryptoSettings) -> Iterator[Problem]:
+    """librnp loads and can use the gateway's key (no passphrase); with "auto", a warning
+    naming why the gpg adapter is used instead."""
+    from gateway.crypto import rnp
+    from gateway.errors import CryptoToolError
+    from gateway.translate.factory import resolve_adapter
+
+    if s.gnupg_home is None or not s.gnupg_home.is_dir() or not _FPR.fullmatch(
+            s.gateway_fingerprint) or shutil.which("gpg") is None:
+        return  # said above
+    if s.adapter == "auto":
+        used, why = resolve_adapter(s)
+        if used != "rnp":
+            yield _warning("legacy.adapter", f"auto: {why}; the gpg adapter is used "
+                           "(several times librnp's CPU per part)")
+        return
+    try:
+        rnp.RnpCipher(s.gnupg_home, gateway_fingerprint=s.gateway_fingerprint,
+                      timeout=s.timeout)
+    except CryptoToolError as exc:
+        yield _error("legacy.adapter", f"rnp: {exc}")
+
+
+def legacy_adapter(path: Path) -> str:
+    """The legacy adapter ``passerelle serve`` would use with the configuration at ``path``
+    (``"auto"`` resolved), or "" when the configuration does not load."""
+    from gateway.translate.factory import resolve_adapter
+
+    try:
+        return resolve_adapter(config.load(path).legacy)[0]
+    except ConfigError:
+        return ""
+
+
 def _mappings(s: config.Settings) -> Iterator[Problem]:
+    from gateway.directory.addresses import AddressBook
     from gateway.documents.codes import load_tables
-    from gateway.translate.addresses import AddressBook
 
     book: AddressBook | None = None
     try:
@@ -244,6 +280,12 @@ def _mappings(s: config.Settings) -> Iterator[Problem]:
                                                    "not 40 hex digits")  # fmt: skip
         if len(book) == 0:
             yield _warning("mappings.addresses", f"{s.addresses}: no user")
+        v1 = sum(1 for user in book.users() if user.mode(s.legacy.default_mode) == "v1")
+        if v1 and not s.hub.configured:
+            yield _warning("legacy.hub", f"{s.addresses}: {v1} first-generation (v1) user(s) "
+                           "but the legacy hub's authentication is not configured "
+                           "([legacy.hub] client_subject/client_fingerprint or auth_file): "
+                           "their unsigned messages will all be bounced")
     if not s.mappings_dir.is_dir():
         yield _error("mappings.dir", f"{s.mappings_dir}: not a directory")
         return
@@ -269,6 +311,24 @@ def _mappings(s: config.Settings) -> Iterator[Problem]:
                            "address book: its row is never used")
 
 
+def _hub(h: config.HubSettings) -> Iterator[Problem]:
+    """The legacy hub's credentials and anchors, when configured."""
+    from gateway.smtp.server import HubGate
+
+    if h.auth_file is not None:
+        try:
+            HubGate.load(auth_file=h.auth_file)
+        except ConfigError as exc:
+            yield _error("legacy.hub.auth_file", str(exc))
+        else:
+            if h.auth_file.stat().st_mode & 0o077:
+                yield _warning("legacy.hub.auth_file", f"{h.auth_file}: readable by others "
+                               "than its owner (chmod 600)")
+    if h.certificate and not h.anchors:
+        yield _error("legacy.hub.anchors", "no anchor to verify the hub's certificate "
+                     "(set it, or [trust] anchors)")
+
+
 def _state(s: config.Settings) -> Iterator[Problem]:
     key = "gateway.state_dir"
     if s.state_dir.exists():
@@ -286,13 +346,13 @@ def _state(s: config.Settings) -> Iterator[Problem]:
     elif url.startswith(("postgresql://", "postgres://")):
         import psycopg
 
-        from gateway.spool.pg import _safe_url
+        from gateway.pgconn import safe_url
 
         try:
             psycopg.connect(url, connect_timeout=5).close()
         except psycopg.Error as exc:
             why = " ".join(str(exc).split())[:200]
-            yield _error("spool.url", f"cannot connect to {_safe_url(url)}: {why}")
+            yield _error("spool.url", f"cannot connect to {safe_url(url)}: {why}")
 
 
 def check(path: Path, *, now: datetime | None = None) -> list[Problem]:
@@ -300,7 +360,7 @@ def check(path: Path, *, now: datetime | None = None) -> list[Problem]:
     now = now or datetime.now(UTC)
     try:
         s = config.load(path)  # exactly serve's validation: every problem of the file, named
-    except config.ConfigProblems as exc:
+    except ConfigProblems as exc:
         return [_error(key, why) for key, why in exc.problems]
     except ConfigError as exc:
         return [_error("config", str(exc))]
@@ -308,6 +368,7 @@ def check(path: Path, *, now: datetime | None = None) -> list[Problem]:
     problems += _state(s)
     problems += _legacy(s.legacy)
     problems += _mappings(s)
+    problems += _hub(s.hub)
     for role in ("signing", "server", "client"):
         problems += _pair(s.trust, role, now)
     for key, paths in (("trust.chain", s.trust.chain), ("trust.anchors", s.trust.anchors)):

@@ -31,67 +31,21 @@ from prometheus_client import (
 )
 
 from gateway import __version__
-from gateway.crypto.legacy import TOOLS
-from gateway.errors import CryptoError, CryptoToolError, PasserelleError, all_error_classes
+from gateway.crypto.legacy import TOOLS, VERIFICATION_KINDS
+from gateway.errors import PasserelleError
+from gateway.vocabulary import (
+    CRYPTO_KINDS,
+    DIRECTIONS,
+    EVENTS,
+    EXPIRY_KINDS,
+    REASONS,
+    REPAIR_KINDS,
+    SPOOL_STATES,
+    STAGES,
+    TLS_REASONS,
+)
 
 OTHER = "other"
-
-# --- vocabularies --------------------------------------------------------------------------
-
-DIRECTIONS = ("to_trust", "to_legacy")
-"""legacy → trust space, and trust space → legacy."""
-
-EVENTS = ("received", "translated", "delivered", "deferred", "bounced", "quarantined")
-"""The spool's state changes a message goes through (Postfix-style, named exactly)."""
-
-ERROR_KINDS = tuple(sorted({cls.kind for cls in all_error_classes()}))
-"""The ``kind`` of every error class in `gateway.errors`."""
-
-OUTCOMES = (
-    "ok",  # the step succeeded
-    "duplicate",  # suppressed: same Message-ID and content digest already delivered
-    "expired",  # the retry lifetime ended (bounce after 5 days by default)
-    "delay_warning",  # a delay notice was sent to the sender
-    "operator",  # an operator acted (queue retry/hold/release/delete, quarantine release/drop)
-    "peer_permanent",  # the next hop answered 5xx
-    "in_doubt",  # delivered again after an interrupted attempt: the peer may have it twice
-    "shutdown",  # the daemon was stopping
-)
-REASONS = ERROR_KINDS + OUTCOMES
-"""``reason`` label of ``passerelle_messages_total``: an error kind or an outcome word."""
-
-STAGES = ("accept", "open", "repair", "documents", "sign", "seal", "deliver")
-"""Pipeline stages: accept (SMTP DATA → fsync), open (decrypt/verify), repair (text), documents
-(HPRIM ↔ CDA/XDM), sign (S/MIME, to_trust), seal (OpenPGP, to_legacy), deliver (next hop)."""
-
-SPOOL_STATES = ("received", "translated", "deferred", "held", "quarantined")
-"""States a message can sit in; messages in a final state (delivered, bounced) are not counted."""
-
-REPAIR_KINDS = (
-    "mojibake", "mac_pc", "misread", "mixed_encoding", "line_ends", "bom", "nfc", "dos_eof",
-)  # fmt: skip
-"""`gateway.text.model.Repair.kind` values."""
-
-TLS_REASONS = (
-    "certificate_unknown",  # chain does not lead to an anchor we hold
-    "certificate_expired",
-    "certificate_revoked",
-    "hostname_mismatch",
-    "certificate_rejected",  # verified, but refused by policy (not in the list, wrong usage)
-    "no_client_certificate",
-    "protocol",  # version / cipher negotiation failed
-    "timeout",
-    "refused",  # TCP connection refused or reset before the handshake ended
-    "starttls_unsupported",
-)
-CRYPTO_KINDS = (
-    *sorted({c.kind for c in all_error_classes() if issubclass(c, CryptoError | CryptoToolError)}),
-    "certificate_rejected",
-)
-"""`kind` of the crypto error classes (and the S/MIME policy refusal)."""
-
-EXPIRY_KINDS = ("certificate", "openpgp_key", "crl")
-"""What expires: an X.509 certificate, an OpenPGP key, a CRL (its nextUpdate)."""
 
 _LABEL = re.compile(r"[a-z0-9_.:-]{1,64}")
 _DNS_LABEL = r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?"
@@ -187,17 +141,26 @@ class Metrics:
         self.legacy_opens = Counter(
             "passerelle_legacy_parts_opened_total",
             "Legacy parts decrypted and verified, by the tool that verified them (gpg, sop, "
-            "command); with legacy.adapter = \"sop\", tool=\"gpg\" counts the parts sqop did "
-            "not accept and gpg did.",
+            "rnp, command); with legacy.adapter = \"sop\" or \"rnp\", tool=\"gpg\" counts the "
+            "parts sqop or librnp did not accept and gpg did.",
             ["tool"], registry=r,
         )  # fmt: skip
         self.legacy_seals = Counter(
             "passerelle_legacy_parts_sealed_total",
             "Legacy parts signed and encrypted for a legacy user, by the tool that sealed them "
-            "(gpg, sop, command); with legacy.adapter = \"sop\", tool=\"gpg\" counts the parts "
-            "sqop did not seal and gpg did.",
+            "(gpg, sop, rnp, command); with legacy.adapter = \"sop\" or \"rnp\", tool=\"gpg\" "
+            "counts the parts sqop or librnp did not seal and gpg did.",
             ["tool"], registry=r,
         )  # fmt: skip
+        self.legacy_verified = Counter(
+            "passerelle_legacy_parts_verified_total",
+            "Legacy parts opened, by how the sender was established: signed (the sender's "
+            "signature verified) or unsigned_v1 (a first-generation client's unsigned part, "
+            "the sender asserted by the legacy hub's authenticated session).",
+            ["kind"], registry=r,
+        )  # fmt: skip
+        for kind in VERIFICATION_KINDS:  # both series exist from the start, at zero
+            self.legacy_verified.labels(kind)
         self.tls_failures = Counter(
             "passerelle_tls_handshake_failures_total",
             "TLS handshakes that failed, by peer domain (an operator) and reason.",
@@ -280,6 +243,16 @@ class Metrics:
         """A legacy part ``opened`` (decrypted and verified) or ``sealed``, by ``tool``."""
         counter = {"opened": self.legacy_opens, "sealed": self.legacy_seals}[operation]
         counter.labels(_closed(tool, TOOLS)).inc()
+
+    def count_verifications(self, verification: Mapping[str, object]) -> None:
+        """The parts of one opened legacy message, by verification kind (a trace step's
+        ``verification``; a summary without kinds counts its parts as signed)."""
+        kinds = verification.get("kinds")
+        if not isinstance(kinds, list):
+            parts = verification.get("parts")
+            kinds = ["signed"] * (len(parts) if isinstance(parts, list) else 0)
+        for kind in kinds:
+            self.legacy_verified.labels(_closed(str(kind), VERIFICATION_KINDS)).inc()
 
     def count_tls_failure(self, peer_domain: str, reason: str) -> None:
         self.tls_failures.labels(peer_label(peer_domain), _closed(reason, TLS_REASONS)).inc()

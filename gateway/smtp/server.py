@@ -3,6 +3,11 @@
 * **legacy listener** — the legacy hub relays here every message for a recipient outside the
   legacy network.  STARTTLS is offered.  Only mapped legacy senders, writing to listed
   trust-space domains (or to a mapped user's trust-space alias) are accepted: no open relay.
+  When ``[legacy.hub]`` is configured the hub may authenticate its session — a client
+  certificate verified against the hub's anchors and matching the configured subject and/or
+  fingerprint, or SMTP AUTH with the configured credentials, offered only after STARTTLS
+  (:class:`HubGate`) — and that fact is stored with each message it sends (``hub_auth``):
+  only such a message may carry a first-generation (v1) user's unsigned parts.
 * **trust listener** — trust-space operators deliver here.  STARTTLS is required before MAIL;
   the TLS layer demands and verifies a client certificate (anchors + CRL); at MAIL FROM its
   subject DN must be the one the list of domains publishes for the sender's domain;
@@ -19,6 +24,7 @@ import asyncio
 import contextlib
 import email.parser
 import email.policy
+import hmac
 import logging
 import os
 import re
@@ -30,10 +36,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
+from gateway.directory.addresses import AddressBook, domain_of
 from gateway.errors import (
     BadRecipientAddress,
+    ConfigError,
     DomainNotListed,
     MessageFormatError,
     MessageTooBig,
@@ -49,7 +57,6 @@ from gateway.spill import LARGE, Data, create, new_path
 from gateway.spill import head as data_head
 from gateway.spill import size as data_size
 from gateway.translate import senders
-from gateway.translate.addresses import AddressBook, domain_of
 
 log = logging.getLogger("passerelle.smtp")
 
@@ -78,6 +85,97 @@ class Arrival:
     peer: str
     tls: str | None  # negotiated protocol, when any
     client_subject: str | None  # trust side: the verified client certificate's subject
+    # legacy side: how the legacy hub authenticated this session ("certificate" or
+    # "smtp-auth"), "" when it did not — a fact of the session, never of the content
+    hub_auth: str = ""
+
+
+HUB_AUTH = ("certificate", "smtp-auth")
+
+
+@dataclass(frozen=True)
+class HubGate:
+    """How the legacy hub is recognised on the legacy listener (``[legacy.hub]``)."""
+
+    subject: str = ""  # the hub's client certificate subject DN (any order, case, spacing)
+    fingerprint: str = ""  # the SHA-256 of the hub's certificate (64 hex digits)
+    login: bytes = b""
+    password: bytes = b""
+
+    @property
+    def certificate(self) -> bool:
+        return bool(self.subject or self.fingerprint)
+
+    @property
+    def smtp_auth(self) -> bool:
+        return bool(self.login)
+
+    @classmethod
+    def load(cls, *, subject: str = "", fingerprint: str = "",
+             auth_file: Path | None = None) -> HubGate:
+        """The gate; the credentials read from ``auth_file`` (one line ``login:password``,
+        lines starting with ``#`` ignored).  An unreadable or malformed file is a
+        :class:`ConfigError` (never a gate that lets anybody in)."""
+        login = password = b""
+        if auth_file is not None:
+            try:
+                lines = [line.strip() for line in auth_file.read_bytes().splitlines()]
+            except OSError as exc:
+                raise ConfigError(f"legacy.hub.auth_file {auth_file}: cannot read "
+                                  f"({exc.strerror})") from None
+            lines = [line for line in lines if line and not line.startswith(b"#")]
+            if len(lines) != 1 or b":" not in lines[0]:
+                raise ConfigError(f"legacy.hub.auth_file {auth_file}: must hold one line "
+                                  "login:password")
+            login, _, password = lines[0].partition(b":")
+            if not login or not password:
+                raise ConfigError(f"legacy.hub.auth_file {auth_file}: empty login or password")
+        return cls(subject, fingerprint.lower(), login, password)
+
+    def certificate_matches(self, der: bytes | None) -> bool:
+        """Whether ``der`` (a client certificate the TLS layer verified) is the hub's: every
+        configured check must hold."""
+        if not der or not self.certificate:
+            return False
+        import hashlib
+
+        from cryptography import x509
+
+        from gateway.crypto.x509util import dn_key, dn_string
+
+        if self.fingerprint and not hmac.compare_digest(
+                hashlib.sha256(der).hexdigest(), self.fingerprint):
+            return False
+        if self.subject:
+            try:
+                subject = dn_string(x509.load_der_x509_certificate(der).subject)
+            except ValueError:
+                return False
+            if dn_key(subject) != dn_key(self.subject):
+                return False
+        return True
+
+    def authenticate(self, server: SMTP, session: Session, envelope: Envelope,
+                     mechanism: str, auth_data: Any) -> AuthResult:
+        """aiosmtpd's authenticator: the hub's login and password, compared in constant
+        time (AUTH is offered only after STARTTLS)."""
+        if (self.smtp_auth and isinstance(auth_data, LoginPassword)
+                and hmac.compare_digest(auth_data.login, self.login)
+                and hmac.compare_digest(auth_data.password, self.password)):
+            return AuthResult(success=True, auth_data="hub")
+        log.info("hub authentication refused", extra={"side": "legacy"})
+        return AuthResult(success=False, handled=False)
+
+    def session_auth(self, session: Session) -> str:
+        """How the hub authenticated ``session``: "certificate", "smtp-auth" or ""."""
+        ssl_info: dict[str, Any] = session.ssl or {}
+        ssl_obj = ssl_info.get("ssl_object")
+        if self.certificate and isinstance(ssl_obj, ssl.SSLObject) and \
+                self.certificate_matches(ssl_obj.getpeercert(binary_form=True)):
+            return "certificate"
+        if self.smtp_auth and session.authenticated and session.auth_data == "hub":
+            return "smtp-auth"
+        return ""
 
 
 AcceptFn = Callable[[Arrival], Awaitable[str]]
@@ -96,7 +194,9 @@ class _Handler:
 
     def __init__(self, *, book: Callable[[], AddressBook], domains: Callable[[], DomainPolicy],
                  accept: AcceptFn, limits: Limits, gateway_domain: str,
-                 directory_alias: Callable[[str], bool] | None = None) -> None:
+                 directory_alias: Callable[[str], bool] | None = None,
+                 hub: HubGate | None = None) -> None:
+        self.hub = hub or HubGate()
         self.book = book  # callables: SIGHUP swaps the tables under running listeners
         # rpps-<11 digits>@ and hprim@ the gateway domain: resolved when translated
         self.directory_alias = directory_alias
@@ -141,6 +241,7 @@ class _Handler:
             peer=str(session.peer[0]) if session.peer else "",
             tls=ssl_obj.version() if isinstance(ssl_obj, ssl.SSLObject) else None,
             client_subject=getattr(session, "passerelle_client_subject", None),
+            hub_auth=self.hub.session_auth(session) if self.side == "legacy" else "",
         )
         started = time.monotonic()
         try:
@@ -378,6 +479,9 @@ class Listener:
                  tls: ssl.SSLContext | None, require_starttls: bool, hostname: str,
                  limits: Limits, spill: Path | None = None) -> None:
         self.handler = handler
+        # SMTP AUTH only where the hub's credentials are configured, and only after STARTTLS
+        gate = handler.hub
+        self.authenticator = gate.authenticate if gate.smtp_auth else None
         self.spill = spill  # where a large message is received (else: in memory)
         self.host = host
         self.port = port
@@ -400,6 +504,8 @@ class Listener:
             tls_context=self.tls,
             require_starttls=self.require_starttls,
             timeout=self.limits.timeout,
+            **({"authenticator": self.authenticator, "auth_require_tls": True}
+               if self.authenticator is not None else {}),
         )
         self._sessions.add(session)
         return session

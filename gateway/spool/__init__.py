@@ -4,8 +4,14 @@ States (per recipient, Postfix-style): ``received`` → ``translated`` → ``del
 ``deferred`` (retried with backoff, then ``bounced`` after the lifetime), ``bounced``,
 ``quarantined`` (an operator looks, then releases or drops) and ``held`` (set aside by an
 operator).  See :mod:`gateway.spool.sqlite` for the storage and its guarantees.
+
+The spool's database keeps the trace journal too: :func:`open_journal` gives the
+:class:`gateway.journal.Journal` whose store is that database's (SQLite or PostgreSQL).
 """
 
+from __future__ import annotations
+
+from gateway.journal import Journal
 from gateway.spool.model import (
     DeliverWork,
     Direction,
@@ -15,7 +21,8 @@ from gateway.spool.model import (
     State,
     TranslateWork,
 )
-from gateway.spool.sqlite import SqliteSpool, open_spool
+from gateway.spool.sqlite import SqliteSpool
+from gateway.spool.sqlitedb import SqliteJournalStore, journal_path, spool_path
 
 __all__ = [
     "DeliverWork",
@@ -26,5 +33,28 @@ __all__ = [
     "SqliteSpool",
     "State",
     "TranslateWork",
+    "open_journal",
     "open_spool",
 ]
+
+
+def _postgres(url: str) -> bool:
+    return url.startswith(("postgresql://", "postgres://"))
+
+
+def open_spool(url: str, *, policy: RetryPolicy | None = None) -> SqliteSpool:
+    """``sqlite:///path`` (or a bare path) or ``postgresql://user:pass@host/db``."""
+    if _postgres(url):
+        from gateway.spool.pg import PgSpool  # psycopg is imported only for PostgreSQL
+
+        return PgSpool(url, policy=policy)
+    return SqliteSpool(spool_path(url), policy=policy)
+
+
+def open_journal(url: str) -> Journal:
+    """The journal in ``sqlite:///path`` (or a bare path) or ``postgresql://…``."""
+    if _postgres(url):
+        from gateway.spool.pg import PgJournalStore
+
+        return Journal(PgJournalStore(url))
+    return Journal(SqliteJournalStore(journal_path(url)))

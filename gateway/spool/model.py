@@ -72,6 +72,9 @@ class TranslateWork:
     received_at: float
     attempts: int
     path: str = ""  # a large message is in this file, ``data`` empty (see ``lease_translate``)
+    # how the legacy hub authenticated the session it came over ("certificate", "smtp-auth"),
+    # "" when it did not: stored by the listener with the message, never read from it
+    hub_auth: str = ""
 
 
 @dataclass(frozen=True)

@@ -13,201 +13,42 @@ Guarantees:
   (quarantined, reason ``corrupt``) instead of stopping the daemon.
 * SQLite errors never escape: "disk full" is :class:`SpoolFull` (452), anything else
   :class:`SpoolUnavailable` (451) — transient, so senders retry.
+
+Around it: the tables in :mod:`gateway.spool.schema`, a message's bytes in and out in
+:mod:`gateway.spool.payload`, the writer lock and fsync switch in :mod:`gateway.spool.sqlitedb`,
+the operator's reads and actions in :mod:`gateway.spool.admin`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import os
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from gateway.errors import BadInputError, SpoolFull, SpoolUnavailable
-from gateway.spill import LARGE, Data, new_path
-from gateway.spill import create as create_private
+from gateway.journal import Conn
+from gateway.spill import LARGE, new_path
 from gateway.spill import size as data_size
+from gateway.spool.admin import QueueAdmin
 from gateway.spool.model import (
     DeliverWork,
     Direction,
-    QueueEntry,
-    RecipientState,
     RetryPolicy,
     State,
     TranslateWork,
 )
-
-SCHEMA_VERSION = 3
-# Version 3 keeps a message's bytes in ``bodies``, apart from its row in ``messages``: SQLite
-# writes a row again whole on every UPDATE, so each lease of a 25 MB message wrote 50 MB
-# into the WAL and read the message into memory.
-MOVE_BODIES = ("INSERT INTO bodies (queue_id, data) SELECT queue_id, data FROM messages",
-                "ALTER TABLE messages DROP COLUMN data")
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS messages (
-    queue_id TEXT PRIMARY KEY,
-    direction TEXT NOT NULL,
-    mail_from TEXT NOT NULL,
-    message_id TEXT NOT NULL,
-    received_at REAL NOT NULL,
-    size INTEGER NOT NULL,
-    digest TEXT NOT NULL,
-    peer TEXT NOT NULL DEFAULT '',
-    translate_attempts INTEGER NOT NULL DEFAULT 0,
-    next_translate REAL NOT NULL DEFAULT 0,
-    lease_owner TEXT,
-    lease_until REAL NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS bodies (
-    queue_id TEXT PRIMARY KEY,
-    data BLOB NOT NULL
-);
-CREATE TABLE IF NOT EXISTS outputs (
-    output_id INTEGER PRIMARY KEY,
-    queue_id TEXT NOT NULL,
-    digest TEXT NOT NULL,
-    data BLOB NOT NULL
-);
-CREATE TABLE IF NOT EXISTS recipients (
-    id INTEGER PRIMARY KEY,
-    queue_id TEXT NOT NULL,
-    rcpt TEXT NOT NULL,
-    state TEXT NOT NULL,
-    output_id INTEGER,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    next_attempt REAL NOT NULL DEFAULT 0,
-    first_deferred REAL,
-    warned INTEGER NOT NULL DEFAULT 0,
-    reason TEXT NOT NULL DEFAULT '',
-    lease_owner TEXT,
-    lease_until REAL NOT NULL DEFAULT 0,
-    updated_at REAL NOT NULL DEFAULT 0,
-    in_doubt INTEGER NOT NULL DEFAULT 0,
-    deliver_to TEXT
-);
-CREATE INDEX IF NOT EXISTS recipients_work ON recipients(state, next_attempt);
-CREATE INDEX IF NOT EXISTS recipients_queue ON recipients(queue_id);
-CREATE INDEX IF NOT EXISTS messages_message_id ON messages(message_id);
-CREATE TABLE IF NOT EXISTS accepted (
-    message_id TEXT NOT NULL,
-    digest TEXT NOT NULL,
-    rcpt TEXT NOT NULL,
-    queue_id TEXT NOT NULL,
-    PRIMARY KEY (message_id, digest, rcpt)
-);
-"""
-
-
-class Conn(Protocol):
-    """What the spool needs of a DB-API connection (sqlite3, or the PostgreSQL adapter)."""
-
-    @property
-    def in_transaction(self) -> bool: ...
-
-    def execute(self, sql: str, parameters: Any = (), /) -> Any: ...
-
+from gateway.spool.payload import PIECE, Payload, export_file, pieces_of, sha256_of
+from gateway.spool.schema import ADD_HUB_AUTH, MOVE_BODIES, SCHEMA_VERSION, SQLITE
+from gateway.spool.sqlitedb import unsynced, writer_lock
 
 _DIRECTIONS = frozenset(str(d) for d in Direction)
 
-# Data larger than LARGE goes into and out of the database in pieces, and out of the spool
-# as a file in a spill directory: bound or read whole, a 25 MB message was copied several
-# times over (see gateway/spill.py).
-_PIECE = 1 << 18
-Payload = Data
-
-
-def _pieces(data: Payload) -> Iterator[bytes | memoryview]:
-    if isinstance(data, Path):
-        with data.open("rb") as f:
-            yield from iter(lambda: f.read(_PIECE), b"")
-        return
-    view = memoryview(data)
-    for at in range(0, len(view), _PIECE):
-        yield view[at:at + _PIECE]
-
-
-def _digest(data: Payload) -> str:
-    if isinstance(data, Path):
-        h = hashlib.sha256()
-        for piece in _pieces(data):
-            h.update(piece)
-        return h.hexdigest()
-    return hashlib.sha256(data).hexdigest()
-
-
-_WRITERS: dict[Path, threading.Lock] = {}
-_WRITERS_LOCK = threading.Lock()
-
-
-def writer_lock(path: Path) -> threading.Lock:
-    """The lock this process's writers to one SQLite file take before ``BEGIN IMMEDIATE``.
-    SQLite lets one writer in at a time and makes the others sleep and try again, sleeping
-    longer each time (1, 2, 5, 10 … 100 ms): two threads of the daemon that wanted the file
-    at once made an SMTP client wait 100–600 ms for a commit that took one.  Waiting on this
-    lock, the next writer goes in as soon as the last one is done; other processes (the
-    command line) still meet SQLite's own wait."""
-    key = path.resolve()
-    with _WRITERS_LOCK:
-        return _WRITERS.setdefault(key, threading.Lock())
-
-
-@contextmanager
-def unsynced(local: threading.local, db: sqlite3.Connection, *, on: bool = True
-             ) -> Iterator[None]:
-    """With ``on``: the commits made inside wait for no fsync (``synchronous=NORMAL``; the
-    next commit with FULL syncs them with its own).  Afterwards the connection fsyncs again
-    — or, if that cannot be set, it is closed and dropped from ``local`` (a new one starts
-    with FULL): a later accept is never left unsynced."""
-    if not on:
-        yield
-        return
-    db.execute("PRAGMA synchronous=NORMAL")
-    try:
-        yield
-    finally:
-        try:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            db.execute("PRAGMA synchronous=FULL")
-        except sqlite3.Error:
-            with contextlib.suppress(sqlite3.Error):
-                db.close()
-            local.db = None
-
-
-def export_file(dest: Path, pieces: Iterable[bytes], digest: str) -> bool:
-    """Write ``pieces`` into a new private file ``dest``; whether they matched ``digest``
-    (the file is removed when they did not).  A file that cannot be written is
-    :class:`SpoolUnavailable`, and none is left."""
-    h = hashlib.sha256()
-    try:
-        with open(create_private(dest), "wb") as f:
-            for piece in pieces:
-                h.update(piece)
-                f.write(piece)
-    except OSError as exc:
-        dest.unlink(missing_ok=True)
-        raise SpoolUnavailable(f"spool: cannot write {dest}: {exc.strerror}") from None
-    if h.hexdigest() != digest:
-        dest.unlink()
-        return False
-    return True
-
-
-def _path(url: str) -> Path:
-    if url.startswith("sqlite:///"):
-        return Path(url[len("sqlite://"):]) if url.startswith("sqlite:////") else Path(
-            url[len("sqlite:///"):])
-    return Path(url)
-
-
-class SqliteSpool:
+class SqliteSpool(QueueAdmin):
     def __init__(self, path: Path, *, policy: RetryPolicy | None = None) -> None:
         self.path = path
         self.policy = policy or RetryPolicy()
@@ -224,7 +65,7 @@ class SqliteSpool:
         db = self._conn()
         assert isinstance(db, sqlite3.Connection)
         try:
-            db.executescript(_SCHEMA)  # idempotent; executescript commits itself
+            db.executescript(SQLITE)  # idempotent; executescript commits itself
         except sqlite3.Error as exc:
             raise SpoolUnavailable(f"spool {self.path}: {exc}") from None
         with self._tx() as tx:
@@ -236,8 +77,11 @@ class SqliteSpool:
                     tx.execute("ALTER TABLE recipients ADD COLUMN in_doubt INTEGER NOT NULL "
                                "DEFAULT 0")
                     tx.execute("ALTER TABLE recipients ADD COLUMN deliver_to TEXT")
-                for statement in MOVE_BODIES:
-                    tx.execute(statement)
+                if row[0] < 3:
+                    for statement in MOVE_BODIES:
+                        tx.execute(statement)
+                if row[0] < 4:
+                    tx.execute(ADD_HUB_AUTH)
                 tx.execute("UPDATE schema_version SET version=?", (SCHEMA_VERSION,))
 
     # -- connections and transactions -------------------------------------------------
@@ -317,19 +161,20 @@ class SqliteSpool:
 
     def accept(self, *, direction: Direction, mail_from: str, rcpts: Sequence[str],
                data: Payload, message_id: str, now: float, peer: str = "",
-               state: State = State.RECEIVED) -> tuple[str, bool]:
-        """Store durably; returns (queue id, duplicate?)."""
+               state: State = State.RECEIVED, hub_auth: str = "") -> tuple[str, bool]:
+        """Store durably; returns (queue id, duplicate?).  ``hub_auth``: how the legacy hub
+        authenticated the session the message came over ("" when it did not)."""
         return self.accept_many([(direction, mail_from, tuple(rcpts), data, message_id, peer,
-                                  state)], now=now)[0]
+                                  state, hub_auth)], now=now)[0]
 
     def accept_many(self, items: Sequence[tuple[Direction, str, tuple[str, ...], Payload, str,
-                                                 str, State]],
+                                                 str, State, str]],
                     *, now: float) -> list[tuple[str, bool]]:
         """Group commit: several messages in one transaction, one fsync."""
         out: list[tuple[str, bool]] = []
         with self._tx() as db:
-            for direction, mail_from, rcpts, data, message_id, peer, state in items:
-                digest = _digest(data)
+            for direction, mail_from, rcpts, data, message_id, peer, state, hub_auth in items:
+                digest = sha256_of(data)
                 queue_id = uuid.uuid4().hex[:20].upper()
                 fresh = []
                 for rcpt in rcpts:
@@ -345,9 +190,9 @@ class SqliteSpool:
                     continue
                 db.execute(
                     "INSERT INTO messages (queue_id, direction, mail_from, message_id, "
-                    "received_at, size, digest, peer) VALUES (?,?,?,?,?,?,?,?)",
+                    "received_at, size, digest, peer, hub_auth) VALUES (?,?,?,?,?,?,?,?,?)",
                     (queue_id, str(direction), mail_from, message_id, now, data_size(data), digest,
-                     peer))
+                     peer, hub_auth))
                 self._insert_with_data(db, "bodies", ("queue_id",), (queue_id,), data,
                                        returning="queue_id")
                 output_id = None
@@ -383,7 +228,7 @@ class SqliteSpool:
             f"{returning}", (*values, size)).fetchone()
         written = 0
         with db.blobopen(table, "data", rowid) as blob:
-            for piece in _pieces(data):
+            for piece in pieces_of(data):
                 if written + len(piece) > size:
                     raise SpoolUnavailable("spool: the data grew while it was being stored")
                 blob.write(piece)
@@ -406,14 +251,14 @@ class SqliteSpool:
         assert isinstance(db, sqlite3.Connection)
         row = db.execute(f"SELECT rowid FROM {table} WHERE {key}=?", (value,)).fetchone()
         with db.blobopen(table, "data", row[0], readonly=True) as blob:
-            return export_file(dest, iter(lambda: blob.read(_PIECE), b""), digest)
+            return export_file(dest, iter(lambda: blob.read(PIECE), b""), digest)
 
     def _checked(self, db: Conn, table: str, key: str, value: Any, data: bytes | None,
                  digest: str, spill: Path | None, name: str) -> tuple[bool, bytes, Path | None]:
         """A row's data as read, or — left out of the read as large (None) — written into a
         new file ``name`` of ``spill``: (whether it matched its digest, the bytes, the file)."""
         if data is not None:
-            return _digest(data) == digest, data, None
+            return sha256_of(data) == digest, data, None
         assert spill is not None
         path = new_path(spill, name)
         return self._export(db, table, key, value, path, digest), b"", path
@@ -457,15 +302,15 @@ class SqliteSpool:
             # (not length(data) in the same query: SQLite would read the whole blob for it)
             large = self._large(spill, "bodies", "queue_id", queue_id)
             row = db.execute("SELECT m.direction, m.mail_from, CASE WHEN ? THEN NULL ELSE b.data "
-                             "END, m.digest, m.received_at, m.translate_attempts FROM messages m "
-                             "JOIN bodies b ON b.queue_id = m.queue_id WHERE m.queue_id=?",
-                             (large, queue_id)).fetchone()
+                             "END, m.digest, m.received_at, m.translate_attempts, m.hub_auth "
+                             "FROM messages m JOIN bodies b ON b.queue_id = m.queue_id "
+                             "WHERE m.queue_id=?", (large, queue_id)).fetchone()
             rcpts = tuple(r[0] for r in db.execute(
                 "SELECT rcpt FROM recipients WHERE queue_id=? AND state='received' ORDER BY id",
                 (queue_id,)))
             if row is None:
                 return None
-            direction, mail_from, data, digest, received_at, attempts = row
+            direction, mail_from, data, digest, received_at, attempts, hub_auth = row
             intact, data, path = self._checked(db, "bodies", "queue_id", queue_id, data,
                                                digest, spill, queue_id)
         if not intact:
@@ -477,7 +322,7 @@ class SqliteSpool:
             self._set_aside(queue_id, "corrupt: unknown direction")
             return None
         return TranslateWork(queue_id, Direction(direction), mail_from, rcpts, data,
-                             received_at, attempts, str(path or ""))
+                             received_at, attempts, str(path or ""), str(hub_auth or ""))
 
     def _set_aside(self, queue_id: str, reason: str) -> None:
         with self._tx() as db:
@@ -495,7 +340,7 @@ class SqliteSpool:
         with self._tx() as db:
             for rcpts, data in groups:
                 output_id = self._insert_with_data(db, "outputs", ("queue_id", "digest"),
-                                                   (queue_id, _digest(data)), data,
+                                                   (queue_id, sha256_of(data)), data,
                                                    returning="output_id")
                 for rcpt in rcpts:
                     db.execute(
@@ -626,7 +471,7 @@ class SqliteSpool:
                     (attempts, nxt, now, 1 if warn else 0, reason[:300], now, output_id, rcpt))
         return nxt, warn, expired
 
-    # -- administration -----------------------------------------------------------------
+    # -- administration (the operator's reads and actions: gateway.spool.admin) ------------
 
     def recover(self, *, now: float) -> int:
         """At start: leases held by a previous run are released (their work is redone).
@@ -641,55 +486,6 @@ class SqliteSpool:
                             "WHERE lease_owner IS NOT NULL").rowcount
         return int(n)
 
-    def sent_to_legacy(self, message_id: str, trust_sender: str) -> bool:
-        """Did this gateway carry a message with that Message-ID from that trust-space sender
-        into the legacy network?  (Only then is a bounce from the hub passed back.)"""
-        with self._read() as db:
-            row = db.execute(
-                "SELECT 1 FROM messages WHERE message_id=? AND direction='to_legacy' AND "
-                "lower(mail_from)=lower(?) LIMIT 1", (message_id, trust_sender)).fetchone()
-        return row is not None
-
-    def counts(self) -> dict[str, int]:
-        with self._read() as db:
-            return {state: n for state, n in db.execute(
-                "SELECT state, COUNT(*) FROM recipients GROUP BY state")}
-
-    def oldest_age(self, now: float) -> float:
-        with self._read() as db:
-            row = db.execute(
-                "SELECT MIN(m.received_at) FROM messages m JOIN recipients r ON r.queue_id = "
-                "m.queue_id WHERE r.state IN ('received','translated','deferred')").fetchone()
-        return 0.0 if row[0] is None else max(0.0, now - row[0])
-
-    def list(self, *, state: str | None = None, limit: int = 100) -> list[QueueEntry]:
-        where = "WHERE queue_id IN (SELECT queue_id FROM recipients WHERE state=?)" if state \
-            else ""
-        with self._read() as db:
-            rows = db.execute(
-                "SELECT queue_id, direction, message_id, mail_from, size, digest, received_at "
-                f"FROM messages {where} ORDER BY received_at LIMIT ?",
-                (state, limit) if state else (limit,)).fetchall()
-            return [self._entry(db, *row) for row in rows]
-
-    def _entry(self, db: Conn, qid: str, direction: str, message_id: str,
-               mail_from: str, size: int, digest: str, received_at: float) -> QueueEntry:
-        rcpts = tuple(RecipientState(r, State(s), a, n, reason) for r, s, a, n, reason in
-                      db.execute("SELECT rcpt, state, attempts, next_attempt, reason FROM "
-                                 "recipients WHERE queue_id=? ORDER BY id", (qid,)))
-        return QueueEntry(qid, direction, message_id, mail_from.rpartition("@")[2], size,
-                          digest, received_at, rcpts)
-
-    def show(self, queue_id: str) -> tuple[QueueEntry, bytes]:
-        with self._read() as db:
-            row = db.execute("SELECT m.queue_id, m.direction, m.message_id, m.mail_from, m.size, "
-                             "m.digest, m.received_at, b.data FROM messages m JOIN bodies b ON "
-                             "b.queue_id = m.queue_id WHERE m.queue_id=?",
-                             (queue_id,)).fetchone()
-            if row is None:
-                raise BadInputError(f"no message {queue_id} in the queue")
-            return self._entry(db, *row[:7]), row[7]
-
     def head(self, queue_id: str, limit: int) -> bytes:
         """The first ``limit`` bytes of a stored message — what a notice quotes of it, its
         header block — without reading the rest."""
@@ -701,56 +497,9 @@ class SqliteSpool:
             with db.blobopen("bodies", "data", row[0], readonly=True) as blob:
                 return blob.read(limit)
 
-    def _admin(self, queue_id: str, sql: str, args: tuple[object, ...], allowed: str) -> int:
-        with self._tx() as db:
-            if db.execute("SELECT 1 FROM messages WHERE queue_id=?",
-                          (queue_id,)).fetchone() is None:
-                raise BadInputError(f"no message {queue_id} in the queue")
-            n = db.execute(sql + f" WHERE queue_id=? AND state IN ({allowed})",
-                           (*args, queue_id)).rowcount
-        if n == 0:
-            raise BadInputError(f"message {queue_id} has no recipient in a state this applies to")
-        return int(n)
-
-    def retry(self, queue_id: str, *, now: float) -> int:
-        """Deferred recipients are tried again now."""
-        return self._admin(queue_id, "UPDATE recipients SET next_attempt=?", (now,),
-                           "'deferred'")
-
-    def hold(self, queue_id: str, *, now: float) -> int:
-        return self._admin(queue_id, "UPDATE recipients SET state='held', updated_at=?", (now,),
-                           "'received','translated','deferred'")
-
-    def release(self, queue_id: str, *, now: float) -> int:
-        """Held or quarantined recipients go back to work (translated again from scratch)."""
-        with self._tx() as db:
-            db.execute("UPDATE messages SET next_translate=0, translate_attempts=0, "
-                       "lease_owner=NULL WHERE queue_id=?", (queue_id,))
-        return self._admin(queue_id, "UPDATE recipients SET state='received', output_id=NULL, "
-                           "next_attempt=?, attempts=0, first_deferred=NULL, warned=0, "
-                           "reason='released', lease_owner=NULL", (now,),
-                           "'held','quarantined'")
-
-    def delete(self, queue_id: str) -> None:
-        with self._tx() as db:
-            if db.execute("DELETE FROM messages WHERE queue_id=?", (queue_id,)).rowcount == 0:
-                raise BadInputError(f"no message {queue_id} in the queue")
-            db.execute("DELETE FROM bodies WHERE queue_id=?", (queue_id,))
-            db.execute("DELETE FROM recipients WHERE queue_id=?", (queue_id,))
-            db.execute("DELETE FROM outputs WHERE queue_id=?", (queue_id,))
-
     def size_bytes(self) -> int:
         try:
             return sum(os.path.getsize(p) for p in (self.path, Path(f"{self.path}-wal"))
                        if p.exists())
         except OSError:
             return 0
-
-
-def open_spool(url: str, *, policy: RetryPolicy | None = None) -> SqliteSpool:
-    """``sqlite:///path`` (or a bare path) or ``postgresql://user:pass@host/db``."""
-    if url.startswith(("postgresql://", "postgres://")):
-        from gateway.spool.pg import PgSpool
-
-        return PgSpool(url, policy=policy)
-    return SqliteSpool(_path(url), policy=policy)

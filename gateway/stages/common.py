@@ -10,7 +10,7 @@ from collections.abc import Callable, Coroutine
 from concurrent.futures import Executor
 from typing import Any, TypeVar
 
-from gateway.translate.addresses import AddressBook
+from gateway.directory.addresses import AddressBook
 
 T = TypeVar("T")
 Clock = Callable[[], float]  # seconds since the epoch (tests move it)

@@ -21,10 +21,10 @@ from concurrent.futures import Executor
 from pathlib import Path
 
 from gateway.config import DaemonSettings
+from gateway.directory.addresses import domain_of
 from gateway.errors import Fate, PasserelleError
-from gateway.ops.logging import get_logger
+from gateway.log import get_logger
 from gateway.ops.metrics import Metrics
-from gateway.smtp import notices
 from gateway.smtp.delivery import (
     NO_ROUTE,
     DestinationLimiter,
@@ -38,7 +38,7 @@ from gateway.spool import Direction, SqliteSpool
 from gateway.spool.model import DeliverWork
 from gateway.stages.common import Book, Clock, Inflight, run_in
 from gateway.stages.notify import Notices
-from gateway.translate.addresses import domain_of
+from gateway.translate import notices
 from gateway.wakeup import Wakeup
 
 log = get_logger("passerelle.daemon")

@@ -24,15 +24,15 @@ from gateway.config import Settings
 from gateway.crypto.domainlist import DomainList, DomainListStore
 from gateway.crypto.pki import TrustAnchors, server_tls_context
 from gateway.errors import ConfigError, PasserelleError, RelayDenied, TrustListError
-from gateway.ops.logging import get_logger
+from gateway.log import get_logger
 from gateway.ops.metrics import Metrics
-from gateway.smtp import notices
-from gateway.smtp.server import Arrival, LegacyHandler, Limits, Listener, TrustHandler
+from gateway.smtp.server import Arrival, HubGate, LegacyHandler, Limits, Listener, TrustHandler
 from gateway.spill import head
 from gateway.spill import size as data_size
 from gateway.spool import Direction, SqliteSpool
 from gateway.stages.common import HEAD_MAX, Book, Clock, message_id_of, run_in
 from gateway.stages.notify import Notices
+from gateway.translate import notices
 from gateway.wakeup import Wakeup
 
 log = get_logger("passerelle.daemon")
@@ -88,6 +88,7 @@ class Intake:
             message_id=message_id_of(head(arrival.data, HEAD_MAX)),
             now=self.clock(),
             peer=arrival.peer,
+            hub_auth=arrival.hub_auth,
         )
         log.info(
             "message.accepted",
@@ -160,15 +161,20 @@ def listeners(settings: Settings, intake: Intake, *, domains: Domains, anchors: 
         "gateway_domain": settings.domain,
         "directory_alias": directory_alias,
     }
+    hub = settings.hub  # the legacy hub may prove itself: [legacy.hub]
     legacy_tls = server_tls_context(
-        t.server_cert, t.server_key, anchors=None, require_client_cert=False, ciphers=t.ciphers
+        t.server_cert, t.server_key, require_client_cert=False, ciphers=t.ciphers,
+        anchors=TrustAnchors.load(hub.anchors, hub.crls) if hub.certificate else None,
+        request_client_cert=hub.certificate,
     )
     trust_tls = server_tls_context(
         t.server_cert, t.server_key, anchors=anchors, require_client_cert=True,
         ciphers=t.ciphers,
     )
     return [
-        Listener(LegacyHandler(**common), host=d.legacy_listen[0], port=d.legacy_listen[1],
+        Listener(LegacyHandler(**common, hub=HubGate.load(
+                     subject=hub.client_subject, fingerprint=hub.client_fingerprint,
+                     auth_file=hub.auth_file)), host=d.legacy_listen[0], port=d.legacy_listen[1],
                  tls=legacy_tls, require_starttls=False, hostname=d.hostname, limits=limits,
                  spill=spill),
         Listener(TrustHandler(**common), host=d.trust_listen[0], port=d.trust_listen[1],

@@ -2,8 +2,8 @@
 
 * a **bounce** or a **delay notice** about a message it could not deliver (or translate),
   to its sender in the sender's own network and format: a sealed French letter for a legacy
-  user (:func:`gateway.smtp.notices.legacy_notice`), an RFC 3464 DSN for a trust-space
-  sender (:func:`gateway.smtp.notices.build_dsn`);
+  user (:func:`gateway.translate.notices.legacy_notice`), an RFC 3464 DSN for a trust-space
+  sender (:func:`gateway.translate.notices.build_dsn`);
 * an **MDN** (RFC 8098) when a trust-space sender asked for one, once the message is
   delivered to the legacy side or could not be (error ``900``).
 
@@ -21,11 +21,11 @@ from concurrent.futures import Executor
 from datetime import UTC, datetime
 
 from gateway.errors import PasserelleError
-from gateway.ops.logging import get_logger
+from gateway.log import get_logger
 from gateway.ops.metrics import Metrics
-from gateway.smtp import notices
 from gateway.spool import Direction, SqliteSpool, State
 from gateway.stages.common import HEAD_MAX, Book, Clock, message_id_of, run_in
+from gateway.translate import notices
 from gateway.wakeup import Wakeup
 
 log = get_logger("passerelle.daemon")

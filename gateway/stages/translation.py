@@ -23,16 +23,17 @@ from pathlib import Path
 from gateway.config import DaemonSettings
 from gateway.errors import Fate, PasserelleError
 from gateway.journal import Journal
-from gateway.ops.logging import get_logger
-from gateway.ops.metrics import CRYPTO_KINDS, STAGES, Metrics
-from gateway.smtp import notices
+from gateway.log import get_logger
+from gateway.ops.metrics import Metrics
 from gateway.spill import head
 from gateway.spool import Direction, RetryPolicy, SqliteSpool
 from gateway.spool.model import TranslateWork
 from gateway.stages.common import HEAD_MAX, Clock, Inflight, run_in
 from gateway.stages.notify import Notices
 from gateway.stages.workers import TranslatedGroup, WorkerPool, translate, worker_translate
+from gateway.translate import notices
 from gateway.translate.pipeline import Translator
+from gateway.vocabulary import CRYPTO_KINDS, STAGES
 from gateway.wakeup import Wakeup
 
 log = get_logger("passerelle.daemon")
@@ -165,6 +166,7 @@ class Translation:
             elif step.stage == "open":
                 for tool in step.details.get("verification", {}).get("tools", []):
                     self.metrics.count_legacy_part("opened", str(tool))
+                self.metrics.count_verifications(step.details.get("verification", {}))
             elif step.stage == "seal":
                 for tool in step.details.get("tools", []):
                     self.metrics.count_legacy_part("sealed", str(tool))

@@ -25,14 +25,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from gateway.config import Settings
-from gateway.ops.logging import configure as configure_logging
+from gateway.directory.addresses import AddressBook
+from gateway.log import configure as configure_logging
+from gateway.mail.handover import Handover
 from gateway.spill import LARGE, create, new_path
 from gateway.spool import Direction
 from gateway.spool.model import TranslateWork
 from gateway.stages.common import run_in
-from gateway.translate.addresses import AddressBook
 from gateway.translate.factory import build_translator
-from gateway.translate.handover import Handover
 from gateway.translate.pipeline import Envelope, Translator
 
 T = TypeVar("T")
@@ -55,7 +55,7 @@ def translate(translator: Translator, item: TranslateWork, now_ts: float
               ) -> list[TranslatedGroup]:
     """One queued message translated: groups of recipients with their bytes and trace."""
     now = datetime.fromtimestamp(now_ts, UTC)
-    envelope = Envelope(item.mail_from, item.rcpts)
+    envelope = Envelope(item.mail_from, item.rcpts, item.hub_auth)
     if item.direction is Direction.TO_TRUST:
         # a message in a file is read from it in slices, never whole (see Handover)
         t = translator.to_trust(Handover.of_file(Path(item.path)) if item.path else item.data,

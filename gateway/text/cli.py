@@ -11,6 +11,11 @@ from typing import Any
 from gateway.errors import BadInputError
 from gateway.text.charsets import HINTS
 from gateway.text.repair import normalize
+from gateway.text.short import repair_short
+
+# A single line up to this many bytes is a short string (a name, a subject, a header line):
+# read on its own evidence by gateway.text.short, left as received when that cannot decide.
+SHORT_LIMIT = 256
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -35,6 +40,14 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         action="store_true",
         help='print {"text", "encoding", "confidence", "encodings", "repairs"} instead',
     )
+    p.add_argument(
+        "--as",
+        dest="kind",
+        choices=("auto", "letter", "short"),
+        default="auto",
+        help=f"read as a letter or as a short string (a name, a subject); auto: a single line "
+             f"of at most {SHORT_LIMIT} bytes is a short string",
+    )
     p.set_defaults(handler=run)
     assert set(HINTS) >= {"cp1252", "mac_roman", "cp850", "utf-8"}
 
@@ -48,12 +61,33 @@ def _read(name: str) -> bytes:
         raise BadInputError(f"cannot read {name}: {exc.strerror or exc}") from None
 
 
+def _is_short(data: bytes) -> bool:
+    line = data[:-2] if data.endswith(b"\r\n") else data[:-1] if data.endswith(
+        (b"\n", b"\r")) else data
+    return len(line) <= SHORT_LIMIT and b"\n" not in line and b"\r" not in line \
+        and b"\x00" not in line
+
+
 def run(args: argparse.Namespace) -> int:
-    result = normalize(_read(args.file), hint=args.hint)
+    data = _read(args.file)
+    if args.kind == "short" or (args.kind == "auto" and _is_short(data)):
+        return _run_short(data, args)
+    result = normalize(data, hint=args.hint)
     out = sys.stdout
     if args.json:
         out.write(json.dumps(result.to_json(), ensure_ascii=False, indent=2) + "\n")
     else:
         sys.stdout.buffer.write(result.text.encode("utf-8"))
     out.flush()
+    return 0
+
+
+def _run_short(data: bytes, args: argparse.Namespace) -> int:
+    end = data[len(data.rstrip(b"\r\n")):]
+    short = repair_short(data[: len(data) - len(end)], hint=args.hint)
+    if args.json:
+        sys.stdout.write(json.dumps(short.to_json(), ensure_ascii=False, indent=2) + "\n")
+    else:
+        sys.stdout.buffer.write(short.text.encode("utf-8") + (b"\n" if end else b""))
+    sys.stdout.flush()
     return 0

@@ -2,6 +2,13 @@
 
 How a text is read:
 
+0. Before any judging (once step 1 has looked at the bytes), valid UTF-8 without a positive
+   sign of mojibake (:mod:`gateway.text.names`: a word no
+   typist makes that undoing a known misreading makes more plausible, or a C1 control) was
+   written right: it is returned as it came, whatever the judge below would make of it (the
+   names of patients — João, Ångström, Wałęsa — are not French, and are right).  Only words
+   with a sign are ever mended.  Short strings (a name, a subject) are read by
+   :mod:`gateway.text.short` on their own evidence.
 1. A byte-order mark decides at once (and is removed); NUL bytes or many control bytes mean
    the input is not text at all: :class:`~gateway.errors.TextError`, never a guess.
 2. Candidate readings of the bytes: UTF-8 when the bytes are valid UTF-8; otherwise each
@@ -22,8 +29,8 @@ How a text is read:
 No byte is ever dropped: every decoder is strict, and what a reading cannot explain stays
 visible in the text and lowers the confidence.
 
-Speed, without changing any result (tests/text/test_fast_paths.py holds every shortcut to the
-frozen implementation in tests/text/reference, output for output): the judge only looks at
+Speed, without changing any result (the golden files, tests/text/test_golden.py, hold every
+output to what the implementation before the shortcuts gave): the judge only looks at
 words holding a non-ASCII character, and every reading and every misreading we know maps ASCII
 to the same ASCII and the rest to non-ASCII, so a reading is judged — and a misreading undone —
 on those words alone, read or undone all at once, each distinct word judged once (and
@@ -31,6 +38,10 @@ remembered across letters); ftfy runs a line at a time, as it does itself, its o
 memoised so that readings which repair into one another share the work, and it is not asked
 about a line its own badness check passes — a check made only around the few characters every
 match of ftfy's badness regex holds (most clean French lines have none).
+
+The module stays whole (some 700 lines): the readings, the search for misreadings and the
+word-by-word repair are one algorithm whose shortcuts (above) rely on each other's
+invariants; they are read, and changed, together.
 """
 
 from __future__ import annotations
@@ -54,6 +65,7 @@ import ftfy
 from gateway.errors import TextError
 from gateway.text.charsets import DISPLAY, HINTS, MISREADINGS, SINGLE_BYTE, Misreading, decode
 from gateway.text.model import EncodingFound, Repair, TextResult
+from gateway.text.names import any_sign, word_sign
 from gateway.text.score import Judgement, judge, judge_word, judge_words, words
 
 _UTF8_RUN = re.compile(rb"[\x80-\xff]+")
@@ -139,6 +151,17 @@ def normalize(data: bytes, *, hint: str | None = None) -> TextResult:
     if body.isascii():
         return _finish(body.decode("ascii"), [EncodingFound("utf-8" if bom else "ascii", 1.0)],
                        repairs, bom_note=bom)
+    as_utf8 = _utf8_or_none(body)
+    written_right: str | None = None
+    utf8_words = words(as_utf8) if as_utf8 is not None else []
+    if as_utf8 is not None and not any_sign(utf8_words):
+        # The invariant, before any judging: valid UTF-8 without a positive sign of mojibake
+        # (gateway.text.names) was written right and is returned as it is.
+        if not judge_words(utf8_words).suspicious:
+            return _finish(as_utf8, [EncodingFound("utf-8", 0.99)], repairs, bom_note=bom)
+        # What the letter judge doubts (a capital Mu, a Mac pi) is weighed as before, for the
+        # confidence, but the text is the one written whatever the weighing would change.
+        written_right = as_utf8
 
     candidates = list(_byte_readings(body, hinted))
     best_first = sorted(candidates, key=lambda r: r.value, reverse=True)
@@ -149,6 +172,10 @@ def normalize(data: bytes, *, hint: str | None = None) -> TextResult:
     confidence = _confidence(best, runner_up)
 
     text = best.text
+    if written_right is not None and text != written_right:
+        doubts = judge(written_right).suspicious
+        return _finish(written_right, [EncodingFound("utf-8", round(
+            max(0.5, 0.99 - 0.1 * min(doubts, 5)), 3))], repairs, bom_note=bom)
     if best.mixed:
         repairs.extend(_mixed_repairs(body, best.base))
     if best.steps:
@@ -195,6 +222,13 @@ def _refuse_binary(data: bytes) -> None:
     controls = len(data) - len(data.translate(None, _CONTROLS))
     if controls > max(8, len(data) // 100):
         raise TextError(f"input is not text: {controls} control bytes in {len(data)} bytes")
+
+
+def _utf8_or_none(data: bytes) -> str | None:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
 
 
 def _is_utf8(data: bytes) -> bool:
@@ -659,6 +693,8 @@ def _mend_words(text: str, judgement: Judgement) -> tuple[str, list[Repair]]:
     pieces: list[str] = []
     pos = 0
     for start, word in _non_ascii_tokens(text):
+        if word_sign(word) is None:
+            continue  # plausible as typed in some alphabet (João, Wałęsa): never mended
         best = _mend_word(word)
         if best is None:
             continue

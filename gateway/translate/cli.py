@@ -12,7 +12,7 @@ from typing import Any
 
 from gateway import config
 from gateway.errors import BadInputError, UsageError
-from gateway.translate import mime
+from gateway.mail import mime
 
 
 def _settings(path: Path | None) -> config.Settings:
@@ -82,7 +82,7 @@ def run_translate(args: argparse.Namespace) -> int:
         if len(results) != 1:
             raise UsageError(f"{len(results)} legacy recipients: choose one with --rcpt")
     if args.record:
-        from gateway.journal import open_journal
+        from gateway.spool import open_journal
 
         journal = open_journal(settings.journal_url)
         for r in results:
@@ -93,7 +93,7 @@ def run_translate(args: argparse.Namespace) -> int:
 
 
 def run_trace_show(args: argparse.Namespace) -> int:
-    from gateway.journal import open_journal
+    from gateway.spool import open_journal
 
     journal = open_journal(_settings(args.config).journal_url)
     entries = journal.entries(args.message_id)
@@ -112,7 +112,7 @@ def run_trace_show(args: argparse.Namespace) -> int:
 
 
 def run_trace_verify(args: argparse.Namespace) -> int:
-    from gateway.journal import open_journal
+    from gateway.spool import open_journal
 
     result = open_journal(_settings(args.config).journal_url).verify()
     if args.json:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from gateway.config import Settings
+from gateway.config import LegacyCryptoSettings, Settings
+from gateway.crypto import rnp
 from gateway.crypto.command import CommandCipher
 from gateway.crypto.domainlist import DomainListStore, Publisher
 from gateway.crypto.legacy import LegacyCrypto, PartCipher
@@ -10,11 +11,15 @@ from gateway.crypto.openpgp import OpenPgpCipher
 from gateway.crypto.pki import TrustAnchors
 from gateway.crypto.smime import SigningIdentity, Smime
 from gateway.crypto.sop import SopCipher
+from gateway.directory.addresses import AddressBook
 from gateway.directory.resolve import DirectoryResolver, Preference
 from gateway.documents.codes import load_tables
-from gateway.errors import ConfigError
-from gateway.translate.addresses import AddressBook
+from gateway.errors import ConfigError, CryptoToolError
+from gateway.log import allow_words, get_logger
 from gateway.translate.pipeline import Translator
+
+log = get_logger("passerelle.translate.factory")
+allow_words("openpgp", "rnp_unusable")
 
 
 def legacy_cipher(settings: Settings) -> PartCipher:
@@ -24,14 +29,47 @@ def legacy_cipher(settings: Settings) -> PartCipher:
             raise ConfigError("legacy.adapter = \"command\" needs open_command and seal_command")
         return CommandCipher(open_argv=leg.open_command, seal_argv=leg.seal_command,
                              key_dir=leg.key_dir, timeout=leg.timeout,
-                             gateway_key=leg.gateway_fingerprint)
+                             gateway_key=leg.gateway_fingerprint,
+                             open_attachment_argv=leg.open_attachment_command,
+                             seal_attachment_argv=leg.seal_attachment_command,
+                             armor_markers=leg.armor_markers,
+                             attachment_suffixes=leg.attachment_suffixes,
+                             sealed_suffix=leg.sealed_suffix,
+                             signer_pattern=leg.signer_pattern,
+                             exit_codes=leg.exit_codes)
     if leg.gnupg_home is None or not leg.gateway_fingerprint:
         raise ConfigError("legacy.gnupg_home and legacy.gateway_fingerprint are required")
     if leg.adapter == "sop":
         return SopCipher(leg.gnupg_home, gateway_fingerprint=leg.gateway_fingerprint,
                          command=leg.sop_command, timeout=leg.timeout)
+    if leg.adapter == "rnp" or (leg.adapter == "auto" and rnp.available()):
+        try:
+            return rnp.RnpCipher(leg.gnupg_home, gateway_fingerprint=leg.gateway_fingerprint,
+                                 timeout=leg.timeout)
+        except CryptoToolError:
+            if leg.adapter == "rnp":
+                raise
+            # e.g. a gateway key with a passphrase: `config check` says why
+            log.warning("legacy.adapter_auto", adapter="openpgp", reason="rnp_unusable")
     return OpenPgpCipher(leg.gnupg_home, gateway_fingerprint=leg.gateway_fingerprint,
                          timeout=leg.timeout)
+
+
+def resolve_adapter(leg: LegacyCryptoSettings) -> tuple[str, str]:
+    """The adapter ``legacy.adapter`` gives, ``"auto"`` resolved as :func:`legacy_cipher` does,
+    and why ``"auto"`` is not librnp ("" when it is, or was not asked)."""
+    if leg.adapter != "auto":
+        return leg.adapter, ""
+    if not rnp.available():
+        return "openpgp", "librnp is not installed (Debian package librnp0)"
+    if leg.gnupg_home is None or not leg.gateway_fingerprint:
+        return "rnp", ""  # no keys to try it on: said by the checks of gnupg_home
+    try:
+        rnp.RnpCipher(leg.gnupg_home, gateway_fingerprint=leg.gateway_fingerprint,
+                      timeout=leg.timeout)
+    except CryptoToolError as exc:
+        return "openpgp", str(exc)
+    return "rnp", ""
 
 
 def trust_anchors(settings: Settings) -> TrustAnchors:
@@ -52,6 +90,7 @@ def build_translator(settings: Settings, *, book: AddressBook | None = None) -> 
         tables=load_tables(settings.mappings_dir),
         domain=settings.domain,
         accept_unsigned=t.accept_unsigned,
+        default_legacy_mode=settings.legacy.default_mode,
         directory=directory_resolver(settings),
     )
 

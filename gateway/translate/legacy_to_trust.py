@@ -16,14 +16,16 @@ from email.utils import format_datetime, make_msgid
 from functools import cached_property
 from typing import Any
 
+from gateway.directory.addresses import AddressBook, LegacyUser, rewrite_header
 from gateway.documents import cda, hprim, pdf, xdm
 from gateway.documents.codes import CodeTables
 from gateway.documents.model import HprimDocument
 from gateway.errors import DocumentError, PolicyError, TranslationError
+from gateway.mail import mime
+from gateway.mail.handover import Handover
 from gateway.text import TextResult, normalize
-from gateway.translate import mime, senders
-from gateway.translate.addresses import AddressBook, LegacyUser, rewrite_header
-from gateway.translate.handover import Handover
+from gateway.translate import senders
+from gateway.translate.strings import StringRepairs
 from gateway.translate.trace import TRACE_FILENAME, TraceRecord, sha256
 
 SUBJECT_LABEL = "CR d'examens biologiques"
@@ -61,11 +63,18 @@ def subject_for(doc: HprimDocument) -> str:
     return " ".join(p for p in parts if p)
 
 
-def _note(signer: str, text: TextResult, docs: int) -> str:
+UNSIGNED_LINE = ("Message non signé par son auteur (logiciel de première génération) : "
+                 "expéditeur attesté par le concentrateur de la messagerie historique.")
+"""The trailer line of a first-generation client's message (the trace says the same)."""
+
+LEGACY_SIGNATURE_HEADER = "X-Passerelle-Legacy-Signature"
+
+
+def _note(signer: str, text: TextResult, docs: int, *, unsigned: bool = False) -> str:
     fixes = len([r for r in text.repairs if r.kind not in ("line_ends", "bom")])
     parts = [
         "Message transmis par la passerelle depuis la messagerie sécurisée historique.",
-        f"Signature de l'expéditeur vérifiée (clé {signer[-16:]}).",
+        UNSIGNED_LINE if unsigned else f"Signature de l'expéditeur vérifiée (clé {signer[-16:]}).",
         f"Texte lu en {text.encoding}"
         + (f", {fixes} correction(s) d'encodage." if fixes else ", sans correction."),
     ]
@@ -82,23 +91,26 @@ def document_id(message_id: str, n: int) -> str:
 
 
 def _documents(text: str, *, tables: CodeTables, now: datetime, sender: LegacyUser,
-               message_id: str) -> tuple[bytes | None, list[tuple[str, bytes]],
-                                         HprimDocument | None, dict[str, Any]]:
+               message_id: str, strings: StringRepairs
+               ) -> tuple[bytes | None, list[tuple[str, bytes]], HprimDocument | None,
+                          dict[str, Any]]:
     """HPRIM reports → (XDM zip, PDFs, first document, trace details).  The lab is the
-    signer's row of labs.csv (UnknownLab, quarantined, without one)."""
+    signer's row of labs.csv (UnknownLab, quarantined, without one); the name lines of each
+    header are read again as short strings (``strings`` records what that did)."""
     if not hprim.looks_like_hprim(text):
         return None, [], None, {}
     parsed = hprim.parse(text)
     if not parsed.documents:
         return None, [], None, {"findings": [str(f) for f in parsed.findings]}
     lab = tables.labs.for_sender(sender.legacy_address)
+    documents = hprim.repair_headers(parsed.documents, strings.text)
     cdas: list[xdm.XdmDocument] = []
     pdfs: list[tuple[str, bytes]] = []
     findings = [str(f) for f in parsed.findings]
     results = 0
     levels: list[int] = []
     ids: list[str] = []
-    for n, doc in enumerate(parsed.documents, start=1):
+    for n, doc in enumerate(documents, start=1):
         rendition = pdf.render(doc)
         doc_id = document_id(message_id, n)
         ids.append(doc_id)
@@ -120,18 +132,19 @@ def _documents(text: str, *, tables: CodeTables, now: datetime, sender: LegacyUs
     details = {"documents": len(cdas), "levels": levels, "results": results,
                "document_ids": ids, "lab_finess": lab.finess,
                "findings": findings, "xdm_sha256": sha256(package)}
-    return package, pdfs, parsed.documents[0], details
+    return package, pdfs, documents[0], details
 
 
 def compose(decrypted: bytes | Handover, *, sender: LegacyUser, book: AddressBook,
             envelope_from: str, tables: CodeTables, now: datetime, trace: TraceRecord,
-            signer_fpr: str, domain: str, aliases: dict[str, tuple[str, str]] | None = None
-            ) -> TrustDraft:
+            signer_fpr: str, domain: str, aliases: dict[str, tuple[str, str]] | None = None,
+            unsigned: bool = False) -> TrustDraft:
     """Build the unsigned trust-space message from a decrypted legacy message (a handover
-    is let go once parsed)."""
+    is let go once parsed).  ``unsigned``: a first-generation client's message, whose parts
+    nobody signed (the sender is the hub's word): the header and the trailer line say so."""
     out, draft = _build(decrypted, sender=sender, book=book, envelope_from=envelope_from,
                         tables=tables, now=now, trace=trace, signer_fpr=signer_fpr,
-                        domain=domain, aliases=aliases)
+                        domain=domain, aliases=aliases, unsigned=unsigned)
     # written once the parsed original is gone (its attachments' text is shared with the
     # new message's), each part let go as it is written
     draft.handed = mime.to_handover(out)
@@ -150,8 +163,8 @@ def _from_is(value: str, address: str) -> bool:
 
 def _build(decrypted: bytes | Handover, *, sender: LegacyUser, book: AddressBook,
            envelope_from: str, tables: CodeTables, now: datetime, trace: TraceRecord,
-           signer_fpr: str, domain: str, aliases: dict[str, tuple[str, str]] | None
-           ) -> tuple[EmailMessage, TrustDraft]:
+           signer_fpr: str, domain: str, aliases: dict[str, tuple[str, str]] | None,
+           unsigned: bool = False) -> tuple[EmailMessage, TrustDraft]:
     digest = decrypted.digest() if isinstance(decrypted, Handover) else sha256(decrypted)
     inner = mime.parse(decrypted)
     del decrypted
@@ -168,9 +181,11 @@ def _build(decrypted: bytes | Handover, *, sender: LegacyUser, book: AddressBook
     # documents are named after the message (its Message-ID, else its digest): the same
     # ids however often it is translated (a retry, a release from quarantine)
     message_id = mime.header(inner, "Message-ID") or digest
+    strings = StringRepairs(hint=sender.charset)
     try:
         package, pdfs, first_doc, doc_details = _documents(
-            text.text, tables=tables, now=now, sender=sender, message_id=message_id)
+            text.text, tables=tables, now=now, sender=sender, message_id=message_id,
+            strings=strings)
     except DocumentError as exc:
         raise TranslationError(f"HPRIM report cannot be converted: {exc}") from None
     trace.add("documents", now, text.text.encode("utf-8"), package or b"", **doc_details)
@@ -188,7 +203,7 @@ def _build(decrypted: bytes | Handover, *, sender: LegacyUser, book: AddressBook
     mapped.extend(done)
     out["From"] = from_value
     for name in ("To", "Cc"):
-        value = mime.header(inner, name)
+        value = strings.address_list(mime.header(inner, name), name)
         if value:
             new, done = rewrite_header(value, mapper)
             out[name] = new
@@ -198,7 +213,7 @@ def _build(decrypted: bytes | Handover, *, sender: LegacyUser, book: AddressBook
     # when it reads as addresses; Sender and Disposition-Notification-To only when they
     # name the signer; anything else removed, and the removal recorded in the trace
     for name in ("Reply-To", "Sender", "Disposition-Notification-To"):
-        value = mime.header(inner, name)
+        value = strings.address_list(mime.header(inner, name), name)
         if not value:
             continue
         found = senders.field_addresses(name, value)
@@ -211,7 +226,7 @@ def _build(decrypted: bytes | Handover, *, sender: LegacyUser, book: AddressBook
         out[name] = new
         mapped.extend(done)
     subject = subject_for(first_doc) if first_doc is not None else (
-        mime.header(inner, "Subject"))
+        strings.text(mime.header(inner, "Subject"), "Subject"))
     out["Subject"] = subject
     out["Date"] = mime.header(inner, "Date") or format_datetime(now)
     out["Message-ID"] = mime.header(inner, "Message-ID") or make_msgid(
@@ -226,11 +241,16 @@ def _build(decrypted: bytes | Handover, *, sender: LegacyUser, book: AddressBook
         # identity); no other patient identity in headers
         out["X-MSS-CODECDA"] = CODE_CDA
         out["X-MSS-INS"] = "N"
-    out["X-Passerelle-Checked"] = f"legacy-signature=verified; signer={signer_fpr}"
+    if unsigned:
+        out["X-Passerelle-Checked"] = "legacy-signature=none; asserted-by=hub"
+        out[LEGACY_SIGNATURE_HEADER] = "none; asserted-by=hub"
+    else:
+        out["X-Passerelle-Checked"] = f"legacy-signature=verified; signer={signer_fpr}"
+        out[LEGACY_SIGNATURE_HEADER] = f"verified; signer={signer_fpr}"
     out.make_mixed()
 
     docs = doc_details.get("documents", 0)
-    body = text.text + "\n-- \n" + _note(signer_fpr, text, docs) + "\n"
+    body = text.text + "\n-- \n" + _note(signer_fpr, text, docs, unsigned=unsigned) + "\n"
     out.attach(mime.text_part(body))
     if package is not None:
         out.attach(mime.attachment_part(package, content_type="application/zip",
@@ -242,9 +262,11 @@ def _build(decrypted: bytes | Handover, *, sender: LegacyUser, book: AddressBook
         if p is body_part:
             continue
         out.attach(mime.copy_attachment(p, content_type=p.content_type,
-                                        filename=p.filename or "piece-jointe.bin"))
+                                        filename=strings.file_name(p.filename)
+                                        or "piece-jointe.bin"))
     trace.add_digests("compose", now, digest, sha256(b""), mappings=mapped,
-              attachments=len(parts) - (1 if body_part is not None else 0))
+                      attachments=len(parts) - (1 if body_part is not None else 0),
+                      strings=strings.entries)
     out.attach(mime.attachment_part(trace.to_bytes(), content_type="application/json",
                                     filename=TRACE_FILENAME))
     return out, TrustDraft(

@@ -18,13 +18,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from gateway.directory.addresses import AddressBook, LegacyUser, domain_of
 from gateway.directory.resolve import DirectoryResolver
 from gateway.documents import hprim
 from gateway.documents.codes import CodeTables
 from gateway.errors import PolicyError, RelayDenied, SenderMismatch, UnknownAddress
-from gateway.translate import legacy_to_trust, mime, senders, trust_to_legacy
-from gateway.translate.addresses import AddressBook, domain_of
-from gateway.translate.handover import Handover
+from gateway.mail import mime
+from gateway.mail.handover import Handover
+from gateway.translate import legacy_to_trust, senders, trust_to_legacy
+from gateway.translate.strings import StringRepairs
 from gateway.translate.trace import TraceRecord, sha256
 
 
@@ -32,7 +34,11 @@ class LegacyCryptoLike(Protocol):
     """Opening and sealing on the legacy side (see gateway.crypto.legacy): ``open`` returns
     the opened message as ``handed`` (a :class:`Handover`) or ``message`` (bytes)."""
 
-    def open(self, raw: bytes | Handover, *, expected_signer: str) -> Any: ...
+    def open(self, raw: bytes | Handover, *, expected_signer: str) -> Any:
+        """With ``unsigned_ok=True`` (passed only when the sender may send unsigned parts:
+        a v1 user over the hub's authenticated session), parts decrypted without any
+        signature are accepted and the verification says so."""
+        ...
 
     def seal_traced(self, message: bytes | Handover, *, recipient: str
                     ) -> tuple[bytes, tuple[str, ...]]:
@@ -60,6 +66,10 @@ class SmimeLike(Protocol):
 class Envelope:
     mail_from: str
     rcpt_tos: tuple[str, ...]
+    # how the legacy hub authenticated the session the message came over ("certificate" or
+    # "smtp-auth"), "" when it did not: stored with the message by the listener, never read
+    # from its content
+    hub_auth: str = ""
 
 
 @dataclass
@@ -92,8 +102,9 @@ def _hprim_recipients(decrypted: Handover, charset: str | None) -> list[tuple[st
     text = normalize(body.data, hint=charset).text
     if not hprim.looks_like_hprim(text):
         return []
-    return [(d.header.recipient_code, d.header.recipient_name)
-            for d in hprim.parse(text).documents]
+    documents = hprim.repair_headers(hprim.parse(text).documents,
+                                     StringRepairs(hint=charset).text)
+    return [(d.header.recipient_code, d.header.recipient_name) for d in documents]
 
 
 # A Message-ID field as nearly every mailer writes it: one line, one plain <token>; and what
@@ -149,6 +160,12 @@ class Translator:
     domain: str
     accept_unsigned: bool = True
     directory: DirectoryResolver | None = None
+    default_legacy_mode: str = "v2"  # [legacy] default_mode: a user whose row does not say
+
+    def unsigned_allowed(self, sender: LegacyUser, envelope: Envelope) -> bool:
+        """Whether this message's parts may come unsigned: only from a first-generation (v1)
+        user, and only over the legacy hub's authenticated session."""
+        return sender.mode(self.default_legacy_mode) == "v1" and bool(envelope.hub_auth)
 
     def _resolve(self, decrypted: Handover, envelope: Envelope, charset: str | None,
                  trace: TraceRecord, now: datetime
@@ -180,7 +197,7 @@ class Translator:
 
     def to_trust(self, raw: bytes | Handover, envelope: Envelope, *, now: datetime
                  ) -> Translation:
-        """``raw`` handed over (see :mod:`gateway.translate.handover`): the received message
+        """``raw`` handed over (see :mod:`gateway.mail.handover`): the received message
         is let go once opened, the opened one once composed."""
         sender = self.book.by_legacy(envelope.mail_from)
         for rcpt in envelope.rcpt_tos:
@@ -192,13 +209,21 @@ class Translator:
         digest = received.digest()
         trace.add_digests("received", now, digest, digest,
                           mail_from_domain=domain_of(envelope.mail_from),
-                          recipients=len(envelope.rcpt_tos), size=received.size)
-        opened = self.legacy.open(received, expected_signer=sender.legacy_fingerprint)
+                          recipients=len(envelope.rcpt_tos), size=received.size,
+                          hub_authenticated=envelope.hub_auth)
+        if self.unsigned_allowed(sender, envelope):
+            opened = self.legacy.open(received, expected_signer=sender.legacy_fingerprint,
+                                      unsigned_ok=True)  # type: ignore[call-arg]
+        else:
+            opened = self.legacy.open(received, expected_signer=sender.legacy_fingerprint)
         del received
         decrypted: Handover = getattr(opened, "handed", None) or Handover.of(opened.message)
+        verification = _verification_summary(opened)
+        unsigned = verification.get("result") == "unsigned"
         trace.add_digests("open", now, digest, decrypted.digest(),
                           signer=sender.legacy_fingerprint,
-                          verification=_verification_summary(opened))
+                          verification=verification,
+                          asserted_by=f"legacy hub ({envelope.hub_auth})" if unsigned else "")
         del opened  # the opened message is held by its handover only
         kept, routes, unresolved, names = self._resolve(
             decrypted, envelope, sender.charset, trace, now)
@@ -207,7 +232,7 @@ class Translator:
         draft = legacy_to_trust.compose(
             decrypted, sender=sender, book=self.book, envelope_from=envelope.mail_from,
             tables=self.tables, now=now, trace=trace, signer_fpr=sender.legacy_fingerprint,
-            domain=self.domain, aliases=names)
+            domain=self.domain, aliases=names, unsigned=unsigned)
         del decrypted
         unsigned = draft.handed.digest()
         signed = self.smime.sign(draft.handed)  # lets the draft go as it writes it

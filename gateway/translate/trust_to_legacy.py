@@ -16,23 +16,18 @@ from email.utils import format_datetime, make_msgid
 from functools import cached_property
 from typing import Any
 
+from gateway.directory.addresses import AddressBook, LegacyUser, rewrite_header
 from gateway.documents import cda, hprim, xdm
 from gateway.documents.model import HprimDocument, HprimFile
 from gateway.errors import DocumentError, PolicyError, TranslationError
-from gateway.smtp.notices import read_mdn
-from gateway.translate import mime, senders
-from gateway.translate.addresses import AddressBook, LegacyUser, rewrite_header
-from gateway.translate.handover import Handover
+from gateway.mail import mime
+from gateway.mail.handover import Handover
+from gateway.text.encode import encode_for, encode_noting
+from gateway.text.transliterate import note, transliterate
+from gateway.translate import senders
+from gateway.translate.notices import read_mdn
+from gateway.translate.strings import StringRepairs
 from gateway.translate.trace import TraceRecord, sha256
-
-# What legacy charsets cannot hold, written the way a typist would (never dropped silently:
-# each replacement is counted in the trace).
-_FALLBACK = {
-    "\u2019": "'", "\u2018": "'", "\u201c": '"', "\u201d": '"', "\u00ab": '"', "\u00bb": '"',
-    "\u2013": "-", "\u2014": "-", "\u2026": "...", "\u00a0": " ", "\u202f": " ", "\u2009": " ",
-    "\u0153": "oe", "\u0152": "OE", "\u20ac": "EUR", "\u2264": "<=", "\u2265": ">=",
-    "\u00b5": "u", "\u00b0": " deg", "\u2022": "-",
-}
 
 
 @dataclass
@@ -50,27 +45,12 @@ class LegacyDraft:
         return self.handed.take()
 
 
-def encode_for(text: str, charset: str) -> tuple[bytes, int]:
-    """Text in the recipient's charset with CRLF; returns the bytes and replacements made."""
-    text = text.replace("\r\n", "\n").replace("\n", "\r\n")
-    try:
-        return text.encode(charset), 0
-    except UnicodeEncodeError:
-        pass
-    out: list[str] = []
-    replaced = 0
-    for ch in text:
-        try:
-            ch.encode(charset)
-            out.append(ch)
-        except UnicodeEncodeError:
-            out.append(_FALLBACK.get(ch, "?"))
-            replaced += 1
-    return "".join(out).encode(charset), replaced
+def _replacements(text: str, charset: str) -> dict[str, str]:
+    return transliterate(text, charset)[1]
 
 
-def _hprim_from_xdm(package: bytes, recipient: LegacyUser) -> tuple[
-        str | None, list[tuple[str, str, bytes]], dict[str, Any]]:
+def _hprim_from_xdm(package: bytes, recipient: LegacyUser, strings: StringRepairs
+                    ) -> tuple[str | None, list[tuple[str, str, bytes]], dict[str, Any]]:
     try:
         unpacked = xdm.unpack(package)
     except DocumentError:
@@ -95,6 +75,7 @@ def _hprim_from_xdm(package: bytes, recipient: LegacyUser) -> tuple[
         header = dataclasses.replace(doc.header, recipient_code=recipient.hprim_code,
                                      recipient_name=recipient.legacy_address.split("@")[0])
         documents.append(dataclasses.replace(doc, header=header))
+    documents = hprim.repair_headers(documents, strings.text)
     text = hprim.write(HprimFile(documents=documents, ended=True), newline="\n") if (
         documents) else None
     for k, other in enumerate(unpacked.others, start=1):
@@ -165,6 +146,7 @@ def _build(content: bytes | Handover, *, recipient: LegacyUser, book: AddressBoo
                  f"{state} chez {mdn.final_recipient}.\n({mdn.disposition})\n")
         parts = []
         text_part = None
+    strings = StringRepairs()  # the trust space writes UTF-8: no charset to hint
     package = next((p for p in parts if (p.filename or "").upper() == "IHE_XDM.ZIP"), None)
     pdfs: list[tuple[str, str, bytes]] = []
     details: dict[str, Any] = {}
@@ -172,7 +154,7 @@ def _build(content: bytes | Handover, *, recipient: LegacyUser, book: AddressBoo
     extra: list[tuple[str, str, bytes]] = []
     if package is not None:
         try:
-            report, pdfs, details = _hprim_from_xdm(package.data, recipient)
+            report, pdfs, details = _hprim_from_xdm(package.data, recipient, strings)
         except DocumentError as exc:
             raise TranslationError(f"IHE_XDM.ZIP cannot be read: {exc}") from None
         if report is not None:
@@ -181,21 +163,30 @@ def _build(content: bytes | Handover, *, recipient: LegacyUser, book: AddressBoo
                 extra.append(("MESSAGE.TXT", "text/plain", b""))
     trace.add("documents", now, package.data if package else b"", body_text.encode("utf-8"),
               **details)
-    body, replaced = encode_for(body_text, recipient.charset)
+    carried = _replacements(body_text + human, recipient.charset)
+    if carried and package is None:
+        # the reader is told, at the end of the letter, what could not be carried
+        body_text = body_text.rstrip("\n") + "\n\n" + note(carried) + "\n"
+    elif carried:
+        # an HPRIM report is read by software to its end marker: the note travels beside it
+        extra.append(("NOTE.TXT", "text/plain", b""))
+    body, counts = encode_noting(body_text, recipient.charset)
+    replaced = sum(counts.values())
 
     out = mime.new()
     mapper = {u.trust_address.lower(): (u.display_name, u.legacy_address) for u in book.users()}
     mapped: list[str] = []
-    out["From"] = mime.header(msg, "From")
-    to_value, done = rewrite_header(mime.header(msg, "To") or recipient.trust_address, mapper)
+    out["From"] = strings.address_list(mime.header(msg, "From"), "From")
+    to_value, done = rewrite_header(
+        strings.address_list(mime.header(msg, "To"), "To") or recipient.trust_address, mapper)
     out["To"] = to_value
     mapped.extend(done)
-    cc = mime.header(msg, "Cc")
+    cc = strings.address_list(mime.header(msg, "Cc"), "Cc")
     if cc:
         new, done = rewrite_header(cc, mapper)
         out["Cc"] = new
         mapped.extend(done)
-    reply_to = mime.header(msg, "Reply-To")
+    reply_to = strings.address_list(mime.header(msg, "Reply-To"), "Reply-To")
     if reply_to:
         # kept only within the domain of the From, which the listener bound to the
         # operator's certificate (docs/security.md); else removed, and that recorded
@@ -225,7 +216,8 @@ def _build(content: bytes | Handover, *, recipient: LegacyUser, book: AddressBoo
     body_part.set_param("charset", mime.MIME_CHARSET[recipient.charset])
     out.attach(body_part)
     for name, _, _ in extra:
-        human_bytes, more = encode_for(human, recipient.charset)
+        written = human if name == "MESSAGE.TXT" else note(carried) + "\n"
+        human_bytes, more = encode_for(written, recipient.charset)
         replaced += more
         part = mime.new()
         part.set_content(human_bytes, maintype="text", subtype="plain", cte="quoted-printable",
@@ -238,9 +230,11 @@ def _build(content: bytes | Handover, *, recipient: LegacyUser, book: AddressBoo
         if p is text_part or p is package or (p.filename or "") == "passerelle-trace.json":
             continue
         out.attach(mime.copy_attachment(p, content_type=p.content_type,
-                                        filename=p.filename or "piece-jointe.bin"))
+                                        filename=strings.file_name(p.filename)
+                                        or "piece-jointe.bin"))
     trace.add_digests("compose", now, digest, sha256(b""), mappings=mapped,
-                      charset=recipient.charset, replaced_characters=replaced)
+                      charset=recipient.charset, replaced_characters=replaced,
+                      transliterated=counts, strings=strings.entries)
     names = (["HPRIM"] if package is not None else []) + [n for n, _, _ in pdfs]
     return out, LegacyDraft(handed=Handover([]), recipient=recipient, documents=names,
                             replaced=replaced)

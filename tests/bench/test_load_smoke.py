@@ -15,18 +15,20 @@ from pathlib import Path
 import pytest
 
 from tests.bench import short_dir
-from tests.conftest import require_tool
+from tests.conftest import require_library, require_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("adapter", ["openpgp", "sop"])
+@pytest.mark.parametrize("adapter", ["openpgp", "sop", "rnp"])
 def test_load_bench_smoke(tmp_path: Path, adapter: str) -> None:
-    """With the default legacy adapter and the memory check; with the sop one, without."""
+    """With the gpg legacy adapter and the memory check; with the sop and rnp ones, without."""
     if adapter == "sop":
         require_tool("sqop")
+    if adapter == "rnp":
+        require_library("rnp")
     out = tmp_path / "load.json"
     proc = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "load.py"), "--n", "20", "--n-reverse", "10",
@@ -68,7 +70,7 @@ def test_load_bench_smoke(tmp_path: Path, adapter: str) -> None:
     assert start["workers_ready_s"] >= start["serving_s"] > 0
     assert report["message_mix"]["legacy"] == {"letter": 10, "hprim": 10}
     assert report["legacy_adapter"] == adapter
-    if adapter == "sop":
+    if adapter != "openpgp":
         assert "memory" not in report
         return
     mem = report["memory"]

@@ -12,7 +12,7 @@ from gateway import errors
 from gateway.crypto.legacy import LegacyCrypto
 from gateway.crypto.openpgp import OpenPgpCipher
 from gateway.crypto.world import World
-from gateway.translate import mime
+from gateway.mail import mime
 from tests.conftest import gateway_crypto, legacy_client
 
 DUPONT = "jean.DUPONT@medical33.legacy.example"
@@ -40,7 +40,7 @@ def test_good_message_opens_with_every_part(world: World, adapter: str) -> None:
     assert opened.verification.signer == world.fingerprints["dupont"]
     assert "jean.DUPONT" in opened.verification.signer_uid
     assert opened.verification.parts == ("body:inline", "attachment:2")
-    tool = {"openpgp": "gpg", "sop": "sop"}[adapter]
+    tool = {"openpgp": "gpg", "sop": "sop", "rnp": "rnp"}[adapter]
     assert opened.verification.tools == (tool, tool)
     assert opened.verification.summary()["tools"] == [tool, tool]
     parts = mime.leaves(mime.parse(opened.message))
@@ -237,3 +237,41 @@ def test_opened_parts_are_not_kept_with_their_verdicts(world: World) -> None:
     assert [what for what, _ in results] == ["body:inline", "attachment:2"]  # type: ignore[misc]
     assert all(r.plaintext == b"" and r.signer == world.fingerprints["dupont"]
                for _, r in results)  # type: ignore[attr-defined,misc]
+
+
+@pytest.mark.parametrize("case", ["unsigned", "signed", "wrong_signer", "bad_signature"])
+def test_unsigned_ok_gives_the_same_verdict_through_each_adapter(
+        world: World, adapter: str, case: str) -> None:
+    """The v1 path (``unsigned_ok``: a first-generation user over the hub's session): a part
+    nobody signed opens, said unsigned; a signed one is still checked, as without the flag."""
+    gw = world.fingerprints["gateway"]
+    if case == "unsigned":
+        raw = _inline(_gpg_out(world, "dupont", "--encrypt", "-r", gw))
+    elif case == "signed":
+        raw = _inline(_gpg_out(world, "dupont", "--sign", "--encrypt", "-r", gw))
+    elif case == "wrong_signer":
+        raw = _inline(_gpg_out(world, "martin", "--sign", "--encrypt", "-r", gw))
+    else:
+        body = bytearray(subprocess.run(
+            ["gpg", "--homedir", world.gnupg_users["dupont"], "--batch", "--compress-algo",
+             "none", "--sign"], input=b"original text of the letter", capture_output=True,
+            check=True).stdout)
+        body[body.find(b"original")] = ord("O")
+        raw = _inline(_encrypt_signed(world, gw, bytes(body)))
+    crypto = gateway_crypto(world, adapter)
+    expected = world.fingerprints["dupont"]
+    if case in ("wrong_signer", "bad_signature"):
+        error = errors.WrongSigner if case == "wrong_signer" else errors.BadSignature
+        with pytest.raises(error):
+            crypto.open(raw, expected_signer=expected, unsigned_ok=True)
+        return
+    opened = crypto.open(raw, expected_signer=expected, unsigned_ok=True)
+    assert mime.leaves(mime.parse(opened.message))[0].data == b"secret"
+    if case == "unsigned":
+        assert opened.verification.kinds == ("unsigned_v1",)
+        assert opened.verification.tools == ("gpg",)  # gpg says nobody signed it
+    else:
+        assert opened.verification.kinds == ("signed",)
+        assert opened.verification.signer == expected
+        assert opened.verification.tools == ({"openpgp": "gpg", "sop": "sop", "rnp": "rnp"}[
+            adapter],)

@@ -26,7 +26,7 @@ from gateway.crypto.pki import ChainCache, TrustAnchors
 from gateway.crypto.world import World
 from gateway.crypto.x509util import load_certificate, load_private_key
 from gateway.errors import CertificateRejected, SmimeError
-from gateway.translate.handover import Handover
+from gateway.mail.handover import Handover
 
 MESSAGE = (b"From: a@legacy.mssante.example\r\nTo: b@hopital-a.mssante.example\r\nSubject: x\r\n"
            b"Content-Type: text/plain; charset=us-ascii\r\n\r\nHemoglobine 11,8 g/dL.\r\n")

@@ -15,11 +15,11 @@ import pytest
 import structlog
 
 from gateway import errors
+from gateway import log as ops_logging
 from gateway.crypto.legacy import LegacyCrypto, PartResult, SealedPart
 from gateway.crypto.sop import SopCipher, _listing
 from gateway.crypto.world import World
-from gateway.ops import logging as ops_logging
-from gateway.translate import mime
+from gateway.mail import mime
 from tests.conftest import gateway_crypto, legacy_client, require_tool
 from tests.crypto.test_openpgp import _encrypt_signed, _inline, letter
 

@@ -14,7 +14,7 @@ import aiosmtplib
 import pytest
 
 from gateway.crypto.world import World
-from gateway.translate import mime
+from gateway.mail import mime
 from tests.conftest import legacy_client, require_tool
 from tests.daemon.harness import ADDR, TRUST, Harness, start, until
 
@@ -38,7 +38,7 @@ def parsed(data: bytes) -> email.message.EmailMessage:
 
 
 def test_legacy_to_trust_then_reply_back(world: World, tmp_path: Path, adapter: str) -> None:
-    """Through each legacy adapter (gpg, sop): the legacy user's own gpg opens the reply."""
+    """Through each legacy adapter (gpg, sop, rnp): the legacy user's own gpg opens the reply."""
     if adapter == "sop":
         require_tool("sqop")
 
@@ -55,7 +55,7 @@ def test_legacy_to_trust_then_reply_back(world: World, tmp_path: Path, adapter: 
         body = next(p for p in mime.leaves(mime.parse(got[0].data))
                     if p.content_type == "text/plain")
         assert body.data.decode("utf-8").startswith("Hémoglobine à 11,8 g/dL\r\n-- \r\n")
-        opened_by = {"openpgp": "gpg", "sop": "sop"}[adapter]
+        opened_by = {"openpgp": "gpg", "sop": "sop", "rnp": "rnp"}[adapter]
         assert h.gateway.metrics.registry.get_sample_value(
             "passerelle_legacy_parts_opened_total", {"tool": opened_by}) == 1
 
@@ -242,7 +242,7 @@ def test_no_mdn_when_the_request_is_not_the_return_path(world: World, tmp_path: 
 
 def test_an_mdn_for_a_legacy_user_becomes_a_legacy_notice(world: World,
                                                           tmp_path: Path) -> None:
-    from gateway.smtp import notices
+    from gateway.translate import notices
 
     async def scenario(h: Harness) -> None:
         from datetime import UTC, datetime
@@ -300,7 +300,7 @@ def test_a_bounce_from_the_hub_goes_back_to_the_trust_sender_as_a_dsn(world: Wor
                                                                       tmp_path: Path) -> None:
     from datetime import UTC, datetime
 
-    from gateway.smtp import notices
+    from gateway.translate import notices
 
     async def scenario(h: Harness) -> None:
         await h.send_trust("dr.x@hopital-a.mssante.example", TRUST["dupont"], "Bonjour",

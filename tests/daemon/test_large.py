@@ -12,8 +12,8 @@ from pathlib import Path
 import aiosmtplib
 
 from gateway.crypto.world import World
+from gateway.mail import mime
 from gateway.spill import LARGE
-from gateway.translate import mime
 from tests.conftest import legacy_client
 from tests.daemon.harness import ADDR, TRUST, Harness, start
 

@@ -18,7 +18,7 @@ import aiosmtplib
 import pytest
 
 from gateway.crypto.world import World
-from tests.conftest import require_tool
+from tests.conftest import require_library, require_tool
 from tests.daemon.harness import ADDR
 from tests.daemon.test_crash import operator_and_serve, sealed
 
@@ -128,12 +128,17 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("adapter", ["sop", "rnp"])
 def test_a_workers_sop_fallback_is_logged_in_the_daemons_stream(world: World,
-                                                                tmp_path: Path) -> None:
-    """With legacy.adapter = "sop" and worker processes: a part sqop refuses (signed with
-    SHA-1) is opened by gpg and delivered, and the worker's event reaches the daemon's log,
-    redacted like the daemon's own (ids and words, nothing of the letter)."""
-    require_tool("sqop")
+                                                                tmp_path: Path,
+                                                                adapter: str) -> None:
+    """With legacy.adapter = "sop" (or "rnp") and worker processes: a part sqop (librnp)
+    refuses (signed with SHA-1) is opened by gpg and delivered, and the worker's event reaches
+    the daemon's log, redacted like the daemon's own (ids and words, nothing of the letter)."""
+    if adapter == "sop":
+        require_tool("sqop")
+    else:
+        require_library("rnp")
     from email.message import EmailMessage
 
     from gateway.sim import SimTrustOperator
@@ -159,7 +164,7 @@ def test_a_workers_sop_fallback_is_logged_in_the_daemons_stream(world: World,
         tables = serve_tables(port, {"hopital-a.mssante.example": f"127.0.0.1:{op.port}"},
                               processes=PROCESSES)
         cfg = world.write_config(tmp_path / "passerelle.toml", tmp_path / "state",
-                                 {**tables, "legacy": {"adapter": "sop"}})
+                                 {**tables, "legacy": {"adapter": adapter}})
         serve = Serve(cfg)
         await serve.start()
         try:
@@ -175,8 +180,9 @@ def test_a_workers_sop_fallback_is_logged_in_the_daemons_stream(world: World,
     asyncio.run(main())
     (log,) = tmp_path.glob("serve-*.log")
     events = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
-    refused = [e for e in events if e.get("event") == "legacy.sop_not_accepted"]
-    assert refused == [{"logger": "passerelle.crypto.sop", "stage": "open", "exit_code": 3,
+    refused = [e for e in events if e.get("event") == f"legacy.{adapter}_not_accepted"]
+    why = {"exit_code": 3} if adapter == "sop" else {"reason": "signature_not_good"}
+    assert refused == [{"logger": f"passerelle.crypto.{adapter}", "stage": "open", **why,
                         "level": "info", "timestamp": refused[0]["timestamp"],
-                        "event": "legacy.sop_not_accepted"}]
+                        "event": f"legacy.{adapter}_not_accepted"}]
     assert "SHA-1" not in log.read_text() and "Résultats" not in log.read_text()

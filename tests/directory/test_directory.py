@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 
 from gateway.directory import synthetic
+from gateway.directory.addresses import AddressBook
 from gateway.directory.export import export_lines
 from gateway.directory.model import COLUMNS, HEADER
 from gateway.directory.pgstore import open_directory
 from gateway.directory.resolve import Preference, choose, rpps_from_hprim_recipient
 from gateway.directory.store import DirectoryStore
 from gateway.errors import BadInputError
-from gateway.translate.addresses import AddressBook
 
 
 def row(kind: str, address: str, rpps: str = "", family: str = "", given: str = "",

@@ -13,7 +13,7 @@ import aiosmtplib
 from gateway.crypto.world import World
 from gateway.directory.model import COLUMNS, HEADER
 from gateway.directory.store import DirectoryStore
-from gateway.translate import mime
+from gateway.mail import mime
 from tests.conftest import legacy_client
 from tests.daemon.harness import ADDR, Harness, start, until
 

@@ -13,9 +13,9 @@ import pytest
 from lxml import etree
 
 from gateway.cli import main
+from gateway.directory.addresses import LegacyUser
 from gateway.documents import ebrim, hprim, xdm
 from gateway.documents.codes import load_tables
-from gateway.translate.addresses import LegacyUser
 from gateway.translate.legacy_to_trust import _documents
 from tests.documents.conftest import corpus_files
 from tests.documents.crbio import ANS, Validator

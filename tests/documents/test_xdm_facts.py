@@ -17,7 +17,9 @@ from gateway.documents import cda, hprim, xdm
 from gateway.documents.codes import load_tables
 from gateway.documents.model import HprimDocument, HprimHeader, LabLine
 from tests.documents.conftest import WHEN, corpus_files
-from tests.documents.test_frozen_bytes import _headers, _lab, _text
+from tests.documents.strategies import headers as _headers
+from tests.documents.strategies import lab_lines as _lab
+from tests.documents.strategies import text as _text
 
 TABLES = load_tables()
 TIMES = (WHEN, datetime(2023, 12, 31, 23, 59, 59, tzinfo=timezone(timedelta(hours=2))))

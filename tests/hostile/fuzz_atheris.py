@@ -19,8 +19,8 @@ import atheris
 with atheris.instrument_imports(include=["gateway"]):
     from gateway.documents import hprim, xdm
     from gateway.errors import DocumentError, MessageFormatError, PasserelleError, TextError
+    from gateway.mail import mime
     from gateway.text import normalize
-    from gateway.translate import mime
 
 
 def _mime(data: bytes) -> None:

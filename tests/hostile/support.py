@@ -196,7 +196,7 @@ async def settled(h: Harness, queue_id: str, state: State, timeout: float = 20.0
 
 def opened_notice(h: Harness, user: str, r: Received) -> str:
     """The text of a notice the gateway sealed for a legacy user."""
-    from gateway.translate import mime
+    from gateway.mail import mime
 
     opened = legacy_client(h.world, user).open(r.data,
                                                expected_signer=h.world.fingerprints["gateway"])

@@ -205,13 +205,14 @@ def test_reads_of_queue_and_journal_in_an_outage_are_spool_unavailable(pg_url: s
     SpoolUnavailable — one clear line and exit 75 from the command line — never the driver's
     own exception; and the same objects read again once the link is back."""
     from gateway.errors import SpoolUnavailable
-    from gateway.spool.pg import PgJournal, PgSpool
+    from gateway.spool import open_journal
+    from gateway.spool.pg import PgSpool
 
     link = CuttableLink(int(pg_url.split("@", 1)[1].split("/", 1)[0].rsplit(":", 1)[1]))
     link.up()
     host = pg_url.split("@", 1)[1].split("/", 1)[0]
     url = pg_url.replace(f"@{host}/", f"@127.0.0.1:{link.port}/")
-    spool, journal = PgSpool(url), PgJournal(url)
+    spool, journal = PgSpool(url), open_journal(url)
     try:
         qid, _ = spool.accept(direction=Direction.TO_TRUST, mail_from="a@legacy.example",
                               rcpts=["b@trust.example"], data=b"Subject: x\r\n\r\nx\r\n",

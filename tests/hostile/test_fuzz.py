@@ -23,9 +23,9 @@ from gateway import config
 from gateway.crypto.world import World
 from gateway.documents import hprim, xdm
 from gateway.errors import DocumentError, MessageFormatError, PasserelleError, TextError
+from gateway.mail import mime
 from gateway.text import normalize
 from gateway.text.charsets import HINTS
-from gateway.translate import mime
 from gateway.translate.factory import build_translator
 from gateway.translate.pipeline import Envelope, Translator
 from tests.conftest import FIXTURES, legacy_client

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from gateway.documents import codes
 from gateway.errors import EX_CONFIG
 from gateway.ops import cli as ops_cli
 from gateway.ops.configcheck import check
-from tests.conftest import require_tool
+from tests.conftest import require_library, require_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime.now(UTC)
@@ -88,6 +89,8 @@ def write_setup(tmp: Path, **overrides: str) -> Path:
     (tmp / "liste.xml").write_bytes(signed_list(tmp, DOMAIN_LIST.format(generated=generated)))
     lines = {
         "state_dir": 'state_dir = "state"',
+        # its GnuPG home holds no key: the gpg adapter, which looks at keys only at work
+        "adapter": 'adapter = "openpgp"',
         "gnupg_home": 'gnupg_home = "gnupg"',
         "gateway_fingerprint": f'gateway_fingerprint = "{FPR}"',
         "signing_cert": 'signing_cert = "pki/signing.pem"',
@@ -103,7 +106,7 @@ def write_setup(tmp: Path, **overrides: str) -> Path:
     lines.update(overrides)
     text = "\n".join([
         "[gateway]", lines["state_dir"],
-        "[legacy]", lines["gnupg_home"], lines["gateway_fingerprint"],
+        "[legacy]", lines["adapter"], lines["gnupg_home"], lines["gateway_fingerprint"],
         "[trust]", *(lines[k] for k in ("signing_cert", "signing_key", "server_cert", "server_key",
                                         "client_cert", "client_key", "anchors", "domain_list",
                                         "list_signer_cert")),
@@ -134,7 +137,7 @@ def test_a_valid_setup_is_clean(tmp_path: Path, capsys: pytest.CaptureFixture[st
     path = write_setup(tmp_path)
     assert check(path) == []
     code, out = run_cli(["config", "check", "--config", str(path)], capsys)
-    assert code == 0 and out == f"{path}: ok\n"
+    assert code == 0 and out == f"{path}: ok; legacy adapter: openpgp\n"
 
 
 def test_expired_certificate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -252,6 +255,62 @@ def test_sop_adapter_is_checked_for_real(world: World, tmp_path: Path, command: 
                           "executable (Debian package sqop)"]
 
 
+def test_auto_adapter_is_librnp_on_the_demo_world(world: World, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """The default, "auto": librnp when it loads and can use the gateway's key, and the check
+    says so."""
+    require_library("rnp")
+    path = world.write_config(tmp_path / "passerelle.toml", tmp_path / "state",
+                              {"legacy": {"adapter": "auto"}})
+    assert [str(p) for p in check(path) if p.key.startswith("legacy.")] == []
+    code, out = run_cli(["config", "check", "--config", str(path), "--json"], capsys)
+    assert code == 0 and json.loads(out)["legacy_adapter"] == "rnp"
+
+
+def test_auto_adapter_without_librnp_warns_that_gpg_is_used(
+        world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import ctypes.util
+
+    from gateway.crypto import rnp
+
+    monkeypatch.setattr(rnp, "_lib", None)
+    monkeypatch.setattr(rnp, "LIBRARY", "librnp-absent.so.0")
+    monkeypatch.setattr(ctypes.util, "find_library", lambda name: None)
+    path = world.write_config(tmp_path / "passerelle.toml", tmp_path / "state",
+                              {"legacy": {"adapter": "auto"}})
+    assert [str(p) for p in check(path) if p.key.startswith("legacy.")] == [
+        "WARNING legacy.adapter: auto: librnp is not installed (Debian package librnp0); the "
+        "gpg adapter is used (several times librnp's CPU per part)"]
+    code, out = run_cli(["config", "check", "--config", str(path)], capsys)
+    assert code == 0 and out.endswith("; legacy adapter: openpgp\n")
+
+
+def test_rnp_adapter_with_a_protected_key_is_an_error_and_auto_falls_back(
+        world: World, tmp_path: Path) -> None:
+    require_library("rnp")
+    home = tmp_path / "g"
+    home.mkdir(mode=0o700)
+    subprocess.run(["gpg", "--homedir", str(home), "--batch", "--pinentry-mode", "loopback",
+                    "--passphrase", "a passphrase", "--quick-gen-key", "gw@example.org",
+                    "ed25519", "default", "never"], check=True, capture_output=True)
+    fpr = next(line.split(":")[9] for line in subprocess.run(
+        ["gpg", "--homedir", str(home), "--with-colons", "--list-keys"], capture_output=True,
+        check=True, text=True).stdout.splitlines() if line.startswith("fpr:"))
+    try:
+        for adapter, expected in (("rnp", "ERROR legacy.adapter: rnp: "),
+                                  ("auto", "WARNING legacy.adapter: auto: ")):
+            path = world.write_config(tmp_path / f"{adapter}.toml", tmp_path / "state", {
+                "legacy": {"adapter": adapter, "gnupg_home": str(home),
+                           "gateway_fingerprint": fpr}})
+            legacy = [str(p) for p in check(path) if p.key.startswith("legacy.")]
+            assert len(legacy) == 1 and legacy[0].startswith(expected), legacy
+            assert "without a passphrase" in legacy[0]
+    finally:
+        subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], check=False,
+                       capture_output=True)
+
+
 LAB_ROW = (
     "labo.TEST@medical69.legacy.example,labo.test@legacy.mssante.example,Laboratoire Test,,"
     f"{FPR},cp850,LABTEST\n"
@@ -286,3 +345,35 @@ def test_a_broken_lab_row_is_a_config_error(tmp_path: Path) -> None:
     text = (ROOT / "mappings" / "labs.csv").read_text("utf-8").replace(",SA25,", ",SA99,", 1)
     (tmp_path / "mappings" / "labs.csv").write_text(text, encoding="utf-8")
     assert any("mappings.dir" in e and "facility_code 'SA99'" in e for e in errors(path))
+@needs_gpg
+@pytest.mark.parametrize("how", ["column", "default"])
+def test_v1_users_without_hub_authentication_are_reported(tmp_path: Path, how: str) -> None:
+    """A first-generation user (by their row, or by the gateway default) while the hub cannot
+    authenticate: a warning naming the count; configuring the hub clears it."""
+    path = write_setup(tmp_path)
+    if how == "column":
+        (tmp_path / "mappings" / "addresses.csv").write_text(
+            ADDRESSES.replace("hprim_code\n", "hprim_code,legacy_mode\n")
+            .replace("DRTEST\n", "DRTEST,v1\n"), encoding="utf-8")
+    else:
+        path.write_text(path.read_text().replace("[legacy]\n", '[legacy]\ndefault_mode = "v1"\n'))
+    found = [str(p) for p in check(path)]
+    assert any(p.startswith("WARNING legacy.hub:") and "1 first-generation (v1) user" in p
+               for p in found), found
+    auth = tmp_path / "hub-auth"
+    auth.write_text("hub:secret\n")
+    auth.chmod(0o644)
+    with path.open("a", encoding="utf-8") as f:
+        f.write(f'[legacy.hub]\nauth_file = "{auth}"\n')
+    found = [str(p) for p in check(path)]
+    assert not any("first-generation" in p for p in found)
+    assert f"WARNING legacy.hub.auth_file: {auth}: readable by others than its owner " \
+           "(chmod 600)" in found
+    auth.write_text("no colon here\n")
+    assert any(e.startswith("ERROR legacy.hub.auth_file:") for e in errors(path))
+
+
+@needs_gpg
+def test_v2_users_need_no_hub_authentication(tmp_path: Path) -> None:
+    path = write_setup(tmp_path)
+    assert check(path) == []

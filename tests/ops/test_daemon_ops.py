@@ -10,9 +10,9 @@ import urllib.request
 from pathlib import Path
 
 from gateway import config
+from gateway import log as ops_logging
 from gateway.crypto.world import World
 from gateway.daemon import Gateway
-from gateway.ops import logging as ops_logging
 from gateway.sim import SimTrustOperator
 from tests.conftest import FIXTURES
 from tests.daemon.harness import ADDR, TRUST, Harness, start, until

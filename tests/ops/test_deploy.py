@@ -110,12 +110,13 @@ GPG_DOES_ALL = ("0x300", "0+10x300")  # the openpgp adapter: gpg does every part
     ("opened", *GPG_DOES_ALL, GPG_DOES_ALL, False),
     ("sealed", *GPG_DOES_ALL, GPG_DOES_ALL, False),
 ])
+@pytest.mark.parametrize("fast", ["sop", "rnp"])
 def test_sop_fallback_alert_fires_only_when_sqop_stops_accepting(
         tmp_path: Path, operation: str, sop: str, gpg: str, other: tuple[str, str],
-        fires: bool) -> None:
+        fires: bool, fast: str) -> None:
     """promtool's own unit test of the rule, on series a gateway would expose (installed by
-    .ci/run): the parts ``operation`` counted on sop and on gpg as given, the other
-    operation's as ``other``."""
+    .ci/run): the parts ``operation`` counted on the faster tool (sop, or rnp: librnp) and on
+    gpg as given, the other operation's as ``other``."""
     promtool = shutil.which("promtool")
     if promtool is None:
         pytest.skip("promtool not on PATH: apt-get install --no-install-recommends prometheus")
@@ -124,7 +125,7 @@ def test_sop_fallback_alert_fires_only_when_sqop_stops_accepting(
                          f'{{instance="a",job="passerelle",tool="{tool}"}}',
                "values": values}
               for op, (on_sop, on_gpg) in counts.items()
-              for tool, values in (("sop", on_sop), ("gpg", on_gpg))]
+              for tool, values in ((fast, on_sop), ("gpg", on_gpg))]
     alert = "PasserelleSopFallingBackToGpg"
     expected = [{"exp_labels": {"severity": "warning", "instance": "a"},
                  "exp_annotations": _annotations(alert, "a")}] if fires else []
@@ -186,7 +187,7 @@ def test_example_config_loads_and_documents_every_key_config_reads() -> None:
             table = table.get(part, {}) if isinstance(table, dict) else {}
         for key in keys:
             documented = (isinstance(table, dict) and key in table) or re.search(
-                rf"^# {re.escape(key)} = ", text, re.M)
+                rf"^# {re.escape(key)} = |^# \[{re.escape(prefix + key)}\]$", text, re.M)
             assert documented, f"[{prefix[:-1]}] {key} is not in the example"
     base = EXAMPLE.parent
     for prefix, key in _leaves(data):
@@ -259,6 +260,7 @@ def test_containerfile_runs_as_a_user_with_gnupg() -> None:
     assert text.startswith("#") and "FROM python:3.11-slim" in text
     assert "gnupg" in text and "\nUSER passerelle\n" in text
     assert re.search(r"apt-get install [^\n]*\bsqop\b", text)  # legacy.adapter = "sop" works
+    assert re.search(r"apt-get install [^\n]*\blibrnp0\b", text)  # "auto" is librnp
     assert '"serve", "--config", "/etc/passerelle/passerelle.toml"' in text
 
 

@@ -12,7 +12,7 @@ import pytest
 import structlog
 
 from gateway.errors import BadSignature
-from gateway.ops.logging import REDACTED, configure, get_logger, redact
+from gateway.log import REDACTED, configure, get_logger, redact
 from tests.ops.logscan import assert_clean, find_leaks, forbidden_terms_from_fixtures
 
 HOSTILE = {
@@ -89,7 +89,7 @@ def test_hostile_event_names_are_redacted() -> None:
 
 
 def test_word_keys_take_only_vocabulary_words() -> None:
-    from gateway.ops.logging import allow_words
+    from gateway.log import allow_words
 
     assert redact(None, "info", {"outcome": "cardiologie"})["outcome"] == REDACTED
     assert redact(None, "info", {"kind": "bad_signature"})["kind"] == "bad_signature"

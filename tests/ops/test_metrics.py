@@ -33,6 +33,7 @@ EXPECTED = {
     "passerelle_text_repairs_total": ("counter", {"kind"}),
     "passerelle_legacy_parts_opened_total": ("counter", {"tool"}),
     "passerelle_legacy_parts_sealed_total": ("counter", {"tool"}),
+    "passerelle_legacy_parts_verified_total": ("counter", {"kind"}),
     "passerelle_tls_handshake_failures_total": ("counter", {"peer_domain", "reason"}),
     "passerelle_crypto_failures_total": ("counter", {"kind"}),
     "passerelle_expiry_timestamp_seconds": ("gauge", {"kind", "name"}),
@@ -129,6 +130,20 @@ def test_helpers_move_the_families(fresh: m.Metrics) -> None:
     assert crl is not None and abs(time.time() - crl - 7200) < 60
     assert v(fresh, "passerelle_journal_entries") == 10
     assert v(fresh, "passerelle_journal_size_bytes") == 4096
+
+
+def test_legacy_parts_are_counted_by_verification_kind_from_zero(fresh: m.Metrics) -> None:
+    """Both kinds are exported at 0 before any message (a rate of unsigned parts can be
+    alerted on from the first one); an opened message counts each of its parts."""
+    for kind in ("signed", "unsigned_v1"):
+        assert value(fresh, "passerelle_legacy_parts_verified_total", kind=kind) == 0
+    fresh.count_verifications({"parts": ["body:inline", "attachment:2"],
+                               "kinds": ["unsigned_v1", "signed"]})
+    fresh.count_verifications({"parts": ["body:inline"]})  # a summary without kinds: signed
+    fresh.count_verifications({"parts": ["body:inline"], "kinds": ["Dr Dupont"]})
+    assert value(fresh, "passerelle_legacy_parts_verified_total", kind="signed") == 2
+    assert value(fresh, "passerelle_legacy_parts_verified_total", kind="unsigned_v1") == 1
+    assert value(fresh, "passerelle_legacy_parts_verified_total", kind="other") == 1
 
 
 def test_spool_state_that_drains_drops_to_zero(fresh: m.Metrics) -> None:

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.journal import Journal, open_journal
+from gateway.journal import Journal
+from gateway.spool import open_journal
 
 AT = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 
@@ -51,8 +52,8 @@ def test_a_changed_entry_is_named(url: str) -> None:
     for k in range(5):
         j.append(f"<m{k}@x>", "open", {"signer": "ABC", "k": k}, at=AT)
     assert j.verify().ok
-    j._conn().execute("UPDATE journal SET record = ? WHERE seq = ?",
-                      ('{"signer":"EVIL","k":2}', 3))
+    with j.store.reading() as db:  # someone with access to the database changes a record
+        db.execute("UPDATE journal SET record = ? WHERE seq = ?", ('{"signer":"EVIL","k":2}', 3))
     result = j.verify()
     assert not result.ok and result.first_broken == 3
     assert "does not match its hash" in result.reason
@@ -89,8 +90,8 @@ def test_after_traces_synced_by_the_next_commit_appends_are_synced_again(url: st
     j.append_traces([trace], at=AT, synced_by_next=True)
     j.append("<after@x>", "received", {"size": 2}, at=AT)
     assert j.verify().ok and [e.seq for e in j.entries()] == [1, 2]
-    db = j._conn()
-    if url.startswith("sqlite"):
-        assert db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
-    else:
-        assert db.execute("SHOW synchronous_commit").fetchone()[0] == "on"
+    with j.store.reading() as db:  # this thread's connection, the one that appended
+        if url.startswith("sqlite"):
+            assert db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+        else:
+            assert db.execute("SHOW synchronous_commit").fetchone()[0] == "on"

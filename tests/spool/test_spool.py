@@ -223,6 +223,7 @@ def test_a_version_2_spool_keeps_its_messages_when_opened(spool: Open, url: str)
     qid = put(s, 7)
     blob = "BYTEA" if url.startswith("postgresql") else "BLOB"
     with s._tx() as db:  # back to version 2's tables
+        db.execute("ALTER TABLE messages DROP COLUMN hub_auth")
         db.execute(f"ALTER TABLE messages ADD COLUMN data {blob}")
         db.execute("UPDATE messages SET data = (SELECT data FROM bodies b WHERE b.queue_id = "
                    "messages.queue_id)")
@@ -233,9 +234,38 @@ def test_a_version_2_spool_keeps_its_messages_when_opened(spool: Open, url: str)
     assert again.show(qid)[1].endswith(b"body 7")
     assert [w.queue_id for w in again.lease_translate("W", now=1000, duration=60)] == [qid]
     with again._read() as db:
-        assert db.execute("SELECT version FROM schema_version").fetchone()[0] == 3
+        assert db.execute("SELECT version FROM schema_version").fetchone()[0] == 4
         columns = db.execute("SELECT * FROM messages").description
     assert "data" not in [c[0] for c in columns]
+
+
+def test_the_hub_authentication_travels_with_the_message(spool: Open) -> None:
+    """How the legacy hub authenticated the session is stored with the message and comes
+    back with its translation work, also after a restart; a message without it has none."""
+    s = spool()
+    authed, _ = s.accept(direction=Direction.TO_TRUST, mail_from="s@legacy.example",
+                         rcpts=("a@t.example",), data=b"Message-ID: <hub-1@x>\r\n\r\nx",
+                         message_id="<hub-1@x>", now=1.0, hub_auth="certificate")
+    plain, _ = s.accept(direction=Direction.TO_TRUST, mail_from="s@legacy.example",
+                        rcpts=("a@t.example",), data=b"Message-ID: <hub-2@x>\r\n\r\nx",
+                        message_id="<hub-2@x>", now=1.0)
+    s.close()
+    work = {w.queue_id: w.hub_auth for w in spool().lease_translate("W", now=10, duration=60)}
+    assert work == {authed: "certificate", plain: ""}
+
+
+def test_a_version_3_spool_gets_the_hub_column_and_keeps_its_messages(spool: Open) -> None:
+    s = spool()
+    qid = put(s, 3)
+    with s._tx() as db:  # back to version 3's tables
+        db.execute("ALTER TABLE messages DROP COLUMN hub_auth")
+        db.execute("UPDATE schema_version SET version=3")
+    s.close()
+    again = spool()
+    assert [(w.queue_id, w.hub_auth) for w in again.lease_translate("W", now=1000,
+                                                                    duration=60)] == [(qid, "")]
+    with again._read() as db:
+        assert db.execute("SELECT version FROM schema_version").fetchone()[0] == 4
 
 
 LARGE_DATA = b"Message-ID: <big@x>\r\n\r\n" + bytes(range(256)) * 9000  # > spool LARGE

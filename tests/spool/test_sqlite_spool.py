@@ -35,6 +35,7 @@ def test_a_version_1_spool_is_migrated_at_open(tmp_path: Path) -> None:
     db = sqlite3.connect(tmp_path / "spool.db")
     db.execute("ALTER TABLE recipients DROP COLUMN in_doubt")
     db.execute("ALTER TABLE recipients DROP COLUMN deliver_to")
+    db.execute("ALTER TABLE messages DROP COLUMN hub_auth")  # version 4 added it
     db.execute("ALTER TABLE messages ADD COLUMN data BLOB")  # version 1 kept the bytes there
     db.execute("UPDATE messages SET data = (SELECT data FROM bodies b WHERE b.queue_id = "
                "messages.queue_id)")
@@ -46,7 +47,7 @@ def test_a_version_1_spool_is_migrated_at_open(tmp_path: Path) -> None:
     assert len(again.list()) == 1
     assert again.show(again.list()[0].queue_id)[1]
     assert sqlite3.connect(tmp_path / "spool.db").execute(
-        "SELECT version FROM schema_version").fetchone() == (3,)
+        "SELECT version FROM schema_version").fetchone() == (4,)
 
 
 def test_leasing_a_message_does_not_write_its_bytes_again(tmp_path: Path) -> None:

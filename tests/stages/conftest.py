@@ -17,9 +17,9 @@ import pytest
 from gateway import config
 from gateway.config import Settings
 from gateway.crypto.world import USERS, World
-from gateway.journal import Journal, open_journal
+from gateway.journal import Journal
 from gateway.ops.metrics import Metrics
-from gateway.spool import Direction, RetryPolicy, SqliteSpool, open_spool
+from gateway.spool import Direction, RetryPolicy, SqliteSpool, open_journal, open_spool
 from gateway.stages.common import Inflight, run_in
 from gateway.stages.notify import Notices
 from gateway.stages.workers import WorkerPool

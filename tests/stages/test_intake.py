@@ -14,10 +14,10 @@ import pytest
 
 from gateway.crypto.domainlist import DomainListStore
 from gateway.errors import ConfigError, RelayDenied
-from gateway.smtp import notices
 from gateway.smtp.server import Arrival
 from gateway.spool import Direction
 from gateway.stages.intake import Domains, Intake, listeners
+from gateway.translate import notices
 from gateway.translate.factory import trust_anchors
 from tests.stages.conftest import ADDR, TRUST, Parts, run, woken
 

@@ -7,9 +7,9 @@ import email
 import email.policy
 from email.message import EmailMessage
 
-from gateway.smtp import notices
+from gateway.mail import mime
 from gateway.spool import Direction
-from gateway.translate import mime
+from gateway.translate import notices
 from tests.conftest import legacy_client
 from tests.stages.conftest import ADDR, TRUST, Parts, run, woken
 

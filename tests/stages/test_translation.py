@@ -13,9 +13,9 @@ from email.message import EmailMessage
 from pathlib import Path
 
 from gateway.crypto.world import USERS, World
+from gateway.mail import mime
 from gateway.spool import Direction
 from gateway.stages.translation import Translation
-from gateway.translate import mime
 from tests.conftest import legacy_client
 from tests.stages.conftest import (
     ADDR,

@@ -26,9 +26,9 @@ from lxml import etree
 from gateway import config
 from gateway.crypto import smime
 from gateway.crypto.world import USERS, World
+from gateway.directory.addresses import COLUMNS, AddressBook
 from gateway.documents import hprim, xdm
 from gateway.translate import trust_to_legacy
-from gateway.translate.addresses import COLUMNS, AddressBook
 from gateway.translate.factory import build_translator
 from gateway.translate.trace import TraceRecord
 from tests.conftest import FIXTURES, legacy_client

@@ -13,12 +13,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gateway.directory.addresses import COLUMNS, AddressBook
 from gateway.documents import cda, hprim, xdm
 from gateway.documents.codes import load_tables
 from gateway.errors import MessageFormatError, TranslationError
-from gateway.translate import legacy_to_trust, mime, trust_to_legacy
-from gateway.translate.addresses import COLUMNS, AddressBook
-from gateway.translate.handover import Handover
+from gateway.mail import mime
+from gateway.mail.handover import Handover
+from gateway.translate import legacy_to_trust, trust_to_legacy
 from gateway.translate.trace import TRACE_FILENAME, TraceRecord
 from tests.conftest import FIXTURES
 
@@ -159,7 +160,7 @@ def test_charset_replacements_are_counted() -> None:
 
 
 def _mdn() -> bytes:
-    from gateway.smtp import notices
+    from gateway.translate import notices
 
     original = (b"From: jean.dupont@legacy.mssante.example\r\nTo: dr.x@hopital-a.mssante.example"
                 b"\r\nMessage-ID: <orig-9@legacy.mssante.example>\r\nSubject: x\r\n\r\nx")
@@ -182,7 +183,7 @@ def test_a_receipt_becomes_a_short_letter() -> None:
        st.integers(0, 3))
 def test_the_receipt_reader_is_skipped_only_where_it_finds_nothing(
         at: int, token: bytes, cut: int) -> None:
-    from gateway.smtp.notices import read_mdn
+    from gateway.translate.notices import read_mdn
 
     raw = bytearray(_mdn())
     head = raw.index(b"\r\n\r\n")

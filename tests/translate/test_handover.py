@@ -20,9 +20,9 @@ from gateway import config
 from gateway.crypto import smime
 from gateway.crypto.world import USERS, World
 from gateway.errors import SmimeError
-from gateway.translate import mime
+from gateway.mail import mime
+from gateway.mail.handover import SLICE, HandedOver, Handover
 from gateway.translate.factory import build_translator
-from gateway.translate.handover import SLICE, HandedOver, Handover
 from gateway.translate.pipeline import Envelope, Translator
 from tests.conftest import legacy_client
 

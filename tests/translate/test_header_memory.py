@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.translate import mime
+from gateway.mail import mime
 
 NAMES = ["Content-Type", "content-disposition", "Content-Transfer-Encoding", "From", "To",
          "Subject", "Date", "Message-ID", "MIME-Version", "X-Anything", "Reply-To"]

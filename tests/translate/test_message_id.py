@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.translate import mime
+from gateway.mail import mime
 from gateway.translate.pipeline import _message_id, _simple_message_id
 from gateway.translate.trace import sha256
 

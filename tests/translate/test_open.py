@@ -9,7 +9,7 @@ from email.message import EmailMessage
 import pytest
 
 from gateway.crypto.legacy import ARMOR_BEGIN, LegacyCrypto, PartResult, SealedPart
-from gateway.translate import mime
+from gateway.mail import mime
 
 SIGNER = "A" * 40
 ARMOR_END = b"-----END PGP MESSAGE-----"

@@ -21,8 +21,9 @@ from hypothesis import strategies as st
 from gateway.crypto.legacy import LegacyCrypto
 from gateway.documents.codes import load_tables
 from gateway.errors import PasserelleError
-from gateway.translate import legacy_to_trust, mime, trust_to_legacy
-from gateway.translate.handover import HandedOver, Handover
+from gateway.mail import mime, write
+from gateway.mail.handover import HandedOver, Handover
+from gateway.translate import legacy_to_trust, trust_to_legacy
 from gateway.translate.trace import TraceRecord
 from tests.translate.test_compose import BOOK, LAB, NOW
 from tests.translate.test_open import SIGNER, FakeCipher, armour
@@ -273,7 +274,7 @@ def test_a_delimiter_in_a_text_is_parsed_from_the_bytes() -> None:
 
 def test_a_folded_field_is_remembered_on_its_header() -> None:
     header = mime.POLICY.header_factory("Subject", "Résultats " * 12)
-    first = mime._folded("Subject", header)
+    first = write._folded("Subject", header)
     assert header.__dict__["_wire_folded"] == first
-    assert mime._folded("Subject", header) is first
+    assert write._folded("Subject", header) is first
     assert first == mime.WIRE.fold_binary("Subject", header)

@@ -1,0 +1,366 @@
+"""Structured logs: one JSON object per line on stdout, passed through a redaction allow-list.
+
+Logs leave the box (journald, a collector, a support ticket), so they must never carry patient
+data.  Rather than trying to spot patient data, `redact` keeps only what is known to be safe:
+an allow-list of keys, each with the shape its value must have (a queue id, a hex digest, a
+number, a lower-case host name, a word from the closed vocabulary `WORDS` (extend it with
+`allow_words`), an SMTP code).  Any other key, and any value of the
+wrong shape, becomes ``"[redacted]"``.  E-mail addresses are cut to their domain
+(``***@medical33.legacy.example``): the local part names a person.  Strings that look like a
+NIR or a date are refused even where a word would be allowed.  Exceptions are logged as their
+type, error kind and code locations — never their message, which may quote the input.
+
+Event names are part of the allow-list too: ``log.info("message.delivered", ...)`` is kept,
+``log.info(f"delivered to {name}")`` is redacted.
+"""
+
+from __future__ import annotations
+
+import builtins
+import logging
+import re
+import signal
+import sys
+import traceback
+from collections.abc import Callable, MutableMapping
+from typing import Any, TextIO
+
+import structlog
+
+from gateway import vocabulary
+from gateway.errors import Fate, PasserelleError, all_error_classes
+
+REDACTED = "[redacted]"
+
+_WORD = re.compile(r"[a-z][a-z0-9_.:-]{0,63}")
+# Events are dotted names from the code ("message.delivered"): a lone word could be text.
+_EVENT = re.compile(r"(?=.{3,64}\Z)[a-z][a-z0-9_]*(?:\.[a-z0-9_]+)+")
+_LOGGER = re.compile(r"[a-z_][a-z0-9_]*(?:\.[a-z0-9_]+)*")
+_CHARSET = re.compile(r"(?:cp|iso-8859-|iso8859_|windows-|utf-|utf_|latin-|latin_)\d+(?:-sig)?")
+_TLS_VERSION = re.compile(r"(?:TLS|SSL)v\d(?:\.\d)?")
+_CIPHER = re.compile(r"(?=[A-Z0-9_-]*\d)[A-Z0-9][A-Z0-9_-]{3,63}")
+_VERSION = re.compile(r"\d+(?:\.\d+){0,3}(?:[a-z0-9.+-]{0,16})?")
+_QUEUE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+_HEX = re.compile(r"(?:(?:sha256|sha1|sha512|blake2b):)?[0-9a-fA-F]{8,128}")
+_DNS_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"  # log host names lower-cased
+_HOST = re.compile(rf"{_DNS_LABEL}(?:\.{_DNS_LABEL})+\.?")
+_IPV4 = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
+_IPV6 = re.compile(r"[0-9A-Fa-f:]{2,39}(?:%[a-z0-9]+)?")
+_PORT = re.compile(r"\d{1,5}")
+_ENHANCED = re.compile(r"[245]\.\d{1,3}\.\d{1,3}")
+_SMTP = re.compile(r"[2-5]\d\d")
+_ISO_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d)?")
+_ADDRESS = re.compile(r"[^@\s]+@(?P<domain>[A-Za-z0-9.-]+\.[A-Za-z0-9-]+)")
+_MESSAGE_ID = re.compile(r"<?(?P<left>[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,128})@(?P<right>[^>\s]+)>?")
+# A NIR: 13 characters (digits, 2A/2B for Corsica) and a 2-digit key, with or without spaces.
+_NIR = re.compile(
+    r"[12378]\s?\d\d\s?\d\d\s?(?:\d\d|2A|2B)\s?\d\d\d\s?\d\d\d\s?(?:\d\d)?", re.IGNORECASE
+)
+_LONG_DIGITS = re.compile(r"\d{8,}")
+_SEPARATED_DATE = re.compile(
+    r"(?<!\d)(?:\d{1,2}[/.-]\d{1,2}[/.-]\d{2,4}|\d{4}[/.-]\d{1,2}[/.-]\d{1,2})(?!\d)"
+)
+_COMPACT_DATE = re.compile(r"(?:19|20)\d{2}[01]\d[0-3]\d")
+_DATE = re.compile(rf"{_SEPARATED_DATE.pattern}|{_COMPACT_DATE.pattern}")
+_ALPHA_RUN = re.compile(r"[A-Za-z]{4,}")
+
+
+def _vocabulary() -> set[str]:
+    v = vocabulary
+    words = set(v.DIRECTIONS + v.EVENTS + v.REASONS + v.STAGES + v.SPOOL_STATES
+                + v.REPAIR_KINDS + v.TLS_REASONS + v.CRYPTO_KINDS + v.EXPIRY_KINDS)
+    words |= {f.value for f in Fate} | {c.kind for c in all_error_classes()}
+    words |= set(_EXTRA_WORDS.split())
+    return words
+
+
+_EXTRA_WORDS = """
+        debug info warning error critical exception
+        ok fail failed failure success pass valid invalid good bad unknown none true false
+        yes no partial skipped timeout other
+        start started stop stopped stopping drain draining ready not_ready reload reloaded
+        accepted refused rejected sent queued active retry retrying hold release released
+        delete deleted drop dropped deliver delivering expired stale fresh loaded missing
+        to_trust to_legacy legacy trust inbound outbound incoming outgoing
+        sqlite postgres postgresql openpgp command smime tls starttls plain
+        hprim cda xdm pdf text mime
+        server client signing anchor gateway hub operator peer crl list journal spool
+        verified unverified signed unsigned encrypted decrypted
+"""
+
+
+#: words allowed as values of the word keys (outcome, state, kind, ...); extend with allow_words.
+WORDS: set[str] = _vocabulary()
+
+
+def allow_words(*words: str) -> None:
+    """Add words to the closed vocabulary (call at import time of the module that logs them)."""
+    for word in words:
+        if not _WORD.fullmatch(word) or _dangerous(word):
+            raise ValueError(f"not a log word: {word!r}")
+        WORDS.add(word)
+
+
+def _word(value: object) -> bool:
+    return isinstance(value, str) and value in WORDS
+
+
+def _shape(pattern: re.Pattern[str]) -> Callable[[object], bool]:
+    def check(value: object) -> bool:
+        return isinstance(value, str) and bool(pattern.fullmatch(value)) and not _dangerous(value)
+
+    return check
+
+
+def _charset(value: object) -> bool:
+    return _word(value) or value in ("ascii", "us-ascii", "mac_roman", "macroman", "latin-1") or (
+        _shape(_CHARSET)(value)
+    )
+
+
+_SIGNALS = frozenset(s.name for s in signal.Signals)
+_BUILTIN_ERRORS = frozenset(
+    name for name, obj in vars(builtins).items()
+    if isinstance(obj, type) and issubclass(obj, BaseException)
+)  # fmt: skip
+
+
+def _error_type(value: object) -> bool:
+    if not isinstance(value, str):
+        return False
+    return value in _BUILTIN_ERRORS or value in {c.__name__ for c in all_error_classes()} or (
+        bool(re.fullmatch(r"[A-Z][A-Za-z0-9]{0,63}(?:Error|Exception|Warning|Timeout)", value))
+    )
+
+
+def _dangerous(text: str) -> bool:
+    """A NIR or a date hiding in an otherwise well-shaped string."""
+    return bool(_NIR.search(text) or _DATE.search(text))
+
+
+def _number(value: object) -> bool:
+    # bool is an int: fine.  Integers of 13+ digits could be a NIR: refused.
+    if isinstance(value, int):
+        return abs(value) < 10**12
+    return isinstance(value, float)
+
+
+def _id_safe(text: str) -> bool:
+    """Ids are machine-made and often hold a compact date (20240404...): refuse a NIR, a
+    separated date (02/11/1948, 1948-11-02) or an id that is nothing but a compact date."""
+    return not (
+        _NIR.search(text) or _SEPARATED_DATE.search(text) or _COMPACT_DATE.fullmatch(text)
+    )
+
+
+def _queue_id(value: object) -> bool:
+    """A spool/trace id: a token with at least one digit (ULID, UUID, hex), never a bare word."""
+    return (
+        isinstance(value, str)
+        and bool(_QUEUE_ID.fullmatch(value))
+        and any(c.isdigit() for c in value)
+        and _id_safe(value)
+    )
+
+
+def _digest(value: object) -> bool:
+    # Real digests hold hex letters; a run of digits alone could be a NIR or a date.
+    return isinstance(value, str) and bool(_HEX.fullmatch(value)) and not value.isdigit()
+
+
+def _host(value: object) -> bool:
+    """A host name, an IP address, optionally ``:port``; ``host [ip]:port`` too."""
+    if not isinstance(value, str) or len(value) > 255:
+        return False
+    text = value.strip()
+    m = re.fullmatch(r"(?P<name>[^\s\[\]]+)\s*\[(?P<ip>[^\]]+)\](?::(?P<port>\d{1,5}))?", text)
+    if m:
+        return _host(m["name"]) and _host(m["ip"])
+    if text.startswith("[") and "]" in text:  # [v6]:port
+        ip, _, rest = text[1:].partition("]")
+        return bool(_IPV6.fullmatch(ip)) and (not rest or bool(re.fullmatch(r":\d{1,5}", rest)))
+    if _IPV6.fullmatch(text) and text.count(":") >= 2:
+        return True
+    host, sep, port = text.rpartition(":")
+    if sep and _PORT.fullmatch(port):
+        text = host
+    return bool(_HOST.fullmatch(text) or _IPV4.fullmatch(text))
+
+
+def _smtp_code(value: object) -> bool:
+    if isinstance(value, int):
+        return 200 <= value <= 599
+    return isinstance(value, str) and bool(_SMTP.fullmatch(value))
+
+
+def _enhanced(value: object) -> bool:
+    return isinstance(value, str) and bool(_ENHANCED.fullmatch(value))
+
+
+def _timestamp(value: object) -> bool:
+    return isinstance(value, int | float) or (
+        isinstance(value, str) and bool(_ISO_TIME.fullmatch(value))
+    )
+
+
+def _message_id(value: object) -> bool:
+    """Message-IDs are kept when their left part looks machine-made (no name-like words)."""
+    if not isinstance(value, str):
+        return False
+    m = _MESSAGE_ID.fullmatch(value.strip())
+    if not m or not _host(m["right"]):
+        return _queue_id(value)
+    left = m["left"]
+    segments = re.split(r"[^A-Za-z0-9]+", left)
+    # "jean.dupont.1234@host" names someone; "20240404.8f3a9c@host", "CAH7x9kQ@host" do not.
+    wordy = any(_ALPHA_RUN.fullmatch(s) for s in segments if s)
+    return not wordy and _id_safe(left)
+
+
+def _address(value: object) -> object:
+    """An e-mail address → ``***@domain``; anything else → redacted."""
+    if isinstance(value, str):
+        m = _ADDRESS.fullmatch(value.strip().strip("<>"))
+        if m and _host(m["domain"].lower()):
+            return f"***@{m['domain'].lower()}"
+        if value.strip() in ("", "<>"):
+            return "<>"  # the null reverse-path of a bounce
+    return REDACTED
+
+
+Shape = Callable[[object], bool]
+
+#: key → the shape its value must have.
+KEYS: dict[str, Shape] = {
+    # ids and digests
+    "queue_id": _queue_id, "id": _queue_id, "trace_id": _queue_id, "worker": _queue_id,
+    "message_id": _message_id, "in_reply_to": _message_id,
+    "digest": _digest, "input_digest": _digest, "output_digest": _digest,
+    "content_digest": _digest, "body_digest": _digest, "sha256": _digest,
+    "fingerprint": _digest, "key_fingerprint": _digest, "signer_fingerprint": _digest,
+    "certificate_sha1": _digest, "certificate_sha256": _digest, "serial": _digest,
+    "entry_hash": _digest, "prev_hash": _digest,
+    # sizes, counts, durations
+    "size": _number, "bytes": _number, "size_bytes": _number, "input_size": _number,
+    "output_size": _number, "count": _number, "recipients_count": _number,
+    "attempt": _number, "attempts": _number, "retries": _number, "depth": _number,
+    "duration": _number, "duration_seconds": _number, "seconds": _number, "age_seconds": _number,
+    "delay_seconds": _number, "next_attempt_in": _number, "documents": _number,
+    "repairs": _number, "entries": _number, "domains": _number, "pid": _number,
+    "confidence": _number, "port": _number, "days_left": _number, "line": _number,
+    "exit_code": _number,
+    # peers (operators and hosts, not patients)
+    "peer": _host, "peer_domain": _host, "peer_ip": _host, "host": _host, "ip": _host,
+    "domain": _host, "remote": _host, "listen": _host, "next_hop": _host, "mx": _host,
+    # words from closed vocabularies
+    "outcome": _word, "state": _word, "stage": _word, "kind": _word, "error_kind": _word,
+    "direction": _word, "reason": _word, "fate": _word, "action": _word, "status": _word,
+    "role": _word, "adapter": _word, "verification": _word, "result": _word,
+    "backend": _word, "from_state": _word, "to_state": _word, "document_type": _word,
+    "repair_kinds": _word, "encoding": _charset, "charset": _charset,
+    "tls_version": _shape(_TLS_VERSION), "cipher": _shape(_CIPHER), "version": _shape(_VERSION),
+    "signal": lambda v: v in _SIGNALS, "error_type": _error_type,
+    # SMTP replies
+    "smtp_code": _smtp_code, "code": _smtp_code, "reply_code": _smtp_code,
+    "enhanced": _enhanced, "enhanced_status": _enhanced,
+    # added by processors
+    "level": _word, "logger": _shape(_LOGGER), "timestamp": _timestamp,
+}  # fmt: skip
+
+#: keys whose value is an e-mail address (or a list of them): kept as ``***@domain``.
+ADDRESS_KEYS = frozenset({
+    "sender", "recipient", "recipients", "mail_from", "rcpt_to", "rcpt", "from_address",
+    "to_address", "envelope_from", "envelope_to", "address",
+})  # fmt: skip
+
+def _clean(key: str, value: object) -> object:
+    if key in ADDRESS_KEYS:
+        if isinstance(value, list | tuple | set | frozenset):
+            return [_address(v) for v in value]
+        return _address(value)
+    shape = KEYS.get(key)
+    if shape is None:
+        return REDACTED
+    if isinstance(value, list | tuple):
+        return [v if shape(v) else REDACTED for v in value]
+    if isinstance(value, dict):  # e.g. {"mojibake": 2}: keys must be words, values numbers
+        return {k: v for k, v in value.items() if k in WORDS and _number(v)} or REDACTED
+    return value if shape(value) else REDACTED
+
+
+def _exception_fields(exc: BaseException) -> dict[str, object]:
+    """Type, kind and where — never ``str(exc)``, which may quote the input."""
+    fields: dict[str, object] = {"error_type": type(exc).__name__}
+    if isinstance(exc, PasserelleError):
+        fields["error_kind"] = exc.kind
+        fields["smtp_code"] = exc.smtp_code
+    frames = traceback.extract_tb(exc.__traceback__)[-6:]
+    fields["error_where"] = [
+        f"{_short_path(f.filename)}:{f.lineno} in {f.name}" for f in frames
+    ]
+    return fields
+
+
+def _short_path(filename: str) -> str:
+    marker = "/gateway/"
+    i = filename.rfind(marker)
+    return "gateway/" + filename[i + len(marker):] if i >= 0 else filename.rsplit("/", 1)[-1]
+
+
+def redact(
+    _logger: object, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """structlog processor: keep allow-listed keys with safe-shaped values, redact the rest."""
+    exc_info = event_dict.pop("exc_info", None)
+    out: dict[str, Any] = {}
+    event = event_dict.pop("event", None)
+    if event is not None:
+        text = str(event)
+        out["event"] = text if _EVENT.fullmatch(text) and not _dangerous(text) else REDACTED
+    exc: BaseException | None = None
+    if isinstance(exc_info, BaseException):
+        exc = exc_info
+    elif isinstance(exc_info, tuple) and len(exc_info) == 3:
+        exc = exc_info[1]
+    elif exc_info is True:
+        exc = sys.exc_info()[1]
+    for key, value in event_dict.items():
+        out[key] = _clean(key, value)
+    if exc is not None:
+        out.update(_exception_fields(exc))
+    return out
+
+
+def configure(level: str | int = "info", stream: TextIO | None = None) -> None:
+    """Send every structlog event as one JSON line to ``stream`` (stdout by default)."""
+    if isinstance(level, str):
+        number = logging.getLevelNamesMapping().get(level.upper())
+        if number is None:
+            raise ValueError(f"unknown log level {level!r}")
+        level = number
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            redact,
+            structlog.processors.JSONRenderer(sort_keys=False),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.WriteLoggerFactory(file=stream if stream else sys.stdout),
+        cache_logger_on_first_use=False,
+    )
+
+
+def get_logger(name: str) -> Any:
+    """A bound logger whose events carry ``logger=name`` (a dotted module-like word)."""
+    # Bound at each call, so that configuration made after import (`serve`, tests) applies.
+    return _NamedLogger(name)
+
+
+class _NamedLogger:
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, method: str) -> Any:
+        return getattr(structlog.get_logger().bind(logger=self._name), method)

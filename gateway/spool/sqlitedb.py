@@ -1,0 +1,135 @@
+"""SQLite files of the spool and the journal: one writer at a time, and when to fsync.
+
+The spool and the journal share one file by default (``[spool] url``); both take this
+process's writer lock for that file before ``BEGIN IMMEDIATE`` and both commit with
+``synchronous=FULL`` unless told a later commit syncs theirs.  :class:`SqliteJournalStore`
+is the journal's storage (the :class:`gateway.journal.JournalStore` of a SQLite file).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from gateway.errors import ConfigError, SpoolFull, SpoolUnavailable
+from gateway.spool.schema import SQLITE_JOURNAL
+
+_WRITERS: dict[Path, threading.Lock] = {}
+_WRITERS_LOCK = threading.Lock()
+
+
+def writer_lock(path: Path) -> threading.Lock:
+    """The lock this process's writers to one SQLite file take before ``BEGIN IMMEDIATE``.
+    SQLite lets one writer in at a time and makes the others sleep and try again, sleeping
+    longer each time (1, 2, 5, 10 … 100 ms): two threads of the daemon that wanted the file
+    at once made an SMTP client wait 100–600 ms for a commit that took one.  Waiting on this
+    lock, the next writer goes in as soon as the last one is done; other processes (the
+    command line) still meet SQLite's own wait."""
+    key = path.resolve()
+    with _WRITERS_LOCK:
+        return _WRITERS.setdefault(key, threading.Lock())
+
+
+@contextmanager
+def unsynced(local: threading.local, db: sqlite3.Connection, *, on: bool = True
+             ) -> Iterator[None]:
+    """With ``on``: the commits made inside wait for no fsync (``synchronous=NORMAL``; the
+    next commit with FULL syncs them with its own).  Afterwards the connection fsyncs again
+    — or, if that cannot be set, it is closed and dropped from ``local`` (a new one starts
+    with FULL): a later accept is never left unsynced."""
+    if not on:
+        yield
+        return
+    db.execute("PRAGMA synchronous=NORMAL")
+    try:
+        yield
+    finally:
+        try:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            db.execute("PRAGMA synchronous=FULL")
+        except sqlite3.Error:
+            with contextlib.suppress(sqlite3.Error):
+                db.close()
+            local.db = None
+
+
+def spool_path(url: str) -> Path:
+    if url.startswith("sqlite:///"):
+        return Path(url[len("sqlite://"):]) if url.startswith("sqlite:////") else Path(
+            url[len("sqlite:///"):])
+    return Path(url)
+
+
+def journal_path(url: str) -> Path:
+    """The journal's file: ``sqlite:///path`` or a bare path (another scheme is a
+    configuration error)."""
+    if url.startswith("sqlite:///"):
+        return Path(url[len("sqlite:///") - 1:]) if url.startswith("sqlite:////") else Path(
+            url[len("sqlite:///"):])
+    if "://" in url:
+        raise ConfigError(f"unsupported journal URL {url.split('://')[0]}://…")
+    return Path(url)
+
+
+class SqliteJournalStore:
+    """The journal's table in a SQLite file (the spool's by default): appends take the
+    file's writer lock and ``BEGIN IMMEDIATE``, so threads, processes and the spool's own
+    writers keep one chain."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._local = threading.local()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn().executescript(SQLITE_JOURNAL)
+        except (OSError, sqlite3.Error) as exc:
+            raise SpoolUnavailable(f"journal {path}: {exc}") from None
+
+    def _conn(self) -> sqlite3.Connection:
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            self._local.db = db
+        return db
+
+    @contextmanager
+    def reading(self) -> Iterator[sqlite3.Connection]:
+        """This thread's connection for reads: a database that fails under them is
+        :class:`SpoolUnavailable`, never the driver's own exception."""
+        try:
+            db = self._conn()
+            yield db
+        except sqlite3.Error as exc:
+            raise SpoolUnavailable(f"journal: {exc}") from None
+
+    @contextmanager
+    def appending(self, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
+        """A transaction no other writer enters until it is committed; ``durable=False``:
+        its commit waits for no fsync (the caller's next commit syncs it)."""
+        try:
+            with writer_lock(self.path):  # shared with the spool: the same file
+                db = self._conn()
+                with unsynced(self._local, db, on=not durable):
+                    db.execute("BEGIN IMMEDIATE")
+                    yield db
+                    db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            db = self._conn()
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            if "full" in str(exc):
+                raise SpoolFull(f"journal: {exc}") from None
+            raise SpoolUnavailable(f"journal: {exc}") from None
+
+    def close(self) -> None:
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None

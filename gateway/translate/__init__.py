@@ -1,0 +1,1 @@
+"""Translation between the legacy and trust formats: MIME, addresses, pipelines, traces."""
