@@ -350,6 +350,10 @@ class TrustHandler(_Handler):
         """The ``From`` belongs to the party that authenticated: its one mailbox's domain is
         one the list publishes for the client certificate (the envelope sender's was checked
         at MAIL).  A null envelope sender carries only a report (DSN, MDN)."""
+        if b"\n\r\n" not in head and b"\n\n" not in head and len(head) >= _HEAD_MAX:
+            # a header block too large to read here: the translation bounces it
+            # (message_format), and checks the From there (the signer, the report)
+            return
         block = head.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0] + b"\r\n\r\n"
         try:
             address = senders.from_address(block)
