@@ -201,7 +201,7 @@ def _build(content: bytes | Handover, *, recipient: LegacyUser, book: AddressBoo
             mapped.extend(done)
         else:
             mapped.append("Reply-To removed: outside the sender's domain")
-    out["Subject"] = mime.header(msg, "Subject")
+    out["Subject"] = strings.text(mime.header(msg, "Subject"), "Subject")
     out["Date"] = mime.header(msg, "Date") or format_datetime(now)
     out["Message-ID"] = mime.header(msg, "Message-ID") or make_msgid(
         idstring=digest[:16], domain=domain)
