@@ -2,6 +2,9 @@
 
 Relative paths are resolved against the directory of the configuration file.  Every key is
 documented in ``deploy/passerelle.example.toml``; defaults make a single box work.
+
+The module stays whole (some 550 lines): the schema is the code that reads each key, so the
+readers, the settings they fill and the checks between keys are one reading of one file.
 """
 
 from __future__ import annotations
@@ -136,6 +139,21 @@ class DirectorySettings:
 
 
 @dataclass(frozen=True)
+class ConsoleSettings:
+    """The operator console (``[console]``, off by default): its own TLS listener; operators
+    authenticate with a client certificate issued by ``client_ca`` or a bearer token listed in
+    ``tokens_file`` (``name token`` per line)."""
+
+    enabled: bool = False
+    listen: tuple[str, int] = ("127.0.0.1", 9326)
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    client_ca: Path | None = None
+    tokens_file: Path | None = None
+    session_minutes: float = 480.0
+
+
+@dataclass(frozen=True)
 class Settings:
     source: Path | None
     domain: str = "legacy.mssante.example"
@@ -147,6 +165,7 @@ class Settings:
     trust: TrustSettings = field(default_factory=TrustSettings)
     daemon: DaemonSettings = field(default_factory=DaemonSettings)
     directory: DirectorySettings = field(default_factory=DirectorySettings)
+    console: ConsoleSettings = field(default_factory=ConsoleSettings)
     hub: HubSettings = field(default_factory=HubSettings)
     log_level: str = "info"
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
@@ -465,11 +484,33 @@ def _read(data: dict[str, Any], base: Path, source: str) -> tuple[Settings, _Sch
         trust=trust_settings,
         daemon=daemon,
         directory=_directory(directory),
+        console=_console(top.table("console")),
         hub=_hub(hub, trust_settings),
         log_level=log_level,
         raw=data,
     )
     return settings, top.schema
+
+
+def _console(console: _Reader) -> ConsoleSettings:
+    defaults = ConsoleSettings()
+    settings = ConsoleSettings(
+        enabled=console.flag("enabled", False),
+        listen=console.listen("listen", defaults.listen),
+        tls_cert=console.path("tls_cert"),
+        tls_key=console.path("tls_key"),
+        client_ca=console.path("client_ca"),
+        tokens_file=console.path("tokens_file"),
+        session_minutes=console.number("session_minutes", defaults.session_minutes),
+    )
+    if settings.enabled:
+        if settings.tls_cert is None or settings.tls_key is None:
+            console._fail("tls_cert", "the console is served over TLS only: set tls_cert and "
+                          "tls_key", None)
+        if settings.client_ca is None and settings.tokens_file is None:
+            console._fail("client_ca", "no way for an operator to authenticate: set client_ca "
+                          "and/or tokens_file", None)
+    return settings
 
 
 def _mode(leg: _Reader) -> str:

@@ -22,6 +22,7 @@ of domains, the ops endpoint (metrics, readiness) reports on them.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import shutil
 import signal
@@ -39,6 +40,7 @@ from gateway.errors import PasserelleError
 from gateway.journal import Journal
 from gateway.log import allow_words, get_logger
 from gateway.ops import http as ops_http
+from gateway.ops.console import Console, ConsoleData
 from gateway.ops.metrics import Metrics
 from gateway.smtp.delivery import Router
 from gateway.smtp.server import Listener
@@ -128,6 +130,13 @@ class Gateway:
         self.ops = ops_http.OpsServer(
             self.metrics.registry, readiness, host=d.ops_listen[0], port=d.ops_listen[1]
         )
+        self.console: Console | None = None
+        if settings.console.enabled:  # the operator console, on its own TLS listener
+            self.console = Console(settings.console, ConsoleData(
+                spool=self.spool, journal=self.journal, clock=clock,
+                domain_list=self.domains.current, directory=settings.directory_target,
+                wake=self.wake_translate.notify_all,
+                run=functools.partial(run_in, self._db)))
 
     # -- wiring --------------------------------------------------------------------------
 
@@ -219,6 +228,8 @@ class Gateway:
         self._static_metrics()
         if ops:
             await self.ops.start()
+            if self.console is not None:
+                await self.console.start()
         directory = self.translator.directory
         self.listeners = listeners(
             self.settings, self.intake, domains=self.domains, anchors=self.anchors,
@@ -260,6 +271,8 @@ class Gateway:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self.dispatch.close()
         await self.ops.stop()
+        if self.console is not None:
+            await self.console.stop()
         self.pool.shutdown()
         self._db.shutdown(wait=True)
 

@@ -10,6 +10,9 @@ validated by the biologist stays in the narrative only. The header's author, cus
 authenticator, performer and responsible biologist are the lab's row of mappings/labs.csv; the
 patient is what the report says, with no INS, no sex and no birth name it does not state
 (docs/documents.md). Readers live in `cdaread`.
+
+The module stays whole (some 600 lines): header, chapter sections and the PDF copy section
+are one document's builder, each part filling identifiers the others reference.
 """
 
 from __future__ import annotations

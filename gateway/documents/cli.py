@@ -20,7 +20,8 @@ from typing import Any
 from gateway.documents import cda, hprim, pdf, xdm
 from gateway.documents.codes import load_tables
 from gateway.documents.model import Finding
-from gateway.errors import DocumentError, TranslationError, UnknownLab
+from gateway.errors import DocumentError, TextError, TranslationError, UnknownLab
+from gateway.text import normalize
 
 MAX_INPUT = 50 * 1024 * 1024
 
@@ -55,46 +56,86 @@ def _when(text: str | None) -> datetime:
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
+def _text(args: argparse.Namespace, data: bytes) -> str:
+    """The file's faithful text: legacy bytes (CP850, CP1252, Mac Roman, mojibake…) read back
+    by the text engine, ``--charset`` as a hint; what it changed is said on stderr."""
+    try:
+        result = normalize(data, hint=args.charset)
+    except TextError as exc:
+        raise DocumentError(f"{args.file}: {exc}") from None
+    kinds = {kind: n for kind, n in result.summary()["repairs"].items()
+             if kind != "line_ends"}  # CRLF, LF or CR: HPRIM is read the same
+    if result.encoding not in ("ascii", "utf-8") or kinds:
+        repaired = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items()))
+        print(f"passerelle: {args.file}: read as {result.encoding} (confidence "
+              f"{result.confidence:.2f}){'; repaired: ' + repaired if repaired else ''}",
+              file=sys.stderr)
+    return result.text
+
+
 def _to_cda(args: argparse.Namespace) -> int:
     data = _read(args.file)
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise DocumentError(
-            f"{args.file}: not UTF-8 (run `passerelle normalize-text` first)"
-        ) from None
+    text = _text(args, data)
     if not hprim.looks_like_hprim(text):
         raise DocumentError(f"{args.file}: not HPRIM Net (no ****FIN**** after a header)")
     parsed = hprim.parse(text)
-    if not 1 <= args.document <= len(parsed.documents):
-        raise DocumentError(
-            f"{args.file}: no document {args.document} (it has {len(parsed.documents)})"
-        )
-    doc = parsed.documents[args.document - 1]
+    count = len(parsed.documents)
+    if args.document is not None:
+        if not 1 <= args.document <= count:
+            raise DocumentError(f"{args.file}: no document {args.document} (it has {count})")
+        numbers = [args.document]
+    elif count > 1 and not args.out:
+        raise DocumentError(f"{args.file}: {count} reports: give --out DIR for one file each, "
+                            "or --document N for one")
+    else:
+        numbers = list(range(1, count + 1))
     when = _when(args.time)
-    key = f"{hashlib.sha256(data).hexdigest()}/{args.document}"  # the same file, the same id
-    doc_id = args.document_id or f"2.25.{uuid.uuid5(uuid.NAMESPACE_OID, key).int}"
-    found = list(parsed.findings)
     tables = load_tables(args.mappings)
     lab = None
     if args.lab:
         lab = tables.labs.lookup(args.lab)
         if lab is None:
             raise DocumentError(f"--lab {args.lab}: no such lab in labs.csv")
-    try:
-        result = cda.build_crbio(doc, tables=tables, document_id=doc_id, effective_time=when,
-                                 lab=lab)
-    except UnknownLab as exc:
-        raise DocumentError(f"{args.file}: {exc} (name it with --lab)") from None
-    except TranslationError:
-        # Nothing to structure: the report travels as a PDF in a level-1 document.
-        result = cda.build_level1(doc, pdf.render(doc), tables=tables, document_id=doc_id,
-                                  effective_time=when, lab=lab)
-        found.append(Finding("level-1", "no RES line: sent as a level-1 CDA with a PDF"))
-    found += result.findings
+    outputs: list[tuple[int, bytes]] = []
+    found = list(parsed.findings)
+    for n in numbers:
+        doc = parsed.documents[n - 1]
+        key = f"{hashlib.sha256(data).hexdigest()}/{n}"  # the same file, the same id
+        if args.document_id:
+            doc_id = args.document_id if len(numbers) == 1 else f"{args.document_id}.{n}"
+        else:
+            doc_id = f"2.25.{uuid.uuid5(uuid.NAMESPACE_OID, key).int}"
+        try:
+            result = cda.build_crbio(doc, tables=tables, document_id=doc_id,
+                                     effective_time=when, lab=lab)
+        except UnknownLab as exc:
+            raise DocumentError(f"{args.file}: {exc} (name it with --lab)") from None
+        except TranslationError:
+            # Nothing to structure: the report travels as a PDF in a level-1 document.
+            result = cda.build_level1(doc, pdf.render(doc), tables=tables, document_id=doc_id,
+                                      effective_time=when, lab=lab)
+            found.append(Finding("level-1", f"report {n}: no RES line: sent as a level-1 CDA "
+                                 "with a PDF"))
+        found += result.findings
+        outputs.append((n, result.xml))
     _findings(found, args.json, args.file)
-    sys.stdout.buffer.write(result.xml)
-    sys.stdout.buffer.flush()
+    if not args.out:
+        sys.stdout.buffer.write(outputs[0][1])
+        sys.stdout.buffer.flush()
+        return 0
+    out = Path(args.out)
+    stem = Path(args.file).stem
+    written = []
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for n, xml in outputs:
+            target = out / f"{stem}-{n}.xml"
+            target.write_bytes(xml)
+            written.append(str(target))
+    except OSError as exc:
+        raise DocumentError(f"--out {out}: cannot write ({exc.strerror})") from None
+    what = "report" if len(written) == 1 else "reports"
+    print(f"{args.file}: {len(written)} {what} → {', '.join(written)}", file=sys.stderr)
     return 0
 
 
@@ -171,9 +212,14 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     hp = sub.add_parser("hprim", help="HPRIM Net documents").add_subparsers(
         dest="action", metavar="ACTION", required=True, parser_class=sub._parser_class
     )
-    p = hp.add_parser("to-cda", help="HPRIM Net file -> CDA R2 CR-BIO on stdout")
+    p = hp.add_parser("to-cda", help="HPRIM Net file -> CDA R2 CR-BIO (one per report)")
     p.add_argument("file")
-    p.add_argument("--document", type=int, default=1, help="which document of the body (1-based)")
+    p.add_argument("--document", type=int, metavar="N",
+                   help="only report N of the file (1-based; default: every report)")
+    p.add_argument("--out", metavar="DIR", help="write one CDA per report into DIR "
+                   "(FILE-1.xml, FILE-2.xml…); without it the only report goes to stdout")
+    p.add_argument("--charset", help="the file's likely charset or platform (cp850, cp1252, "
+                   "mac_roman, pc, mac, dos): a hint, the text engine reads legacy text itself")
     p.add_argument("--document-id", help="CDA id root (default: an OID derived from the file)")
     p.add_argument("--time", help="effective time, ISO 8601 (default: now)")
     p.add_argument("--mappings", help="directory of lab-codes.csv, units.csv and labs.csv")

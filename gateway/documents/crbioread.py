@@ -15,6 +15,10 @@ of an antibiotic line (field 5) with the MIC as its second result (fields 11-12)
 line cannot carry (previous results, interpretations that are not HPRIM flags, a range given
 as text, comments, organisms) follows as TEX lines; the whole narrative is rendered as the
 report's free text, so the clinician reads everything the lab wrote.
+
+The module stays whole (some 600 lines): one walk over the entries of a CR-BIO, the reading
+of each value type beside the others, so that a value of a type the walk did not expect is
+seen where all the others are read.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """The ops HTTP endpoint: ``/metrics``, ``/healthz`` and ``/readyz`` on 127.0.0.1 by default.
 
-A deliberately tiny HTTP/1.1 server on ``asyncio.start_server`` so it runs inside the daemon's
-event loop (no thread, no extra dependency): GET and HEAD only, one request per connection,
-small header cap and a read timeout, ``Connection: close``.  It is for a Prometheus scraper
-and a load balancer's health checks on a trusted network, not for the internet.
+Served by aiohttp inside the daemon's event loop (no thread): GET and HEAD only, a small
+header cap, ``Connection: close`` and ``Cache-Control: no-store``.  It is for a Prometheus
+scraper and a load balancer's health checks on a trusted network, not for the internet.  The
+operator console (:mod:`gateway.ops.console`) is a separate aiohttp application on its own TLS
+listener; `serve` below runs either.
 
 Readiness is a set of named checks the daemon registers (`Readiness.add`); each check is a
 quick, non-blocking callable returning ``None`` when fine or one line saying what is wrong
@@ -14,10 +15,17 @@ failing ones, one per line.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
+from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
+from aiohttp.http import HttpVersion11, RawRequestMessage
+from aiohttp.http_exceptions import LineTooLong
+from aiohttp.streams import StreamReader
+from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 Check = Callable[[], "str | None"]
@@ -137,11 +145,6 @@ class Response:
     content_type: str = "text/plain; charset=utf-8"
 
 
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
-            408: "Request Timeout", 431: "Request Header Fields Too Large",
-            503: "Service Unavailable"}  # fmt: skip
-
-
 def parse_listen(value: str) -> tuple[str, int]:
     """``"127.0.0.1:9325"`` / ``"[::1]:9325"`` / ``":9325"`` → (host, port)."""
     host, sep, port = value.rpartition(":")
@@ -151,7 +154,89 @@ def parse_listen(value: str) -> tuple[str, int]:
     return host, int(port)
 
 
-class OpsServer:
+class Site:
+    """One aiohttp application on one listener: ``await start()`` then ``await stop()``.
+    `stop` does not wait for idle clients."""
+
+    def __init__(self, app: web.Application | None, *, host: str, port: int,
+                 ssl_context: Any = None) -> None:
+        self.app = app
+        self.host = host
+        self._port = port
+        self._ssl = ssl_context
+        self._runner: web.BaseRunner | None = None
+        self._site: web.TCPSite | None = None
+
+    @property
+    def port(self) -> int:
+        """The bound port (the real one when constructed with port 0)."""
+        server = self._site._server if self._site is not None else None
+        sockets = getattr(server, "sockets", None)
+        if sockets:
+            return int(sockets[0].getsockname()[1])
+        return self._port
+
+    @property
+    def _clients(self) -> list[Any]:
+        """The open client connections (for tests: a connection was taken)."""
+        if self._runner is None or self._runner.server is None:
+            return []
+        return list(self._runner.server.connections)
+
+    def _make_runner(self) -> web.BaseRunner:
+        assert self.app is not None
+        return web.AppRunner(self.app, handle_signals=False, access_log=None,
+                             shutdown_timeout=0.5, max_line_size=MAX_REQUEST_BYTES,
+                             max_field_size=MAX_REQUEST_BYTES, keepalive_timeout=READ_TIMEOUT)
+
+    async def start(self) -> None:
+        self._runner = self._make_runner()
+        await self._runner.setup()
+        self._site = web.TCPSite(self._runner, self.host, self._port, ssl_context=self._ssl)
+        await self._site.start()
+
+    async def stop(self) -> None:
+        if self._runner is None:
+            return
+        runner, self._runner, self._site = self._runner, None, None
+        await runner.cleanup()
+
+
+class _Handler(RequestHandler):
+    """A malformed or oversized request gets one short line (431 for a head over the cap),
+    and is not logged with a traceback: a port scanner is not an incident."""
+
+    def handle_error(self, request: BaseRequest, status: int = 500,
+                     exc: BaseException | None = None, message: str | None = None
+                     ) -> web.StreamResponse:
+        if request.writer.output_size > 0:
+            raise ConnectionError("response already sent")
+        if isinstance(exc, LineTooLong) or "too many headers" in str(exc).lower():
+            status, text = 431, "request too large\n"
+        elif status < 500:
+            text = "bad request\n"
+        else:
+            text = "internal error\n"
+        response = web.Response(status=status, text=text)
+        response.headers["Cache-Control"] = "no-store"
+        response.force_close()
+        return response
+
+
+class _Server(web.Server):
+    """Every answer says HTTP/1.1 (aiohttp would echo an HTTP/1.0 client's version)."""
+
+    def __call__(self) -> RequestHandler:
+        return _Handler(self, loop=self._loop, **self._kwargs)
+
+    def _make_request(self, message: RawRequestMessage, payload: StreamReader,
+                      protocol: RequestHandler, writer: AbstractStreamWriter,
+                      task: asyncio.Task[None]) -> BaseRequest:
+        return BaseRequest(message._replace(version=HttpVersion11), payload, protocol, writer,
+                           task, self._loop)
+
+
+class OpsServer(Site):
     """``/metrics``, ``/healthz``, ``/readyz``; ``await start()`` then ``await stop()``."""
 
     def __init__(
@@ -164,37 +249,17 @@ class OpsServer:
     ) -> None:
         self.registry = registry
         self.readiness = readiness if readiness is not None else Readiness()
-        self.host = host
-        self._port = port
-        self._server: asyncio.Server | None = None
-        self._clients: set[asyncio.Task[None]] = set()
+        super().__init__(None, host=host, port=port)
 
-    @property
-    def port(self) -> int:
-        """The bound port (the real one when constructed with port 0)."""
-        if self._server is not None and self._server.sockets:
-            return int(self._server.sockets[0].getsockname()[1])
-        return self._port
+    def _make_runner(self) -> web.BaseRunner:
+        server = _Server(self._handle, access_log=None, max_line_size=MAX_REQUEST_BYTES,
+                         max_field_size=MAX_REQUEST_BYTES, keepalive_timeout=READ_TIMEOUT)
+        return web.ServerRunner(server, handle_signals=False, shutdown_timeout=0.5)
 
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(
-            self._client, self.host, self._port, limit=MAX_REQUEST_BYTES
-        )
-
-    async def stop(self) -> None:
-        if self._server is None:
-            return
-        self._server.close()
-        for task in list(self._clients):
-            task.cancel()
-        await asyncio.gather(*self._clients, return_exceptions=True)
-        await self._server.wait_closed()
-        self._server = None
 
     async def __aenter__(self) -> OpsServer:
         await self.start()
@@ -202,6 +267,14 @@ class OpsServer:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+    async def _handle(self, request: BaseRequest) -> web.StreamResponse:
+        r = self.respond(request.method, request.path)
+        response = web.Response(status=r.status, body=r.body,
+                                headers={"Content-Type": r.content_type,
+                                         "Cache-Control": "no-store", "Server": "passerelle"})
+        response.force_close()
+        return response
 
     def respond(self, method: str, path: str) -> Response:
         """The answer to one request (no I/O: easy to test on its own)."""
@@ -218,49 +291,3 @@ class OpsServer:
         if failures:
             return Response(503, ("\n".join(failures) + "\n").encode("utf-8"))
         return Response(200, b"ready\n")
-
-    def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.ensure_future(self._serve(reader, writer))
-        self._clients.add(task)
-        task.add_done_callback(self._clients.discard)
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        method = ""
-        try:
-            try:
-                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), READ_TIMEOUT)
-            except asyncio.LimitOverrunError:
-                response = Response(431, b"request too large\n")
-            except (asyncio.IncompleteReadError, TimeoutError):
-                return
-            else:
-                response = self._answer(head)
-                method = head.split(b" ", 1)[0].decode("ascii", "replace")
-            writer.write(self._encode(response, head_only=method == "HEAD"))
-            await writer.drain()
-        except (ConnectionError, asyncio.CancelledError):
-            pass
-        finally:
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
-
-    def _answer(self, head: bytes) -> Response:
-        if len(head) > MAX_REQUEST_BYTES:
-            return Response(431, b"request too large\n")
-        line = head.split(b"\r\n", 1)[0].decode("ascii", "replace")
-        parts = line.split(" ")
-        if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
-            return Response(400, b"bad request\n")
-        return self.respond(parts[0], parts[1])
-
-    @staticmethod
-    def _encode(r: Response, *, head_only: bool) -> bytes:
-        head = (
-            f"HTTP/1.1 {r.status} {_REASONS.get(r.status, 'Unknown')}\r\n"
-            f"Content-Type: {r.content_type}\r\n"
-            f"Content-Length: {len(r.body)}\r\n"
-            "Cache-Control: no-store\r\n"
-            "Connection: close\r\n\r\n"
-        ).encode("ascii")
-        return head if head_only else head + r.body

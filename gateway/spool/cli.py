@@ -7,12 +7,17 @@ import asyncio
 import json
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gateway import config
-from gateway.errors import ConfigError
-from gateway.spool.model import QueueEntry
+from gateway import config, progress
+from gateway.errors import ConfigError, UsageError
+from gateway.spool.model import Direction, QueueEntry, State
+from gateway.spool.search import AGE_BUCKETS, BULK_ACTIONS, QueueFilter, parse_since
+
+if TYPE_CHECKING:
+    from gateway.spool.sqlite import SqliteSpool
 
 
 def _settings(path: Path | None) -> config.Settings:
@@ -32,30 +37,39 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
                        help="the configuration (see deploy/passerelle.example.toml)")
     serve.set_defaults(handler=run_serve)
 
-    for name, states, actions in (
-        ("queue", None, ("list", "show", "retry", "hold", "release", "delete")),
-        ("quarantine", "quarantined", ("list", "show", "release", "drop")),
+    for name, fixed, actions in (
+        ("queue", None, ("list", "show", "summary", "retry", "hold", "release", "delete")),
+        ("quarantine", "quarantined", ("list", "show", "summary", "release", "drop")),
     ):
         p = sub.add_parser(name, help=f"inspect and act on the {name}",
                            description=f"Inspect and act on the {name}. `list` shows ids, "
-                           "sizes, ages, states and reasons — nothing about patients; `show ID`"
-                           " prints one message (--raw for its bytes).")
+                           "sizes, ages, states and domains — nothing about patients; `show ID`"
+                           " prints one message (--raw for its bytes); `summary` counts by "
+                           "state, domain and age. The actions take an ID, or a filter (or "
+                           "--all) and then ask for confirmation unless --yes. --json prints "
+                           "the documented schema (docs/operations.md).")
         actions_sub = p.add_subparsers(dest=f"{name}_action", metavar="ACTION", required=True)
         for action in actions:
             a = actions_sub.add_parser(action)
             a.add_argument("--config", type=Path)
-            a.add_argument("--json", action="store_true")
-            if action == "list":
-                if states is None:
-                    a.add_argument("--state", choices=("received", "translated", "deferred",
-                                                       "delivered", "bounced", "quarantined",
-                                                       "held"))
-            else:
-                a.add_argument("queue_id", metavar="ID")
+            a.add_argument("--json", action="store_true", help="machine-readable output")
             if action == "show":
+                a.add_argument("queue_id", metavar="ID")
                 a.add_argument("--raw", action="store_true",
                                help="print the stored message itself (may hold patient data)")
-            a.set_defaults(handler=run_admin, admin=action, fixed_state=states)
+            else:
+                if action not in ("list", "summary"):
+                    a.add_argument("queue_id", metavar="ID", nargs="?",
+                                   help="one message (or give a filter, or --all)")
+                    a.add_argument("--yes", "-y", action="store_true",
+                                   help="act on a filter without asking")
+                _filters(a, fixed)
+            if action == "list":
+                a.add_argument("--limit", type=int, default=50, help="rows per page (50)")
+                page = a.add_mutually_exclusive_group()
+                page.add_argument("--offset", type=int, default=0, help="rows to skip")
+                page.add_argument("--page", type=int, help="page number (from 1)")
+            a.set_defaults(handler=run_admin, admin=action, fixed_state=fixed)
 
     demo = sub.add_parser(
         "demo", help="run the whole gateway against simulated peers and show what happens",
@@ -79,12 +93,219 @@ def run_serve(args: argparse.Namespace) -> int:
         return asyncio.run(serve(settings))
 
 
-def _entry_json(e: QueueEntry, now: float) -> dict[str, Any]:
-    return {"id": e.queue_id, "direction": e.direction, "size": e.size,
-            "age_s": round(now - e.received_at, 1), "sender_domain": e.mail_from_domain,
-            "digest": e.digest[:16],
-            "recipients": [{"domain": r.rcpt.rpartition("@")[2], "state": str(r.state),
-                            "attempts": r.attempts, "reason": r.reason} for r in e.recipients]}
+SCHEMA = "passerelle.queue/1"
+"""The ``schema`` of every JSON document `queue` and `quarantine` print (docs/operations.md)."""
+
+
+def _filters(a: argparse.ArgumentParser, fixed: str | None) -> None:
+    if fixed is None:
+        a.add_argument("--state", choices=[str(s) for s in State],
+                       help="recipients in this state (delivered and bounced are hidden "
+                       "unless asked for, or with --all)")
+    a.add_argument("--direction", choices=[str(d) for d in Direction])
+    a.add_argument("--from", dest="sender", metavar="ADDRESS|DOMAIN",
+                   help="the envelope sender, or any sender at a domain")
+    a.add_argument("--to", dest="rcpt", metavar="ADDRESS|DOMAIN",
+                   help="a recipient, or any recipient at a domain")
+    a.add_argument("--domain", help="the recipient's (destination) domain")
+    a.add_argument("--since", metavar="WHEN",
+                   help="received since: 30m, 2h, 3d, 1w, or a date (2026-12-01[T08:00])")
+    a.add_argument("--message-id", metavar="ID", help="the Message-ID (with or without <>)")
+    a.add_argument("--all", dest="everything", action="store_true",
+                   help="delivered and bounced messages too; for an action: every message")
+
+
+def _filter(args: argparse.Namespace, now: float) -> QueueFilter:
+    since = getattr(args, "since", None)
+    return QueueFilter(
+        state=args.fixed_state or getattr(args, "state", None),
+        direction=getattr(args, "direction", None), sender=getattr(args, "sender", None),
+        rcpt=getattr(args, "rcpt", None), domain=getattr(args, "domain", None),
+        since=parse_since(since, now=now) if since else None,
+        message_id=getattr(args, "message_id", None),
+        everything=bool(getattr(args, "everything", False)))
+
+
+def _filtered(args: argparse.Namespace) -> bool:
+    return any(getattr(args, k, None) for k in ("state", "direction", "sender", "rcpt",
+                                                 "domain", "since", "message_id",
+                                                 "everything"))
+
+
+def human_age(seconds: float) -> str:
+    """``42s``, ``5m 12s``, ``3h 12m``, ``3d 4h``: two units at most."""
+    s = max(0, int(seconds))
+    for unit, size, small, small_size in (("d", 86400, "h", 3600), ("h", 3600, "m", 60),
+                                          ("m", 60, "s", 1)):
+        if s >= size:
+            rest = (s % size) // small_size
+            return f"{s // size}{unit} {rest}{small}" if rest else f"{s // size}{unit}"
+    return f"{s}s"
+
+
+def human_size(n: int) -> str:
+    """``512 B``, ``20 KB``, ``1.5 MB``, ``25 MB`` (powers of 1024)."""
+    value = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            if unit == "B":
+                return f"{n} B"
+            return f"{value:.1f} {unit}" if value < 10 else f"{value:.0f} {unit}"
+        value /= 1024
+    raise AssertionError  # pragma: no cover
+
+
+def _iso(t: float | None) -> str | None:
+    if t is None:
+        return None
+    return datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _next_retry(e: QueueEntry) -> float | None:
+    return min((r.next_attempt for r in e.recipients if r.state is State.DEFERRED),
+               default=None)
+
+
+def _entry_json(e: QueueEntry, now: float, *, full: bool = False) -> dict[str, Any]:
+    states: dict[str, int] = {}
+    for r in e.recipients:
+        states[str(r.state)] = states.get(str(r.state), 0) + 1
+    doc: dict[str, Any] = {
+        "id": e.queue_id, "direction": e.direction, "size": e.size,
+        "received_at": _iso(e.received_at), "age_s": round(now - e.received_at, 1),
+        "sender_domain": e.mail_from_domain, "digest": e.digest if full else e.digest[:16],
+        "states": states, "next_retry": _iso(_next_retry(e))}
+    if full:
+        doc["message_id"] = e.message_id
+    doc["recipients"] = [
+        {("rcpt" if full else "domain"): r.rcpt if full else r.rcpt.rpartition("@")[2],
+         "state": str(r.state), "attempts": r.attempts,
+         "next_attempt": _iso(r.next_attempt) if r.state is State.DEFERRED else None,
+         "reason": r.reason} for r in e.recipients]
+    return doc
+
+
+def _print_json(command: str, **fields: Any) -> None:
+    print(json.dumps({"schema": SCHEMA, "command": command, **fields}, indent=2,
+                     ensure_ascii=False))
+
+
+def _when(t: float | None, now: float) -> str:
+    if t is None:
+        return "-"
+    return "now" if t <= now else f"in {human_age(t - now)}"
+
+
+def _list(spool: SqliteSpool, args: argparse.Namespace, f: QueueFilter, now: float) -> int:
+    if args.limit < 1 or args.offset < 0 or (args.page is not None and args.page < 1):
+        raise UsageError("--limit and --page start at 1, --offset at 0")
+    offset = (args.page - 1) * args.limit if args.page else args.offset
+    entries, total = spool.search(f, limit=args.limit, offset=offset)
+    if args.json:
+        _print_json("list", total=total, offset=offset, limit=args.limit,
+                    messages=[_entry_json(e, now) for e in entries])
+        return 0
+    print(f"{'ID':20}  {'DIRECTION':9}  {'SIZE':>7}  {'AGE':>7}  {'STATE':18}  {'RCPT':>4}  "
+          f"{'TO DOMAIN':24}  {'NEXT RETRY':10}  REASON")
+    for e in entries:
+        states = ",".join(sorted({str(r.state) for r in e.recipients}))
+        domains = ",".join(dict.fromkeys(r.rcpt.rpartition("@")[2] for r in e.recipients))
+        reason = next((r.reason for r in e.recipients if r.reason), "")
+        reason = reason if len(reason) <= 60 else reason[:59] + "…"
+        domains = domains if len(domains) <= 24 else domains[:23] + "…"
+        print(f"{e.queue_id:20}  {e.direction:9}  {human_size(e.size):>7}  "
+              f"{human_age(now - e.received_at):>7}  {states:18}  {len(e.recipients):>4}  "
+              f"{domains:24}  {_when(_next_retry(e), now):10}  {reason}")
+    shown = f"{offset + 1}–{offset + len(entries)}" if entries else "none"
+    more = ""
+    if offset + len(entries) < total:
+        more = f"; next: --page {offset // args.limit + 2}" if offset % args.limit == 0 else \
+            f"; next: --offset {offset + len(entries)}"
+    hidden = "" if f.everything or f.state else " (delivered and bounced hidden: --all)"
+    print(f"{total} message(s), showing {shown}{more}{hidden}", file=sys.stderr)
+    return 0
+
+
+def _show(spool: SqliteSpool, args: argparse.Namespace, now: float) -> int:
+    entry, data = spool.show(args.queue_id)
+    if args.raw:
+        sys.stdout.buffer.write(data)
+        return 0
+    if args.json:
+        _print_json("show", message=_entry_json(entry, now, full=True))
+        return 0
+    print(f"id:          {entry.queue_id}\ndirection:   {entry.direction}\n"
+          f"message-id:  {entry.message_id}\nsender:      @{entry.mail_from_domain}\n"
+          f"received:    {_iso(entry.received_at)} ({human_age(now - entry.received_at)} ago)"
+          f"\nsize:        {human_size(entry.size)} ({entry.size} bytes)\n"
+          f"sha-256:     {entry.digest}\nrecipients:")
+    for r in entry.recipients:
+        retry = f", next retry {_when(r.next_attempt, now)}" if r.state is State.DEFERRED \
+            else ""
+        print(f"  {r.rcpt}: {r.state}, {r.attempts} attempt(s){retry}")
+        if r.reason:
+            print(f"    reason: {r.reason}")
+    return 0
+
+
+def _summary(spool: SqliteSpool, args: argparse.Namespace, f: QueueFilter, now: float) -> int:
+    s = spool.summary(f, now=now)
+    labels = [f"{top // 60}m" for top in AGE_BUCKETS] + [f"{AGE_BUCKETS[-1] // 60}m+"]
+    if args.json:
+        _print_json("summary", messages=s.messages, recipients=s.recipients,
+                    by_state=s.by_state, age_buckets_s=list(AGE_BUCKETS), by_age=s.by_age,
+                    by_domain=[{"domain": d, "total": c[0], "by_age": c[1:]}
+                               for d, c in s.by_domain.items()])
+        return 0
+    print(f"{s.messages} message(s), {s.recipients} recipient(s): " + (", ".join(
+        f"{n} {state}" for state, n in sorted(s.by_state.items())) or "nothing queued"))
+    width = max([len("TOTAL"), *(len(d) for d in s.by_domain)])
+    print(f"{'':{width}}  {'T':>6}" + "".join(f" {'<' + x:>7}" for x in labels[:-1])
+          + f" {labels[-1]:>7}")
+    for name, counts in (("TOTAL", [s.recipients, *s.by_age]), *s.by_domain.items()):
+        print(f"{name:>{width}}  {counts[0]:>6}" + "".join(f" {c:>7}" for c in counts[1:]))
+    return 0
+
+
+def _act(spool: SqliteSpool, args: argparse.Namespace, now: float) -> int:
+    action = "delete" if args.admin == "drop" else args.admin
+    if args.queue_id is not None:
+        if _filtered(args):
+            raise UsageError(f"{args.admin}: give an ID or a filter, not both")
+        if action == "delete":
+            spool.delete(args.queue_id)
+            n = 1
+        else:
+            n = getattr(spool, action)(args.queue_id, now=now)
+        ids = [args.queue_id]
+    else:
+        if not _filtered(args) and args.fixed_state is None:
+            raise UsageError(f"{args.admin}: give an ID, a filter (see --help) or --all")
+        f = _filter(args, now)
+        ids = spool.search_ids(f)
+        if ids and not _confirm(args, len(ids)):
+            print(f"{args.admin}: nothing done", file=sys.stderr)
+            return 1
+        with progress.bar(total=len(ids), unit="msg", desc=args.admin) as bar:
+            n = spool.bulk(action, ids, f, now=now, progress=bar.update)
+    what = "message(s)" if action == "delete" else "recipient(s)"
+    if args.json:
+        _print_json(args.admin, messages=len(ids), changed=n, ids=ids)
+    elif len(ids) == 1 and args.queue_id is not None:
+        print(f"{args.admin}: {args.queue_id} ({n} {what})")
+    else:
+        print(f"{args.admin}: {len(ids)} message(s) matched, {n} {what} changed")
+    return 0
+
+
+def _confirm(args: argparse.Namespace, n: int) -> bool:
+    if args.yes:
+        return True
+    if not sys.stdin.isatty():
+        raise UsageError(f"{args.admin}: {n} message(s) match; add --yes to act on them "
+                         "(no terminal to ask)")
+    print(f"{args.admin} {n} message(s)? [y/N] ", end="", file=sys.stderr, flush=True)
+    return sys.stdin.readline().strip().lower() in ("y", "yes")  # stdout stays the output
 
 
 def run_admin(args: argparse.Namespace) -> int:
@@ -93,44 +314,15 @@ def run_admin(args: argparse.Namespace) -> int:
     settings = _settings(args.config)
     spool = open_spool(settings.journal_url)
     now = time.time()
-    action = args.admin
-    if action == "list":
-        state = args.fixed_state or getattr(args, "state", None)
-        entries = spool.list(state=state, limit=1000)
-        if args.json:
-            print(json.dumps([_entry_json(e, now) for e in entries], indent=2))
-        else:
-            for e in entries:
-                states = ",".join(sorted({str(r.state) for r in e.recipients}))
-                reason = next((r.reason for r in e.recipients if r.reason), "")
-                print(f"{e.queue_id}  {e.direction:9} {e.size:>9}B  {now - e.received_at:>8.0f}s"
-                      f"  {states:12} {reason[:60]}")
-            print(f"{len(entries)} message(s)", file=sys.stderr)
-        return 0
-    if action == "show":
-        entry, data = spool.show(args.queue_id)
-        if args.raw:
-            sys.stdout.buffer.write(data)
-            return 0
-        doc = _entry_json(entry, now)
-        doc["message_id"] = entry.message_id
-        doc["recipients"] = [{"rcpt": r.rcpt, "state": str(r.state), "attempts": r.attempts,
-                              "reason": r.reason} for r in entry.recipients]
-        print(json.dumps(doc, indent=2, ensure_ascii=False))
-        return 0
-    if action == "retry":
-        n = spool.retry(args.queue_id, now=now)
-    elif action == "hold":
-        n = spool.hold(args.queue_id, now=now)
-    elif action == "release":
-        n = spool.release(args.queue_id, now=now)
-    elif action in ("delete", "drop"):
-        spool.delete(args.queue_id)
-        n = 1
-    else:
-        raise ConfigError(f"unknown action {action}")
-    print(f"{action}: {args.queue_id} ({n} recipient(s))")
-    return 0
+    if args.admin == "list":
+        return _list(spool, args, _filter(args, now), now)
+    if args.admin == "summary":
+        return _summary(spool, args, _filter(args, now), now)
+    if args.admin == "show":
+        return _show(spool, args, now)
+    if args.admin in (*BULK_ACTIONS, "drop"):
+        return _act(spool, args, now)
+    raise ConfigError(f"unknown action {args.admin}")
 
 
 def run_demo(args: argparse.Namespace) -> int:

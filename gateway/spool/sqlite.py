@@ -44,11 +44,12 @@ from gateway.spool.model import (
 )
 from gateway.spool.payload import PIECE, Payload, export_file, pieces_of, sha256_of
 from gateway.spool.schema import ADD_HUB_AUTH, MOVE_BODIES, SCHEMA_VERSION, SQLITE
+from gateway.spool.search import SpoolSearch
 from gateway.spool.sqlitedb import unsynced, writer_lock
 
 _DIRECTIONS = frozenset(str(d) for d in Direction)
 
-class SqliteSpool(QueueAdmin):
+class SqliteSpool(QueueAdmin, SpoolSearch):
     def __init__(self, path: Path, *, policy: RetryPolicy | None = None) -> None:
         self.path = path
         self.policy = policy or RetryPolicy()

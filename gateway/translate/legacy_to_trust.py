@@ -91,7 +91,7 @@ def document_id(message_id: str, n: int) -> str:
 
 
 def _documents(text: str, *, tables: CodeTables, now: datetime, sender: LegacyUser,
-               message_id: str, strings: StringRepairs
+               message_id: str, strings: StringRepairs | None = None
                ) -> tuple[bytes | None, list[tuple[str, bytes]], HprimDocument | None,
                           dict[str, Any]]:
     """HPRIM reports → (XDM zip, PDFs, first document, trace details).  The lab is the
@@ -103,6 +103,7 @@ def _documents(text: str, *, tables: CodeTables, now: datetime, sender: LegacyUs
     if not parsed.documents:
         return None, [], None, {"findings": [str(f) for f in parsed.findings]}
     lab = tables.labs.for_sender(sender.legacy_address)
+    strings = strings if strings is not None else StringRepairs(hint=sender.charset)
     documents = hprim.repair_headers(parsed.documents, strings.text)
     cdas: list[xdm.XdmDocument] = []
     pdfs: list[tuple[str, bytes]] = []

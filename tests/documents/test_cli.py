@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -107,3 +108,49 @@ def test_document_ids_are_uuid_oids_stable_for_a_file(
         ids.append(xml.split(b"<id root=\"", 1)[1].split(b'"', 1)[0].decode())
     assert all(i.startswith("2.25.") and i[5:].isdigit() for i in ids)
     assert ids[0] == ids[2] != ids[1]
+
+
+def test_a_cp850_file_is_read_back_and_converted(
+        tmp_path: Path, capsysbinary: pytest.CaptureFixture[bytes]) -> None:
+    """A DOS lab's file (CP850) is repaired by the text engine, not refused; stderr says so,
+    and the CDA carries the accents as the lab wrote them."""
+    src = _one("iono-crlf")
+    # what CP850 cannot write (a dash, Œ) becomes "?" in both files
+    text = src.read_bytes().decode("utf-8").encode("cp850", "replace").decode("cp850")
+    assert any(ord(c) > 127 for c in text)
+    (tmp_path / "dos.hpr").write_bytes(text.encode("cp850"))
+    (tmp_path / "utf8.hpr").write_bytes(text.encode("utf-8"))
+    assert main(["hprim", "to-cda", str(tmp_path / "dos.hpr"), *TIME]) == 0
+    captured = capsysbinary.readouterr()
+    assert "read as cp850" in captured.err.decode()
+    assert main(["hprim", "to-cda", str(tmp_path / "utf8.hpr"), *TIME]) == 0
+    xml = capsysbinary.readouterr().out
+    assert "Élodie".encode() in xml
+    # the same CDA as from UTF-8 (but for the id, derived from the file's bytes)
+    assert _without_id(xml) == _without_id(captured.out)
+    assert main(["hprim", "to-cda", str(tmp_path / "dos.hpr"), *TIME, "--charset", "dos"]) == 0
+    assert capsysbinary.readouterr().out == captured.out
+
+
+def _without_id(xml: bytes) -> bytes:
+    """The document without its id and set id (derived from the file's bytes)."""
+    return re.sub(rb'<(id|setId) root="2\.25\.\d+"/>', b"", xml)
+
+
+def test_every_report_of_a_file_is_converted(
+        tmp_path: Path, capsysbinary: pytest.CaptureFixture[bytes]) -> None:
+    src = _one("several-documents")
+    count = len(hprim.parse(src.read_text()).documents)
+    assert count > 1
+    assert main(["hprim", "to-cda", str(src), *TIME]) == 65  # which one? it says
+    err = capsysbinary.readouterr().err.decode()
+    assert f"{count} reports" in err and "--out" in err and len(err.splitlines()) == 1
+    assert main(["hprim", "to-cda", str(src), *TIME, "--out", str(tmp_path / "out")]) == 0
+    err = capsysbinary.readouterr().err.decode()
+    files = sorted((tmp_path / "out").iterdir())
+    assert [f.name for f in files] == [f"{src.stem}-{n}.xml" for n in range(1, count + 1)]
+    assert f"{count} reports → " in err and str(files[-1]) in err
+    ids = {f.read_bytes().split(b'<id root="', 1)[1].split(b'"', 1)[0] for f in files}
+    assert len(ids) == count
+    assert main(["hprim", "to-cda", str(src), *TIME, "--document", "2"]) == 0
+    assert capsysbinary.readouterr().out == files[1].read_bytes()

@@ -32,7 +32,7 @@ def test_lists_show_no_patient_data_and_actions_work(tmp_path: Path) -> None:
     cfg, qid = setup(tmp_path)
     listing = cli(cfg, "quarantine", "list", "--json")
     assert listing.returncode == 0
-    doc = json.loads(listing.stdout)
+    doc = json.loads(listing.stdout)["messages"]
     assert [e["id"] for e in doc] == [qid]
     assert doc[0]["recipients"][0]["state"] == "quarantined"
     for text in (listing.stdout, cli(cfg, "queue", "list").stdout):
@@ -40,9 +40,11 @@ def test_lists_show_no_patient_data_and_actions_work(tmp_path: Path) -> None:
     raw = cli(cfg, "quarantine", "show", qid, "--raw")
     assert raw.returncode == 0 and "Compte rendu confidentiel" in raw.stdout
     assert cli(cfg, "quarantine", "release", qid).returncode == 0
-    assert json.loads(cli(cfg, "queue", "list", "--json", "--state", "received").stdout)
+    assert json.loads(cli(cfg, "queue", "list", "--json", "--state", "received").stdout)[
+        "messages"]
     assert cli(cfg, "queue", "hold", qid).returncode == 0
-    assert json.loads(cli(cfg, "queue", "show", qid).stdout)["recipients"][0]["state"] == "held"
+    assert json.loads(cli(cfg, "queue", "show", qid, "--json").stdout)["message"][
+        "recipients"][0]["state"] == "held"
     retry = cli(cfg, "queue", "retry", qid)
     assert retry.returncode == 65 and retry.stderr.count("\n") == 1
     assert cli(cfg, "queue", "delete", qid).returncode == 0

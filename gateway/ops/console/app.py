@@ -1,0 +1,613 @@
+"""The console's aiohttp application: access control, security headers, the pages."""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import ssl
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from aiohttp import web
+from multidict import MultiDictProxy
+
+from gateway.config import ConsoleSettings
+from gateway.errors import PasserelleError
+from gateway.journal import Journal
+from gateway.log import get_logger
+from gateway.ops.console import i18n
+from gateway.ops.console.auth import COOKIE, Keys, Operator, load_tokens
+from gateway.ops.http import Site
+from gateway.spool.model import QueueEntry, State
+from gateway.spool.sqlite import SqliteSpool
+
+log = get_logger("gateway.console")
+
+PAGE_SIZE = 25
+REVEAL_BYTES = 16 * 1024
+STATIC = Path(__file__).parent / "static"
+LANG = web.RequestKey("lang", str)
+OPERATOR = web.RequestKey("operator", Operator)
+FORM = web.RequestKey("form", MultiDictProxy)
+CSP = ("default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+       "frame-ancestors 'none'; base-uri 'none'")
+
+
+@dataclass
+class ConsoleData:
+    """What the console reads and acts on (the daemon's own objects)."""
+
+    spool: SqliteSpool
+    journal: Journal
+    clock: Callable[[], float] = time.time
+    domain_list: Callable[[], Any] | None = None  # → DomainList
+    directory: Path | str | None = None  # where the directory is (see Settings)
+    wake: Callable[[], None] | None = None  # after a release: wake the translation stage
+    run: Callable[..., Any] | None = None  # run a blocking call off the loop
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    async def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        if self.run is not None:
+            return await self.run(fn, *args, **kwargs)
+        return await asyncio.to_thread(fn, *args, **kwargs)
+
+
+def server_tls(settings: ConsoleSettings) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    assert settings.tls_cert is not None and settings.tls_key is not None
+    ctx.load_cert_chain(str(settings.tls_cert), str(settings.tls_key))
+    if settings.client_ca is not None:
+        ctx.load_verify_locations(cafile=str(settings.client_ca))
+        # a certificate is asked for; without one, a token (header or session) is needed
+        ctx.verify_mode = ssl.CERT_OPTIONAL
+    return ctx
+
+
+class Console(Site):
+    """``Console(settings, data)``; ``await start()`` then ``await stop()``."""
+
+    def __init__(self, settings: ConsoleSettings, data: ConsoleData, *,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
+        self.settings = settings
+        self.data = data
+        self.keys = Keys(load_tokens(settings.tokens_file),
+                         session_seconds=settings.session_minutes * 60, clock=data.clock)
+        app = web.Application(middlewares=[self._headers, self._access],
+                              client_max_size=64 * 1024)
+        r = app.router
+        r.add_get("/", self.home)
+        r.add_get("/login", self.login_form)
+        r.add_post("/login", self.login)
+        r.add_post("/logout", self.logout)
+        r.add_get("/messages", self.messages)
+        r.add_get("/messages/{qid}", self.message)
+        r.add_post("/messages/{qid}/reveal", self.reveal)
+        r.add_get("/queue", self.queue)
+        r.add_get("/quarantine", self.quarantine)
+        r.add_get("/quarantine/{qid}/{action:release|drop}", self.confirm)
+        r.add_post("/quarantine/{qid}/{action:release|drop}", self.act)
+        r.add_get("/domains", self.domains)
+        r.add_get("/directory", self.directory)
+        r.add_get("/static/console.css", self.css)
+        super().__init__(app, host=settings.listen[0], port=settings.listen[1],
+                         ssl_context=ssl_context if ssl_context is not None
+                         else server_tls(settings))
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"https://{host}:{self.port}"
+
+    # -- access ----------------------------------------------------------------------------
+
+    def operator(self, request: web.Request) -> Operator | None:
+        peer = request.transport.get_extra_info("peercert") if request.transport else None
+        if peer:
+            for rdn in peer.get("subject", ()):
+                for key, value in rdn:
+                    if key == "commonName":
+                        return Operator(str(value), "certificate")
+        auth = request.headers.get("Authorization", "")
+        if auth.startswith("Bearer "):
+            name = self.keys.by_token(auth[7:].strip())
+            return Operator(name, "token") if name else None
+        cookie = request.cookies.get(COOKIE)
+        return self.keys.session(cookie) if cookie else None
+
+    @web.middleware
+    async def _headers(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        try:
+            response: web.StreamResponse = await handler(request)
+        except web.HTTPException as exc:
+            response = exc
+        h = response.headers
+        h["Content-Security-Policy"] = CSP
+        h["X-Frame-Options"] = "DENY"
+        h["X-Content-Type-Options"] = "nosniff"
+        h["Referrer-Policy"] = "no-referrer"
+        h["Strict-Transport-Security"] = "max-age=31536000"
+        h["Cache-Control"] = "no-store" if request.path != "/static/console.css" \
+            else "max-age=3600"
+        return response
+
+    @web.middleware
+    async def _access(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        request[LANG] = i18n.pick(request.query.get("lang"),
+                                    request.headers.get("Accept-Language"))
+        if request.path in ("/login", "/static/console.css"):
+            if request.method == "POST":
+                await self._check_csrf(request, None, request.cookies.get(COOKIE + "_login", ""))
+            response: web.StreamResponse = await handler(request)
+            return response
+        op = self.operator(request)
+        if op is None:
+            if request.method == "GET" and "Authorization" not in request.headers:
+                raise web.HTTPSeeOther(self._link(request, "/login"))
+            raise web.HTTPUnauthorized(text="authentication required\n",
+                                       headers={"WWW-Authenticate": 'Bearer realm="console"'})
+        request[OPERATOR] = op
+        if request.method == "POST":
+            await self._check_csrf(request, op)
+        answer: web.StreamResponse = await handler(request)
+        return answer
+
+    async def _check_csrf(self, request: web.Request, op: Operator | None,
+                          anonymous: str = "") -> None:
+        form = await request.post()
+        request[FORM] = form
+        token = str(form.get("csrf", ""))
+        if not self.keys.csrf_ok(op, token, anonymous):
+            log.warning("console.csrf_refused", operator=op.identity if op else "",
+                        path=request.path, outcome="refused")
+            raise web.HTTPForbidden(
+                text=self._page(request, "403", f'<p class="error" role="alert">'
+                                f'{self.t(request, "forbidden")}</p>').text,
+                content_type="text/html")
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    @staticmethod
+    def t(request: web.Request, key: str, **values: object) -> str:
+        return html.escape(i18n.text(request[LANG], key, **values))
+
+    @staticmethod
+    def _link(request: web.Request, path: str, **query: object) -> str:
+        q = {k: str(v) for k, v in query.items() if v not in ("", None)}
+        if "lang" in request.query:
+            q["lang"] = request[LANG]
+        return path + ("?" + urlencode(q) if q else "")
+
+    @classmethod
+    def _href(cls, request: web.Request, path: str, **query: object) -> str:
+        return html.escape(cls._link(request, path, **query))
+
+    def _csrf_field(self, request: web.Request) -> str:
+        token = self.keys.csrf(request.get(OPERATOR))
+        return f'<input type="hidden" name="csrf" value="{token}">'
+
+    def _page(self, request: web.Request, title: str, body: str, *,
+              status: int = 200) -> web.Response:
+        lang = request[LANG]
+        op: Operator | None = request.get(OPERATOR)
+        nav = ""
+        if op is not None:
+            links = "".join(
+                f'<a href="{self._href(request, path)}">{self.t(request, key)}</a>'
+                for path, key in (("/messages", "messages"), ("/queue", "queue"),
+                                  ("/quarantine", "quarantine"), ("/domains", "domains"),
+                                  ("/directory", "directory")))
+            logout = ""
+            if op.via == "session":
+                logout = (f'<form method="post" action="/logout">{self._csrf_field(request)}'
+                          f'<button>{self.t(request, "logout")}</button></form>')
+            nav = (f'<nav aria-label="{self.t(request, "title")}">{links}</nav>'
+                   f'<span class="who">{self.t(request, "signed_as", name=op.name)}</span>'
+                   + logout)
+        other = "en" if lang == "fr" else "fr"
+        query = dict(request.query)
+        query["lang"] = other
+        switch = (f'<a href="{html.escape(request.path + "?" + urlencode(query))}" '
+                  f'hreflang="{other}" lang="{other}">{self.t(request, "lang_other")}</a>')
+        doc = (f'<!DOCTYPE html><html lang="{lang}"><head><meta charset="utf-8">'
+               '<meta name="viewport" content="width=device-width, initial-scale=1">'
+               f'<title>{html.escape(title)} · {self.t(request, "title")}</title>'
+               '<link rel="stylesheet" href="/static/console.css"></head><body>'
+               f'<header><strong>{self.t(request, "title")}</strong>{nav}{switch}</header>'
+               f'<main><h1>{html.escape(title)}</h1>{body}</main></body></html>')
+        return web.Response(text=doc, content_type="text/html", status=status)
+
+    @staticmethod
+    def _act_path(qid: str, action: str) -> str:
+        return f"/quarantine/{qid}/{action}"
+
+    def _not_found(self, request: web.Request) -> web.HTTPNotFound:
+        page = self._page(request, "404", f'<p>{self.t(request, "not_found")}</p>')
+        return web.HTTPNotFound(text=page.text, content_type="text/html")
+
+    @staticmethod
+    def _when(ts: float) -> str:
+        return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+    def _states(self, entry: QueueEntry) -> str:
+        return ", ".join(f'<span class="state-{html.escape(s)}">{html.escape(s)}</span>'
+                         for s in sorted({str(r.state) for r in entry.recipients}))
+
+    def _table(self, request: web.Request, entries: Sequence[QueueEntry]) -> str:
+        if not entries:
+            return f'<p>{self.t(request, "none")}</p>'
+        head = "".join(f'<th scope="col">{self.t(request, k)}</th>' for k in
+                       ("queue_id", "message_id", "direction", "sender_domain", "recipients",
+                        "state", "size", "received"))
+        rows = []
+        for e in entries:
+            domains = sorted({r.rcpt.rpartition("@")[2] for r in e.recipients})
+            rows.append(
+                f'<tr><td><a class="mono" href="{self._href(request, "/messages/" + e.queue_id)}"'
+                f'>{html.escape(e.queue_id)}</a></td><td class="mono">'
+                f'{html.escape(e.message_id)}</td><td>{html.escape(e.direction)}</td>'
+                f'<td>{html.escape(e.mail_from_domain)}</td>'
+                f'<td>{len(e.recipients)} ({html.escape(", ".join(domains))})</td>'
+                f'<td>{self._states(e)}</td><td>{e.size}</td><td>{self._when(e.received_at)}'
+                '</td></tr>')
+        return f'<table><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+
+    async def _journal(self, message_id: str, stage: str, record: dict[str, Any]) -> None:
+        await self.data.call(self.data.journal.append, message_id, stage, record,
+                             at=datetime.fromtimestamp(self.data.clock(), UTC))
+
+    # -- pages -----------------------------------------------------------------------------
+
+    async def css(self, request: web.Request) -> web.StreamResponse:
+        return web.Response(body=(STATIC / "console.css").read_bytes(), content_type="text/css")
+
+    async def home(self, request: web.Request) -> web.StreamResponse:
+        raise web.HTTPSeeOther(self._link(request, "/messages"))
+
+    async def login_form(self, request: web.Request, failed: bool = False) -> web.StreamResponse:
+        nonce = request.cookies.get(COOKIE + "_login") or self.keys.new_session("login")[-16:]
+        token = self.keys.csrf(None, nonce)
+        error = f'<p class="error" role="alert">{self.t(request, "login_failed")}</p>' \
+            if failed else ""
+        body = (f'{error}<form method="post" action="{self._href(request, "/login")}">'
+                f'<input type="hidden" name="csrf" value="{token}">'
+                f'<label for="token">{self.t(request, "token")}</label> '
+                '<input id="token" name="token" type="password" autocomplete="off" required> '
+                f'<button type="submit">{self.t(request, "login")}</button></form>')
+        response = self._page(request, i18n.text(request[LANG], "login"), body,
+                              status=401 if failed else 200)
+        response.set_cookie(COOKIE + "_login", nonce, httponly=True, secure=True,
+                            samesite="Strict", path="/login")
+        return response
+
+    async def login(self, request: web.Request) -> web.StreamResponse:
+        name = self.keys.by_token(str(request[FORM].get("token", "")).strip())
+        if name is None:
+            log.warning("console.login_refused", outcome="refused")
+            return await self.login_form(request, failed=True)
+        response = web.HTTPSeeOther(self._link(request, "/messages"))
+        response.set_cookie(COOKIE, self.keys.new_session(name), httponly=True, secure=True,
+                            samesite="Strict", path="/",
+                            max_age=int(self.keys.session_seconds))
+        log.info("console.login", operator=f"session:{name}", outcome="ok")
+        return response
+
+    async def logout(self, request: web.Request) -> web.StreamResponse:
+        response = web.HTTPSeeOther(self._link(request, "/login"))
+        response.del_cookie(COOKIE, path="/")
+        return response
+
+    def _date(self, request: web.Request, key: str, errors: list[str]) -> float | None:
+        value = request.query.get(key, "").strip()
+        if not value:
+            return None
+        try:
+            day = datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=UTC)
+        except ValueError:
+            errors.append(self.t(request, "bad_date", v=value))
+            return None
+        return day.timestamp() + (86400 if key == "until" else 0)
+
+    async def messages(self, request: web.Request) -> web.StreamResponse:
+        q = request.query
+        errors: list[str] = []
+        since, until = self._date(request, "since", errors), self._date(request, "until", errors)
+        state = q.get("state", "")
+        if state and state not in {str(s) for s in State}:
+            state = ""
+        try:
+            page = max(1, int(q.get("page", "1")))
+        except ValueError:
+            page = 1
+        criteria = {k: q.get(k, "").strip()[:320] for k in
+                    ("message_id", "sender", "recipient", "domain")}
+        entries, total = await self.data.call(
+            self.data.spool.find_messages, **criteria, state=state, since=since, until=until,
+            limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
+        fields = "".join(
+            f'<label for="f-{k}">{self.t(request, k)}<input id="f-{k}" name="{k}" '
+            f'value="{html.escape(criteria[k])}"></label>' for k in criteria)
+        options = f'<option value="">{self.t(request, "any")}</option>' + "".join(
+            f'<option value="{s}"{" selected" if s == state else ""}>{s}</option>'
+            for s in State)
+        dates = "".join(
+            f'<label for="f-{k}">{self.t(request, k)}<input id="f-{k}" name="{k}" type="date" '
+            f'value="{html.escape(q.get(k, ""))}"></label>' for k in ("since", "until"))
+        hidden = f'<input type="hidden" name="lang" value="{request[LANG]}">' \
+            if "lang" in q else ""
+        form = (f'<form class="search" method="get" action="/messages" role="search">{fields}'
+                f'<label for="f-state">{self.t(request, "state")}<select id="f-state" '
+                f'name="state">{options}</select></label>{dates}{hidden}'
+                f'<button type="submit">{self.t(request, "search")}</button></form>')
+        pages = max(1, -(-total // PAGE_SIZE))
+        base = {**criteria, "state": state, "since": q.get("since", ""),
+                "until": q.get("until", "")}
+        nav = [f'<p>{self.t(request, "results", n=total)} · '
+               f'{self.t(request, "page", p=page, n=pages)}</p><nav aria-label="pages">']
+        if page > 1:
+            prev = self._href(request, "/messages", **base, page=page - 1)
+            nav.append(f'<a rel="prev" href="{prev}">'
+                       f'{self.t(request, "previous")}</a> ')
+        if page < pages:
+            after = self._href(request, "/messages", **base, page=page + 1)
+            nav.append(f'<a rel="next" href="{after}">'
+                       f'{self.t(request, "next")}</a>')
+        nav.append("</nav>")
+        errs = "".join(f'<p class="error" role="alert">{e}</p>' for e in errors)
+        return self._page(request, i18n.text(request[LANG], "messages"),
+                          errs + form + "".join(nav) + self._table(request, entries))
+
+    async def _show(self, qid: str) -> QueueEntry | None:
+        try:
+            entry = await self.data.call(self.data.spool.entry, qid)
+        except PasserelleError:
+            return None
+        assert isinstance(entry, QueueEntry)
+        return entry
+
+    async def message(self, request: web.Request, revealed: str = "") -> web.StreamResponse:
+        qid = request.match_info["qid"]
+        entry = await self._show(qid)
+        if entry is None:
+            raise self._not_found(request)
+        t = self.t
+        facts = "".join(
+            f'<tr><th scope="row">{t(request, k)}</th><td class="mono">'
+            f'{html.escape(str(v))}</td></tr>'
+            for k, v in (("queue_id", entry.queue_id), ("message_id", entry.message_id),
+                         ("direction", entry.direction),
+                         ("sender_domain", entry.mail_from_domain), ("size", entry.size),
+                         ("digest", entry.digest), ("received", self._when(entry.received_at))))
+        rows = "".join(
+            f'<tr><td class="mono">{html.escape(r.rcpt.rpartition("@")[2])}</td>'
+            f'<td class="state-{html.escape(str(r.state))}">{html.escape(str(r.state))}</td>'
+            f'<td>{r.attempts}</td><td class="mono">{html.escape(r.reason)}</td>'
+            f'<td>{self._when(r.next_attempt) if r.next_attempt else ""}</td></tr>'
+            for r in entry.recipients)
+        rcpts = (f'<h2>{t(request, "recipients")}</h2><table><thead><tr>'
+                 + "".join(f'<th scope="col">{t(request, k)}</th>' for k in
+                           ("domain", "state", "attempts", "reason", "next_attempt"))
+                 + f"</tr></thead><tbody>{rows}</tbody></table>")
+        steps = await self.data.call(self._timeline, entry)
+        if steps:
+            items = "".join(
+                f'<tr><td>{html.escape(at)}</td><td>{html.escape(stage)}</td>'
+                f'<td><ul>{"".join(f"<li>{html.escape(d)}</li>" for d in details)}</ul></td></tr>'
+                for at, stage, details in steps)
+            timeline = (f'<table><thead><tr><th scope="col">{t(request, "when")}</th>'
+                        f'<th scope="col">{t(request, "step")}</th><th scope="col">'
+                        f'{t(request, "details")}</th></tr></thead><tbody>{items}</tbody></table>')
+        else:
+            timeline = f'<p>{t(request, "no_trace")}</p>'
+        actions = ""
+        if any(r.state == State.QUARANTINED for r in entry.recipients):
+            actions = "".join(
+                f'<a href="{self._href(request, f"/quarantine/{entry.queue_id}/{a}")}">'
+                f'{t(request, a)}</a> ' for a in ("release", "drop"))
+            actions = f"<p>{actions}</p>"
+        if revealed:
+            reveal = (f'<h2>{t(request, "content")}</h2><pre>{html.escape(revealed)}</pre>')
+        else:
+            target = self._href(request, f"/messages/{entry.queue_id}/reveal")
+            reveal = (f'<form method="post" action="{target}">'
+                      f'{self._csrf_field(request)}<p class="warn">{t(request, "reveal_warn")}</p>'
+                      f'<button type="submit">{t(request, "reveal")}</button></form>')
+        body = (f'<table>{facts}</table>{actions}{rcpts}<h2>{t(request, "timeline")}</h2>'
+                f'{timeline}{reveal}')
+        return self._page(request, entry.queue_id, body)
+
+    def _timeline(self, entry: QueueEntry) -> list[tuple[str, str, list[str]]]:
+        """Journal steps of this message (by Message-ID, and by queue id for actions)."""
+        found: dict[int, tuple[str, str, list[str]]] = {}
+        bare = entry.message_id.strip("<>")
+        for key in dict.fromkeys((entry.message_id, bare, f"<{bare}>")):
+            for e in self.data.journal.entries(key):
+                queue_id = e.record.get("queue_id")
+                if queue_id not in (None, entry.queue_id):
+                    continue  # another message with the same Message-ID
+                found[e.seq] = (e.at, e.stage, _describe(e.record))
+        return [found[seq] for seq in sorted(found)]
+
+    async def reveal(self, request: web.Request) -> web.StreamResponse:
+        qid = request.match_info["qid"]
+        entry = await self._show(qid)
+        if entry is None:
+            raise self._not_found(request)
+        op: Operator = request[OPERATOR]
+        await self._journal(entry.message_id, "console.reveal",
+                            {"operator": op.identity, "queue_id": qid})
+        log.info("console.reveal", operator=op.identity, queue_id=qid, outcome="ok")
+        head = await self.data.call(self.data.spool.head, qid, REVEAL_BYTES)
+        text = bytes(head).decode("utf-8", "replace")
+        block = text.split("\r\n\r\n", 1)[0].split("\n\n", 1)[0]
+        return await self.message(request, revealed=block)
+
+    async def queue(self, request: web.Request) -> web.StreamResponse:
+        counts: dict[str, int] = await self.data.call(self.data.spool.counts)
+        oldest: float = await self.data.call(self.data.spool.oldest_age, self.data.clock())
+        rows = "".join(
+            f'<tr><td><a href="{self._href(request, "/messages", state=s)}">'
+            f'{html.escape(str(s))}</a></td><td>{counts.get(str(s), 0)}</td></tr>' for s in State)
+        body = (f'<table><thead><tr><th scope="col">{self.t(request, "state")}</th>'
+                f'<th scope="col">{self.t(request, "count")}</th></tr></thead><tbody>{rows}'
+                f'</tbody></table><p>{self.t(request, "oldest")} : {oldest / 3600:.1f} h</p>')
+        return self._page(request, i18n.text(request[LANG], "queue"), body)
+
+    async def quarantine(self, request: web.Request) -> web.StreamResponse:
+        entries, _ = await self.data.call(self.data.spool.find_messages, state="quarantined",
+                                          limit=200)
+        notice = request.query.get("done", "")
+        banner = f'<p class="notice" role="status">{html.escape(notice)}</p>' if notice else ""
+        rows = []
+        for e in entries:
+            reasons = sorted({r.reason for r in e.recipients if r.state == State.QUARANTINED})
+            links = " ".join(
+                f'<a href="{self._href(request, f"/quarantine/{e.queue_id}/{a}")}">'
+                f'{self.t(request, a)}</a>' for a in ("release", "drop"))
+            link = self._href(request, "/messages/" + e.queue_id)
+            rows.append(f'<tr><td><a class="mono" href="{link}">'
+                        f'{html.escape(e.queue_id)}</a></td><td class="mono">'
+                        f'{html.escape(e.message_id)}</td>'
+                        f'<td>{html.escape(e.mail_from_domain)}</td><td class="mono">'
+                        f'{html.escape("; ".join(reasons))}</td>'
+                        f'<td>{self._when(e.received_at)}</td>'
+                        f'<td>{links}</td></tr>')
+        head = "".join(f'<th scope="col">{self.t(request, k)}</th>' for k in
+                       ("queue_id", "message_id", "sender_domain", "why", "received"))
+        table = (f'<table><thead><tr>{head}<th scope="col"></th></tr></thead><tbody>'
+                 f'{"".join(rows)}</tbody></table>') if rows else \
+            f'<p>{self.t(request, "none")}</p>'
+        return self._page(request, i18n.text(request[LANG], "quarantine"), banner + table)
+
+    async def confirm(self, request: web.Request) -> web.StreamResponse:
+        qid, action = request.match_info["qid"], request.match_info["action"]
+        entry = await self._show(qid)
+        if entry is None:
+            raise self._not_found(request)
+        body = (f'<p>{self.t(request, "confirm_" + action, id=qid)}</p>'
+                f'<form method="post" action="{self._href(request, self._act_path(qid, action))}">'
+                f'{self._csrf_field(request)}<button type="submit" name="confirm" value="yes">'
+                f'{self.t(request, "confirm")}</button> '
+                f'<a href="{self._href(request, "/quarantine")}">'
+                f'{self.t(request, "cancel")}</a></form>')
+        return self._page(request, i18n.text(request[LANG], action), body)
+
+    async def act(self, request: web.Request) -> web.StreamResponse:
+        qid, action = request.match_info["qid"], request.match_info["action"]
+        op: Operator = request[OPERATOR]
+        entry = await self._show(qid)
+        if entry is None:
+            raise self._not_found(request)
+        try:
+            if action == "release":
+                n = await self.data.call(self.data.spool.release, qid, now=self.data.clock())
+                done = i18n.text(request[LANG], "released", id=qid, n=n)
+            else:
+                await self.data.call(self.data.spool.delete, qid)
+                n = len(entry.recipients)
+                done = i18n.text(request[LANG], "dropped", id=qid)
+        except PasserelleError as exc:
+            why = self.t(request, "action_failed", why=str(exc))
+            body = f'<p class="error" role="alert">{why}</p>'
+            return self._page(request, i18n.text(request[LANG], action), body, status=409)
+        await self._journal(entry.message_id, f"console.{action}",
+                            {"operator": op.identity, "queue_id": qid, "recipients": n})
+        log.info(f"console.{action}", operator=op.identity, queue_id=qid, outcome="ok")
+        if action == "release" and self.data.wake is not None:
+            self.data.wake()
+        raise web.HTTPSeeOther(self._link(request, "/quarantine", done=done))
+
+    async def domains(self, request: web.Request) -> web.StreamResponse:
+        t = self.t
+        if self.data.domain_list is None:
+            return self._page(request, i18n.text(request[LANG], "domains"),
+                              f'<p>{t(request, "none")}</p>')
+        listing = self.data.domain_list()
+        age = max(0.0, self.data.clock() - listing.generated_at.timestamp()) / 3600
+        names = sorted(listing.entries)
+        signer = listing.signed_by or i18n.text(request[LANG], "unsigned")
+        rows = "".join(f"<li><code>{html.escape(n)}</code></li>" for n in names[:500])
+        body = (f'<table><tr><th scope="row">{t(request, "generated")}</th><td>'
+                f'{self._when(listing.generated_at.timestamp())}</td></tr>'
+                f'<tr><th scope="row">{t(request, "age")}</th><td>{age:.1f} h</td></tr>'
+                f'<tr><th scope="row">{t(request, "signer")}</th><td class="mono">'
+                f'{html.escape(signer)}</td></tr>'
+                f'<tr><th scope="row">{t(request, "listed")}</th><td>{len(names)}</td></tr>'
+                f'</table><ul>{rows}</ul>')
+        return self._page(request, i18n.text(request[LANG], "domains"), body)
+
+    async def directory(self, request: web.Request) -> web.StreamResponse:
+        t = self.t
+        query = request.query.get("q", "").strip()[:320]
+        form = (f'<form class="search" method="get" action="/directory" role="search">'
+                f'<label for="f-q">{t(request, "lookup")}<input id="f-q" name="q" '
+                f'value="{html.escape(query)}"></label><button type="submit">'
+                f'{t(request, "search")}</button></form>')
+        result = ""
+        if query:
+            try:
+                found = await self.data.call(self._lookup, query)
+            except (PasserelleError, OSError) as exc:
+                result = f'<p class="error">{t(request, "dir_unavailable", why=str(exc))}</p>'
+            else:
+                if not found:
+                    result = f'<p>{t(request, "dir_none")}</p>'
+                else:
+                    head = "".join(f'<th scope="col">{t(request, k)}</th>'
+                                   for k in ("type", "address", "name", "details"))
+                    rows = "".join(
+                        f'<tr><td>{html.escape(e.box_type)}</td><td class="mono">'
+                        f'{html.escape(e.address)}</td><td>{html.escape(e.family_name)} '
+                        f'{html.escape(e.given_name)}</td><td>'
+                        f'{html.escape(e.profession_category_label)} '
+                        f'{html.escape(e.pp_id)}</td></tr>'
+                        for e in found)
+                    result = f'<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
+        return self._page(request, i18n.text(request[LANG], "directory"), form + result)
+
+    def _lookup(self, query: str) -> list[Any]:
+        from gateway.directory.pgstore import open_directory
+
+        target = self.data.directory
+        if target is None or (isinstance(target, Path) and not target.exists()):
+            raise OSError("no directory imported")
+        store = open_directory(target)
+        try:
+            if "@" in query:
+                return list(store.find_by_address(query))
+            if query.isdigit():
+                return list(store.find_by_rpps(query))
+            return list(store.find_by_name(query))
+        finally:
+            store.close()
+
+
+def _describe(record: dict[str, Any]) -> list[str]:
+    """One line per fact of a journal record: what was done, with what tool, with what
+    outcome — the record holds ids, digests, tools and outcomes, never content."""
+    out: list[str] = []
+    for key in sorted(record):
+        value = record[key]
+        if isinstance(value, list):
+            if not value:
+                continue
+            if all(isinstance(v, dict) for v in value):
+                for v in value:
+                    out.append(f"{key}: " + ", ".join(f"{k}={_short(x)}" for k, x in v.items()))
+            else:
+                out.append(f"{key}: " + ", ".join(_short(v) for v in value))
+        elif isinstance(value, dict):
+            out.append(f"{key}: " + ", ".join(f"{k}={_short(x)}" for k, x in value.items()))
+        else:
+            out.append(f"{key}: {_short(value)}")
+    return out
+
+
+def _short(value: Any) -> str:
+    text = str(value)
+    return text if len(text) <= 160 else text[:157] + "…"

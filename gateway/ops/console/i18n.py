@@ -1,0 +1,111 @@
+"""The console's words in French and English (``?lang=`` first, then ``Accept-Language``)."""
+
+from __future__ import annotations
+
+LANGS = ("fr", "en")
+
+_T: dict[str, tuple[str, str]] = {
+    # key: (fr, en)
+    "title": ("Console passerelle", "passerelle console"),
+    "messages": ("Messages", "Messages"),
+    "queue": ("File d'attente", "Queue"),
+    "quarantine": ("Quarantaine", "Quarantine"),
+    "domains": ("Liste des domaines", "List of domains"),
+    "directory": ("Annuaire", "Directory"),
+    "search": ("Rechercher", "Search"),
+    "message_id": ("Message-ID", "Message-ID"),
+    "sender": ("Expéditeur", "Sender"),
+    "recipient": ("Destinataire", "Recipient"),
+    "domain": ("Domaine", "Domain"),
+    "state": ("État", "State"),
+    "any": ("tous", "any"),
+    "since": ("Depuis (AAAA-MM-JJ)", "Since (YYYY-MM-DD)"),
+    "until": ("Jusqu'au (AAAA-MM-JJ)", "Until (YYYY-MM-DD)"),
+    "results": ("{n} message(s)", "{n} message(s)"),
+    "none": ("Aucun message.", "No message."),
+    "queue_id": ("N° de file", "Queue id"),
+    "direction": ("Sens", "Direction"),
+    "received": ("Reçu", "Received"),
+    "size": ("Taille", "Size"),
+    "digest": ("Empreinte", "Digest"),
+    "sender_domain": ("Domaine expéditeur", "Sender's domain"),
+    "recipients": ("Destinataires", "Recipients"),
+    "attempts": ("Tentatives", "Attempts"),
+    "reason": ("Dernière réponse", "Last reply"),
+    "why": ("Motif", "Reason"),
+    "next_attempt": ("Prochaine tentative", "Next attempt"),
+    "previous": ("Précédents", "Previous"),
+    "next": ("Suivants", "Next"),
+    "page": ("Page {p} sur {n}", "Page {p} of {n}"),
+    "timeline": ("Chronologie", "Timeline"),
+    "no_trace": ("Aucune étape enregistrée dans le journal.", "No step recorded in the journal."),
+    "when": ("Quand", "When"),
+    "step": ("Étape", "Step"),
+    "details": ("Détails", "Details"),
+    "reveal": ("Afficher le contenu", "Reveal the content"),
+    "reveal_warn": ("L'affichage du contenu (qui peut contenir des données de santé) est "
+                    "enregistré dans le journal à votre nom.",
+                    "Showing the content (which may hold health data) is recorded in the "
+                    "journal under your name."),
+    "content": ("En-têtes du message stocké", "Stored message's header block"),
+    "release": ("Libérer", "Release"),
+    "drop": ("Supprimer", "Drop"),
+    "confirm": ("Confirmer", "Confirm"),
+    "cancel": ("Annuler", "Cancel"),
+    "confirm_release": ("Libérer le message {id} ? Il sera traduit à nouveau et remis.",
+                        "Release message {id}? It will be translated again and delivered."),
+    "confirm_drop": ("Supprimer définitivement le message {id} ?",
+                     "Drop message {id} for good?"),
+    "released": ("Message {id} libéré ({n} destinataire(s)).",
+                 "Message {id} released ({n} recipient(s))."),
+    "dropped": ("Message {id} supprimé.", "Message {id} dropped."),
+    "action_failed": ("Action impossible : {why}", "Not done: {why}"),
+    "count": ("Nombre", "Count"),
+    "oldest": ("Plus ancien en attente", "Oldest waiting"),
+    "generated": ("Générée le", "Generated at"),
+    "age": ("Âge", "Age"),
+    "signer": ("Signataire", "Signer"),
+    "unsigned": ("non signée", "unsigned"),
+    "listed": ("Domaines listés", "Domains listed"),
+    "lookup": ("Adresse ou RPPS", "Address or RPPS"),
+    "dir_none": ("Aucune entrée.", "No entry."),
+    "dir_unavailable": ("Annuaire indisponible : {why}", "Directory unavailable: {why}"),
+    "type": ("Type", "Type"),
+    "name": ("Nom", "Name"),
+    "address": ("Adresse", "Address"),
+    "login": ("Connexion", "Sign in"),
+    "token": ("Jeton d'opérateur", "Operator token"),
+    "login_failed": ("Jeton inconnu.", "Unknown token."),
+    "signed_as": ("Opérateur : {name}", "Operator: {name}"),
+    "logout": ("Déconnexion", "Sign out"),
+    "forbidden": ("Requête refusée (jeton CSRF invalide).",
+                  "Request refused (bad CSRF token)."),
+    "not_found": ("Introuvable.", "Not found."),
+    "hours": ("{h} h", "{h} h"),
+    "bad_date": ("Date invalide : {v}", "Bad date: {v}"),
+    "lang_other": ("English", "Français"),
+}
+
+
+def pick(query: str | None, accept: str | None) -> str:
+    if query in LANGS:
+        return str(query)
+    best, weight = "en", -1.0
+    for item in (accept or "").split(","):
+        tag, _, params = item.strip().partition(";")
+        lang = tag.strip().lower()[:2]
+        q = 1.0
+        if params.strip().startswith("q="):
+            try:
+                q = float(params.strip()[2:])
+            except ValueError:
+                q = 0.0
+        if lang in LANGS and q > weight:
+            best, weight = lang, q
+    return best
+
+
+def text(lang: str, key: str, **values: object) -> str:
+    fr, en = _T[key]
+    template = fr if lang == "fr" else en
+    return template.format(**values) if values else template
