@@ -106,7 +106,8 @@ class Gateway:
                                gateway_domain=settings.domain, wake_deliver=self.wake_deliver)
         self.intake = Intake(**shared, book=self.book, notices=self.notices,
                              hostname=d.hostname, wake_translate=self.wake_translate,
-                             wake_deliver=self.wake_deliver)
+                             wake_deliver=self.wake_deliver,
+                             hub_required=settings.hub.configured)
         self.translation = Translation(
             **shared, journal=self.journal, pool=self.pool, translator=self.translator,
             policy=self.policy, notices=self.notices, settings=d, name=self.name,

@@ -266,6 +266,22 @@ class RelayDenied(PolicyError):
     kind = "relay_denied"
 
 
+class SenderMismatch(PolicyError):
+    """The ``From`` (or the null sender, or the S/MIME signer) is not the party that
+    authenticated."""
+
+    kind = "sender_mismatch"
+
+
+class BadRecipientAddress(PolicyError):
+    """A recipient that cannot be written in the form the next hop knows (an
+    internationalised domain that is no valid IDNA 2008 name)."""
+
+    smtp_code = 553
+    enhanced = "5.1.3"
+    kind = "bad_recipient_address"
+
+
 class DomainNotListed(PolicyError):
     kind = "domain_not_listed"
 

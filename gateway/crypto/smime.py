@@ -563,6 +563,20 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def certificate_addresses(cert: x509.Certificate) -> tuple[str, ...]:
+    """The e-mail addresses a certificate is for: its rfc822Name alternative names, else
+    the emailAddress attributes of its subject."""
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        names = tuple(str(n) for n in san.get_values_for_type(x509.RFC822Name))
+    except x509.ExtensionNotFound:
+        names = ()
+    if names:
+        return names
+    return tuple(str(a.value) for a in cert.subject.get_attributes_for_oid(
+        x509.NameOID.EMAIL_ADDRESS))
+
+
 class Smime:
     """The trust-side signer/verifier the translation pipeline uses.
 
@@ -601,12 +615,23 @@ class Smime:
         """The content the receiver sees (the outer headers with the signed entity's), handed
         over as a view of ``message``: not copied (a large message would be held twice), to
         be read by each recipient's stage in turn (:meth:`Handover.again`)."""
+        content, cert = self._content(message, at=at)
+        return content, dn_string(cert.subject)
+
+    def _content(self, message: bytes, *, at: datetime) -> tuple[Handover, x509.Certificate]:
         v = _verify(message, anchors=self._anchors, at=at, chains=self._chains)
         outer = [f for f in _header_fields(v.head)
                  if f.split(b":", 1)[0].strip().lower() not in _CONTENT_HEADERS]
         return (Handover.of_views(b"\r\n".join(outer) + b"\r\n",
-                                  memoryview(v.message)[v.start:v.end]),
-                dn_string(v.certificate.subject))
+                                  memoryview(v.message)[v.start:v.end]), v.certificate)
+
+    def verify_signer(self, message: bytes, *, at: datetime
+                      ) -> tuple[Handover, str, tuple[str, ...]]:
+        """:meth:`verify`, and the e-mail addresses the signer's certificate names (its
+        rfc822Name alternative names, else its subject's emailAddress), for the check that
+        the signer is the ``From``."""
+        content, cert = self._content(message, at=at)
+        return content, dn_string(cert.subject), certificate_addresses(cert)
 
     def is_signed(self, message: bytes) -> bool:
         return is_signed(message)

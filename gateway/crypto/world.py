@@ -272,6 +272,11 @@ def build_world(out: Path, *, now: datetime | None = None) -> World:
     save("gateway-signing", *ca.issue(
         _name("passerelle@legacy.mssante.example", "318751275100099", "PASSERELLE"),
         usage="signing", sans=[x509.RFC822Name("passerelle@legacy.mssante.example")]))
+    # a trust-space operator's S/MIME signer for two of its mailboxes (the test sender, a lab)
+    a_domain = OPERATORS["hopital-a"]
+    save("hopital-a-signing", *ca.issue(
+        _name(f"labo@{a_domain}", "0001 000000001", "HOPITAL A"), usage="signing",
+        sans=[x509.RFC822Name(f"dr.x@{a_domain}"), x509.RFC822Name(f"labo@{a_domain}")]))
     save("list-signer", *ca.issue(_name("LISTE BLANCHE MSSANTE TEST", "0002 187512751",
                                         "AGENCE TEST"), usage="org"))
     revoked = save("revoked-client", *ca.issue(_operator_dn(OPERATORS["hopital-a"], "hopital-a"),

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.parser
+import email.policy
 import hmac
 import os
 import re
@@ -37,19 +39,24 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session, TL
 
 from gateway.directory.addresses import AddressBook, domain_of
 from gateway.errors import (
+    BadRecipientAddress,
     ConfigError,
     DomainNotListed,
     MessageFormatError,
     MessageTooBig,
     PasserelleError,
+    PolicyError,
     RelayDenied,
+    SenderMismatch,
     SpoolFull,
     UnknownAddress,
 )
 from gateway.log import allow_words, get_logger
 from gateway.smtp.dataread import PieceDataSMTP
 from gateway.spill import LARGE, Data, create, new_path
+from gateway.spill import head as data_head
 from gateway.spill import size as data_size
+from gateway.translate import senders
 from gateway.vocabulary import SMTP_REJECT_REASONS, tls_reason
 
 log = get_logger("passerelle.smtp")
@@ -93,6 +100,12 @@ class Limits:
     max_message_size: int = 30 * 1024 * 1024
     max_recipients: int = 100
     timeout: float = 300.0
+
+
+_HEAD_MAX = 256 * 1024  # the header block a listener reads the From of
+# what a null sender may carry on the trust side: a report (DSN, MDN), signed or not (a
+# signed one is checked again on its verified content when translated)
+_REPORT_TYPES = ("multipart/report", "multipart/signed", "application/pkcs7-mime")
 
 
 @dataclass(frozen=True)
@@ -246,6 +259,7 @@ class _Handler:
             _note(session, "too_many_recipients", recipient=address)
             return "452 4.5.3 Too many recipients"
         try:
+            address = idn_recipient(address)
             self.check_recipient(address)
         except PasserelleError as exc:
             _note(session, exc.kind, recipient=address)
@@ -289,6 +303,20 @@ class _Handler:
         log.debug("smtp.accepted", listener=self.side, queue_id=queue_id,
                   seconds=round(time.monotonic() - started, 4))
         return f"250 2.0.0 OK queued as {queue_id}"
+
+
+def idn_recipient(address: str) -> str:
+    """A recipient whose domain is written in U-labels, in A-labels (IDNA 2008): the form
+    the list of domains, the address book and the next hop know.  A domain that is no valid
+    internationalised name is refused here (553 5.1.3), never accepted and then deferred."""
+    local, sep, domain = address.rpartition("@")
+    if not sep or domain.isascii():
+        return address
+    try:
+        return f"{local}@{senders.a_label(domain)}"
+    except PolicyError as exc:
+        raise BadRecipientAddress(
+            f"recipient domain cannot be written in A-labels: {exc}") from None
 
 
 class LegacyHandler(_Handler):
@@ -354,9 +382,50 @@ class TrustHandler(_Handler):
             _note(session, exc.kind, sender=address)
             return self._reply(exc)
         session.passerelle_client_subject = subject  # type: ignore[attr-defined]
+        session.passerelle_client_der = der  # type: ignore[attr-defined]
         envelope.mail_from = address or "<>"  # aiosmtpd needs a truthy reverse-path
         envelope.mail_options.extend(mail_options)
         return "250 2.1.0 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        data: Data = envelope.original_content or b""
+        if isinstance(data, str):
+            data = data.encode("utf-8", "surrogateescape")
+        try:
+            self.check_sender(data_head(data, _HEAD_MAX), envelope,
+                              getattr(session, "passerelle_client_der", b""))
+        except PasserelleError as exc:
+            log.info("sender refused", extra={"side": self.side, "kind": exc.kind})
+            return self._reply(exc)
+        return await super().handle_DATA(server, session, envelope)
+
+    def check_sender(self, head: bytes, envelope: Envelope, der: bytes) -> None:
+        """The ``From`` belongs to the party that authenticated: its one mailbox's domain is
+        one the list publishes for the client certificate (the envelope sender's was checked
+        at MAIL).  A null envelope sender carries only a report (DSN, MDN)."""
+        if b"\n\r\n" not in head and b"\n\n" not in head and len(head) >= _HEAD_MAX:
+            # a header block too large to read here: the translation bounces it
+            # (message_format), and checks the From there (the signer, the report)
+            return
+        block = head.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0] + b"\r\n\r\n"
+        try:
+            address = senders.from_address(block)
+        except PolicyError as exc:
+            raise SenderMismatch(str(exc)) from None
+        if not der:
+            raise SenderMismatch("no client certificate")
+        try:
+            self.domains().check_client(senders.domain_part(address), der)
+        except PasserelleError:
+            raise SenderMismatch("From is not in a domain the list publishes for the client "
+                                 "certificate") from None
+        if envelope.mail_from in (None, "", "<>"):
+            msg = email.parser.BytesParser(policy=email.policy.compat32).parsebytes(
+                block, headersonly=True)
+            ctype = msg.get_content_type() if msg.get_all("Content-Type") else ""
+            if len(msg.get_all("Content-Type") or []) != 1 or ctype not in _REPORT_TYPES:
+                raise SenderMismatch("a null sender carries only delivery or disposition "
+                                     "reports")
 
     def check_recipient(self, address: str) -> None:
         domain = domain_of(address)

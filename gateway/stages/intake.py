@@ -60,7 +60,8 @@ class Intake:
 
     def __init__(self, *, spool: SqliteSpool, db: Executor, clock: Clock, book: Book,
                  metrics: Metrics, notices: Notices, hostname: str,
-                 wake_translate: Wakeup, wake_deliver: Wakeup) -> None:
+                 wake_translate: Wakeup, wake_deliver: Wakeup,
+                 hub_required: bool = False) -> None:
         self.spool = spool
         self.db = db  # the spool's threads
         self.clock = clock
@@ -70,6 +71,8 @@ class Intake:
         self.hostname = hostname  # the reporting MTA of the DSNs passed back
         self.wake_translate = wake_translate
         self.wake_deliver = wake_deliver  # the hub's DSNs passed back are ready to send
+        # [legacy.hub] configured: a report is believed only from the hub's own session
+        self.hub_required = hub_required
 
     async def accept(self, arrival: Arrival) -> str:
         """Store ``arrival`` durably (state ``received``): its queue id, for the ``250``.
@@ -107,6 +110,11 @@ class Intake:
         """A delivery status notification from the legacy hub about a message we delivered
         there: passed back to the trust-space sender as an RFC 3464 DSN naming the
         addresses they wrote to.  Anything else with a null sender is refused."""
+        if self.hub_required and not arrival.hub_auth:
+            # anybody may reach the legacy listener: a report that would tell a trust-space
+            # sender their delivered message failed is taken only from the hub itself
+            raise RelayDenied("delivery reports are accepted only over the legacy hub's "
+                              "authenticated session")
         data = arrival.data
         parsed = notices.read_dsn(data.read_bytes() if isinstance(data, Path) else bytes(data))
         if parsed is None:

@@ -20,10 +20,11 @@ from gateway.directory.addresses import AddressBook, LegacyUser, rewrite_header
 from gateway.documents import cda, hprim, pdf, xdm
 from gateway.documents.codes import CodeTables
 from gateway.documents.model import HprimDocument
-from gateway.errors import DocumentError, TranslationError
+from gateway.errors import DocumentError, PolicyError, TranslationError
 from gateway.mail import mime
 from gateway.mail.handover import Handover
 from gateway.text import TextResult, normalize
+from gateway.translate import senders
 from gateway.translate.strings import StringRepairs
 from gateway.translate.trace import TRACE_FILENAME, TraceRecord, sha256
 
@@ -151,6 +152,16 @@ def compose(decrypted: bytes | Handover, *, sender: LegacyUser, book: AddressBoo
     return draft
 
 
+def _from_is(value: str, address: str) -> bool:
+    """Whether the ``From`` ``value`` is exactly one mailbox, ``address`` (parsed as an
+    address field, never searched as text)."""
+    try:
+        return senders.same_address(
+            senders.from_address(f"From: {value}\n\n"), address)
+    except PolicyError:
+        return False
+
+
 def _build(decrypted: bytes | Handover, *, sender: LegacyUser, book: AddressBook,
            envelope_from: str, tables: CodeTables, now: datetime, trace: TraceRecord,
            signer_fpr: str, domain: str, aliases: dict[str, tuple[str, str]] | None,
@@ -185,18 +196,36 @@ def _build(decrypted: bytes | Handover, *, sender: LegacyUser, book: AddressBook
     mapper.update(aliases or {})  # directory aliases: the mailbox they resolved to
     mapped: list[str] = []
     from_value, done = rewrite_header(mime.header(inner, "From") or envelope_from, mapper)
-    if sender.trust_address.lower() not in from_value.lower():
-        # The signer is the envelope sender: a From that says otherwise is corrected (KIM).
+    if not _from_is(from_value, sender.trust_address):
+        # The signer is the envelope sender: a From that says otherwise (another address,
+        # the signer's only in the display name, a group, two mailboxes) is corrected (KIM).
         from_value, done = rewrite_header(sender.legacy_address, mapper)
         mapped.append("From corrected to the signer")
     mapped.extend(done)
     out["From"] = from_value
-    for name in ("To", "Cc", "Reply-To", "Sender"):
+    for name in ("To", "Cc"):
         value = strings.address_list(mime.header(inner, name), name)
         if value:
             new, done = rewrite_header(value, mapper)
             out[name] = new
             mapped.extend(done)
+    # who else answers for the sender (docs/security.md, "Reply-To, Sender,
+    # Disposition-Notification-To"): Reply-To, which the signer wrote and signed, is kept
+    # when it reads as addresses; Sender and Disposition-Notification-To only when they
+    # name the signer; anything else removed, and the removal recorded in the trace
+    for name in ("Reply-To", "Sender", "Disposition-Notification-To"):
+        value = strings.address_list(mime.header(inner, name), name)
+        if not value:
+            continue
+        found = senders.field_addresses(name, value)
+        keep = bool(found) and (name == "Reply-To" or all(
+            senders.same_address(a, sender.legacy_address) for a in found or ()))
+        if not keep:
+            mapped.append(f"{name} removed: not the sender's own")
+            continue
+        new, done = rewrite_header(value, mapper)
+        out[name] = new
+        mapped.extend(done)
     subject = subject_for(first_doc) if first_doc is not None else (
         strings.text(mime.header(inner, "Subject"), "Subject"))
     out["Subject"] = subject
@@ -207,11 +236,6 @@ def _build(decrypted: bytes | Handover, *, sender: LegacyUser, book: AddressBook
         value = mime.header(inner, name)
         if value:
             out[name] = value
-    dnt = mime.header(inner, "Disposition-Notification-To")
-    if dnt:
-        new, done = rewrite_header(dnt, mapper)
-        out["Disposition-Notification-To"] = new
-        mapped.extend(done)
     if package is not None:
         # what receiving software reads before opening the XDM: the document type, and that
         # no INS identifies the patient (an HPRIM report cannot establish a qualified

@@ -10,6 +10,8 @@ Pure given its collaborators (keys, address book, tables) and the time passed in
 
 from __future__ import annotations
 
+import email.parser
+import email.policy
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -20,10 +22,10 @@ from gateway.directory.addresses import AddressBook, LegacyUser, domain_of
 from gateway.directory.resolve import DirectoryResolver
 from gateway.documents import hprim
 from gateway.documents.codes import CodeTables
-from gateway.errors import PolicyError, RelayDenied, UnknownAddress
+from gateway.errors import PolicyError, RelayDenied, SenderMismatch, UnknownAddress
 from gateway.mail import mime
 from gateway.mail.handover import Handover
-from gateway.translate import legacy_to_trust, trust_to_legacy
+from gateway.translate import legacy_to_trust, senders, trust_to_legacy
 from gateway.translate.strings import StringRepairs
 from gateway.translate.trace import TraceRecord, sha256
 
@@ -50,6 +52,9 @@ class SmimeLike(Protocol):
     def sign(self, message: bytes | Handover) -> bytes: ...
 
     def verify(self, message: bytes, *, at: datetime) -> tuple[Handover, str]: ...
+
+    def verify_signer(self, message: bytes, *, at: datetime
+                      ) -> tuple[Handover, str, tuple[str, ...]]: ...
 
     def is_signed(self, message: bytes) -> bool: ...
 
@@ -243,12 +248,15 @@ class Translator:
         trace_id = _message_id(raw)
         content: Handover
         if self.smime.is_signed(raw):
-            content, subject = self.smime.verify(raw, at=now)
+            content, subject, signer_addresses = self.smime.verify_signer(raw, at=now)
+            _signer_is_sender(content.head(), signer_addresses)
             verdict = {"smime": "verified", "signer": subject}
         elif self.accept_unsigned:
             content, verdict = Handover.of(raw), {"smime": "unsigned", "policy": "accepted"}
         else:
             raise PolicyError("unsigned trust-space mail is refused by this gateway's policy")
+        if not envelope.mail_from and not _is_report(content.head()):
+            raise SenderMismatch("a null sender carries only delivery or disposition reports")
         received = sha256(raw)
         out: list[Translation] = []
         for user in recipients:
@@ -269,6 +277,25 @@ class Translator:
             out.append(Translation(sealed, (user.legacy_address,), trace, "to_legacy",
                                    documents=draft.documents))
         return out
+
+
+def _signer_is_sender(head: bytes, signer_addresses: Sequence[str]) -> None:
+    """The S/MIME signer is the ``From``: one of the addresses its certificate names is the
+    one mailbox of the ``From`` (parsed, never searched as text).  A certificate naming no
+    address cannot vouch for any ``From``."""
+    sender = senders.from_address(head)
+    if not signer_addresses:
+        raise SenderMismatch("S/MIME signer certificate names no e-mail address")
+    if not any(senders.same_address(sender, a) for a in signer_addresses):
+        raise SenderMismatch("S/MIME signer is not the From")
+
+
+def _is_report(head: bytes) -> bool:
+    """Whether the (verified) content is a report: its one Content-Type multipart/report."""
+    msg = email.parser.BytesParser(policy=email.policy.compat32).parsebytes(
+        head, headersonly=True)
+    return (len(msg.get_all("Content-Type") or []) == 1
+            and msg.get_content_type() == "multipart/report")
 
 
 def _verification_summary(opened: Any) -> dict[str, Any]:

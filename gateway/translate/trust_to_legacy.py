@@ -19,11 +19,12 @@ from typing import Any
 from gateway.directory.addresses import AddressBook, LegacyUser, rewrite_header
 from gateway.documents import cda, hprim, xdm
 from gateway.documents.model import HprimDocument, HprimFile
-from gateway.errors import DocumentError, TranslationError
+from gateway.errors import DocumentError, PolicyError, TranslationError
 from gateway.mail import mime
 from gateway.mail.handover import Handover
 from gateway.text.encode import encode_for, encode_noting
 from gateway.text.transliterate import note, transliterate
+from gateway.translate import senders
 from gateway.translate.notices import read_mdn
 from gateway.translate.strings import StringRepairs
 from gateway.translate.trace import TraceRecord, sha256
@@ -180,12 +181,26 @@ def _build(content: bytes | Handover, *, recipient: LegacyUser, book: AddressBoo
         strings.address_list(mime.header(msg, "To"), "To") or recipient.trust_address, mapper)
     out["To"] = to_value
     mapped.extend(done)
-    for name in ("Cc", "Reply-To"):
-        value = strings.address_list(mime.header(msg, name), name)
-        if value:
-            new, done = rewrite_header(value, mapper)
-            out[name] = new
+    cc = strings.address_list(mime.header(msg, "Cc"), "Cc")
+    if cc:
+        new, done = rewrite_header(cc, mapper)
+        out["Cc"] = new
+        mapped.extend(done)
+    reply_to = strings.address_list(mime.header(msg, "Reply-To"), "Reply-To")
+    if reply_to:
+        # kept only within the domain of the From, which the listener bound to the
+        # operator's certificate (docs/security.md); else removed, and that recorded
+        found = senders.field_addresses("Reply-To", reply_to)
+        try:
+            home = senders.domain_part(senders.from_address(f"From: {out['From']}\n\n"))
+        except PolicyError:
+            home = ""
+        if found and home and senders.within(found, [home]):
+            new, done = rewrite_header(reply_to, mapper)
+            out["Reply-To"] = new
             mapped.extend(done)
+        else:
+            mapped.append("Reply-To removed: outside the sender's domain")
     out["Subject"] = strings.text(mime.header(msg, "Subject"), "Subject")
     out["Date"] = mime.header(msg, "Date") or format_datetime(now)
     out["Message-ID"] = mime.header(msg, "Message-ID") or make_msgid(

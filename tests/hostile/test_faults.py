@@ -181,7 +181,8 @@ def test_database_unreachable_mid_run_is_4xx_and_nothing_is_lost(world: World, t
                                    sealed(world, "martin", second.as_bytes()))
             assert s2.data.startswith("451 4.3.0"), s2.data
             trust = await transaction(h, "trust", OP_A, [TRUST["durand"]],
-                                      b"Subject: x\r\n\r\nx\r\n", client="hopital-a-client")
+                                      f"From: {OP_A}\r\nSubject: x\r\n\r\nx\r\n".encode(),
+                                      client="hopital-a-client")
             assert trust.data.startswith("451 4.3.0"), trust.data
             await asyncio.sleep(1.0)  # the workers meet the outage too
             link.up()

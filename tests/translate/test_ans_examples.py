@@ -172,7 +172,10 @@ def test_all_examples_in_one_package_through_translate_to_legacy(world: World,
     translator = build_translator(config.load(world.config))
     assert isinstance(translator.smime, smime.Smime)
     documents = [p.read_bytes() for p in EXAMPLES]
-    raw = smime.sign(trust_message(documents, user.trust_address), translator.smime.identity)
+    # signed by the sender's own certificate: the signer must be the From
+    signer = smime.SigningIdentity.load(world.cert("hopital-a-signing"),
+                                        world.key("hopital-a-signing"))
+    raw = smime.sign(trust_message(documents, user.trust_address), signer)
     path = tmp_path / "crbio.eml"
     path.write_bytes(raw)
     proc = subprocess.run([sys.executable, "-m", "gateway", "translate", "--config",

@@ -194,7 +194,9 @@ def test_trust_content_is_composed_and_sealed_for_each_recipient_from_one_view(
     m.set_content("Ci-joint la radio.\n", cte="quoted-printable")
     m.add_attachment(os.urandom(300_000), maintype="image", subtype="jpeg",
                      filename="radio.jpg")
-    raw = smime.sign(m.as_bytes(policy=email.policy.SMTP), signer.identity)
+    dr_x = smime.SigningIdentity.load(world.cert("hopital-a-signing"),
+                                      world.key("hopital-a-signing"))  # the From's own
+    raw = smime.sign(m.as_bytes(policy=email.policy.SMTP), dr_x)
     v = smime.verify(raw, anchors=signer.anchors, at=NOW)
     head = smime._head(raw)[0]
     outer = [f for f in smime._header_fields(head)

@@ -21,6 +21,7 @@ from gateway.translate.factory import build_translator
 from gateway.translate.pipeline import Envelope, Translator
 from gateway.translate.trace import TRACE_FILENAME
 from tests.conftest import FIXTURES, legacy_client
+from tests.translate.test_pipeline import forwarded_by_dr_x
 
 NOW = datetime.now(UTC)
 ADDR = {u.key: u.legacy_address for u in USERS}
@@ -183,7 +184,9 @@ def test_hprim_to_legacy_transliterates_names_beside_the_report(
             "Message-ID: <names-5@medical75.legacy.example>")
     out = translator.to_trust(_sealed(world, "biolab", head, body),
                               Envelope(ADDR["biolab"], (HOSPITAL,)), now=NOW)
-    (back,) = translator.to_legacy(out.message, Envelope(HOSPITAL, (TRUST["dupont"],)),
+    # forwarded by Dr X under their own From and certificate (the signer must be the From)
+    (back,) = translator.to_legacy(forwarded_by_dr_x(world, translator, out.message),
+                                   Envelope(HOSPITAL, (TRUST["dupont"],)),
                                    now=NOW)
     legacy = _opened(world, back)
     texts = {p.get_filename(): p.get_payload(decode=True).decode("mac_roman")

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from gateway import config
+from gateway.crypto import smime
 from gateway.crypto.world import USERS, World
 from gateway.documents import cda, hprim, xdm
 from gateway.translate.factory import build_translator
@@ -85,6 +86,21 @@ def test_garbled_letter_arrives_as_written(world: World, translator: Translator,
 HPRIM = sorted((FIXTURES / "hprim").glob("*.hpr"))
 
 
+def forwarded_by_dr_x(world: World, translator: Translator, message: bytes) -> bytes:
+    """``message`` (signed by the gateway) as Dr X forwards it: the signed content under
+    their own From, signed with their own certificate (the signer must be the From)."""
+    assert isinstance(translator.smime, smime.Smime)
+    v = smime.verify(message, anchors=translator.smime.anchors, at=NOW)
+    head = smime._head(message)[0]
+    outer = [f for f in smime._header_fields(head)
+             if f.split(b":", 1)[0].strip().lower() not in smime._CONTENT_HEADERS
+             and not f.lower().startswith(b"from:")]
+    content = b"From: dr.x@hopital-a.mssante.example\r\n" + b"\r\n".join(outer) + (
+        b"\r\n" + v.content)
+    return smime.sign(content, smime.SigningIdentity.load(world.cert("hopital-a-signing"),
+                                                          world.key("hopital-a-signing")))
+
+
 @pytest.mark.parametrize("path", HPRIM, ids=lambda p: p.stem)
 def test_lab_report_round_trip(world: World, translator: Translator, path: Path,
                                tmp_path: Path) -> None:
@@ -109,9 +125,11 @@ def test_lab_report_round_trip(world: World, translator: Translator, path: Path,
               for r in cda.read_cda(e.xml).document.results]
     assert [r.value for r in in_cda] == [r.value for d in original.documents for r in d.results]
 
-    # the clinician replies/forwards to a legacy user: back through the gateway
-    back = translator.to_legacy(out.message, Envelope("dr.x@hopital-a.mssante.example",
-                                                      (TRUST["dupont"],)), now=NOW)
+    # the clinician forwards it to a legacy user, signed with their own certificate: back
+    # through the gateway
+    back = translator.to_legacy(forwarded_by_dr_x(world, translator, out.message),
+                                Envelope("dr.x@hopital-a.mssante.example",
+                                         (TRUST["dupont"],)), now=NOW)
     assert len(back) == 1
     opened = legacy_client(world, "dupont").open(back[0].message,
                                                  expected_signer=world.fingerprints["gateway"])
