@@ -34,13 +34,23 @@ def ui(fn: Callable[..., T], *args: Any, **kwargs: Any) -> Any:
 
 def click(d: Any, css: str) -> None:
     """Submit or follow, then wait until the next page is there."""
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
 
     old = d.find_element(By.TAG_NAME, "html")
     d.find_element(By.CSS_SELECTOR, css).click()
-    WebDriverWait(d, 30).until(expected_conditions.staleness_of(old))
+
+    def replaced(_: Any) -> bool:
+        # chromedriver says the old page is gone either way: a stale reference, or (while
+        # the next document loads) "node does not belong to the document"
+        try:
+            old.is_enabled()
+        except WebDriverException:
+            return True
+        return False
+
+    WebDriverWait(d, 30).until(replaced)
     WebDriverWait(d, 30).until(lambda drv: drv.execute_script(
         "return document.readyState") == "complete")
 
