@@ -91,9 +91,25 @@ def _utf8_sequence(word: str, i: int) -> bool:
             continue
         tail = word[i + 1 : i + 1 + need]
         if len(tail) == need and all(t in conts for t in tail) and not (
-                letter and all(_is_letter(t) or t in _TYPED_LEADS for t in tail)):
+                letter and all(_is_letter(t) or t in _TYPED_LEADS for t in tail)
+                and _typed_after_letter(word, i, tail)):
             return True  # (after a letter, typed apostrophes and quotes are typography)
     return False
+
+
+_CLOSING = frozenset("»’”…'")
+
+
+def _typed_after_letter(word: str, i: int, tail: str) -> bool:
+    """Whether ``tail``, after the letter ``word[i]``, can be typography as typed: one mark
+    (``é’``, ``é»``), or closing marks that end the word (``été»…``).  Two marks of which one
+    opens (``á»‘``: ố read as CP1252), or marks with a letter after them inside the word
+    (``Nguyá»…n``: ễ), are the bytes of one UTF-8 letter, not typing."""
+    if len(tail) == 1:
+        return True
+    end = i + 1 + len(tail)
+    return all(t in _CLOSING or _is_letter(t) for t in tail) and (
+        end == len(word) or not _is_letter(word[end]))
 
 
 @lru_cache(maxsize=4096)
