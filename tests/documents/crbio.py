@@ -2,9 +2,10 @@
 (`CDA_extended.xsd`, lxml) and the CR-BIO 2024.01 schematron (compiled through the ISO
 skeleton with Saxon-HE), both from fixtures/ans/ (see its PROVENANCE.md).
 
-The same approach as ../shared/conformance/check_crbio.py: three XSLT passes (include,
-abstract patterns, SVRL for XSLT 2), then every `svrl:failed-assert` is a failure.  Compiling
-takes a few seconds: `Validator` is built once per test session (tests/documents/conftest.py).
+The same approach as the agency's own runner (fixtures/ans/PROVENANCE.md): three XSLT passes
+(include, abstract patterns, SVRL for XSLT 2), then every `svrl:failed-assert` is a failure.
+Compiling takes a few seconds: `Validator` is built once per test session
+(tests/documents/conftest.py).
 """
 
 from __future__ import annotations
