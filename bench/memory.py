@@ -125,7 +125,7 @@ def child(work: Path, direction: str, traced: bool) -> dict[str, Any]:
         legacy_to_trust.compose = _wrap(meter, middle, legacy_to_trust.compose)
         translator.smime.sign = _wrap(meter, last, translator.smime.sign)
     else:
-        translator.smime.verify = _wrap(meter, first, translator.smime.verify)
+        translator.smime.verify_signer = _wrap(meter, first, translator.smime.verify_signer)
         trust_to_legacy.compose = _wrap(meter, middle, trust_to_legacy.compose)
         translator.legacy.seal_traced = _wrap(meter, last, translator.legacy.seal_traced)
     t0 = time.perf_counter()
