@@ -26,7 +26,6 @@ import contextlib
 import ctypes
 import ctypes.util
 import os
-import subprocess
 import threading
 import time
 from collections import OrderedDict
@@ -35,7 +34,7 @@ from typing import Any
 
 from gateway.crypto.legacy import PartResult, SealedPart
 from gateway.crypto.openpgp import OpenPgpCipher
-from gateway.crypto.sop import _Cert, _listing
+from gateway.crypto.sop import _Cert, _listing, gpg_out, keyring_stamp
 from gateway.errors import CryptoToolError
 from gateway.log import allow_words, get_logger
 
@@ -305,22 +304,10 @@ class RnpCipher:
     # -- keys (as the sop adapter: gpg's listing and export, until the keyring changes) -----
 
     def _gpg_out(self, *args: str) -> bytes:
-        try:
-            return subprocess.run(
-                ["gpg", "--homedir", str(self.home), "--batch", "--no-tty", "--quiet",
-                 "--trust-model", "always", *args],
-                capture_output=True, timeout=self.timeout, check=False).stdout
-        except (OSError, subprocess.SubprocessError) as exc:
-            raise CryptoToolError(f"gpg failed ({type(exc).__name__})") from None
+        return gpg_out(self.home, self.timeout, *args)
 
     def _keyring_stamp(self) -> tuple[int, int, int]:
-        for name in ("pubring.kbx", "pubring.gpg"):
-            try:
-                st = os.stat(self.home / name)
-            except OSError:
-                continue
-            return st.st_ino, st.st_size, st.st_mtime_ns
-        return 0, 0, 0
+        return keyring_stamp(self.home)
 
     def _cert(self, fingerprint: str) -> _Cert | None:
         """The certificate of ``fingerprint`` (a primary key's), None when the keyring has

@@ -142,22 +142,10 @@ class SopCipher:
     # -- keys ------------------------------------------------------------------------------
 
     def _gpg_out(self, *args: str) -> bytes:
-        try:
-            return subprocess.run(
-                ["gpg", "--homedir", str(self.home), "--batch", "--no-tty", "--quiet",
-                 "--trust-model", "always", *args],
-                capture_output=True, timeout=self.timeout, check=False).stdout
-        except (OSError, subprocess.SubprocessError) as exc:
-            raise CryptoToolError(f"gpg failed ({type(exc).__name__})") from None
+        return gpg_out(self.home, self.timeout, *args)
 
     def _keyring_stamp(self) -> tuple[int, int, int]:
-        for name in ("pubring.kbx", "pubring.gpg"):
-            try:
-                st = os.stat(self.home / name)
-            except OSError:
-                continue
-            return st.st_ino, st.st_size, st.st_mtime_ns
-        return 0, 0, 0
+        return keyring_stamp(self.home)
 
     def _cert(self, fingerprint: str) -> _Cert | None:
         """The certificate of ``fingerprint`` (a primary key's), None when the keyring has
@@ -234,3 +222,26 @@ class SopCipher:
                 return SealedPart(sealed, tool="sop")
             log.info("legacy.sop_not_accepted", stage="seal", exit_code=rc)  # gpg decides
         return self.gpg.encrypt_sign(data, recipient=recipient)
+
+
+def gpg_out(home: Path, timeout: float, *args: str) -> bytes:
+    """What gpg prints on the GnuPG home ``home`` for ``args`` (listings and exports: the
+    key state and certificates the sop and rnp adapters read from gpg)."""
+    try:
+        return subprocess.run(
+            ["gpg", "--homedir", str(home), "--batch", "--no-tty", "--quiet",
+             "--trust-model", "always", *args],
+            capture_output=True, timeout=timeout, check=False).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise CryptoToolError(f"gpg failed ({type(exc).__name__})") from None
+
+
+def keyring_stamp(home: Path) -> tuple[int, int, int]:
+    """What changes when the keyring of ``home`` changes (an import, a revocation)."""
+    for name in ("pubring.kbx", "pubring.gpg"):
+        try:
+            st = os.stat(home / name)
+        except OSError:
+            continue
+        return st.st_ino, st.st_size, st.st_mtime_ns
+    return 0, 0, 0
