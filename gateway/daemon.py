@@ -15,8 +15,9 @@ The work itself is done by the stages of :mod:`gateway.stages` (see docs/archite
 
 :class:`Gateway` builds them, starts their loops (each restarted when it fails), and owns
 what concerns them all: SIGTERM drains (listeners stop accepting, work in flight finishes,
-the rest stays in the spool for the next start), SIGHUP reloads the address book and the list
-of domains, the ops endpoint (metrics, readiness) reports on them.
+the rest stays in the spool for the next start), SIGHUP reloads the address book, the list
+of domains and the CRLs (read again too when a CRL file changes or its nextUpdate passes),
+the ops endpoint (metrics, readiness) reports on them.
 """
 
 from __future__ import annotations
@@ -31,10 +32,12 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Any
 
 from gateway.config import Settings
 from gateway.crypto.pki import client_tls_context
+from gateway.crypto.smime import Smime
 from gateway.directory.addresses import AddressBook
 from gateway.errors import PasserelleError
 from gateway.journal import Journal
@@ -47,7 +50,7 @@ from gateway.smtp.server import Listener
 from gateway.spool import RetryPolicy, SqliteSpool, open_journal, open_spool
 from gateway.stages.common import Inflight, run_in
 from gateway.stages.dispatch import Dispatch
-from gateway.stages.intake import Domains, Intake, listeners
+from gateway.stages.intake import Domains, Intake, hub_anchors, listener_tls, listeners
 from gateway.stages.notify import Notices
 from gateway.stages.translation import Translation
 from gateway.stages.workers import WorkerPool, configure_daemon_logging, thrifty_malloc
@@ -61,7 +64,7 @@ from gateway.translate.pipeline import Translator
 from gateway.wakeup import Wakeup
 
 log = get_logger("passerelle.daemon")
-allow_words("addresses", "domain_list")  # what a reload could not take
+allow_words("addresses", "domain_list", "sighup", "changed", "next_update")
 # aiosmtpd warns about every context that demands client certificates: that is our design.
 logging.getLogger("mail.log").setLevel(logging.ERROR)
 
@@ -81,6 +84,13 @@ class Gateway:
         self.journal: Journal = open_journal(settings.journal_url)
         self.translator: Translator = build_translator(settings)
         self.anchors = trust_anchors(settings)
+        self.hub_anchors = hub_anchors(settings)
+        # CRLs: read again on SIGHUP, when a file changes, and when one's nextUpdate passes
+        self.crl_check_interval = 30.0
+        self._crl_files = self._crl_files_state()
+        self._crl_reread_at: datetime | None = None  # the nextUpdate already re-read for
+        self._crl_expired: list[tuple[str, datetime]] = []
+        self._crl_labels: set[str] = set()
         self.domains = Domains(domain_list_store(settings))
         self.router = Router(dict(d.routes), mx_lookup=d.mx_lookup)
         self.name = f"{d.hostname}-{uuid.uuid4().hex[:8]}"
@@ -126,6 +136,7 @@ class Gateway:
         readiness = ops_http.Readiness()
         readiness.add("spool", ops_http.spool_writable(self.spool.ping))
         readiness.add("domain_list", ops_http.domain_list_fresh(self._list_age))
+        readiness.add("crl", self._crl_readiness)
         readiness.add("keys", ops_http.keys_loaded(lambda: self.translator is not None))
         readiness.add("peers", ops_http.peers_reachable(lambda: self.dispatch.peer_status))
         self.ops = ops_http.OpsServer(
@@ -152,15 +163,21 @@ class Gateway:
                                    recipient=recipient)
 
     def reload(self) -> None:
-        """SIGHUP: the address book, the directory and the list of domains are read again.
-        Each is checked before it replaces the one in use: a broken file leaves the previous
-        state in the daemon and in its workers (which are given the address book the daemon
-        accepted, never the file), and the failure is logged with what failed."""
+        """SIGHUP: the address book, the directory, the list of domains and the CRLs are
+        read again.  Each is checked before it replaces the one in use: a broken file leaves
+        the previous state in the daemon and in its workers (which are given the address
+        book the daemon accepted, never the file), and the failure is logged with what
+        failed."""
         failed = []
+        crl_failure = self.reload_crls(why="sighup", renew=False)  # the workers: below
+        if crl_failure is not None:
+            failed.append(("crl", crl_failure))
         try:
             book = AddressBook.load(self.settings.addresses)
         except PasserelleError as exc:
             failed.append(("addresses", exc.kind))
+            if self.pool.processes and crl_failure is None:  # the new CRLs at least
+                self.pool.renew()
         else:
             self.translator.book = book
             self.translator.directory = directory_resolver(self.settings)  # a new import
@@ -176,6 +193,84 @@ class Gateway:
         if not failed:
             log.info("config.reloaded", outcome="ok")
         self._static_metrics()
+
+    # -- CRLs ------------------------------------------------------------------------------
+
+    def _crl_files_state(self) -> tuple[object, ...]:
+        hub = self.hub_anchors.files_state() if self.hub_anchors is not None else ()
+        return (self.anchors.files_state(), hub)
+
+    def reload_crls(self, *, why: str, renew: bool = True) -> str | None:
+        """Read the anchors and CRLs again and give the listeners TLS contexts built from
+        them: the sessions opened from now on are judged by the new CRLs (those already
+        open keep theirs).  A file that cannot be read, or a context that cannot be built,
+        leaves everything as it was: one log line, and the error's kind returned."""
+        try:
+            anchors = self.anchors.reloaded()
+            hub = hub_anchors(self.settings)
+            contexts = listener_tls(self.settings, anchors, hub) if self.listeners else ()
+        except PasserelleError as exc:
+            log.error("crl.reload_failed", reason=why, kind=exc.kind)
+            return exc.kind
+        except (OSError, ssl.SSLError) as exc:
+            log.error("crl.reload_failed", reason=why, error_type=type(exc).__name__)
+            return "config"
+        self.anchors, self.hub_anchors = anchors, hub
+        for listener, context in zip(self.listeners, contexts, strict=True):
+            listener.tls = context
+        # S/MIME chains (ours when signing, a sender's when verifying) by the new CRLs too:
+        # here, and in worker processes started afresh (each reads the files itself)
+        smime = self.translator.smime
+        if isinstance(smime, Smime):
+            self.translator.smime = smime.with_anchors(anchors)
+        if renew and self.pool.processes:
+            self.pool.renew()
+        self._crl_files = self._crl_files_state()
+        log.info("crl.reloaded", reason=why, count=len(anchors.crls))
+        self._static_metrics()
+        self._judge_crls()
+        return None
+
+    def _judge_crls(self) -> None:
+        """Which CRLs in force are past their nextUpdate: the metric, the readiness check,
+        and one log line when that changes (never one per handshake refused)."""
+        at = datetime.fromtimestamp(self.clock(), UTC)
+        expired = self.anchors.expired_crls(at)
+        if self.hub_anchors is not None and self.hub_anchors.crl_paths != self.anchors.crl_paths:
+            expired += self.hub_anchors.expired_crls(at)
+        self.metrics.set_crl_expired(len(expired))
+        if expired and not self._crl_expired:
+            log.error("crl.expired", count=len(expired), outcome="not_ready",
+                      seconds=round((at - min(t for _, t in expired)).total_seconds()))
+        elif self._crl_expired and not expired:
+            log.info("crl.current", outcome="ready")
+        self._crl_expired = expired
+
+    def _crl_readiness(self) -> str | None:
+        if not self._crl_expired:
+            return None
+        return "; ".join(
+            f"CRL of {issuer!r} expired at {until:%Y-%m-%dT%H:%M:%SZ} (nextUpdate past): "
+            "client certificates of that issuer are refused until a new CRL is installed"
+            for issuer, until in self._crl_expired)
+
+    async def _crl_loop(self) -> None:
+        """Re-read the CRLs when a file changes (a new CRL copied in place) or when the
+        earliest nextUpdate passes (the CA's refresh job may have written the same path)."""
+        last = time.monotonic()
+        while not self._stopping:
+            await asyncio.sleep(min(1.0, self.crl_check_interval))
+            if time.monotonic() - last < self.crl_check_interval:
+                continue
+            last = time.monotonic()
+            due = self.anchors.next_crl_update()
+            at = datetime.fromtimestamp(self.clock(), UTC)
+            if self._crl_files_state() != self._crl_files:
+                self.reload_crls(why="changed")
+            elif due is not None and due < at and self._crl_reread_at != due:
+                self._crl_reread_at = due
+                self.reload_crls(why="next_update")
+            self._judge_crls()
 
     def _list_age(self) -> float | None:
         listing = self.domains.current()
@@ -202,11 +297,16 @@ class Gateway:
         for cert in self.anchors.certificates:
             label = "anchor:" + cert.fingerprint(hashes.SHA1()).hex()[:12]
             self.metrics.set_expiry_at("certificate", label, cert.not_valid_after_utc)
+        labels = set()
         for crl in self.anchors.crls:
             label = "crl:" + crl.fingerprint(hashes.SHA1()).hex()[:12]
+            labels.add(label)
             self.metrics.set_crl_timestamp(label, crl.last_update_utc)
             if crl.next_update_utc is not None:
                 self.metrics.set_expiry_at("crl", label, crl.next_update_utc)
+        for gone in self._crl_labels - labels:  # replaced by a newer CRL
+            self.metrics.drop_crl(gone)
+        self._crl_labels = labels
         listing = self.domains.current()
         if listing.entries:
             self.metrics.set_list_timestamp(listing.generated_at, len(listing.entries))
@@ -227,6 +327,7 @@ class Gateway:
         self.spill.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.spool.recover(now=self.clock())
         self._static_metrics()
+        self._judge_crls()
         if ops:
             await self.ops.start()
             if self.console is not None:
@@ -243,6 +344,7 @@ class Gateway:
             self._tasks.append(asyncio.create_task(self._forever(self.translation.loop, i)))
         self._tasks.append(asyncio.create_task(self._forever(self.dispatch.loop)))
         self._tasks.append(asyncio.create_task(self._forever(self._gauges_loop)))
+        self._tasks.append(asyncio.create_task(self._forever(self._crl_loop)))
 
     async def _forever(self, loop: Callable[..., Awaitable[None]], *args: Any) -> None:
         """Run a worker loop again when it fails (the spool's database unreachable, its disk

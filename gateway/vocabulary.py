@@ -56,6 +56,7 @@ TLS_REASONS = (
     "timeout",
     "refused",  # TCP connection refused or reset before the handshake ended
     "starttls_unsupported",
+    "crl_expired",  # the CRL of the peer certificate's issuer is past its nextUpdate
 )
 CRYPTO_KINDS = (
     *sorted({c.kind for c in all_error_classes() if issubclass(c, CryptoError | CryptoToolError)}),
@@ -109,8 +110,8 @@ def tls_reason(exc: BaseException) -> str:
     """Map an exception from a TLS connection attempt to a `TLS_REASONS` word."""
     if isinstance(exc, ssl.SSLCertVerificationError):
         code = getattr(exc, "verify_code", 0)
-        # OpenSSL X509_V_ERR_*: 10 expired, 23 revoked, 62 hostname mismatch.
-        return {10: "certificate_expired", 23: "certificate_revoked",
+        # OpenSSL X509_V_ERR_*: 10 expired, 12 CRL expired, 23 revoked, 62 hostname mismatch.
+        return {10: "certificate_expired", 12: "crl_expired", 23: "certificate_revoked",
                 62: "hostname_mismatch"}.get(code, "certificate_unknown")  # fmt: skip
     if isinstance(exc, PasserelleError) and exc.kind == "certificate_rejected":
         return "certificate_rejected"

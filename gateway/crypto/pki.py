@@ -57,6 +57,35 @@ class TrustAnchors:
                 raise ConfigError(f"{p}: not a readable CRL ({type(exc).__name__})") from None
         return cls(tuple(certs), tuple(loaded), paths, crl_paths)
 
+    def reloaded(self) -> TrustAnchors:
+        """The same files read again (a new CRL published in place): a file that cannot be
+        read is :class:`ConfigError`, and the caller keeps these."""
+        return TrustAnchors.load(self.paths, self.crl_paths)
+
+    def files_state(self) -> tuple[tuple[int, int, int], ...]:
+        """What tells that a file was replaced or rewritten (inode, size, mtime of each
+        anchor and CRL file; a missing file reads as zeros)."""
+        out = []
+        for p in (*self.paths, *self.crl_paths):
+            try:
+                st = p.stat()
+            except OSError:
+                out.append((0, 0, 0))
+            else:
+                out.append((st.st_ino, st.st_size, st.st_mtime_ns))
+        return tuple(out)
+
+    def expired_crls(self, at: datetime) -> list[tuple[str, datetime]]:
+        """The CRLs in force whose nextUpdate is past at ``at``: (issuer, nextUpdate) each,
+        the issuer as a DN (a CA's name, never a person's)."""
+        return [(dn_string(crl.issuer), crl.next_update_utc) for crl in self.crls
+                if crl.next_update_utc is not None and crl.next_update_utc < at]
+
+    def next_crl_update(self) -> datetime | None:
+        """The earliest nextUpdate of the CRLs in force (None without any)."""
+        times = [c.next_update_utc for c in self.crls if c.next_update_utc is not None]
+        return min(times) if times else None
+
 
 def validate_chain(cert: x509.Certificate, *, anchors: TrustAnchors,
                    intermediates: Sequence[x509.Certificate] = (), at: datetime | None = None,

@@ -597,6 +597,11 @@ class Smime:
     def identity(self) -> SigningIdentity:
         return self._identity
 
+    def with_anchors(self, anchors: TrustAnchors) -> Smime:
+        """The same signer judging chains by ``anchors`` (the CRLs read again): nothing
+        validated under the previous ones is kept."""
+        return Smime(self._identity, anchors, clock=self._clock)
+
     @property
     def anchors(self) -> TrustAnchors:
         return self._anchors

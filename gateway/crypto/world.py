@@ -16,6 +16,7 @@ import json
 import shutil
 import subprocess
 import zlib
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from ipaddress import IPv4Address
@@ -100,6 +101,33 @@ class World:
 
     def dn(self, name: str) -> str:
         return self.certs[name]["dn"]
+
+    def write_crl(self, path: Path, revoked: Sequence[str] = (), *,
+                  next_update: datetime | None = None,
+                  last_update: datetime | None = None) -> Path:
+        """A new CRL of this world's CA into ``path``: the certificates named in
+        ``revoked`` (names of :attr:`certs`) revoked, issued at ``last_update`` (an hour
+        ago) and valid until ``next_update`` (a week from now; a past time makes an
+        expired CRL) — what the CA publishes when it revokes an operator's certificate."""
+        now = datetime.now(UTC)
+        key = serialization.load_pem_private_key(self.ca_key.read_bytes(), password=None)
+        assert isinstance(key, rsa.RSAPrivateKey)
+        issuer = x509.load_pem_x509_certificate(self.ca_cert.read_bytes()).subject
+        until = next_update or now + timedelta(days=7)
+        builder = (x509.CertificateRevocationListBuilder().issuer_name(issuer)
+                   .last_update(last_update or min(now - timedelta(hours=1),
+                                                   until - timedelta(days=1)))
+                   .next_update(until))
+        for name in revoked:
+            serial = x509.load_pem_x509_certificate(self.cert(name).read_bytes()).serial_number
+            builder = builder.add_revoked_certificate(
+                x509.RevokedCertificateBuilder().serial_number(serial)
+                .revocation_date(now - timedelta(minutes=1)).build())
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_bytes(builder.sign(key, hashes.SHA256()).public_bytes(
+            serialization.Encoding.PEM))
+        tmp.replace(path)  # as an operator's refresh job does: never half a file
+        return path
 
     def write_config(self, path: Path, state: Path,
                      tables: dict[str, dict[str, object]]) -> Path:

@@ -15,6 +15,7 @@ or a second instance in the same process can build its own ``Metrics(CollectorRe
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from collections.abc import Iterable, Mapping
@@ -203,6 +204,13 @@ class Metrics:
             "When each CRL in use was issued (thisUpdate, Unix time), by issuer label.",
             ["issuer"], registry=r,
         )  # fmt: skip
+        self.crl_expired = Gauge(
+            "passerelle_crl_expired",
+            "CRLs in force whose nextUpdate has passed (0 when every CRL is current): client "
+            "certificates of their issuers are refused at the handshake until a new CRL is "
+            "read, and /readyz fails.",
+            registry=r,
+        )
         self.journal_entries = Gauge(
             "passerelle_journal_entries", "Entries in the trace journal.", registry=r
         )
@@ -335,6 +343,16 @@ class Metrics:
     def set_crl_timestamp(self, issuer_label: str, issued: datetime | float) -> None:
         ts = issued.timestamp() if isinstance(issued, datetime) else float(issued)
         self.crl_time.labels(safe_label(issuer_label)).set(ts)
+
+    def set_crl_expired(self, count: int) -> None:
+        self.crl_expired.set(count)
+
+    def drop_crl(self, label: str) -> None:
+        """A CRL no longer in force (replaced by a newer one): its series go."""
+        for gauge, labels in ((self.crl_time, (safe_label(label),)),
+                              (self.expiry, ("crl", safe_label(label)))):
+            with contextlib.suppress(KeyError):
+                gauge.remove(*labels)
 
     def set_crl_age(self, issuer_label: str, seconds: float) -> None:
         self.crl_time.labels(safe_label(issuer_label)).set(time.time() - seconds)

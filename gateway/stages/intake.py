@@ -13,6 +13,7 @@ domains as they see it.
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -151,15 +152,38 @@ class Intake:
         return queue_ids[0]
 
 
+def hub_anchors(settings: Settings) -> TrustAnchors | None:
+    """The anchors and CRLs the legacy hub's client certificate is verified against
+    (``[legacy.hub]``), None when the hub does not prove itself by certificate."""
+    hub = settings.hub
+    return TrustAnchors.load(hub.anchors, hub.crls) if hub.certificate else None
+
+
+def listener_tls(settings: Settings, anchors: TrustAnchors, hub: TrustAnchors | None
+                 ) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """The server contexts of the legacy and the trust listener, built from the anchors and
+    CRLs as they are now (built again when a CRL is reloaded: a context holds the CRLs it
+    was given)."""
+    t = settings.trust
+    if t.server_cert is None or t.server_key is None:
+        raise ConfigError("trust.server_cert and trust.server_key are required to serve")
+    legacy_tls = server_tls_context(
+        t.server_cert, t.server_key, require_client_cert=False, ciphers=t.ciphers,
+        anchors=hub, request_client_cert=hub is not None,
+    )
+    trust_tls = server_tls_context(
+        t.server_cert, t.server_key, anchors=anchors, require_client_cert=True,
+        ciphers=t.ciphers,
+    )
+    return legacy_tls, trust_tls
+
+
 def listeners(settings: Settings, intake: Intake, *, domains: Domains, anchors: TrustAnchors,
               directory_alias: Callable[[str], bool] | None, spill: Path) -> list[Listener]:
     """The legacy listener (STARTTLS offered) and the trust listener (STARTTLS and a client
     certificate verified against ``anchors`` required), both handing arrivals to ``intake``;
     large messages are received into files of ``spill``."""
     d = settings.daemon
-    t = settings.trust
-    if t.server_cert is None or t.server_key is None:
-        raise ConfigError("trust.server_cert and trust.server_key are required to serve")
     limits = Limits(d.max_message_size, d.max_recipients)
     common: dict[str, Any] = {
         "book": intake.book,
@@ -171,15 +195,7 @@ def listeners(settings: Settings, intake: Intake, *, domains: Domains, anchors: 
         "metrics": intake.metrics,
     }
     hub = settings.hub  # the legacy hub may prove itself: [legacy.hub]
-    legacy_tls = server_tls_context(
-        t.server_cert, t.server_key, require_client_cert=False, ciphers=t.ciphers,
-        anchors=TrustAnchors.load(hub.anchors, hub.crls) if hub.certificate else None,
-        request_client_cert=hub.certificate,
-    )
-    trust_tls = server_tls_context(
-        t.server_cert, t.server_key, anchors=anchors, require_client_cert=True,
-        ciphers=t.ciphers,
-    )
+    legacy_tls, trust_tls = listener_tls(settings, anchors, hub_anchors(settings))
     return [
         Listener(LegacyHandler(**common, hub=HubGate.load(
                      subject=hub.client_subject, fingerprint=hub.client_fingerprint,

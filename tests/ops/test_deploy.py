@@ -364,3 +364,24 @@ def test_every_known_label_set_exists_at_zero_and_the_process_collector_too() ->
     names = {name for name, _ in samples}
     assert {"process_cpu_seconds_total", "process_resident_memory_bytes",
             "process_open_fds", "python_info"} <= names
+
+
+@pytest.mark.parametrize("expired", [0, 1])
+def test_crl_expired_alert_fires_on_the_gateways_own_series(tmp_path: Path,
+                                                            expired: int) -> None:
+    """The gauge a gateway exposes (zero from the start, one per CRL past its nextUpdate)
+    fires PasserelleCRLExpired at once when a CRL has expired, never when none has."""
+    metrics = Metrics()
+    series = [s for s in _series(metrics, "{v}x30")
+              if s["series"].startswith("passerelle_crl_expired{")]
+    assert series and series[0]["values"] == "0.0x30"  # the series exists before it moves
+    metrics.set_crl_expired(expired)
+    series = [s for s in _series(metrics, "0x10 {v}x20")
+              if s["series"].startswith("passerelle_crl_expired{")]
+    alert = "PasserelleCRLExpired"
+    annotations = _annotations(alert, "a")
+    annotations["description"] = annotations["description"].replace("{{ $value }}", "1")
+    fired: list[dict[str, object]] = [
+        {"exp_labels": {"severity": "critical", "instance": "a"},
+         "exp_annotations": annotations}] if expired else []
+    _promtool_test(tmp_path, series, alert, [("5m", []), ("20m", fired)])
