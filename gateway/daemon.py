@@ -312,7 +312,13 @@ class Gateway:
             self.metrics.set_list_timestamp(listing.generated_at, len(listing.entries))
 
     async def _gauges_loop(self) -> None:
+        said = False  # the spool lost: said once
         while not self._stopping:
+            problem = await run_in(self._db, self.spool.identity_problem)
+            if problem is not None and not said:
+                said = True
+                log.error("spool.identity_lost", outcome="not_ready",
+                          backend="postgresql" if hasattr(self.spool, "url") else "sqlite")
             counts = await run_in(self._db, self.spool.counts)
             self.metrics.set_spool_depth(counts)
             self.metrics.set_oldest_age(

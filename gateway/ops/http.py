@@ -68,13 +68,17 @@ class Readiness:
 
 
 def spool_writable(spool_ping: Callable[[], object]) -> Check:
-    """Fails when ``spool_ping()`` raises or returns False (it should write and fsync a probe)."""
+    """Fails when ``spool_ping()`` raises, returns False, or returns a reason (a string: what
+    the spool's own ``ping`` returns when it cannot write, or is no longer the spool the
+    daemon opened); it should write and fsync a probe."""
 
     def check() -> str | None:
         try:
             ok = spool_ping()
         except Exception as exc:
             return f"spool not writable: {type(exc).__name__}"
+        if isinstance(ok, str) and ok:
+            return ok if ok.startswith("spool") else f"spool not writable: {ok}"
         return None if ok is not False else "spool not writable"
 
     return check

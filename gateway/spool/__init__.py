@@ -42,19 +42,23 @@ def _postgres(url: str) -> bool:
     return url.startswith(("postgresql://", "postgres://"))
 
 
-def open_spool(url: str, *, policy: RetryPolicy | None = None) -> SqliteSpool:
-    """``sqlite:///path`` (or a bare path) or ``postgresql://user:pass@host/db``."""
+def open_spool(url: str, *, policy: RetryPolicy | None = None,
+               create: bool = True) -> SqliteSpool:
+    """``sqlite:///path`` (or a bare path) or ``postgresql://user:pass@host/db``.
+    ``create=False`` (the command line): a spool that does not exist is a
+    :class:`~gateway.errors.ConfigError`, never created empty."""
     if _postgres(url):
         from gateway.spool.pg import PgSpool  # psycopg is imported only for PostgreSQL
 
-        return PgSpool(url, policy=policy)
-    return SqliteSpool(spool_path(url), policy=policy)
+        return PgSpool(url, policy=policy, create=create)
+    return SqliteSpool(spool_path(url), policy=policy, create=create)
 
 
-def open_journal(url: str) -> Journal:
-    """The journal in ``sqlite:///path`` (or a bare path) or ``postgresql://…``."""
+def open_journal(url: str, *, create: bool = True) -> Journal:
+    """The journal in ``sqlite:///path`` (or a bare path) or ``postgresql://…``;
+    ``create=False`` as for :func:`open_spool`."""
     if _postgres(url):
         from gateway.spool.pg import PgJournalStore
 
         return Journal(PgJournalStore(url))
-    return Journal(SqliteJournalStore(journal_path(url)))
+    return Journal(SqliteJournalStore(journal_path(url), create=create))

@@ -312,7 +312,7 @@ def run_admin(args: argparse.Namespace) -> int:
     from gateway.spool import open_spool
 
     settings = _settings(args.config)
-    spool = open_spool(settings.journal_url)
+    spool = open_spool(settings.journal_url, create=False)  # never an empty new spool
     now = time.time()
     if args.admin == "list":
         return _list(spool, args, _filter(args, now), now)

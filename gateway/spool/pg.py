@@ -21,6 +21,7 @@ the database server is :class:`SpoolFull` (452).
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,12 +29,12 @@ from typing import Any
 
 import psycopg
 
-from gateway.errors import BadInputError, SpoolFull, SpoolUnavailable
+from gateway.errors import BadInputError, ConfigError, SpoolFull, SpoolUnavailable
 from gateway.pgconn import PgConn, db_error, reading, rollback_or_drop, thread_conn
 from gateway.spool.model import RetryPolicy
 from gateway.spool.payload import Payload, export_file
 from gateway.spool.schema import ADD_HUB_AUTH, MOVE_BODIES, POSTGRESQL, SCHEMA_VERSION
-from gateway.spool.sqlite import SqliteSpool
+from gateway.spool.sqlite import SPOOL_IDENTITY, SqliteSpool
 
 _LOCK_SCHEMA = 7_305_001  # advisory lock keys (arbitrary, fixed)
 _LOCK_JOURNAL = 7_305_002
@@ -41,15 +42,36 @@ _LOCK_JOURNAL = 7_305_002
 class PgSpool(SqliteSpool):
     """The spool in a PostgreSQL database shared by several instances."""
 
-    def __init__(self, url: str, *, policy: RetryPolicy | None = None) -> None:
+    def __init__(self, url: str, *, policy: RetryPolicy | None = None,
+                 create: bool = True) -> None:
         self.url = url
         self.policy = policy or RetryPolicy()
         self._local = threading.local()
+        if not create:
+            with self._read() as db:
+                found = db.execute("SELECT to_regclass('schema_version') IS NOT NULL, "
+                                   "to_regclass('spool_identity') IS NOT NULL").fetchone()
+            if not found[0]:
+                raise ConfigError("no passerelle spool in that PostgreSQL database (the "
+                                  "daemon creates it when it first starts: check [spool] url)")
         self._migrate()
+        with self._read() as db:
+            if create or found[1]:
+                row = db.execute("SELECT spool_id FROM spool_identity").fetchone()
+                self.spool_id = str(row[0]) if row is not None else None
+
+    def _where(self) -> str:
+        return "database"
+
+    def _file_problem(self) -> str | None:
+        return None  # a database, not a file: its spool id alone says it is the same
 
     def _migrate(self) -> None:
         with self._tx() as db:
             db.execute(f"SELECT pg_advisory_xact_lock({_LOCK_SCHEMA})")
+            db.execute(SPOOL_IDENTITY)
+            if db.execute("SELECT 1 FROM spool_identity").fetchone() is None:
+                db.execute("INSERT INTO spool_identity VALUES (?)", (uuid.uuid4().hex,))
             for statement in POSTGRESQL.split(";"):
                 if statement.strip():
                     db.execute(statement)
@@ -123,6 +145,9 @@ class PgSpool(SqliteSpool):
         return bytes(row[0])
 
     def ping(self) -> str | None:
+        problem = self.identity_problem()
+        if problem is not None:
+            return problem
         try:
             with self._tx() as db:
                 db.execute("SELECT 1 FROM schema_version FOR UPDATE")

@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from gateway.errors import BadInputError, SpoolFull, SpoolUnavailable
+from gateway.errors import BadInputError, ConfigError, SpoolFull, SpoolUnavailable
 from gateway.journal import Conn
 from gateway.spill import LARGE, new_path
 from gateway.spill import size as data_size
@@ -48,18 +48,133 @@ from gateway.spool.search import SpoolSearch
 from gateway.spool.sqlitedb import unsynced, writer_lock
 
 _DIRECTIONS = frozenset(str(d) for d in Direction)
+# A random id written once, when the spool is created: the daemon holds it, and refuses to
+# accept into a database that does not carry it (a spool deleted or replaced under it).
+SPOOL_IDENTITY = "CREATE TABLE IF NOT EXISTS spool_identity (spool_id TEXT NOT NULL)"
 
 class SqliteSpool(QueueAdmin, SpoolSearch):
-    def __init__(self, path: Path, *, policy: RetryPolicy | None = None) -> None:
+    """``create=False`` (the command line's reads and actions): the spool must exist — a
+    missing one is :class:`ConfigError`, never created empty.
+
+    Identity: the spool's random id (``spool_identity``) and, for SQLite, the device and
+    inode of its file are read when it is opened; a connection opened later onto another
+    database, or a file deleted or replaced under the daemon, is refused from then on
+    (:meth:`identity_problem`, checked in every accept's transaction before its commit, by
+    :meth:`ping` and by the daemon every few seconds): acceptance answers 451 and the daemon
+    is unready, rather than 250 into a file nobody will read again."""
+
+    spool_id: str | None = None
+    _lost: str | None = None
+
+    def __init__(self, path: Path, *, policy: RetryPolicy | None = None,
+                 create: bool = True) -> None:
         self.path = path
         self.policy = policy or RetryPolicy()
         self._local = threading.local()
+        self._create = create
+        if not create and not path.is_file():
+            raise ConfigError(f"no spool at {path} (the daemon creates it when it first "
+                              "starts: check [spool] url and [gateway] state_dir)")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise SpoolUnavailable(f"spool directory {path.parent}: {exc.strerror}") from None
         self._writer = writer_lock(path)
+        if not create:
+            self._must_be_a_spool()
         self._migrate()
+        self._file_id = self._stat()
+        self.spool_id = self._identify(create=create)
+        self._create = False  # from now on a connection never creates a file
+
+    def _must_be_a_spool(self) -> None:
+        try:
+            with self._read() as db:
+                found = db.execute("SELECT name FROM sqlite_master WHERE type='table' AND "
+                                   "name='schema_version'").fetchone()
+        except SpoolUnavailable as exc:
+            raise ConfigError(f"{self.path}: not a passerelle spool ({exc})") from None
+        if found is None:
+            raise ConfigError(f"{self.path}: not a passerelle spool")
+
+    def _stat(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return st.st_dev, st.st_ino
+
+    def _identify(self, *, create: bool) -> str | None:
+        """The spool's id, written now if it has none (by the daemon; a read-only command
+        leaves an older spool without one as it is)."""
+        with self._read() as db:
+            if create:
+                db.execute(SPOOL_IDENTITY)
+            elif db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND "
+                            "name='spool_identity'").fetchone() is None:
+                return None
+        if create:
+            with self._tx() as tx:
+                row = tx.execute("SELECT spool_id FROM spool_identity").fetchone()
+                if row is None:
+                    tx.execute("INSERT INTO spool_identity VALUES (?)", (uuid.uuid4().hex,))
+        with self._read() as db:
+            row = db.execute("SELECT spool_id FROM spool_identity").fetchone()
+        return str(row[0]) if row is not None else None
+
+    def identity_problem(self) -> str | None:
+        """None while the spool is the one opened; else why not (and for good: a spool
+        put back by hand needs a restart, which checks it afresh)."""
+        if self._lost is not None:
+            return self._lost
+        if self.spool_id is None:
+            return None
+        moved = self._file_problem()
+        if moved is not None:
+            return self._lose(moved)
+        try:
+            with self._read() as db:
+                self._same_spool(db)
+        except SpoolUnavailable as exc:
+            return str(exc) if self._lost is not None else None
+        return None
+
+    def _file_problem(self) -> str | None:
+        now = self._stat()
+        if now is None:
+            return f"spool {self.path} was deleted while the daemon ran"
+        if now != self._file_id:
+            return f"spool {self.path} was replaced while the daemon ran (another file at " \
+                "its path)"
+        return None
+
+    def _lose(self, reason: str) -> str:
+        self._lost = reason + ": nothing is accepted until it is restored and the daemon " \
+            "restarted"
+        return self._lost
+
+    def _same_spool(self, db: Conn) -> None:
+        """Raise :class:`SpoolUnavailable` unless ``db`` holds this spool's id."""
+        if self.spool_id is None:
+            return
+        try:
+            row = db.execute("SELECT spool_id FROM spool_identity").fetchone()
+        except Exception:  # the table is gone: another database
+            row = None
+        if row is None or str(row[0]) != self.spool_id:
+            raise SpoolUnavailable(self._lose(f"spool {self._where()} is not the one opened "
+                                              "at start (its spool id differs)"))
+
+    def _where(self) -> str:
+        return str(self.path)
+
+    def _check_identity(self, db: Conn) -> None:
+        """Before an accept commits: the file at the path and the database written to are
+        still the spool opened at start."""
+        problem = self.identity_problem()
+        if problem is not None:
+            raise SpoolUnavailable(problem)
+        self._same_spool(db)
 
     def _migrate(self) -> None:
         """Create the schema, or bring an older one up to date (idempotent)."""
@@ -91,11 +206,21 @@ class SqliteSpool(QueueAdmin, SpoolSearch):
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
         if db is None:
             try:
-                db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+                if self._create:
+                    db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+                else:  # never a new empty file where the spool was
+                    db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=rw", uri=True,
+                                         timeout=30, isolation_level=None)
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=FULL")
             except sqlite3.Error as exc:
                 raise SpoolUnavailable(f"spool {self.path}: {exc}") from None
+            if self.spool_id is not None:
+                try:
+                    self._same_spool(db)
+                except SpoolUnavailable:
+                    db.close()
+                    raise
             self._local.db = db
         return db
 
@@ -150,7 +275,11 @@ class SqliteSpool(QueueAdmin, SpoolSearch):
             self._local.db = None
 
     def ping(self) -> str | None:
-        """None when the spool is writable, else the reason (for /readyz)."""
+        """None when the spool is writable and still the one opened, else the reason (for
+        /readyz)."""
+        problem = self.identity_problem()
+        if problem is not None:
+            return problem
         try:
             with self._tx() as db:
                 db.execute("UPDATE schema_version SET version = version")
@@ -210,6 +339,7 @@ class SqliteSpool(QueueAdmin, SpoolSearch):
                         db.execute("INSERT OR IGNORE INTO accepted VALUES (?,?,?,?)",
                                    (message_id, digest, rcpt, queue_id))
                 out.append((queue_id, False))
+            self._check_identity(db)  # never 250 into a spool deleted or replaced
         return out
 
     def _insert_with_data(self, db: Conn, table: str, columns: tuple[str, ...],

@@ -81,9 +81,12 @@ class SqliteJournalStore:
     file's writer lock and ``BEGIN IMMEDIATE``, so threads, processes and the spool's own
     writers keep one chain."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, create: bool = True) -> None:
         self.path = path
         self._local = threading.local()
+        if not create and not path.is_file():
+            raise ConfigError(f"no journal at {path} (the daemon creates it when it first "
+                              "starts: check [spool] url and [gateway] state_dir)")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._conn().executescript(SQLITE_JOURNAL)

@@ -95,7 +95,7 @@ def run_translate(args: argparse.Namespace) -> int:
 def run_trace_show(args: argparse.Namespace) -> int:
     from gateway.spool import open_journal
 
-    journal = open_journal(_settings(args.config).journal_url)
+    journal = open_journal(_settings(args.config).journal_url, create=False)
     entries = journal.entries(args.message_id)
     if not entries:
         raise BadInputError(f"no trace recorded for {args.message_id}")
@@ -114,7 +114,7 @@ def run_trace_show(args: argparse.Namespace) -> int:
 def run_trace_verify(args: argparse.Namespace) -> int:
     from gateway.spool import open_journal
 
-    result = open_journal(_settings(args.config).journal_url).verify()
+    result = open_journal(_settings(args.config).journal_url, create=False).verify()
     if args.json:
         print(json.dumps(result.__dict__))
     if result.ok:

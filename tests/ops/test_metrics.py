@@ -42,6 +42,7 @@ EXPECTED = {
     "passerelle_domain_list_timestamp_seconds": ("gauge", set()),
     "passerelle_domain_list_domains": ("gauge", set()),
     "passerelle_crl_timestamp_seconds": ("gauge", {"issuer"}),
+    "passerelle_crl_expired": ("gauge", set()),
     "passerelle_journal_entries": ("gauge", set()),
     "passerelle_journal_size_bytes": ("gauge", set()),
     "passerelle_build_info": ("gauge", {"version"}),
