@@ -64,7 +64,8 @@ from gateway.translate.pipeline import Translator
 from gateway.wakeup import Wakeup
 
 log = get_logger("passerelle.daemon")
-allow_words("addresses", "domain_list", "sighup", "changed", "next_update")
+allow_words("addresses", "domain_list", "sighup", "changed", "next_update", "forward",
+            "backward")
 # aiosmtpd warns about every context that demands client certificates: that is our design.
 logging.getLogger("mail.log").setLevel(logging.ERROR)
 
@@ -91,6 +92,9 @@ class Gateway:
         self._crl_reread_at: datetime | None = None  # the nextUpdate already re-read for
         self._crl_expired: list[tuple[str, datetime]] = []
         self._crl_labels: set[str] = set()
+        # the wall clock compared with the monotonic one every second: a step larger than
+        # this moves the spool's waits with it (see _clock_loop)
+        self.clock_step = 5.0
         self.domains = Domains(domain_list_store(settings))
         self.router = Router(dict(d.routes), mx_lookup=d.mx_lookup)
         self.name = f"{d.hostname}-{uuid.uuid4().hex[:8]}"
@@ -272,6 +276,35 @@ class Gateway:
                 self.reload_crls(why="next_update")
             self._judge_crls()
 
+    # -- the wall clock ----------------------------------------------------------------------
+
+    def _horizon(self) -> float:
+        """How far ahead of now any time the spool waits for can be: the longest backoff
+        or lease, and a margin."""
+        d = self.settings.daemon
+        return max(self.policy.maximum, d.lease, d.delivery_timeout * 2) + 60.0
+
+    async def _clock_loop(self) -> None:
+        """Retry scheduling on a monotonic basis: the wall clock is read against the
+        monotonic clock every second, and a step (NTP setting a wrong clock right, an
+        operator's date command, a VM resumed) moves the spool's waits with it — a clock
+        set back a day does not stall mail for a day.  The lifetime is judged by the retry
+        schedule as well as by the clock (``RetryPolicy.covers``): a clock set forward a
+        day does not bounce fresh mail."""
+        wall, mono = self.clock(), time.monotonic()
+        while not self._stopping:
+            await asyncio.sleep(1.0)
+            now, now_mono = self.clock(), time.monotonic()
+            step = (now - wall) - (now_mono - mono)
+            if abs(step) >= self.clock_step:
+                moved = await run_in(self._db, self.spool.clock_stepped, since=wall,
+                                     step=step, horizon=self._horizon())
+                log.warning("clock.jump", seconds=round(step, 1), count=moved,
+                            direction="backward" if step < 0 else "forward")
+                self.wake_translate.notify_all()
+                self.wake_deliver.notify_all()
+            wall, mono = now, now_mono
+
     def _list_age(self) -> float | None:
         listing = self.domains.current()
         if not listing.entries:
@@ -332,6 +365,7 @@ class Gateway:
         shutil.rmtree(self.spill, ignore_errors=True)
         self.spill.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.spool.recover(now=self.clock())
+        self.spool.unstall(now=self.clock(), horizon=self._horizon())  # set back while down
         self._static_metrics()
         self._judge_crls()
         if ops:
@@ -351,6 +385,7 @@ class Gateway:
         self._tasks.append(asyncio.create_task(self._forever(self.dispatch.loop)))
         self._tasks.append(asyncio.create_task(self._forever(self._gauges_loop)))
         self._tasks.append(asyncio.create_task(self._forever(self._crl_loop)))
+        self._tasks.append(asyncio.create_task(self._forever(self._clock_loop)))
 
     async def _forever(self, loop: Callable[..., Awaitable[None]], *args: Any) -> None:
         """Run a worker loop again when it fails (the spool's database unreachable, its disk

@@ -38,6 +38,24 @@ class RetryPolicy:
     def delay(self, attempts: int) -> float:
         return float(min(self.maximum, self.initial * self.factor ** max(0, attempts - 1)))
 
+    def waited(self, attempts: int, *, enough: float = float("inf")) -> float:
+        """What the retry schedule of a message tried ``attempts`` times has made it wait,
+        the wait now scheduled included (counted up to ``enough``).  A clock that jumps
+        forward adds a day to the wall-clock age of a message, never to this: the lifetime
+        and the delay warning are judged by both (see ``covers``)."""
+        total = 0.0
+        for n in range(1, attempts + 1):
+            total += self.delay(n)
+            if total >= enough:
+                break
+        return total
+
+    def covers(self, attempts: int, age: float, span: float) -> bool:
+        """Whether ``span`` (the lifetime, the delay warning) is over for a message whose
+        wall-clock age is ``age`` after ``attempts`` attempts: by the clock *and* by its
+        schedule, so that a wall clock stepped forward does not end it early."""
+        return age >= span and self.waited(attempts, enough=span) >= span
+
 
 @dataclass(frozen=True)
 class RecipientState:

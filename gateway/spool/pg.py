@@ -155,6 +155,12 @@ class PgSpool(SqliteSpool):
             return str(exc)
         return None
 
+    def clock_stepped(self, *, since: float, step: float, horizon: float) -> int:
+        """Several instances share the database and each sees its own clock: times are not
+        moved (another instance may have moved them already), only the impossible ones are
+        made due (:meth:`unstall`); the lifetime is guarded by the schedule anyway."""
+        return self.unstall(now=since + step, horizon=horizon)
+
     def recover(self, *, now: float) -> int:
         """Other instances may be running: their leases are left alone (work held by a dead
         instance is taken over when its leases expire)."""

@@ -591,8 +591,10 @@ class SqliteSpool(QueueAdmin, SpoolSearch):
             first = row[1] if row[1] is not None else now
             warned = bool(row[2])
             nxt = now + self.policy.delay(attempts)
-            warn = not warned and now - first >= self.policy.delay_warning_after
-            expired = now - first >= self.policy.lifetime
+            # by the clock and by the schedule: a clock stepped forward ends nothing early
+            warn = not warned and self.policy.covers(attempts, now - first,
+                                                     self.policy.delay_warning_after)
+            expired = self.policy.covers(attempts, now - first, self.policy.lifetime)
             for rcpt in rcpts:
                 db.execute(
                     "UPDATE recipients SET state='deferred', attempts=?, next_attempt=?, "
@@ -601,6 +603,43 @@ class SqliteSpool(QueueAdmin, SpoolSearch):
                     "lease_owner=NULL, lease_until=0, updated_at=? WHERE output_id=? AND rcpt=?",
                     (attempts, nxt, now, 1 if warn else 0, reason[:300], now, output_id, rcpt))
         return nxt, warn, expired
+
+    # -- the wall clock stepped -----------------------------------------------------------
+
+    def clock_stepped(self, *, since: float, step: float, horizon: float) -> int:
+        """The wall clock jumped by ``step`` seconds just after ``since`` (as the daemon saw
+        it against the monotonic clock): the times the spool waits for — next attempts,
+        next translations, leases — that were written on the old clock (after ``since``,
+        at most ``horizon`` later) move with it, so every wait lasts the time it was given:
+        a clock set back a day stalls nothing, one set forward does not end leases early.
+        A SQLite spool has one daemon, which saw the step; returns the rows moved."""
+        window = (step, since, since + horizon)
+        with self._tx() as db:
+            n = 0
+            for table, column in (("recipients", "next_attempt"), ("recipients", "lease_until"),
+                                  ("messages", "next_translate"), ("messages", "lease_until")):
+                n += db.execute(f"UPDATE {table} SET {column} = {column} + ? "
+                                f"WHERE {column} > ? AND {column} <= ?", window).rowcount
+        return int(n)
+
+    def unstall(self, *, now: float, horizon: float) -> int:
+        """Times further ahead than any schedule sets (``now + horizon``: the longest
+        backoff or lease) can only come from a clock that was ahead when they were written
+        (set back since, perhaps while the daemon was stopped): they are due now (a lease:
+        ends ``horizon`` from now).  Run at
+        start, and by a daemon on PostgreSQL when it sees its clock step (the other
+        instances may not have: times are not moved there, only the impossible ones)."""
+        with self._tx() as db:
+            n = 0
+            for table, column, due in (("recipients", "next_attempt", now),
+                                       ("messages", "next_translate", now),
+                                       # a lease may be held by work in flight: it ends
+                                       # after the longest lease, not at once
+                                       ("recipients", "lease_until", now + horizon),
+                                       ("messages", "lease_until", now + horizon)):
+                n += db.execute(f"UPDATE {table} SET {column} = ? WHERE {column} > ?",
+                                (due, now + horizon)).rowcount
+        return int(n)
 
     # -- administration (the operator's reads and actions: gateway.spool.admin) ------------
 

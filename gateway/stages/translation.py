@@ -175,7 +175,8 @@ class Translation:
     async def failed(self, item: TranslateWork, fate: Fate, kind: str, reason: str) -> None:
         """The translation of ``item`` failed with ``fate``: the message moves accordingly,
         with an MDN (error) and a bounce to its sender when it will not be delivered."""
-        if fate is Fate.RETRY and self.clock() - item.received_at >= self.policy.lifetime:
+        if fate is Fate.RETRY and self.policy.covers(  # by the clock and by the schedule
+                item.attempts + 1, self.clock() - item.received_at, self.policy.lifetime):
             # transient for the whole lifetime (a bug, a dependency down for days): an
             # operator looks at it rather than the sender waiting for ever
             fate, reason = Fate.QUARANTINE, f"retried for the whole lifetime: {reason}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
@@ -82,10 +83,11 @@ Overrides = dict[str, dict[str, object]]
 
 
 async def start(world: World, state: Path, *, retry_initial: float = 0.3,
-                overrides: Overrides | None = None) -> Harness:
-    """Peers and a started gateway; ``overrides`` replaces keys of the generated tables or
-    of the world's own (e.g. ``{"limits": {"max_recipients": 3}}``, ``{"legacy": {"adapter":
-    "sop"}}``)."""
+                overrides: Overrides | None = None,
+                clock: Callable[[], float] | None = None) -> Harness:
+    """Peers and a started gateway (on ``clock``, the wall clock by default); ``overrides``
+    replaces keys of the generated tables or of the world's own (e.g. ``{"limits":
+    {"max_recipients": 3}}``, ``{"legacy": {"adapter": "sop"}}``)."""
     hub = SimLegacyHub(cert=world.cert("gateway-server"), key=world.key("gateway-server"))
     op_a = SimTrustOperator(cert=world.cert("hopital-a-server"),
                             key=world.key("hopital-a-server"), anchors=[world.ca_cert])
@@ -108,7 +110,7 @@ async def start(world: World, state: Path, *, retry_initial: float = 0.3,
     for name, values in (overrides or {}).items():
         tables.setdefault(name, {}).update(values)
     cfg = world.write_config(state / "passerelle.toml", state, tables)
-    gateway = Gateway(config.load(cfg))
+    gateway = Gateway(config.load(cfg), **({"clock": clock} if clock is not None else {}))
     await gateway.start()
     return Harness(world, gateway, hub, op_a, op_b, cfg)
 

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import aiosmtplib
 
@@ -30,10 +31,12 @@ OP_A = "dr.x@hopital-a.mssante.example"
 
 
 def run(world: World, tmp_path: Path, scenario: Scenario, *,
-        overrides: Overrides | None = None, check_serving: bool = True) -> None:
-    """Start a gateway, play the case, check the gateway still serves, stop."""
+        overrides: Overrides | None = None, check_serving: bool = True,
+        **gateway: Any) -> None:
+    """Start a gateway (``gateway``: more of `start`'s arguments, e.g. its ``clock``), play
+    the case, check the gateway still serves, stop."""
     async def main() -> None:
-        h = await start(world, tmp_path, overrides=overrides)
+        h = await start(world, tmp_path, overrides=overrides, **gateway)
         try:
             await scenario(h)
             if check_serving:
