@@ -118,6 +118,14 @@ class SpoolUnavailable(TransientError):
     kind = "spool_unavailable"
 
 
+class CrlOutOfDate(TransientError):
+    """A CRL we hold is past its nextUpdate: a chain of its issuer cannot be judged now.
+    Our own trouble, not the sender's: the message waits (retried) for a fresh CRL rather
+    than being bounced."""
+
+    kind = "crl_expired"
+
+
 class SpoolFull(TransientError):
     smtp_code = 452
     enhanced = "4.3.1"

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from gateway.crypto.x509util import dn_string, load_certificates
-from gateway.errors import CertificateRejected, ConfigError
+from gateway.errors import CertificateRejected, ConfigError, CrlOutOfDate
 
 MSSANTE_TLS12_SUITES = (
     "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-RSA-AES128-GCM-SHA256:"
@@ -200,7 +200,9 @@ def _check_revocation(cert: x509.Certificate, anchors: TrustAnchors, at: datetim
         if crl.issuer != cert.issuer:
             continue
         if crl.next_update_utc is not None and at > crl.next_update_utc:
-            raise CertificateRejected("CRL of the issuer is out of date")
+            # ours to fix (docs/security.md, "Revocation"): retried, never bounced
+            raise CrlOutOfDate(f"CRL of {dn_string(crl.issuer)!r} is out of date (nextUpdate "
+                               f"{crl.next_update_utc:%Y-%m-%dT%H:%M:%SZ})")
         if crl.get_revoked_certificate_by_serial_number(cert.serial_number) is not None:
             raise CertificateRejected(f"certificate {dn_string(cert.subject)!r} is revoked")
 

@@ -25,7 +25,7 @@ from gateway.crypto import smime
 from gateway.crypto.pki import ChainCache, TrustAnchors
 from gateway.crypto.world import World
 from gateway.crypto.x509util import load_certificate, load_private_key
-from gateway.errors import CertificateRejected, SmimeError
+from gateway.errors import CertificateRejected, CrlOutOfDate, Fate, SmimeError
 from gateway.mail.handover import Handover
 
 MESSAGE = (b"From: a@legacy.mssante.example\r\nTo: b@hopital-a.mssante.example\r\nSubject: x\r\n"
@@ -140,8 +140,9 @@ def test_an_out_of_date_crl_is_refused_at_sign_time_after_earlier_signs(
     signer = smime.Smime(identity, anchors, clock=clock)
     signer.sign(MESSAGE)
     clock.at = crl_next + timedelta(seconds=1)
-    with pytest.raises(CertificateRejected, match="CRL"):
+    with pytest.raises(CrlOutOfDate, match="CRL") as refused:  # ours to fix: retried
         signer.sign(MESSAGE)
+    assert refused.value.fate is Fate.RETRY
 
 
 def _issue(world: World, key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey, *,
@@ -183,7 +184,7 @@ def test_an_incoming_signer_is_refused_at_a_later_time_after_being_accepted(
         receiver.verify(signed, at=identity.cert.not_valid_before_utc - timedelta(seconds=1))
     crl_next = anchors.crls[0].next_update_utc
     assert crl_next is not None
-    with pytest.raises(CertificateRejected, match="CRL"):
+    with pytest.raises(CrlOutOfDate, match="CRL"):  # retried, not bounced
         receiver.verify(signed, at=crl_next + timedelta(seconds=1))
     receiver.verify(signed, at=now)
 

@@ -30,7 +30,7 @@ import pytest
 from gateway import log as ops_logging
 from gateway.crypto.world import World
 from tests.daemon.harness import TRUST, Harness, until
-from tests.hostile.support import OP_A, letter, run, transaction
+from tests.hostile.support import OP_A, arrived, letter, run, transaction
 
 OP_B = "dr.y@clinique-b.mssante.example"
 
@@ -156,10 +156,19 @@ def test_an_expired_crl_makes_the_gateway_unready_and_refuses_in_one_line(
         assert {r["reason"] for r in refused} == {"crl_expired"}
         assert len(events(buffer, "crl.expired")) == 1  # said once, not once a handshake
         assert h.gateway.spool.counts() == {}
+        # a legacy letter meanwhile: accepted, but our S/MIME chain cannot be judged by an
+        # expired CRL: it waits (retried), neither bounced nor sent
+        await h.send_legacy("martin", OP_A, b"Bonjour", msgid="<crl-wait@medical75.legacy.example>")
+        await until(lambda: len(events(buffer, "translation.failed")) >= 2, 15)
+        assert {r["kind"] for r in events(buffer, "translation.failed")} == {"crl_expired"}
+        assert {r["fate"] for r in events(buffer, "translation.failed")} == {"retry"}
+        assert h.hub.received == [] and h.op_a.received == []
         world.write_crl(crl, ["revoked-client"])  # the CA's refresh job, late
         await until(lambda: events(buffer, "crl.current"), 10)
         assert (await ready(h))[0] == 200
         assert h.gateway.metrics.crl_expired._value.get() == 0
+        await arrived(h.op_a, "<crl-wait@medical75.legacy.example>")
+        assert h.hub.received == []  # no notice to the sender
 
     with json_log() as buffer, caplog.at_level(logging.INFO):
         run(world, tmp_path, scenario, overrides={"trust": {"crls": [str(crl)]}})
