@@ -65,7 +65,7 @@ from gateway.wakeup import Wakeup
 
 log = get_logger("passerelle.daemon")
 allow_words("addresses", "domain_list", "sighup", "changed", "next_update", "forward",
-            "backward")
+            "backward", "rollback")
 # aiosmtpd warns about every context that demands client certificates: that is our design.
 logging.getLogger("mail.log").setLevel(logging.ERROR)
 
@@ -209,6 +209,7 @@ class Gateway:
         them: the sessions opened from now on are judged by the new CRLs (those already
         open keep theirs).  A file that cannot be read, or a context that cannot be built,
         leaves everything as it was: one log line, and the error's kind returned."""
+        self._crl_files = self._crl_files_state()  # tried: again when a file changes again
         try:
             anchors = self.anchors.reloaded()
             hub = hub_anchors(self.settings)
@@ -218,6 +219,12 @@ class Gateway:
             return exc.kind
         except (OSError, ssl.SSLError) as exc:
             log.error("crl.reload_failed", reason=why, error_type=type(exc).__name__)
+            return "config"
+        older = anchors.older_crls(self.anchors)
+        if hub is not None and self.hub_anchors is not None:
+            older += hub.older_crls(self.hub_anchors)
+        if older:  # a CRL put back would let certificates revoked since in again
+            log.error("crl.reload_failed", reason=why, kind="rollback", count=len(older))
             return "config"
         self.anchors, self.hub_anchors = anchors, hub
         for listener, context in zip(self.listeners, contexts, strict=True):
@@ -229,7 +236,6 @@ class Gateway:
             self.translator.smime = smime.with_anchors(anchors)
         if renew and self.pool.processes:
             self.pool.renew()
-        self._crl_files = self._crl_files_state()
         log.info("crl.reloaded", reason=why, count=len(anchors.crls))
         self._static_metrics()
         self._judge_crls()

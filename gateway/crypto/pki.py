@@ -55,7 +55,18 @@ class TrustAnchors:
                               else x509.load_der_x509_crl(data))
             except (OSError, ValueError) as exc:
                 raise ConfigError(f"{p}: not a readable CRL ({type(exc).__name__})") from None
+            issuer = next((c for c in certs if c.subject == loaded[-1].issuer), None)
+            if issuer is not None and not _crl_signed_by(loaded[-1], issuer):
+                raise ConfigError(f"{p}: CRL not signed by its issuer "
+                                  f"{dn_string(issuer.subject)!r}")
         return cls(tuple(certs), tuple(loaded), paths, crl_paths)
+
+    def older_crls(self, than: TrustAnchors) -> list[str]:
+        """The issuers whose CRL here was issued before the one ``than`` holds (a CRL put
+        back: certificates revoked since would count again)."""
+        held = {crl.issuer: crl.last_update_utc for crl in than.crls}
+        return [dn_string(crl.issuer) for crl in self.crls
+                if crl.issuer in held and crl.last_update_utc < held[crl.issuer]]
 
     def reloaded(self) -> TrustAnchors:
         """The same files read again (a new CRL published in place): a file that cannot be
@@ -85,6 +96,13 @@ class TrustAnchors:
         """The earliest nextUpdate of the CRLs in force (None without any)."""
         times = [c.next_update_utc for c in self.crls if c.next_update_utc is not None]
         return min(times) if times else None
+
+
+def _crl_signed_by(crl: x509.CertificateRevocationList, issuer: x509.Certificate) -> bool:
+    try:
+        return crl.is_signature_valid(issuer.public_key())  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
 
 
 def validate_chain(cert: x509.Certificate, *, anchors: TrustAnchors,

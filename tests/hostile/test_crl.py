@@ -26,6 +26,9 @@ from typing import Any
 
 import aiosmtplib
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from gateway import log as ops_logging
 from gateway.crypto.world import World
@@ -191,4 +194,45 @@ def test_a_gateway_started_on_an_expired_crl_is_unready(world: World, tmp_path: 
     with json_log() as buffer, caplog.at_level(logging.INFO):
         run(world, tmp_path, scenario, overrides={"trust": {"crls": [str(crl)]}})
         assert len(events(buffer, "crl.expired")) == 1
+        no_traceback(buffer, caplog)
+
+
+def _forged_crl(world: World, path: Path) -> None:
+    """A CRL in the CA's name that revokes nothing, signed by a key that is not the CA's."""
+    ca = x509.load_pem_x509_certificate(world.ca_cert.read_bytes())
+    now = datetime.now(UTC)
+    forged = (x509.CertificateRevocationListBuilder().issuer_name(ca.subject)
+              .last_update(now).next_update(now + timedelta(days=7))
+              .sign(rsa.generate_private_key(public_exponent=65537, key_size=2048),
+                    hashes.SHA256()))
+    path.write_bytes(forged.public_bytes(serialization.Encoding.PEM))
+
+
+@pytest.mark.parametrize("how", ["older", "forged"])
+def test_a_crl_put_back_or_forged_does_not_unrevoke(world: World, tmp_path: Path, how: str,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    """An older CRL of the CA (issued before the one in force, from before the revocation),
+    or a CRL in the CA's name not signed by it, copied over the one in force: refused, by
+    SIGHUP or by the file watch; the operator revoked in force stays out."""
+    crl = world.write_crl(tmp_path / "crl.pem", ["revoked-client", "clinique-b-client"])
+
+    async def scenario(h: Harness) -> None:
+        h.gateway.crl_check_interval = 0.2
+        assert (await speaks(h, "clinique-b-client", OP_B, "in-force")).startswith("tls: ")
+        if how == "older":
+            world.write_crl(crl, ["revoked-client"],
+                            last_update=datetime.now(UTC) - timedelta(days=2))
+        else:
+            _forged_crl(world, crl)
+        await until(lambda: events(buffer, "crl.reload_failed"), 10)  # the file watch
+        h.gateway.reload()  # and SIGHUP
+        kinds = {r["kind"] for r in events(buffer, "crl.reload_failed")}
+        assert kinds == {"rollback" if how == "older" else "config"}, kinds
+        assert [r["stage"] for r in events(buffer, "config.reload_failed")] == ["crl"]
+        assert not events(buffer, "crl.reloaded")
+        assert (await speaks(h, "clinique-b-client", OP_B, "after")).startswith("tls: ")
+        assert (await speaks(h, "hopital-a-client", OP_A, "other")).startswith("250 ")
+
+    with json_log() as buffer, caplog.at_level(logging.INFO):
+        run(world, tmp_path, scenario, overrides={"trust": {"crls": [str(crl)]}})
         no_traceback(buffer, caplog)
