@@ -151,6 +151,17 @@ async def woken(wake: Wakeup) -> bool:
     return await wake.wait(0.01)
 
 
+def as_time_passes(parts: Parts, done: Callable[[], bool], step: float = 60.0
+                   ) -> Callable[[], bool]:
+    """``done``, polled while the clock moves on by a retry interval at each poll: the
+    retries of the schedule happen as they do when time passes.  (The clock moved at once
+    by the lifetime is a clock jump, which ends no lifetime: tests/hostile/test_clock.py.)"""
+    def poll() -> bool:
+        parts.clock.now += step
+        return done()
+    return poll
+
+
 async def drive_stage(loop: Callable[[], Coroutine[Any, Any, None]], stop: Callable[[], None],
                 inflight: Inflight, done: Callable[[], bool], timeout: float = 60) -> None:
     """Run a stage's loop until ``done``; then stop it as a drain does."""

@@ -15,7 +15,15 @@ from gateway.smtp.delivery import Router
 from gateway.spool import Direction, State
 from gateway.stages.dispatch import Dispatch
 from gateway.translate.factory import trust_anchors
-from tests.stages.conftest import ADDR, LIFETIME, TRUST, Parts, drive_stage, run
+from tests.stages.conftest import (
+    ADDR,
+    LIFETIME,
+    TRUST,
+    Parts,
+    as_time_passes,
+    drive_stage,
+    run,
+)
 
 DR_X = "dr.x@hopital-a.mssante.example"
 DR_Z = "dr.z@hopital-a.mssante.example"
@@ -149,12 +157,16 @@ def test_a_peer_answering_4xx_defers_then_a_delay_notice_then_a_bounce(parts: Pa
             assert "4.3.0" in states(parts, Direction.TO_LEGACY)[TRUST["dupont"]][1]
             assert parts.notices_queued() == []
             assert parts.metric("passerelle_retries_total", direction="to_legacy") == 1
-            parts.clock.now += delay  # still failing after delay_warning_after: warned once
-            await deliver(s, parts, lambda: len(parts.notices_queued()) == 1)
+            # still failing after delay_warning_after: warned once
+            await deliver(s, parts, as_time_passes(parts, lambda: len(parts.notices_queued())
+                                                   == 1))
+            assert parts.clock.now >= delay
             [(rcpt, warning)] = parts.notices_queued()
             assert rcpt == DR_X and b"Action: delayed" in warning
-            parts.clock.now += LIFETIME  # the lifetime is over: bounced, and told so
-            await deliver(s, parts, lambda: parts.counts().get("bounced") == 1)
+            # the lifetime is over: bounced, and told so
+            await deliver(s, parts, as_time_passes(parts, lambda: parts.counts().get(
+                "bounced") == 1))
+            assert parts.clock.now >= LIFETIME
             assert states(parts, Direction.TO_LEGACY)[TRUST["dupont"]][1].startswith(
                 "lifetime over")
             notices = parts.notices_queued()
