@@ -20,6 +20,7 @@ import pytest
 
 from gateway.crypto.world import World
 from gateway.errors import EX_CANTCREAT, EX_CONFIG, EX_NOPERM, EX_OSERR, EX_TEMPFAIL
+from gateway.spool import SqliteSpool
 from tests.conftest import ROOT
 from tests.daemon.test_crash import Serve, free_port, serve_tables
 
@@ -131,6 +132,11 @@ def test_every_command_finds_the_configuration_the_same_way(world: World, tmp_pa
     # $PASSERELLE_CONFIG, for config check as for the others
     by_env = passerelle("config", "check", env={"PASSERELLE_CONFIG": str(cfg)})
     assert by_env.returncode == 0 and f"{cfg}: ok" in by_env.stdout
+    listed = passerelle("queue", "list", env={"PASSERELLE_CONFIG": str(cfg)})
+    # that configuration's state directory: no spool there yet, and none made by a read
+    assert listed.returncode == EX_CONFIG and "no spool at" in one_line(listed)
+    assert str(tmp_path / "state" / "spool.db") in one_line(listed)
+    SqliteSpool(tmp_path / "state" / "spool.db").close()  # as the daemon makes it
     listed = passerelle("queue", "list", env={"PASSERELLE_CONFIG": str(cfg)})
     assert listed.returncode == 0, listed.stderr
     # ./passerelle.toml when neither --config nor the variable is given
