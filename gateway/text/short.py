@@ -39,7 +39,8 @@ _FREQUENT = {
     "é": 1.0, "É": 0.8, **dict.fromkeys("èàç", 0.5), "ë": 0.45,
     **dict.fromkeys("üöäãñ", 0.4), **dict.fromkeys("ïêôøåæ", 0.35),
     **dict.fromkeys("õóáíúłşıășțčšžřßœ", 0.3),
-    **dict.fromkeys("âîÈÀÇÔÜÖÄÃÑÅØÆŁŞİĂȘȚÓÁÍÚČŠŽŘŒśźżąęńğőűđðþýěůťďňľĺŕ", 0.2),
+    **dict.fromkeys("âîÈÀÇÔÜÖÄÃÑÅØÆŁŞİĂȘȚÓÁÍÚČŠŽŘŒśźżąęńğőűđýěůťďňľĺŕ", 0.2),
+    **dict.fromkeys("ðþÐÞ", 0.05),  # Icelandic: few patients in France
     **dict.fromkeys("ÊÂÎÛûù", 0.1),
     "µ": 0.4, "–": 0.2, "°": 0.2,  # the micro sign of units, the dash of ranges, degrees
 }
@@ -104,9 +105,11 @@ def _likelihood(text: str) -> float:
         elif c in "æÆ" and not nxt.isalpha():
             total -= 0.2  # a word seldom ends in æ (Kjær, Sæther)
         elif c == "ù" and prev.isalpha() and prev not in "oO":
-            total -= 0.2  # ù is French, after o (où)
+            total -= 0.4  # ù is French after o (où), Italian at a word's end (Cantù)
         elif c in "œŒ":
-            total += 0.3 if nxt in "uU" else (-0.5 if prev in _VOWELS else 0.0)
+            total += 0.5 if nxt in "uU" else (-0.5 if prev in _VOWELS else 0.0)  # cœur, œuvre
+        elif c in "âêîôûÂÊÎÔÛ" and nxt in _VOWELS:
+            total -= 0.5  # a circumflex stands for a lost s: a consonant follows (sûr, île)
         elif c in "äöüÄÖÜ" and nxt in "eE":
             total -= 0.3
         elif c == "ÿ" and prev not in _VOWELS:
