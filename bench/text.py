@@ -4,8 +4,9 @@
 Builds 2 KB and 20 KB letters from the project's French clinical texts, garbles each in the
 ways legacy clients do (fixtures/text/extra/make_extra.py), and times
 gateway.text.normalize, without a hint and with the sender's charset as hint (what the
-gateway passes: the address book's charset).
-Usage: python bench/text.py [--letters N] [--sizes 2048,20480] [--cold] [--json]
+gateway passes: the address book's charset), then gateway.text.short.repair_short on the
+names corpus (fixtures/text/names: names, subjects, one-line results, clean and garbled).
+Usage: python bench/text.py [--letters N] [--sizes 2048,20480] [--cold] [--no-names] [--json]
 """
 
 from __future__ import annotations
@@ -139,6 +140,37 @@ def measure(size: int, n: int, *, hinted: bool, pooled: bool, cold: bool) -> dic
             "rows": rows}
 
 
+def measure_names(rounds: int = 5) -> dict[str, Any]:
+    """Time repair_short on every case of the names corpus, clean and garbled apart: the
+    median over ``rounds`` passes of each string's time, caches cleared before each pass
+    (each pass meets every string once)."""
+    from gateway.text import names as judge
+    from gateway.text import short
+
+    path = ROOT / "fixtures" / "text" / "names" / "cases.jsonl"
+    cases = [json.loads(line) for line in path.read_text("utf-8").splitlines()]
+    rows = []
+    for label, chosen in (("clean", [c for c in cases if c["garbling"] == "clean-utf8"]),
+                          ("garbled", [c for c in cases if c["garbling"] != "clean-utf8"])):
+        data = [(bytes.fromhex(c["input_hex"]), c["hint"]) for c in chosen]
+        per_string: list[list[float]] = [[] for _ in data]
+        for _ in range(rounds):
+            for owner in (judge, short):
+                for fn in vars(owner).values():
+                    if hasattr(fn, "cache_clear"):
+                        fn.cache_clear()
+            for k, (raw, hint) in enumerate(data):
+                t0 = time.perf_counter()
+                short.repair_short(raw, hint=hint)
+                per_string[k].append(time.perf_counter() - t0)
+        medians = [statistics.median(t) for t in per_string]
+        rows.append({"strings": label, "count": len(data),
+                     "median_us": round(statistics.median(medians) * 1e6, 1),
+                     "p90_us": round(sorted(medians)[int(len(medians) * 0.9)] * 1e6, 1),
+                     "total_ms": round(sum(medians) * 1000, 1)})
+    return {"names_corpus": str(path.relative_to(ROOT)), "rows": rows}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--letters", type=int, default=40)
@@ -146,6 +178,7 @@ def main() -> int:
     ap.add_argument("--cold", action="store_true",
                     help="clear the memo caches before each letter (the letters here share "
                          "lines and words, real ones share fewer)")
+    ap.add_argument("--no-names", action="store_true", help="skip the names corpus")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     runs = []
@@ -155,9 +188,12 @@ def main() -> int:
         for hinted in (False, True):
             n = args.letters if size <= 4096 else max(5, args.letters // 4)
             runs.append(measure(size, n, hinted=hinted, pooled=pooled, cold=args.cold))
-    report = {"machine": f"{platform.machine()}, {platform.python_implementation()} "
-                         f"{platform.python_version()}",
-              "runs": runs}
+    report: dict[str, Any] = {"machine": f"{platform.machine()}, "
+                                         f"{platform.python_implementation()} "
+                                         f"{platform.python_version()}",
+                              "runs": runs}
+    if not args.no_names:
+        report["names"] = measure_names()
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
@@ -170,6 +206,12 @@ def main() -> int:
             print(f"{r['garbling']:28} {r['letters']:>7} {r['median_ms']:>10} {r['mb_per_s']:>8}")
         print(f"overall: {run['overall_mb_per_s']} MB/s, median of medians "
               f"{run['median_of_medians_ms']} ms per {run['size']} B letter")
+    if "names" in report:
+        print(f"\nshort strings ({report['names']['names_corpus']}), caches cleared each pass")
+        print(f"{'strings':10} {'count':>6} {'median µs':>10} {'p90 µs':>8} {'total ms':>9}")
+        for r in report["names"]["rows"]:
+            print(f"{r['strings']:10} {r['count']:>6} {r['median_us']:>10} {r['p90_us']:>8} "
+                  f"{r['total_ms']:>9}")
     return 0
 
 

@@ -55,9 +55,10 @@ _CONTINUATIONS = frozenset(
     if c != "\ufffd"
 )
 _GREEK_PREFIX_OK = "GREEK"
+_VOWELS_ALL = frozenset("aeiouyAEIOUYàâäáãåéèêëíìîïóòôöõúùûüýÿÀÂÄÁÃÅÉÈÊËÍÌÎÏÓÒÔÖÕÚÙÛÜÝ")
 
 
-def _lead_and_continuations() -> list[tuple[dict[str, int], frozenset[str]]]:
+def _lead_and_continuations() -> list[tuple[str, dict[str, int], frozenset[str]]]:
     """For CP1252, Latin-1 and Mac Roman: what the UTF-8 lead bytes read as (with how many
     continuation bytes each needs) and what the continuation bytes (0x80-0xBF) read as."""
     out = []
@@ -67,7 +68,7 @@ def _lead_and_continuations() -> list[tuple[dict[str, int], frozenset[str]]]:
                 return chr(b)
             return bytes([b]).decode(codec)
         leads = {read(b): 1 if b < 0xE0 else 2 if b < 0xF0 else 3 for b in range(0xC2, 0xF5)}
-        out.append((leads, frozenset(read(b) for b in range(0x80, 0xC0))))
+        out.append((codec, leads, frozenset(read(b) for b in range(0x80, 0xC0))))
     return out
 
 
@@ -85,31 +86,69 @@ def _utf8_sequence(word: str, i: int) -> bool:
     if c in _TYPED_LEADS:
         return False
     letter = _is_letter(c)
-    for leads, conts in _LEAD_CONT:
+    for codec, leads, conts in _LEAD_CONT:
         need = leads.get(c)
         if need is None:
             continue
         tail = word[i + 1 : i + 1 + need]
         if len(tail) == need and all(t in conts for t in tail) and not (
                 letter and all(_is_letter(t) or t in _TYPED_LEADS for t in tail)
-                and _typed_after_letter(word, i, tail)):
-            return True  # (after a letter, typed apostrophes and quotes are typography)
+                and not (_name_letter_bytes(c + tail, codec)
+                         and (codec == "mac_roman" or not all(map(_is_letter, tail))))):
+            return True
+        # After a letter, letters and typed marks are typing (é’, été»…, ÁÑÉ) unless their
+        # bytes are one letter of the names' alphabets: á»‘ is ố, á»… ễ (Nguyá»…n), Î» λ,
+        # Ÿä ي in Mac Roman.  CP1252's letters among the continuation bytes (ÓŽ in LURÓŽY)
+        # are judged as letters (_letter).
     return False
 
 
-_CLOSING = frozenset("»’”…'")
+def _name_letter_bytes(seq: str, codec: str, *, latin1: bool = False) -> bool:
+    """Whether ``seq``, encoded back in ``codec``, is the UTF-8 of a letter of the alphabets
+    of names beyond Latin-1 (ễ is á»… in CP1252, λ is Î», Ÿä is ي in Mac Roman): Latin
+    Extended-A, Romanian ș ț, Vietnamese, Greek, Cyrillic, Armenian, Hebrew, Arabic — not the
+    letters of Latin Extended-B and IPA that a capital and a mark can happen to spell (ÉŠ in
+    VÉŠI, ÇŒ, É» at the end of a quoted word)."""
+    try:
+        letter = (seq.encode("latin-1") if codec == "latin-1" else
+                  seq.encode("cp1252" if codec == "cp1252" else "mac_roman")).decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return False
+    if len(letter) != 1 or not letter.isalpha():
+        return False
+    o = ord(letter)
+    return (0xC0 <= o <= 0xFF and latin1) or 0x100 <= o <= 0x17F or 0x218 <= o <= 0x21B \
+        or 0x370 <= o <= 0x6FF or 0x1E00 <= o <= 0x1EFF
 
 
-def _typed_after_letter(word: str, i: int, tail: str) -> bool:
-    """Whether ``tail``, after the letter ``word[i]``, can be typography as typed: one mark
-    (``é’``, ``é»``), or closing marks that end the word (``été»…``).  Two marks of which one
-    opens (``á»‘``: ố read as CP1252), or marks with a letter after them inside the word
-    (``Nguyá»…n``: ễ), are the bytes of one UTF-8 letter, not typing."""
-    if len(tail) == 1:
-        return True
-    end = i + 1 + len(tail)
-    return all(t in _CLOSING or _is_letter(t) for t in tail) and (
-        end == len(word) or not _is_letter(word[end]))
+_JOINING_MARKS = frozenset("’‘")
+
+
+def _joining(word: str, i: int) -> bool:
+    """Whether the letter ``word[i]`` is followed by an apostrophe joining it to another
+    letter (N’Diaye, VEGÓ’CI): typed, whatever bytes the two may also spell."""
+    return i + 2 < len(word) and word[i + 1] in _JOINING_MARKS and _is_letter(word[i]) \
+        and _is_letter(word[i + 2])
+
+
+@lru_cache(maxsize=16384)
+def word_doubt(word: str) -> bool:
+    """Whether ``word`` is plausible as typed and as the CP1252 reading of UTF-8 alike: a
+    capital of Latin-1 and an apostrophe joining it to a letter are also the two bytes of one
+    letter of the names' alphabets (SAFÄ’TAKE or SAFĒTAKE, TILÅ’TAGA or TILŒTAGA, LÃ’GI or
+    LÒGI, VEGÓ’CI or VEGӒCI).  The bytes do not tell: such a word is left as received and
+    said undecided, never changed."""
+    if word.isascii():
+        return False
+    return any(_joining(word, i) and "\u00c2" <= word[i] <= "\u00df"
+               and _name_letter_bytes(word[i : i + 2], "cp1252", latin1=True)
+               for i in range(len(word) - 2))
+
+
+def has_doubt(text: str) -> bool:
+    """Whether some word of ``text`` is one :func:`word_doubt` cannot tell."""
+    return not text.isascii() and any(map(word_doubt, filterfalse(str.isascii,
+                                                                   split_words(text))))
 
 
 @lru_cache(maxsize=4096)
@@ -160,6 +199,10 @@ def word_plausibility(word: str) -> tuple[float, int]:
             continue
         prev = word[i - 1] if i else " "
         nxt = word[i + 1] if i < last else " "
+        if _joining(word, i):
+            nxt = "'"  # an apostrophe joining two parts of a name (see word_doubt)
+        if unicodedata.category(c) == "Mn" and unicodedata.category(prev) == "Mn":
+            prev = _cluster(word, i)  # ṃ̤̫: the letter and all its marks, judged together
         s = -3.0 if not nxt.isascii() and _utf8_sequence(word, i) else _char(
             c, prev, nxt, caps_word, len(scripts) > 1)
         total += s
@@ -173,20 +216,46 @@ def word_plausibility(word: str) -> tuple[float, int]:
     return total, bad
 
 
+def _cluster(word: str, i: int) -> str:
+    """The letter and the combining marks before ``word[i]`` (itself a mark)."""
+    j = i - 1
+    while j > 0 and unicodedata.category(word[j]) == "Mn":
+        j -= 1
+    return word[j:i]
+
+
+# Letters of scripts no name written in France is in, that UTF-8's two-byte sequences spell
+# (Syriac, Thaana, N'Ko, Samaritan, Mandaic), and the Arabic letters of the languages beyond
+# Arabic, Persian and Urdu (Uyghur ۇ, ۿ …).
+_RARE_SCRIPTS = frozenset({"SYRIAC", "THAANA", "NKO", "SAMARITAN", "MANDAIC"})
+_ARABIC_NAMES = frozenset("پچژگکیٹڈڑںہھےۀ")
+
+
+def _rare_letter(c: str) -> bool:
+    sc = script(c)
+    return sc in _RARE_SCRIPTS or (sc == "ARABIC" and "\u066e" <= c <= "\u06ff"
+                                   and c not in _ARABIC_NAMES)
+
+
 def _char(c: str, prev: str, nxt: str, caps_word: bool, mixed_scripts: bool) -> float:
     cat = unicodedata.category(c)
     if c == "\ufffd" or cat in ("Cc", "Cs", "Co", "Cn", "Zl", "Zp"):
         return -6.0
     if cat == "Mn":  # a combining accent (NFD text, Arabic vowel marks): after its letter
-        if not (prev.isalpha() or unicodedata.category(prev) == "Mn"):
+        if not (prev[0].isalpha() or unicodedata.category(prev[0]) == "Mn"):
             return -3.0
-        if script(prev) == "LATIN" and len(unicodedata.normalize("NFC", prev + c)) != 1:
-            return -3.0  # n̤, o̱: no letter of any alphabet, what Mac Roman makes of UTF-8
+        if script(prev[0]) == "LATIN" and len(unicodedata.normalize("NFC", prev + c)) != 1:
+            return -3.0  # n̤, o̱, ṃ̤: no letter of any alphabet, what Mac Roman makes of UTF-8
         return 0.0
     if cat == "Cf":
         return 0.0 if c in "\u200c\u200d\u200e\u200f" else -2.0  # ZWNJ/ZWJ, bidi marks
     if _is_letter(c):
+        if _rare_letter(c):
+            return -2.0
         return _letter(c, prev, nxt, caps_word, mixed_scripts)
+    if cat == "Nd":  # a digit of another script: Arabic's among Arabic letters only
+        return 0.3 if any(_is_letter(x) and script(x) == "ARABIC" for x in (prev, nxt)) or (
+            unicodedata.category(prev) == "Nd" and not prev.isascii()) else -2.0
     if cat[0] == "Z":  # non-breaking and narrow spaces: French typography
         return 0.3 if not (_is_letter(prev) and _is_letter(nxt)) else -2.0
     return _symbol(c, prev, nxt)
@@ -210,12 +279,16 @@ def _letter(c: str, prev: str, nxt: str, caps_word: bool, mixed_scripts: bool) -
     if nxt.isupper() and c.islower() and nxt.isalpha():
         return -2.0  # JeanñPierre: a lower-case accented letter before a capital
     if "\u00c2" <= c <= "\u00df" and nxt in _CONTINUATIONS and not _is_letter(nxt) \
-            and ((c in "ÂÃÄÅ" and nxt != "’") or nxt not in "’‘“”«»…–—"):
+            and (c in "ÂÃÄÅ" or nxt not in "’‘“”«»…–—"):
         return -3.0  # Ã©, Ã‰, Â°: a UTF-8 lead byte before a continuation byte
     if c in "œŒ" and not nxt.isascii() and _is_letter(nxt):
         return -3.0  # Œí, œâ: Mac Roman's reading of Greek in UTF-8 (œ comes before u, i, s)
-    if c in "ÂÃÄÅÆÈÎÏÐÑ" and nxt in "ŠŒŽšœžŸƒ":
-        return -3.0  # Ãœ (Ü), Èš (Ț), Ïƒ (σ): CP1252's letters among the continuation bytes
+    if c in "ÂÃÄÅÆÈÎÏÐÑÒØÙÛ" and nxt in "ŠŒŽšœžŸƒ":
+        return -3.0  # Ãœ (Ü), Èš (Ț), Ïƒ (σ), ÙŠ (ي): CP1252's letters among the
+        # continuation bytes, after a letter of no alphabet that has them
+    if c in "œŒ" and prev in _VOWELS_ALL:
+        return -3.0  # Araœjo: œ follows a consonant (cœur, manœuvre, Œdipe); after a vowel
+        # it is Mac Roman's ú read on a PC
     if sc == "LATIN" and not prev.isascii() and _is_letter(prev) and script(prev) == "LATIN" \
             and prev + c not in ("ươ", "ƯƠ", "ưở", "ƯỞ"):
         return -1.5  # two accented Latin letters in a row (créé, Þórður): rarer than one
@@ -240,8 +313,10 @@ def _symbol(c: str, prev: str, nxt: str) -> float:
     if after_letter and before_letter:
         if c in _INSIDE_OK or (c == "·" and prev in "lL" and nxt in "lL"):
             return 0.3  # (a middle dot only in Catalan l·l)
-        if c in _DASHES and nxt.isupper():
+        if c == "–" and nxt.isupper():
             return 0.2  # Jean–Pierre typed with a dash
+        if c == "—" and nxt.isupper():
+            return -1.0  # an em dash is spaced (— dit-il), seldom glued between names
         return -4.0  # No‘l, Mu–oz, M¸ller, Ã©t, Jo√£o
     if after_letter:
         if c in _AFTER_OK and not (c in "°²³" and not prev.isascii()):
@@ -253,6 +328,8 @@ def _symbol(c: str, prev: str, nxt: str) -> float:
         if c == "°" and nxt in "CF":
             return 0.3
         return -4.0  # …lise, ≈sa, ƒRIC
+    if _odd_pair(c, prev) or _odd_pair(c, nxt):
+        return -3.0  # –®–£, ∑–∏: Mac Roman's reading of Cyrillic in UTF-8
     if "\u2500" <= c <= "\u259f":
         if (not nxt.isascii() and not "\u2500" <= nxt <= "\u259f") or (
                 not prev.isascii() and not "\u2500" <= prev <= "\u259f"):
@@ -261,6 +338,19 @@ def _symbol(c: str, prev: str, nxt: str) -> float:
     if c in _SPACING_ACCENTS or c == "‡":
         return -2.0  # a lone accent, a double dagger: what à becomes on a Mac or a PC
     return 0.2  # a symbol standing alone or among digits: € 37,5° ≥ ± « »
+
+
+# Typography that may stand glued to another sign («…», »., –», ±0,5°, µg/m³).
+_TYPOGRAPHY = frozenset("«»“”‘’„…–—\u00a0\u202f°²³±€§%µ")
+
+
+def _odd_pair(c: str, other: str) -> bool:
+    """Whether the symbol ``c`` and its neighbour ``other`` are two non-ASCII signs glued
+    together that typography does not pair (not letters, not digits, not spaces)."""
+    return not other.isascii() and not _is_letter(other) and not other.isspace() \
+        and not unicodedata.category(other).startswith(("Z", "M", "N")) \
+        and not (c in _TYPOGRAPHY and other in _TYPOGRAPHY) \
+        and not ("\u2500" <= c <= "\u259f" and "\u2500" <= other <= "\u259f")
 
 
 # Every misreading a single word can show (UTF-8 read as a single-byte charset, and the
@@ -288,8 +378,9 @@ def word_sign(word: str) -> str | None:
         if undone == word:
             continue
         s2, b2 = word_plausibility(undone)
-        if b2 < bad or (b2 == bad and s2 > score + 1.0):
-            return mis.name
+        if b2 < bad or (b2 == bad and s2 > score + 1.0 and mis.written == "utf-8"):
+            return mis.name  # (a single-byte remap keeping as many bad characters
+            # explains nothing: Mœçé is no worse than M½çé)
     return None
 
 

@@ -23,9 +23,9 @@ from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from gateway.text.charsets import DISPLAY, HINTS, MISREADINGS, SINGLE_BYTE, decode
+from gateway.text.charsets import DISPLAY, HINTS, MISREADINGS, SINGLE_BYTE, Misreading, decode
 from gateway.text.model import Repair
-from gateway.text.names import has_sign, plausibility, split_words, word_sign
+from gateway.text.names import has_doubt, has_sign, plausibility, split_words, word_sign
 
 _PRIOR = {"cp1252": 0.3, "iso8859_15": 0.0, "mac_roman": 0.0, "cp850": 0.0, "latin_1": -0.2}
 _HINT_BONUS = 2.0
@@ -39,7 +39,8 @@ _FREQUENT = {
     "é": 1.0, "É": 0.8, **dict.fromkeys("èàç", 0.5), "ë": 0.45,
     **dict.fromkeys("üöäãñ", 0.4), **dict.fromkeys("ïêôøåæ", 0.35),
     **dict.fromkeys("õóáíúłşıășțčšžřßœ", 0.3),
-    **dict.fromkeys("âîÈÀÇÔÜÖÄÃÑÅØÆŁŞİĂȘȚÓÁÍÚČŠŽŘŒśźżąęńğőűđðþýěůťďňľĺŕ", 0.2),
+    **dict.fromkeys("âîÈÀÇÔÜÖÄÃÑÅØÆŁŞİĂȘȚÓÁÍÚČŠŽŘŒśźżąęńğőűđýěůťďňľĺŕ", 0.2),
+    **dict.fromkeys("ðþÐÞ", 0.05),  # Icelandic: few patients in France
     **dict.fromkeys("ÊÂÎÛûù", 0.1),
     "µ": 0.4, "–": 0.2, "°": 0.2,  # the micro sign of units, the dash of ranges, degrees
 }
@@ -51,6 +52,26 @@ _RARE_MISREADINGS = frozenset({"cp1252 read as iso-8859-1", "iso-8859-15 read as
                                "cp1252 read as iso-8859-15"})
 _RARE_COST = 2.0
 _HINT_WRITTEN_BONUS = 1.0  # the sender's charset is the one a misread text was written in
+# Readers today are Windows and Mac clients; DOS code pages live on in what laboratory systems
+# write, seldom in what reads a message: a misreading *as* CP850 costs this much more.
+_DOS_READER_COST = 0.7
+# Bytes that decode as UTF-8 are evidence by themselves (a single-byte text seldom spells a
+# lead byte followed by the right number of continuation bytes): undoing a UTF-8 misreading
+# gains this much for each letter or sign it puts together, up to _UTF8_EVIDENCE_MAX.
+_UTF8_EVIDENCE = 1.0
+_UTF8_EVIDENCE_MAX = 4
+
+
+def _cost(mis: Misreading, undone: str, *, remapped: bool) -> float:
+    """What undoing ``mis`` (giving ``undone``) costs: how often clients misread that way,
+    less the evidence of UTF-8 sequences put together — when the bytes spelled them as
+    received, not after a single-byte remap picked among several (``remapped``)."""
+    cost = _RARE_COST if mis.name in _RARE_MISREADINGS else _COST[mis.kind]
+    if mis.read_as == "cp850":
+        cost += _DOS_READER_COST
+    if mis.written == "utf-8" and not remapped:
+        cost -= _UTF8_EVIDENCE * min(sum(1 for c in undone if c > "\x7f"), _UTF8_EVIDENCE_MAX)
+    return cost
 
 
 def _likelihood(text: str) -> float:
@@ -84,9 +105,11 @@ def _likelihood(text: str) -> float:
         elif c in "æÆ" and not nxt.isalpha():
             total -= 0.2  # a word seldom ends in æ (Kjær, Sæther)
         elif c == "ù" and prev.isalpha() and prev not in "oO":
-            total -= 0.2  # ù is French, after o (où)
+            total -= 0.4  # ù is French after o (où), Italian at a word's end (Cantù)
         elif c in "œŒ":
-            total += 0.3 if nxt in "uU" else (-0.5 if prev in _VOWELS else 0.0)
+            total += 0.5 if nxt in "uU" else (-0.5 if prev in _VOWELS else 0.0)  # cœur, œuvre
+        elif c in "âêîôûÂÊÎÔÛ" and nxt in _VOWELS:
+            total -= 0.5  # a circumflex stands for a lost s: a consonant follows (sûr, île)
         elif c in "äöüÄÖÜ" and nxt in "eE":
             total -= 0.3
         elif c == "ÿ" and prev not in _VOWELS:
@@ -172,7 +195,8 @@ def repair_short(data: bytes | str, *, hint: str | None = None) -> ShortResult:
             text = None
     if text is not None:
         if text.isascii() or not has_sign(text):
-            return ShortResult(text, text, "utf-8" if not text.isascii() else "ascii", True)
+            return ShortResult(text, text, "utf-8" if not text.isascii() else "ascii",
+                               not has_doubt(text))
         return _decide(text, [_candidate(text, "utf-8", 0.0)], text, "utf-8", words=True,
                        hinted=hinted)
     assert isinstance(data, bytes)
@@ -242,7 +266,7 @@ def _search(starts: list[_Candidate], hinted: str | None = None) -> list[_Candid
                     continue
                 if undone == c.text:
                     continue
-                cost = _RARE_COST if mis.name in _RARE_MISREADINGS else _COST[mis.kind]
+                cost = _cost(mis, undone, remapped=remapped)
                 if hinted is not None and mis.written == hinted and not c.steps:
                     cost -= _HINT_WRITTEN_BONUS
                 nxt = _candidate(undone, c.base, c.prior - cost, (*c.steps, mis.name),

@@ -56,13 +56,24 @@ def test_garbled_names_read_back() -> None:
             (wrong if decided else undecided).append(case["id"])
     exact = len(CASES) - len(wrong) - len(undecided)
     # Every UTF-8 mojibake (once or twice) and every raw charset with the sender's hint is
-    # exact; what is left is a single-byte remap that two misreadings explain equally well
-    # (Mu–oz: Muñoz from a Mac or Muûoz from DOS), left as received and marked undecided.
-    assert exact / len(CASES) >= 0.98, (wrong, undecided)
-    assert len(wrong) <= 5, wrong
+    # exact; what is left is a single-byte remap that two misreadings explain nearly as well
+    # (Kj‘r: Kjær from DOS or Kjër from a Mac), left as received and marked undecided, and
+    # a few remaps that leave no sign (cúur, æmol/L: cœur, µmol/L read on a Mac, from DOS).
+    assert exact / len(CASES) >= 0.99, (wrong, undecided)
+    assert len(wrong) <= 3, wrong
     for case in CASES:
         if str(case["garbling"]).startswith(("mojibake", "raw-", "clean")):
             assert _run(case)[0] == case["expected"], case["id"]
+
+
+def test_garbling_that_reads_as_typed_is_left_as_received() -> None:
+    """A garbled string that is itself a text as typed (à read from DOS: an ellipsis
+    between two words) cannot be told from a clean one: it comes back as received."""
+    typed = [c for c in CASES if "original" in c]
+    assert typed
+    for case in typed:
+        assert case["expected"] == bytes.fromhex(str(case["input_hex"])).decode("utf-8")
+        assert _run(case)[0] == case["expected"]
 
 
 def test_fixtures_match_their_script(tmp_path: Path) -> None:
@@ -82,11 +93,15 @@ def test_issue_examples() -> None:
 
 
 def test_undecided_is_left_as_received_and_said() -> None:
-    # One letter, two misreadings that explain it as well: Muñoz (Mac) or Muûoz (DOS).
-    result = repair_short("Mu–oz".encode())
-    assert result.text == "Mu–oz" and not result.decided
+    # One letter, two misreadings that explain it nearly as well: Hoxhë (a Mac's ë read on
+    # a PC) or Hoxhæ (DOS's æ read on a PC).
+    result = repair_short("Hoxh‘".encode())
+    assert result.text == "Hoxh‘" and not result.decided
     assert result.trace_entry("Subject") == {"where": "Subject", "encoding": "utf-8",
                                              "decided": False}
+    # Where a circumflex would stand before a vowel (Muûoz from DOS), the Mac's Muñoz stands
+    # out: repaired.
+    assert repair_short("Mu–oz".encode()).text == "Muñoz"
 
 
 def test_sender_charset_weighs() -> None:
@@ -145,11 +160,10 @@ def test_valid_utf8_names_come_back_unchanged(name: str) -> None:
     assert normalize(data).text.encode("utf-8") == data
 
 
-# Derandomized: drawn at random, about 2 in 1,000 garbled names still come back wrong (a
-# Vietnamese letter after "á»…" at a word's end, Ā-Ž through CP1252 inside capitals, Cyrillic
-# through Mac Roman): the known families are listed in CHANGELOG's Known issues; the fixed
-# draw keeps the suite's answer the same on every run while they are worked on.
-@settings(max_examples=300, deadline=None, derandomize=True)
+# Drawn at random on every run (checked locally with 100,000 draws and more): a garbled
+# name comes back as written, or as received and marked undecided (TILÅ’TAGA: TILŒTAGA in
+# UTF-8 read as CP1252, or two capitalised parts joined by an apostrophe).
+@settings(max_examples=300, deadline=None)
 @given(names(), st.sampled_from(["cp1252", "latin-1", "mac_roman"]))
 def test_names_in_mojibake_come_back(name: str, codec: str) -> None:
     try:
