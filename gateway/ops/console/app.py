@@ -24,6 +24,7 @@ from gateway.ops.console import i18n
 from gateway.ops.console.auth import COOKIE, Keys, Operator, load_tokens
 from gateway.ops.http import Site
 from gateway.spool.model import QueueEntry, State
+from gateway.spool.search import QueueFilter
 from gateway.spool.sqlite import SqliteSpool
 
 log = get_logger("gateway.console")
@@ -326,9 +327,13 @@ class Console(Site):
             page = 1
         criteria = {k: q.get(k, "").strip()[:320] for k in
                     ("message_id", "sender", "recipient", "domain")}
+        wanted = QueueFilter(
+            message_id=criteria["message_id"] or None, sender=criteria["sender"] or None,
+            rcpt=criteria["recipient"] or None, any_domain=criteria["domain"] or None,
+            state=state or None, since=since, until=until, everything=True)
         entries, total = await self.data.call(
-            self.data.spool.find_messages, **criteria, state=state, since=since, until=until,
-            limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
+            self.data.spool.search, wanted, PAGE_SIZE, (page - 1) * PAGE_SIZE,
+            newest_first=True)
         fields = "".join(
             f'<label for="f-{k}">{self.t(request, k)}<input id="f-{k}" name="{k}" '
             f'value="{html.escape(criteria[k])}"></label>' for k in criteria)
@@ -459,8 +464,8 @@ class Console(Site):
         return self._page(request, i18n.text(request[LANG], "queue"), body)
 
     async def quarantine(self, request: web.Request) -> web.StreamResponse:
-        entries, _ = await self.data.call(self.data.spool.find_messages, state="quarantined",
-                                          limit=200)
+        entries, _ = await self.data.call(self.data.spool.search,
+                                          QueueFilter(state=str(State.QUARANTINED)), 200)
         notice = request.query.get("done", "")
         banner = f'<p class="notice" role="status">{html.escape(notice)}</p>' if notice else ""
         rows = []
