@@ -18,7 +18,7 @@ from multidict import MultiDictProxy
 
 from gateway.config import ConsoleSettings
 from gateway.errors import PasserelleError
-from gateway.journal import Journal
+from gateway.journal import Journal, JournalEntry
 from gateway.log import get_logger
 from gateway.ops.console import i18n
 from gateway.ops.console.auth import COOKIE, Keys, Operator, load_tokens
@@ -125,9 +125,14 @@ class Console(Site):
     async def _headers(self, request: web.Request, handler: Any) -> web.StreamResponse:
         try:
             response: web.StreamResponse = await handler(request)
-        except web.HTTPException as exc:
-            response = exc
-        h = response.headers
+        except web.HTTPException as exc:  # redirects and refusals get the headers too
+            self._secure(request, exc.headers)
+            raise
+        self._secure(request, response.headers)
+        return response
+
+    @staticmethod
+    def _secure(request: web.Request, h: Any) -> None:
         h["Content-Security-Policy"] = CSP
         h["X-Frame-Options"] = "DENY"
         h["X-Content-Type-Options"] = "nosniff"
@@ -135,7 +140,6 @@ class Console(Site):
         h["Strict-Transport-Security"] = "max-age=31536000"
         h["Cache-Control"] = "no-store" if request.path != "/static/console.css" \
             else "max-age=3600"
-        return response
 
     @web.middleware
     async def _access(self, request: web.Request, handler: Any) -> web.StreamResponse:
@@ -187,6 +191,13 @@ class Console(Site):
     @classmethod
     def _href(cls, request: web.Request, path: str, **query: object) -> str:
         return html.escape(cls._link(request, path, **query))
+
+    @staticmethod
+    def _lang_field(request: web.Request) -> str:
+        """A GET form keeps the language the page was asked in (``?lang=``)."""
+        if "lang" not in request.query:
+            return ""
+        return f'<input type="hidden" name="lang" value="{request[LANG]}">'
 
     def _csrf_field(self, request: web.Request) -> str:
         token = self.keys.csrf(request.get(OPERATOR))
@@ -291,7 +302,7 @@ class Console(Site):
         if name is None:
             log.warning("console.login_refused", outcome="refused")
             return await self.login_form(request, failed=True)
-        response = web.HTTPSeeOther(self._link(request, "/messages"))
+        response = _see_other(self._link(request, "/messages"))
         response.set_cookie(COOKIE, self.keys.new_session(name), httponly=True, secure=True,
                             samesite="Strict", path="/",
                             max_age=int(self.keys.session_seconds))
@@ -299,7 +310,7 @@ class Console(Site):
         return response
 
     async def logout(self, request: web.Request) -> web.StreamResponse:
-        response = web.HTTPSeeOther(self._link(request, "/login"))
+        response = _see_other(self._link(request, "/login"))
         response.del_cookie(COOKIE, path="/")
         return response
 
@@ -343,8 +354,7 @@ class Console(Site):
         dates = "".join(
             f'<label for="f-{k}">{self.t(request, k)}<input id="f-{k}" name="{k}" type="date" '
             f'value="{html.escape(q.get(k, ""))}"></label>' for k in ("since", "until"))
-        hidden = f'<input type="hidden" name="lang" value="{request[LANG]}">' \
-            if "lang" in q else ""
+        hidden = self._lang_field(request)
         form = (f'<form class="search" method="get" action="/messages" role="search">{fields}'
                 f'<label for="f-state">{self.t(request, "state")}<select id="f-state" '
                 f'name="state">{options}</select></label>{dates}{hidden}'
@@ -398,12 +408,14 @@ class Console(Site):
                  + "".join(f'<th scope="col">{t(request, k)}</th>' for k in
                            ("domain", "state", "attempts", "reason", "next_attempt"))
                  + f"</tr></thead><tbody>{rows}</tbody></table>")
-        steps = await self.data.call(self._timeline, entry)
+        steps: list[JournalEntry] = await self.data.call(self._timeline, entry)
+        attempts = self._attempts(request, [e for e in steps if e.stage == "delivery"])
         if steps:
             items = "".join(
-                f'<tr><td>{html.escape(at)}</td><td>{html.escape(stage)}</td>'
-                f'<td><ul>{"".join(f"<li>{html.escape(d)}</li>" for d in details)}</ul></td></tr>'
-                for at, stage, details in steps)
+                f'<tr><td>{html.escape(e.at)}</td><td>{html.escape(e.stage)}</td>'
+                f'<td><ul>{"".join(f"<li>{html.escape(d)}</li>" for d in _describe(e.record))}'
+                '</ul></td></tr>'
+                for e in steps)
             timeline = (f'<table><thead><tr><th scope="col">{t(request, "when")}</th>'
                         f'<th scope="col">{t(request, "step")}</th><th scope="col">'
                         f'{t(request, "details")}</th></tr></thead><tbody>{items}</tbody></table>')
@@ -422,21 +434,43 @@ class Console(Site):
             reveal = (f'<form method="post" action="{target}">'
                       f'{self._csrf_field(request)}<p class="warn">{t(request, "reveal_warn")}</p>'
                       f'<button type="submit">{t(request, "reveal")}</button></form>')
-        body = (f'<table>{facts}</table>{actions}{rcpts}<h2>{t(request, "timeline")}</h2>'
-                f'{timeline}{reveal}')
+        body = (f'<table>{facts}</table>{actions}{rcpts}{attempts}'
+                f'<h2>{t(request, "timeline")}</h2>{timeline}{reveal}')
         return self._page(request, entry.queue_id, body)
 
-    def _timeline(self, entry: QueueEntry) -> list[tuple[str, str, list[str]]]:
-        """Journal steps of this message (by Message-ID, and by queue id for actions)."""
-        found: dict[int, tuple[str, str, list[str]]] = {}
-        bare = entry.message_id.strip("<>")
-        for key in dict.fromkeys((entry.message_id, bare, f"<{bare}>")):
+    def _timeline(self, entry: QueueEntry) -> list[JournalEntry]:
+        """Journal steps of this message, in order: by Message-ID (as the trace keys them),
+        by queue id (a message without one), never another message's steps."""
+        found: dict[int, JournalEntry] = {}
+        bare = entry.message_id.strip().strip("<>")
+        keys = [entry.queue_id] + ([entry.message_id, bare, f"<{bare}>"] if bare else [])
+        for key in dict.fromkeys(k for k in keys if k):
             for e in self.data.journal.entries(key):
                 queue_id = e.record.get("queue_id")
                 if queue_id not in (None, entry.queue_id):
                     continue  # another message with the same Message-ID
-                found[e.seq] = (e.at, e.stage, _describe(e.record))
+                found[e.seq] = e
         return [found[seq] for seq in sorted(found)]
+
+    def _attempts(self, request: web.Request, steps: Sequence[JournalEntry]) -> str:
+        """Each delivery attempt (the trace's ``delivery`` steps, one per recipient and
+        attempt): when, to which domain, through which relay, what the peer answered."""
+        t = self.t
+        if not steps:
+            return ""
+        head = "".join(f'<th scope="col">{t(request, k)}</th>' for k in
+                       ("when", "attempt", "domain", "relay", "state", "dsn", "reply"))
+        rows = "".join(
+            f'<tr><td>{html.escape(e.at)}</td><td>{html.escape(str(e.record.get("attempt", "")))}'
+            f'</td><td class="mono">{html.escape(str(e.record.get("recipient_domain", "")))}'
+            f'</td><td class="mono">{html.escape(str(e.record.get("relay", "")))}</td>'
+            f'<td class="state-{html.escape(str(e.record.get("status", "")))}">'
+            f'{html.escape(str(e.record.get("status", "")))}</td>'
+            f'<td class="mono">{html.escape(str(e.record.get("dsn", "")))}</td>'
+            f'<td class="mono">{html.escape(_short(e.record.get("reply", "")))}</td></tr>'
+            for e in steps)
+        return (f'<h2>{t(request, "delivery_attempts")}</h2><table class="attempts"><thead>'
+                f'<tr>{head}</tr></thead><tbody>{rows}</tbody></table>')
 
     async def reveal(self, request: web.Request) -> web.StreamResponse:
         qid = request.match_info["qid"]
@@ -529,30 +563,37 @@ class Console(Site):
 
     async def domains(self, request: web.Request) -> web.StreamResponse:
         t = self.t
-        if self.data.domain_list is None:
-            return self._page(request, i18n.text(request[LANG], "domains"),
-                              f'<p>{t(request, "none")}</p>')
-        listing = self.data.domain_list()
-        age = max(0.0, self.data.clock() - listing.generated_at.timestamp()) / 3600
-        names = sorted(listing.entries)
+        title = i18n.text(request[LANG], "domains")
+        listing = self.data.domain_list() if self.data.domain_list is not None else None
+        if listing is None or not listing.entries:
+            return self._page(request, title, f'<p>{t(request, "no_list")}</p>')
+        generated = listing.generated_at.timestamp()
+        age = max(0.0, self.data.clock() - generated) / 3600
         signer = listing.signed_by or i18n.text(request[LANG], "unsigned")
-        rows = "".join(f"<li><code>{html.escape(n)}</code></li>" for n in names[:500])
-        body = (f'<table><tr><th scope="row">{t(request, "generated")}</th><td>'
-                f'{self._when(listing.generated_at.timestamp())}</td></tr>'
+        entries = sorted(listing.entries.values(), key=lambda e: e.ascii_name)
+        rows = "".join(
+            f'<tr><td>{html.escape(e.name)}</td><td class="mono">'
+            f'{html.escape(e.ascii_name)}</td><td class="mono">{html.escape(e.dn)}</td></tr>'
+            for e in entries)
+        head = "".join(f'<th scope="col">{t(request, k)}</th>'
+                       for k in ("domain", "ascii_name", "operator_dn"))
+        body = (f'<table class="facts"><tr><th scope="row">{t(request, "generated")}</th><td>'
+                f'{self._when(generated)}</td></tr>'
                 f'<tr><th scope="row">{t(request, "age")}</th><td>{age:.1f} h</td></tr>'
                 f'<tr><th scope="row">{t(request, "signer")}</th><td class="mono">'
                 f'{html.escape(signer)}</td></tr>'
-                f'<tr><th scope="row">{t(request, "listed")}</th><td>{len(names)}</td></tr>'
-                f'</table><ul>{rows}</ul>')
-        return self._page(request, i18n.text(request[LANG], "domains"), body)
+                f'<tr><th scope="row">{t(request, "listed")}</th><td>{len(entries)}</td></tr>'
+                f'</table><h2>{t(request, "domains")}</h2><table class="domains"><thead><tr>'
+                f'{head}</tr></thead><tbody>{rows}</tbody></table>')
+        return self._page(request, title, body)
 
     async def directory(self, request: web.Request) -> web.StreamResponse:
         t = self.t
         query = request.query.get("q", "").strip()[:320]
         form = (f'<form class="search" method="get" action="/directory" role="search">'
                 f'<label for="f-q">{t(request, "lookup")}<input id="f-q" name="q" '
-                f'value="{html.escape(query)}"></label><button type="submit">'
-                f'{t(request, "search")}</button></form>')
+                f'value="{html.escape(query)}" required></label>{self._lang_field(request)}'
+                f'<button type="submit">{t(request, "search")}</button></form>')
         result = ""
         if query:
             try:
@@ -587,9 +628,18 @@ class Console(Site):
                 return list(store.find_by_address(query))
             if query.isdigit():
                 return list(store.find_by_rpps(query))
-            return list(store.find_by_name(query))
+            found = list(store.find_by_name(query))  # a family name ("Le Goff" too)
+            family, _, given = query.rpartition(" ")
+            if not found and family:  # "Leroy Anne": the family name, then the given name
+                found = list(store.find_by_name(family, given))
+            return found
         finally:
             store.close()
+
+
+def _see_other(location: str) -> web.Response:
+    """A 303 that carries cookies (an HTTPException is raised, not returned)."""
+    return web.Response(status=303, headers={"Location": location})
 
 
 def _describe(record: dict[str, Any]) -> list[str]:
