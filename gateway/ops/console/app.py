@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import html
+import re
 import ssl
 import time
 from collections.abc import Callable, Sequence
@@ -24,7 +26,7 @@ from gateway.ops.console import i18n
 from gateway.ops.console.auth import COOKIE, Keys, Operator, load_tokens
 from gateway.ops.http import Site
 from gateway.spool.model import QueueEntry, State
-from gateway.spool.search import QueueFilter
+from gateway.spool.search import AGE_BUCKETS, QueueFilter, Summary
 from gateway.spool.sqlite import SqliteSpool
 
 log = get_logger("gateway.console")
@@ -246,8 +248,13 @@ class Console(Site):
     def _when(ts: float) -> str:
         return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
-    def _states(self, entry: QueueEntry) -> str:
-        return ", ".join(f'<span class="state-{html.escape(s)}">{html.escape(s)}</span>'
+    def _state(self, request: web.Request, state: str) -> str:
+        """A state (or an attempt's result) in the page's language, its code as the class."""
+        return (f'<span class="state-{html.escape(state)}">'
+                f'{html.escape(i18n.state(request[LANG], state))}</span>')
+
+    def _states(self, request: web.Request, entry: QueueEntry) -> str:
+        return ", ".join(self._state(request, s)
                          for s in sorted({str(r.state) for r in entry.recipients}))
 
     def _table(self, request: web.Request, entries: Sequence[QueueEntry]) -> str:
@@ -262,11 +269,11 @@ class Console(Site):
             rows.append(
                 f'<tr><td><a class="mono" href="{self._href(request, "/messages/" + e.queue_id)}"'
                 f'>{html.escape(e.queue_id)}</a></td><td class="mono">'
-                f'{html.escape(e.message_id)}</td><td>{html.escape(e.direction)}</td>'
+                f'{html.escape(e.message_id)}</td><td>{self.t(request, str(e.direction))}</td>'
                 f'<td>{html.escape(e.mail_from_domain)}</td>'
                 f'<td>{len(e.recipients)} ({html.escape(", ".join(domains))})</td>'
-                f'<td>{self._states(e)}</td><td>{e.size}</td><td>{self._when(e.received_at)}'
-                '</td></tr>')
+                f'<td>{self._states(request, e)}</td><td>{e.size}</td>'
+                f'<td>{self._when(e.received_at)}</td></tr>')
         return f'<table><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
 
     async def _journal(self, message_id: str, stage: str, record: dict[str, Any]) -> None:
@@ -349,7 +356,8 @@ class Console(Site):
             f'<label for="f-{k}">{self.t(request, k)}<input id="f-{k}" name="{k}" '
             f'value="{html.escape(criteria[k])}"></label>' for k in criteria)
         options = f'<option value="">{self.t(request, "any")}</option>' + "".join(
-            f'<option value="{s}"{" selected" if s == state else ""}>{s}</option>'
+            f'<option value="{s}"{" selected" if s == state else ""}>'
+            f'{html.escape(i18n.state(request[LANG], str(s)))}</option>'
             for s in State)
         dates = "".join(
             f'<label for="f-{k}">{self.t(request, k)}<input id="f-{k}" name="{k}" type="date" '
@@ -363,7 +371,8 @@ class Console(Site):
         base = {**criteria, "state": state, "since": q.get("since", ""),
                 "until": q.get("until", "")}
         nav = [f'<p>{self.t(request, "results", n=total)} · '
-               f'{self.t(request, "page", p=page, n=pages)}</p><nav aria-label="pages">']
+               f'{self.t(request, "page", p=page, n=pages)}</p>'
+               f'<nav aria-label="{self.t(request, "pages")}">']
         if page > 1:
             prev = self._href(request, "/messages", **base, page=page - 1)
             nav.append(f'<a rel="prev" href="{prev}">'
@@ -395,14 +404,15 @@ class Console(Site):
             f'<tr><th scope="row">{t(request, k)}</th><td class="mono">'
             f'{html.escape(str(v))}</td></tr>'
             for k, v in (("queue_id", entry.queue_id), ("message_id", entry.message_id),
-                         ("direction", entry.direction),
+                         ("direction", i18n.text(request[LANG], str(entry.direction))),
                          ("sender_domain", entry.mail_from_domain), ("size", entry.size),
                          ("digest", entry.digest), ("received", self._when(entry.received_at))))
         rows = "".join(
             f'<tr><td class="mono">{html.escape(r.rcpt.rpartition("@")[2])}</td>'
-            f'<td class="state-{html.escape(str(r.state))}">{html.escape(str(r.state))}</td>'
-            f'<td>{r.attempts}</td><td class="mono">{html.escape(r.reason)}</td>'
-            f'<td>{self._when(r.next_attempt) if r.next_attempt else ""}</td></tr>'
+            f'<td>{self._state(request, str(r.state))}</td>'
+            f'<td>{r.attempts}</td><td class="mono">{html.escape(mask(r.reason))}</td>'
+            f'<td>{self._when(r.next_attempt) if r.state == State.DEFERRED else ""}'
+            '</td></tr>'
             for r in entry.recipients)
         rcpts = (f'<h2>{t(request, "recipients")}</h2><table><thead><tr>'
                  + "".join(f'<th scope="col">{t(request, k)}</th>' for k in
@@ -412,7 +422,7 @@ class Console(Site):
         attempts = self._attempts(request, [e for e in steps if e.stage == "delivery"])
         if steps:
             items = "".join(
-                f'<tr><td>{html.escape(e.at)}</td><td>{html.escape(e.stage)}</td>'
+                f'<tr><td>{html.escape(_at(e.at))}</td><td>{html.escape(e.stage)}</td>'
                 f'<td><ul>{"".join(f"<li>{html.escape(d)}</li>" for d in _describe(e.record))}'
                 '</ul></td></tr>'
                 for e in steps)
@@ -443,7 +453,8 @@ class Console(Site):
         by queue id (a message without one), never another message's steps."""
         found: dict[int, JournalEntry] = {}
         bare = entry.message_id.strip().strip("<>")
-        keys = [entry.queue_id] + ([entry.message_id, bare, f"<{bare}>"] if bare else [])
+        keys = [entry.queue_id, f"<{entry.digest[:32]}@passerelle>"]  # without a Message-ID
+        keys += [entry.message_id, bare, f"<{bare}>"] if bare else []
         for key in dict.fromkeys(k for k in keys if k):
             for e in self.data.journal.entries(key):
                 queue_id = e.record.get("queue_id")
@@ -461,11 +472,11 @@ class Console(Site):
         head = "".join(f'<th scope="col">{t(request, k)}</th>' for k in
                        ("when", "attempt", "domain", "relay", "state", "dsn", "reply"))
         rows = "".join(
-            f'<tr><td>{html.escape(e.at)}</td><td>{html.escape(str(e.record.get("attempt", "")))}'
+            f'<tr><td>{html.escape(_at(e.at))}</td>'
+            f'<td>{html.escape(str(e.record.get("attempt", "")))}'
             f'</td><td class="mono">{html.escape(str(e.record.get("recipient_domain", "")))}'
             f'</td><td class="mono">{html.escape(str(e.record.get("relay", "")))}</td>'
-            f'<td class="state-{html.escape(str(e.record.get("status", "")))}">'
-            f'{html.escape(str(e.record.get("status", "")))}</td>'
+            f'<td>{self._state(request, str(e.record.get("status", "")))}</td>'
             f'<td class="mono">{html.escape(str(e.record.get("dsn", "")))}</td>'
             f'<td class="mono">{html.escape(_short(e.record.get("reply", "")))}</td></tr>'
             for e in steps)
@@ -487,14 +498,39 @@ class Console(Site):
         return await self.message(request, revealed=block)
 
     async def queue(self, request: web.Request) -> web.StreamResponse:
+        """The count per state; then, as ``passerelle queue summary`` (qshape), the
+        recipients still waiting by destination domain and by age."""
+        t = self.t
+        now = self.data.clock()
         counts: dict[str, int] = await self.data.call(self.data.spool.counts)
-        oldest: float = await self.data.call(self.data.spool.oldest_age, self.data.clock())
+        oldest: float = await self.data.call(self.data.spool.oldest_age, now)
+        shape: Summary = await self.data.call(
+            functools.partial(self.data.spool.summary, QueueFilter(), now=now))
         rows = "".join(
             f'<tr><td><a href="{self._href(request, "/messages", state=s)}">'
-            f'{html.escape(str(s))}</a></td><td>{counts.get(str(s), 0)}</td></tr>' for s in State)
-        body = (f'<table><thead><tr><th scope="col">{self.t(request, "state")}</th>'
-                f'<th scope="col">{self.t(request, "count")}</th></tr></thead><tbody>{rows}'
-                f'</tbody></table><p>{self.t(request, "oldest")} : {oldest / 3600:.1f} h</p>')
+            f'{self._state(request, str(s))}</a></td><td>{counts.get(str(s), 0)}</td></tr>'
+            for s in State)
+        body = (f'<table class="states"><thead><tr><th scope="col">{t(request, "state")}</th>'
+                f'<th scope="col">{t(request, "count")}</th></tr></thead><tbody>{rows}'
+                f'</tbody></table><p>{t(request, "oldest", h=f"{oldest / 3600:.1f}")}</p>'
+                f'<h2>{t(request, "by_domain")}</h2>')
+        if not shape.recipients:
+            return self._page(request, i18n.text(request[LANG], "queue"),
+                              body + f'<p>{t(request, "nothing_waiting")}</p>')
+        ages = [f"&lt; {top // 60} min" for top in AGE_BUCKETS] + \
+            [f"≥ {AGE_BUCKETS[-1] // 60} min"]
+        head = (f'<th scope="col">{t(request, "domain")}</th><th scope="col">'
+                f'{t(request, "total")}</th>' + "".join(f'<th scope="col">{a}</th>' for a in ages))
+        lines = [(t(request, "all_domains"), [shape.recipients, *shape.by_age], "")] + [
+            (html.escape(d), c, "" if d == "(other)" else
+             self._href(request, "/messages", domain=d))
+            for d, c in shape.by_domain.items()]
+        trs = "".join(
+            '<tr><th scope="row">' + (f'<a href="{link}">{name}</a>' if link else name)
+            + "</th>" + "".join(f"<td>{n or ''}</td>" for n in c) + "</tr>"
+            for name, c, link in lines)
+        body += (f'<table class="shape"><caption>{t(request, "shape_caption")}</caption>'
+                 f'<thead><tr>{head}</tr></thead><tbody>{trs}</tbody></table>')
         return self._page(request, i18n.text(request[LANG], "queue"), body)
 
     async def quarantine(self, request: web.Request) -> web.StreamResponse:
@@ -504,7 +540,8 @@ class Console(Site):
         banner = f'<p class="notice" role="status">{html.escape(notice)}</p>' if notice else ""
         rows = []
         for e in entries:
-            reasons = sorted({r.reason for r in e.recipients if r.state == State.QUARANTINED})
+            reasons = sorted({mask(r.reason) for r in e.recipients
+                              if r.state == State.QUARANTINED})
             links = " ".join(
                 f'<a href="{self._href(request, f"/quarantine/{e.queue_id}/{a}")}">'
                 f'{self.t(request, a)}</a>' for a in ("release", "drop"))
@@ -518,7 +555,8 @@ class Console(Site):
                         f'<td>{links}</td></tr>')
         head = "".join(f'<th scope="col">{self.t(request, k)}</th>' for k in
                        ("queue_id", "message_id", "sender_domain", "why", "received"))
-        table = (f'<table><thead><tr>{head}<th scope="col"></th></tr></thead><tbody>'
+        table = (f'<table><thead><tr>{head}<th scope="col">{self.t(request, "actions")}</th>'
+                 f'</tr></thead><tbody>'
                  f'{"".join(rows)}</tbody></table>') if rows else \
             f'<p>{self.t(request, "none")}</p>'
         return self._page(request, i18n.text(request[LANG], "quarantine"), banner + table)
@@ -644,25 +682,50 @@ def _see_other(location: str) -> web.Response:
 
 def _describe(record: dict[str, Any]) -> list[str]:
     """One line per fact of a journal record: what was done, with what tool, with what
-    outcome — the record holds ids, digests, tools and outcomes, never content."""
+    outcome — the record holds ids, digests, tools and outcomes, never content; an address
+    in it is shown by its domain (Message-IDs, under their keys, as they are)."""
     out: list[str] = []
     for key in sorted(record):
+        if key in ("at", "stage"):  # the step's own columns
+            continue
         value = record[key]
         if isinstance(value, list):
             if not value:
                 continue
             if all(isinstance(v, dict) for v in value):
                 for v in value:
-                    out.append(f"{key}: " + ", ".join(f"{k}={_short(x)}" for k, x in v.items()))
+                    out.append(f"{key}: " + ", ".join(f"{k}={_short(x, k)}"
+                                                      for k, x in v.items()))
             else:
-                out.append(f"{key}: " + ", ".join(_short(v) for v in value))
+                out.append(f"{key}: " + ", ".join(_short(v, key) for v in value))
         elif isinstance(value, dict):
-            out.append(f"{key}: " + ", ".join(f"{k}={_short(x)}" for k, x in value.items()))
+            out.append(f"{key}: " + ", ".join(f"{k}={_short(x, k)}" for k, x in value.items()))
         else:
-            out.append(f"{key}: {_short(value)}")
+            out.append(f"{key}: {_short(value, key)}")
     return out
 
 
-def _short(value: Any) -> str:
-    text = str(value)
+_IDS = re.compile(r"(^|_)(message_id|in_reply_to|references|original_id|notice_id|id)$")
+
+
+def _short(value: Any, key: str = "") -> str:
+    text = str(value) if _IDS.search(key) else mask(str(value))
     return text if len(text) <= 160 else text[:157] + "…"
+
+
+_ADDRESS = re.compile(r"(<?)[\w.+-]+@([\w-]+(?:\.[\w-]+)+)")
+
+
+def mask(text: str) -> str:
+    """Addresses cut to their domain (``…@medical33.example``): a page shows whom a message
+    concerns only by its domain (in a peer's reply, a quarantine's reason, a trace step)."""
+    return _ADDRESS.sub(lambda m: f"{m.group(1)}…@{m.group(2)}", text)
+
+
+def _at(iso: str) -> str:
+    """A journal time (ISO 8601) as the pages write times, to the millisecond."""
+    try:
+        when = datetime.fromisoformat(iso).astimezone(UTC)
+    except ValueError:
+        return iso
+    return when.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC"

@@ -66,7 +66,18 @@ _T: dict[str, tuple[str, str]] = {
     "dropped": ("Message {id} supprimé.", "Message {id} dropped."),
     "action_failed": ("Action impossible : {why}", "Not done: {why}"),
     "count": ("Nombre", "Count"),
-    "oldest": ("Plus ancien en attente", "Oldest waiting"),
+    "oldest": ("Plus ancien en attente : {h} h", "Oldest waiting: {h} h"),
+    "by_domain": ("En attente par domaine de destination et par âge",
+                  "Waiting, by destination domain and age"),
+    "shape_caption": ("Destinataires non encore remis (comme passerelle queue summary)",
+                      "Recipients not yet delivered (as passerelle queue summary)"),
+    "nothing_waiting": ("Rien n'attend.", "Nothing is waiting."),
+    "total": ("Total", "Total"),
+    "all_domains": ("Tous", "All"),
+    "pages": ("Pages de résultats", "Result pages"),
+    "actions": ("Actions", "Actions"),
+    "to_trust": ("vers MSSanté", "to MSSanté"),
+    "to_legacy": ("vers la messagerie historique", "to the legacy network"),
     "generated": ("Générée le", "Generated at"),
     "age": ("Âge", "Age"),
     "signer": ("Signataire", "Signer"),
@@ -94,6 +105,25 @@ _T: dict[str, tuple[str, str]] = {
     "bad_date": ("Date invalide : {v}", "Bad date: {v}"),
     "lang_other": ("English", "Français"),
 }
+
+
+_STATES: dict[str, tuple[str, str]] = {
+    # a recipient's state, or a delivery attempt's result: (fr, en)
+    "received": ("reçu", "received"),
+    "translated": ("traduit", "translated"),
+    "delivered": ("remis", "delivered"),
+    "deferred": ("différé", "deferred"),
+    "bounced": ("rejeté", "bounced"),
+    "quarantined": ("en quarantaine", "quarantined"),
+    "held": ("suspendu", "held"),
+    "sent": ("remis", "sent"),
+}
+
+
+def state(lang: str, code: str) -> str:
+    """A state in ``lang`` (an unknown code as it is)."""
+    fr, en = _STATES.get(code, (code, code))
+    return fr if lang == "fr" else en
 
 
 def pick(query: str | None, accept: str | None) -> str:
