@@ -15,8 +15,8 @@ from gateway.crypto.world import OPERATORS, World
 from gateway.directory.model import COLUMNS, HEADER
 from gateway.directory.pgstore import open_directory
 from gateway.spool.search import QueueFilter
-from tests.console.scene import CHROMEDRIVER, browser, scene
-from tests.console.test_browser import click, login, ui
+from tests.console.scene import CHROMEDRIVER, TOKEN, browser, scene
+from tests.console.test_browser import click, fetch, login, search, tls, ui
 from tests.daemon.harness import until
 
 pytestmark = [
@@ -126,7 +126,8 @@ def test_directory_lookup_and_list_of_domains(world: World, tmp_path: Path) -> N
 
                 # nothing imported yet: said so, not a traceback
                 text = await ui(lookup, "dr.x@hopital-a.mssante.example")
-                assert "Directory unavailable" in text and "Traceback" not in d.page_source
+                assert "Directory unavailable: no directory imported" in text
+                assert "Traceback" not in d.page_source
                 store = open_directory(s.h.gateway.settings.directory_target)
                 store.import_file(extraction(
                     tmp_path / "extraction.txt",
@@ -188,6 +189,160 @@ def test_directory_lookup_and_list_of_domains(world: World, tmp_path: Path) -> N
                 assert all(r[2] for r in rows)
                 await ui(d.get, s.url + "/domains?lang=fr")
                 assert "Signataire" in main_text(d) and "Âge" in main_text(d)
+        finally:
+            await s.h.stop()
+
+    asyncio.run(main())
+
+
+def test_without_javascript_search_pages_queue_and_drop(world: World, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """With JavaScript off in the browser: search by each criterion and page through the
+    results, read the queue's summary, drop a quarantined message behind its confirmation."""
+    from selenium.webdriver.common.by import By
+
+    from gateway.ops.console import app
+    from tests.daemon.harness import ADDR
+
+    monkeypatch.setattr(app, "PAGE_SIZE", 2)  # three messages: two pages
+
+    async def main() -> None:
+        s = await scene(world, tmp_path)
+        spool = s.h.gateway.spool
+        journal = s.h.gateway.journal
+        try:
+            with browser(world, javascript=False) as d:
+                await ui(login, d, s.url)
+                assert "Operator: alice" in d.page_source
+                # every message, newest first, two a page; the next page by its link
+                await ui(d.get, s.url + "/messages")
+                text = main_text(d)
+                assert "3 message(s)" in text and "Page 1 of 2" in text
+                first = [r[0] for r in table_rows(d, "main table")]
+                assert sorted(first) == sorted([s.quarantined, s.deferred])
+                await ui(click, d, "a[rel=next]")
+                assert "Page 2 of 2" in main_text(d)
+                assert [r[0] for r in table_rows(d, "main table")] == [s.delivered]
+                assert d.find_elements(By.CSS_SELECTOR, "a[rel=prev]")
+                assert not d.find_elements(By.CSS_SELECTOR, "a[rel=next]")
+                # by sender (an address, or a domain), by recipient
+                text = await ui(search, d, s.url, sender=ADDR["petit"])
+                assert s.deferred in text and "1 message(s)" in text
+                text = await ui(search, d, s.url, sender="medical33.legacy.example")
+                assert s.delivered in text and s.quarantined in text and s.deferred not in text
+                text = await ui(search, d, s.url, recipient="DR.Y@clinique-b.mssante.example")
+                assert s.deferred in text and "1 message(s)" in text
+                text = await ui(search, d, s.url, recipient="dr.nobody@clinique-b.mssante"
+                                ".example")
+                assert "No message." in text
+                # by date of arrival (the form's GET, as a browser sends it)
+                today = datetime.now(UTC).strftime("%Y-%m-%d")
+                await ui(d.get, f"{s.url}/messages?since={today}&until={today}")
+                assert "3 message(s)" in main_text(d)
+                await ui(d.get, f"{s.url}/messages?until=2020-01-01")
+                assert "No message." in main_text(d)
+                await ui(d.get, f"{s.url}/messages?since=yesterday")
+                assert "Bad date: yesterday" in main_text(d)
+                # the queue: per state, and what waits by destination domain and age
+                await ui(d.get, s.url + "/queue")
+                states = dict(r for r in table_rows(d, "main table.states"))
+                assert states["deferred"] == "1" and states["quarantined"] == "1"
+                shape = {tr.find_element(By.TAG_NAME, "th").text:
+                         [td.text for td in tr.find_elements(By.TAG_NAME, "td")]
+                         for tr in d.find_elements(By.CSS_SELECTOR, "table.shape tbody tr")}
+                assert shape["All"][0] == "2"  # the deferred and the quarantined recipient
+                assert shape["clinique-b.mssante.example"][:2] == ["1", "1"]  # < 5 min
+                assert "hopital-a.mssante.example" in shape
+                await ui(click, d, "table.shape a[href*=clinique-b]")
+                assert s.deferred in main_text(d) and s.delivered not in main_text(d)
+                # drop: a confirmation first; cancel keeps it; confirm drops it
+                await ui(d.get, s.url + "/quarantine")
+                assert "…@medical33.legacy.example" in main_text(d)  # the reason, masked
+                assert "jean.DUPONT@" not in d.page_source
+                await ui(click, d, f"a[href='/quarantine/{s.quarantined}/drop']")
+                assert f"Drop message {s.quarantined} for good?" in main_text(d)
+                assert spool.entry(s.quarantined) is not None  # asking is not doing
+                await ui(click, d, "main form a")  # Cancel
+                assert d.current_url.endswith("/quarantine") and s.quarantined in main_text(d)
+                await ui(click, d, f"a[href='/quarantine/{s.quarantined}/drop']")
+                await ui(click, d, "main form button")
+                assert f"Message {s.quarantined} dropped." in main_text(d)
+                assert "No message." in main_text(d)
+                assert not spool.search(QueueFilter(everything=True, message_id=(
+                    "c3-quarantined@medical33.legacy.example")))[0]
+                steps = [e for e in journal.entries("<c3-quarantined@medical33.legacy.example>")
+                         if e.stage == "console.drop"]
+                assert len(steps) == 1 and steps[0].record["operator"] == "session:alice"
+                assert steps[0].record["queue_id"] == s.quarantined
+        finally:
+            await s.h.stop()
+
+    asyncio.run(main())
+
+
+PAGES = ("/messages", "/messages/{delivered}", "/messages/{deferred}",
+         "/messages/{quarantined}", "/queue", "/quarantine",
+         "/quarantine/{quarantined}/release", "/domains", "/directory?q=10000000011")
+
+
+def test_every_page_is_accessible_bilingual_scriptless_and_uncached(world: World,
+                                                                   tmp_path: Path) -> None:
+    """Each page, in French and in English: its language declared, one h1, a label for each
+    field, headers scoped; no script, no inline style or handler (the CSP allows none), not
+    cached, and no address's local part."""
+    from selenium.webdriver.common.by import By
+
+    async def main() -> None:
+        s = await scene(world, tmp_path)
+        ids = {"delivered": s.delivered, "deferred": s.deferred,
+               "quarantined": s.quarantined}
+        try:
+            with browser(world, javascript=False) as d:
+                await ui(d.get, s.url + "/login?lang=fr")
+                assert d.find_element(By.TAG_NAME, "html").get_attribute("lang") == "fr"
+                await ui(login, d, s.url)
+                for lang, word in (("fr", "Messages"), ("en", "Messages")):
+                    for path in PAGES:
+                        url = s.url + path.format(**ids)
+                        url += ("&" if "?" in url else "?") + f"lang={lang}"
+                        await ui(d.get, url)
+                        source = d.page_source
+                        where = f"{path} ({lang})"
+                        html_el = d.find_element(By.TAG_NAME, "html")
+                        assert html_el.get_attribute("lang") == lang, where
+                        assert len(d.find_elements(By.TAG_NAME, "h1")) == 1, where
+                        assert d.find_element(By.CSS_SELECTOR, "nav").text.startswith(word)
+                        for field in d.find_elements(By.CSS_SELECTOR,
+                                                     "input:not([type=hidden]), select"):
+                            fid = field.get_attribute("id")
+                            assert fid and d.find_elements(By.CSS_SELECTOR,
+                                                           f"label[for='{fid}']"), where
+                            assert d.find_element(By.CSS_SELECTOR,
+                                                  f"label[for='{fid}']").text.strip(), where
+                        for th in d.find_elements(By.CSS_SELECTOR, "th"):
+                            assert th.get_attribute("scope") in ("col", "row"), where
+                        low = source.lower()
+                        assert "<script" not in low and " style=" not in low, where
+                        assert " onclick=" not in low and " onload=" not in low, where
+                        for local in ("dupont@", "petit@", "dr.x@", "dr.y@"):
+                            assert local not in low, (where, local)
+                    # the words of the page are the language's
+                    await ui(d.get, f"{s.url}/queue?lang={lang}")
+                    text = main_text(d)
+                    assert ("File d'attente" in text and "différé" in text) if lang == "fr" \
+                        else ("Queue" in text and "deferred" in text)
+            # over HTTPS: no content page may be cached, and none may run a script
+            ctx = tls(world)
+            bearer = {"Authorization": f"Bearer {TOKEN}"}
+            for path in (*PAGES, "/login"):
+                status, _, headers = await ui(fetch, s.url + path.format(**ids), ctx,
+                                              headers=bearer)
+                assert status == 200, path
+                assert headers["Cache-Control"] == "no-store", path
+                csp = headers["Content-Security-Policy"]
+                assert "default-src 'none'" in csp and "unsafe-inline" not in csp, path
+            status, _, headers = await ui(fetch, s.url + "/static/console.css", ctx)
+            assert status == 200 and headers["Content-Type"].startswith("text/css")
         finally:
             await s.h.stop()
 

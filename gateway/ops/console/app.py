@@ -6,6 +6,7 @@ import asyncio
 import functools
 import html
 import re
+import sqlite3
 import ssl
 import time
 from collections.abc import Callable, Sequence
@@ -637,7 +638,9 @@ class Console(Site):
             try:
                 found = await self.data.call(self._lookup, query)
             except (PasserelleError, OSError) as exc:
-                result = f'<p class="error">{t(request, "dir_unavailable", why=str(exc))}</p>'
+                why = str(exc) if self._imported() else i18n.text(request[LANG], "dir_missing")
+                result = (f'<p class="error" role="alert">'
+                          f'{t(request, "dir_unavailable", why=why)}</p>')
             else:
                 if not found:
                     result = f'<p>{t(request, "dir_none")}</p>'
@@ -654,11 +657,32 @@ class Console(Site):
                     result = f'<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
         return self._page(request, i18n.text(request[LANG], "directory"), form + result)
 
+    def _imported(self) -> bool:
+        """Whether a directory has been imported where the settings say (as far as can be
+        told without opening it: a PostgreSQL one is taken as there)."""
+        target = self.data.directory
+        if target is None or (isinstance(target, Path) and not target.exists()):
+            return False
+        if isinstance(target, Path):
+            from gateway.directory.store import DirectoryStore
+
+            try:
+                store = DirectoryStore(target)
+            except PasserelleError:
+                return False
+            try:
+                return store.count() > 0
+            except (PasserelleError, sqlite3.Error):
+                return False
+            finally:
+                store.close()
+        return True
+
     def _lookup(self, query: str) -> list[Any]:
         from gateway.directory.pgstore import open_directory
 
         target = self.data.directory
-        if target is None or (isinstance(target, Path) and not target.exists()):
+        if target is None or not self._imported():
             raise OSError("no directory imported")
         store = open_directory(target)
         try:

@@ -89,6 +89,8 @@ _T: dict[str, tuple[str, str]] = {
     "ascii_name": ("Forme ASCII", "ASCII form"),
     "operator_dn": ("DN du certificat de l'opérateur", "Operator's certificate DN"),
     "dir_none": ("Aucune entrée.", "No entry."),
+    "dir_missing": ("aucun annuaire importé (passerelle directory import)",
+                    "no directory imported (passerelle directory import)"),
     "dir_unavailable": ("Annuaire indisponible : {why}", "Directory unavailable: {why}"),
     "type": ("Type", "Type"),
     "name": ("Nom", "Name"),
