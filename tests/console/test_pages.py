@@ -75,6 +75,14 @@ def test_each_delivery_attempt_with_the_peers_reply(world: World, tmp_path: Path
                 assert rows[0][0] <= rows[1][0] <= rows[2][0]  # in the order they happened
                 # the recipients' table still says where it stands now
                 assert "delivered" in main_text(d)
+                # a notice written about it (as the trace links one) leads to its page
+                s.h.gateway.journal.append(
+                    "<c4-third-time@medical59.legacy.example>", "notice",
+                    {"queue_id": entry.queue_id, "kind": "delay",
+                     "notice_queue_id": s.deferred}, at=datetime.now(UTC))
+                await ui(d.get, f"{s.url}/messages/{entry.queue_id}")
+                await ui(click, d, f"main a[href='/messages/{s.deferred}']")
+                assert d.current_url.endswith(f"/messages/{s.deferred}")
                 # in French too
                 await ui(d.get, f"{s.url}/messages/{entry.queue_id}?lang=fr")
                 assert "Tentatives de remise" in main_text(d)

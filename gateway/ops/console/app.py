@@ -424,8 +424,7 @@ class Console(Site):
         if steps:
             items = "".join(
                 f'<tr><td>{html.escape(_at(e.at))}</td><td>{html.escape(e.stage)}</td>'
-                f'<td><ul>{"".join(f"<li>{html.escape(d)}</li>" for d in _describe(e.record))}'
-                '</ul></td></tr>'
+                f'<td><ul>{self._facts(request, entry, e.record)}</ul></td></tr>'
                 for e in steps)
             timeline = (f'<table><thead><tr><th scope="col">{t(request, "when")}</th>'
                         f'<th scope="col">{t(request, "step")}</th><th scope="col">'
@@ -463,6 +462,20 @@ class Console(Site):
                     continue  # another message with the same Message-ID
                 found[e.seq] = e
         return [found[seq] for seq in sorted(found)]
+
+    def _facts(self, request: web.Request, entry: QueueEntry, record: dict[str, Any]) -> str:
+        """A step's facts as list items; another message it names (a notice written about
+        this one, the message a notice is about) is a link to that message's page."""
+        items = []
+        for line in _describe(record):
+            key, _, value = line.partition(": ")
+            if key.endswith("queue_id") and value != entry.queue_id and _QUEUE_ID.match(value):
+                link = self._href(request, "/messages/" + value)
+                items.append(f'<li>{html.escape(key)}: <a class="mono" href="{link}">'
+                             f'{html.escape(value)}</a></li>')
+            else:
+                items.append(f"<li>{html.escape(line)}</li>")
+        return "".join(items)
 
     def _attempts(self, request: web.Request, steps: Sequence[JournalEntry]) -> str:
         """Each delivery attempt (the trace's ``delivery`` steps, one per recipient and
@@ -729,6 +742,7 @@ def _describe(record: dict[str, Any]) -> list[str]:
     return out
 
 
+_QUEUE_ID = re.compile(r"^[0-9A-Za-z]{8,40}$")
 _IDS = re.compile(r"(^|_)(message_id|in_reply_to|references|original_id|notice_id|id)$")
 
 
