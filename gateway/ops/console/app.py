@@ -635,7 +635,7 @@ class Console(Site):
                 f'<tr><th scope="row">{t(request, "signer")}</th><td class="mono">'
                 f'{html.escape(signer)}</td></tr>'
                 f'<tr><th scope="row">{t(request, "listed")}</th><td>{len(entries)}</td></tr>'
-                f'</table><h2>{t(request, "domains")}</h2><table class="domains"><thead><tr>'
+                f'</table><h2>{t(request, "domain_rows")}</h2><table class="domains"><thead><tr>'
                 f'{head}</tr></thead><tbody>{rows}</tbody></table>')
         return self._page(request, title, body)
 

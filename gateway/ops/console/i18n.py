@@ -86,6 +86,7 @@ _T: dict[str, tuple[str, str]] = {
     "lookup": ("Adresse, RPPS ou nom de famille (et prénom)",
                "Address, RPPS or family name (and given name)"),
     "no_list": ("Aucune liste des domaines en vigueur.", "No list of domains in force."),
+    "domain_rows": ("Domaines et opérateurs", "Domains and operators"),
     "ascii_name": ("Forme ASCII", "ASCII form"),
     "operator_dn": ("DN du certificat de l'opérateur", "Operator's certificate DN"),
     "dir_none": ("Aucune entrée.", "No entry."),
