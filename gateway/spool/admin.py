@@ -14,6 +14,7 @@ from contextlib import AbstractContextManager
 from gateway.errors import BadInputError
 from gateway.journal import Conn
 from gateway.spool.model import QueueEntry, RecipientState, State
+from gateway.spool.search import QueueFilter, SpoolSearch
 
 
 class QueueAdmin:
@@ -45,14 +46,10 @@ class QueueAdmin:
         return 0.0 if row[0] is None else max(0.0, now - row[0])
 
     def list(self, *, state: str | None = None, limit: int = 100) -> list[QueueEntry]:
-        where = "WHERE queue_id IN (SELECT queue_id FROM recipients WHERE state=?)" if state \
-            else ""
-        with self._read() as db:
-            rows = db.execute(
-                "SELECT queue_id, direction, message_id, mail_from, size, digest, received_at "
-                f"FROM messages {where} ORDER BY received_at LIMIT ?",
-                (state, limit) if state else (limit,)).fetchall()
-            return [self._entry(db, *row) for row in rows]
+        """The first ``limit`` messages (oldest first), every one or those with a recipient
+        in ``state``: the spool's one search with that filter."""
+        assert isinstance(self, SpoolSearch)
+        return self.search(QueueFilter(state=state, everything=True), limit)[0]
 
     def entry(self, queue_id: str) -> QueueEntry:
         """One message's row and recipients, without its bytes."""
