@@ -308,6 +308,9 @@ def test_every_page_is_accessible_bilingual_scriptless_and_uncached(world: World
             with browser(world, javascript=False) as d:
                 await ui(d.get, s.url + "/login?lang=fr")
                 assert d.find_element(By.TAG_NAME, "html").get_attribute("lang") == "fr"
+                d.find_element(By.ID, "token").send_keys("not-the-operator-token")
+                await ui(click, d, "form button[type=submit]")
+                assert "Jeton inconnu." in main_text(d) and "/login" in d.current_url
                 await ui(login, d, s.url)
                 for lang, word in (("fr", "Messages"), ("en", "Messages")):
                     for path in PAGES:
@@ -351,6 +354,18 @@ def test_every_page_is_accessible_bilingual_scriptless_and_uncached(world: World
                 assert "default-src 'none'" in csp and "unsafe-inline" not in csp, path
             status, _, headers = await ui(fetch, s.url + "/static/console.css", ctx)
             assert status == 200 and headers["Content-Type"].startswith("text/css")
+            # what is not there, and an action that does not apply, are said plainly
+            status, body, headers = await ui(fetch, s.url + "/messages/0123456789ABCDEF0123",
+                                             ctx, headers=bearer)
+            assert status == 404 and "Not found." in body
+            assert headers["Cache-Control"] == "no-store"
+            _, page, _ = await ui(fetch, f"{s.url}/quarantine/{s.delivered}/release", ctx,
+                                  headers=bearer)
+            csrf = page.split('name="csrf" value="')[1].split('"')[0]
+            status, body, _ = await ui(fetch, f"{s.url}/quarantine/{s.delivered}/release", ctx,
+                                       headers=bearer, data=f"csrf={csrf}".encode())
+            assert status == 409 and "Not done:" in body and "Traceback" not in body
+            assert str(s.h.gateway.spool.entry(s.delivered).recipients[0].state) == "delivered"
         finally:
             await s.h.stop()
 

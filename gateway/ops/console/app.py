@@ -354,7 +354,7 @@ class Console(Site):
             self.data.spool.search, wanted, PAGE_SIZE, (page - 1) * PAGE_SIZE,
             newest_first=True)
         fields = "".join(
-            f'<label for="f-{k}">{self.t(request, k)}<input id="f-{k}" name="{k}" '
+            f'<label for="f-{k}">{self.t(request, "field_" + k)}<input id="f-{k}" name="{k}" '
             f'value="{html.escape(criteria[k])}"></label>' for k in criteria)
         options = f'<option value="">{self.t(request, "any")}</option>' + "".join(
             f'<option value="{s}"{" selected" if s == state else ""}>'
