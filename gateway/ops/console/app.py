@@ -548,10 +548,14 @@ class Console(Site):
         return self._page(request, i18n.text(request[LANG], "queue"), body)
 
     async def quarantine(self, request: web.Request) -> web.StreamResponse:
-        entries, _ = await self.data.call(self.data.spool.search,
-                                          QueueFilter(state=str(State.QUARANTINED)), 200)
+        entries, total = await self.data.call(self.data.spool.search,
+                                              QueueFilter(state=str(State.QUARANTINED)), 200)
         notice = request.query.get("done", "")
         banner = f'<p class="notice" role="status">{html.escape(notice)}</p>' if notice else ""
+        if total > len(entries):  # the oldest 200 here; all of them, page by page, there
+            every = self._href(request, "/messages", state=str(State.QUARANTINED))
+            banner += (f'<p>{self.t(request, "first_of", n=len(entries), total=total)} '
+                       f'<a href="{every}">{self.t(request, "see_all")}</a></p>')
         rows = []
         for e in entries:
             reasons = sorted({mask(r.reason) for r in e.recipients
@@ -651,7 +655,8 @@ class Console(Site):
             try:
                 found = await self.data.call(self._lookup, query)
             except (PasserelleError, OSError) as exc:
-                why = str(exc) if self._imported() else i18n.text(request[LANG], "dir_missing")
+                imported = await self.data.call(self._imported)
+                why = str(exc) if imported else i18n.text(request[LANG], "dir_missing")
                 result = (f'<p class="error" role="alert">'
                           f'{t(request, "dir_unavailable", why=why)}</p>')
             else:

@@ -79,6 +79,8 @@ _T: dict[str, tuple[str, str]] = {
     "total": ("Total", "Total"),
     "all_domains": ("Tous", "All"),
     "pages": ("Pages de résultats", "Result pages"),
+    "first_of": ("Les {n} plus anciens sur {total}.", "The oldest {n} of {total}."),
+    "see_all": ("Tous, page par page", "All of them, page by page"),
     "actions": ("Actions", "Actions"),
     "to_trust": ("vers MSSanté", "to MSSanté"),
     "to_legacy": ("vers la messagerie historique", "to the legacy network"),
