@@ -756,7 +756,9 @@ def _short(value: Any, key: str = "") -> str:
     return text if len(text) <= 160 else text[:157] + "…"
 
 
-_ADDRESS = re.compile(r"(<?)[\w.+-]+@([\w-]+(?:\.[\w-]+)+)")
+_ADDRESS = re.compile(
+    r"(<?)(?:\"[^\"\r\n]*\"|(?:[\w.+!#$%&*/?^`{|}~-]|(?<=\w)'(?=\w))+)"  # the local part
+    r"@([\w-]+(?:\.[\w-]+)+)")  # the domain (Unicode too)
 
 
 def mask(text: str) -> str:
