@@ -35,11 +35,15 @@ def test_a_step_keeps_its_ids_and_cuts_its_addresses() -> None:
         "sender": "jean.dupont@m33.example", "reply": "550 <dr.y@b.example> unknown",
         "notices": [{"kind": "mdn", "message_id": "<n@p.example>", "to": "x@y.example"}],
         "empty": [],
+        "details": {"verification": {"result": "good", "tools": ["gpg", "sqop"]},
+                    "mappings": ["jean@m33.example -> jean@legacy.example"]},
     })
     assert lines == [
-        "in_reply_to: <a.b@c.example>", "message_id: <x@y.example>",
-        "notices: kind=mdn, message_id=<n@p.example>, to=…@y.example",
-        "reply: 550 <…@b.example> unknown", "sender: …@m33.example"]
+        "in_reply_to: <a.b@c.example>",
+        "mappings: …@m33.example -> …@legacy.example", "message_id: <x@y.example>",
+        "notices: kind=mdn; message_id=<n@p.example>; to=…@y.example",
+        "reply: 550 <…@b.example> unknown", "sender: …@m33.example",
+        "verification: result=good; tools=gpg, sqop"]
 
 
 def test_states_in_both_languages() -> None:

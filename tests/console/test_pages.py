@@ -75,6 +75,11 @@ def test_each_delivery_attempt_with_the_peers_reply(world: World, tmp_path: Path
                 assert rows[0][0] <= rows[1][0] <= rows[2][0]  # in the order they happened
                 # the recipients' table still says where it stands now
                 assert "delivered" in main_text(d)
+                # the timeline: the steps, the tool that verified the signature, the repair
+                timeline = main_text(d).split("Timeline", 1)[1]
+                for step in ("received", "open", "repair", "compose", "sign", "delivery"):
+                    assert f" {step}\n" in timeline, step
+                assert "result=good" in timeline and "tools=gpg" in timeline
                 # a notice written about it (as the trace links one) leads to its page
                 s.h.gateway.journal.append(
                     "<c4-third-time@medical59.legacy.example>", "notice",

@@ -725,26 +725,25 @@ def _see_other(location: str) -> web.Response:
 def _describe(record: dict[str, Any]) -> list[str]:
     """One line per fact of a journal record: what was done, with what tool, with what
     outcome — the record holds ids, digests, tools and outcomes, never content; an address
-    in it is shown by its domain (Message-IDs, under their keys, as they are)."""
-    out: list[str] = []
-    for key in sorted(record):
-        if key in ("at", "stage"):  # the step's own columns
-            continue
-        value = record[key]
-        if isinstance(value, list):
-            if not value:
-                continue
-            if all(isinstance(v, dict) for v in value):
-                for v in value:
-                    out.append(f"{key}: " + ", ".join(f"{k}={_short(x, k)}"
-                                                      for k, x in v.items()))
-            else:
-                out.append(f"{key}: " + ", ".join(_short(v, key) for v in value))
-        elif isinstance(value, dict):
-            out.append(f"{key}: " + ", ".join(f"{k}={_short(x, k)}" for k, x in value.items()))
-        else:
-            out.append(f"{key}: {_short(value, key)}")
-    return out
+    in it is shown by its domain (Message-IDs, under their keys, as they are).  The trace's
+    ``details`` are facts of the step like the others."""
+    facts = {k: v for k, v in record.items() if k not in ("at", "stage", "details")}
+    details = record.get("details")
+    if isinstance(details, dict):
+        facts.update({k: v for k, v in details.items() if k not in facts})
+    elif details not in (None, "", [], {}):
+        facts["details"] = details
+    return [f"{key}: {_flat(facts[key], key)}" for key in sorted(facts)
+            if facts[key] not in (None, "", [], {})]
+
+
+def _flat(value: Any, key: str) -> str:
+    """A fact's value on one line: a list comma-separated, a mapping ``k=v; …``."""
+    if isinstance(value, dict):
+        return "; ".join(f"{k}={_flat(v, str(k))}" for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return ", ".join(_flat(v, key) for v in value)
+    return _short(value, key)
 
 
 _QUEUE_ID = re.compile(r"^[0-9A-Za-z]{8,40}$")
