@@ -21,8 +21,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from gateway.crypto.world import build_world  # noqa: E402
+from gateway.directory.pgstore import open_directory  # noqa: E402
 from tests.console.scene import browser, scene  # noqa: E402
 from tests.console.test_browser import login  # noqa: E402
+from tests.console.test_pages import extraction  # noqa: E402
 
 
 def main() -> int:
@@ -47,6 +49,14 @@ def main() -> int:
 async def shoot(world: object, state: Path, lang: str, out: Path) -> None:
     s = await scene(world, state)  # type: ignore[arg-type]
     try:
+        store = open_directory(s.h.gateway.settings.directory_target)
+        store.import_file(extraction(
+            state / "extraction.txt",
+            ("PER", "anne.leroy@hopital-a.mssante.example", "10000000011", "LEROY", "Anne"),
+            ("PER", "a.leroy@clinique-b.mssante.example", "10000000011", "LEROY", "Anne"),
+            ("ORG", "secretariat@clinique-b.mssante.example", "", "", "")))
+        store.close()
+        await asyncio.sleep(0.7)  # a few attempts on the deferred message
         def pages() -> None:
             with browser(world, lang=lang, height=760) as d:  # type: ignore[arg-type]
                 d.get(s.url + "/login")
@@ -60,6 +70,7 @@ async def shoot(world: object, state: Path, lang: str, out: Path) -> None:
                     "quarantine": f"/quarantine?lang={lang}",
                     "confirm": f"/quarantine/{s.quarantined}/release?lang={lang}",
                     "domains": f"/domains?lang={lang}",
+                    "directory": f"/directory?q=10000000011&lang={lang}",
                 }
                 for name, path in shots.items():
                     d.get(s.url + path)

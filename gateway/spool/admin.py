@@ -1,5 +1,6 @@
 """The operator's side of the spool: what `passerelle queue …` and the gauges read, and the
-actions an operator takes on a message (retry, hold, release, delete).
+actions an operator takes on a message (retry, hold, release, delete).  Finding messages by
+criteria is :meth:`gateway.spool.search.SpoolSearch.search` (the CLI's and the console's).
 
 A mixin of :class:`gateway.spool.sqlite.SqliteSpool` (and so of the PostgreSQL spool), whose
 connections and transactions it uses; the SQL is the spool's shared dialect.  Nothing here
@@ -8,12 +9,12 @@ shows more of a message than ids, sizes, digests, domains and states.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from contextlib import AbstractContextManager
 
 from gateway.errors import BadInputError
 from gateway.journal import Conn
 from gateway.spool.model import QueueEntry, RecipientState, State
+from gateway.spool.search import QueueFilter, SpoolSearch
 
 
 class QueueAdmin:
@@ -45,14 +46,10 @@ class QueueAdmin:
         return 0.0 if row[0] is None else max(0.0, now - row[0])
 
     def list(self, *, state: str | None = None, limit: int = 100) -> list[QueueEntry]:
-        where = "WHERE queue_id IN (SELECT queue_id FROM recipients WHERE state=?)" if state \
-            else ""
-        with self._read() as db:
-            rows = db.execute(
-                "SELECT queue_id, direction, message_id, mail_from, size, digest, received_at "
-                f"FROM messages {where} ORDER BY received_at LIMIT ?",
-                (state, limit) if state else (limit,)).fetchall()
-            return [self._entry(db, *row) for row in rows]
+        """The first ``limit`` messages (oldest first), every one or those with a recipient
+        in ``state``: the spool's one search with that filter."""
+        assert isinstance(self, SpoolSearch)
+        return self.search(QueueFilter(state=state, everything=True), limit)[0]
 
     def entry(self, queue_id: str) -> QueueEntry:
         """One message's row and recipients, without its bytes."""
@@ -62,54 +59,6 @@ class QueueAdmin:
             if row is None:
                 raise BadInputError(f"no message {queue_id} in the queue")
             return self._entry(db, *row)
-
-    def find_messages(self, *, message_id: str = "", sender: str = "", recipient: str = "",
-               domain: str = "", state: str = "", since: float | None = None,
-               until: float | None = None, limit: int = 50, offset: int = 0
-               ) -> tuple[Sequence[QueueEntry], int]:
-        """Messages matching every given criterion (newest first) and how many match in all:
-        ``message_id`` exact (with or without <>), ``sender``/``recipient`` an address
-        (case-insensitive), ``domain`` the sender's or a recipient's domain, ``state`` one
-        recipient's state, ``since``/``until`` the arrival time.  For the operator console."""
-        where: list[str] = []
-        args: list[object] = []
-        if message_id:
-            bare = message_id.strip().strip("<>")
-            where.append("m.message_id IN (?, ?)")
-            args += [bare, f"<{bare}>"]
-        if sender:
-            where.append("lower(m.mail_from) = ?")
-            args.append(sender.strip().lower())
-        rcpt: list[str] = []
-        if recipient:
-            rcpt.append("lower(r.rcpt) = ?")
-            args.append(recipient.strip().lower())
-        if state:
-            rcpt.append("r.state = ?")
-            args.append(state)
-        if domain:
-            d = "%@" + domain.strip().lower().replace("\\", "").replace("%", "").replace("_", "")
-            where.append("(lower(m.mail_from) LIKE ? OR m.queue_id IN (SELECT queue_id FROM "
-                         "recipients WHERE lower(rcpt) LIKE ?))")
-            args += [d, d]
-        if rcpt:
-            where.append("m.queue_id IN (SELECT r.queue_id FROM recipients r WHERE "
-                         + " AND ".join(rcpt) + ")")
-        if since is not None:
-            where.append("m.received_at >= ?")
-            args.append(since)
-        if until is not None:
-            where.append("m.received_at < ?")
-            args.append(until)
-        clause = ("WHERE " + " AND ".join(where)) if where else ""
-        with self._read() as db:
-            total = int(db.execute(f"SELECT COUNT(*) FROM messages m {clause}",
-                                   tuple(args)).fetchone()[0])
-            rows = db.execute(
-                "SELECT m.queue_id, m.direction, m.message_id, m.mail_from, m.size, m.digest, "
-                f"m.received_at FROM messages m {clause} ORDER BY m.received_at DESC, "
-                "m.queue_id LIMIT ? OFFSET ?", (*args, limit, offset)).fetchall()
-            return [self._entry(db, *row) for row in rows], total
 
     def _entry(self, db: Conn, qid: str, direction: str, message_id: str,
                mail_from: str, size: int, digest: str, received_at: float) -> QueueEntry:

@@ -3,7 +3,8 @@
 One filter (:class:`QueueFilter`) serves the listing, the summary and the bulk actions, on
 SQLite and on PostgreSQL alike (portable SQL; :class:`gateway.spool.pg.PgSpool` inherits it):
 
-* :meth:`SpoolSearch.search` — one page of messages and the total that match;
+* :meth:`SpoolSearch.search` — one page of messages and the total that match (the CLI's
+  ``queue list`` oldest first, the console's search newest first);
 * :meth:`SpoolSearch.summary` — counts by state, by destination domain and by age (qshape);
 * :meth:`SpoolSearch.bulk` — ``retry``, ``hold``, ``release`` or ``delete`` every match.
 
@@ -45,7 +46,9 @@ class QueueFilter:
     rcpt: str | None = None  # likewise, for a recipient
     domain: str | None = None  # the recipient's domain
     since: float | None = None  # received at or after (epoch seconds)
+    until: float | None = None  # received before (epoch seconds)
     message_id: str | None = None
+    any_domain: str | None = None  # the sender's or any recipient's domain
     everything: bool = False  # delivered and bounced recipients too
 
     def where(self, rcpt_column: Callable[[str], str] = lambda c: f"r.{c}",
@@ -80,6 +83,15 @@ class QueueFilter:
         if self.since is not None:
             mc.append("m.received_at >= ?")
             mp.append(self.since)
+        if self.until is not None:
+            mc.append("m.received_at < ?")
+            mp.append(self.until)
+        if self.any_domain:
+            sender, value = _address("m.mail_from", "@" + self.any_domain.lstrip("@"))
+            rcpt, _ = _address("a.rcpt", "@" + self.any_domain.lstrip("@"))
+            mc.append(f"({sender} OR EXISTS (SELECT 1 FROM recipients a WHERE "
+                      f"a.queue_id = m.queue_id AND {rcpt}))")
+            mp.extend((value, value))
         if self.message_id:
             bare = self.message_id.strip().strip("<>")
             mc.append("m.message_id IN (?, ?)")
@@ -158,16 +170,19 @@ class SpoolSearch:
         return (f"FROM messages m WHERE {mc} AND EXISTS (SELECT 1 FROM recipients r WHERE "
                 f"r.queue_id = m.queue_id AND {rc})", [*mp, *rp])
 
-    def search(self, f: QueueFilter, limit: int = 50, offset: int = 0
-               ) -> tuple[list[QueueEntry], int]:
-        """One page of the messages ``f`` matches, oldest first, and how many match in all.
-        Each entry carries all its recipients (not only those that matched)."""
+    def search(self, f: QueueFilter, limit: int = 50, offset: int = 0, *,
+               newest_first: bool = False) -> tuple[list[QueueEntry], int]:
+        """One page of the messages ``f`` matches, oldest first (``newest_first``: the
+        other way), and how many match in all.  Each entry carries all its recipients (not
+        only those that matched).  The one search of the spool: ``passerelle queue`` and the
+        operator console both call it."""
         frm, params = self._matching(f)
+        order = "m.received_at DESC, m.queue_id" if newest_first else "m.received_at, m.queue_id"
         with self._read() as db:
             total = int(db.execute(f"SELECT COUNT(*) {frm}", params).fetchone()[0])
             rows = db.execute(
                 "SELECT m.queue_id, m.direction, m.message_id, m.mail_from, m.size, m.digest, "
-                f"m.received_at {frm} ORDER BY m.received_at, m.queue_id LIMIT ? OFFSET ?",
+                f"m.received_at {frm} ORDER BY {order} LIMIT ? OFFSET ?",
                 [*params, limit, offset]).fetchall()
             rcpts: dict[str, list[RecipientState]] = {r[0]: [] for r in rows}
             for ids in _chunks([r[0] for r in rows]):

@@ -82,9 +82,10 @@ def spki_pin(cert: Path) -> str:
 
 
 @contextmanager
-def browser(world: World, *, lang: str = "en", width: int = 1280,
-            height: int = 900) -> Iterator[object]:
-    """A headless Debian chromium through its chromedriver, in a fresh profile."""
+def browser(world: World, *, lang: str = "en", width: int = 1280, height: int = 900,
+            javascript: bool = True) -> Iterator[object]:
+    """A headless Debian chromium through its chromedriver, in a fresh profile (with
+    ``javascript=False``, with JavaScript turned off for every page)."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -98,7 +99,10 @@ def browser(world: World, *, lang: str = "en", width: int = 1280,
                  f"--lang={lang}",
                  f"--ignore-certificate-errors-spki-list={spki_pin(world.cert('gateway-server'))}"):
         opts.add_argument(flag)
-    opts.add_experimental_option("prefs", {"intl.accept_languages": lang})
+    prefs: dict[str, object] = {"intl.accept_languages": lang}
+    if not javascript:
+        prefs["profile.managed_default_content_settings.javascript"] = 2
+    opts.add_experimental_option("prefs", prefs)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER, env=dict(os.environ)), options=opts)
     try:
         yield driver

@@ -182,9 +182,11 @@ def test_headers_certificates_and_refusals_over_https(world: World, tmp_path: Pa
             # no credentials: a browser is sent to sign in; a POST is refused outright
             status, _, headers = await ui(fetch, s.url + "/messages", anon)
             assert status == 303 and headers["Location"].startswith("/login")
-            status, _, _ = await ui(fetch, f"{s.url}/quarantine/{s.quarantined}/drop", anon,
-                                    data=b"csrf=x")
-            assert status == 401
+            assert headers["Cache-Control"] == "no-store"  # a refusal has the headers too
+            assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
+            status, _, headers = await ui(fetch, f"{s.url}/quarantine/{s.quarantined}/drop",
+                                          anon, data=b"csrf=x")
+            assert status == 401 and headers["X-Frame-Options"] == "DENY"
             # a wrong bearer token is refused; the right one is let in, with the headers
             status, _, _ = await ui(fetch, s.url + "/queue", anon, headers={
                 "Authorization": "Bearer not-the-token-at-all"})

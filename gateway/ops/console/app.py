@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import html
+import re
+import sqlite3
 import ssl
 import time
 from collections.abc import Callable, Sequence
@@ -18,12 +21,13 @@ from multidict import MultiDictProxy
 
 from gateway.config import ConsoleSettings
 from gateway.errors import PasserelleError
-from gateway.journal import Journal
+from gateway.journal import Journal, JournalEntry
 from gateway.log import get_logger
 from gateway.ops.console import i18n
 from gateway.ops.console.auth import COOKIE, Keys, Operator, load_tokens
 from gateway.ops.http import Site
 from gateway.spool.model import QueueEntry, State
+from gateway.spool.search import AGE_BUCKETS, QueueFilter, Summary
 from gateway.spool.sqlite import SqliteSpool
 
 log = get_logger("gateway.console")
@@ -124,9 +128,14 @@ class Console(Site):
     async def _headers(self, request: web.Request, handler: Any) -> web.StreamResponse:
         try:
             response: web.StreamResponse = await handler(request)
-        except web.HTTPException as exc:
-            response = exc
-        h = response.headers
+        except web.HTTPException as exc:  # redirects and refusals get the headers too
+            self._secure(request, exc.headers)
+            raise
+        self._secure(request, response.headers)
+        return response
+
+    @staticmethod
+    def _secure(request: web.Request, h: Any) -> None:
         h["Content-Security-Policy"] = CSP
         h["X-Frame-Options"] = "DENY"
         h["X-Content-Type-Options"] = "nosniff"
@@ -134,7 +143,6 @@ class Console(Site):
         h["Strict-Transport-Security"] = "max-age=31536000"
         h["Cache-Control"] = "no-store" if request.path != "/static/console.css" \
             else "max-age=3600"
-        return response
 
     @web.middleware
     async def _access(self, request: web.Request, handler: Any) -> web.StreamResponse:
@@ -187,6 +195,13 @@ class Console(Site):
     def _href(cls, request: web.Request, path: str, **query: object) -> str:
         return html.escape(cls._link(request, path, **query))
 
+    @staticmethod
+    def _lang_field(request: web.Request) -> str:
+        """A GET form keeps the language the page was asked in (``?lang=``)."""
+        if "lang" not in request.query:
+            return ""
+        return f'<input type="hidden" name="lang" value="{request[LANG]}">'
+
     def _csrf_field(self, request: web.Request) -> str:
         token = self.keys.csrf(request.get(OPERATOR))
         return f'<input type="hidden" name="csrf" value="{token}">'
@@ -234,8 +249,13 @@ class Console(Site):
     def _when(ts: float) -> str:
         return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
-    def _states(self, entry: QueueEntry) -> str:
-        return ", ".join(f'<span class="state-{html.escape(s)}">{html.escape(s)}</span>'
+    def _state(self, request: web.Request, state: str) -> str:
+        """A state (or an attempt's result) in the page's language, its code as the class."""
+        return (f'<span class="state-{html.escape(state)}">'
+                f'{html.escape(i18n.state(request[LANG], state))}</span>')
+
+    def _states(self, request: web.Request, entry: QueueEntry) -> str:
+        return ", ".join(self._state(request, s)
                          for s in sorted({str(r.state) for r in entry.recipients}))
 
     def _table(self, request: web.Request, entries: Sequence[QueueEntry]) -> str:
@@ -250,11 +270,11 @@ class Console(Site):
             rows.append(
                 f'<tr><td><a class="mono" href="{self._href(request, "/messages/" + e.queue_id)}"'
                 f'>{html.escape(e.queue_id)}</a></td><td class="mono">'
-                f'{html.escape(e.message_id)}</td><td>{html.escape(e.direction)}</td>'
+                f'{html.escape(e.message_id)}</td><td>{self.t(request, str(e.direction))}</td>'
                 f'<td>{html.escape(e.mail_from_domain)}</td>'
                 f'<td>{len(e.recipients)} ({html.escape(", ".join(domains))})</td>'
-                f'<td>{self._states(e)}</td><td>{e.size}</td><td>{self._when(e.received_at)}'
-                '</td></tr>')
+                f'<td>{self._states(request, e)}</td><td>{e.size}</td>'
+                f'<td>{self._when(e.received_at)}</td></tr>')
         return f'<table><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
 
     async def _journal(self, message_id: str, stage: str, record: dict[str, Any]) -> None:
@@ -290,7 +310,7 @@ class Console(Site):
         if name is None:
             log.warning("console.login_refused", outcome="refused")
             return await self.login_form(request, failed=True)
-        response = web.HTTPSeeOther(self._link(request, "/messages"))
+        response = _see_other(self._link(request, "/messages"))
         response.set_cookie(COOKIE, self.keys.new_session(name), httponly=True, secure=True,
                             samesite="Strict", path="/",
                             max_age=int(self.keys.session_seconds))
@@ -298,7 +318,7 @@ class Console(Site):
         return response
 
     async def logout(self, request: web.Request) -> web.StreamResponse:
-        response = web.HTTPSeeOther(self._link(request, "/login"))
+        response = _see_other(self._link(request, "/login"))
         response.del_cookie(COOKIE, path="/")
         return response
 
@@ -326,20 +346,24 @@ class Console(Site):
             page = 1
         criteria = {k: q.get(k, "").strip()[:320] for k in
                     ("message_id", "sender", "recipient", "domain")}
+        wanted = QueueFilter(
+            message_id=criteria["message_id"] or None, sender=criteria["sender"] or None,
+            rcpt=criteria["recipient"] or None, any_domain=criteria["domain"] or None,
+            state=state or None, since=since, until=until, everything=True)
         entries, total = await self.data.call(
-            self.data.spool.find_messages, **criteria, state=state, since=since, until=until,
-            limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
+            self.data.spool.search, wanted, PAGE_SIZE, (page - 1) * PAGE_SIZE,
+            newest_first=True)
         fields = "".join(
-            f'<label for="f-{k}">{self.t(request, k)}<input id="f-{k}" name="{k}" '
+            f'<label for="f-{k}">{self.t(request, "field_" + k)}<input id="f-{k}" name="{k}" '
             f'value="{html.escape(criteria[k])}"></label>' for k in criteria)
         options = f'<option value="">{self.t(request, "any")}</option>' + "".join(
-            f'<option value="{s}"{" selected" if s == state else ""}>{s}</option>'
+            f'<option value="{s}"{" selected" if s == state else ""}>'
+            f'{html.escape(i18n.state(request[LANG], str(s)))}</option>'
             for s in State)
         dates = "".join(
             f'<label for="f-{k}">{self.t(request, k)}<input id="f-{k}" name="{k}" type="date" '
             f'value="{html.escape(q.get(k, ""))}"></label>' for k in ("since", "until"))
-        hidden = f'<input type="hidden" name="lang" value="{request[LANG]}">' \
-            if "lang" in q else ""
+        hidden = self._lang_field(request)
         form = (f'<form class="search" method="get" action="/messages" role="search">{fields}'
                 f'<label for="f-state">{self.t(request, "state")}<select id="f-state" '
                 f'name="state">{options}</select></label>{dates}{hidden}'
@@ -348,7 +372,8 @@ class Console(Site):
         base = {**criteria, "state": state, "since": q.get("since", ""),
                 "until": q.get("until", "")}
         nav = [f'<p>{self.t(request, "results", n=total)} · '
-               f'{self.t(request, "page", p=page, n=pages)}</p><nav aria-label="pages">']
+               f'{self.t(request, "page", p=page, n=pages)}</p>'
+               f'<nav aria-label="{self.t(request, "pages")}">']
         if page > 1:
             prev = self._href(request, "/messages", **base, page=page - 1)
             nav.append(f'<a rel="prev" href="{prev}">'
@@ -380,25 +405,27 @@ class Console(Site):
             f'<tr><th scope="row">{t(request, k)}</th><td class="mono">'
             f'{html.escape(str(v))}</td></tr>'
             for k, v in (("queue_id", entry.queue_id), ("message_id", entry.message_id),
-                         ("direction", entry.direction),
+                         ("direction", i18n.text(request[LANG], str(entry.direction))),
                          ("sender_domain", entry.mail_from_domain), ("size", entry.size),
                          ("digest", entry.digest), ("received", self._when(entry.received_at))))
         rows = "".join(
             f'<tr><td class="mono">{html.escape(r.rcpt.rpartition("@")[2])}</td>'
-            f'<td class="state-{html.escape(str(r.state))}">{html.escape(str(r.state))}</td>'
-            f'<td>{r.attempts}</td><td class="mono">{html.escape(r.reason)}</td>'
-            f'<td>{self._when(r.next_attempt) if r.next_attempt else ""}</td></tr>'
+            f'<td>{self._state(request, str(r.state))}</td>'
+            f'<td>{r.attempts}</td><td class="mono">{html.escape(mask(r.reason))}</td>'
+            f'<td>{self._when(r.next_attempt) if r.state == State.DEFERRED else ""}'
+            '</td></tr>'
             for r in entry.recipients)
         rcpts = (f'<h2>{t(request, "recipients")}</h2><table><thead><tr>'
                  + "".join(f'<th scope="col">{t(request, k)}</th>' for k in
                            ("domain", "state", "attempts", "reason", "next_attempt"))
                  + f"</tr></thead><tbody>{rows}</tbody></table>")
-        steps = await self.data.call(self._timeline, entry)
+        steps: list[JournalEntry] = await self.data.call(self._timeline, entry)
+        attempts = self._attempts(request, [e for e in steps if e.stage == "delivery"])
         if steps:
             items = "".join(
-                f'<tr><td>{html.escape(at)}</td><td>{html.escape(stage)}</td>'
-                f'<td><ul>{"".join(f"<li>{html.escape(d)}</li>" for d in details)}</ul></td></tr>'
-                for at, stage, details in steps)
+                f'<tr><td>{html.escape(_at(e.at))}</td><td>{html.escape(e.stage)}</td>'
+                f'<td><ul>{self._facts(request, entry, e.record)}</ul></td></tr>'
+                for e in steps)
             timeline = (f'<table><thead><tr><th scope="col">{t(request, "when")}</th>'
                         f'<th scope="col">{t(request, "step")}</th><th scope="col">'
                         f'{t(request, "details")}</th></tr></thead><tbody>{items}</tbody></table>')
@@ -417,21 +444,58 @@ class Console(Site):
             reveal = (f'<form method="post" action="{target}">'
                       f'{self._csrf_field(request)}<p class="warn">{t(request, "reveal_warn")}</p>'
                       f'<button type="submit">{t(request, "reveal")}</button></form>')
-        body = (f'<table>{facts}</table>{actions}{rcpts}<h2>{t(request, "timeline")}</h2>'
-                f'{timeline}{reveal}')
+        body = (f'<table>{facts}</table>{actions}{rcpts}{attempts}'
+                f'<h2>{t(request, "timeline")}</h2>{timeline}{reveal}')
         return self._page(request, entry.queue_id, body)
 
-    def _timeline(self, entry: QueueEntry) -> list[tuple[str, str, list[str]]]:
-        """Journal steps of this message (by Message-ID, and by queue id for actions)."""
-        found: dict[int, tuple[str, str, list[str]]] = {}
-        bare = entry.message_id.strip("<>")
-        for key in dict.fromkeys((entry.message_id, bare, f"<{bare}>")):
+    def _timeline(self, entry: QueueEntry) -> list[JournalEntry]:
+        """Journal steps of this message, in order: by Message-ID (as the trace keys them),
+        by queue id (a message without one), never another message's steps."""
+        found: dict[int, JournalEntry] = {}
+        bare = entry.message_id.strip().strip("<>")
+        keys = [entry.queue_id, f"<{entry.digest[:32]}@passerelle>"]  # without a Message-ID
+        keys += [entry.message_id, bare, f"<{bare}>"] if bare else []
+        for key in dict.fromkeys(k for k in keys if k):
             for e in self.data.journal.entries(key):
                 queue_id = e.record.get("queue_id")
                 if queue_id not in (None, entry.queue_id):
                     continue  # another message with the same Message-ID
-                found[e.seq] = (e.at, e.stage, _describe(e.record))
+                found[e.seq] = e
         return [found[seq] for seq in sorted(found)]
+
+    def _facts(self, request: web.Request, entry: QueueEntry, record: dict[str, Any]) -> str:
+        """A step's facts as list items; another message it names (a notice written about
+        this one, the message a notice is about) is a link to that message's page."""
+        items = []
+        for line in _describe(record):
+            key, _, value = line.partition(": ")
+            if key.endswith("queue_id") and value != entry.queue_id and _QUEUE_ID.match(value):
+                link = self._href(request, "/messages/" + value)
+                items.append(f'<li>{html.escape(key)}: <a class="mono" href="{link}">'
+                             f'{html.escape(value)}</a></li>')
+            else:
+                items.append(f"<li>{html.escape(line)}</li>")
+        return "".join(items)
+
+    def _attempts(self, request: web.Request, steps: Sequence[JournalEntry]) -> str:
+        """Each delivery attempt (the trace's ``delivery`` steps, one per recipient and
+        attempt): when, to which domain, through which relay, what the peer answered."""
+        t = self.t
+        if not steps:
+            return ""
+        head = "".join(f'<th scope="col">{t(request, k)}</th>' for k in
+                       ("when", "attempt", "domain", "relay", "state", "dsn", "reply"))
+        rows = "".join(
+            f'<tr><td>{html.escape(_at(e.at))}</td>'
+            f'<td>{html.escape(str(e.record.get("attempt", "")))}'
+            f'</td><td class="mono">{html.escape(str(e.record.get("recipient_domain", "")))}'
+            f'</td><td class="mono">{html.escape(str(e.record.get("relay", "")))}</td>'
+            f'<td>{self._state(request, str(e.record.get("status", "")))}</td>'
+            f'<td class="mono">{html.escape(str(e.record.get("dsn", "")))}</td>'
+            f'<td class="mono">{html.escape(_short(e.record.get("reply", "")))}</td></tr>'
+            for e in steps)
+        return (f'<h2>{t(request, "delivery_attempts")}</h2><table class="attempts"><thead>'
+                f'<tr>{head}</tr></thead><tbody>{rows}</tbody></table>')
 
     async def reveal(self, request: web.Request) -> web.StreamResponse:
         qid = request.match_info["qid"]
@@ -448,24 +512,54 @@ class Console(Site):
         return await self.message(request, revealed=block)
 
     async def queue(self, request: web.Request) -> web.StreamResponse:
+        """The count per state; then, as ``passerelle queue summary`` (qshape), the
+        recipients still waiting by destination domain and by age."""
+        t = self.t
+        now = self.data.clock()
         counts: dict[str, int] = await self.data.call(self.data.spool.counts)
-        oldest: float = await self.data.call(self.data.spool.oldest_age, self.data.clock())
+        oldest: float = await self.data.call(self.data.spool.oldest_age, now)
+        shape: Summary = await self.data.call(
+            functools.partial(self.data.spool.summary, QueueFilter(), now=now))
         rows = "".join(
             f'<tr><td><a href="{self._href(request, "/messages", state=s)}">'
-            f'{html.escape(str(s))}</a></td><td>{counts.get(str(s), 0)}</td></tr>' for s in State)
-        body = (f'<table><thead><tr><th scope="col">{self.t(request, "state")}</th>'
-                f'<th scope="col">{self.t(request, "count")}</th></tr></thead><tbody>{rows}'
-                f'</tbody></table><p>{self.t(request, "oldest")} : {oldest / 3600:.1f} h</p>')
+            f'{self._state(request, str(s))}</a></td><td>{counts.get(str(s), 0)}</td></tr>'
+            for s in State)
+        body = (f'<table class="states"><thead><tr><th scope="col">{t(request, "state")}</th>'
+                f'<th scope="col">{t(request, "count")}</th></tr></thead><tbody>{rows}'
+                f'</tbody></table><p>{t(request, "oldest", h=f"{oldest / 3600:.1f}")}</p>'
+                f'<h2>{t(request, "by_domain")}</h2>')
+        if not shape.recipients:
+            return self._page(request, i18n.text(request[LANG], "queue"),
+                              body + f'<p>{t(request, "nothing_waiting")}</p>')
+        ages = [f"&lt; {top // 60} min" for top in AGE_BUCKETS] + \
+            [f"≥ {AGE_BUCKETS[-1] // 60} min"]
+        head = (f'<th scope="col">{t(request, "domain")}</th><th scope="col">'
+                f'{t(request, "total")}</th>' + "".join(f'<th scope="col">{a}</th>' for a in ages))
+        lines = [(t(request, "all_domains"), [shape.recipients, *shape.by_age], "")] + [
+            (html.escape(d), c, "" if d == "(other)" else
+             self._href(request, "/messages", domain=d))
+            for d, c in shape.by_domain.items()]
+        trs = "".join(
+            '<tr><th scope="row">' + (f'<a href="{link}">{name}</a>' if link else name)
+            + "</th>" + "".join(f"<td>{n or ''}</td>" for n in c) + "</tr>"
+            for name, c, link in lines)
+        body += (f'<table class="shape"><caption>{t(request, "shape_caption")}</caption>'
+                 f'<thead><tr>{head}</tr></thead><tbody>{trs}</tbody></table>')
         return self._page(request, i18n.text(request[LANG], "queue"), body)
 
     async def quarantine(self, request: web.Request) -> web.StreamResponse:
-        entries, _ = await self.data.call(self.data.spool.find_messages, state="quarantined",
-                                          limit=200)
+        entries, total = await self.data.call(self.data.spool.search,
+                                              QueueFilter(state=str(State.QUARANTINED)), 200)
         notice = request.query.get("done", "")
         banner = f'<p class="notice" role="status">{html.escape(notice)}</p>' if notice else ""
+        if total > len(entries):  # the oldest 200 here; all of them, page by page, there
+            every = self._href(request, "/messages", state=str(State.QUARANTINED))
+            banner += (f'<p>{self.t(request, "first_of", n=len(entries), total=total)} '
+                       f'<a href="{every}">{self.t(request, "see_all")}</a></p>')
         rows = []
         for e in entries:
-            reasons = sorted({r.reason for r in e.recipients if r.state == State.QUARANTINED})
+            reasons = sorted({mask(r.reason) for r in e.recipients
+                              if r.state == State.QUARANTINED})
             links = " ".join(
                 f'<a href="{self._href(request, f"/quarantine/{e.queue_id}/{a}")}">'
                 f'{self.t(request, a)}</a>' for a in ("release", "drop"))
@@ -479,7 +573,8 @@ class Console(Site):
                         f'<td>{links}</td></tr>')
         head = "".join(f'<th scope="col">{self.t(request, k)}</th>' for k in
                        ("queue_id", "message_id", "sender_domain", "why", "received"))
-        table = (f'<table><thead><tr>{head}<th scope="col"></th></tr></thead><tbody>'
+        table = (f'<table><thead><tr>{head}<th scope="col">{self.t(request, "actions")}</th>'
+                 f'</tr></thead><tbody>'
                  f'{"".join(rows)}</tbody></table>') if rows else \
             f'<p>{self.t(request, "none")}</p>'
         return self._page(request, i18n.text(request[LANG], "quarantine"), banner + table)
@@ -524,36 +619,46 @@ class Console(Site):
 
     async def domains(self, request: web.Request) -> web.StreamResponse:
         t = self.t
-        if self.data.domain_list is None:
-            return self._page(request, i18n.text(request[LANG], "domains"),
-                              f'<p>{t(request, "none")}</p>')
-        listing = self.data.domain_list()
-        age = max(0.0, self.data.clock() - listing.generated_at.timestamp()) / 3600
-        names = sorted(listing.entries)
+        title = i18n.text(request[LANG], "domains")
+        listing = self.data.domain_list() if self.data.domain_list is not None else None
+        if listing is None or not listing.entries:
+            return self._page(request, title, f'<p>{t(request, "no_list")}</p>')
+        generated = listing.generated_at.timestamp()
+        age = max(0.0, self.data.clock() - generated) / 3600
         signer = listing.signed_by or i18n.text(request[LANG], "unsigned")
-        rows = "".join(f"<li><code>{html.escape(n)}</code></li>" for n in names[:500])
-        body = (f'<table><tr><th scope="row">{t(request, "generated")}</th><td>'
-                f'{self._when(listing.generated_at.timestamp())}</td></tr>'
+        entries = sorted(listing.entries.values(), key=lambda e: e.ascii_name)
+        rows = "".join(
+            f'<tr><td>{html.escape(e.name)}</td><td class="mono">'
+            f'{html.escape(e.ascii_name)}</td><td class="mono">{html.escape(e.dn)}</td></tr>'
+            for e in entries)
+        head = "".join(f'<th scope="col">{t(request, k)}</th>'
+                       for k in ("domain", "ascii_name", "operator_dn"))
+        body = (f'<table class="facts"><tr><th scope="row">{t(request, "generated")}</th><td>'
+                f'{self._when(generated)}</td></tr>'
                 f'<tr><th scope="row">{t(request, "age")}</th><td>{age:.1f} h</td></tr>'
                 f'<tr><th scope="row">{t(request, "signer")}</th><td class="mono">'
                 f'{html.escape(signer)}</td></tr>'
-                f'<tr><th scope="row">{t(request, "listed")}</th><td>{len(names)}</td></tr>'
-                f'</table><ul>{rows}</ul>')
-        return self._page(request, i18n.text(request[LANG], "domains"), body)
+                f'<tr><th scope="row">{t(request, "listed")}</th><td>{len(entries)}</td></tr>'
+                f'</table><h2>{t(request, "domain_rows")}</h2><table class="domains"><thead><tr>'
+                f'{head}</tr></thead><tbody>{rows}</tbody></table>')
+        return self._page(request, title, body)
 
     async def directory(self, request: web.Request) -> web.StreamResponse:
         t = self.t
         query = request.query.get("q", "").strip()[:320]
         form = (f'<form class="search" method="get" action="/directory" role="search">'
                 f'<label for="f-q">{t(request, "lookup")}<input id="f-q" name="q" '
-                f'value="{html.escape(query)}"></label><button type="submit">'
-                f'{t(request, "search")}</button></form>')
+                f'value="{html.escape(query)}" required></label>{self._lang_field(request)}'
+                f'<button type="submit">{t(request, "search")}</button></form>')
         result = ""
         if query:
             try:
                 found = await self.data.call(self._lookup, query)
             except (PasserelleError, OSError) as exc:
-                result = f'<p class="error">{t(request, "dir_unavailable", why=str(exc))}</p>'
+                imported = await self.data.call(self._imported)
+                why = str(exc) if imported else i18n.text(request[LANG], "dir_missing")
+                result = (f'<p class="error" role="alert">'
+                          f'{t(request, "dir_unavailable", why=why)}</p>')
             else:
                 if not found:
                     result = f'<p>{t(request, "dir_none")}</p>'
@@ -570,11 +675,32 @@ class Console(Site):
                     result = f'<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
         return self._page(request, i18n.text(request[LANG], "directory"), form + result)
 
+    def _imported(self) -> bool:
+        """Whether a directory has been imported where the settings say (as far as can be
+        told without opening it: a PostgreSQL one is taken as there)."""
+        target = self.data.directory
+        if target is None or (isinstance(target, Path) and not target.exists()):
+            return False
+        if isinstance(target, Path):
+            from gateway.directory.store import DirectoryStore
+
+            try:
+                store = DirectoryStore(target)
+            except PasserelleError:
+                return False
+            try:
+                return store.count() > 0
+            except (PasserelleError, sqlite3.Error):
+                return False
+            finally:
+                store.close()
+        return True
+
     def _lookup(self, query: str) -> list[Any]:
         from gateway.directory.pgstore import open_directory
 
         target = self.data.directory
-        if target is None or (isinstance(target, Path) and not target.exists()):
+        if target is None or not self._imported():
             raise OSError("no directory imported")
         store = open_directory(target)
         try:
@@ -582,32 +708,68 @@ class Console(Site):
                 return list(store.find_by_address(query))
             if query.isdigit():
                 return list(store.find_by_rpps(query))
-            return list(store.find_by_name(query))
+            found = list(store.find_by_name(query))  # a family name ("Le Goff" too)
+            family, _, given = query.rpartition(" ")
+            if not found and family:  # "Leroy Anne": the family name, then the given name
+                found = list(store.find_by_name(family, given))
+            return found
         finally:
             store.close()
 
 
+def _see_other(location: str) -> web.Response:
+    """A 303 that carries cookies (an HTTPException is raised, not returned)."""
+    return web.Response(status=303, headers={"Location": location})
+
+
 def _describe(record: dict[str, Any]) -> list[str]:
     """One line per fact of a journal record: what was done, with what tool, with what
-    outcome — the record holds ids, digests, tools and outcomes, never content."""
-    out: list[str] = []
-    for key in sorted(record):
-        value = record[key]
-        if isinstance(value, list):
-            if not value:
-                continue
-            if all(isinstance(v, dict) for v in value):
-                for v in value:
-                    out.append(f"{key}: " + ", ".join(f"{k}={_short(x)}" for k, x in v.items()))
-            else:
-                out.append(f"{key}: " + ", ".join(_short(v) for v in value))
-        elif isinstance(value, dict):
-            out.append(f"{key}: " + ", ".join(f"{k}={_short(x)}" for k, x in value.items()))
-        else:
-            out.append(f"{key}: {_short(value)}")
-    return out
+    outcome — the record holds ids, digests, tools and outcomes, never content; an address
+    in it is shown by its domain (Message-IDs, under their keys, as they are).  The trace's
+    ``details`` are facts of the step like the others."""
+    facts = {k: v for k, v in record.items() if k not in ("at", "stage", "details")}
+    details = record.get("details")
+    if isinstance(details, dict):
+        facts.update({k: v for k, v in details.items() if k not in facts})
+    elif details not in (None, "", [], {}):
+        facts["details"] = details
+    return [f"{key}: {_flat(facts[key], key)}" for key in sorted(facts)
+            if facts[key] not in (None, "", [], {})]
 
 
-def _short(value: Any) -> str:
-    text = str(value)
+def _flat(value: Any, key: str) -> str:
+    """A fact's value on one line: a list comma-separated, a mapping ``k=v; …``."""
+    if isinstance(value, dict):
+        return "; ".join(f"{k}={_flat(v, str(k))}" for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return ", ".join(_flat(v, key) for v in value)
+    return _short(value, key)
+
+
+_QUEUE_ID = re.compile(r"^[0-9A-Za-z]{8,40}$")
+_IDS = re.compile(r"(^|_)(message_id|in_reply_to|references|original_id|notice_id|id)$")
+
+
+def _short(value: Any, key: str = "") -> str:
+    text = str(value) if _IDS.search(key) else mask(str(value))
     return text if len(text) <= 160 else text[:157] + "…"
+
+
+_ADDRESS = re.compile(
+    r"(<?)(?:\"[^\"\r\n]*\"|(?:[\w.+!#$%&*/?^`{|}~-]|(?<=\w)'(?=\w))+)"  # the local part
+    r"@([\w-]+(?:\.[\w-]+)+)")  # the domain (Unicode too)
+
+
+def mask(text: str) -> str:
+    """Addresses cut to their domain (``…@medical33.example``): a page shows whom a message
+    concerns only by its domain (in a peer's reply, a quarantine's reason, a trace step)."""
+    return _ADDRESS.sub(lambda m: f"{m.group(1)}…@{m.group(2)}", text)
+
+
+def _at(iso: str) -> str:
+    """A journal time (ISO 8601) as the pages write times, to the millisecond."""
+    try:
+        when = datetime.fromisoformat(iso).astimezone(UTC)
+    except ValueError:
+        return iso
+    return when.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC"

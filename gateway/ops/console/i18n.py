@@ -15,6 +15,10 @@ _T: dict[str, tuple[str, str]] = {
     "search": ("Rechercher", "Search"),
     "message_id": ("Message-ID", "Message-ID"),
     "sender": ("Expéditeur", "Sender"),
+    "field_message_id": ("Message-ID", "Message-ID"),
+    "field_sender": ("Expéditeur (adresse ou domaine)", "Sender (address or domain)"),
+    "field_recipient": ("Destinataire (adresse ou domaine)", "Recipient (address or domain)"),
+    "field_domain": ("Domaine (d'un côté ou de l'autre)", "Domain (either side)"),
     "recipient": ("Destinataire", "Recipient"),
     "domain": ("Domaine", "Domain"),
     "state": ("État", "State"),
@@ -38,6 +42,11 @@ _T: dict[str, tuple[str, str]] = {
     "next": ("Suivants", "Next"),
     "page": ("Page {p} sur {n}", "Page {p} of {n}"),
     "timeline": ("Chronologie", "Timeline"),
+    "delivery_attempts": ("Tentatives de remise", "Delivery attempts"),
+    "attempt": ("N°", "No."),
+    "relay": ("Relais", "Relay"),
+    "dsn": ("Code DSN", "DSN code"),
+    "reply": ("Réponse du pair", "Peer's reply"),
     "no_trace": ("Aucune étape enregistrée dans le journal.", "No step recorded in the journal."),
     "when": ("Quand", "When"),
     "step": ("Étape", "Step"),
@@ -61,14 +70,34 @@ _T: dict[str, tuple[str, str]] = {
     "dropped": ("Message {id} supprimé.", "Message {id} dropped."),
     "action_failed": ("Action impossible : {why}", "Not done: {why}"),
     "count": ("Nombre", "Count"),
-    "oldest": ("Plus ancien en attente", "Oldest waiting"),
+    "oldest": ("Plus ancien en attente : {h} h", "Oldest waiting: {h} h"),
+    "by_domain": ("En attente par domaine de destination et par âge",
+                  "Waiting, by destination domain and age"),
+    "shape_caption": ("Destinataires non encore remis (comme passerelle queue summary)",
+                      "Recipients not yet delivered (as passerelle queue summary)"),
+    "nothing_waiting": ("Rien n'attend.", "Nothing is waiting."),
+    "total": ("Total", "Total"),
+    "all_domains": ("Tous", "All"),
+    "pages": ("Pages de résultats", "Result pages"),
+    "first_of": ("Les {n} plus anciens sur {total}.", "The oldest {n} of {total}."),
+    "see_all": ("Tous, page par page", "All of them, page by page"),
+    "actions": ("Actions", "Actions"),
+    "to_trust": ("vers MSSanté", "to MSSanté"),
+    "to_legacy": ("vers la messagerie historique", "to the legacy network"),
     "generated": ("Générée le", "Generated at"),
     "age": ("Âge", "Age"),
     "signer": ("Signataire", "Signer"),
     "unsigned": ("non signée", "unsigned"),
     "listed": ("Domaines listés", "Domains listed"),
-    "lookup": ("Adresse ou RPPS", "Address or RPPS"),
+    "lookup": ("Adresse, RPPS ou nom de famille (et prénom)",
+               "Address, RPPS or family name (and given name)"),
+    "no_list": ("Aucune liste des domaines en vigueur.", "No list of domains in force."),
+    "domain_rows": ("Domaines et opérateurs", "Domains and operators"),
+    "ascii_name": ("Forme ASCII", "ASCII form"),
+    "operator_dn": ("DN du certificat de l'opérateur", "Operator's certificate DN"),
     "dir_none": ("Aucune entrée.", "No entry."),
+    "dir_missing": ("aucun annuaire importé (passerelle directory import)",
+                    "no directory imported (passerelle directory import)"),
     "dir_unavailable": ("Annuaire indisponible : {why}", "Directory unavailable: {why}"),
     "type": ("Type", "Type"),
     "name": ("Nom", "Name"),
@@ -85,6 +114,25 @@ _T: dict[str, tuple[str, str]] = {
     "bad_date": ("Date invalide : {v}", "Bad date: {v}"),
     "lang_other": ("English", "Français"),
 }
+
+
+_STATES: dict[str, tuple[str, str]] = {
+    # a recipient's state, or a delivery attempt's result: (fr, en)
+    "received": ("reçu", "received"),
+    "translated": ("traduit", "translated"),
+    "delivered": ("remis", "delivered"),
+    "deferred": ("différé", "deferred"),
+    "bounced": ("rejeté", "bounced"),
+    "quarantined": ("en quarantaine", "quarantined"),
+    "held": ("suspendu", "held"),
+    "sent": ("remis", "sent"),
+}
+
+
+def state(lang: str, code: str) -> str:
+    """A state in ``lang`` (an unknown code as it is)."""
+    fr, en = _STATES.get(code, (code, code))
+    return fr if lang == "fr" else en
 
 
 def pick(query: str | None, accept: str | None) -> str:
