@@ -83,6 +83,7 @@ SMTP_REJECT_REASONS = (
     "certificate_rejected",  # the client certificate's subject is not the one published
     "malformed_address",
     "too_many_recipients",
+    "too_many_connections",  # 421: the listener's sessions, in all or from one client address
     "too_big",
     "message_format",
     "policy",  # any other refusal of ours (5xx)

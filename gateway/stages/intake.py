@@ -160,7 +160,9 @@ def listeners(settings: Settings, intake: Intake, *, domains: Domains, anchors: 
     t = settings.trust
     if t.server_cert is None or t.server_key is None:
         raise ConfigError("trust.server_cert and trust.server_key are required to serve")
-    limits = Limits(d.max_message_size, d.max_recipients)
+    limits = Limits(d.max_message_size, d.max_recipients, timeout=d.idle_timeout,
+                    max_connections=d.max_connections,
+                    max_connections_per_client=d.max_connections_per_client)
     common: dict[str, Any] = {
         "book": intake.book,
         "domains": domains.current,
