@@ -226,6 +226,14 @@ class WrongSigner(CryptoError):
     kind = "wrong_signer"
 
 
+class NestedArmour(CryptoError):
+    """A decrypted part holds another OpenPGP message (armour): someone else's ciphertext or
+    signed text, which would reach the recipient under the outer sender's name."""
+
+    enhanced = "5.7.1"
+    kind = "nested_armour"
+
+
 class KeyExpired(CryptoError):
     kind = "key_expired"
 

@@ -33,6 +33,7 @@ from typing import Any, Protocol
 from gateway.errors import (
     MessageFormatError,
     MessageTooBig,
+    NestedArmour,
     NotEncrypted,
     Unsigned,
     WrongSigner,
@@ -44,6 +45,9 @@ ARMOR_BEGIN = b"-----BEGIN PGP MESSAGE-----"
 # the plaintext octets the message being opened (in this thread) has decrypted to so far
 _OPENED: contextvars.ContextVar[int] = contextvars.ContextVar("opened", default=0)
 ENCRYPTED_SUFFIXES = (".pgp", ".apz", ".gpg", ".asc")
+# what, found in a part once decrypted, is another OpenPGP message: someone's ciphertext or
+# signed text, which no check of ours has opened (a public key block is only a key)
+NESTED_ARMOUR = (ARMOR_BEGIN, b"-----BEGIN PGP SIGNED MESSAGE-----")
 
 
 @dataclass(frozen=True)
@@ -145,6 +149,7 @@ class LegacyCrypto:
         self.markers: tuple[bytes, ...] = tuple(getattr(cipher, "armor_markers", (ARMOR_BEGIN,)))
         self.suffixes: tuple[str, ...] = tuple(getattr(cipher, "attachment_suffixes",
                                                        ENCRYPTED_SUFFIXES))
+        self.nested = tuple(dict.fromkeys((*NESTED_ARMOUR, *self.markers)))
 
     def open(self, raw: bytes | Handover, *, expected_signer: str, unsigned_ok: bool = False
              ) -> OpenedMessage:
@@ -185,7 +190,14 @@ class LegacyCrypto:
         else:
             result = self.cipher.decrypt_verify(data, signer=signer)
         self._count(len(result.plaintext))
+        self._not_nested(result.plaintext)
         return result
+
+    def _not_nested(self, plaintext: bytes) -> None:
+        """A decrypted part may not hold another OpenPGP message: it would be passed on as
+        ciphertext (or as signed text nobody checked) under the outer sender's name."""
+        if any(marker in plaintext for marker in self.nested):
+            raise NestedArmour("a decrypted part holds another OpenPGP message (armour)")
 
     def _count(self, size: int) -> None:
         """Add one part's plaintext to the message's total; past ``max_plaintext`` the
@@ -231,6 +243,10 @@ class LegacyCrypto:
                              for p in payload if isinstance(p, Message)])
             return new
         if inside:
+            decoded = part.get_payload(decode=True)
+            if isinstance(decoded, bytes):  # armour in base64 or quoted-printable too
+                self._not_nested(decoded)
+            del decoded
             leaf = mime.new()
             _copy_headers(part, leaf, skip_content=False)
             # its text as parsed: get_payload() gives an 8-bit text decoded, which the
@@ -261,6 +277,8 @@ class LegacyCrypto:
             del data  # not held while the plaintext is encoded
             if opener is not None:
                 self._count(sum(len(result.plaintext) for _, result in files))
+                for _, result in files:
+                    self._not_nested(result.plaintext)
             if not files:
                 raise NotEncrypted(f"attachment {filename!r} holds no file")
             parts = []
