@@ -77,6 +77,7 @@ SMTP_REJECT_REASONS = (
     "unknown_sender",  # legacy listener: the sender is not a legacy user served here
     "unknown_address",  # a recipient is not served here
     "relay_denied",
+    "report_unmatched",  # legacy listener: a hub report on a delivery this gateway never made
     "auth_failed",  # legacy listener: the hub's SMTP AUTH refused (535)
     "starttls_required",  # a transaction before STARTTLS (530)
     "no_client_certificate",  # trust listener: STARTTLS without a client certificate (530)
