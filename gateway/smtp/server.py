@@ -346,8 +346,10 @@ class _Handler:
             return "452 4.5.3 Too many recipients"
         try:
             address = idn_recipient(address)
-            if _same_recipient(address, envelope.rcpt_tos):
-                # given twice (the domain in any case): one recipient, one translation
+            key = self.recipient_key(address)
+            if any(self.recipient_key(a) == key for a in envelope.rcpt_tos):
+                # given twice (the domain in any case, or another spelling of the same
+                # user's address): one recipient, one translation
                 return "250 2.1.5 OK (duplicate recipient)"
             self.check_recipient(address)
         except PasserelleError as exc:
@@ -358,6 +360,11 @@ class _Handler:
 
     def check_recipient(self, address: str) -> None:
         raise NotImplementedError
+
+    def recipient_key(self, address: str) -> str:
+        """What makes two recipients one: the local part as written, the domain without
+        case (RFC 5321 2.4: only the receiving host may read the local part without case)."""
+        return _recipient_key(address)
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         data: Data = envelope.original_content or b""
@@ -398,11 +405,6 @@ def _recipient_key(address: str) -> str:
     """What makes two recipients one: the local part as written, the domain without case."""
     local, sep, domain = address.rpartition("@")
     return f"{local}{sep}{domain.lower()}" if sep else address
-
-
-def _same_recipient(address: str, accepted: list[str]) -> bool:
-    key = _recipient_key(address)
-    return any(_recipient_key(a) == key for a in accepted)
 
 
 def idn_recipient(address: str) -> str:
@@ -526,6 +528,14 @@ class TrustHandler(_Handler):
             if len(msg.get_all("Content-Type") or []) != 1 or ctype not in _REPORT_TYPES:
                 raise SenderMismatch("a null sender carries only delivery or disposition "
                                      "reports")
+
+    def recipient_key(self, address: str) -> str:
+        """Our own users: the one legacy user an address maps to (the address book reads
+        addresses without case), whatever its spelling."""
+        try:
+            return "user:" + self.book().by_trust(address).legacy_address.lower()
+        except PasserelleError:
+            return _recipient_key(address)
 
     def check_recipient(self, address: str) -> None:
         domain = domain_of(address)
