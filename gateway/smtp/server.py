@@ -175,7 +175,8 @@ def watch_accept_errors(loop: asyncio.AbstractEventLoop) -> None:
 
     def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         exc = context.get("exception")
-        if isinstance(exc, OSError) and "accept" in str(context.get("message", "")):
+        if isinstance(exc, OSError) and ("accept" in str(context.get("message", "")).lower()
+                                         or exc.errno in _ACCEPT_ERRORS):
             burst.hit(reason=_ACCEPT_ERRORS.get(exc.errno or 0, "other"),
                       error_type=type(exc).__name__)
             return
