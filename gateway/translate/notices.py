@@ -137,8 +137,9 @@ def _unverified_notice(*, sender: str, failures: list[Failure], queue_id: str,
         f"référence passerelle {queue_id}, n'a pas été transmis"
         + (f" (destinataires chez : {', '.join(domains)})" if domains else "") + ".",
         "",
-        "Sa signature ou son chiffrement n'ont pas pu être vérifiés comme les vôtres : "
-        "rien ne prouve qu'il vienne de vous, et rien de ce qu'il contient n'est repris ici.",
+        "Il a été refusé avant que son expéditeur ait pu être vérifié (signature, "
+        "chiffrement, ou message illisible ou trop volumineux une fois déchiffré) : rien ne "
+        "prouve qu'il vienne de vous, et rien de ce qu'il contient n'est repris ici.",
         "Si vous n'avez rien envoyé à ce moment, quelqu'un a peut-être utilisé votre adresse ; "
         "si c'était bien vous, vérifiez que votre logiciel signe et chiffre vos messages, "
         "puis renvoyez-le.",

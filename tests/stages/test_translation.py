@@ -95,7 +95,7 @@ def test_a_forgery_is_bounced_and_its_sender_gets_a_sealed_notice(parts: Parts) 
         letter = mime.leaves(mime.parse(opened.message))[0].data.decode("mac_roman")
         # its sender unverified: named by the gateway's reference, nothing of it quoted
         assert "n'a pas été transmis" in letter and entry.queue_id in letter
-        assert "signature ou son chiffrement" in letter  # a security refusal, said as such
+        assert "avant que son expéditeur ait pu être vérifié" in letter  # said as such
         assert DR_X not in letter and "<tr-2@" not in letter
         assert parts.metric("passerelle_crypto_failures_total", kind="wrong_signer") == 1
     run(main())
