@@ -638,6 +638,8 @@ class _Smtp(PieceDataSMTP):
         reading = self._data_reader()
         failed = ""  # the spill file could not be written: the sender tries again later
         async for piece in reading.pieces():
+            # the idle timeout is idle time: lines arriving keep a long transfer alive
+            self._reset_timeout()
             if failed:
                 continue
             try:

@@ -119,6 +119,33 @@ def test_an_idle_session_is_told_421_and_its_slot_freed(world: World, tmp_path: 
         "limits": {"max_connections_per_client": 1, "idle_timeout": 1}})
 
 
+def test_a_slow_but_steady_transfer_outlives_the_idle_timeout(world: World,
+                                                             tmp_path: Path) -> None:
+    """The timeout is on silence: a DATA whose lines keep coming for three times the idle
+    timeout is received whole and answered 250."""
+    async def scenario(h: Harness) -> None:
+        c = await Client.open(h.legacy_port)
+
+        async def say(line: bytes) -> bytes:
+            c.writer.write(line + b"\r\n")
+            reply = await asyncio.wait_for(c.reader.readline(), 10)
+            while reply[3:4] == b"-":
+                reply = await asyncio.wait_for(c.reader.readline(), 10)
+            return reply
+        assert (await say(b"EHLO slow.example")).startswith(b"250")
+        assert (await say(f"MAIL FROM:<{ADDR['dupont']}>".encode())).startswith(b"250")
+        assert (await say(f"RCPT TO:<{OP_A}>".encode())).startswith(b"250")
+        assert (await say(b"DATA")).startswith(b"354")
+        c.writer.write(b"Message-ID: <slow@medical33.legacy.example>\r\n\r\n")
+        for i in range(12):  # 3 s of lines, 0.25 s apart, against a 1 s idle timeout
+            c.writer.write(b"ligne %d\r\n" % i)
+            await asyncio.sleep(0.25)
+        reply = await say(b".")
+        assert reply.startswith(b"250 2.0.0"), reply
+        c.close()
+    run(world, tmp_path, scenario, overrides={"limits": {"idle_timeout": 1}})
+
+
 _HOLDER = """
 import socket, sys
 port, count = int(sys.argv[1]), int(sys.argv[2])
