@@ -47,7 +47,8 @@ _OPENED: contextvars.ContextVar[int] = contextvars.ContextVar("opened", default=
 ENCRYPTED_SUFFIXES = (".pgp", ".apz", ".gpg", ".asc")
 # what, found in a part once decrypted, is another OpenPGP message: someone's ciphertext or
 # signed text, which no check of ours has opened (a public key block is only a key)
-NESTED_ARMOUR = (ARMOR_BEGIN, b"-----BEGIN PGP SIGNED MESSAGE-----")
+# ("-----BEGIN PGP MESSAGE, PART 1/2-----" too: the armour of a message in parts)
+NESTED_ARMOUR = (b"-----BEGIN PGP MESSAGE", b"-----BEGIN PGP SIGNED MESSAGE")
 
 
 @dataclass(frozen=True)
@@ -193,6 +194,12 @@ class LegacyCrypto:
         self._not_nested(result.plaintext)
         return result
 
+    def _not_nested_name(self, filename: str | None) -> None:
+        """Nor a file named as an encrypted one (``x.pgp`` inside a decrypted part: an
+        OpenPGP message in binary, which no armour marker shows)."""
+        if filename and filename.lower().rstrip(". ").endswith(self.suffixes):
+            raise NestedArmour("a decrypted part holds a file named as an encrypted one")
+
     def _not_nested(self, plaintext: bytes) -> None:
         """A decrypted part may not hold another OpenPGP message: it would be passed on as
         ciphertext (or as signed text nobody checked) under the outer sender's name."""
@@ -247,6 +254,7 @@ class LegacyCrypto:
             if isinstance(decoded, bytes):  # armour in base64 or quoted-printable too
                 self._not_nested(decoded)
             del decoded
+            self._not_nested_name(part.get_filename())
             leaf = mime.new()
             _copy_headers(part, leaf, skip_content=False)
             # its text as parsed: get_payload() gives an 8-bit text decoded, which the
@@ -279,6 +287,8 @@ class LegacyCrypto:
                 self._count(sum(len(result.plaintext) for _, result in files))
                 for _, result in files:
                     self._not_nested(result.plaintext)
+            for name, _ in files:
+                self._not_nested_name(name)
             if not files:
                 raise NotEncrypted(f"attachment {filename!r} holds no file")
             parts = []

@@ -403,8 +403,13 @@ class _Handler:
 
 
 def _recipient_key(address: str) -> str:
-    """What makes two recipients one: the local part as written, the domain without case."""
+    """What makes two recipients one: the local part as written (quoting that changes
+    nothing taken away: ``"dr.x"@`` is ``dr.x@``), the domain without case."""
     local, sep, domain = address.rpartition("@")
+    if len(local) >= 2 and local[0] == local[-1] == '"':
+        inner = re.sub(r"\\(.)", r"\1", local[1:-1])
+        if re.fullmatch(rf"{_ATOM}(?:\.{_ATOM})*", inner):
+            local = inner
     return f"{local}{sep}{domain.lower()}" if sep else address
 
 
