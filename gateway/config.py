@@ -111,6 +111,15 @@ class DaemonSettings:
     mx_lookup: bool = True
     max_message_size: int = 30 * 1024 * 1024
     max_recipients: int = 100
+    # what a legacy part, and all of a message's parts, may decrypt to (a compressed part can
+    # expand a thousandfold): stopped while decrypting; default 4 × max_message_size
+    max_decrypted_part: int = 0
+    max_decrypted_message: int = 0
+    # SMTP sessions open at once on each listener, from one client address, and the seconds
+    # a session may stay silent
+    max_connections: int = 1000
+    max_connections_per_client: int = 50
+    idle_timeout: float = 300.0
     retry_initial: float = 300.0
     retry_factor: float = 2.0
     retry_max: float = 3600.0
@@ -125,6 +134,14 @@ class DaemonSettings:
     poll_interval: float = 1.0
     # seconds a worker holds a message; work held by a dead instance is taken over after it
     lease: float = 120.0
+
+    @property
+    def decrypted_part_limit(self) -> int:
+        return self.max_decrypted_part or 4 * self.max_message_size
+
+    @property
+    def decrypted_message_limit(self) -> int:
+        return self.max_decrypted_message or 4 * self.max_message_size
 
 
 @dataclass(frozen=True)
@@ -457,6 +474,13 @@ def _read(data: dict[str, Any], base: Path, source: str) -> tuple[Settings, _Sch
         mx_lookup=top.table("delivery").flag("mx_lookup", True),
         max_message_size=limits.integer("max_message_size", defaults.max_message_size),
         max_recipients=limits.integer("max_recipients", defaults.max_recipients),
+        max_decrypted_part=limits.count("max_decrypted_part", defaults.max_decrypted_part),
+        max_decrypted_message=limits.count("max_decrypted_message",
+                                           defaults.max_decrypted_message),
+        max_connections=limits.integer("max_connections", defaults.max_connections),
+        max_connections_per_client=limits.integer("max_connections_per_client",
+                                                  defaults.max_connections_per_client),
+        idle_timeout=limits.number("idle_timeout", defaults.idle_timeout),
         retry_initial=retry.number("initial", defaults.retry_initial),
         retry_factor=retry.number("factor", defaults.retry_factor),
         retry_max=retry.number("max", defaults.retry_max),

@@ -50,6 +50,10 @@ class PasserelleError(Exception):
     enhanced: ClassVar[str] = "4.3.0"
     fate: ClassVar[Fate] = Fate.RETRY
     kind: ClassVar[str] = "internal"
+    # raised before the message's author was verified (a legacy message whose signature or
+    # envelope did not check out): what it says of itself is nobody's word, and a notice
+    # about it quotes none of it (set by the pipeline, kept across a worker process)
+    unverified: bool = False
 
     @property
     def transient(self) -> bool:
@@ -234,6 +238,14 @@ class WrongSigner(CryptoError):
     kind = "wrong_signer"
 
 
+class NestedArmour(CryptoError):
+    """A decrypted part holds another OpenPGP message (armour): someone else's ciphertext or
+    signed text, which would reach the recipient under the outer sender's name."""
+
+    enhanced = "5.7.1"
+    kind = "nested_armour"
+
+
 class KeyExpired(CryptoError):
     kind = "key_expired"
 
@@ -272,6 +284,13 @@ class PolicyError(PasserelleError):
 class RelayDenied(PolicyError):
     smtp_code = 554
     kind = "relay_denied"
+
+
+class UnmatchedReport(RelayDenied):
+    """A delivery report (from the legacy hub) about a message this gateway did not hand to
+    the recipient it names: refused, the trust-space sender is told nothing."""
+
+    kind = "report_unmatched"
 
 
 class SenderMismatch(PolicyError):

@@ -78,12 +78,14 @@ SMTP_REJECT_REASONS = (
     "unknown_sender",  # legacy listener: the sender is not a legacy user served here
     "unknown_address",  # a recipient is not served here
     "relay_denied",
+    "report_unmatched",  # legacy listener: a hub report on a delivery this gateway never made
     "auth_failed",  # legacy listener: the hub's SMTP AUTH refused (535)
     "starttls_required",  # a transaction before STARTTLS (530)
     "no_client_certificate",  # trust listener: STARTTLS without a client certificate (530)
     "certificate_rejected",  # the client certificate's subject is not the one published
     "malformed_address",
     "too_many_recipients",
+    "too_many_connections",  # 421: the listener's sessions, in all or from one client address
     "too_big",
     "message_format",
     "policy",  # any other refusal of ours (5xx)

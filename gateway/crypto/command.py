@@ -43,14 +43,22 @@ the defaults 1 cannot_decrypt, 2 bad_signature, 3 unknown_key, 4 unsigned, 5 key
 6 revoked key, 7 no_recipient_key; a kind may also be ``transient``.  An unmapped status, a
 crash, a missing output or the timeout is a transient tool failure (:class:`CryptoToolError`:
 the message is retried, never passed on).
+
+What a part may decrypt to is bounded (``max_output``, ``limits.max_decrypted_part``): the
+tool runs with a file-size limit (``RLIMIT_FSIZE``) one octet past it, so a part that would
+unpack to more stops the tool while it writes (``SIGXFSZ``) instead of filling the disk;
+that, or files past the limit, is :class:`MessageTooBig` — bounced, never retried.
 """
 
 from __future__ import annotations
 
 import re
+import resource
+import signal
 import subprocess
 import tempfile
 import unicodedata
+from collections.abc import Callable
 from pathlib import Path
 
 from gateway.crypto.legacy import ARMOR_BEGIN, PartResult, SealedPart
@@ -58,6 +66,7 @@ from gateway.errors import (
     EXIT_KINDS,
     CannotDecrypt,
     CryptoToolError,
+    MessageTooBig,
     PasserelleError,
     Unsigned,
 )
@@ -77,6 +86,13 @@ def _safe_name(name: str) -> str:
     return base[:200] or "piece-jointe"
 
 
+def _file_size_limit(limit: int) -> Callable[[], None]:
+    """What the child runs before the tool: no file larger than ``limit`` octets."""
+    def apply() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return apply
+
+
 class CommandCipher:
     def __init__(self, *, open_argv: tuple[str, ...], seal_argv: tuple[str, ...],
                  key_dir: Path | None, timeout: float, gateway_key: str,
@@ -86,7 +102,8 @@ class CommandCipher:
                  attachment_suffixes: tuple[str, ...] = (),
                  sealed_suffix: str = "",
                  signer_pattern: str = "",
-                 exit_codes: dict[int, str] | None = None) -> None:
+                 exit_codes: dict[int, str] | None = None, max_output: int = 0) -> None:
+        self.max_output = max_output  # what one part may decrypt to (0: no limit)
         self.open_argv = open_argv
         self.seal_argv = seal_argv
         self.open_attachment_argv = open_attachment_argv
@@ -104,20 +121,34 @@ class CommandCipher:
 
     # -- running the tool --------------------------------------------------------------------
 
-    def _run(self, template: tuple[str, ...], values: dict[str, str]) -> tuple[int, str]:
+    def _run(self, template: tuple[str, ...], values: dict[str, str], *, bounded: bool = False
+             ) -> tuple[int, str]:
+        """The tool's exit status and standard output; ``bounded``: no file it writes may
+        grow past ``max_output`` + 1 octets (the kernel stops it with ``SIGXFSZ``)."""
         argv = [arg.format(keydir=str(self.key_dir or ""), signer=self.gateway_key, **values)
                 for arg in template]
         tool = Path(argv[0]).name if argv else "(no command)"
         if not argv:
             raise CryptoToolError("legacy tool: no command configured")
         try:
+            limit = self.max_output + 1 if bounded and self.max_output else 0
             proc = subprocess.run(argv, capture_output=True, timeout=self.timeout,
-                                  check=False, stdin=subprocess.DEVNULL)
+                                  check=False, stdin=subprocess.DEVNULL,
+                                  preexec_fn=_file_size_limit(limit) if limit else None)
         except subprocess.TimeoutExpired:
             raise CryptoToolError(f"{tool} timed out after {self.timeout:g} s") from None
         except OSError as exc:
             raise CryptoToolError(f"{tool} cannot run ({exc.strerror})") from None
         return proc.returncode, proc.stdout.decode("latin-1")
+
+    def _too_big(self, tool: str, code: int, sizes: list[int]) -> None:
+        """:class:`MessageTooBig` when the tool was stopped at the file-size limit, or wrote
+        more than ``max_output`` in all."""
+        if not self.max_output:
+            return
+        if code == -signal.SIGXFSZ or sum(sizes) > self.max_output:
+            raise MessageTooBig(f"{tool}: a part decrypts to more than {self.max_output} "
+                                "bytes (limits.max_decrypted_part)")
 
     def _failure(self, tool: str, code: int) -> PasserelleError:
         kind = self.failures.get(code)
@@ -154,7 +185,8 @@ class CommandCipher:
             src.write_bytes(data)
             code, out = self._run(self.open_argv, {"in": str(src), "out": str(dst),
                                                    "outdir": tmp, "recipient": "",
-                                                   "name": "in"})
+                                                   "name": "in"}, bounded=True)
+            self._too_big(tool, code, [dst.stat().st_size] if dst.is_file() else [])
             found = self._verdict(tool, code, out, dst.is_file(), unsigned_ok)
             return PartResult(plaintext=dst.read_bytes(), signer=found, tool="command")
 
@@ -175,8 +207,9 @@ class CommandCipher:
             dst = outdir / stem
             code, out = self._run(self.open_attachment_argv, {
                 "in": str(src), "out": str(dst), "outdir": str(outdir), "recipient": "",
-                "name": _safe_name(name)})
+                "name": _safe_name(name)}, bounded=True)
             files = sorted(p for p in outdir.rglob("*") if p.is_file())
+            self._too_big(tool, code, [p.stat().st_size for p in files])
             if len(files) > MAX_UNPACKED:
                 raise CannotDecrypt(f"{tool}: attachment unpacks into {len(files)} files "
                                     f"(at most {MAX_UNPACKED})")

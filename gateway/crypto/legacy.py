@@ -23,18 +23,32 @@ licensed tools (see :mod:`gateway.crypto.command`).
 
 from __future__ import annotations
 
+import contextvars
 import mimetypes
 from dataclasses import dataclass, field, replace
 from email.message import EmailMessage, Message
 from functools import cached_property
 from typing import Any, Protocol
 
-from gateway.errors import MessageFormatError, NotEncrypted, Unsigned, WrongSigner
+from gateway.errors import (
+    MessageFormatError,
+    MessageTooBig,
+    NestedArmour,
+    NotEncrypted,
+    Unsigned,
+    WrongSigner,
+)
 from gateway.mail import mime
 from gateway.mail.handover import Handover
 
 ARMOR_BEGIN = b"-----BEGIN PGP MESSAGE-----"
+# the plaintext octets the message being opened (in this thread) has decrypted to so far
+_OPENED: contextvars.ContextVar[int] = contextvars.ContextVar("opened", default=0)
 ENCRYPTED_SUFFIXES = (".pgp", ".apz", ".gpg", ".asc")
+# what, found in a part once decrypted, is another OpenPGP message: someone's ciphertext or
+# signed text, which no check of ours has opened (a public key block is only a key)
+# ("-----BEGIN PGP MESSAGE, PART 1/2-----" too: the armour of a message in parts)
+NESTED_ARMOUR = (b"-----BEGIN PGP MESSAGE", b"-----BEGIN PGP SIGNED MESSAGE")
 
 
 @dataclass(frozen=True)
@@ -127,12 +141,16 @@ class OpenedMessage:
 class LegacyCrypto:
     """`open`/`seal` over any :class:`PartCipher` (OpenPGP through gpg, or a licensed tool)."""
 
-    def __init__(self, cipher: PartCipher) -> None:
+    def __init__(self, cipher: PartCipher, *, max_plaintext: int = 0) -> None:
         self.cipher = cipher
+        # what all the parts of one message may decrypt to (0: no limit); each part's own
+        # limit is the cipher's, enforced while it decrypts
+        self.max_plaintext = max_plaintext
         # what the cipher's tool writes: armour markers in a text part, attachment suffixes
         self.markers: tuple[bytes, ...] = tuple(getattr(cipher, "armor_markers", (ARMOR_BEGIN,)))
         self.suffixes: tuple[str, ...] = tuple(getattr(cipher, "attachment_suffixes",
                                                        ENCRYPTED_SUFFIXES))
+        self.nested = tuple(dict.fromkeys((*NESTED_ARMOUR, *self.markers)))
 
     def open(self, raw: bytes | Handover, *, expected_signer: str, unsigned_ok: bool = False
              ) -> OpenedMessage:
@@ -142,7 +160,11 @@ class LegacyCrypto:
         msg = mime.parse(raw)
         results: list[tuple[str, PartResult]] = []
         expected = expected_signer.replace(" ", "").upper()
-        out = self._rebuild(msg, results, expected, top=True, unsigned_ok=unsigned_ok)
+        opened = _OPENED.set(0)
+        try:
+            out = self._rebuild(msg, results, expected, top=True, unsigned_ok=unsigned_ok)
+        finally:
+            _OPENED.reset(opened)
         del msg  # its parts are no longer needed while the rebuilt message is written
         if not results:
             raise NotEncrypted("message holds no encrypted part")
@@ -165,8 +187,33 @@ class LegacyCrypto:
 
     def _decrypt(self, data: bytes, signer: str, unsigned_ok: bool) -> PartResult:
         if unsigned_ok:
-            return self.cipher.decrypt_verify(data, signer=signer, unsigned_ok=True)
-        return self.cipher.decrypt_verify(data, signer=signer)
+            result = self.cipher.decrypt_verify(data, signer=signer, unsigned_ok=True)
+        else:
+            result = self.cipher.decrypt_verify(data, signer=signer)
+        self._count(len(result.plaintext))
+        self._not_nested(result.plaintext)
+        return result
+
+    def _not_nested_name(self, filename: str | None) -> None:
+        """Nor a file named as an encrypted one (``x.pgp`` inside a decrypted part: an
+        OpenPGP message in binary, which no armour marker shows)."""
+        if filename and filename.lower().rstrip(". ").endswith(self.suffixes):
+            raise NestedArmour("a decrypted part holds a file named as an encrypted one")
+
+    def _not_nested(self, plaintext: bytes) -> None:
+        """A decrypted part may not hold another OpenPGP message: it would be passed on as
+        ciphertext (or as signed text nobody checked) under the outer sender's name."""
+        if any(marker in plaintext for marker in self.nested):
+            raise NestedArmour("a decrypted part holds another OpenPGP message (armour)")
+
+    def _count(self, size: int) -> None:
+        """Add one part's plaintext to the message's total; past ``max_plaintext`` the
+        message is refused for good (bounced ``too_big``), never retried."""
+        total = _OPENED.get() + size
+        _OPENED.set(total)
+        if self.max_plaintext and total > self.max_plaintext:
+            raise MessageTooBig(f"the message's parts decrypt to more than "
+                                f"{self.max_plaintext} bytes (limits.max_decrypted_message)")
 
     def _rebuild(self, part: Message, results: list[tuple[str, PartResult]], signer: str, *,
                  top: bool, inside: bool = False, unsigned_ok: bool = False) -> EmailMessage:
@@ -203,6 +250,11 @@ class LegacyCrypto:
                              for p in payload if isinstance(p, Message)])
             return new
         if inside:
+            decoded = part.get_payload(decode=True)
+            if isinstance(decoded, bytes):  # armour in base64 or quoted-printable too
+                self._not_nested(decoded)
+            del decoded
+            self._not_nested_name(part.get_filename())
             leaf = mime.new()
             _copy_headers(part, leaf, skip_content=False)
             # its text as parsed: get_payload() gives an 8-bit text decoded, which the
@@ -231,6 +283,12 @@ class LegacyCrypto:
                 files = (opener(data, name=filename, signer=signer, unsigned_ok=True)
                          if unsigned_ok else opener(data, name=filename, signer=signer))
             del data  # not held while the plaintext is encoded
+            if opener is not None:
+                self._count(sum(len(result.plaintext) for _, result in files))
+                for _, result in files:
+                    self._not_nested(result.plaintext)
+            for name, _ in files:
+                self._not_nested_name(name)
             if not files:
                 raise NotEncrypted(f"attachment {filename!r} holds no file")
             parts = []

@@ -13,6 +13,7 @@ Verdicts are read from gpg's machine-readable status lines, never from its prose
 | ``EXPKEYSIG`` / ``KEYEXPIRED`` | :class:`KeyExpired` |
 | ``REVKEYSIG`` / ``KEYREVOKED`` | :class:`KeyRevoked` |
 | gpg missing, crashed or timed out | :class:`CryptoToolError` (transient) |
+| plaintext over ``max_output`` octets (gpg killed) | :class:`MessageTooBig` (permanent) |
 
 The trust model is ``always``: the address book, not a web of trust, says which key belongs
 to whom, and ``LegacyCrypto.open`` checks the signer against it.
@@ -20,10 +21,12 @@ to whom, and ``LegacyCrypto.open`` checks the signer against it.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import io
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import gnupg
 
@@ -34,6 +37,7 @@ from gateway.errors import (
     CryptoToolError,
     KeyExpired,
     KeyRevoked,
+    MessageTooBig,
     NoRecipientKey,
     UnknownKey,
     Unsigned,
@@ -52,12 +56,17 @@ def _status(stderr: str) -> dict[str, list[str]]:
 class OpenPgpCipher:
     """Part-level OpenPGP for :class:`gateway.crypto.legacy.LegacyCrypto`."""
 
-    def __init__(self, home: Path, *, gateway_fingerprint: str, timeout: float = 30.0) -> None:
+    def __init__(self, home: Path, *, gateway_fingerprint: str, timeout: float = 30.0,
+                 max_output: int = 0) -> None:
         if not home.is_dir():
             raise CryptoToolError(f"GnuPG home {home} does not exist")
         self.home = home
         self.gateway = gateway_fingerprint.replace(" ", "").upper()
         self.timeout = timeout
+        # the most plaintext one part may decrypt to (0: no limit): a small compressed part
+        # may expand a thousandfold and more, so gpg's output is counted as it comes and gpg
+        # is killed past it
+        self.max_output = max_output
         try:
             # --quiet: without it gpg looks the keys up again only to print their user ids
             # in its prose (~1.2 ms of its CPU per part); the status lines are the same
@@ -67,16 +76,33 @@ class OpenPgpCipher:
             raise CryptoToolError(f"gpg unavailable ({type(exc).__name__})") from None
         self.gpg.encoding = "latin-1"
 
-    def _gpg_into(self, sink: io.BytesIO) -> gnupg.GPG:
+    def _gpg_into(self, sink: io.BytesIO, limit: int = 0) -> gnupg.GPG:
         """The gpg wrapper, its output written into ``sink`` as it comes: python-gnupg keeps
         the pieces and joins them (twice a part's size at the end).  A copy of the wrapper per
-        call (a few attributes): threads share the cipher."""
+        call (a few attributes): threads share the cipher.  With ``limit``, gpg is killed as
+        soon as its output passes that many octets, and ``sink`` stops growing: the caller
+        reads :func:`_overflowed` on it."""
         gpg = copy.copy(self.gpg)
+        processes: list[subprocess.Popen[bytes]] = []
+        open_subprocess = gpg._open_subprocess
+
+        def opened(*args: Any, **kwargs: Any) -> subprocess.Popen[bytes]:
+            process: subprocess.Popen[bytes] = open_subprocess(*args, **kwargs)
+            processes.append(process)
+            return process
 
         def on_data(chunk: bytes) -> bool:
+            if limit and sink.tell() + len(chunk) > limit:
+                if not getattr(sink, "overflowed", False):
+                    sink.overflowed = True  # type: ignore[attr-defined]
+                    for process in processes:
+                        with contextlib.suppress(OSError):
+                            process.kill()
+                return False
             sink.write(chunk)
             return False  # not kept by python-gnupg
 
+        gpg._open_subprocess = opened
         gpg.on_data = on_data
         return gpg
 
@@ -84,10 +110,14 @@ class OpenPgpCipher:
                        ) -> PartResult:
         sink = io.BytesIO()
         try:
-            result = self._gpg_into(sink).decrypt(data, always_trust=True,
-                                                  extra_args=["--no-tty"])
+            result = self._gpg_into(sink, self.max_output).decrypt(
+                data, always_trust=True, extra_args=["--no-tty"])
         except (OSError, ValueError, subprocess.SubprocessError) as exc:
+            if _overflowed(sink):
+                raise self._too_big() from None
             raise CryptoToolError(f"gpg failed ({type(exc).__name__})") from None
+        if _overflowed(sink):
+            raise self._too_big()
         if getattr(result, "on_data_failure", None) is not None:
             raise CryptoToolError("gpg output could not be read")
         st = _status(result.stderr or "")
@@ -121,6 +151,10 @@ class OpenPgpCipher:
         return PartResult(plaintext=sink.getvalue(), signer=primary.upper(), signer_uid=uid,
                           tool="gpg")
 
+    def _too_big(self) -> MessageTooBig:
+        return MessageTooBig(f"a part decrypts to more than {self.max_output} bytes "
+                             "(limits.max_decrypted_part)")
+
     def encrypt_sign(self, data: bytes, *, recipient: str) -> SealedPart:
         sink = io.BytesIO()
         try:
@@ -140,3 +174,8 @@ class OpenPgpCipher:
                 raise CryptoToolError("gateway signing key unusable")
             raise NoRecipientKey(f"cannot encrypt to {recipient[-16:]}")
         return SealedPart(sealed, tool="gpg")
+
+
+def _overflowed(sink: io.BytesIO) -> bool:
+    """Whether the output written into ``sink`` was cut at its limit (gpg killed)."""
+    return bool(getattr(sink, "overflowed", False))

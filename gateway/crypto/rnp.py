@@ -175,15 +175,18 @@ class _Context:
             return _vp()
         return key
 
-    def decrypt_verify(self, data: bytes) -> tuple[bytes, list[tuple[int, str]], bool] | None:
+    def decrypt_verify(self, data: bytes, limit: int = 0
+                       ) -> tuple[bytes, list[tuple[int, str]], bool] | None:
         """The plaintext, each signature's (status, signing key fingerprint) and whether the
-        part was integrity protected; None when librnp cannot decrypt it."""
+        part was integrity protected; None when librnp cannot decrypt it, or when it
+        decrypts to more than ``limit`` octets (librnp's memory output refuses to grow past
+        it: the operation stops there)."""
         lib = self.lib
         src, dst, op = _vp(), _vp(), _vp()
         if lib.rnp_input_from_memory(ctypes.byref(src), data, len(data), False) != _SUCCESS:
             return None
         try:
-            if lib.rnp_output_to_memory(ctypes.byref(dst), 0) != _SUCCESS:
+            if lib.rnp_output_to_memory(ctypes.byref(dst), limit) != _SUCCESS:
                 return None
             if lib.rnp_op_verify_create(ctypes.byref(op), self.ffi, src, dst) != _SUCCESS:
                 return None
@@ -272,8 +275,13 @@ def _memory(lib: ctypes.CDLL, dst: ctypes.c_void_p) -> bytes:
 class RnpCipher:
     """Part-level OpenPGP for :class:`gateway.crypto.legacy.LegacyCrypto`, through librnp."""
 
-    def __init__(self, home: Path, *, gateway_fingerprint: str, timeout: float = 30.0) -> None:
-        self.gpg = OpenPgpCipher(home, gateway_fingerprint=gateway_fingerprint, timeout=timeout)
+    def __init__(self, home: Path, *, gateway_fingerprint: str, timeout: float = 30.0,
+                 max_output: int = 0) -> None:
+        self.gpg = OpenPgpCipher(home, gateway_fingerprint=gateway_fingerprint, timeout=timeout,
+                                 max_output=max_output)
+        # what one part may decrypt to (0: no limit): past it librnp stops, and gpg, which
+        # counts the same way, names the refusal (MessageTooBig)
+        self.max_output = max_output
         self.home = home
         self.timeout = timeout
         self.lib = library()
@@ -362,7 +370,7 @@ class RnpCipher:
         it)."""
         cert = self._cert(signer) if signer else None
         if cert is not None and cert.primary.usable("", time.time()):
-            opened = self._context(cert).decrypt_verify(data)
+            opened = self._context(cert).decrypt_verify(data, self.max_output)
             reason = "cannot_decrypt"
             if opened is not None:
                 plain, signatures, protected = opened

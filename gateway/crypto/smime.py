@@ -228,11 +228,22 @@ def _base64_lines(data: bytes) -> bytes:
     return b"".join(encoded[i:i + 76] + b"\r\n" for i in range(0, len(encoded), 76))
 
 
+_OPAQUE_TYPES = (b"application/pkcs7-mime", b"application/x-pkcs7-mime")
+
+
+def _media_type(field: bytes) -> bytes:
+    """The type/subtype of a ``Content-Type`` field, lower-cased, parameters left out."""
+    return field.split(b":", 1)[-1].split(b";", 1)[0].strip().lower()
+
+
 def is_signed(message: bytes) -> bool:
+    """Whether the message says it is S/MIME: ``multipart/signed`` (detached signature) or
+    ``application/pkcs7-mime`` (opaque signed-data — anything else it may hold is refused
+    when verified, never read as unsigned text)."""
     head, _ = _split(message[:65536])
     for f in _header_fields(head):
         if f.lower().startswith(b"content-type:"):
-            return b"multipart/signed" in f.lower()
+            return b"multipart/signed" in f.lower() or _media_type(f) in _OPAQUE_TYPES
     return False
 
 
@@ -257,6 +268,11 @@ def _verify(message: bytes, *, anchors: TrustAnchors, at: datetime,
     """:func:`verify`, telling where the signed entity is rather than copying it out;
     ``chains``: chain validations kept for the time they hold (see ChainCache)."""
     message = _crlf(message)
+    head, _ = _head(message)
+    ctype = next((f for f in _header_fields(head) if f.lower().startswith(b"content-type:")),
+                 b"")
+    if _media_type(ctype) in _OPAQUE_TYPES:
+        return _verify_opaque(message, head, anchors=anchors, at=at, chains=chains)
     head, start, end, sig_part = _locate(message)
     cert, der = _check_cms(_signature_der(sig_part), memoryview(message)[start:end])
     if chains is not None and chains.anchors is anchors:
@@ -264,6 +280,39 @@ def _verify(message: bytes, *, anchors: TrustAnchors, at: datetime,
     else:
         validate_chain(cert, anchors=anchors, at=at, purpose="signing")
     return _Verified(message, head, start, end, cert)
+
+
+def _verify_opaque(message: bytes, head: bytes, *, anchors: TrustAnchors, at: datetime,
+                   chains: ChainCache | None) -> _Verified:
+    """An opaque S/MIME message (``application/pkcs7-mime; smime-type=signed-data``): the
+    signed entity is inside the CMS structure.  It is verified exactly as a detached
+    signature is (digest over the entity as signed, signature, chain) and returned unwrapped;
+    a pkcs7-mime holding anything but signed-data with its content (enveloped, compressed,
+    certificates only, a detached signature) is refused."""
+    parsed = email.message_from_bytes(message, policy=email.policy.compat32)
+    der = None if parsed.is_multipart() else parsed.get_payload(decode=True)
+    del parsed
+    if not isinstance(der, bytes) or not der:
+        raise SmimeError("application/pkcs7-mime without a CMS structure")
+    try:
+        info = cms.ContentInfo.load(der)
+        kind = info["content_type"].native
+        entity = (info["content"]["encap_content_info"]["content"].native
+                  if kind == "signed_data" else None)
+    except Exception as exc:
+        raise SmimeError(f"application/pkcs7-mime is not readable CMS "
+                         f"({type(exc).__name__})") from None
+    if kind != "signed_data":
+        raise SmimeError(f"application/pkcs7-mime holds {kind}, not signed-data: refused")
+    if not isinstance(entity, bytes) or not entity:
+        raise SmimeError("opaque signed-data without its content")
+    cert, cert_der = _check_cms(der, entity)
+    if chains is not None and chains.anchors is anchors:
+        chains.validate(cert, at=at, purpose="signing", der=cert_der)
+    else:
+        validate_chain(cert, anchors=anchors, at=at, purpose="signing")
+    entity = _crlf(entity)
+    return _Verified(entity, head, 0, len(entity), cert)
 
 
 def _locate(message: bytes) -> tuple[bytes, int, int, bytes]:

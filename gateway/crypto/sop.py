@@ -32,7 +32,7 @@ from pathlib import Path
 
 from gateway.crypto.legacy import PartResult, SealedPart
 from gateway.crypto.openpgp import OpenPgpCipher
-from gateway.errors import CryptoToolError
+from gateway.errors import CryptoToolError, MessageTooBig
 from gateway.log import allow_words, get_logger
 
 log = get_logger("passerelle.crypto.sop")
@@ -116,8 +116,11 @@ class SopCipher:
     """Part-level OpenPGP for :class:`gateway.crypto.legacy.LegacyCrypto`, through sqop."""
 
     def __init__(self, home: Path, *, gateway_fingerprint: str,
-                 command: Sequence[str] = ("sqop",), timeout: float = 30.0) -> None:
-        self.gpg = OpenPgpCipher(home, gateway_fingerprint=gateway_fingerprint, timeout=timeout)
+                 command: Sequence[str] = ("sqop",), timeout: float = 30.0,
+                 max_output: int = 0) -> None:
+        self.gpg = OpenPgpCipher(home, gateway_fingerprint=gateway_fingerprint, timeout=timeout,
+                                 max_output=max_output)
+        self.max_output = max_output  # what one part may decrypt to (0: no limit)
         self.home = home
         self.command = tuple(command)
         self.timeout = timeout
@@ -176,17 +179,23 @@ class SopCipher:
 
     # -- operations ------------------------------------------------------------------------
 
-    def _sop(self, args: list[str], fds: list[int], data: bytes) -> tuple[int, bytes]:
+    def _sop(self, args: list[str], fds: list[int], data: bytes, limit: int = 0
+             ) -> tuple[int, bytes]:
+        """sop's exit status and output; with ``limit``, sop is killed as soon as its output
+        passes that many octets (:class:`MessageTooBig`: a part that decrypts to more)."""
         try:
-            done = subprocess.run([*self.command, *args], input=data, capture_output=True,
-                                  pass_fds=fds, timeout=self.timeout, check=False)
+            rc, out, over = bounded_run([*self.command, *args], data, pass_fds=fds,
+                                        timeout=self.timeout, limit=limit)
         except subprocess.TimeoutExpired:
             raise CryptoToolError("sop command timed out") from None
         except (OSError, subprocess.SubprocessError) as exc:
             raise CryptoToolError(f"sop command failed ({type(exc).__name__})") from None
-        if done.returncode < 0:
-            raise CryptoToolError(f"sop command killed by signal {-done.returncode}")
-        return done.returncode, done.stdout
+        if over:
+            raise MessageTooBig(f"a part decrypts to more than {limit} bytes "
+                                "(limits.max_decrypted_part)")
+        if rc < 0:
+            raise CryptoToolError(f"sop command killed by signal {-rc}")
+        return rc, out
 
     def decrypt_verify(self, data: bytes, *, signer: str = "", unsigned_ok: bool = False
                        ) -> PartResult:
@@ -198,7 +207,7 @@ class SopCipher:
             with _memfd(self._key) as key, _memfd(cert.data) as certs, _memfd() as out:
                 rc, plain = self._sop(["decrypt", f"--verifications-out=@FD:{out}",
                                        f"--verify-with=@FD:{certs}", f"@FD:{key}"],
-                                      [key, certs, out], data)
+                                      [key, certs, out], data, self.max_output)
                 verifications = os.pread(out, 65536, 0) if rc == 0 else b""
             now = time.time()
             for line in verifications.decode("ascii", "replace").splitlines():
@@ -222,6 +231,47 @@ class SopCipher:
                 return SealedPart(sealed, tool="sop")
             log.info("legacy.sop_not_accepted", stage="seal", exit_code=rc)  # gpg decides
         return self.gpg.encrypt_sign(data, recipient=recipient)
+
+
+def bounded_run(argv: list[str], data: bytes, *, pass_fds: Sequence[int] = (),
+                timeout: float, limit: int = 0) -> tuple[int, bytes, bool]:
+    """Run ``argv`` on ``data`` (its standard input, from a file in memory): its exit status,
+    its standard output, and whether that output passed ``limit`` octets (0: no limit) — the
+    process is then killed at once and the output cut there, so that a part that decompresses
+    a thousandfold is never held whole.  :class:`subprocess.TimeoutExpired` past
+    ``timeout``."""
+    with _memfd(data) as stdin:
+        proc = subprocess.Popen(argv, stdin=stdin, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, pass_fds=tuple(pass_fds))
+    expired = threading.Event()
+
+    def expire() -> None:
+        expired.set()
+        proc.kill()
+
+    timer = threading.Timer(timeout, expire)
+    timer.start()
+    out = bytearray()
+    over = False
+    try:
+        assert proc.stdout is not None
+        fd = proc.stdout.fileno()
+        while chunk := os.read(fd, 1 << 16):
+            if limit and len(out) + len(chunk) > limit:
+                over = True
+                proc.kill()
+                break
+            out += chunk
+        proc.stdout.close()
+        rc = proc.wait()
+    finally:
+        timer.cancel()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    if expired.is_set() and not over:
+        raise subprocess.TimeoutExpired(argv, timeout)
+    return rc, bytes(out), over
 
 
 def gpg_out(home: Path, timeout: float, *args: str) -> bytes:

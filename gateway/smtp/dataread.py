@@ -5,7 +5,9 @@ awaits, each with its own search and copy, the largest Python cost of receiving 
 Here whatever has arrived is taken at once and cut where the lines end; a piece holds whole
 lines, unstuffed (RFC 5321 4.5.2), up to the line holding the final dot.  The replies and
 limits are aiosmtpd's: a text line over ``line_limit`` octets (CRLF included) or more than
-``size_limit`` octets of data are refused once the final dot has come.
+``size_limit`` octets of data are refused once the final dot has come.  The size is the
+message's as RFC 1870 counts it: every CRLF, not the dots doubled for transparency nor the
+final dot's line.
 
 What a pipelining client sent after the final dot (RFC 2920: the next command may follow it
 at once) is given back to the stream reader, where the command loop reads it next.
@@ -40,6 +42,9 @@ class DataReader:
         self.size_limit = size_limit
         self.refused = ""  # the first trouble decides the reply
         self.received = 0  # octets read, as sent (dots doubled, the final dot's line too)
+        # of them, the dots doubled at the start of a line (RFC 5321 4.5.2): the size the limit
+        # is held to is the message's, as RFC 1870 counts it — CRLFs in, those dots out
+        self.stuffed = 0
 
     async def pieces(self) -> AsyncIterator[bytes]:
         """Whole lines of the text, unstuffed, as they arrive; none once refused (the text
@@ -86,14 +91,15 @@ class DataReader:
         if not lines or self.refused:
             return b""
         limit = self.size_limit or 0  # 0 or None: no limit
-        over = bool(limit) and self.received > limit
+        dots = lines.count(b"\r\n.") + (lines[:1] == b".")
+        over = bool(limit) and self.received - self.stuffed - dots > limit
         if over or (len(lines) > self.line_limit - 2 and max(
                 map(len, lines.split(b"\r\n"))) > self.line_limit - 2):
             # which trouble came first, line by line as aiosmtpd reads them: a line too long
             # is refused as such, else the line that crosses the size limit
-            seen = self.received - len(lines)
+            seen = self.received - len(lines) - self.stuffed
             for line in lines.split(b"\r\n")[:-1]:
-                seen += len(line) + 2
+                seen += len(line) + 2 - (line[:1] == b".")
                 if len(line) + 2 > self.line_limit:
                     self._refuse(LINE_TOO_LONG)
                     break
@@ -101,6 +107,7 @@ class DataReader:
                     self._refuse(TOO_MUCH)
                     break
             return b""
+        self.stuffed += dots
         if lines[:1] == b".":  # a line starts each piece
             lines = lines[1:]
         return lines.replace(b"\r\n.", b"\r\n")

@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import email.parser
 import email.policy
+import errno
 import hmac
 import os
 import re
@@ -99,7 +100,93 @@ def _note(session: Session, reason: str, **fields: str) -> None:
 class Limits:
     max_message_size: int = 30 * 1024 * 1024
     max_recipients: int = 100
-    timeout: float = 300.0
+    timeout: float = 300.0  # seconds a session may stay silent (limits.idle_timeout)
+    max_connections: int = 1000  # sessions open at once on one listener
+    max_connections_per_client: int = 50  # of them, from one client address
+
+
+class Burst:
+    """One log line when a run of the same trouble starts, not one per occurrence: the
+    next line comes once ``quiet`` seconds have passed without it, and says how many
+    occurrences the previous run held (``count``)."""
+
+    def __init__(self, event: str, quiet: float = 60.0) -> None:
+        self.event = event
+        self.quiet = quiet
+        self.last = -float("inf")
+        self.held = 0  # occurrences since the last line
+
+    def hit(self, **fields: Any) -> bool:
+        """Note one occurrence; True when it was logged (the start of a run)."""
+        now = time.monotonic()
+        started = now - self.last > self.quiet
+        self.last = now
+        if not started:
+            self.held += 1
+            return False
+        log.warning(self.event, count=self.held, **fields)
+        self.held = 0
+        return True
+
+
+class ConnectionGate:
+    """The sessions open on one listener, in all and per client address."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self.total = 0
+        self.per_client: dict[str, int] = {}
+
+    def admit(self, client: str) -> str:
+        """"" when a session from ``client`` may open (it is then counted), else the
+        limit it would pass ("total", "per_client")."""
+        if self.total >= self.limits.max_connections:
+            return "total"
+        if self.per_client.get(client, 0) >= self.limits.max_connections_per_client:
+            return "per_client"
+        self.total += 1
+        self.per_client[client] = self.per_client.get(client, 0) + 1
+        return ""
+
+    def release(self, client: str) -> None:
+        self.total -= 1
+        left = self.per_client.get(client, 0) - 1
+        if left > 0:
+            self.per_client[client] = left
+        else:
+            self.per_client.pop(client, None)
+
+
+_ACCEPT_ERRORS = {errno.EMFILE: "emfile", errno.ENFILE: "enfile", errno.ENOBUFS: "enobufs",
+                  errno.ENOMEM: "enomem"}
+allow_words(*_ACCEPT_ERRORS.values(), "total", "per_client", "too_many_connections",
+            "idle_timeout", "accept_failed")
+
+
+def watch_accept_errors(loop: asyncio.AbstractEventLoop) -> None:
+    """The event loop's failures to accept a connection (no file descriptor left, no
+    memory) logged once per burst, not once per attempt with a traceback each (the loop
+    tries again every second, for as long as the trouble lasts); anything else goes to the
+    handler that was there."""
+    if getattr(loop, "_passerelle_accept_watch", False):
+        return
+    previous = loop.get_exception_handler()
+    burst = Burst("smtp.accept_failed")
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        if isinstance(exc, OSError) and ("accept" in str(context.get("message", "")).lower()
+                                         or exc.errno in _ACCEPT_ERRORS):
+            burst.hit(reason=_ACCEPT_ERRORS.get(exc.errno or 0, "other"),
+                      error_type=type(exc).__name__)
+            return
+        if previous is not None:
+            previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)
+    loop._passerelle_accept_watch = True  # type: ignore[attr-defined]
 
 
 _HEAD_MAX = 256 * 1024  # the header block a listener reads the From of
@@ -260,6 +347,11 @@ class _Handler:
             return "452 4.5.3 Too many recipients"
         try:
             address = idn_recipient(address)
+            key = self.recipient_key(address)
+            if any(self.recipient_key(a) == key for a in envelope.rcpt_tos):
+                # given twice (the domain in any case, or another spelling of the same
+                # user's address): one recipient, one translation
+                return "250 2.1.5 OK (duplicate recipient)"
             self.check_recipient(address)
         except PasserelleError as exc:
             _note(session, exc.kind, recipient=address)
@@ -269,6 +361,11 @@ class _Handler:
 
     def check_recipient(self, address: str) -> None:
         raise NotImplementedError
+
+    def recipient_key(self, address: str) -> str:
+        """What makes two recipients one: the local part as written, the domain without
+        case (RFC 5321 2.4: only the receiving host may read the local part without case)."""
+        return _recipient_key(address)
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         data: Data = envelope.original_content or b""
@@ -303,6 +400,17 @@ class _Handler:
         log.debug("smtp.accepted", listener=self.side, queue_id=queue_id,
                   seconds=round(time.monotonic() - started, 4))
         return f"250 2.0.0 OK queued as {queue_id}"
+
+
+def _recipient_key(address: str) -> str:
+    """What makes two recipients one: the local part as written (quoting that changes
+    nothing taken away: ``"dr.x"@`` is ``dr.x@``), the domain without case."""
+    local, sep, domain = address.rpartition("@")
+    if len(local) >= 2 and local[0] == local[-1] == '"':
+        inner = re.sub(r"\\(.)", r"\1", local[1:-1])
+        if re.fullmatch(rf"{_ATOM}(?:\.{_ATOM})*", inner):
+            local = inner
+    return f"{local}{sep}{domain.lower()}" if sep else address
 
 
 def idn_recipient(address: str) -> str:
@@ -427,6 +535,14 @@ class TrustHandler(_Handler):
                 raise SenderMismatch("a null sender carries only delivery or disposition "
                                      "reports")
 
+    def recipient_key(self, address: str) -> str:
+        """Our own users: the one legacy user an address maps to (the address book reads
+        addresses without case), whatever its spelling."""
+        try:
+            return "user:" + self.book().by_trust(address).legacy_address.lower()
+        except PasserelleError:
+            return _recipient_key(address)
+
     def check_recipient(self, address: str) -> None:
         domain = domain_of(address)
         if domain != self.gateway_domain:
@@ -444,9 +560,15 @@ class _Smtp(PieceDataSMTP):
     STARTTLS itself, without the enhanced status code (RFC 3463) every other reply carries;
     those few lines are rewritten here, their codes taken from ``gateway/errors.py``."""
 
-    def __init__(self, handler: _Handler, *, spill: Path | None = None, **kwargs: Any) -> None:
+    def __init__(self, handler: _Handler, *, spill: Path | None = None,
+                 gate: ConnectionGate | None = None, refusals: Burst | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(handler, **kwargs)
         self.spill = spill
+        self.gate = gate  # the listener's count of open sessions
+        self.refusals = refusals  # the listener's log of sessions refused over the limits
+        self.client: str | None = None  # the address counted in the gate, once admitted
+        self.turned_away = False
         too_big = MessageTooBig(
             f"message size exceeds {handler.limits.max_message_size} bytes").smtp_reply()
         self._own = {
@@ -457,6 +579,58 @@ class _Smtp(PieceDataSMTP):
             "530 Must issue a STARTTLS command first":
                 "530 5.7.0 Must issue a STARTTLS command first",
         }
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """A new session, unless the listener holds as many as it may in all or from this
+        client address: that one is answered ``421 4.7.0`` and closed at once, before
+        any TLS or command is read."""
+        if self.gate is not None and self.transport is None and self.client is None:
+            peer = transport.get_extra_info("peername")
+            client = str(peer[0]) if peer else ""
+            over = self.gate.admit(client)
+            if over:
+                self.turned_away = True
+                handler: _Handler = self.event_handler
+                if isinstance(transport, asyncio.WriteTransport):
+                    with contextlib.suppress(Exception):
+                        transport.write(b"421 4.7.0 Too many connections, try again later\r\n")
+                transport.close()
+                if self.refusals is not None:
+                    self.refusals.hit(listener=handler.side, reason=over, peer=client)
+                if handler.metrics is not None:
+                    handler.metrics.count_smtp_rejection(handler.side, 421,
+                                                         "too_many_connections")
+                return
+            self.client = client
+        super().connection_made(transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self.turned_away:
+            return  # no session was made
+        if self.gate is not None and self.client is not None:
+            self.gate.release(self.client)
+            self.gate = None  # released once, whatever calls this again
+        super().connection_lost(error)
+
+    def eof_received(self) -> bool | None:
+        if self.turned_away:
+            return False
+        return super().eof_received()
+
+    def data_received(self, data: bytes) -> None:
+        if not self.turned_away:
+            super().data_received(data)
+
+    def _timeout_cb(self) -> None:
+        """A session silent for ``limits.idle_timeout``: told ``421 4.4.2`` and closed."""
+        handler: _Handler = self.event_handler
+        peer = self.session.peer[0] if self.session is not None and self.session.peer else None
+        log.info("smtp.idle_timeout", listener=handler.side, peer=peer)
+        if isinstance(self.transport, asyncio.WriteTransport) and \
+                not self.transport.is_closing():
+            with contextlib.suppress(Exception):
+                self.transport.write(b"421 4.4.2 Idle for too long, closing\r\n")
+        super()._timeout_cb()  # type: ignore[no-untyped-call]
 
     async def _read_data(self, cleanup: contextlib.ExitStack) -> tuple[Data, str]:
         """DATA's text up to the final dot, and the refusal it deserves ("" if none), the
@@ -469,6 +643,8 @@ class _Smtp(PieceDataSMTP):
         reading = self._data_reader()
         failed = ""  # the spill file could not be written: the sender tries again later
         async for piece in reading.pieces():
+            # the idle timeout is idle time: lines arriving keep a long transfer alive
+            self._reset_timeout()
             if failed:
                 continue
             try:
@@ -584,11 +760,15 @@ class Listener:
         self.limits = limits
         self._server: asyncio.base_events.Server | None = None
         self._sessions: weakref.WeakSet[_Smtp] = weakref.WeakSet()
+        self.gate = ConnectionGate(limits)
+        self.refusals = Burst("smtp.too_many_connections")
 
     def _protocol(self) -> SMTP:
         session = _Smtp(
             self.handler,
             spill=self.spill,
+            gate=self.gate,
+            refusals=self.refusals,
             data_size_limit=self.limits.max_message_size,
             enable_SMTPUTF8=True,
             decode_data=False,
@@ -605,6 +785,7 @@ class Listener:
 
     async def start(self) -> int:
         loop = asyncio.get_running_loop()
+        watch_accept_errors(loop)
         self._server = await loop.create_server(self._protocol, host=self.host, port=self.port)
         sock = self._server.sockets[0]
         self.port = int(sock.getsockname()[1])

@@ -33,6 +33,18 @@ class QueueAdmin:
                 "lower(mail_from)=lower(?) LIMIT 1", (message_id, trust_sender)).fetchone()
         return row is not None
 
+    def handed_to_legacy(self, message_id: str, trust_sender: str, rcpt: str) -> bool:
+        """Did this gateway hand a message with that Message-ID from that trust-space sender
+        to ``rcpt`` (the trust-space address it was written to) in the legacy network?  Only
+        a report on such a delivery is passed back."""
+        with self._read() as db:
+            row = db.execute(
+                "SELECT 1 FROM messages m JOIN recipients r ON r.queue_id = m.queue_id "
+                "WHERE m.message_id=? AND m.direction='to_legacy' AND "
+                "lower(m.mail_from)=lower(?) AND lower(r.rcpt)=lower(?) AND "
+                "r.state='delivered' LIMIT 1", (message_id, trust_sender, rcpt)).fetchone()
+        return row is not None
+
     def counts(self) -> dict[str, int]:
         with self._read() as db:
             return {state: n for state, n in db.execute(

@@ -24,7 +24,13 @@ from typing import Any
 from gateway.config import Settings
 from gateway.crypto.domainlist import DomainList, DomainListStore
 from gateway.crypto.pki import TrustAnchors, server_tls_context
-from gateway.errors import ConfigError, PasserelleError, RelayDenied, TrustListError
+from gateway.errors import (
+    ConfigError,
+    PasserelleError,
+    RelayDenied,
+    TrustListError,
+    UnmatchedReport,
+)
 from gateway.log import get_logger
 from gateway.ops.metrics import Metrics
 from gateway.smtp.server import Arrival, HubGate, LegacyHandler, Limits, Listener, TrustHandler
@@ -136,6 +142,16 @@ class Intake:
             except PasserelleError:
                 alias = f.recipient
             shown.append(notices.Failure(alias, f.action, f.status, f.diagnostic))
+        # each recipient it reports on must be one we handed that message to: a report on
+        # someone else (or on nobody) would tell the sender of a failure that never was
+        for rcpt in arrival.rcpt_tos:
+            for f in shown if shown else [notices.Failure("", "", "", "")]:
+                if not f.recipient or not await run_in(
+                        self.db, self.spool.handed_to_legacy, message_id, rcpt, f.recipient):
+                    log.warning("hub_notice.unmatched", reason="report_unmatched",
+                                peer=arrival.peer or None, count=len(shown))
+                    raise UnmatchedReport("this report names a recipient this gateway did "
+                                          "not hand that message to")
         now = datetime.fromtimestamp(self.clock(), UTC)
         queue_ids = []
         for rcpt in arrival.rcpt_tos:
@@ -184,7 +200,9 @@ def listeners(settings: Settings, intake: Intake, *, domains: Domains, anchors: 
     certificate verified against ``anchors`` required), both handing arrivals to ``intake``;
     large messages are received into files of ``spill``."""
     d = settings.daemon
-    limits = Limits(d.max_message_size, d.max_recipients)
+    limits = Limits(d.max_message_size, d.max_recipients, timeout=d.idle_timeout,
+                    max_connections=d.max_connections,
+                    max_connections_per_client=d.max_connections_per_client)
     common: dict[str, Any] = {
         "book": intake.book,
         "domains": domains.current,

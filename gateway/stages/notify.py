@@ -51,9 +51,14 @@ class Notices:
         self.wake_deliver = wake_deliver
 
     async def notify(self, direction: Direction, sender: str, original: bytes,
-                     failures: list[notices.Failure], *, delayed: bool = False) -> None:
+                     failures: list[notices.Failure], *, delayed: bool = False,
+                     anonymous: bool = False, queue_id: str = "",
+                     received_at: float = 0.0) -> None:
         """Tell ``sender`` of a message of ``direction`` (``original``: its header block)
-        what became of some of its recipients: failed, or still ``delayed``."""
+        what became of some of its recipients: failed, or still ``delayed``.  ``anonymous``:
+        a legacy message whose sender was never verified — the letter names it by our queue
+        id and time of arrival only, and quotes nothing it says (see
+        :func:`notices.legacy_notice`)."""
         if not sender or direction is Direction.NOTICE:
             return  # never a notice about a notice (no bounce loops)
         now = datetime.fromtimestamp(self.clock(), UTC)
@@ -68,6 +73,8 @@ class Notices:
                     now=now,
                     delayed=delayed,
                     charset=user.charset,
+                    unverified=(queue_id, datetime.fromtimestamp(received_at, UTC))
+                    if anonymous else None,
                 )
                 data, tools = await self.seal(letter, user.legacy_fingerprint)
                 for tool in tools:
@@ -89,6 +96,8 @@ class Notices:
             log.error("notice.failed", exc_info=exc)
             return
         await self.queue(rcpt, data)
+        if anonymous:
+            log.info("notice.unverified", queue_id=queue_id)
         self.wake_deliver.notify()
 
     async def queue(self, rcpt: str, data: bytes, *, peer: str = "") -> str:

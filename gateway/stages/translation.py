@@ -112,7 +112,7 @@ class Translation:
             await self.failed(item, Fate.RETRY, "internal", "worker process lost")
             return
         except PasserelleError as exc:
-            await self.failed(item, exc.fate, exc.kind, str(exc))
+            await self.failed(item, exc.fate, exc.kind, str(exc), unverified=exc.unverified)
             return
         except Exception as exc:  # a bug: keep the message, retry later
             log.error("translation.crashed", queue_id=item.queue_id, exc_info=exc)
@@ -172,9 +172,13 @@ class Translation:
                 for tool in step.details.get("tools", []):
                     self.metrics.count_legacy_part("sealed", str(tool))
 
-    async def failed(self, item: TranslateWork, fate: Fate, kind: str, reason: str) -> None:
+    async def failed(self, item: TranslateWork, fate: Fate, kind: str, reason: str, *,
+                     unverified: bool = False) -> None:
         """The translation of ``item`` failed with ``fate``: the message moves accordingly,
-        with an MDN (error) and a bounce to its sender when it will not be delivered."""
+        with an MDN (error) and a bounce to its sender when it will not be delivered.
+        ``unverified``: it failed before its sender was verified; unless the legacy hub
+        vouched for the sender (its authenticated session), the bounce then quotes nothing
+        the message says (its Message-ID, date, recipients' names are anybody's words)."""
         if fate is Fate.RETRY and self.policy.covers(  # by the clock and by the schedule
                 item.attempts + 1, self.clock() - item.received_at, self.policy.lifetime):
             # transient for the whole lifetime (a bug, a dependency down for days): an
@@ -225,7 +229,11 @@ class Translation:
             # an unknown address says which one (the RPPS); anything else only its kind
             said = reason if kind == "unknown_address" else kind
             failures = [notices.Failure(r, "failed", _status(kind), said) for r in item.rcpts]
-            await self.notices.notify(item.direction, item.mail_from, _head(item), failures)
+            anonymous = unverified and not item.hub_auth
+            await self.notices.notify(item.direction, item.mail_from,
+                                      b"" if anonymous else _head(item), failures,
+                                      anonymous=anonymous, queue_id=item.queue_id,
+                                      received_at=item.received_at)
 
 
 def _status(kind: str) -> str:

@@ -24,6 +24,7 @@ allow_words("openpgp", "rnp_unusable")
 
 def legacy_cipher(settings: Settings) -> PartCipher:
     leg = settings.legacy
+    cap = settings.daemon.decrypted_part_limit  # what one part may decrypt to
     if leg.adapter == "command":
         if not leg.open_command or not leg.seal_command:
             raise ConfigError("legacy.adapter = \"command\" needs open_command and seal_command")
@@ -36,23 +37,23 @@ def legacy_cipher(settings: Settings) -> PartCipher:
                              attachment_suffixes=leg.attachment_suffixes,
                              sealed_suffix=leg.sealed_suffix,
                              signer_pattern=leg.signer_pattern,
-                             exit_codes=leg.exit_codes)
+                             exit_codes=leg.exit_codes, max_output=cap)
     if leg.gnupg_home is None or not leg.gateway_fingerprint:
         raise ConfigError("legacy.gnupg_home and legacy.gateway_fingerprint are required")
     if leg.adapter == "sop":
         return SopCipher(leg.gnupg_home, gateway_fingerprint=leg.gateway_fingerprint,
-                         command=leg.sop_command, timeout=leg.timeout)
+                         command=leg.sop_command, timeout=leg.timeout, max_output=cap)
     if leg.adapter == "rnp" or (leg.adapter == "auto" and rnp.available()):
         try:
             return rnp.RnpCipher(leg.gnupg_home, gateway_fingerprint=leg.gateway_fingerprint,
-                                 timeout=leg.timeout)
+                                 timeout=leg.timeout, max_output=cap)
         except CryptoToolError:
             if leg.adapter == "rnp":
                 raise
             # e.g. a gateway key with a passphrase: `config check` says why
             log.warning("legacy.adapter_auto", adapter="openpgp", reason="rnp_unusable")
     return OpenPgpCipher(leg.gnupg_home, gateway_fingerprint=leg.gateway_fingerprint,
-                         timeout=leg.timeout)
+                         timeout=leg.timeout, max_output=cap)
 
 
 def resolve_adapter(leg: LegacyCryptoSettings) -> tuple[str, str]:
@@ -85,7 +86,8 @@ def build_translator(settings: Settings, *, book: AddressBook | None = None) -> 
     identity = SigningIdentity.load(t.signing_cert, t.signing_key, t.chain)
     return Translator(
         book=book if book is not None else AddressBook.load(settings.addresses),
-        legacy=LegacyCrypto(legacy_cipher(settings)),
+        legacy=LegacyCrypto(legacy_cipher(settings),
+                            max_plaintext=settings.daemon.decrypted_message_limit),
         smime=Smime(identity, trust_anchors(settings)),
         tables=load_tables(settings.mappings_dir),
         domain=settings.domain,

@@ -68,9 +68,21 @@ def _why(f: Failure) -> str:
 
 
 def legacy_notice(original: bytes, *, sender: str, failures: list[Failure], gateway_domain: str,
-                  now: datetime, delayed: bool = False, charset: str = "cp1252") -> bytes:
+                  now: datetime, delayed: bool = False, charset: str = "cp1252",
+                  unverified: tuple[str, datetime] | None = None) -> bytes:
     """A French plain-text letter to a legacy user, in their software's charset with CRLF
-    (to be sealed for them)."""
+    (to be sealed for them).
+
+    ``unverified`` (our queue id, the time it arrived): the message was refused before its
+    sender was verified — anybody may have sent it under the user's address.  The letter
+    then quotes nothing it says (no Message-ID, date, subject, recipient's name or reason
+    in its words): it names the message by our reference and the time of arrival, the
+    recipients by their domain, and says the message was refused as unverified.  A sealed
+    letter from the gateway never carries a stranger's text."""
+    if unverified is not None:
+        return _unverified_notice(sender=sender, failures=failures, queue_id=unverified[0],
+                                  arrived=unverified[1], gateway_domain=gateway_domain,
+                                  now=now, charset=charset)
     message_id, date, _ = original_headers(original)
     if delayed:
         opening = ("Votre message n'a pas encore pu être remis. La passerelle continue d'essayer "
@@ -107,6 +119,39 @@ def legacy_notice(original: bytes, *, sender: str, failures: list[Failure], gate
     msg["Message-ID"] = make_msgid(domain=gateway_domain)
     if message_id:
         msg["In-Reply-To"] = message_id
+    body, _ = encode_for("\n".join(lines) + "\n", charset)
+    msg["MIME-Version"] = "1.0"
+    mime.set_text(msg, body, charset=charset)
+    return msg.as_bytes(policy=mime.WIRE)
+
+
+def _unverified_notice(*, sender: str, failures: list[Failure], queue_id: str,
+                       arrived: datetime, gateway_domain: str, now: datetime,
+                       charset: str) -> bytes:
+    domains = sorted({f.recipient.rpartition("@")[2].lower() for f in failures
+                      if re.fullmatch(r"[a-z0-9.-]+", f.recipient.rpartition("@")[2].lower())})
+    lines = [
+        "Bonjour,",
+        "",
+        f"Un message reçu à votre adresse le {arrived.strftime('%d/%m/%Y à %H:%M')} (UTC), "
+        f"référence passerelle {queue_id}, n'a pas été transmis"
+        + (f" (destinataires chez : {', '.join(domains)})" if domains else "") + ".",
+        "",
+        "Il a été refusé avant que son expéditeur ait pu être vérifié (signature, "
+        "chiffrement, ou message illisible ou trop volumineux une fois déchiffré) : rien ne "
+        "prouve qu'il vienne de vous, et rien de ce qu'il contient n'est repris ici.",
+        "Si vous n'avez rien envoyé à ce moment, quelqu'un a peut-être utilisé votre adresse ; "
+        "si c'était bien vous, vérifiez que votre logiciel signe et chiffre vos messages, "
+        "puis renvoyez-le.",
+        "",
+        f"La passerelle de messagerie sécurisée ({gateway_domain})",
+    ]
+    msg = mime.new()
+    msg["From"] = f"Passerelle MSSante <postmaster@{gateway_domain}>"
+    msg["To"] = sender
+    msg["Subject"] = "Message non transmis (expéditeur non vérifié)"
+    msg["Date"] = format_datetime(now)
+    msg["Message-ID"] = make_msgid(domain=gateway_domain)
     body, _ = encode_for("\n".join(lines) + "\n", charset)
     msg["MIME-Version"] = "1.0"
     mime.set_text(msg, body, charset=charset)

@@ -22,7 +22,13 @@ from gateway.directory.addresses import AddressBook, LegacyUser, domain_of
 from gateway.directory.resolve import DirectoryResolver
 from gateway.documents import hprim
 from gateway.documents.codes import CodeTables
-from gateway.errors import PolicyError, RelayDenied, SenderMismatch, UnknownAddress
+from gateway.errors import (
+    PasserelleError,
+    PolicyError,
+    RelayDenied,
+    SenderMismatch,
+    UnknownAddress,
+)
 from gateway.mail import mime
 from gateway.mail.handover import Handover
 from gateway.translate import legacy_to_trust, senders, trust_to_legacy
@@ -199,23 +205,29 @@ class Translator:
                  ) -> Translation:
         """``raw`` handed over (see :mod:`gateway.mail.handover`): the received message
         is let go once opened, the opened one once composed."""
-        sender = self.book.by_legacy(envelope.mail_from)
-        for rcpt in envelope.rcpt_tos:
-            if self.book.is_legacy(rcpt):
-                raise RelayDenied("recipient is in the legacy network")
-        received = raw if isinstance(raw, Handover) else Handover.of(raw)
-        del raw
-        trace = TraceRecord(_message_id(received), "to_trust")
-        digest = received.digest()
-        trace.add_digests("received", now, digest, digest,
-                          mail_from_domain=domain_of(envelope.mail_from),
-                          recipients=len(envelope.rcpt_tos), size=received.size,
-                          hub_authenticated=envelope.hub_auth)
-        if self.unsigned_allowed(sender, envelope):
-            opened = self.legacy.open(received, expected_signer=sender.legacy_fingerprint,
-                                      unsigned_ok=True)  # type: ignore[call-arg]
-        else:
-            opened = self.legacy.open(received, expected_signer=sender.legacy_fingerprint)
+        # until the sender is verified, what the message says of itself is nobody's word:
+        # a failure here is marked so, and the notice about it quotes nothing of it
+        try:
+            sender = self.book.by_legacy(envelope.mail_from)
+            for rcpt in envelope.rcpt_tos:
+                if self.book.is_legacy(rcpt):
+                    raise RelayDenied("recipient is in the legacy network")
+            received = raw if isinstance(raw, Handover) else Handover.of(raw)
+            del raw
+            trace = TraceRecord(_message_id(received), "to_trust")
+            digest = received.digest()
+            trace.add_digests("received", now, digest, digest,
+                              mail_from_domain=domain_of(envelope.mail_from),
+                              recipients=len(envelope.rcpt_tos), size=received.size,
+                              hub_authenticated=envelope.hub_auth)
+            if self.unsigned_allowed(sender, envelope):
+                opened = self.legacy.open(received, expected_signer=sender.legacy_fingerprint,
+                                          unsigned_ok=True)  # type: ignore[call-arg]
+            else:
+                opened = self.legacy.open(received, expected_signer=sender.legacy_fingerprint)
+        except PasserelleError as exc:
+            exc.unverified = True
+            raise
         del received
         decrypted: Handover = getattr(opened, "handed", None) or Handover.of(opened.message)
         verification = _verification_summary(opened)

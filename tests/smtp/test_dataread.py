@@ -1,5 +1,6 @@
 """DATA read in the pieces it arrives in: the same text, refusals and next commands as
-reading it a line at a time (the way aiosmtpd reads it), however the bytes are cut up."""
+reading it a line at a time (the way aiosmtpd reads it, the size counted as RFC 1870 counts
+it: a dot doubled for transparency is not the message's), however the bytes are cut up."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ def one_line_at_a_time(wire: bytes, *, line_limit: int, size_limit: int | None
         line, pos = wire[pos:end], end
         if line == b".\r\n":
             break
-        received += len(line)
+        received += len(line) - (line[:1] == b".")  # RFC 1870: the dot doubled is not counted
         if not refused and len(line) > line_limit:
             refused = LINE_TOO_LONG
         if not refused and size_limit and received > size_limit:

@@ -19,7 +19,14 @@ from gateway.config import Settings
 from gateway.crypto.world import USERS, World
 from gateway.journal import Journal
 from gateway.ops.metrics import Metrics
-from gateway.spool import Direction, RetryPolicy, SqliteSpool, open_journal, open_spool
+from gateway.spool import (
+    Direction,
+    RetryPolicy,
+    SqliteSpool,
+    State,
+    open_journal,
+    open_spool,
+)
 from gateway.stages.common import Inflight, run_in
 from gateway.stages.notify import Notices
 from gateway.stages.workers import WorkerPool
@@ -87,10 +94,10 @@ class Parts:
         return float(value or 0.0)
 
     async def store(self, direction: Direction, mail_from: str, rcpts: tuple[str, ...],
-                    data: bytes, message_id: str = "") -> str:
+                    data: bytes, message_id: str = "", state: State = State.RECEIVED) -> str:
         queue_id, _ = await run_in(self.db, self.spool.accept, direction=direction,
                                    mail_from=mail_from, rcpts=rcpts, data=data,
-                                   message_id=message_id, now=self.clock())
+                                   message_id=message_id, now=self.clock(), state=state)
         return queue_id
 
 

@@ -15,7 +15,7 @@ import pytest
 from gateway.crypto.domainlist import DomainListStore
 from gateway.errors import ConfigError, RelayDenied
 from gateway.smtp.server import Arrival
-from gateway.spool import Direction
+from gateway.spool import Direction, State
 from gateway.stages.intake import Domains, Intake, listeners
 from gateway.translate import notices
 from gateway.translate.factory import trust_anchors
@@ -87,7 +87,7 @@ def test_a_hub_dsn_about_a_message_we_carried_goes_back_to_its_trust_sender(
     async def main() -> None:
         # a reply of Dr X's that the gateway carried into the legacy network
         await parts.store(Direction.TO_LEGACY, DR_X, (TRUST["dupont"],), LETTER,
-                          message_id="<reply@hopital-a>")
+                          message_id="<reply@hopital-a>", state=State.DELIVERED)
         dsn = notices.build_dsn(b"Message-ID: <reply@hopital-a>\r\n\r\n", sender=DR_X,
                                 failures=[notices.Failure(ADDR["dupont"], "failed", "5.2.2",
                                                           "mailbox full")],

@@ -94,8 +94,10 @@ def test_a_forgery_is_bounced_and_its_sender_gets_a_sealed_notice(parts: Parts) 
         opened = legacy_client(parts.world, "dupont").open(
             notice, expected_signer=parts.world.fingerprints["gateway"])
         letter = mime.leaves(mime.parse(opened.message))[0].data.decode("mac_roman")
-        assert "n'a pas pu être remis" in letter and DR_X in letter
-        assert "(code 5.7.0)" in letter  # a security refusal, said as such
+        # its sender unverified: named by the gateway's reference, nothing of it quoted
+        assert "n'a pas été transmis" in letter and entry.queue_id in letter
+        assert "avant que son expéditeur ait pu être vérifié" in letter  # said as such
+        assert DR_X not in letter and "<tr-2@" not in letter
         assert parts.metric("passerelle_crypto_failures_total", kind="wrong_signer") == 1
     run(main())
 
