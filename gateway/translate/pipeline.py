@@ -70,6 +70,8 @@ class Envelope:
     # "smtp-auth"), "" when it did not: stored with the message by the listener, never read
     # from its content
     hub_auth: str = ""
+    # when the listener stored it (the trace's ``received`` step); None: translated now
+    received_at: datetime | None = None
 
 
 @dataclass
@@ -207,7 +209,7 @@ class Translator:
         del raw
         trace = TraceRecord(_message_id(received), "to_trust")
         digest = received.digest()
-        trace.add_digests("received", now, digest, digest,
+        trace.add_digests("received", now, digest, digest, stamped=envelope.received_at,
                           mail_from_domain=domain_of(envelope.mail_from),
                           recipients=len(envelope.rcpt_tos), size=received.size,
                           hub_authenticated=envelope.hub_auth)
@@ -235,6 +237,7 @@ class Translator:
             domain=self.domain, aliases=names, unsigned=unsigned)
         del decrypted
         unsigned = draft.handed.digest()
+        trace.settle("compose", unsigned)  # what compose wrote (the trace part in it)
         signed = self.smime.sign(draft.handed)  # lets the draft go as it writes it
         trace.add_digests("sign", now, unsigned, sha256(signed),
                           smime_signer=self.smime.signer_subject, self_verified=True)
@@ -250,7 +253,7 @@ class Translator:
         if self.smime.is_signed(raw):
             content, subject, signer_addresses = self.smime.verify_signer(raw, at=now)
             _signer_is_sender(content.head(), signer_addresses)
-            verdict = {"smime": "verified", "signer": subject}
+            verdict: dict[str, Any] = {"smime": "verified", "signer": subject}
         elif self.accept_unsigned:
             content, verdict = Handover.of(raw), {"smime": "unsigned", "policy": "accepted"}
         else:
@@ -262,6 +265,7 @@ class Translator:
         for user in recipients:
             trace = TraceRecord(trace_id, "to_legacy")
             trace.add_digests("received", now, received, received,
+                              stamped=envelope.received_at,
                               recipients=len(envelope.rcpt_tos), size=len(raw),
                               mail_from_domain=domain_of(envelope.mail_from)
                               if envelope.mail_from else "")
@@ -269,6 +273,7 @@ class Translator:
             draft = trust_to_legacy.compose(content.again(), recipient=user, book=self.book,
                                             now=now, trace=trace, domain=self.domain)
             unsealed = draft.handed.digest()
+            trace.settle("compose", unsealed)
             # the draft's digest taken beforehand: seal lets it go as it reads it
             sealed, tools = self.legacy.seal_traced(draft.handed,
                                                     recipient=user.legacy_fingerprint)
