@@ -22,7 +22,13 @@ from gateway.directory.addresses import AddressBook, LegacyUser, domain_of
 from gateway.directory.resolve import DirectoryResolver
 from gateway.documents import hprim
 from gateway.documents.codes import CodeTables
-from gateway.errors import PolicyError, RelayDenied, SenderMismatch, UnknownAddress
+from gateway.errors import (
+    PasserelleError,
+    PolicyError,
+    RelayDenied,
+    SenderMismatch,
+    UnknownAddress,
+)
 from gateway.mail import mime
 from gateway.mail.handover import Handover
 from gateway.translate import legacy_to_trust, senders, trust_to_legacy
@@ -123,6 +129,13 @@ def _message_id(raw: bytes | Handover) -> str:
 
 
 def _message_id_of(raw: bytes, digest: Callable[[], str]) -> str:
+    return header_message_id(raw) or f"<{digest()[:32]}@passerelle>"
+
+
+def header_message_id(raw: bytes) -> str:
+    """The Message-ID of a message (or of its header block), "" when it has none: read the
+    same by the translator, the spool and the notices, so that a message's steps are all
+    journaled under one id (:func:`gateway.translate.trace.trace_id`)."""
     # the header block only: parsing the whole message (bodies, attachments) just to read
     # one header cost a full parse per message
     # and the header block without splitting the message: the split copied the body
@@ -136,7 +149,7 @@ def _message_id_of(raw: bytes, digest: Callable[[], str]) -> str:
             value = mime.header(mime.parse(head + b"\r\n\r\n"), "Message-ID")
         except Exception:
             value = ""
-    return value.strip() or f"<{digest()[:32]}@passerelle>"
+    return value.strip()
 
 
 def _simple_message_id(head: bytes) -> str | None:
@@ -213,36 +226,40 @@ class Translator:
                           mail_from_domain=domain_of(envelope.mail_from),
                           recipients=len(envelope.rcpt_tos), size=received.size,
                           hub_authenticated=envelope.hub_auth)
-        if self.unsigned_allowed(sender, envelope):
-            opened = self.legacy.open(received, expected_signer=sender.legacy_fingerprint,
-                                      unsigned_ok=True)  # type: ignore[call-arg]
-        else:
-            opened = self.legacy.open(received, expected_signer=sender.legacy_fingerprint)
-        del received
-        decrypted: Handover = getattr(opened, "handed", None) or Handover.of(opened.message)
-        verification = _verification_summary(opened)
-        unsigned = verification.get("result") == "unsigned"
-        trace.add_digests("open", now, digest, decrypted.digest(),
-                          signer=sender.legacy_fingerprint,
-                          verification=verification,
-                          asserted_by=f"legacy hub ({envelope.hub_auth})" if unsigned else "")
-        del opened  # the opened message is held by its handover only
-        kept, routes, unresolved, names = self._resolve(
-            decrypted, envelope, sender.charset, trace, now)
-        if not kept:
-            raise UnknownAddress("; ".join(dict.fromkeys(unresolved.values())))
-        draft = legacy_to_trust.compose(
-            decrypted, sender=sender, book=self.book, envelope_from=envelope.mail_from,
-            tables=self.tables, now=now, trace=trace, signer_fpr=sender.legacy_fingerprint,
-            domain=self.domain, aliases=names, unsigned=unsigned)
-        del decrypted
-        unsigned = draft.handed.digest()
-        trace.settle("compose", unsigned)  # what compose wrote (the trace part in it)
-        signed = self.smime.sign(draft.handed)  # lets the draft go as it writes it
-        trace.add_digests("sign", now, unsigned, sha256(signed),
-                          smime_signer=self.smime.signer_subject, self_verified=True)
-        return Translation(signed, tuple(kept), trace, "to_trust", draft.repairs,
-                           draft.encoding, draft.documents, draft.findings, routes, unresolved)
+        try:
+            if self.unsigned_allowed(sender, envelope):
+                opened = self.legacy.open(received, expected_signer=sender.legacy_fingerprint,
+                                          unsigned_ok=True)  # type: ignore[call-arg]
+            else:
+                opened = self.legacy.open(received, expected_signer=sender.legacy_fingerprint)
+            del received
+            decrypted: Handover = getattr(opened, "handed", None) or Handover.of(opened.message)
+            verification = _verification_summary(opened)
+            unsigned = verification.get("result") == "unsigned"
+            trace.add_digests("open", now, digest, decrypted.digest(),
+                              signer=sender.legacy_fingerprint,
+                              verification=verification,
+                              asserted_by=f"legacy hub ({envelope.hub_auth})" if unsigned else "")
+            del opened  # the opened message is held by its handover only
+            kept, routes, unresolved, names = self._resolve(
+                decrypted, envelope, sender.charset, trace, now)
+            if not kept:
+                raise UnknownAddress("; ".join(dict.fromkeys(unresolved.values())))
+            draft = legacy_to_trust.compose(
+                decrypted, sender=sender, book=self.book, envelope_from=envelope.mail_from,
+                tables=self.tables, now=now, trace=trace, signer_fpr=sender.legacy_fingerprint,
+                domain=self.domain, aliases=names, unsigned=unsigned)
+            del decrypted
+            unsigned = draft.handed.digest()
+            trace.settle("compose", unsigned)  # what compose wrote (the trace part in it)
+            signed = self.smime.sign(draft.handed)  # lets the draft go as it writes it
+            trace.add_digests("sign", now, unsigned, sha256(signed),
+                              smime_signer=self.smime.signer_subject, self_verified=True)
+            return Translation(signed, tuple(kept), trace, "to_trust", draft.repairs,
+                               draft.encoding, draft.documents, draft.findings, routes, unresolved)
+        except PasserelleError as exc:
+            _stopped(exc, trace)
+            raise
 
     def to_legacy(self, raw: bytes, envelope: Envelope, *, now: datetime) -> list[Translation]:
         """The verified content (a view of ``raw``, not a copy) is handed to each recipient's
@@ -270,18 +287,35 @@ class Translator:
                               mail_from_domain=domain_of(envelope.mail_from)
                               if envelope.mail_from else "")
             trace.add_digests("verify", now, received, content.digest(), **verdict)
-            draft = trust_to_legacy.compose(content.again(), recipient=user, book=self.book,
-                                            now=now, trace=trace, domain=self.domain)
-            unsealed = draft.handed.digest()
-            trace.settle("compose", unsealed)
-            # the draft's digest taken beforehand: seal lets it go as it reads it
-            sealed, tools = self.legacy.seal_traced(draft.handed,
-                                                    recipient=user.legacy_fingerprint)
+            try:
+                draft = trust_to_legacy.compose(content.again(), recipient=user,
+                                                book=self.book, now=now, trace=trace,
+                                                domain=self.domain)
+                unsealed = draft.handed.digest()
+                trace.settle("compose", unsealed)
+                # the draft's digest taken beforehand: seal lets it go as it reads it
+                sealed, tools = self.legacy.seal_traced(draft.handed,
+                                                        recipient=user.legacy_fingerprint)
+            except PasserelleError as exc:
+                _stopped(exc, trace)
+                raise
             trace.add_digests("seal", now, unsealed, sha256(sealed),
                               recipient=user.legacy_fingerprint, tools=list(tools))
             out.append(Translation(sealed, (user.legacy_address,), trace, "to_legacy",
                                    documents=draft.documents))
         return out
+
+
+def _stopped(exc: PasserelleError, trace: TraceRecord) -> None:
+    """``exc`` stopped the translation ``trace`` records: the steps done so far go with it
+    (``exc.trace``), for the daemon to journal with the quarantine or the bounce."""
+    exc.trace = trace  # type: ignore[attr-defined]
+
+
+def stopped_trace(exc: BaseException) -> TraceRecord | None:
+    """The steps a translation did before ``exc`` stopped it (None: it stopped before any)."""
+    trace = getattr(exc, "trace", None)
+    return trace if isinstance(trace, TraceRecord) else None
 
 
 def _signer_is_sender(head: bytes, signer_addresses: Sequence[str]) -> None:
