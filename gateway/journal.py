@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
@@ -37,6 +38,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 GENESIS = "0" * 64
+_QUEUE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 def canonical(record: dict[str, Any]) -> str:
     return json.dumps(record, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
@@ -199,6 +201,27 @@ class Journal:
                 parsed = {"unreadable": True}
             out.append(JournalEntry(seq, mid, stage, at, parsed, prev, digest))
         return out
+
+    def entries_of_queue(self, queue_id: str) -> list[JournalEntry]:
+        """The entries of the spool's message ``queue_id`` (its trace id found from its
+        records: the message may be long gone from the spool), without those of another
+        message that had the same Message-ID."""
+        if not _QUEUE_ID.fullmatch(queue_id):
+            return []
+        found = None
+        with self.store.reading() as db:  # ("_" matches any one character: checked below)
+            for message_id, body in db.execute(
+                    "SELECT message_id, record FROM journal WHERE record LIKE ? ORDER BY seq "
+                    "LIMIT 50", (f'%"queue_id":"{queue_id}"%',)).fetchall():
+                try:
+                    if json.loads(body).get("queue_id") == queue_id:
+                        found = str(message_id)
+                        break
+                except ValueError:
+                    continue
+        if found is None:
+            return []
+        return [e for e in self.entries(found) if e.record.get("queue_id") in (None, queue_id)]
 
     def verify(self) -> VerifyResult:
         prev = GENESIS

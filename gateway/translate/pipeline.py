@@ -145,8 +145,10 @@ def header_message_id(raw: bytes) -> str:
     head = head[: end if end >= 0 else None]
     value = _simple_message_id(head)
     if value is None:  # folded, encoded, odd or absent: what the header parser reads
-        try:
-            value = mime.header(mime.parse(head + b"\r\n\r\n"), "Message-ID")
+        try:  # (the header block alone: its multipart Content-Type has no parts here)
+            value = mime.header(email.parser.BytesParser(policy=email.policy.compat32)
+                                .parsebytes(head + b"\r\n\r\n", headersonly=True),
+                                "Message-ID")
         except Exception:
             value = ""
     return value.strip()
