@@ -76,7 +76,7 @@ def test_release_and_delete_are_traced_and_logged(tmp_path: Path) -> None:
 
 
 def test_bulk_release_and_delete_tell_each_message(tmp_path: Path) -> None:
-    cfg, spool, ids = setup(tmp_path, 3)
+    cfg, _, ids = setup(tmp_path, 3)
     released = cli(cfg, "quarantine", "release", "--yes")
     assert released.returncode == 0, released.stderr
     assert sorted(r["queue_id"] for r in lines(released.stderr, "message.released")) == \
