@@ -231,6 +231,7 @@ class Translation:
             trace.add_digests("received", datetime.fromtimestamp(now, UTC), entry.digest,
                               entry.digest, size=entry.size, recipients=len(item.rcpts),
                               stamped=datetime.fromtimestamp(item.received_at, UTC))
+        trace.message_id = tid  # (the same Message-ID read: under the spool's id whatever)
         self.journal.append_traces([trace], queue_id=item.queue_id)  # received only once
         if fate is Fate.QUARANTINE:
             events.quarantined(self.journal, entry, kind=kind, now=now,
