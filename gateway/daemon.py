@@ -117,7 +117,8 @@ class Gateway:
         shared: dict[str, Any] = {"spool": self.spool, "db": self._db, "clock": clock,
                                   "metrics": self.metrics}
         self.notices = Notices(**shared, book=self.book, seal=self._seal, hostname=d.hostname,
-                               gateway_domain=settings.domain, wake_deliver=self.wake_deliver)
+                               gateway_domain=settings.domain, wake_deliver=self.wake_deliver,
+                               journal=self.journal)
         self.intake = Intake(**shared, book=self.book, notices=self.notices,
                              hostname=d.hostname, wake_translate=self.wake_translate,
                              wake_deliver=self.wake_deliver,

@@ -6,7 +6,17 @@ of the trace step, the previous entry's hash and its own::
     hash = SHA-256(prev_hash "\\n" seq "\\n" message_id "\\n" stage "\\n" at "\\n" record)
 
 ``verify`` recomputes the chain from the first entry and names the first one that does not
-match.  Appends are serialised (SQLite ``BEGIN IMMEDIATE``; a PostgreSQL advisory lock), so
+match.
+
+A message's entries share its trace id (:func:`gateway.translate.trace.trace_id`: its
+Message-ID) and each record names the spool's ``queue_id`` and the ``direction``.  The steps of
+a translation (:meth:`Journal.append_traces`) are recorded as the trace has them (``at``,
+``input_sha256``, ``output_sha256``, ``details``); the other steps of a message's life
+(:meth:`Journal.record`: ``delivery`` per recipient and attempt, ``quarantined``, ``bounced``,
+``released``, ``notice`` and ``written`` linking a notice and its message, ``purged``) carry
+``at`` and their facts as plain fields.  Each entry's ``at`` is its step's own time.
+
+Appends are serialised (SQLite ``BEGIN IMMEDIATE``; a PostgreSQL advisory lock), so
 concurrent writers — threads, processes or instances — keep a single chain.
 
 The chain is kept in a :class:`JournalStore`, which the spool's back-ends implement in the
@@ -19,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
@@ -27,6 +38,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 GENESIS = "0" * 64
+_QUEUE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 def canonical(record: dict[str, Any]) -> str:
     return json.dumps(record, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
@@ -92,39 +104,76 @@ class Journal:
 
     def append(self, message_id: str, stage: str, record: dict[str, Any], *,
                at: datetime) -> JournalEntry:
-        return self._append_many([(message_id, stage, record)], at=at)[0]
+        return self._append_many([(message_id, stage, record, at)])[0]
 
-    def append_trace(self, trace: Any, *, at: datetime) -> list[JournalEntry]:
+    def record(self, message_id: str, stage: str, *, at: datetime, direction: str,
+               queue_id: str, **facts: Any) -> JournalEntry:
+        """One step of a message's life outside its translation, journaled under its trace
+        id (``message_id``): ``stage`` at ``at`` for the spool's message ``queue_id``, with
+        ``facts`` (ids, digests, sizes, kinds, outcomes — never content; empty ones left
+        out).  For example, the retention purge of a stored message::
+
+            journal.record(trace_id(entry.message_id, entry.digest), "purged", at=now,
+                           direction=entry.direction, queue_id=entry.queue_id,
+                           reason="retention", digest=entry.digest, size=entry.size)
+
+        (:func:`gateway.spool.events.purged` does that and writes its log line)."""
+        return self.append(message_id, stage, step_record(
+            at=at, direction=direction, queue_id=queue_id, **facts), at=at)
+
+    def record_many(self, steps: Sequence[tuple[str, str, dict[str, Any]]]
+                    ) -> list[JournalEntry]:
+        """Several :meth:`record` steps in one transaction (a bulk action on thousands of
+        messages): each ``(message_id, stage, step_record(...))``."""
+        return self._append_many([(m, stage, record, datetime.fromisoformat(record["at"]))
+                                  for m, stage, record in steps])
+
+    def append_trace(self, trace: Any, *, at: datetime | None = None,
+                     queue_id: str = "") -> list[JournalEntry]:
         """Every step of a TraceRecord, in order, in one transaction."""
-        return self.append_traces([trace], at=at)
+        return self.append_traces([trace], queue_id=queue_id)
 
-    def append_traces(self, traces: Sequence[Any], *, at: datetime, synced_by_next: bool = False
+    def append_traces(self, traces: Sequence[Any], *, at: datetime | None = None,
+                      synced_by_next: bool = False, queue_id: str = ""
                       ) -> list[JournalEntry]:
         """Every step of each TraceRecord, in order, in one transaction (one message's
-        translations: one per recipient group).  ``synced_by_next``: the caller commits to
+        translations: one per recipient group), each entry at its step's own time (``at``:
+        unused, kept for callers that still give it).  With ``queue_id``, each record names
+        the spool's message, and a ``received`` step already journaled for that message (a
+        message translated again: released from quarantine, or after a crash) is not
+        appended again: it was received once.  ``synced_by_next``: the caller commits to
         the same database right after (the spool: the translation these traces describe),
         and that commit's fsync takes this one's with it — this one does not wait for the
         disk (lost in a power cut before the next, both are: the message is translated and
         journaled again)."""
-        return self._append_many([(trace.message_id, step.stage,
-                                   {"direction": trace.direction, **step.to_json()})
-                                  for trace in traces for step in trace.steps], at=at,
-                                 durable=not synced_by_next)
+        items = []
+        for trace in traces:
+            for step in trace.steps:
+                record = {"direction": trace.direction, **step.to_json()}
+                if queue_id:
+                    record["queue_id"] = queue_id
+                items.append((trace.message_id, step.stage, record, step.at))
+        return self._append_many(items, durable=not synced_by_next,
+                                 received_once=queue_id)
 
     _bytes: int | None = None  # characters of records, once summed (see size)
     _size_lock = threading.Lock()
 
-    def _append_many(self, items: list[tuple[str, str, dict[str, Any]]], *,
-                     at: datetime, durable: bool = True) -> list[JournalEntry]:
-        """Append ``items`` after the last entry, in one transaction."""
-        when = at.isoformat()
+    def _append_many(self, items: list[tuple[str, str, dict[str, Any], datetime]], *,
+                     durable: bool = True, received_once: str = "") -> list[JournalEntry]:
+        """Append ``items`` after the last entry, in one transaction; ``received_once``: a
+        queue id whose ``received`` step, once journaled, is not appended again."""
         out: list[JournalEntry] = []
         written = 0
         with self.store.appending(durable=durable) as db:
+            if received_once:
+                items = [item for item in items if item[1] != "received"
+                         or not _received(db, item[0], received_once)]
             row = db.execute("SELECT seq, hash FROM journal ORDER BY seq DESC LIMIT 1"
                              ).fetchone()
             seq, prev = (int(row[0]), str(row[1])) if row else (0, GENESIS)
-            for message_id, stage, record in items:
+            for message_id, stage, record, at in items:
+                when = at.isoformat()
                 seq += 1
                 body = canonical(record)
                 digest = entry_hash(prev, seq, message_id, stage, when, body)
@@ -152,6 +201,27 @@ class Journal:
                 parsed = {"unreadable": True}
             out.append(JournalEntry(seq, mid, stage, at, parsed, prev, digest))
         return out
+
+    def entries_of_queue(self, queue_id: str) -> list[JournalEntry]:
+        """The entries of the spool's message ``queue_id`` (its trace id found from its
+        records: the message may be long gone from the spool), without those of another
+        message that had the same Message-ID."""
+        if not _QUEUE_ID.fullmatch(queue_id):
+            return []
+        found = None
+        with self.store.reading() as db:  # ("_" matches any one character: checked below)
+            for message_id, body in db.execute(
+                    "SELECT message_id, record FROM journal WHERE record LIKE ? ORDER BY seq "
+                    "LIMIT 50", (f'%"queue_id":"{queue_id}"%',)).fetchall():
+                try:
+                    if json.loads(body).get("queue_id") == queue_id:
+                        found = str(message_id)
+                        break
+                except ValueError:
+                    continue
+        if found is None:
+            return []
+        return [e for e in self.entries(found) if e.record.get("queue_id") in (None, queue_id)]
 
     def verify(self) -> VerifyResult:
         prev = GENESIS
@@ -190,3 +260,24 @@ class Journal:
 
     def close(self) -> None:
         self.store.close()
+
+
+def step_record(*, at: datetime, direction: str, queue_id: str, **facts: Any
+                ) -> dict[str, Any]:
+    """The record of a step of a message's life outside its translation (see
+    :meth:`Journal.record`): its time, direction and queue id, and its facts (empty ones
+    left out)."""
+    return {"at": at.isoformat(), "direction": direction, "queue_id": queue_id,
+            **{k: v for k, v in facts.items() if v not in (None, "", [], {})}}
+
+
+def _received(db: Conn, message_id: str, queue_id: str) -> bool:
+    """Whether the journal has a ``received`` step of ``message_id`` for ``queue_id``."""
+    for (body,) in db.execute("SELECT record FROM journal WHERE message_id = ? AND "
+                              "stage = 'received'", (message_id,)).fetchall():
+        try:
+            if json.loads(body).get("queue_id") == queue_id:
+                return True
+        except ValueError:
+            continue
+    return False

@@ -163,6 +163,15 @@ def _queue_id(value: object) -> bool:
     )
 
 
+_OPERATOR = re.compile(r"(?:certificate|token|session|unix):[A-Za-z0-9_][A-Za-z0-9_.@-]{0,63}")
+
+
+def _operator(value: object) -> bool:
+    """An operator's identity: how they proved it and their account name (an operator, not
+    a patient; a NIR or a date in it is still refused)."""
+    return isinstance(value, str) and bool(_OPERATOR.fullmatch(value)) and _id_safe(value)
+
+
 def _digest(value: object) -> bool:
     # Real digests hold hex letters; a run of digits alone could be a NIR or a date.
     return isinstance(value, str) and bool(_HEX.fullmatch(value)) and not value.isdigit()
@@ -299,6 +308,8 @@ KEYS: dict[str, Shape] = {
     "peer": _host, "peer_domain": _host, "peer_ip": _host, "host": _host, "ip": _host,
     "domain": _host, "remote": _host, "listen": _host, "next_hop": _host, "mx": _host,
     "relay": lambda v: v == "none" or _host(v),
+    # who acted on a message: the console's ``via:name``, a box user's ``unix:name``
+    "operator": _operator,
     # words from closed vocabularies
     "outcome": _word, "state": _word, "stage": _word, "kind": _word, "error_kind": _word,
     "direction": _word, "reason": _word, "fate": _word, "action": _word, "status": _word,

@@ -27,11 +27,17 @@ class QueueAdmin:
     def sent_to_legacy(self, message_id: str, trust_sender: str) -> bool:
         """Did this gateway carry a message with that Message-ID from that trust-space sender
         into the legacy network?  (Only then is a bounce from the hub passed back.)"""
+        return self.carried_to_legacy(message_id, trust_sender) is not None
+
+    def carried_to_legacy(self, message_id: str, trust_sender: str) -> str | None:
+        """The queue id of the last message with that Message-ID this gateway carried from
+        that trust-space sender into the legacy network (None: it carried none)."""
         with self._read() as db:
             row = db.execute(
-                "SELECT 1 FROM messages WHERE message_id=? AND direction='to_legacy' AND "
-                "lower(mail_from)=lower(?) LIMIT 1", (message_id, trust_sender)).fetchone()
-        return row is not None
+                "SELECT queue_id FROM messages WHERE message_id=? AND direction='to_legacy' "
+                "AND lower(mail_from)=lower(?) ORDER BY received_at DESC LIMIT 1",
+                (message_id, trust_sender)).fetchone()
+        return None if row is None else str(row[0])
 
     def handed_to_legacy(self, message_id: str, trust_sender: str, rcpt: str) -> bool:
         """Did this gateway hand a message with that Message-ID from that trust-space sender

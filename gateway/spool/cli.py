@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gateway import config, progress
-from gateway.errors import ConfigError, UsageError
+from gateway.errors import ConfigError, PasserelleError, UsageError
+from gateway.journal import Journal
+from gateway.spool import events
 from gateway.spool.model import Direction, QueueEntry, State
 from gateway.spool.search import AGE_BUCKETS, BULK_ACTIONS, QueueFilter, parse_since
 
@@ -267,11 +269,18 @@ def _summary(spool: SqliteSpool, args: argparse.Namespace, f: QueueFilter, now: 
     return 0
 
 
-def _act(spool: SqliteSpool, args: argparse.Namespace, now: float) -> int:
+def _act(spool: SqliteSpool, args: argparse.Namespace, now: float,
+         journal: Journal | None = None) -> int:
+    """An action on one message or on those a filter matches; a release or a deletion is
+    told in each message's trace and in the log (:mod:`gateway.spool.events`)."""
     action = "delete" if args.admin == "drop" else args.admin
+    told = journal is not None and action in ("release", "delete")
+    before: list[QueueEntry] = []
     if args.queue_id is not None:
         if _filtered(args):
             raise UsageError(f"{args.admin}: give an ID or a filter, not both")
+        if told:
+            before = [spool.entry(args.queue_id)]
         if action == "delete":
             spool.delete(args.queue_id)
             n = 1
@@ -286,8 +295,16 @@ def _act(spool: SqliteSpool, args: argparse.Namespace, now: float) -> int:
         if ids and not _confirm(args, len(ids)):
             print(f"{args.admin}: nothing done", file=sys.stderr)
             return 1
+        if told:
+            before = _entries(spool, ids)
         with progress.bar(total=len(ids), unit="msg", desc=args.admin) as bar:
             n = spool.bulk(action, ids, f, now=now, progress=bar.update)
+    if journal is not None and before:
+        if action == "release":
+            events.released(journal, before, operator=events.local_operator(), now=now)
+        elif action == "delete":
+            events.purged(journal, before, reason="operator", operator=events.local_operator(),
+                          now=now)
     what = "message(s)" if action == "delete" else "recipient(s)"
     if args.json:
         _print_json(args.admin, messages=len(ids), changed=n, ids=ids)
@@ -296,6 +313,17 @@ def _act(spool: SqliteSpool, args: argparse.Namespace, now: float) -> int:
     else:
         print(f"{args.admin}: {len(ids)} message(s) matched, {n} {what} changed")
     return 0
+
+
+def _entries(spool: SqliteSpool, ids: list[str]) -> list[QueueEntry]:
+    """What the spool says of each of ``ids`` (those gone meanwhile left out)."""
+    out = []
+    for queue_id in ids:
+        try:
+            out.append(spool.entry(queue_id))
+        except PasserelleError:
+            continue
+    return out
 
 
 def _confirm(args: argparse.Namespace, n: int) -> bool:
@@ -321,7 +349,12 @@ def run_admin(args: argparse.Namespace) -> int:
     if args.admin == "show":
         return _show(spool, args, now)
     if args.admin in (*BULK_ACTIONS, "drop"):
-        return _act(spool, args, now)
+        from gateway.log import configure
+        from gateway.spool import open_journal
+
+        # the action's log lines, as the daemon writes them, on stderr (stdout is the output)
+        configure(str(settings.raw.get("logging", {}).get("level", "info")), stream=sys.stderr)
+        return _act(spool, args, now, open_journal(settings.journal_url))
     raise ConfigError(f"unknown action {args.admin}")
 
 

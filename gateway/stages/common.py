@@ -5,19 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import re
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Executor
 from typing import Any, TypeVar
 
 from gateway.directory.addresses import AddressBook
+from gateway.translate.pipeline import header_message_id
 
 T = TypeVar("T")
 Clock = Callable[[], float]  # seconds since the epoch (tests move it)
 Book = Callable[[], AddressBook]  # the address book in force (SIGHUP replaces it)
 
 HEAD_MAX = 256 * 1024  # a header block longer than this is not read for its Message-ID
-_MESSAGE_ID = re.compile(rb"^message-id:[ \t]*(.+?)\r?$", re.IGNORECASE | re.MULTILINE)
 
 
 async def run_in(pool: Executor, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -27,10 +26,9 @@ async def run_in(pool: Executor, fn: Callable[..., T], *args: Any, **kwargs: Any
 
 
 def message_id_of(data: bytes | bytearray) -> str:
-    """The Message-ID of a message's header block ("" when it has none)."""
-    head = data[:HEAD_MAX].split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
-    m = _MESSAGE_ID.search(head)
-    return m.group(1).decode("ascii", "replace").strip() if m else ""
+    """The Message-ID of a message's header block ("" when it has none), read as the
+    translator reads it (the id its trace is journaled under)."""
+    return header_message_id(bytes(data[:HEAD_MAX]))
 
 
 class Inflight:

@@ -24,7 +24,7 @@ from pathlib import Path
 from gateway.config import DaemonSettings
 from gateway.directory.addresses import domain_of
 from gateway.errors import Fate, PasserelleError
-from gateway.journal import Journal
+from gateway.journal import Journal, step_record
 from gateway.log import clean_reply, get_logger
 from gateway.ops.metrics import Metrics
 from gateway.smtp.delivery import (
@@ -39,8 +39,9 @@ from gateway.smtp.delivery import (
 from gateway.spool import Direction, SqliteSpool
 from gateway.spool.model import DeliverWork
 from gateway.stages.common import Book, Clock, Inflight, run_in
-from gateway.stages.notify import Notices
+from gateway.stages.notify import About, Notices
 from gateway.translate import notices
+from gateway.translate.trace import trace_id
 from gateway.wakeup import Wakeup
 
 log = get_logger("passerelle.daemon")
@@ -141,6 +142,7 @@ class Dispatch:
         by_route: dict[tuple[str, bool], list[tuple[str, str]]] = {}
         outcomes: dict[str, Outcome] = {}
         relays: dict[str, str] = {}
+        ended: dict[str, float] = {}  # when each recipient's attempt ended
         for rcpt in item.rcpts:
             try:
                 domain, address, legacy = self.target(item, rcpt)
@@ -184,30 +186,63 @@ class Dispatch:
                         if outcome.status == "4.7.4"
                         else "certificate_unknown",
                     )
+            now = self.clock()
             for rcpt, address in pairs:
                 outcomes[rcpt] = got[address]
                 self.log_attempt(item, rcpt, got[address], relay=f"{route.host}:{route.port}",
                                  seconds=seconds)
                 relays[rcpt] = f"{route.host}:{route.port}"
-        await self.trace(item, outcomes, relays)
+                ended[rcpt] = now
+        await self.trace(item, outcomes, relays, ended)
         await self.record(item, outcomes)
 
+    async def trace_id(self, item: DeliverWork) -> str:
+        """The id the message's trace is journaled under (a message without a Message-ID:
+        the one the translator made of its digest)."""
+        if item.message_id:
+            return item.message_id
+        try:
+            entry = await run_in(self.db, self.spool.entry, item.queue_id)
+        except PasserelleError:
+            return item.queue_id
+        return trace_id(entry.message_id, entry.digest)
+
     async def trace(self, item: DeliverWork, outcomes: dict[str, Outcome],
-                    relays: dict[str, str]) -> None:
-        """One ``delivery`` step per recipient in the message's trace: where, what the peer
-        said (masked as in the log), and what becomes of the message."""
+                    relays: dict[str, str], ended: dict[str, float] | None = None) -> None:
+        """One ``delivery`` step per recipient in the message's trace, at the time its
+        attempt ended: where, what the peer said (masked as in the log), and what becomes of
+        the message."""
         if self.journal is None or not outcomes:
             return
+        now = self.clock()
+        tid = await self.trace_id(item)
+        steps = [(tid, "delivery", step_record(
+            at=datetime.fromtimestamp((ended or {}).get(rcpt, now), UTC),
+            direction=str(item.direction), queue_id=item.queue_id,
+            recipient_domain=rcpt.rpartition("@")[2].lower(),
+            relay=relays.get(rcpt, "none"), status=STATUS.get(o.fate, "bounced"),
+            dsn=o.status, reply=clean_reply(o.reason), attempt=item.attempts + 1,
+        )) for rcpt, o in outcomes.items()]
+        await run_in(self.db, self.journal.record_many, steps)
+
+    async def expired(self, item: DeliverWork, rcpts: list[str], reason: str) -> None:
+        """The lifetime of ``rcpts`` of ``item`` ran out: a ``bounced`` step each."""
+        if self.journal is None:
+            return
         at = datetime.fromtimestamp(self.clock(), UTC)
-        trace_id = item.message_id or item.queue_id
-        items = [(trace_id, "delivery", {
-            "direction": str(item.direction), "queue_id": item.queue_id,
-            "recipient_domain": rcpt.rpartition("@")[2].lower(),
-            "relay": relays.get(rcpt, "none"), "status": STATUS.get(o.fate, "bounced"),
-            "dsn": o.status, "reply": clean_reply(o.reason), "attempt": item.attempts + 1,
-        }) for rcpt, o in outcomes.items()]
-        journal = self.journal
-        await run_in(self.db, lambda: [journal.append(m, st, r, at=at) for m, st, r in items])
+        tid = await self.trace_id(item)
+        steps = [(tid, "bounced", step_record(
+            at=at, direction=str(item.direction), queue_id=item.queue_id, kind="expired",
+            fate="bounce", dsn="4.4.7", recipient_domain=rcpt.rpartition("@")[2].lower(),
+            reply=clean_reply(reason))) for rcpt in rcpts]
+        await run_in(self.db, self.journal.record_many, steps)
+
+    async def about(self, item: DeliverWork) -> About | None:
+        """The message of ``item`` as a notice about it names it (None for a notice: never
+        a notice about a notice)."""
+        if item.direction is Direction.NOTICE:
+            return None
+        return About(item.queue_id, await self.trace_id(item), str(item.direction))
 
     def log_attempt(self, item: DeliverWork, rcpt: str, outcome: Outcome, *,
                     relay: str | None, seconds: float) -> None:
@@ -232,7 +267,8 @@ class Dispatch:
             await run_in(self.db, self.spool.mark_delivered, item.output_id, delivered, now=now)
             log.info("message.delivered", queue_id=item.queue_id, count=len(delivered))
             if item.direction is Direction.TO_LEGACY:
-                await self.notices.mdn(item.queue_id, item.mail_from, delivered)
+                await self.notices.mdn(item.queue_id, item.mail_from, delivered,
+                                       about=await self.about(item))
             direction = str(item.direction)
             for _ in delivered:
                 self.metrics.count_message(
@@ -276,6 +312,7 @@ class Dispatch:
                 failures += [
                     notices.Failure(r, "failed", "4.4.7", f"expired: {reason}") for r in deferred
                 ]
+                await self.expired(item, deferred, reason)
             elif warn:
                 await self.notices.notify(
                     item.direction,
@@ -286,7 +323,9 @@ class Dispatch:
                         for r in deferred
                     ],
                     delayed=True,
+                    about=await self.about(item),
                 )
         if failures:
             original = await self.notices.original(item.queue_id)
-            await self.notices.notify(item.direction, item.mail_from, original, failures)
+            await self.notices.notify(item.direction, item.mail_from, original, failures,
+                                      about=await self.about(item))

@@ -38,7 +38,7 @@ from gateway.spill import head
 from gateway.spill import size as data_size
 from gateway.spool import Direction, SqliteSpool
 from gateway.stages.common import HEAD_MAX, Book, Clock, message_id_of, run_in
-from gateway.stages.notify import Notices
+from gateway.stages.notify import About, Notices
 from gateway.translate import notices
 from gateway.wakeup import Wakeup
 
@@ -128,12 +128,14 @@ class Intake:
             raise RelayDenied("with a null sender this gateway accepts only delivery status "
                               "notifications")
         message_id, failures = parsed
+        carried: dict[str, str] = {}  # trust-space sender -> the queue id of their message
         for rcpt in arrival.rcpt_tos:
-            if not message_id or not await run_in(
-                self.db, self.spool.sent_to_legacy, message_id, rcpt
-            ):
+            queue_id = await run_in(self.db, self.spool.carried_to_legacy, message_id, rcpt) \
+                if message_id else None
+            if queue_id is None:
                 raise RelayDenied("this notification does not report on a message carried by "
                                   "this gateway from that sender")
+            carried[rcpt] = queue_id
         book = self.book()
         shown = []
         for f in failures:
@@ -163,6 +165,9 @@ class Intake:
                 now=now,
             )
             queue_ids.append(await self.notices.queue(rcpt, dsn, peer=arrival.peer))
+            # the hub's report, passed back, and the message it reports on: linked
+            await self.notices.link(About(carried[rcpt], message_id, str(Direction.TO_LEGACY)),
+                                    queue_ids[-1], dsn, "hub_dsn")
         log.info("hub_notice.accepted", queue_id=queue_ids[0], count=len(shown))
         self.wake_deliver.notify()
         return queue_ids[0]

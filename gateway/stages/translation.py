@@ -15,7 +15,6 @@ of the message goes on.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from concurrent.futures import Executor
 from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime
@@ -27,13 +26,14 @@ from gateway.journal import Journal
 from gateway.log import get_logger
 from gateway.ops.metrics import Metrics
 from gateway.spill import head
-from gateway.spool import Direction, RetryPolicy, SqliteSpool
+from gateway.spool import Direction, RetryPolicy, SqliteSpool, events
 from gateway.spool.model import TranslateWork
 from gateway.stages.common import HEAD_MAX, Clock, Inflight, run_in
-from gateway.stages.notify import Notices
+from gateway.stages.notify import About, Notices
 from gateway.stages.workers import TranslatedGroup, WorkerPool, translate, worker_translate
 from gateway.translate import notices
-from gateway.translate.pipeline import Translator, _message_id_of
+from gateway.translate.pipeline import Translator, stopped_trace
+from gateway.translate.trace import TraceRecord
 from gateway.vocabulary import CRYPTO_KINDS, STAGES
 from gateway.wakeup import Wakeup
 
@@ -112,17 +112,18 @@ class Translation:
             await self.failed(item, Fate.RETRY, "internal", "worker process lost")
             return
         except PasserelleError as exc:
-            await self.failed(item, exc.fate, exc.kind, str(exc), unverified=exc.unverified)
+            await self.failed(item, exc.fate, exc.kind, str(exc), trace=stopped_trace(exc),
+                              unverified=exc.unverified)
             return
         except Exception as exc:  # a bug: keep the message, retry later
             log.error("translation.crashed", queue_id=item.queue_id, exc_info=exc)
             await self.failed(item, Fate.RETRY, "internal", type(exc).__name__)
             return
-        at = datetime.fromtimestamp(now, UTC)
-
         def record() -> None:  # the trace first, then the translation: one trip to a thread
             # the journal is in the spool's database: the spool's commit syncs both
-            self.journal.append_traces([g.trace for g in groups], at=at, synced_by_next=True)
+            # (a message translated again — released — keeps its one received step)
+            self.journal.append_traces([g.trace for g in groups], synced_by_next=True,
+                                       queue_id=item.queue_id)
             self.spool.store_translated(
                 item.queue_id,
                 [(g.rcpts, Path(g.path) if g.path else g.data) for g in groups],
@@ -131,6 +132,7 @@ class Translation:
             )
 
         await run_in(self.db, record)
+        about = About(item.queue_id, groups[0].trace.message_id, str(item.direction))
         log.info("message.translated", queue_id=item.queue_id, direction=str(item.direction))
         self.metrics.count_message("translated", str(item.direction))
         for g in groups:
@@ -152,6 +154,7 @@ class Translation:
                 item.mail_from,
                 _head(item),
                 [notices.Failure(r, "failed", "5.1.1", why) for r, why in unresolved.items()],
+                about=about,
             )
         self.wake_deliver.notify()
 
@@ -173,9 +176,10 @@ class Translation:
                     self.metrics.count_legacy_part("sealed", str(tool))
 
     async def failed(self, item: TranslateWork, fate: Fate, kind: str, reason: str, *,
-                     unverified: bool = False) -> None:
+                     unverified: bool = False, trace: TraceRecord | None = None) -> None:
         """The translation of ``item`` failed with ``fate``: the message moves accordingly,
-        with an MDN (error) and a bounce to its sender when it will not be delivered.
+        with an MDN (error) and a bounce to its sender when it will not be delivered; the
+        steps it went through (``trace``, when it got that far) are journaled with it.
         ``unverified``: it failed before its sender was verified; unless the legacy hub
         vouched for the sender (its authenticated session), the bounce then quotes nothing
         the message says (its Message-ID, date, recipients' names are anybody's words)."""
@@ -191,24 +195,9 @@ class Translation:
             self.metrics.count_crypto_failure(kind)
         if fate is Fate.RETRY:
             self.metrics.count_retry(str(item.direction))
+        about = None
         if fate is not Fate.RETRY:  # the message's trace says where it stopped, and why
-            at = datetime.fromtimestamp(self.clock(), UTC)
-            record = {"direction": str(item.direction), "queue_id": item.queue_id,
-                      "kind": kind, "fate": str(fate)}
-            journal = self.journal
-            trace_id = await run_in(self.db, _trace_id, item)
-
-            def append() -> None:
-                if not journal.entries(trace_id):  # nothing recorded yet: where it began
-                    received: dict[str, object] = {
-                        "direction": str(item.direction), "queue_id": item.queue_id,
-                        "received_at": datetime.fromtimestamp(item.received_at, UTC).isoformat()}
-                    if item.data:
-                        received["input_digest"] = hashlib.sha256(item.data).hexdigest()
-                    journal.append(trace_id, "received", received, at=at)
-                journal.append(trace_id, event, record, at=at)
-
-            await run_in(self.db, append)
+            about = await run_in(self.db, self._journal_failure, item, fate, kind, trace)
         returned = None
         if item.direction is Direction.TO_LEGACY and fate is not Fate.RETRY:
             # an error MDN gives the original back (the agency's guide): read before the
@@ -224,7 +213,7 @@ class Translation:
         )
         if item.direction is Direction.TO_LEGACY and fate is not Fate.RETRY:
             await self.notices.mdn(item.queue_id, item.mail_from, list(item.rcpts),
-                                   error=notices.ERROR_OTHER, returned=returned)
+                                   error=notices.ERROR_OTHER, returned=returned, about=about)
         if fate is Fate.BOUNCE:
             # an unknown address says which one (the RPPS); anything else only its kind
             said = reason if kind == "unknown_address" else kind
@@ -233,7 +222,34 @@ class Translation:
             await self.notices.notify(item.direction, item.mail_from,
                                       b"" if anonymous else _head(item), failures,
                                       anonymous=anonymous, queue_id=item.queue_id,
-                                      received_at=item.received_at)
+                                      received_at=item.received_at, about=about)
+
+    def _journal_failure(self, item: TranslateWork, fate: Fate, kind: str,
+                         trace: TraceRecord | None) -> About | None:
+        """In the message's trace: the steps done before it stopped (at least where it
+        began: ``received``, once), then ``quarantined`` (and its log line) or ``bounced``."""
+        try:
+            entry = self.spool.entry(item.queue_id)
+        except PasserelleError:  # gone meanwhile (deleted by an operator): nothing to say
+            return None
+        tid = events.trace_of(entry)
+        now = self.clock()
+        if trace is None:  # stopped before its first step
+            trace = TraceRecord(tid, str(item.direction))
+            trace.add_digests("received", datetime.fromtimestamp(now, UTC), entry.digest,
+                              entry.digest, size=entry.size, recipients=len(item.rcpts),
+                              stamped=datetime.fromtimestamp(item.received_at, UTC))
+        trace.message_id = tid  # (the same Message-ID read: under the spool's id whatever)
+        self.journal.append_traces([trace], queue_id=item.queue_id)  # received only once
+        if fate is Fate.QUARANTINE:
+            events.quarantined(self.journal, entry, kind=kind, now=now,
+                               recipients=len(item.rcpts))
+        else:
+            self.journal.record(tid, "bounced", at=datetime.fromtimestamp(now, UTC),
+                                direction=str(item.direction), queue_id=item.queue_id,
+                                kind=kind, fate=str(fate), dsn=_status(kind),
+                                recipients=len(item.rcpts))
+        return About(item.queue_id, tid, str(item.direction))
 
 
 def _status(kind: str) -> str:
@@ -249,11 +265,6 @@ def _head(item: TranslateWork) -> bytes:
     """What a notice quotes of a message: its header block (all of it, for a message held
     in memory)."""
     return head(Path(item.path), HEAD_MAX) if item.path else item.data
-
-
-def _trace_id(item: TranslateWork) -> str:
-    """The id the translator files the message's trace under (its Message-ID)."""
-    return _message_id_of(_head(item), lambda: item.queue_id)
 
 
 def _whole(item: TranslateWork) -> bytes | None:

@@ -55,7 +55,8 @@ def translate(translator: Translator, item: TranslateWork, now_ts: float
               ) -> list[TranslatedGroup]:
     """One queued message translated: groups of recipients with their bytes and trace."""
     now = datetime.fromtimestamp(now_ts, UTC)
-    envelope = Envelope(item.mail_from, item.rcpts, item.hub_auth)
+    received = datetime.fromtimestamp(item.received_at, UTC)  # the trace's received step
+    envelope = Envelope(item.mail_from, item.rcpts, item.hub_auth, received)
     if item.direction is Direction.TO_TRUST:
         # a message in a file is read from it in slices, never whole (see Handover)
         t = translator.to_trust(Handover.of_file(Path(item.path)) if item.path else item.data,
@@ -64,7 +65,8 @@ def translate(translator: Translator, item: TranslateWork, now_ts: float
     data = Path(item.path).read_bytes() if item.path else item.data
     out: list[TranslatedGroup] = []
     for rcpt in item.rcpts:
-        results = translator.to_legacy(data, Envelope(item.mail_from, (rcpt,)), now=now)
+        results = translator.to_legacy(data, Envelope(item.mail_from, (rcpt,),
+                                                      received_at=received), now=now)
         out.append(TranslatedGroup((rcpt,), results[0].message, results[0].trace))
     return out
 

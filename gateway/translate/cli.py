@@ -44,7 +44,12 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     trace = sub.add_parser("trace", help="the hash-chained trace journal",
                            description="Read and check the trace journal.")
     trace_sub = trace.add_subparsers(dest="trace_command", metavar="ACTION", required=True)
-    show = trace_sub.add_parser("show", help="every recorded step of one message")
+    show = trace_sub.add_parser(
+        "show", help="every recorded step of one message",
+        description="Every recorded step of one message, in the order recorded, each at its own "
+        "time: its translation (digests of what each step read and wrote), each delivery "
+        "attempt, quarantine, release, the notices written about it, purge. ID is its "
+        "Message-ID (with or without <>) or its queue id (from the log or `queue list`).")
     show.add_argument("message_id", metavar="ID")
     show.add_argument("--config", type=Path)
     show.add_argument("--json", action="store_true")
@@ -92,22 +97,48 @@ def run_translate(args: argparse.Namespace) -> int:
     return 0
 
 
+_FRAME = ("stage", "at", "direction", "input_sha256", "output_sha256", "details")
+
+
+def _facts(record: dict[str, Any]) -> str:
+    """A step's facts on one line: its own (delivery, quarantine…) and its details."""
+    facts = {k: v for k, v in record.items() if k not in _FRAME}
+    details = record.get("details")
+    if isinstance(details, dict):
+        facts.update(details)
+    out = []
+    for k, v in facts.items():
+        if isinstance(v, list) and v and all(isinstance(x, str | int | float) for x in v):
+            v = ",".join(str(x) for x in v)
+        if isinstance(v, str | int | float) and v != "":
+            out.append(f"{k}={v}")
+    return " ".join(out)
+
+
 def run_trace_show(args: argparse.Namespace) -> int:
     from gateway.spool import open_journal
 
     journal = open_journal(_settings(args.config).journal_url, create=False)
-    entries = journal.entries(args.message_id)
+    wanted = args.message_id.strip()
+    entries = []
+    for key in dict.fromkeys((wanted, f"<{wanted.strip('<>')}>")):
+        entries = journal.entries(key)
+        if entries:
+            break
+    if not entries:  # a queue id: the steps of that message only
+        entries = journal.entries_of_queue(wanted)
     if not entries:
         raise BadInputError(f"no trace recorded for {args.message_id}")
     if args.json:
         print(json.dumps([e.__dict__ for e in entries], ensure_ascii=False, indent=2))
         return 0
     for e in entries:
-        details = e.record.get("details", {})
-        summary = ", ".join(f"{k}={v}" for k, v in details.items()
-                            if isinstance(v, str | int | float))
-        print(f"#{e.seq} {e.at} {e.stage:<10} in={e.record.get('input_sha256', '')[:12]} "
-              f"out={e.record.get('output_sha256', '')[:12]} {summary}")
+        at = str(e.record.get("at") or e.at)
+        digests = ""
+        if "input_sha256" in e.record or "output_sha256" in e.record:
+            digests = (f"in={str(e.record.get('input_sha256', '-'))[:12]} "
+                       f"out={str(e.record.get('output_sha256', '-'))[:12]} ")
+        print(f"#{e.seq} {at} {e.stage:<11} {digests}{_facts(e.record)}".rstrip())
     return 0
 
 

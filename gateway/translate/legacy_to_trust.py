@@ -174,7 +174,9 @@ def _build(decrypted: bytes | Handover, *, sender: LegacyUser, book: AddressBook
                       and not p.is_attachment), None)
     body_bytes = body_part.data if body_part is not None else b""
     text = normalize(body_bytes, hint=sender.charset)
-    trace.add("repair", now, body_bytes, text.text.encode("utf-8"), **text.summary(),
+    # no text part: the step read nothing (and wrote the empty letter)
+    trace.add("repair", now, body_bytes if body_part is not None else None,
+              text.text.encode("utf-8"), **text.summary(),
               changes=[{"kind": r.kind, "line": r.line, "column": r.column,
                         "before": r.before, "after": r.after} for r in text.repairs[:200]])
 
@@ -189,7 +191,9 @@ def _build(decrypted: bytes | Handover, *, sender: LegacyUser, book: AddressBook
             strings=strings)
     except DocumentError as exc:
         raise TranslationError(f"HPRIM report cannot be converted: {exc}") from None
-    trace.add("documents", now, text.text.encode("utf-8"), package or b"", **doc_details)
+    # a letter without a report: the step read the text and produced nothing
+    trace.add("documents", now, text.text.encode("utf-8"), package,
+              **(doc_details or {"documents": 0}))
 
     out = mime.new()
     mapper = {u.legacy_address: (u.display_name, u.trust_address) for u in book.users()}
@@ -265,7 +269,8 @@ def _build(decrypted: bytes | Handover, *, sender: LegacyUser, book: AddressBook
         out.attach(mime.copy_attachment(p, content_type=p.content_type,
                                         filename=strings.file_name(p.filename)
                                         or "piece-jointe.bin"))
-    trace.add_digests("compose", now, digest, sha256(b""), mappings=mapped,
+    # its output is the message this record is attached to: settled by the pipeline
+    trace.add_digests("compose", now, digest, None, mappings=mapped,
                       attachments=len(parts) - (1 if body_part is not None else 0),
                       strings=strings.entries)
     out.attach(mime.attachment_part(trace.to_bytes(), content_type="application/json",

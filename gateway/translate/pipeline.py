@@ -76,6 +76,8 @@ class Envelope:
     # "smtp-auth"), "" when it did not: stored with the message by the listener, never read
     # from its content
     hub_auth: str = ""
+    # when the listener stored it (the trace's ``received`` step); None: translated now
+    received_at: datetime | None = None
 
 
 @dataclass
@@ -127,6 +129,13 @@ def _message_id(raw: bytes | Handover) -> str:
 
 
 def _message_id_of(raw: bytes, digest: Callable[[], str]) -> str:
+    return header_message_id(raw) or f"<{digest()[:32]}@passerelle>"
+
+
+def header_message_id(raw: bytes) -> str:
+    """The Message-ID of a message (or of its header block), "" when it has none: read the
+    same by the translator, the spool and the notices, so that a message's steps are all
+    journaled under one id (:func:`gateway.translate.trace.trace_id`)."""
     # the header block only: parsing the whole message (bodies, attachments) just to read
     # one header cost a full parse per message
     # and the header block without splitting the message: the split copied the body
@@ -136,11 +145,13 @@ def _message_id_of(raw: bytes, digest: Callable[[], str]) -> str:
     head = head[: end if end >= 0 else None]
     value = _simple_message_id(head)
     if value is None:  # folded, encoded, odd or absent: what the header parser reads
-        try:
-            value = mime.header(mime.parse(head + b"\r\n\r\n"), "Message-ID")
+        try:  # (the header block alone: its multipart Content-Type has no parts here)
+            value = mime.header(email.parser.BytesParser(policy=email.policy.compat32)
+                                .parsebytes(head + b"\r\n\r\n", headersonly=True),
+                                "Message-ID")
         except Exception:
             value = ""
-    return value.strip() or f"<{digest()[:32]}@passerelle>"
+    return value.strip()
 
 
 def _simple_message_id(head: bytes) -> str | None:
@@ -206,52 +217,63 @@ class Translator:
         """``raw`` handed over (see :mod:`gateway.mail.handover`): the received message
         is let go once opened, the opened one once composed."""
         # until the sender is verified, what the message says of itself is nobody's word:
-        # a failure here is marked so, and the notice about it quotes nothing of it
+        # a failure before that is marked so, and the notice about it quotes nothing of it
         try:
             sender = self.book.by_legacy(envelope.mail_from)
             for rcpt in envelope.rcpt_tos:
                 if self.book.is_legacy(rcpt):
                     raise RelayDenied("recipient is in the legacy network")
-            received = raw if isinstance(raw, Handover) else Handover.of(raw)
-            del raw
-            trace = TraceRecord(_message_id(received), "to_trust")
-            digest = received.digest()
-            trace.add_digests("received", now, digest, digest,
-                              mail_from_domain=domain_of(envelope.mail_from),
-                              recipients=len(envelope.rcpt_tos), size=received.size,
-                              hub_authenticated=envelope.hub_auth)
-            if self.unsigned_allowed(sender, envelope):
-                opened = self.legacy.open(received, expected_signer=sender.legacy_fingerprint,
-                                          unsigned_ok=True)  # type: ignore[call-arg]
-            else:
-                opened = self.legacy.open(received, expected_signer=sender.legacy_fingerprint)
         except PasserelleError as exc:
             exc.unverified = True
             raise
-        del received
-        decrypted: Handover = getattr(opened, "handed", None) or Handover.of(opened.message)
-        verification = _verification_summary(opened)
-        unsigned = verification.get("result") == "unsigned"
-        trace.add_digests("open", now, digest, decrypted.digest(),
-                          signer=sender.legacy_fingerprint,
-                          verification=verification,
-                          asserted_by=f"legacy hub ({envelope.hub_auth})" if unsigned else "")
-        del opened  # the opened message is held by its handover only
-        kept, routes, unresolved, names = self._resolve(
-            decrypted, envelope, sender.charset, trace, now)
-        if not kept:
-            raise UnknownAddress("; ".join(dict.fromkeys(unresolved.values())))
-        draft = legacy_to_trust.compose(
-            decrypted, sender=sender, book=self.book, envelope_from=envelope.mail_from,
-            tables=self.tables, now=now, trace=trace, signer_fpr=sender.legacy_fingerprint,
-            domain=self.domain, aliases=names, unsigned=unsigned)
-        del decrypted
-        unsigned = draft.handed.digest()
-        signed = self.smime.sign(draft.handed)  # lets the draft go as it writes it
-        trace.add_digests("sign", now, unsigned, sha256(signed),
-                          smime_signer=self.smime.signer_subject, self_verified=True)
-        return Translation(signed, tuple(kept), trace, "to_trust", draft.repairs,
-                           draft.encoding, draft.documents, draft.findings, routes, unresolved)
+        received = raw if isinstance(raw, Handover) else Handover.of(raw)
+        del raw
+        trace = TraceRecord(_message_id(received), "to_trust")
+        digest = received.digest()
+        trace.add_digests("received", now, digest, digest, stamped=envelope.received_at,
+                          mail_from_domain=domain_of(envelope.mail_from),
+                          recipients=len(envelope.rcpt_tos), size=received.size,
+                          hub_authenticated=envelope.hub_auth)
+        try:
+            try:
+                if self.unsigned_allowed(sender, envelope):
+                    opened = self.legacy.open(
+                        received, expected_signer=sender.legacy_fingerprint,
+                        unsigned_ok=True)  # type: ignore[call-arg]
+                else:
+                    opened = self.legacy.open(received,
+                                              expected_signer=sender.legacy_fingerprint)
+            except PasserelleError as exc:
+                exc.unverified = True
+                raise
+            del received
+            decrypted: Handover = getattr(opened, "handed", None) or Handover.of(opened.message)
+            verification = _verification_summary(opened)
+            unsigned = verification.get("result") == "unsigned"
+            trace.add_digests("open", now, digest, decrypted.digest(),
+                              signer=sender.legacy_fingerprint,
+                              verification=verification,
+                              asserted_by=f"legacy hub ({envelope.hub_auth})" if unsigned else "")
+            del opened  # the opened message is held by its handover only
+            kept, routes, unresolved, names = self._resolve(
+                decrypted, envelope, sender.charset, trace, now)
+            if not kept:
+                raise UnknownAddress("; ".join(dict.fromkeys(unresolved.values())))
+            draft = legacy_to_trust.compose(
+                decrypted, sender=sender, book=self.book, envelope_from=envelope.mail_from,
+                tables=self.tables, now=now, trace=trace, signer_fpr=sender.legacy_fingerprint,
+                domain=self.domain, aliases=names, unsigned=unsigned)
+            del decrypted
+            unsigned = draft.handed.digest()
+            trace.settle("compose", unsigned)  # what compose wrote (the trace part in it)
+            signed = self.smime.sign(draft.handed)  # lets the draft go as it writes it
+            trace.add_digests("sign", now, unsigned, sha256(signed),
+                              smime_signer=self.smime.signer_subject, self_verified=True)
+            return Translation(signed, tuple(kept), trace, "to_trust", draft.repairs,
+                               draft.encoding, draft.documents, draft.findings, routes, unresolved)
+        except PasserelleError as exc:
+            _stopped(exc, trace)
+            raise
 
     def to_legacy(self, raw: bytes, envelope: Envelope, *, now: datetime) -> list[Translation]:
         """The verified content (a view of ``raw``, not a copy) is handed to each recipient's
@@ -262,7 +284,7 @@ class Translator:
         if self.smime.is_signed(raw):
             content, subject, signer_addresses = self.smime.verify_signer(raw, at=now)
             _signer_is_sender(content.head(), signer_addresses)
-            verdict = {"smime": "verified", "signer": subject}
+            verdict: dict[str, Any] = {"smime": "verified", "signer": subject}
         elif self.accept_unsigned:
             content, verdict = Handover.of(raw), {"smime": "unsigned", "policy": "accepted"}
         else:
@@ -274,21 +296,40 @@ class Translator:
         for user in recipients:
             trace = TraceRecord(trace_id, "to_legacy")
             trace.add_digests("received", now, received, received,
+                              stamped=envelope.received_at,
                               recipients=len(envelope.rcpt_tos), size=len(raw),
                               mail_from_domain=domain_of(envelope.mail_from)
                               if envelope.mail_from else "")
             trace.add_digests("verify", now, received, content.digest(), **verdict)
-            draft = trust_to_legacy.compose(content.again(), recipient=user, book=self.book,
-                                            now=now, trace=trace, domain=self.domain)
-            unsealed = draft.handed.digest()
-            # the draft's digest taken beforehand: seal lets it go as it reads it
-            sealed, tools = self.legacy.seal_traced(draft.handed,
-                                                    recipient=user.legacy_fingerprint)
+            try:
+                draft = trust_to_legacy.compose(content.again(), recipient=user,
+                                                book=self.book, now=now, trace=trace,
+                                                domain=self.domain)
+                unsealed = draft.handed.digest()
+                trace.settle("compose", unsealed)
+                # the draft's digest taken beforehand: seal lets it go as it reads it
+                sealed, tools = self.legacy.seal_traced(draft.handed,
+                                                        recipient=user.legacy_fingerprint)
+            except PasserelleError as exc:
+                _stopped(exc, trace)
+                raise
             trace.add_digests("seal", now, unsealed, sha256(sealed),
                               recipient=user.legacy_fingerprint, tools=list(tools))
             out.append(Translation(sealed, (user.legacy_address,), trace, "to_legacy",
                                    documents=draft.documents))
         return out
+
+
+def _stopped(exc: PasserelleError, trace: TraceRecord) -> None:
+    """``exc`` stopped the translation ``trace`` records: the steps done so far go with it
+    (``exc.trace``), for the daemon to journal with the quarantine or the bounce."""
+    exc.trace = trace  # type: ignore[attr-defined]
+
+
+def stopped_trace(exc: BaseException) -> TraceRecord | None:
+    """The steps a translation did before ``exc`` stopped it (None: it stopped before any)."""
+    trace = getattr(exc, "trace", None)
+    return trace if isinstance(trace, TraceRecord) else None
 
 
 def _signer_is_sender(head: bytes, signer_addresses: Sequence[str]) -> None:

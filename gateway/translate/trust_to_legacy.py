@@ -161,8 +161,10 @@ def _build(content: bytes | Handover, *, recipient: LegacyUser, book: AddressBoo
             body_text = report
             if human.strip():
                 extra.append(("MESSAGE.TXT", "text/plain", b""))
-    trace.add("documents", now, package.data if package else b"", body_text.encode("utf-8"),
-              **details)
+    # the XDM package read, or (none) the letter's own text: what the body is made of
+    trace.add("documents", now,
+              package.data if package else human.encode("utf-8") if human else None,
+              body_text.encode("utf-8"), **(details or {"documents": 0}))
     carried = _replacements(body_text + human, recipient.charset)
     if carried and package is None:
         # the reader is told, at the end of the letter, what could not be carried
@@ -231,7 +233,8 @@ def _build(content: bytes | Handover, *, recipient: LegacyUser, book: AddressBoo
         out.attach(mime.copy_attachment(p, content_type=p.content_type,
                                         filename=strings.file_name(p.filename)
                                         or "piece-jointe.bin"))
-    trace.add_digests("compose", now, digest, sha256(b""), mappings=mapped,
+    # its output (the letter, written by compose once built): settled by the pipeline
+    trace.add_digests("compose", now, digest, None, mappings=mapped,
                       charset=recipient.charset, replaced_characters=replaced,
                       transliterated=counts, strings=strings.entries)
     names = (["HPRIM"] if package is not None else []) + [n for n, _, _ in pdfs]

@@ -344,6 +344,17 @@ def test_a_bounce_from_the_hub_goes_back_to_the_trust_sender_as_a_dsn(world: Wor
         assert f"Final-Recipient: rfc822; {TRUST['dupont']}" in text
         assert "Status: 5.2.2" in text and ADDR["dupont"] not in text
         assert report["In-Reply-To"] == "<e2e-hub@hopital-a.mssante.example>"
+        # the message's trace names the report passed back, whose trace names the message
+        await asyncio.sleep(0.2)
+        trace = h.gateway.journal.entries("<e2e-hub@hopital-a.mssante.example>")
+        linked = trace[-1].record
+        assert trace[-1].stage == "notice" and linked["kind"] == "hub_dsn"
+        assert linked["queue_id"] == trace[0].record["queue_id"]
+        passed_back = h.gateway.journal.entries(linked["notice"])
+        assert [e.stage for e in passed_back] == ["written", "delivery"]
+        assert passed_back[0].record["about"] == "<e2e-hub@hopital-a.mssante.example>"
+        assert passed_back[0].record["about_queue_id"] == linked["queue_id"]
+        assert passed_back[0].record["queue_id"] == linked["notice_queue_id"]
         # a null-sender message that reports on nothing we carried, or is no report: refused
         forged = notices.build_dsn(b"Message-ID: <never-sent@x>\r\n\r\n",
                                    sender="dr.x@hopital-a.mssante.example",

@@ -95,3 +95,39 @@ def test_after_traces_synced_by_the_next_commit_appends_are_synced_again(url: st
             assert db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
         else:
             assert db.execute("SHOW synchronous_commit").fetchone()[0] == "on"
+
+
+def test_each_entry_is_dated_by_its_step_and_a_message_is_received_once(url: str) -> None:
+    """A message translated again (released from quarantine) keeps its one ``received``
+    step; another message with the same Message-ID has its own; each entry is at its
+    step's time, and a queue id finds its message's steps alone."""
+    from datetime import timedelta
+
+    from gateway.translate.trace import TraceRecord
+
+    def translation(queue_received: datetime) -> TraceRecord:
+        ticks = iter([0.0, 0.0, 0.25, 0.5])
+        t = TraceRecord("<m@x>", "to_trust", clock=lambda: next(ticks))
+        t.add_digests("received", AT, "d0", "d0", stamped=queue_received, size=1)
+        t.add_digests("open", AT, "d0", "d1")
+        t.add_digests("sign", AT, "d1", "d2")
+        return t
+
+    j = open_journal(url)
+    stored = AT - timedelta(seconds=30)
+    j.append_traces([translation(stored)], queue_id="Q1")
+    j.record("<m@x>", "quarantined", at=AT, direction="to_trust", queue_id="Q1",
+             kind="unknown_lab", operator="", digest="d0")
+    j.append_traces([translation(stored)], queue_id="Q1")  # released, translated again
+    j.append_traces([translation(AT)], queue_id="Q2")  # the same Message-ID, another message
+    assert j.verify().ok
+    q1 = j.entries_of_queue("Q1")
+    assert [e.stage for e in q1] == ["received", "open", "sign", "quarantined", "open", "sign"]
+    assert [e.at for e in q1[:3]] == [stored.isoformat(), (AT + timedelta(seconds=0.25))
+                                      .isoformat(), (AT + timedelta(seconds=0.5)).isoformat()]
+    assert all(e.at == e.record["at"] for e in q1)
+    assert "operator" not in q1[3].record  # empty facts are left out
+    assert q1[3].record["kind"] == "unknown_lab" and q1[3].record["queue_id"] == "Q1"
+    assert [e.stage for e in j.entries_of_queue("Q2")] == ["received", "open", "sign"]
+    assert j.entries_of_queue("Q3") == [] and j.entries_of_queue("Q%") == []
+    assert [e.stage for e in j.entries("<m@x>")].count("received") == 2

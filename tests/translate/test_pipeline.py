@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import email
 import email.policy
+import hashlib
+import json
 import sqlite3
 import subprocess
 import sys
@@ -17,8 +19,9 @@ from gateway import config
 from gateway.crypto import smime
 from gateway.crypto.world import USERS, World
 from gateway.documents import cda, hprim, xdm
+from gateway.errors import PasserelleError
 from gateway.translate.factory import build_translator
-from gateway.translate.pipeline import Envelope, Translator
+from gateway.translate.pipeline import Envelope, Translator, header_message_id, stopped_trace
 from gateway.translate.trace import TRACE_FILENAME
 from tests.conftest import FIXTURES, legacy_client
 
@@ -219,3 +222,49 @@ def test_journal_tamper_is_found_and_named(world: World, tmp_path: Path) -> None
     assert f"entry #{seq}".encode() in broken.stderr
     with sqlite3.connect(db) as conn:  # put it back for other tests sharing the world
         conn.execute("UPDATE journal SET record = ? WHERE seq = ?", (record, seq))
+
+
+def test_the_trace_has_a_digest_only_of_bytes_a_step_read_or_wrote(
+        world: World, translator: Translator) -> None:
+    """Both ways: each step reads what the one before wrote; compose's output is the message
+    it wrote (the attached copy, part of that message, leaves it out); no digest of nothing."""
+    empty = hashlib.sha256(b"").hexdigest()
+    text = HPRIM[0].read_bytes().decode("utf-8")
+    raw = sealed_letter(world, "biolab", text.encode("utf-8"),
+                        to="dr.x@hopital-a.mssante.example")
+    out = translator.to_trust(raw, Envelope(ADDR["biolab"],
+                                            ("dr.x@hopital-a.mssante.example",)), now=NOW)
+    back = translator.to_legacy(forwarded_by_dr_x(world, translator, out.message),
+                                Envelope("dr.x@hopital-a.mssante.example", (TRUST["dupont"],)),
+                                now=NOW)[0]
+    for t, last in ((out, "sign"), (back, "seal")):
+        steps = {s.stage: s for s in t.trace.steps}
+        assert steps["compose"].output_digest == steps[last].input_digest
+        assert steps[last].output_digest == hashlib.sha256(t.message).hexdigest()
+        assert steps["documents"].output_digest is not None  # a report: documents made
+        for s in t.trace.steps:
+            assert empty not in (s.input_digest, s.output_digest), s.stage
+        times = [s.at for s in t.trace.steps[1:]]
+        assert times == sorted(times) and times[0] >= NOW and times[-1] > times[0]
+    msg = email.message_from_bytes(out.message, policy=email.policy.default)
+    attached = next(p for p in msg.walk() if p.get_filename() == TRACE_FILENAME)
+    compose = json.loads(attached.get_payload(decode=True))["steps"][-1]
+    assert compose["stage"] == "compose" and "output_sha256" not in compose
+    assert "input_sha256" in compose
+
+
+def test_a_translation_stopped_says_how_far_it_went(world: World,
+                                                    translator: Translator) -> None:
+    """A lab report from a sender the lab table does not describe: refused, and the steps
+    it went through (received, opened, repaired) go with the refusal for the journal."""
+    text = HPRIM[0].read_bytes().decode("utf-8")
+    raw = sealed_letter(world, "martin", text.encode("cp1252", "replace"),
+                        to="dr.x@hopital-a.mssante.example")
+    with pytest.raises(PasserelleError) as caught:
+        translator.to_trust(raw, Envelope(ADDR["martin"], ("dr.x@hopital-a.mssante.example",)),
+                            now=NOW)
+    assert caught.value.kind == "unknown_lab"
+    trace = stopped_trace(caught.value)
+    assert trace is not None and trace.message_id == header_message_id(raw)
+    assert [s.stage for s in trace.steps] == ["received", "open", "repair"]
+    assert trace.steps[0].input_digest == hashlib.sha256(raw).hexdigest()
