@@ -445,7 +445,7 @@ class Console(Site):
                       f'{self._csrf_field(request)}<p class="warn">{t(request, "reveal_warn")}</p>'
                       f'<button type="submit">{t(request, "reveal")}</button></form>')
         body = (f'<table>{facts}</table>{actions}{rcpts}{attempts}'
-                f'<h2>{t(request, "timeline")}</h2>{timeline}{reveal}')
+                f'<h2 id="timeline">{t(request, "timeline")}</h2>{timeline}{reveal}')
         return self._page(request, entry.queue_id, body)
 
     def _timeline(self, entry: QueueEntry) -> list[JournalEntry]:
@@ -494,7 +494,8 @@ class Console(Site):
             f'<td class="mono">{html.escape(str(e.record.get("dsn", "")))}</td>'
             f'<td class="mono">{html.escape(_short(e.record.get("reply", "")))}</td></tr>'
             for e in steps)
-        return (f'<h2>{t(request, "delivery_attempts")}</h2><table class="attempts"><thead>'
+        return (f'<h2 id="attempts">{t(request, "delivery_attempts")}</h2>'
+                f'<table class="attempts"><thead>'
                 f'<tr>{head}</tr></thead><tbody>{rows}</tbody></table>')
 
     async def reveal(self, request: web.Request) -> web.StreamResponse:
