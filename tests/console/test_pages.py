@@ -26,6 +26,12 @@ pytestmark = [
 ]
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def spool_url(request: pytest.FixtureRequest) -> str:
+    """The gateway's spool (and journal, and directory): SQLite, or a PostgreSQL database."""
+    return "" if request.param == "sqlite" else str(request.getfixturevalue("pg_url"))
+
+
 def main_text(d: Any) -> str:
     from selenium.webdriver.common.by import By
 
@@ -118,13 +124,14 @@ def extraction(path: Path, *rows: tuple[str, str, str, str, str]) -> Path:
     return path
 
 
-def test_directory_lookup_and_list_of_domains(world: World, tmp_path: Path) -> None:
+def test_directory_lookup_and_list_of_domains(world: World, tmp_path: Path,
+                                              spool_url: str) -> None:
     from selenium.webdriver.common.by import By
 
     async def main() -> None:
         state = tmp_path / "state"
         state.mkdir()
-        s = await scene(world, state)
+        s = await scene(world, state, spool_url=spool_url)
         try:
             with browser(world) as d:
                 await ui(login, d, s.url)
@@ -209,7 +216,8 @@ def test_directory_lookup_and_list_of_domains(world: World, tmp_path: Path) -> N
 
 
 def test_without_javascript_search_pages_queue_and_drop(world: World, tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+                                                        monkeypatch: pytest.MonkeyPatch,
+                                                        spool_url: str) -> None:
     """With JavaScript off in the browser: search by each criterion and page through the
     results, read the queue's summary, drop a quarantined message behind its confirmation."""
     from selenium.webdriver.common.by import By
@@ -220,7 +228,7 @@ def test_without_javascript_search_pages_queue_and_drop(world: World, tmp_path: 
     monkeypatch.setattr(app, "PAGE_SIZE", 2)  # three messages: two pages
 
     async def main() -> None:
-        s = await scene(world, tmp_path)
+        s = await scene(world, tmp_path, spool_url=spool_url)
         spool = s.h.gateway.spool
         journal = s.h.gateway.journal
         try:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+import psycopg
 from aiohttp import web
 from multidict import MultiDictProxy
 
@@ -677,25 +678,23 @@ class Console(Site):
         return self._page(request, i18n.text(request[LANG], "directory"), form + result)
 
     def _imported(self) -> bool:
-        """Whether a directory has been imported where the settings say (as far as can be
-        told without opening it: a PostgreSQL one is taken as there)."""
+        """Whether a directory has been imported where the settings say (SQLite file or
+        PostgreSQL database)."""
+        from gateway.directory.pgstore import open_directory
+
         target = self.data.directory
         if target is None or (isinstance(target, Path) and not target.exists()):
             return False
-        if isinstance(target, Path):
-            from gateway.directory.store import DirectoryStore
-
-            try:
-                store = DirectoryStore(target)
-            except PasserelleError:
-                return False
-            try:
-                return store.count() > 0
-            except (PasserelleError, sqlite3.Error):
-                return False
-            finally:
-                store.close()
-        return True
+        try:
+            store = open_directory(target)
+        except PasserelleError:
+            return False
+        try:
+            return store.count() > 0
+        except (PasserelleError, sqlite3.Error, psycopg.Error):
+            return False
+        finally:
+            store.close()
 
     def _lookup(self, query: str) -> list[Any]:
         from gateway.directory.pgstore import open_directory
