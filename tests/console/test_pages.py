@@ -379,6 +379,21 @@ def test_every_page_is_accessible_bilingual_scriptless_and_uncached(world: World
                                        headers=bearer, data=f"csrf={csrf}".encode())
             assert status == 409 and "Not done:" in body and "Traceback" not in body
             assert str(s.h.gateway.spool.entry(s.delivered).recipients[0].state) == "delivered"
+            # a reveal is journaled under whoever asked: a token, a client certificate
+            for who, ctx_, headers_ in (("token:alice", ctx, bearer),
+                                        ("certificate:", tls(world, "hopital-a-client"), {})):
+                _, page, _ = await ui(fetch, f"{s.url}/messages/{s.delivered}", ctx_,
+                                      headers=headers_)
+                assert "<pre>" not in page  # no content before the reveal
+                csrf = page.split('name="csrf" value="')[1].split('"')[0]
+                status, body, headers = await ui(
+                    fetch, f"{s.url}/messages/{s.delivered}/reveal", ctx_, headers=headers_,
+                    data=f"csrf={csrf}".encode())
+                assert status == 200 and "<pre>" in body and "Subject:" in body
+                assert headers["Cache-Control"] == "no-store"
+                reveals = [e.record["operator"] for e in s.h.gateway.journal.entries(
+                    "<c1-delivered@medical33.legacy.example>") if e.stage == "console.reveal"]
+                assert reveals[-1].startswith(who) and reveals[-1] != "certificate:"
         finally:
             await s.h.stop()
 
