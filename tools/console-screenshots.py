@@ -65,7 +65,7 @@ async def shoot(world: object, state: Path, lang: str, out: Path) -> None:
                 shots = {
                     "messages": f"/messages?lang={lang}",
                     "message": f"/messages/{s.deferred}?lang={lang}",
-                    "timeline": f"/messages/{s.delivered}?lang={lang}",
+                    "timeline": f"/messages/{s.delivered}?lang={lang}#timeline",
                     "queue": f"/queue?lang={lang}",
                     "quarantine": f"/quarantine?lang={lang}",
                     "confirm": f"/quarantine/{s.quarantined}/release?lang={lang}",

@@ -40,14 +40,18 @@ class Scene:
         return self.h.gateway.console.url
 
 
-async def scene(world: World, state: Path) -> Scene:
+async def scene(world: World, state: Path, *, spool_url: str = "") -> Scene:
+    """``spool_url``: a PostgreSQL spool (and so journal and directory) instead of SQLite."""
     tokens = state / "console-tokens"
     tokens.write_text(f"# operators\n{OPERATOR} {TOKEN}\n", "utf-8")
     tokens.chmod(0o600)
-    h = await start(world, state, overrides={"console": {
+    overrides: dict[str, dict[str, object]] = {"console": {
         "enabled": True, "listen": "127.0.0.1:0",
         "tls_cert": str(world.cert("gateway-server")), "tls_key": str(world.key("gateway-server")),
-        "client_ca": str(world.ca_cert), "tokens_file": str(tokens)}})
+        "client_ca": str(world.ca_cert), "tokens_file": str(tokens)}}
+    if spool_url:
+        overrides["spool"] = {"url": spool_url}
+    h = await start(world, state, overrides=overrides)
     try:
         h.op_b.behaviour.mode = "tempfail"
         await h.send_legacy("dupont", "dr.x@hopital-a.mssante.example", b"Bonjour",

@@ -26,6 +26,12 @@ pytestmark = [
 ]
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def spool_url(request: pytest.FixtureRequest) -> str:
+    """The gateway's spool (and journal, and directory): SQLite, or a PostgreSQL database."""
+    return "" if request.param == "sqlite" else str(request.getfixturevalue("pg_url"))
+
+
 def main_text(d: Any) -> str:
     from selenium.webdriver.common.by import By
 
@@ -118,13 +124,14 @@ def extraction(path: Path, *rows: tuple[str, str, str, str, str]) -> Path:
     return path
 
 
-def test_directory_lookup_and_list_of_domains(world: World, tmp_path: Path) -> None:
+def test_directory_lookup_and_list_of_domains(world: World, tmp_path: Path,
+                                              spool_url: str) -> None:
     from selenium.webdriver.common.by import By
 
     async def main() -> None:
         state = tmp_path / "state"
         state.mkdir()
-        s = await scene(world, state)
+        s = await scene(world, state, spool_url=spool_url)
         try:
             with browser(world) as d:
                 await ui(login, d, s.url)
@@ -209,7 +216,8 @@ def test_directory_lookup_and_list_of_domains(world: World, tmp_path: Path) -> N
 
 
 def test_without_javascript_search_pages_queue_and_drop(world: World, tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+                                                        monkeypatch: pytest.MonkeyPatch,
+                                                        spool_url: str) -> None:
     """With JavaScript off in the browser: search by each criterion and page through the
     results, read the queue's summary, drop a quarantined message behind its confirmation."""
     from selenium.webdriver.common.by import By
@@ -220,7 +228,7 @@ def test_without_javascript_search_pages_queue_and_drop(world: World, tmp_path: 
     monkeypatch.setattr(app, "PAGE_SIZE", 2)  # three messages: two pages
 
     async def main() -> None:
-        s = await scene(world, tmp_path)
+        s = await scene(world, tmp_path, spool_url=spool_url)
         spool = s.h.gateway.spool
         journal = s.h.gateway.journal
         try:
@@ -371,6 +379,21 @@ def test_every_page_is_accessible_bilingual_scriptless_and_uncached(world: World
                                        headers=bearer, data=f"csrf={csrf}".encode())
             assert status == 409 and "Not done:" in body and "Traceback" not in body
             assert str(s.h.gateway.spool.entry(s.delivered).recipients[0].state) == "delivered"
+            # a reveal is journaled under whoever asked: a token, a client certificate
+            for who, ctx_, headers_ in (("token:alice", ctx, bearer),
+                                        ("certificate:", tls(world, "hopital-a-client"), {})):
+                _, page, _ = await ui(fetch, f"{s.url}/messages/{s.delivered}", ctx_,
+                                      headers=headers_)
+                assert "<pre>" not in page  # no content before the reveal
+                csrf = page.split('name="csrf" value="')[1].split('"')[0]
+                status, body, headers = await ui(
+                    fetch, f"{s.url}/messages/{s.delivered}/reveal", ctx_, headers=headers_,
+                    data=f"csrf={csrf}".encode())
+                assert status == 200 and "<pre>" in body and "Subject:" in body
+                assert headers["Cache-Control"] == "no-store"
+                reveals = [e.record["operator"] for e in s.h.gateway.journal.entries(
+                    "<c1-delivered@medical33.legacy.example>") if e.stage == "console.reveal"]
+                assert reveals[-1].startswith(who) and reveals[-1] != "certificate:"
         finally:
             await s.h.stop()
 

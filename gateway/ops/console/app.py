@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+import psycopg
 from aiohttp import web
 from multidict import MultiDictProxy
 
@@ -445,7 +446,7 @@ class Console(Site):
                       f'{self._csrf_field(request)}<p class="warn">{t(request, "reveal_warn")}</p>'
                       f'<button type="submit">{t(request, "reveal")}</button></form>')
         body = (f'<table>{facts}</table>{actions}{rcpts}{attempts}'
-                f'<h2>{t(request, "timeline")}</h2>{timeline}{reveal}')
+                f'<h2 id="timeline">{t(request, "timeline")}</h2>{timeline}{reveal}')
         return self._page(request, entry.queue_id, body)
 
     def _timeline(self, entry: QueueEntry) -> list[JournalEntry]:
@@ -494,7 +495,8 @@ class Console(Site):
             f'<td class="mono">{html.escape(str(e.record.get("dsn", "")))}</td>'
             f'<td class="mono">{html.escape(_short(e.record.get("reply", "")))}</td></tr>'
             for e in steps)
-        return (f'<h2>{t(request, "delivery_attempts")}</h2><table class="attempts"><thead>'
+        return (f'<h2 id="attempts">{t(request, "delivery_attempts")}</h2>'
+                f'<table class="attempts"><thead>'
                 f'<tr>{head}</tr></thead><tbody>{rows}</tbody></table>')
 
     async def reveal(self, request: web.Request) -> web.StreamResponse:
@@ -676,25 +678,23 @@ class Console(Site):
         return self._page(request, i18n.text(request[LANG], "directory"), form + result)
 
     def _imported(self) -> bool:
-        """Whether a directory has been imported where the settings say (as far as can be
-        told without opening it: a PostgreSQL one is taken as there)."""
+        """Whether a directory has been imported where the settings say (SQLite file or
+        PostgreSQL database)."""
+        from gateway.directory.pgstore import open_directory
+
         target = self.data.directory
         if target is None or (isinstance(target, Path) and not target.exists()):
             return False
-        if isinstance(target, Path):
-            from gateway.directory.store import DirectoryStore
-
-            try:
-                store = DirectoryStore(target)
-            except PasserelleError:
-                return False
-            try:
-                return store.count() > 0
-            except (PasserelleError, sqlite3.Error):
-                return False
-            finally:
-                store.close()
-        return True
+        try:
+            store = open_directory(target)
+        except PasserelleError:
+            return False
+        try:
+            return store.count() > 0
+        except (PasserelleError, sqlite3.Error, psycopg.Error):
+            return False
+        finally:
+            store.close()
 
     def _lookup(self, query: str) -> list[Any]:
         from gateway.directory.pgstore import open_directory
