@@ -21,6 +21,7 @@ from gateway.spool.model import (
     State,
     TranslateWork,
 )
+from gateway.spool.sealing import Sealer
 from gateway.spool.sqlite import SqliteSpool
 from gateway.spool.sqlitedb import SqliteJournalStore, journal_path, spool_path
 
@@ -42,13 +43,15 @@ def _postgres(url: str) -> bool:
     return url.startswith(("postgresql://", "postgres://"))
 
 
-def open_spool(url: str, *, policy: RetryPolicy | None = None) -> SqliteSpool:
-    """``sqlite:///path`` (or a bare path) or ``postgresql://user:pass@host/db``."""
+def open_spool(url: str, *, policy: RetryPolicy | None = None,
+               sealer: Sealer | None = None) -> SqliteSpool:
+    """``sqlite:///path`` (or a bare path) or ``postgresql://user:pass@host/db``; with a
+    ``sealer``, messages are sealed at rest (:mod:`gateway.spool.sealing`)."""
     if _postgres(url):
         from gateway.spool.pg import PgSpool  # psycopg is imported only for PostgreSQL
 
-        return PgSpool(url, policy=policy)
-    return SqliteSpool(spool_path(url), policy=policy)
+        return PgSpool(url, policy=policy, sealer=sealer)
+    return SqliteSpool(spool_path(url), policy=policy, sealer=sealer)
 
 
 def open_journal(url: str) -> Journal:
