@@ -162,6 +162,13 @@ class QueueAdmin:
 
     def release(self, queue_id: str, *, now: float) -> int:
         """Held or quarantined recipients go back to work (translated again from scratch)."""
+        with self._read() as db:
+            gone = db.execute("SELECT 1 FROM messages m WHERE queue_id=? AND NOT EXISTS "
+                              "(SELECT 1 FROM bodies b WHERE b.queue_id = m.queue_id)",
+                              (queue_id,)).fetchone()
+        if gone is not None:
+            raise BadInputError(f"the content of message {queue_id} was purged (retention): "
+                                "there is nothing to release")
         with self._tx() as db:
             db.execute("UPDATE messages SET next_translate=0, translate_attempts=0, "
                        "lease_owner=NULL WHERE queue_id=?", (queue_id,))

@@ -155,6 +155,9 @@ class PgSpool(SqliteSpool):
         except Unsealable:
             return b""
 
+    def _after_purge(self) -> None:
+        """Dead rows' space is reclaimed by autovacuum; their bytes were sealed."""
+
     def ping(self) -> str | None:
         try:
             with self._tx() as db:

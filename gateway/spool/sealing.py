@@ -250,3 +250,10 @@ def open_head(sealer: Sealer, read: Callable[[int], bytes], length: int, table: 
             break
         out += sealer.open_piece(read(SEALED_PIECE), aad(table, record, i, count))
     return bytes(out[:limit])
+
+
+def open_sealer(configured: Path | None) -> Sealer | None:
+    """The sealer of the keyring ``[keys] file`` (or the systemd credential), None when
+    there is neither (messages stored in clear)."""
+    path = keyring_path(configured)
+    return Sealer(Keyring.load(path)) if path is not None else None

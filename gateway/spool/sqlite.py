@@ -44,6 +44,7 @@ from gateway.spool.model import (
     TranslateWork,
 )
 from gateway.spool.payload import Payload, export_file, pieces_of, sha256_of
+from gateway.spool.retention import Retention
 from gateway.spool.schema import ADD_HUB_AUTH, ADD_KEY_IDS, MOVE_BODIES, SCHEMA_VERSION, SQLITE
 from gateway.spool.sealed import SealedRecords
 from gateway.spool.sealing import Sealer, Unsealable, sealed_size
@@ -60,7 +61,7 @@ CORRUPT = {"digest": "corrupt: stored bytes do not match their digest",
 CORRUPT_OUTPUT = {"digest": "corrupt: translated bytes do not match their digest",
                   "sealed": "corrupt: translated bytes fail authentication"}
 
-class SqliteSpool(SealedRecords, QueueAdmin, SpoolSearch):
+class SqliteSpool(SealedRecords, Retention, QueueAdmin, SpoolSearch):
     def __init__(self, path: Path, *, policy: RetryPolicy | None = None,
                  sealer: Sealer | None = None) -> None:
         self.path = path
@@ -174,6 +175,12 @@ class SqliteSpool(SealedRecords, QueueAdmin, SpoolSearch):
         if db is not None:
             db.close()
             self._local.db = None
+
+    def _after_purge(self) -> None:
+        """Deleted pages were zeroed (``secure_delete``); the WAL, which still holds the
+        frames they were written in, is emptied into the file and cut to nothing."""
+        with self._writer, self._read() as db:
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def ping(self) -> str | None:
         """None when the spool is writable, else the reason (for /readyz)."""
