@@ -307,6 +307,7 @@ class SqliteSpool(SealedRecords, Retention, QueueAdmin, SpoolSearch):
         """A row's data as read (opened, when sealed), or — left out of the read as large
         (None) — written into a new file ``name`` of ``spill``: (what is wrong with it, ""
         when nothing is; the bytes; the file)."""
+        path = None
         try:
             if data is not None:
                 data = self._plain(table, record, data, key_id)
@@ -315,6 +316,8 @@ class SqliteSpool(SealedRecords, Retention, QueueAdmin, SpoolSearch):
             path = new_path(spill, name)
             intact = self._export(db, table, key, value, path, digest, key_id, record)
         except Unsealable as exc:
+            if path is not None:  # what was opened before the piece that did not
+                path.unlink(missing_ok=True)
             log.warning("spool.unsealable", queue_id=record.partition(":")[0], kind=table,
                         reason=exc.why)
             return "sealed", b"", None
