@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
@@ -82,7 +84,8 @@ Overrides = dict[str, dict[str, object]]
 
 
 async def start(world: World, state: Path, *, retry_initial: float = 0.3,
-                overrides: Overrides | None = None) -> Harness:
+                overrides: Overrides | None = None,
+                clock: Callable[[], float] = time.time) -> Harness:
     """Peers and a started gateway; ``overrides`` replaces keys of the generated tables or
     of the world's own (e.g. ``{"limits": {"max_recipients": 3}}``, ``{"legacy": {"adapter":
     "sop"}}``)."""
@@ -108,7 +111,7 @@ async def start(world: World, state: Path, *, retry_initial: float = 0.3,
     for name, values in (overrides or {}).items():
         tables.setdefault(name, {}).update(values)
     cfg = world.write_config(state / "passerelle.toml", state, tables)
-    gateway = Gateway(config.load(cfg))
+    gateway = Gateway(config.load(cfg), clock=clock)
     await gateway.start()
     return Harness(world, gateway, hub, op_a, op_b, cfg)
 
