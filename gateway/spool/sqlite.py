@@ -50,7 +50,7 @@ from gateway.spool.sealed import SealedRecords
 from gateway.spool.sealing import Sealer, Unsealable, sealed_size
 from gateway.spool.search import SpoolSearch
 from gateway.spool.sqlitedb import unsynced, writer_lock
-from gateway.statedir import private_files
+from gateway.statedir import prepare, private_files
 
 _DIRECTIONS = frozenset(str(d) for d in Direction)
 log = get_logger("passerelle.spool")
@@ -69,7 +69,7 @@ class SqliteSpool(SealedRecords, Retention, QueueAdmin, SpoolSearch):
         self.sealer = sealer
         self._local = threading.local()
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            prepare(path.parent)  # 0700, whatever the umask, when it is made here
         except OSError as exc:
             raise SpoolUnavailable(f"spool directory {path.parent}: {exc.strerror}") from None
         self._writer = writer_lock(path)
