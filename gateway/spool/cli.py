@@ -84,8 +84,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         description=("`keys new --out FILE` writes a new keyring (mode 0600) for [keys] file "
                      "or the systemd credential passerelle-keys; `keys rotate` adds a new key, "
                      "makes it current and seals every stored message with it (with "
-                     "--background: the running daemon does, after it reloads). Older keys "
-                     "stay in the ring to open backups."))
+                     "--background, or when a daemon is running: the daemon does, once it has "
+                     "read the new keyring). Older keys stay in the ring to open backups."))
     keys_sub = keys.add_subparsers(dest="keys_action", metavar="ACTION", required=True)
     new = keys_sub.add_parser("new", help="write a new keyring")
     new.add_argument("--out", type=Path, required=True, help="the file to write (not there yet)")
@@ -396,8 +396,11 @@ def run_keys_rotate(args: argparse.Namespace) -> int:
         raise ConfigError(f"cannot write {path}: {exc.strerror}") from None
     print(f"{path}: key {ring.current} added and made current "
           f"({len(ring.keys)} keys in the ring)")
-    if args.background:
-        print(statedir.reload_daemon(settings.state_dir))
+    if args.background or statedir.running_pid(settings.state_dir) is not None:
+        # a running daemon must hold the new key before anything is sealed with it: it
+        # seals the records itself once it has (now, or after a restart with a credential)
+        print(statedir.reload_daemon(settings.state_dir) + "; it seals the stored messages "
+              "with the new key once it has read it")
         return 0
     spool.sealer = Sealer(ring)
     with progress.bar(total=spool.unsealed(), unit="rec", desc="reseal") as bar:
@@ -405,7 +408,6 @@ def run_keys_rotate(args: argparse.Namespace) -> int:
     print(f"sealed {done} record(s) with key {ring.current}"
           + (f"; {failed} did not open (altered): their messages are set aside when worked on"
              if failed else ""))
-    print(statedir.reload_daemon(settings.state_dir))
     return 0
 
 

@@ -209,3 +209,43 @@ def test_serve_and_the_queue_commands_stop_on_a_missing_key(tmp_path: Path) -> N
                               capture_output=True, text=True, timeout=120)
         assert done.returncode == 78, done.stderr
         assert ring.current in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def passerelle(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "gateway", *argv], capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_keys_new_rotate_and_queue_purge_from_the_command_line(tmp_path: Path) -> None:
+    ring_file = tmp_path / "keyring.json"
+    made = passerelle("keys", "new", "--out", str(ring_file))
+    assert made.returncode == 0, made.stderr
+    assert ring_file.stat().st_mode & 0o777 == 0o600
+    assert passerelle("keys", "new", "--out", str(ring_file)).returncode == 2  # never overwritten
+    first = Keyring.load(ring_file)
+    state = tmp_path / "state"
+    cfg = tmp_path / "passerelle.toml"
+    cfg.write_text(f'[gateway]\nstate_dir = "{state}"\n[keys]\nfile = "{ring_file}"\n'
+                   '[retention]\ncontent_days = 1\n')
+    url = f"sqlite:///{state / 'spool.db'}"
+    s = open_spool(url, sealer=Sealer(first))
+    qid = put(s, SECRET)
+    s.close()
+    rotated = passerelle("keys", "rotate", "--config", str(cfg))
+    assert rotated.returncode == 0, rotated.stderr
+    assert "sealed 1 record(s)" in rotated.stdout
+    second = Keyring.load(ring_file)
+    assert second.current != first.current and first.current in second.keys
+    s = open_spool(url, sealer=Sealer(second))
+    with s._read() as db:
+        assert db.execute("SELECT key_id FROM bodies WHERE queue_id=?",
+                          (qid,)).fetchone()[0] == second.current
+    assert state.stat().st_mode & 0o777 == 0o700
+    assert (state / "spool.db").stat().st_mode & 0o777 == 0o600
+    s.lease_translate("W", now=1000, duration=60)
+    s.translate_failed(qid, fate="bounce", reason="test", now=1000)
+    s.close()
+    purged = passerelle("queue", "purge", "--config", str(cfg), "--json")
+    assert purged.returncode == 0, purged.stderr
+    assert '"content": 1' in purged.stdout
+    assert [e.stage for e in open_journal(url).entries("<0@x>")] == ["purged"]
