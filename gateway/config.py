@@ -180,7 +180,7 @@ class Settings:
     directory: DirectorySettings = field(default_factory=DirectorySettings)
     console: ConsoleSettings = field(default_factory=ConsoleSettings)
     hub: HubSettings = field(default_factory=HubSettings)
-    # the keyring sealing the spool at rest (gateway.spool.sealing); None: the systemd
+    # the keyring sealing the spool at rest (gateway.atrest); None: the systemd
     # credential passerelle-keys when there is one, else messages are stored in clear
     keys_file: Path | None = None
     retention: RetentionSettings = field(default_factory=RetentionSettings)

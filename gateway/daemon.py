@@ -34,6 +34,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from gateway.atrest import open_sealer
 from gateway.config import Settings
 from gateway.crypto.pki import client_tls_context
 from gateway.directory.addresses import AddressBook
@@ -47,7 +48,6 @@ from gateway.smtp.delivery import Router
 from gateway.smtp.server import Listener
 from gateway.spool import RetryPolicy, SqliteSpool, open_journal, open_spool
 from gateway.spool.retention import record_purges
-from gateway.spool.sealing import open_sealer
 from gateway.stages.common import Inflight, run_in
 from gateway.stages.dispatch import Dispatch
 from gateway.stages.intake import Domains, Intake, listeners

@@ -365,7 +365,7 @@ def _mode(path: Path) -> int | None:
 def _at_rest(s: config.Settings) -> Iterator[Problem]:
     """The keyring sealing the spool, and the modes of what holds messages: the state
     directory 0700, its databases (and their -wal, -shm) and spill files 0600."""
-    from gateway.spool.sealing import Keyring, keyring_path
+    from gateway.atrest import Keyring, keyring_path
 
     ring = keyring_path(s.keys_file)
     if ring is None:

@@ -11,6 +11,7 @@ The spool's database keeps the trace journal too: :func:`open_journal` gives the
 
 from __future__ import annotations
 
+from gateway.atrest import Sealer
 from gateway.journal import Journal
 from gateway.spool.model import (
     DeliverWork,
@@ -21,7 +22,6 @@ from gateway.spool.model import (
     State,
     TranslateWork,
 )
-from gateway.spool.sealing import Sealer
 from gateway.spool.sqlite import SqliteSpool
 from gateway.spool.sqlitedb import SqliteJournalStore, journal_path, spool_path
 
@@ -46,7 +46,7 @@ def _postgres(url: str) -> bool:
 def open_spool(url: str, *, policy: RetryPolicy | None = None,
                sealer: Sealer | None = None) -> SqliteSpool:
     """``sqlite:///path`` (or a bare path) or ``postgresql://user:pass@host/db``; with a
-    ``sealer``, messages are sealed at rest (:mod:`gateway.spool.sealing`)."""
+    ``sealer``, messages are sealed at rest (:mod:`gateway.atrest`)."""
     if _postgres(url):
         from gateway.spool.pg import PgSpool  # psycopg is imported only for PostgreSQL
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 
+from gateway.atrest import Unsealable
 from gateway.errors import BadInputError
 from gateway.journal import Conn
 from gateway.spool.model import QueueEntry, RecipientState, State
-from gateway.spool.sealing import Unsealable
 
 
 class QueueAdmin:

@@ -337,8 +337,8 @@ def _confirm(args: argparse.Namespace, n: int) -> bool:
 
 def _open(settings: config.Settings) -> SqliteSpool:
     """The spool of ``settings``, with its keyring (a key it lacks: exit 78)."""
+    from gateway.atrest import open_sealer
     from gateway.spool import open_spool
-    from gateway.spool.sealing import open_sealer
 
     spool = open_spool(settings.journal_url, sealer=open_sealer(settings.keys_file))
     spool.check_keys()
@@ -365,7 +365,7 @@ def run_purge(args: argparse.Namespace) -> int:
 
 
 def run_keys_new(args: argparse.Namespace) -> int:
-    from gateway.spool.sealing import Keyring
+    from gateway.atrest import Keyring
 
     if args.out.exists():
         raise UsageError(f"{args.out} exists: a keyring is never overwritten (keys rotate "
@@ -382,7 +382,7 @@ def run_keys_new(args: argparse.Namespace) -> int:
 
 def run_keys_rotate(args: argparse.Namespace) -> int:
     from gateway import statedir
-    from gateway.spool.sealing import Keyring, Sealer, keyring_path
+    from gateway.atrest import Keyring, Sealer, keyring_path
 
     settings = _settings(args.config)
     path = args.file or keyring_path(settings.keys_file)

@@ -11,10 +11,10 @@ import hashlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from gateway.atrest import PIECE
 from gateway.errors import SpoolUnavailable
 from gateway.spill import Data
 from gateway.spill import create as create_private
-from gateway.spool.sealing import PIECE
 
 # Data larger than LARGE goes into and out of the database in pieces (PIECE bytes, sealed or
 # not), and out of the spool as a file in a spill directory: bound or read whole, a 25 MB

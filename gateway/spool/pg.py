@@ -28,6 +28,7 @@ from typing import Any
 
 import psycopg
 
+from gateway.atrest import PIECE, SEALED_PIECE, Sealer, Unsealable, open_head
 from gateway.errors import BadInputError, SpoolFull, SpoolUnavailable
 from gateway.pgconn import PgConn, db_error, reading, rollback_or_drop, thread_conn
 from gateway.spool.model import RetryPolicy
@@ -39,7 +40,7 @@ from gateway.spool.schema import (
     POSTGRESQL,
     SCHEMA_VERSION,
 )
-from gateway.spool.sealing import PIECE, SEALED_PIECE, Sealer, Unsealable, open_head
+from gateway.spool.sealed import SealedRecords
 from gateway.spool.sqlite import SqliteSpool
 
 _LOCK_SCHEMA = 7_305_001  # advisory lock keys (arbitrary, fixed)
@@ -154,6 +155,9 @@ class PgSpool(SqliteSpool):
             return open_head(self._need(key_id), read, length, "bodies", queue_id, limit)
         except Unsealable:
             return b""
+
+    # a bytea is read and written whole: a record is sealed again whole
+    _reseal_row = SealedRecords._reseal_row
 
     def _after_purge(self) -> None:
         """Dead rows' space is reclaimed by autovacuum; their bytes were sealed."""

@@ -17,7 +17,7 @@ MOVE_BODIES = ("INSERT INTO bodies (queue_id, data) SELECT queue_id, data FROM m
 # translation needs (a first-generation user's unsigned parts are accepted only then) and
 # which the message's content cannot forge.
 ADD_HUB_AUTH = "ALTER TABLE messages ADD COLUMN hub_auth TEXT NOT NULL DEFAULT ''"
-# Version 5 seals a message's bytes at rest (gateway.spool.sealing): beside each record, the id
+# Version 5 seals a message's bytes at rest (gateway.atrest): beside each record, the id
 # of the key that sealed it ('' for a record stored in clear before, which the spool seals
 # when it is given a keyring: ``reseal`` at start and in the daemon).
 ADD_KEY_IDS = ("ALTER TABLE bodies ADD COLUMN key_id TEXT NOT NULL DEFAULT ''",

@@ -1,4 +1,4 @@
-"""The spool's side of sealing (:mod:`gateway.spool.sealing`): stored bytes opened as they are
+"""The spool's side of sealing (:mod:`gateway.atrest`): stored bytes opened as they are
 read, the keys a spool needs checked at start, and records re-sealed under the current key.
 
 A mixin of :class:`gateway.spool.sqlite.SqliteSpool` (and so of the PostgreSQL spool).  A
@@ -13,9 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from typing import Any
 
-from gateway.errors import ConfigError
-from gateway.journal import Conn
-from gateway.spool.sealing import (
+from gateway.atrest import (
     PIECE,
     SEALED_PIECE,
     MissingKey,
@@ -25,6 +23,8 @@ from gateway.spool.sealing import (
     open_head,
     pieces_in,
 )
+from gateway.errors import ConfigError
+from gateway.journal import Conn
 
 # table -> (its key column, the SQL of a record's id in the associated data)
 RECORDS = {"bodies": ("queue_id", "queue_id"),

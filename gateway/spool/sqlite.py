@@ -30,6 +30,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from gateway.atrest import (
+    SEALED_PIECE,
+    Sealer,
+    Unsealable,
+    aad,
+    pieces_in,
+    sealed_size,
+)
 from gateway.errors import BadInputError, SpoolFull, SpoolUnavailable
 from gateway.journal import Conn
 from gateway.log import allow_words, get_logger
@@ -47,7 +55,6 @@ from gateway.spool.payload import Payload, export_file, pieces_of, sha256_of
 from gateway.spool.retention import Retention
 from gateway.spool.schema import ADD_HUB_AUTH, ADD_KEY_IDS, MOVE_BODIES, SCHEMA_VERSION, SQLITE
 from gateway.spool.sealed import SealedRecords
-from gateway.spool.sealing import Sealer, Unsealable, sealed_size
 from gateway.spool.search import SpoolSearch
 from gateway.spool.sqlitedb import unsynced, writer_lock
 from gateway.statedir import prepare, private_files
@@ -175,6 +182,32 @@ class SqliteSpool(SealedRecords, Retention, QueueAdmin, SpoolSearch):
         if db is not None:
             db.close()
             self._local.db = None
+
+    def _reseal_row(self, db: Conn, table: str, key: str, value: Any, record: str,
+                    key_id: str) -> bool:
+        """A sealed record is sealed again in place, a piece at a time (the same sizes under
+        any key): a 25 MB message is never read whole for a rotation.  One in clear is sealed
+        whole (once, when a keyring is first given)."""
+        if not key_id:
+            return super()._reseal_row(db, table, key, value, record, key_id)
+        assert isinstance(db, sqlite3.Connection) and self.sealer is not None
+        rowid = db.execute(f"SELECT rowid FROM {table} WHERE {key}=?", (value,)).fetchone()[0]
+        sealer = self.sealer
+        with db.blobopen(table, "data", rowid) as blob:
+            count = pieces_in(len(blob))
+            try:  # every piece opens, before any is written over
+                for _ in self._opened(blob.read, len(blob), key_id, table, record):
+                    pass
+            except Unsealable:
+                return False
+            for i in range(count):
+                blob.seek(i * SEALED_PIECE)
+                ad = aad(table, record, i, count)
+                piece = sealer.open_piece(blob.read(SEALED_PIECE), ad)
+                blob.seek(i * SEALED_PIECE)
+                blob.write(sealer.seal_piece(piece, ad))
+        db.execute(f"UPDATE {table} SET key_id=? WHERE {key}=?", (sealer.current, value))
+        return True
 
     def _after_purge(self) -> None:
         """Deleted pages were zeroed (``secure_delete``); the WAL, which still holds the

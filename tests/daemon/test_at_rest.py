@@ -11,8 +11,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from gateway.atrest import Keyring
 from gateway.crypto.world import World
-from gateway.spool.sealing import Keyring
 from tests.daemon.harness import ADDR, TRUST, Overrides, start, until
 
 LETTER = (b"Cher confrere,\r\nMme Pelissier presente une toux persistante depuis trois "

@@ -16,12 +16,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from gateway.atrest import Keyring
 from gateway.crypto.world import World
 from gateway.documents import codes
 from gateway.errors import EX_CONFIG
 from gateway.ops import cli as ops_cli
 from gateway.ops.configcheck import check
-from gateway.spool.sealing import Keyring
 from tests.conftest import require_library, require_tool
 
 ROOT = Path(__file__).resolve().parents[2]

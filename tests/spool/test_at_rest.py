@@ -12,12 +12,12 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from gateway.atrest import Keyring, MissingKey, Sealer
 from gateway.config import RetentionSettings
 from gateway.errors import BadInputError, ConfigError
 from gateway.spill import LARGE
 from gateway.spool import Direction, SqliteSpool, State, open_journal, open_spool
 from gateway.spool.retention import record_purges
-from gateway.spool.sealing import Keyring, MissingKey, Sealer
 
 SECRET = "Cher confrère, Mme Pélissier présente une toux persistante".encode()
 Open = Callable[..., SqliteSpool]
@@ -110,17 +110,19 @@ def test_records_in_clear_are_sealed_and_rotation_seals_with_the_new_key(
     qid = put(spool(), SECRET)  # before the keyring: in clear
     first = Keyring.generate()
     s = spool(first)
+    big = put(s, large_body(), 2)  # sealed with the first key
     assert s.unsealed() == 1
     assert s.reseal() == (1, 0)
     assert s.show(qid)[1].endswith(SECRET)
     second = first.rotated()
     s.sealer = Sealer(second)
-    assert s.unsealed() == 1
-    assert s.reseal() == (1, 0)
+    assert s.unsealed() == 2
+    assert s.reseal(batch=1) == (2, 0)
     only_new = Keyring(second.current, {second.current: second.keys[second.current]})
     again = spool(only_new)
     again.check_keys()  # nothing needs the old key any more
     assert again.show(qid)[1].endswith(SECRET)
+    assert again.show(big)[1].endswith(large_body())
     again._after_purge()
     assert not found("Mme Pélissier".encode(), stored(url))
 
@@ -249,3 +251,20 @@ def test_keys_new_rotate_and_queue_purge_from_the_command_line(tmp_path: Path) -
     assert purged.returncode == 0, purged.stderr
     assert '"content": 1' in purged.stdout
     assert [e.stage for e in open_journal(url).entries("<0@x>")] == ["purged"]
+
+
+def test_a_record_that_does_not_open_is_left_by_a_rotation(spool: Open) -> None:
+    ring = Keyring.generate()
+    s = spool(ring)
+    bad, good = put(s, large_body(), 1), put(s, large_body(), 2)
+    with s._tx() as db:  # a bit of its last piece flipped
+        data = bytearray(db.execute("SELECT data FROM bodies WHERE queue_id=?",
+                                    (bad,)).fetchone()[0])
+        data[-3] ^= 1
+        db.execute("UPDATE bodies SET data=? WHERE queue_id=?", (bytes(data), bad))
+    s.sealer = Sealer(ring.rotated())
+    assert s.reseal() == (1, 1)
+    assert s.show(good)[1].endswith(large_body())
+    with s._read() as db:
+        assert db.execute("SELECT key_id FROM bodies WHERE queue_id=?",
+                          (bad,)).fetchone()[0] == ring.current  # left as it was
