@@ -184,8 +184,10 @@ class Gateway:
                 failed.append(("domain_list", exc.kind))
         if self.sealer is not None:  # a rotated keyring: new records under its current key
             try:
-                self.sealer = self.spool.sealer = open_sealer(self.settings.keys_file)
-                self._reseal.set()
+                sealer = open_sealer(self.settings.keys_file)
+                if sealer is not None:  # (a keyring gone is not a reason to store in clear)
+                    self.sealer = self.spool.sealer = sealer
+                    self._reseal.set()
             except PasserelleError as exc:
                 failed.append(("keys", exc.kind))
         for what, kind in failed:

@@ -391,8 +391,12 @@ def _at_rest(s: config.Settings) -> Iterator[Problem]:
             yield _error("gateway.state_dir", f"{s.state_dir}: mode {mode:04o}, open to "
                          "others (chmod 700)")
         spill = s.state_dir / "spill"
-        files = [*s.state_dir.glob("*.db"), *s.state_dir.glob("*.db-wal"),
-                 *s.state_dir.glob("*.db-shm"), *(spill.iterdir() if spill.is_dir() else [])]
+        files = list(spill.iterdir()) if spill.is_dir() else []
+        if not s.spool_url.startswith(("postgresql://", "postgres://")):
+            from gateway.spool.sqlitedb import spool_path
+
+            db = spool_path(s.journal_url)
+            files += [db, Path(f"{db}-wal"), Path(f"{db}-shm")]
         loose = sorted(p.name for p in files if (_mode(p) or 0) & 0o077)
         if loose:
             yield _error("gateway.state_dir", f"{s.state_dir}: {', '.join(loose[:5])} readable "

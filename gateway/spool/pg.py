@@ -128,9 +128,18 @@ class PgSpool(SqliteSpool):
 
     def _export(self, db: Any, table: str, key: str, value: Any, dest: Path,
                 digest: str, key_id: str, record: str) -> bool:
-        """A row's data, opened, into a new private file ``dest`` (read whole: a bytea is)."""
-        data = db.execute(f"SELECT data FROM {table} WHERE {key}=?", (value,)).fetchone()[0]
-        return export_file(dest, [self._plain(table, record, data, key_id)], digest)
+        """A row's data, opened a piece at a time, into a new private file ``dest`` (read
+        whole: a bytea is)."""
+        data = memoryview(db.execute(f"SELECT data FROM {table} WHERE {key}=?",
+                                     (value,)).fetchone()[0])
+        at = 0
+
+        def read(n: int) -> bytes:
+            nonlocal at
+            at += n
+            return bytes(data[at - n:at])
+
+        return export_file(dest, self._opened(read, len(data), key_id, table, record), digest)
 
     def head(self, queue_id: str, limit: int) -> bytes:
         with self._read() as db:
