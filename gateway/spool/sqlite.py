@@ -385,12 +385,13 @@ class SqliteSpool(SealedRecords, Retention, QueueAdmin, SpoolSearch):
                            (worker, now + duration, qid))
         work = []
         for qid in ids:
-            item = self._translate_work(qid, spill)
+            item = self._translate_work(qid, spill, now)
             if item is not None:
                 work.append(item)
         return work
 
-    def _translate_work(self, queue_id: str, spill: Path | None) -> TranslateWork | None:
+    def _translate_work(self, queue_id: str, spill: Path | None, now: float
+                        ) -> TranslateWork | None:
         with self._read() as db:
             # (not length(data) in the same query: SQLite would read the whole blob for it)
             large = self._large(spill, "bodies", "queue_id", queue_id)
@@ -408,21 +409,22 @@ class SqliteSpool(SealedRecords, Retention, QueueAdmin, SpoolSearch):
             wrong, data, path = self._checked(db, "bodies", "queue_id", queue_id, data,
                                               digest, spill, queue_id, key_id, queue_id)
         if wrong:
-            self._set_aside(queue_id, CORRUPT[wrong])
+            self._set_aside(queue_id, CORRUPT[wrong], now)
             return None
         if direction not in _DIRECTIONS:  # a damaged row must not stop the workers
             if path is not None:
                 path.unlink()
-            self._set_aside(queue_id, "corrupt: unknown direction")
+            self._set_aside(queue_id, "corrupt: unknown direction", now)
             return None
         return TranslateWork(queue_id, Direction(direction), mail_from, rcpts, data,
                              received_at, attempts, str(path or ""), str(hub_auth or ""))
 
-    def _set_aside(self, queue_id: str, reason: str) -> None:
+    def _set_aside(self, queue_id: str, reason: str, now: float) -> None:
+        """Quarantined from ``now`` (retention counts from then, not from its arrival)."""
         with self._tx() as db:
-            db.execute("UPDATE recipients SET state='quarantined', reason=?, lease_owner=NULL "
-                       "WHERE queue_id=? AND state NOT IN ('delivered','bounced')",
-                       (reason, queue_id))
+            db.execute("UPDATE recipients SET state='quarantined', reason=?, lease_owner=NULL, "
+                       "updated_at=? WHERE queue_id=? AND state NOT IN ('delivered','bounced')",
+                       (reason, now, queue_id))
             db.execute("UPDATE messages SET lease_owner=NULL WHERE queue_id=?", (queue_id,))
 
     def store_translated(self, queue_id: str, groups: Sequence[tuple[Sequence[str], Payload]],
@@ -504,12 +506,12 @@ class SqliteSpool(SealedRecords, Retention, QueueAdmin, SpoolSearch):
                                                   digest, spill, f"{qid}.{oid}", key_id,
                                                   f"{qid}:{digest}")
                 if wrong:
-                    self._set_aside(qid, CORRUPT_OUTPUT[wrong])
+                    self._set_aside(qid, CORRUPT_OUTPUT[wrong], now)
                     continue
                 if direction not in _DIRECTIONS:
                     if path is not None:
                         path.unlink()
-                    self._set_aside(qid, "corrupt: unknown direction")
+                    self._set_aside(qid, "corrupt: unknown direction", now)
                     continue
                 rcpts = db.execute(
                     "SELECT rcpt, attempts, first_deferred, warned, in_doubt, deliver_to FROM "
