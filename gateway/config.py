@@ -171,6 +171,19 @@ class ConsoleSettings:
 
 
 @dataclass(frozen=True)
+class RetentionSettings:
+    """How long the spool keeps what (``[retention]``, in days): the content of delivered or
+    bounced messages, of quarantined ones, of our own notices, and the rows left after
+    (envelopes, states, digests).  The journal keeps its steps and digests, never content."""
+
+    content_days: float = 7.0
+    quarantine_days: float = 30.0
+    notices_days: float = 7.0
+    metadata_days: float = 365.0
+    interval: float = 3600.0  # seconds between the daemon's purges
+
+
+@dataclass(frozen=True)
 class Settings:
     source: Path | None
     domain: str = "legacy.mssante.example"
@@ -184,6 +197,10 @@ class Settings:
     directory: DirectorySettings = field(default_factory=DirectorySettings)
     console: ConsoleSettings = field(default_factory=ConsoleSettings)
     hub: HubSettings = field(default_factory=HubSettings)
+    # the keyring sealing the spool at rest (gateway.atrest); None: the systemd
+    # credential passerelle-keys when there is one, else messages are stored in clear
+    keys_file: Path | None = None
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
     log_level: str = "info"
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -510,10 +527,32 @@ def _read(data: dict[str, Any], base: Path, source: str) -> tuple[Settings, _Sch
         directory=_directory(directory),
         console=_console(top.table("console")),
         hub=_hub(hub, trust_settings),
+        keys_file=top.table("keys").path("file"),
+        retention=_retention(top.table("retention")),
         log_level=log_level,
         raw=data,
     )
     return settings, top.schema
+
+
+def _retention(r: _Reader) -> RetentionSettings:
+    d = RetentionSettings()
+    settings = RetentionSettings(
+        content_days=r.number("content_days", d.content_days),
+        quarantine_days=r.number("quarantine_days", d.quarantine_days),
+        notices_days=r.number("notices_days", d.notices_days),
+        metadata_days=r.number("metadata_days", d.metadata_days),
+        interval=r.number("interval", d.interval),
+    )
+    for key in ("content_days", "quarantine_days", "notices_days", "metadata_days"):
+        if getattr(settings, key) < 0:
+            r._fail(key, "must not be negative", None)
+    if settings.metadata_days < max(settings.content_days, settings.quarantine_days,
+                                    settings.notices_days):
+        r._fail("metadata_days", "is shorter than the content it describes is kept", None)
+    if settings.interval <= 0:
+        r._fail("interval", "must be positive", None)
+    return settings
 
 
 def _console(console: _Reader) -> ConsoleSettings:

@@ -23,6 +23,7 @@ the ops endpoint (metrics, readiness) reports on them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import shutil
@@ -35,6 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
+from gateway.atrest import open_sealer
 from gateway.config import Settings
 from gateway.crypto.pki import client_tls_context
 from gateway.crypto.smime import Smime
@@ -48,6 +50,7 @@ from gateway.ops.metrics import Metrics
 from gateway.smtp.delivery import Router
 from gateway.smtp.server import Listener
 from gateway.spool import RetryPolicy, SqliteSpool, open_journal, open_spool
+from gateway.spool.retention import record_purges
 from gateway.stages.common import Inflight, run_in
 from gateway.stages.dispatch import Dispatch
 from gateway.stages.intake import Domains, Intake, hub_anchors, listener_tls, listeners
@@ -66,6 +69,7 @@ from gateway.wakeup import Wakeup
 log = get_logger("passerelle.daemon")
 allow_words("addresses", "domain_list", "sighup", "changed", "next_update", "forward",
             "backward", "rollback")
+allow_words("content", "metadata", "keys")  # what a purge took; a keyring not reloaded
 # aiosmtpd warns about every context that demands client certificates: that is our design.
 logging.getLogger("mail.log").setLevel(logging.ERROR)
 
@@ -81,7 +85,12 @@ class Gateway:
         self.policy = RetryPolicy(
             d.retry_initial, d.retry_factor, d.retry_max, d.delay_warning_after, d.lifetime
         )
-        self.spool: SqliteSpool = open_spool(settings.journal_url, policy=self.policy)
+        # messages sealed at rest with the keyring's current key; a key the spool's records
+        # need and the keyring lacks (or a wrong one) stops the start here (exit 78)
+        self.sealer = open_sealer(settings.keys_file)
+        self.spool: SqliteSpool = open_spool(settings.journal_url, policy=self.policy,
+                                             sealer=self.sealer)
+        self.spool.check_keys()
         self.journal: Journal = open_journal(settings.journal_url)
         self.translator: Translator = build_translator(settings)
         self.anchors = trust_anchors(settings)
@@ -136,6 +145,8 @@ class Gateway:
             legacy_tls=legacy_client_tls, wake_deliver=self.wake_deliver, inflight=inflight,
             journal=self.journal)
         self._stopping = False
+        self._reseal = asyncio.Event()  # set: records not under the current key sealed again
+        self._reseal.set()
         self._tasks: list[asyncio.Task[None]] = []
         self.listeners: list[Listener] = []
         readiness = ops_http.Readiness()
@@ -193,6 +204,14 @@ class Gateway:
                 self.domains.store.reload()  # refused: the list in force stays
             except PasserelleError as exc:
                 failed.append(("domain_list", exc.kind))
+        if self.sealer is not None:  # a rotated keyring: new records under its current key
+            try:
+                sealer = open_sealer(self.settings.keys_file)
+                if sealer is not None:  # (a keyring gone is not a reason to store in clear)
+                    self.sealer = self.spool.sealer = sealer
+                    self._reseal.set()
+            except PasserelleError as exc:
+                failed.append(("keys", exc.kind))
         for what, kind in failed:
             log.error("config.reload_failed", stage=what, kind=kind)
         if not failed:
@@ -393,6 +412,31 @@ class Gateway:
         self._tasks.append(asyncio.create_task(self._forever(self._gauges_loop)))
         self._tasks.append(asyncio.create_task(self._forever(self._crl_loop)))
         self._tasks.append(asyncio.create_task(self._forever(self._clock_loop)))
+
+    async def _retention_loop(self) -> None:
+        """Records not under the keyring's current key (in clear from before, or an older
+        key after a rotation) sealed again, a batch at a time; then, every ``[retention]
+        interval``, what retention no longer keeps purged and recorded in the trace."""
+        while not self._stopping:
+            if self._reseal.is_set() and self.sealer is not None:
+                self._reseal.clear()
+                done, failed = await run_in(self._db, self.spool.reseal)
+                if done:
+                    log.info("spool.resealed", count=done)
+                if failed:
+                    log.warning("spool.reseal_failed", count=failed)
+            now = self.clock()
+            purged = await run_in(self._db, functools.partial(
+                self.spool.purge, self.settings.retention, now=now))
+            if purged:
+                await run_in(self._db, functools.partial(record_purges, self.journal, purged,
+                                                         now=now))
+                for what in ("content", "metadata"):
+                    n = sum(1 for p in purged if p.what == what)
+                    if n:
+                        log.info("spool.purged", kind=what, count=n)
+            with contextlib.suppress(TimeoutError):  # a reload (rotated keys) wakes it
+                await asyncio.wait_for(self._reseal.wait(), self.settings.retention.interval)
 
     async def _forever(self, loop: Callable[..., Awaitable[None]], *args: Any) -> None:
         """Run a worker loop again when it fails (the spool's database unreachable, its disk

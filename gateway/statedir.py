@@ -94,3 +94,17 @@ def reload_daemon(state_dir: Path) -> str:
     if pid is None:
         return f"no daemon is running on {state_dir}: it will read this when it starts"
     return f"the running daemon (pid {pid}) was told to reload (SIGHUP)"
+
+
+def private_files(database: Path) -> None:
+    """Make a SQLite database and its ``-wal`` and ``-shm`` files readable by this user only
+    (0600), whatever the umask they were created under: they hold messages (sealed or not),
+    addresses and the journal.  A file of another owner is left as it is (``config check``
+    says so).  A database not there yet is created empty with that mode (SQLite would make
+    it with the umask's)."""
+    with contextlib.suppress(OSError):
+        os.close(os.open(database, os.O_WRONLY | os.O_CREAT, 0o600))
+    for path in (database, Path(f"{database}-wal"), Path(f"{database}-shm")):
+        with contextlib.suppress(OSError):
+            if path.stat().st_mode & 0o077:
+                os.chmod(path, 0o600)

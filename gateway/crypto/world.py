@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from gateway.atrest import Keyring
 from gateway.crypto.domainlist import write_list
 from gateway.errors import ConfigError
 
@@ -445,4 +446,9 @@ anchors = ["{world.ca_cert}"]
 crls = ["{world.crl}"]
 domain_list = "{world.domain_list}"
 list_signer_cert = "{world.cert('list-signer')}"
+
+[keys]
+file = "{world.root / 'keyring.json'}"
 """, "utf-8")
+    # the spool seals what it stores with it (kept outside every state directory)
+    Keyring.generate().save(world.root / "keyring.json")

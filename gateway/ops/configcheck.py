@@ -355,6 +355,54 @@ def _state(s: config.Settings) -> Iterator[Problem]:
             yield _error("spool.url", f"cannot connect to {safe_url(url)}: {why}")
 
 
+def _mode(path: Path) -> int | None:
+    try:
+        return path.stat().st_mode & 0o777
+    except OSError:
+        return None
+
+
+def _at_rest(s: config.Settings) -> Iterator[Problem]:
+    """The keyring sealing the spool, and the modes of what holds messages: the state
+    directory 0700, its databases (and their -wal, -shm) and spill files 0600."""
+    from gateway.atrest import Keyring, keyring_path
+
+    ring = keyring_path(s.keys_file)
+    if ring is None:
+        yield _warning("keys.file", "no keyring: messages are stored in clear (make one with "
+                       "`passerelle keys new`, give it as [keys] file or the systemd "
+                       "credential passerelle-keys)")
+    else:
+        try:
+            Keyring.load(ring)
+        except ConfigError as exc:
+            yield _error("keys.file", str(exc))
+        else:
+            mode = _mode(ring)
+            if mode is not None and mode & 0o077:
+                yield _error("keys.file", f"{ring}: mode {mode:04o}, readable by others "
+                             "(chmod 600)")
+            if ring.resolve().is_relative_to(s.state_dir.resolve()):
+                yield _warning("keys.file", f"{ring}: inside the state directory, so a backup "
+                               "of the spool holds its key (keep the keyring apart)")
+    mode = _mode(s.state_dir)
+    if mode is not None and s.state_dir.is_dir():
+        if mode & 0o077:
+            yield _error("gateway.state_dir", f"{s.state_dir}: mode {mode:04o}, open to "
+                         "others (chmod 700)")
+        spill = s.state_dir / "spill"
+        files = list(spill.iterdir()) if spill.is_dir() else []
+        if not s.spool_url.startswith(("postgresql://", "postgres://")):
+            from gateway.spool.sqlitedb import spool_path
+
+            db = spool_path(s.journal_url)
+            files += [db, Path(f"{db}-wal"), Path(f"{db}-shm")]
+        loose = sorted(p.name for p in files if (_mode(p) or 0) & 0o077)
+        if loose:
+            yield _error("gateway.state_dir", f"{s.state_dir}: {', '.join(loose[:5])} readable "
+                         "by others (chmod 600)")
+
+
 def check(path: Path, *, now: datetime | None = None) -> list[Problem]:
     """Every problem with the configuration at ``path`` (empty: all good)."""
     now = now or datetime.now(UTC)
@@ -366,6 +414,7 @@ def check(path: Path, *, now: datetime | None = None) -> list[Problem]:
         return [_error("config", str(exc))]
     problems: list[Problem] = []
     problems += _state(s)
+    problems += _at_rest(s)
     problems += _legacy(s.legacy)
     problems += _mappings(s)
     problems += _hub(s.hub)

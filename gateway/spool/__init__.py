@@ -11,6 +11,7 @@ The spool's database keeps the trace journal too: :func:`open_journal` gives the
 
 from __future__ import annotations
 
+from gateway.atrest import Sealer
 from gateway.journal import Journal
 from gateway.spool.model import (
     DeliverWork,
@@ -43,15 +44,16 @@ def _postgres(url: str) -> bool:
 
 
 def open_spool(url: str, *, policy: RetryPolicy | None = None,
-               create: bool = True) -> SqliteSpool:
-    """``sqlite:///path`` (or a bare path) or ``postgresql://user:pass@host/db``.
-    ``create=False`` (the command line): a spool that does not exist is a
-    :class:`~gateway.errors.ConfigError`, never created empty."""
+               create: bool = True, sealer: Sealer | None = None) -> SqliteSpool:
+    """``sqlite:///path`` (or a bare path) or ``postgresql://user:pass@host/db``; with a
+    ``sealer``, messages are sealed at rest (:mod:`gateway.atrest`).  ``create=False`` (the
+    command line): a spool that does not exist is a :class:`~gateway.errors.ConfigError`,
+    never created empty."""
     if _postgres(url):
         from gateway.spool.pg import PgSpool  # psycopg is imported only for PostgreSQL
 
-        return PgSpool(url, policy=policy, create=create)
-    return SqliteSpool(spool_path(url), policy=policy, create=create)
+        return PgSpool(url, policy=policy, create=create, sealer=sealer)
+    return SqliteSpool(spool_path(url), policy=policy, create=create, sealer=sealer)
 
 
 def open_journal(url: str, *, create: bool = True) -> Journal:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from contextlib import AbstractContextManager
 
+from gateway.atrest import Unsealable
 from gateway.errors import BadInputError
 from gateway.journal import Conn
 from gateway.spool.model import QueueEntry, RecipientState, State
@@ -23,6 +24,9 @@ class QueueAdmin:
 
     def _read(self) -> AbstractContextManager[Conn]:
         raise NotImplementedError  # the spool's connection for reads
+
+    def _plain(self, table: str, record: str, data: bytes | memoryview, key_id: str) -> bytes:
+        raise NotImplementedError  # a record's bytes opened (gateway.spool.sealed)
 
     def sent_to_legacy(self, message_id: str, trust_sender: str) -> bool:
         """Did this gateway carry a message with that Message-ID from that trust-space sender
@@ -89,12 +93,19 @@ class QueueAdmin:
     def show(self, queue_id: str) -> tuple[QueueEntry, bytes]:
         with self._read() as db:
             row = db.execute("SELECT m.queue_id, m.direction, m.message_id, m.mail_from, m.size, "
-                             "m.digest, m.received_at, b.data FROM messages m JOIN bodies b ON "
-                             "b.queue_id = m.queue_id WHERE m.queue_id=?",
+                             "m.digest, m.received_at, b.data, b.key_id FROM messages m LEFT "
+                             "JOIN bodies b ON b.queue_id = m.queue_id WHERE m.queue_id=?",
                              (queue_id,)).fetchone()
             if row is None:
                 raise BadInputError(f"no message {queue_id} in the queue")
-            return self._entry(db, *row[:7]), row[7]
+            if row[7] is None:
+                raise BadInputError(f"the content of message {queue_id} was purged (retention)")
+            try:
+                data = self._plain("bodies", queue_id, row[7], row[8])
+            except Unsealable:
+                raise BadInputError(f"message {queue_id}'s stored bytes fail authentication "
+                                    "(altered): it is set aside when it is worked on") from None
+            return self._entry(db, *row[:7]), data
 
     def _admin(self, queue_id: str, sql: str, args: tuple[object, ...], allowed: str) -> int:
         with self._tx() as db:
@@ -118,6 +129,13 @@ class QueueAdmin:
 
     def release(self, queue_id: str, *, now: float) -> int:
         """Held or quarantined recipients go back to work (translated again from scratch)."""
+        with self._read() as db:
+            gone = db.execute("SELECT 1 FROM messages m WHERE queue_id=? AND NOT EXISTS "
+                              "(SELECT 1 FROM bodies b WHERE b.queue_id = m.queue_id)",
+                              (queue_id,)).fetchone()
+        if gone is not None:
+            raise BadInputError(f"the content of message {queue_id} was purged (retention): "
+                                "there is nothing to release")
         with self._tx() as db:
             db.execute("UPDATE messages SET next_translate=0, translate_attempts=0, "
                        "lease_owner=NULL WHERE queue_id=?", (queue_id,))

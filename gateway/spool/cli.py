@@ -40,7 +40,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     serve.set_defaults(handler=run_serve)
 
     for name, fixed, actions in (
-        ("queue", None, ("list", "show", "summary", "retry", "hold", "release", "delete")),
+        ("queue", None, ("list", "show", "summary", "retry", "hold", "release", "delete",
+                         "purge")),
         ("quarantine", "quarantined", ("list", "show", "summary", "release", "drop")),
     ):
         p = sub.add_parser(name, help=f"inspect and act on the {name}",
@@ -55,6 +56,13 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
             a = actions_sub.add_parser(action)
             a.add_argument("--config", type=Path)
             a.add_argument("--json", action="store_true", help="machine-readable output")
+            if action == "purge":
+                a.description = ("Purge what [retention] no longer keeps (the daemon does it "
+                                 "every [retention] interval): the content of finished "
+                                 "messages, then their rows; each purge is recorded in the "
+                                 "message's trace (a `purged` step).")
+                a.set_defaults(handler=run_purge)
+                continue
             if action == "show":
                 a.add_argument("queue_id", metavar="ID")
                 a.add_argument("--raw", action="store_true",
@@ -72,6 +80,25 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
                 page.add_argument("--offset", type=int, default=0, help="rows to skip")
                 page.add_argument("--page", type=int, help="page number (from 1)")
             a.set_defaults(handler=run_admin, admin=action, fixed_state=fixed)
+
+    keys = sub.add_parser(
+        "keys", help="the keyring sealing the spool at rest",
+        description=("`keys new --out FILE` writes a new keyring (mode 0600) for [keys] file "
+                     "or the systemd credential passerelle-keys; `keys rotate` adds a new key, "
+                     "makes it current and seals every stored message with it (with "
+                     "--background, or when a daemon is running: the daemon does, once it has "
+                     "read the new keyring). Older keys stay in the ring to open backups."))
+    keys_sub = keys.add_subparsers(dest="keys_action", metavar="ACTION", required=True)
+    new = keys_sub.add_parser("new", help="write a new keyring")
+    new.add_argument("--out", type=Path, required=True, help="the file to write (not there yet)")
+    new.set_defaults(handler=run_keys_new)
+    rotate = keys_sub.add_parser("rotate", help="add a key and seal everything with it")
+    rotate.add_argument("--config", type=Path)
+    rotate.add_argument("--file", type=Path, help="the keyring (default: [keys] file)")
+    rotate.add_argument("--background", action="store_true",
+                        help="only add the key and tell the running daemon (SIGHUP), which "
+                        "seals the stored messages again")
+    rotate.set_defaults(handler=run_keys_rotate)
 
     demo = sub.add_parser(
         "demo", help="run the whole gateway against simulated peers and show what happens",
@@ -336,11 +363,85 @@ def _confirm(args: argparse.Namespace, n: int) -> bool:
     return sys.stdin.readline().strip().lower() in ("y", "yes")  # stdout stays the output
 
 
-def run_admin(args: argparse.Namespace) -> int:
+def _open(settings: config.Settings) -> SqliteSpool:
+    """The spool of ``settings``, with its keyring (a key it lacks: exit 78)."""
+    from gateway.atrest import open_sealer
     from gateway.spool import open_spool
 
+    spool = open_spool(settings.journal_url, create=False, sealer=open_sealer(settings.keys_file))
+    spool.check_keys()
+    return spool
+
+
+def run_purge(args: argparse.Namespace) -> int:
+    from gateway.spool import open_journal
+    from gateway.spool.retention import record_purges
+
     settings = _settings(args.config)
-    spool = open_spool(settings.journal_url, create=False)  # never an empty new spool
+    spool = _open(settings)
+    now = time.time()
+    with progress.bar(unit="msg", desc="purge") as bar:
+        purged = spool.purge(settings.retention, now=now, progress=bar.update)
+    record_purges(open_journal(settings.journal_url, create=False), purged, now=now)
+    content = sum(1 for p in purged if p.what == "content")
+    rows = len(purged) - content
+    if args.json:
+        _print_json("purge", content=content, metadata=rows)
+    else:
+        print(f"purged the content of {content} message(s) and the rows of {rows}")
+    return 0
+
+
+def run_keys_new(args: argparse.Namespace) -> int:
+    from gateway.atrest import Keyring
+
+    if args.out.exists():
+        raise UsageError(f"{args.out} exists: a keyring is never overwritten (keys rotate "
+                         "adds a key to one)")
+    ring = Keyring.generate()
+    try:
+        ring.save(args.out)
+    except OSError as exc:
+        raise ConfigError(f"cannot write {args.out}: {exc.strerror}") from None
+    print(f"wrote {args.out} (key {ring.current}, mode 0600): give it as [keys] file or as "
+          "the systemd credential passerelle-keys, and keep a copy apart from the backups")
+    return 0
+
+
+def run_keys_rotate(args: argparse.Namespace) -> int:
+    from gateway import statedir
+    from gateway.atrest import Keyring, Sealer, keyring_path
+
+    settings = _settings(args.config)
+    path = args.file or keyring_path(settings.keys_file)
+    if path is None:
+        raise ConfigError("no keyring to rotate: set [keys] file (or give --file)")
+    spool = _open(settings)  # the old keyring opens what is there
+    ring = Keyring.load(path).rotated()
+    try:
+        ring.save(path)
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc.strerror}") from None
+    print(f"{path}: key {ring.current} added and made current "
+          f"({len(ring.keys)} keys in the ring)")
+    if args.background or statedir.running_pid(settings.state_dir) is not None:
+        # a running daemon must hold the new key before anything is sealed with it: it
+        # seals the records itself once it has (now, or after a restart with a credential)
+        print(statedir.reload_daemon(settings.state_dir) + "; it seals the stored messages "
+              "with the new key once it has read it")
+        return 0
+    spool.sealer = Sealer(ring)
+    with progress.bar(total=spool.unsealed(), unit="rec", desc="reseal") as bar:
+        done, failed = spool.reseal(progress=bar.update)
+    print(f"sealed {done} record(s) with key {ring.current}"
+          + (f"; {failed} did not open (altered): their messages are set aside when worked on"
+             if failed else ""))
+    return 0
+
+
+def run_admin(args: argparse.Namespace) -> int:
+    settings = _settings(args.config)
+    spool = _open(settings)
     now = time.time()
     if args.admin == "list":
         return _list(spool, args, _filter(args, now), now)

@@ -11,14 +11,14 @@ import hashlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from gateway.atrest import PIECE
 from gateway.errors import SpoolUnavailable
 from gateway.spill import Data
 from gateway.spill import create as create_private
 
-# Data larger than LARGE goes into and out of the database in pieces, and out of the spool
-# as a file in a spill directory: bound or read whole, a 25 MB message was copied several
-# times over (see gateway/spill.py).
-PIECE = 1 << 18
+# Data larger than LARGE goes into and out of the database in pieces (PIECE bytes, sealed or
+# not), and out of the spool as a file in a spill directory: bound or read whole, a 25 MB
+# message was copied several times over (see gateway/spill.py).
 Payload = Data
 
 

@@ -29,11 +29,19 @@ from typing import Any
 
 import psycopg
 
+from gateway.atrest import PIECE, SEALED_PIECE, Sealer, Unsealable, open_head
 from gateway.errors import BadInputError, ConfigError, SpoolFull, SpoolUnavailable
 from gateway.pgconn import PgConn, db_error, reading, rollback_or_drop, thread_conn
 from gateway.spool.model import RetryPolicy
 from gateway.spool.payload import Payload, export_file
-from gateway.spool.schema import ADD_HUB_AUTH, MOVE_BODIES, POSTGRESQL, SCHEMA_VERSION
+from gateway.spool.schema import (
+    ADD_HUB_AUTH,
+    ADD_KEY_IDS,
+    MOVE_BODIES,
+    POSTGRESQL,
+    SCHEMA_VERSION,
+)
+from gateway.spool.sealed import SealedRecords
 from gateway.spool.sqlite import SPOOL_IDENTITY, SqliteSpool
 
 _LOCK_SCHEMA = 7_305_001  # advisory lock keys (arbitrary, fixed)
@@ -43,9 +51,10 @@ class PgSpool(SqliteSpool):
     """The spool in a PostgreSQL database shared by several instances."""
 
     def __init__(self, url: str, *, policy: RetryPolicy | None = None,
-                 create: bool = True) -> None:
+                 create: bool = True, sealer: Sealer | None = None) -> None:
         self.url = url
         self.policy = policy or RetryPolicy()
+        self.sealer = sealer
         self._local = threading.local()
         if not create:
             with self._read() as db:
@@ -84,6 +93,9 @@ class PgSpool(SqliteSpool):
                         db.execute(statement)
                 if row[0] < 4:  # version 3 did not record the hub's authentication
                     db.execute(ADD_HUB_AUTH)
+                if row[0] < 5:  # records in clear are sealed by reseal()
+                    for statement in ADD_KEY_IDS:  # (bodies made just now has it)
+                        db.execute(statement.replace("ADD COLUMN", "ADD COLUMN IF NOT EXISTS"))
                 db.execute("UPDATE schema_version SET version=?", (SCHEMA_VERSION,))
             elif row[0] > SCHEMA_VERSION:
                 raise SpoolUnavailable(
@@ -122,27 +134,63 @@ class PgSpool(SqliteSpool):
         return f" FOR UPDATE OF {table} SKIP LOCKED" if table else " FOR UPDATE SKIP LOCKED"
 
     def _insert_with_data(self, db: Any, table: str, columns: tuple[str, ...],
-                          values: tuple[Any, ...], data: Payload, *, returning: str) -> Any:
-        """INSERT a row and its data (bound whole: psycopg sends a bytea in one piece)."""
+                          values: tuple[Any, ...], data: Payload, *, returning: str,
+                          record: str) -> Any:
+        """INSERT a row and its data, sealed with a sealer (bound whole: psycopg sends a bytea
+        in one piece)."""
         payload = data.read_bytes() if isinstance(data, Path) else data
-        names = ", ".join((*columns, "data"))
-        marks = ",".join("?" * (len(columns) + 1))
+        key_id = ""
+        if self.sealer is not None:
+            payload, key_id = self.sealer.seal_bytes(payload, table, record), self.sealer.current
+        names = ", ".join((*columns, "key_id", "data"))
+        marks = ",".join("?" * (len(columns) + 2))
         return db.execute(f"INSERT INTO {table} ({names}) VALUES ({marks}) RETURNING "
-                          f"{returning}", (*values, payload)).fetchone()[0]
+                          f"{returning}", (*values, key_id, payload)).fetchone()[0]
 
     def _export(self, db: Any, table: str, key: str, value: Any, dest: Path,
-                digest: str) -> bool:
-        """A row's data into a new private file ``dest`` (read whole: a bytea is)."""
-        data = db.execute(f"SELECT data FROM {table} WHERE {key}=?", (value,)).fetchone()[0]
-        return export_file(dest, [data], digest)
+                digest: str, key_id: str, record: str) -> bool:
+        """A row's data, opened a piece at a time, into a new private file ``dest`` (read
+        whole: a bytea is)."""
+        data = memoryview(db.execute(f"SELECT data FROM {table} WHERE {key}=?",
+                                     (value,)).fetchone()[0])
+        at = 0
+
+        def read(n: int) -> bytes:
+            nonlocal at
+            at += n
+            return bytes(data[at - n:at])
+
+        return export_file(dest, self._opened(read, len(data), key_id, table, record), digest)
 
     def head(self, queue_id: str, limit: int) -> bytes:
         with self._read() as db:
-            row = db.execute("SELECT substr(data, 1, ?) FROM bodies WHERE queue_id=?",
-                             (limit, queue_id)).fetchone()
+            # a sealed value: the pieces that hold the first ``limit`` bytes
+            row = db.execute("SELECT CASE WHEN key_id = '' THEN substr(data, 1, ?) ELSE "
+                             "substr(data, 1, ?) END, key_id, length(data) FROM bodies WHERE "
+                             "queue_id=?", (limit, -(-limit // PIECE) * SEALED_PIECE,
+                                            queue_id)).fetchone()
         if row is None:
             raise BadInputError(f"no message {queue_id} in the queue")
-        return bytes(row[0])
+        data, key_id, length = bytes(row[0]), row[1], int(row[2])
+        if not key_id:
+            return data
+        at = 0
+
+        def read(n: int) -> bytes:
+            nonlocal at
+            at += n
+            return data[at - n:at]
+
+        try:
+            return open_head(self._need(key_id), read, length, "bodies", queue_id, limit)
+        except Unsealable:
+            return b""
+
+    # a bytea is read and written whole: a record is sealed again whole
+    _reseal_row = SealedRecords._reseal_row
+
+    def _after_purge(self) -> None:
+        """Dead rows' space is reclaimed by autovacuum; their bytes were sealed."""
 
     def ping(self) -> str | None:
         problem = self.identity_problem()

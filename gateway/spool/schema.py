@@ -6,7 +6,7 @@ statements that read and change them are written once, in SQLite's dialect, in
 :mod:`gateway.spool.sqlite` and :mod:`gateway.journal`.
 """
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 # Version 3 keeps a message's bytes in ``bodies``, apart from its row in ``messages``: SQLite
 # writes a row again whole on every UPDATE, so each lease of a 25 MB message wrote 50 MB
 # into the WAL and read the message into memory.
@@ -17,6 +17,11 @@ MOVE_BODIES = ("INSERT INTO bodies (queue_id, data) SELECT queue_id, data FROM m
 # translation needs (a first-generation user's unsigned parts are accepted only then) and
 # which the message's content cannot forge.
 ADD_HUB_AUTH = "ALTER TABLE messages ADD COLUMN hub_auth TEXT NOT NULL DEFAULT ''"
+# Version 5 seals a message's bytes at rest (gateway.atrest): beside each record, the id
+# of the key that sealed it ('' for a record stored in clear before, which the spool seals
+# when it is given a keyring: ``reseal`` at start and in the daemon).
+ADD_KEY_IDS = ("ALTER TABLE bodies ADD COLUMN key_id TEXT NOT NULL DEFAULT ''",
+               "ALTER TABLE outputs ADD COLUMN key_id TEXT NOT NULL DEFAULT ''")
 SQLITE = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS messages (
@@ -36,12 +41,14 @@ CREATE TABLE IF NOT EXISTS messages (
 );
 CREATE TABLE IF NOT EXISTS bodies (
     queue_id TEXT PRIMARY KEY,
+    key_id TEXT NOT NULL DEFAULT '',
     data BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS outputs (
     output_id INTEGER PRIMARY KEY,
     queue_id TEXT NOT NULL,
     digest TEXT NOT NULL,
+    key_id TEXT NOT NULL DEFAULT '',
     data BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS recipients (
@@ -107,12 +114,14 @@ CREATE TABLE IF NOT EXISTS messages (
 );
 CREATE TABLE IF NOT EXISTS bodies (
     queue_id TEXT PRIMARY KEY,
+    key_id TEXT NOT NULL DEFAULT '',
     data BYTEA NOT NULL
 );
 CREATE TABLE IF NOT EXISTS outputs (
     output_id BIGSERIAL PRIMARY KEY,
     queue_id TEXT NOT NULL,
     digest TEXT NOT NULL,
+    key_id TEXT NOT NULL DEFAULT '',
     data BYTEA NOT NULL
 );
 CREATE INDEX IF NOT EXISTS outputs_queue ON outputs(queue_id);

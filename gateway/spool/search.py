@@ -267,8 +267,10 @@ class SpoolSearch:
                                f"lease_owner=NULL WHERE queue_id IN ({marks}) AND queue_id IN "
                                "(SELECT queue_id FROM recipients WHERE state IN "
                                f"('held','quarantined') AND {rc})", [*ids_, *rp])
+                kept = ("AND queue_id IN (SELECT queue_id FROM bodies) " if action == "release"
+                        else "")  # a message whose content was purged has nothing to release
                 done += int(db.execute(
-                    f"UPDATE recipients SET {assignments} WHERE queue_id IN ({marks}) AND "
+                    f"UPDATE recipients SET {assignments} WHERE queue_id IN ({marks}) {kept}AND "
                     f"state IN ({','.join('?' * len(states))}) AND {rc}",
                     [*(now for _ in values), *ids_, *states, *rp]).rowcount)
             progress(len(ids_))

@@ -30,8 +30,17 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from gateway.atrest import (
+    SEALED_PIECE,
+    Sealer,
+    Unsealable,
+    aad,
+    pieces_in,
+    sealed_size,
+)
 from gateway.errors import BadInputError, ConfigError, SpoolFull, SpoolUnavailable
 from gateway.journal import Conn
+from gateway.log import allow_words, get_logger
 from gateway.spill import LARGE, new_path
 from gateway.spill import size as data_size
 from gateway.spool.admin import QueueAdmin
@@ -42,17 +51,29 @@ from gateway.spool.model import (
     State,
     TranslateWork,
 )
-from gateway.spool.payload import PIECE, Payload, export_file, pieces_of, sha256_of
-from gateway.spool.schema import ADD_HUB_AUTH, MOVE_BODIES, SCHEMA_VERSION, SQLITE
+from gateway.spool.payload import Payload, export_file, pieces_of, sha256_of
+from gateway.spool.retention import Retention
+from gateway.spool.schema import ADD_HUB_AUTH, ADD_KEY_IDS, MOVE_BODIES, SCHEMA_VERSION, SQLITE
+from gateway.spool.sealed import SealedRecords
 from gateway.spool.search import SpoolSearch
 from gateway.spool.sqlitedb import unsynced, writer_lock
+from gateway.statedir import prepare, private_files
 
 _DIRECTIONS = frozenset(str(d) for d in Direction)
+log = get_logger("passerelle.spool")
+allow_words("bodies", "outputs")
+# why a message is set aside, by what was wrong with its stored bytes
+CORRUPT = {"digest": "corrupt: stored bytes do not match their digest",
+           "sealed": "corrupt: stored bytes fail authentication"}
+CORRUPT_OUTPUT = {"digest": "corrupt: translated bytes do not match their digest",
+                  "sealed": "corrupt: translated bytes fail authentication"}
+
 # A random id written once, when the spool is created: the daemon holds it, and refuses to
 # accept into a database that does not carry it (a spool deleted or replaced under it).
 SPOOL_IDENTITY = "CREATE TABLE IF NOT EXISTS spool_identity (spool_id TEXT NOT NULL)"
 
-class SqliteSpool(QueueAdmin, SpoolSearch):
+
+class SqliteSpool(SealedRecords, Retention, QueueAdmin, SpoolSearch):
     """``create=False`` (the command line's reads and actions): the spool must exist — a
     missing one is :class:`ConfigError`, never created empty.
 
@@ -67,16 +88,17 @@ class SqliteSpool(QueueAdmin, SpoolSearch):
     _lost: str | None = None
 
     def __init__(self, path: Path, *, policy: RetryPolicy | None = None,
-                 create: bool = True) -> None:
+                 create: bool = True, sealer: Sealer | None = None) -> None:
         self.path = path
         self.policy = policy or RetryPolicy()
+        self.sealer = sealer
         self._local = threading.local()
         self._create = create
         if not create and not path.is_file():
             raise ConfigError(f"no spool at {path} (the daemon creates it when it first "
                               "starts: check [spool] url and [gateway] state_dir)")
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            prepare(path.parent)  # 0700, whatever the umask, when it is made here
         except OSError as exc:
             raise SpoolUnavailable(f"spool directory {path.parent}: {exc.strerror}") from None
         self._writer = writer_lock(path)
@@ -188,6 +210,10 @@ class SqliteSpool(QueueAdmin, SpoolSearch):
             row = tx.execute("SELECT version FROM schema_version").fetchone()
             if row is None:
                 tx.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
+            elif row[0] > SCHEMA_VERSION:
+                raise SpoolUnavailable(
+                    f"the spool {self.path} has schema {row[0]}, newer than this passerelle "
+                    f"({SCHEMA_VERSION}): upgrade passerelle")
             elif row[0] < SCHEMA_VERSION:
                 if row[0] < 2:  # version 1 had no record of interrupted deliveries
                     tx.execute("ALTER TABLE recipients ADD COLUMN in_doubt INTEGER NOT NULL "
@@ -198,6 +224,11 @@ class SqliteSpool(QueueAdmin, SpoolSearch):
                         tx.execute(statement)
                 if row[0] < 4:
                     tx.execute(ADD_HUB_AUTH)
+                if row[0] < 5:  # records in clear are sealed by reseal() (see SealedRecords)
+                    for table, statement in zip(("bodies", "outputs"), ADD_KEY_IDS, strict=True):
+                        columns = [c[1] for c in tx.execute(f"PRAGMA table_info({table})")]
+                        if "key_id" not in columns:  # (bodies made just now has it)
+                            tx.execute(statement)
                 tx.execute("UPDATE schema_version SET version=?", (SCHEMA_VERSION,))
 
     # -- connections and transactions -------------------------------------------------
@@ -205,6 +236,7 @@ class SqliteSpool(QueueAdmin, SpoolSearch):
     def _conn(self) -> Conn:
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
         if db is None:
+            private_files(self.path)  # 0600, and its -wal and -shm too
             try:
                 if self._create:
                     db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
@@ -213,6 +245,9 @@ class SqliteSpool(QueueAdmin, SpoolSearch):
                                          timeout=30, isolation_level=None)
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=FULL")
+                # what is deleted (a purged message) is overwritten with zeros, not left in
+                # free pages for anyone reading the file
+                db.execute("PRAGMA secure_delete=ON")
             except sqlite3.Error as exc:
                 raise SpoolUnavailable(f"spool {self.path}: {exc}") from None
             if self.spool_id is not None:
@@ -274,6 +309,38 @@ class SqliteSpool(QueueAdmin, SpoolSearch):
             db.close()
             self._local.db = None
 
+    def _reseal_row(self, db: Conn, table: str, key: str, value: Any, record: str,
+                    key_id: str) -> bool:
+        """A sealed record is sealed again in place, a piece at a time (the same sizes under
+        any key): a 25 MB message is never read whole for a rotation.  One in clear is sealed
+        whole (once, when a keyring is first given)."""
+        if not key_id:
+            return super()._reseal_row(db, table, key, value, record, key_id)
+        assert isinstance(db, sqlite3.Connection) and self.sealer is not None
+        rowid = db.execute(f"SELECT rowid FROM {table} WHERE {key}=?", (value,)).fetchone()[0]
+        sealer = self.sealer
+        with db.blobopen(table, "data", rowid) as blob:
+            count = pieces_in(len(blob))
+            try:  # every piece opens, before any is written over
+                for _ in self._opened(blob.read, len(blob), key_id, table, record):
+                    pass
+            except Unsealable:
+                return False
+            for i in range(count):
+                blob.seek(i * SEALED_PIECE)
+                ad = aad(table, record, i, count)
+                piece = sealer.open_piece(blob.read(SEALED_PIECE), ad)
+                blob.seek(i * SEALED_PIECE)
+                blob.write(sealer.seal_piece(piece, ad))
+        db.execute(f"UPDATE {table} SET key_id=? WHERE {key}=?", (sealer.current, value))
+        return True
+
+    def _after_purge(self) -> None:
+        """Deleted pages were zeroed (``secure_delete``); the WAL, which still holds the
+        frames they were written in, is emptied into the file and cut to nothing."""
+        with self._writer, self._read() as db:
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
     def ping(self) -> str | None:
         """None when the spool is writable and still the one opened, else the reason (for
         /readyz)."""
@@ -324,12 +391,12 @@ class SqliteSpool(QueueAdmin, SpoolSearch):
                     (queue_id, str(direction), mail_from, message_id, now, data_size(data), digest,
                      peer, hub_auth))
                 self._insert_with_data(db, "bodies", ("queue_id",), (queue_id,), data,
-                                       returning="queue_id")
+                                       returning="queue_id", record=queue_id)
                 output_id = None
                 if state is State.TRANSLATED:  # our own notices: delivered as they are
                     output_id = self._insert_with_data(
                         db, "outputs", ("queue_id", "digest"), (queue_id, digest), data,
-                        returning="output_id")
+                        returning="output_id", record=f"{queue_id}:{digest}")
                 for rcpt in fresh:
                     db.execute(
                         "INSERT INTO recipients (queue_id, rcpt, state, output_id, next_attempt,"
@@ -343,27 +410,39 @@ class SqliteSpool(QueueAdmin, SpoolSearch):
         return out
 
     def _insert_with_data(self, db: Conn, table: str, columns: tuple[str, ...],
-                          values: tuple[Any, ...], data: Payload, *, returning: str) -> Any:
-        """INSERT a row of ``columns`` and its ``data``; the ``returning`` column's value.
-        Large data is written in pieces into a blob made to its size: bound whole, SQLite
-        would take a copy of it, and a file would have to be read whole first."""
-        names = ", ".join((*columns, "data"))
+                          values: tuple[Any, ...], data: Payload, *, returning: str,
+                          record: str) -> Any:
+        """INSERT a row of ``columns`` and its ``data`` (sealed, with a sealer: ``record`` is
+        its id in the associated data); the ``returning`` column's value.  Large data is
+        written in pieces into a blob made to its size: bound whole, SQLite would take a copy
+        of it, and a file would have to be read whole first."""
+        names = ", ".join((*columns, "key_id", "data"))
         marks = ",".join("?" * len(columns))
+        key_id = self.sealer.current if self.sealer is not None else ""
         if not isinstance(data, Path) and len(data) <= LARGE:
-            return db.execute(f"INSERT INTO {table} ({names}) VALUES ({marks},?) RETURNING "
-                              f"{returning}", (*values, data)).fetchone()[0]
+            value = data if self.sealer is None else self.sealer.seal_bytes(data, table, record)
+            return db.execute(f"INSERT INTO {table} ({names}) VALUES ({marks},?,?) RETURNING "
+                              f"{returning}", (*values, key_id, value)).fetchone()[0]
         assert isinstance(db, sqlite3.Connection)
-        size = data_size(data)
+        plain = data_size(data)
+        pieces: Iterator[bytes | memoryview] = pieces_of(data)
+        size = plain
+        if self.sealer is not None:
+            size = sealed_size(plain)
+            pieces = iter(self.sealer.seal(pieces, plain, table, record))
         rowid, value = db.execute(
-            f"INSERT INTO {table} ({names}) VALUES ({marks},zeroblob(?)) RETURNING rowid, "
-            f"{returning}", (*values, size)).fetchone()
+            f"INSERT INTO {table} ({names}) VALUES ({marks},?,zeroblob(?)) RETURNING rowid, "
+            f"{returning}", (*values, key_id, size)).fetchone()
         written = 0
-        with db.blobopen(table, "data", rowid) as blob:
-            for piece in pieces_of(data):
-                if written + len(piece) > size:
-                    raise SpoolUnavailable("spool: the data grew while it was being stored")
-                blob.write(piece)
-                written += len(piece)
+        try:
+            with db.blobopen(table, "data", rowid) as blob:
+                for piece in pieces:
+                    if written + len(piece) > size:
+                        raise SpoolUnavailable("spool: the data grew while it was being stored")
+                    blob.write(piece)
+                    written += len(piece)
+        except Unsealable as exc:
+            raise SpoolUnavailable(f"spool: {exc}") from None
         if written != size:
             raise SpoolUnavailable("spool: the data shrank while it was being stored")
         return value
@@ -376,23 +455,37 @@ class SqliteSpool(QueueAdmin, SpoolSearch):
         return int(row[0]) if row is not None else 0
 
     def _export(self, db: Conn, table: str, key: str, value: Any, dest: Path,
-                digest: str) -> bool:
-        """Write a row's data into a new private file ``dest``, in pieces; whether it
-        matched its digest (the file is removed when it did not)."""
+                digest: str, key_id: str, record: str) -> bool:
+        """Write a row's data (opened, when sealed) into a new private file ``dest``, in
+        pieces; whether it matched its digest (the file is removed when it did not).  A sealed
+        row that does not open is :class:`Unsealable` (and no file is left)."""
         assert isinstance(db, sqlite3.Connection)
         row = db.execute(f"SELECT rowid FROM {table} WHERE {key}=?", (value,)).fetchone()
         with db.blobopen(table, "data", row[0], readonly=True) as blob:
-            return export_file(dest, iter(lambda: blob.read(PIECE), b""), digest)
+            return export_file(dest, self._opened(blob.read, len(blob), key_id, table, record),
+                               digest)
 
     def _checked(self, db: Conn, table: str, key: str, value: Any, data: bytes | None,
-                 digest: str, spill: Path | None, name: str) -> tuple[bool, bytes, Path | None]:
-        """A row's data as read, or — left out of the read as large (None) — written into a
-        new file ``name`` of ``spill``: (whether it matched its digest, the bytes, the file)."""
-        if data is not None:
-            return sha256_of(data) == digest, data, None
-        assert spill is not None
-        path = new_path(spill, name)
-        return self._export(db, table, key, value, path, digest), b"", path
+                 digest: str, spill: Path | None, name: str, key_id: str, record: str
+                 ) -> tuple[str, bytes, Path | None]:
+        """A row's data as read (opened, when sealed), or — left out of the read as large
+        (None) — written into a new file ``name`` of ``spill``: (what is wrong with it, ""
+        when nothing is; the bytes; the file)."""
+        path = None
+        try:
+            if data is not None:
+                data = self._plain(table, record, data, key_id)
+                return ("" if sha256_of(data) == digest else "digest"), data, None
+            assert spill is not None
+            path = new_path(spill, name)
+            intact = self._export(db, table, key, value, path, digest, key_id, record)
+        except Unsealable as exc:
+            if path is not None:  # what was opened before the piece that did not
+                path.unlink(missing_ok=True)
+            log.warning("spool.unsealable", queue_id=record.partition(":")[0], kind=table,
+                        reason=exc.why)
+            return "sealed", b"", None
+        return ("" if intact else "digest"), b"", (path if intact else None)
 
     def _large(self, spill: Path | None, table: str, key: str, value: Any) -> bool:
         """Whether a row's data is to come out as a file (not read with the row)."""
@@ -423,17 +516,19 @@ class SqliteSpool(QueueAdmin, SpoolSearch):
                            (worker, now + duration, qid))
         work = []
         for qid in ids:
-            item = self._translate_work(qid, spill)
+            item = self._translate_work(qid, spill, now)
             if item is not None:
                 work.append(item)
         return work
 
-    def _translate_work(self, queue_id: str, spill: Path | None) -> TranslateWork | None:
+    def _translate_work(self, queue_id: str, spill: Path | None, now: float
+                        ) -> TranslateWork | None:
         with self._read() as db:
             # (not length(data) in the same query: SQLite would read the whole blob for it)
             large = self._large(spill, "bodies", "queue_id", queue_id)
             row = db.execute("SELECT m.direction, m.mail_from, CASE WHEN ? THEN NULL ELSE b.data "
-                             "END, m.digest, m.received_at, m.translate_attempts, m.hub_auth "
+                             "END, m.digest, m.received_at, m.translate_attempts, m.hub_auth, "
+                             "b.key_id "
                              "FROM messages m JOIN bodies b ON b.queue_id = m.queue_id "
                              "WHERE m.queue_id=?", (large, queue_id)).fetchone()
             rcpts = tuple(r[0] for r in db.execute(
@@ -441,25 +536,26 @@ class SqliteSpool(QueueAdmin, SpoolSearch):
                 (queue_id,)))
             if row is None:
                 return None
-            direction, mail_from, data, digest, received_at, attempts, hub_auth = row
-            intact, data, path = self._checked(db, "bodies", "queue_id", queue_id, data,
-                                               digest, spill, queue_id)
-        if not intact:
-            self._set_aside(queue_id, "corrupt: stored bytes do not match their digest")
+            direction, mail_from, data, digest, received_at, attempts, hub_auth, key_id = row
+            wrong, data, path = self._checked(db, "bodies", "queue_id", queue_id, data,
+                                              digest, spill, queue_id, key_id, queue_id)
+        if wrong:
+            self._set_aside(queue_id, CORRUPT[wrong], now)
             return None
         if direction not in _DIRECTIONS:  # a damaged row must not stop the workers
             if path is not None:
                 path.unlink()
-            self._set_aside(queue_id, "corrupt: unknown direction")
+            self._set_aside(queue_id, "corrupt: unknown direction", now)
             return None
         return TranslateWork(queue_id, Direction(direction), mail_from, rcpts, data,
                              received_at, attempts, str(path or ""), str(hub_auth or ""))
 
-    def _set_aside(self, queue_id: str, reason: str) -> None:
+    def _set_aside(self, queue_id: str, reason: str, now: float) -> None:
+        """Quarantined from ``now`` (retention counts from then, not from its arrival)."""
         with self._tx() as db:
-            db.execute("UPDATE recipients SET state='quarantined', reason=?, lease_owner=NULL "
-                       "WHERE queue_id=? AND state NOT IN ('delivered','bounced')",
-                       (reason, queue_id))
+            db.execute("UPDATE recipients SET state='quarantined', reason=?, lease_owner=NULL, "
+                       "updated_at=? WHERE queue_id=? AND state NOT IN ('delivered','bounced')",
+                       (reason, now, queue_id))
             db.execute("UPDATE messages SET lease_owner=NULL WHERE queue_id=?", (queue_id,))
 
     def store_translated(self, queue_id: str, groups: Sequence[tuple[Sequence[str], Payload]],
@@ -470,9 +566,11 @@ class SqliteSpool(QueueAdmin, SpoolSearch):
         routes = routes or {}
         with self._tx() as db:
             for rcpts, data in groups:
+                digest = sha256_of(data)
                 output_id = self._insert_with_data(db, "outputs", ("queue_id", "digest"),
-                                                   (queue_id, sha256_of(data)), data,
-                                                   returning="output_id")
+                                                   (queue_id, digest), data,
+                                                   returning="output_id",
+                                                   record=f"{queue_id}:{digest}")
                 for rcpt in rcpts:
                     db.execute(
                         "UPDATE recipients SET state='translated', output_id=?, next_attempt=?,"
@@ -528,21 +626,23 @@ class SqliteSpool(QueueAdmin, SpoolSearch):
                 large = self._large(spill, "outputs", "output_id", oid)
                 row = db.execute(
                     "SELECT o.queue_id, CASE WHEN ? THEN NULL ELSE o.data END, o.digest, "
-                    "m.direction, m.mail_from, m.received_at, m.message_id FROM outputs o JOIN "
+                    "m.direction, m.mail_from, m.received_at, m.message_id, o.key_id "
+                    "FROM outputs o JOIN "
                     "messages m ON m.queue_id = o.queue_id WHERE o.output_id=?",
                     (large, oid)).fetchone()
                 if row is None:
                     continue
-                qid, data, digest, direction, mail_from, received_at, message_id = row
-                intact, data, path = self._checked(db, "outputs", "output_id", oid, data,
-                                                   digest, spill, f"{qid}.{oid}")
-                if not intact:
-                    self._set_aside(qid, "corrupt: translated bytes do not match their digest")
+                qid, data, digest, direction, mail_from, received_at, message_id, key_id = row
+                wrong, data, path = self._checked(db, "outputs", "output_id", oid, data,
+                                                  digest, spill, f"{qid}.{oid}", key_id,
+                                                  f"{qid}:{digest}")
+                if wrong:
+                    self._set_aside(qid, CORRUPT_OUTPUT[wrong], now)
                     continue
                 if direction not in _DIRECTIONS:
                     if path is not None:
                         path.unlink()
-                    self._set_aside(qid, "corrupt: unknown direction")
+                    self._set_aside(qid, "corrupt: unknown direction", now)
                     continue
                 rcpts = db.execute(
                     "SELECT rcpt, attempts, first_deferred, warned, in_doubt, deliver_to FROM "
@@ -660,12 +760,15 @@ class SqliteSpool(QueueAdmin, SpoolSearch):
         """The first ``limit`` bytes of a stored message — what a notice quotes of it, its
         header block — without reading the rest."""
         with self._read() as db:
-            row = db.execute("SELECT rowid FROM bodies WHERE queue_id=?", (queue_id,)).fetchone()
+            row = db.execute("SELECT rowid, key_id FROM bodies WHERE queue_id=?",
+                             (queue_id,)).fetchone()
             if row is None:
                 raise BadInputError(f"no message {queue_id} in the queue")
             assert isinstance(db, sqlite3.Connection)
             with db.blobopen("bodies", "data", row[0], readonly=True) as blob:
-                return blob.read(limit)
+                if not row[1]:
+                    return blob.read(limit)
+                return self._head_of(blob.read, len(blob), row[1], "bodies", queue_id, limit)
 
     def size_bytes(self) -> int:
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 from datetime import UTC, datetime, timedelta
@@ -15,6 +16,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from gateway.atrest import Keyring
 from gateway.crypto.world import World
 from gateway.documents import codes
 from gateway.errors import EX_CONFIG
@@ -72,7 +74,8 @@ def make_cert(
 
 def write_setup(tmp: Path, **overrides: str) -> Path:
     """A complete, valid setup under ``tmp``; ``overrides`` replace whole TOML lines by key."""
-    (tmp / "state").mkdir()
+    (tmp / "state").mkdir(mode=0o700)
+    Keyring.generate().save(tmp / "keyring.json")
     (tmp / "gnupg").mkdir(mode=0o700)
     maps = tmp / "mappings"
     maps.mkdir()
@@ -89,6 +92,7 @@ def write_setup(tmp: Path, **overrides: str) -> Path:
     (tmp / "liste.xml").write_bytes(signed_list(tmp, DOMAIN_LIST.format(generated=generated)))
     lines = {
         "state_dir": 'state_dir = "state"',
+        "keys": 'file = "keyring.json"',
         # its GnuPG home holds no key: the gpg adapter, which looks at keys only at work
         "adapter": 'adapter = "openpgp"',
         "gnupg_home": 'gnupg_home = "gnupg"',
@@ -105,7 +109,7 @@ def write_setup(tmp: Path, **overrides: str) -> Path:
     }
     lines.update(overrides)
     text = "\n".join([
-        "[gateway]", lines["state_dir"],
+        "[gateway]", lines["state_dir"], "[keys]", lines["keys"],
         "[legacy]", lines["adapter"], lines["gnupg_home"], lines["gateway_fingerprint"],
         "[trust]", *(lines[k] for k in ("signing_cert", "signing_key", "server_cert", "server_key",
                                         "client_cert", "client_key", "anchors", "domain_list",
@@ -377,3 +381,24 @@ def test_v1_users_without_hub_authentication_are_reported(tmp_path: Path, how: s
 def test_v2_users_need_no_hub_authentication(tmp_path: Path) -> None:
     path = write_setup(tmp_path)
     assert check(path) == []
+
+
+def test_the_keyring_and_the_modes_of_what_holds_messages_are_checked(tmp_path: Path) -> None:
+    path = write_setup(tmp_path)
+    state = tmp_path / "state"
+    os.chmod(state, 0o755)
+    (state / "spool.db").write_bytes(b"")
+    os.chmod(state / "spool.db", 0o644)
+    os.chmod(tmp_path / "keyring.json", 0o640)
+    found = errors(path)
+    assert any("state_dir" in e and "0755" in e for e in found)
+    assert any("spool.db readable by others" in e for e in found)
+    assert any("keys.file" in e and "0640" in e for e in found)
+    (tmp_path / "keyring.json").write_text("{}")
+    assert any("not a passerelle keyring" in e for e in errors(path))
+    (tmp_path / "other").mkdir()
+    no_keys = write_setup(tmp_path / "other", keys="# file = \"\"")
+    assert [str(p) for p in check(no_keys) if p.level == "WARNING"] == [
+        "WARNING keys.file: no keyring: messages are stored in clear (make one with "
+        "`passerelle keys new`, give it as [keys] file or the systemd credential "
+        "passerelle-keys)"]

@@ -10,6 +10,7 @@ import pytest
 
 from gateway.errors import BadInputError, SpoolUnavailable
 from gateway.spool import Direction, RetryPolicy, SqliteSpool, State, open_spool
+from gateway.spool.schema import SCHEMA_VERSION
 
 Open = Callable[..., SqliteSpool]
 
@@ -234,7 +235,7 @@ def test_a_version_2_spool_keeps_its_messages_when_opened(spool: Open, url: str)
     assert again.show(qid)[1].endswith(b"body 7")
     assert [w.queue_id for w in again.lease_translate("W", now=1000, duration=60)] == [qid]
     with again._read() as db:
-        assert db.execute("SELECT version FROM schema_version").fetchone()[0] == 4
+        assert db.execute("SELECT version FROM schema_version").fetchone()[0] == SCHEMA_VERSION
         columns = db.execute("SELECT * FROM messages").description
     assert "data" not in [c[0] for c in columns]
 
@@ -265,7 +266,7 @@ def test_a_version_3_spool_gets_the_hub_column_and_keeps_its_messages(spool: Ope
     assert [(w.queue_id, w.hub_auth) for w in again.lease_translate("W", now=1000,
                                                                     duration=60)] == [(qid, "")]
     with again._read() as db:
-        assert db.execute("SELECT version FROM schema_version").fetchone()[0] == 4
+        assert db.execute("SELECT version FROM schema_version").fetchone()[0] == SCHEMA_VERSION
 
 
 LARGE_DATA = b"Message-ID: <big@x>\r\n\r\n" + bytes(range(256)) * 9000  # > spool LARGE

@@ -11,6 +11,7 @@ import pytest
 
 from gateway.errors import SpoolFull
 from gateway.spool import Direction, SqliteSpool
+from gateway.spool.schema import SCHEMA_VERSION
 from tests.spool.test_spool import put
 
 
@@ -47,7 +48,7 @@ def test_a_version_1_spool_is_migrated_at_open(tmp_path: Path) -> None:
     assert len(again.list()) == 1
     assert again.show(again.list()[0].queue_id)[1]
     assert sqlite3.connect(tmp_path / "spool.db").execute(
-        "SELECT version FROM schema_version").fetchone() == (4,)
+        "SELECT version FROM schema_version").fetchone() == (SCHEMA_VERSION,)
 
 
 def test_leasing_a_message_does_not_write_its_bytes_again(tmp_path: Path) -> None:
