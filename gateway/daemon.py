@@ -118,7 +118,7 @@ class Gateway:
         # delivery never queues behind a gpg call (the shorter the window between the peer's
         # 250 and our commit, the fewer duplicates after a crash).
         self._db = ThreadPoolExecutor(max_workers=2, thread_name_prefix="spool")
-        self.pool = WorkerPool(settings, self.translator.book)
+        self.pool = WorkerPool(settings, self.translator.book, self.anchors)
         self.wake_translate = Wakeup(d.workers)
         self.wake_deliver = Wakeup(1)
         self.metrics = Metrics()
@@ -254,6 +254,7 @@ class Gateway:
         smime = self.translator.smime
         if isinstance(smime, Smime):
             self.translator.smime = smime.with_anchors(anchors)
+        self.pool.anchors = anchors  # the next workers are given these
         if renew and self.pool.processes:
             self.pool.renew()
         log.info("crl.reloaded", reason=why, count=len(anchors.crls))

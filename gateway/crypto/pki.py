@@ -68,6 +68,13 @@ class TrustAnchors:
         return [dn_string(crl.issuer) for crl in self.crls
                 if crl.issuer in held and crl.last_update_utc < held[crl.issuer]]
 
+    def __reduce__(self) -> tuple[object, ...]:
+        """Pickled as DER bytes (a worker process is given the anchors and CRLs the daemon
+        accepted, never the files again: a CRL refused on reload stays refused there)."""
+        return (_anchors_from_der, (tuple(_der(c) for c in self.certificates),
+                                    tuple(c.public_bytes(serialization.Encoding.DER)
+                                          for c in self.crls), self.paths, self.crl_paths))
+
     def reloaded(self) -> TrustAnchors:
         """The same files read again (a new CRL published in place): a file that cannot be
         read is :class:`ConfigError`, and the caller keeps these."""
@@ -96,6 +103,12 @@ class TrustAnchors:
         """The earliest nextUpdate of the CRLs in force (None without any)."""
         times = [c.next_update_utc for c in self.crls if c.next_update_utc is not None]
         return min(times) if times else None
+
+
+def _anchors_from_der(certs: tuple[bytes, ...], crls: tuple[bytes, ...],
+                      paths: tuple[Path, ...], crl_paths: tuple[Path, ...]) -> TrustAnchors:
+    return TrustAnchors(tuple(x509.load_der_x509_certificate(c) for c in certs),
+                        tuple(x509.load_der_x509_crl(c) for c in crls), paths, crl_paths)
 
 
 def _crl_signed_by(crl: x509.CertificateRevocationList, issuer: x509.Certificate) -> bool:

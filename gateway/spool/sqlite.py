@@ -181,8 +181,12 @@ class SqliteSpool(SealedRecords, Retention, QueueAdmin, SpoolSearch):
             return
         try:
             row = db.execute("SELECT spool_id FROM spool_identity").fetchone()
-        except Exception:  # the table is gone: another database
-            row = None
+        except Exception as exc:
+            text = str(exc).lower()
+            if "no such table" not in text and "does not exist" not in text:
+                # busy, cut off: transient, the identity is not judged on it
+                raise SpoolUnavailable(f"spool: {' '.join(text.split())[:200]}") from None
+            row = None  # the table is gone: another database
         if row is None or str(row[0]) != self.spool_id:
             raise SpoolUnavailable(self._lose(f"spool {self._where()} is not the one opened "
                                               "at start (its spool id differs)"))

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from gateway.config import Settings
+from gateway.crypto.pki import TrustAnchors
 from gateway.directory.addresses import AddressBook
 from gateway.log import configure as configure_logging
 from gateway.mail.handover import Handover
@@ -76,7 +77,8 @@ def translate(translator: Translator, item: TranslateWork, now_ts: float
 _WORKER: Translator | None = None  # in a translation worker process
 
 
-def worker_init(settings: Settings, daemon_pid: int, book: AddressBook | None = None) -> None:
+def worker_init(settings: Settings, daemon_pid: int, book: AddressBook | None = None,
+                anchors: TrustAnchors | None = None) -> None:
     """A worker process starts: it ignores the signals the daemon decides on, watches the
     daemon, logs like it, and builds its translator."""
     global _WORKER
@@ -85,7 +87,7 @@ def worker_init(settings: Settings, daemon_pid: int, book: AddressBook | None = 
     watch_parent(daemon_pid)
     configure_daemon_logging(settings)  # to the daemon's stream (inherited), redacted alike
     thrifty_malloc()
-    _WORKER = build_translator(settings, book=book)
+    _WORKER = build_translator(settings, book=book, anchors=anchors)
 
 
 def worker_ready() -> bool:
@@ -155,11 +157,14 @@ class WorkerPool:
     ``[workers] processes = 0``, else worker processes each holding its own translator
     (built once from the settings), so that translation uses every core."""
 
-    def __init__(self, settings: Settings, book: AddressBook | None = None) -> None:
+    def __init__(self, settings: Settings, book: AddressBook | None = None,
+                 anchors: TrustAnchors | None = None) -> None:
         self.settings = settings
         # the address book the daemon accepted last: a worker started later (a reload, a
         # worker lost) is given it, and never reads a file the daemon refused
         self.book = book
+        # the anchors and CRLs the daemon accepted last (None: read from the files)
+        self.anchors = anchors
         self.executor: Executor = self._new()
 
     @property
@@ -174,7 +179,7 @@ class WorkerPool:
             max_workers=d.processes,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=worker_init,
-            initargs=(self.settings, os.getpid(), self.book),
+            initargs=(self.settings, os.getpid(), self.book, self.anchors),
         )
 
     def warm(self) -> None:

@@ -77,9 +77,11 @@ def trust_anchors(settings: Settings) -> TrustAnchors:
     return TrustAnchors.load(settings.trust.anchors, settings.trust.crls)
 
 
-def build_translator(settings: Settings, *, book: AddressBook | None = None) -> Translator:
-    """The translator the settings describe; ``book``: an address book already loaded (the
-    daemon's, so that its workers never read a file the daemon refused on reload)."""
+def build_translator(settings: Settings, *, book: AddressBook | None = None,
+                     anchors: TrustAnchors | None = None) -> Translator:
+    """The translator the settings describe; ``book``, ``anchors``: an address book, trust
+    anchors and CRLs already loaded (the daemon's, so that its workers never read a file
+    the daemon refused on reload)."""
     t = settings.trust
     if t.signing_cert is None or t.signing_key is None:
         raise ConfigError("trust.signing_cert and trust.signing_key are required")
@@ -88,7 +90,7 @@ def build_translator(settings: Settings, *, book: AddressBook | None = None) -> 
         book=book if book is not None else AddressBook.load(settings.addresses),
         legacy=LegacyCrypto(legacy_cipher(settings),
                             max_plaintext=settings.daemon.decrypted_message_limit),
-        smime=Smime(identity, trust_anchors(settings)),
+        smime=Smime(identity, anchors if anchors is not None else trust_anchors(settings)),
         tables=load_tables(settings.mappings_dir),
         domain=settings.domain,
         accept_unsigned=t.accept_unsigned,
