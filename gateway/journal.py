@@ -121,12 +121,14 @@ class Journal:
         return self.append(message_id, stage, step_record(
             at=at, direction=direction, queue_id=queue_id, **facts), at=at)
 
-    def record_many(self, steps: Sequence[tuple[str, str, dict[str, Any]]]
-                    ) -> list[JournalEntry]:
+    def record_many(self, steps: Sequence[tuple[str, str, dict[str, Any]]], *,
+                    synced_by_next: bool = False) -> list[JournalEntry]:
         """Several :meth:`record` steps in one transaction (a bulk action on thousands of
-        messages): each ``(message_id, stage, step_record(...))``."""
+        messages): each ``(message_id, stage, step_record(...))``.  ``synced_by_next``: as
+        for :meth:`append_traces` (the caller's commit to the same database right after
+        syncs this one)."""
         return self._append_many([(m, stage, record, datetime.fromisoformat(record["at"]))
-                                  for m, stage, record in steps])
+                                  for m, stage, record in steps], durable=not synced_by_next)
 
     def append_trace(self, trace: Any, *, at: datetime | None = None,
                      queue_id: str = "") -> list[JournalEntry]:

@@ -15,6 +15,7 @@ between its ``250`` and our record) is sent again flagged ``X-Passerelle-Possibl
 from __future__ import annotations
 
 import asyncio
+import functools
 import ssl
 import time
 from concurrent.futures import Executor
@@ -223,7 +224,10 @@ class Dispatch:
             relay=relays.get(rcpt, "none"), status=STATUS.get(o.fate, "bounced"),
             dsn=o.status, reply=clean_reply(o.reason), attempt=item.attempts + 1,
         )) for rcpt, o in outcomes.items()]
-        await run_in(self.db, self.journal.record_many, steps)
+        # between the peer's 250 and the spool's record of it (a copy in doubt if we die
+        # there): no wait for the disk here, the spool's commit right after syncs both
+        await run_in(self.db, functools.partial(self.journal.record_many, steps,
+                                                synced_by_next=True))
 
     async def expired(self, item: DeliverWork, rcpts: list[str], reason: str) -> None:
         """The lifetime of ``rcpts`` of ``item`` ran out: a ``bounced`` step each."""

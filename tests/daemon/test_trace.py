@@ -166,6 +166,38 @@ def test_a_bounced_message_and_its_notice_are_traced_and_linked(world: World,
     run(world, tmp_path, scenario)
 
 
+def test_a_message_bounced_by_its_translation_is_traced_and_its_notice_linked(
+        world: World, tmp_path: Path) -> None:
+    """Unsigned trust-space mail where the policy refuses it: bounced before any step of
+    translation; its trace still says where it began, why it stopped, and which notice
+    told its sender."""
+    async def scenario(h: Harness) -> None:
+        await h.send_trust("dr.x@hopital-a.mssante.example", TRUST["dupont"], "Bonjour",
+                           msgid="<t-refused@hopital-a.mssante.example>")
+        dsn = (await h.op_a.wait_for(1))[0]
+        await until(lambda: h.gateway.spool.counts().get("bounced") == 1
+                    and h.gateway.spool.counts().get("delivered") == 1)
+        await asyncio.sleep(0.2)
+        original = next(e for e in h.gateway.spool.list() if e.direction == "to_legacy")
+        trace = h.gateway.journal.entries("<t-refused@hopital-a.mssante.example>")
+        assert stages(trace) == ["received", "bounced", "notice"]
+        assert_well_formed(trace, original.queue_id)
+        assert trace[0].record["input_sha256"] == original.digest
+        assert when(trace[0]).timestamp() == pytest.approx(original.received_at, abs=1e-3)
+        assert trace[1].record["kind"] == "policy" and trace[1].record["dsn"].startswith("5.")
+        notice_id = str(email.message_from_bytes(dsn.data)["Message-ID"]).strip()
+        assert trace[2].record["notice"] == notice_id
+        assert stages(h.gateway.journal.entries(notice_id)) == ["written", "delivery"]
+
+    async def main() -> None:
+        h = await start(world, tmp_path, overrides={"trust": {"accept_unsigned": False}})
+        try:
+            await scenario(h)
+        finally:
+            await h.stop()
+    asyncio.run(main())
+
+
 @pytest.mark.slow
 def test_a_quarantined_message_then_released_is_traced_and_logged(world: World,
                                                                   tmp_path: Path) -> None:
