@@ -46,13 +46,16 @@ class QueueAdmin:
     def handed_to_legacy(self, message_id: str, trust_sender: str, rcpt: str) -> bool:
         """Did this gateway hand a message with that Message-ID from that trust-space sender
         to ``rcpt`` (the trust-space address it was written to) in the legacy network?  Only
-        a report on such a delivery is passed back."""
+        a report on such a delivery is passed back.  Handed: delivered, or being delivered
+        (its delivery lease held: the hub may answer before the delivery is recorded)."""
         with self._read() as db:
             row = db.execute(
                 "SELECT 1 FROM messages m JOIN recipients r ON r.queue_id = m.queue_id "
                 "WHERE m.message_id=? AND m.direction='to_legacy' AND "
                 "lower(m.mail_from)=lower(?) AND lower(r.rcpt)=lower(?) AND "
-                "r.state='delivered' LIMIT 1", (message_id, trust_sender, rcpt)).fetchone()
+                "(r.state='delivered' OR (r.state IN ('translated','deferred') AND "
+                "r.lease_owner IS NOT NULL)) LIMIT 1",
+                (message_id, trust_sender, rcpt)).fetchone()
         return row is not None
 
     def counts(self) -> dict[str, int]:

@@ -41,7 +41,7 @@ def keydir(root: Path, owner: str) -> Path:
 
 
 def cipher(keys: Path, me: str, *, timeout: float = 10,
-           exit_codes: dict[int, str] | None = None) -> CommandCipher:
+           exit_codes: dict[int, str] | None = None, max_output: int = 0) -> CommandCipher:
     """The adapter as an operator configures it for the apicrypt-like tools."""
     return CommandCipher(
         open_argv=(PY, TOOL, "uncrypt", "-s", "{in}", "-o", "{out}", "-k", "{keydir}"),
@@ -52,7 +52,7 @@ def cipher(keys: Path, me: str, *, timeout: float = 10,
         seal_attachment_argv=(PY, TOOL, "cryptpj", "-s", "{in}", "-o", "{out}", "-u",
                               "{signer}", "-k", "{keydir}", "-d", "{recipient}"),
         key_dir=keys, timeout=timeout, gateway_key=me, signer_pattern=SIGNER,
-        exit_codes=EXIT_CODES if exit_codes is None else exit_codes)
+        exit_codes=EXIT_CODES if exit_codes is None else exit_codes, max_output=max_output)
 
 
 def tool(*args: str | Path) -> bytes:
@@ -228,3 +228,29 @@ def test_missing_tool_is_transient(keys: dict[str, Path]) -> None:
                            key_dir=keys["GATEWAY"], timeout=5, gateway_key="GATEWAY")
     with pytest.raises(errors.CryptoToolError, match="cannot run"):
         LegacyCrypto(broken).open(letter(b"$APICRYPT x"), expected_signer="DUPONT")
+
+
+MIB = 1 << 20
+
+
+def test_a_body_that_decrypts_past_the_limit_stops_the_tool(tmp_path: Path,
+                                                            keys: dict[str, Path]) -> None:
+    """The tool runs under a file-size limit one octet past ``max_output``: writing more
+    stops it (SIGXFSZ), which is the permanent too_big, never a transient tool failure."""
+    body = client_body(tmp_path, keys["DUPONT"], b"x" * (3 * MIB), sender="DUPONT")
+    small = LegacyCrypto(cipher(keys["GATEWAY"], "GATEWAY", max_output=MIB))
+    with pytest.raises(errors.MessageTooBig, match="max_decrypted_part"):
+        small.open(letter(body), expected_signer="DUPONT")
+    roomy = LegacyCrypto(cipher(keys["GATEWAY"], "GATEWAY", max_output=4 * MIB))
+    assert roomy.open(letter(body), expected_signer="DUPONT").verification.signer == "DUPONT"
+
+
+def test_an_attachment_unpacking_past_the_limit_in_all_is_refused(
+        tmp_path: Path, keys: dict[str, Path]) -> None:
+    """Two files each under the limit, together over it: too_big as well."""
+    apz = client_apz(tmp_path, keys["DUPONT"], {"a.txt": b"a" * (600 * 1024),
+                                                "b.txt": b"b" * (600 * 1024)}, sender="DUPONT")
+    body = client_body(tmp_path, keys["DUPONT"], b"Bonjour", sender="DUPONT")
+    with pytest.raises(errors.MessageTooBig):
+        LegacyCrypto(cipher(keys["GATEWAY"], "GATEWAY", max_output=MIB)).open(
+            letter(body, {"pieces.apz": apz}), expected_signer="DUPONT")
