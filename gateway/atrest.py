@@ -64,6 +64,8 @@ class Unsealable(Exception):
 class MissingKey(ConfigError):
     """The spool holds records sealed with a key the keyring does not have."""
 
+    kind = "missing_key"
+
 
 @dataclass(frozen=True)
 class Keyring:
