@@ -111,6 +111,12 @@ class Journal:
                                   for trace in traces for step in trace.steps], at=at,
                                  durable=not synced_by_next)
 
+    def append_steps(self, items: Sequence[tuple[str, str, dict[str, Any]]], *, at: datetime,
+                     synced_by_next: bool = False) -> list[JournalEntry]:
+        """``(message id, stage, record)`` entries, in order, in one transaction;
+        ``synced_by_next`` as for :meth:`append_traces`."""
+        return self._append_many(list(items), at=at, durable=not synced_by_next)
+
     _bytes: int | None = None  # characters of records, once summed (see size)
     _size_lock = threading.Lock()
 

@@ -206,8 +206,10 @@ class Dispatch:
             "relay": relays.get(rcpt, "none"), "status": STATUS.get(o.fate, "bounced"),
             "dsn": o.status, "reply": clean_reply(o.reason), "attempt": item.attempts + 1,
         }) for rcpt, o in outcomes.items()]
-        journal = self.journal
-        await run_in(self.db, lambda: [journal.append(m, st, r, at=at) for m, st, r in items])
+        # one transaction for all, whose commit waits for no fsync: the spool's commit of
+        # the outcomes, right after (``record``: every outcome is delivered, bounced or
+        # deferred there), syncs it with its own
+        await run_in(self.db, self.journal.append_steps, items, at=at, synced_by_next=True)
 
     def log_attempt(self, item: DeliverWork, rcpt: str, outcome: Outcome, *,
                     relay: str | None, seconds: float) -> None:
