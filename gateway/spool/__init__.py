@@ -42,19 +42,22 @@ def _postgres(url: str) -> bool:
     return url.startswith(("postgresql://", "postgres://"))
 
 
-def open_spool(url: str, *, policy: RetryPolicy | None = None) -> SqliteSpool:
-    """``sqlite:///path`` (or a bare path) or ``postgresql://user:pass@host/db``."""
+def open_spool(url: str, *, policy: RetryPolicy | None = None, migrate: bool = True
+               ) -> SqliteSpool:
+    """``sqlite:///path`` (or a bare path) or ``postgresql://user:pass@host/db``.
+    ``migrate=False``: the schema is not created or brought up to date (a translation
+    worker's connection: the daemon did it)."""
     if _postgres(url):
         from gateway.spool.pg import PgSpool  # psycopg is imported only for PostgreSQL
 
-        return PgSpool(url, policy=policy)
-    return SqliteSpool(spool_path(url), policy=policy)
+        return PgSpool(url, policy=policy, migrate=migrate)
+    return SqliteSpool(spool_path(url), policy=policy, migrate=migrate)
 
 
-def open_journal(url: str) -> Journal:
+def open_journal(url: str, *, migrate: bool = True) -> Journal:
     """The journal in ``sqlite:///path`` (or a bare path) or ``postgresql://…``."""
     if _postgres(url):
         from gateway.spool.pg import PgJournalStore
 
-        return Journal(PgJournalStore(url))
-    return Journal(SqliteJournalStore(journal_path(url)))
+        return Journal(PgJournalStore(url, migrate=migrate))
+    return Journal(SqliteJournalStore(journal_path(url), migrate=migrate))

@@ -41,11 +41,13 @@ _LOCK_JOURNAL = 7_305_002
 class PgSpool(SqliteSpool):
     """The spool in a PostgreSQL database shared by several instances."""
 
-    def __init__(self, url: str, *, policy: RetryPolicy | None = None) -> None:
+    def __init__(self, url: str, *, policy: RetryPolicy | None = None,
+                 migrate: bool = True) -> None:
         self.url = url
         self.policy = policy or RetryPolicy()
         self._local = threading.local()
-        self._migrate()
+        if migrate:  # not in a worker opened under live traffic: DDL there deadlocks
+            self._migrate()
 
     def _migrate(self) -> None:
         with self._tx() as db:
@@ -98,6 +100,10 @@ class PgSpool(SqliteSpool):
     @staticmethod
     def _skip_locked(table: str) -> str:
         return f" FOR UPDATE OF {table} SKIP LOCKED" if table else " FOR UPDATE SKIP LOCKED"
+
+    @staticmethod
+    def _for_update() -> str:
+        return " FOR UPDATE"  # the row read stays as read until the transaction ends
 
     def _insert_with_data(self, db: Any, table: str, columns: tuple[str, ...],
                           values: tuple[Any, ...], data: Payload, *, returning: str) -> Any:
@@ -158,10 +164,11 @@ class PgJournalStore:
     :class:`gateway.journal.JournalStore` of every instance): one chain for all of them, its
     appends serialised by a transaction-scoped advisory lock."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, migrate: bool = True) -> None:
         self.url = url
         self._local = threading.local()
-        PgSpool(url).close()  # creates or migrates the schema (the journal table included)
+        if migrate:
+            PgSpool(url).close()  # creates or migrates the schema (the journal table too)
 
     def _conn(self) -> PgConn:
         return thread_conn(self._local, self.url, "journal")

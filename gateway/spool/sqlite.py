@@ -50,7 +50,10 @@ from gateway.spool.sqlitedb import unsynced, writer_lock
 _DIRECTIONS = frozenset(str(d) for d in Direction)
 
 class SqliteSpool(QueueAdmin, SpoolSearch):
-    def __init__(self, path: Path, *, policy: RetryPolicy | None = None) -> None:
+    def __init__(self, path: Path, *, policy: RetryPolicy | None = None,
+                 migrate: bool = True) -> None:
+        """``migrate=False``: the schema is taken as the daemon left it (a translation
+        worker's connection, opened while the daemon serves: no DDL under live traffic)."""
         self.path = path
         self.policy = policy or RetryPolicy()
         self._local = threading.local()
@@ -59,7 +62,8 @@ class SqliteSpool(QueueAdmin, SpoolSearch):
         except OSError as exc:
             raise SpoolUnavailable(f"spool directory {path.parent}: {exc.strerror}") from None
         self._writer = writer_lock(path)
-        self._migrate()
+        if migrate:
+            self._migrate()
 
     def _migrate(self) -> None:
         """Create the schema, or bring an older one up to date (idempotent)."""
@@ -141,6 +145,11 @@ class SqliteSpool(QueueAdmin, SpoolSearch):
     @staticmethod
     def _skip_locked(table: str) -> str:
         """SQLite serialises writers (BEGIN IMMEDIATE): nothing to add to a lease query."""
+        return ""
+
+    @staticmethod
+    def _for_update() -> str:
+        """SQLite serialises writers: nothing to add to a read the transaction acts on."""
         return ""
 
     def close(self) -> None:
@@ -301,13 +310,25 @@ class SqliteSpool(QueueAdmin, SpoolSearch):
                 work.append(item)
         return work
 
-    def translate_work(self, queue_id: str, spill: Path | None = None
-                       ) -> TranslateWork | None:
+    def translate_work(self, queue_id: str, spill: Path | None = None, *,
+                       lease_owner: str | None = None) -> TranslateWork | None:
         """A message leased for translation (:meth:`lease_translate`), with its bytes — or,
         larger than ``LARGE`` and with ``spill``, in a file written there for the caller to
-        remove.  None when it is no longer there to translate, or its bytes no longer match
-        their digest (it is then set aside: quarantined as corrupt)."""
-        return self._translate_work(queue_id, spill)
+        remove.  None when it is no longer there to translate (no recipient waits for it;
+        with ``lease_owner``: its lease is no longer that one's), or its bytes no longer
+        match their digest (it is then set aside: quarantined as corrupt)."""
+        if lease_owner is not None:
+            with self._read() as db:
+                row = db.execute("SELECT lease_owner FROM messages WHERE queue_id=?",
+                                 (queue_id,)).fetchone()
+            if row is None or row[0] != lease_owner:
+                return None
+        item = self._translate_work(queue_id, spill)
+        if item is not None and not item.rcpts:
+            if item.path:
+                Path(item.path).unlink(missing_ok=True)
+            return None
+        return item
 
     def _translate_work(self, queue_id: str, spill: Path | None, *, body: bool = True
                         ) -> TranslateWork | None:
@@ -362,8 +383,8 @@ class SqliteSpool(QueueAdmin, SpoolSearch):
         routes = routes or {}
         with self._tx() as db:
             if lease_owner is not None:
-                row = db.execute("SELECT lease_owner FROM messages WHERE queue_id=?",
-                                 (queue_id,)).fetchone()
+                row = db.execute("SELECT lease_owner FROM messages WHERE queue_id=?"
+                                 f"{self._for_update()}", (queue_id,)).fetchone()
                 if row is None or row[0] != lease_owner:
                     return False
             for rcpts, data in groups:

@@ -120,12 +120,13 @@ class SqliteJournalStore:
     file's writer lock and ``BEGIN IMMEDIATE``, so threads, processes and the spool's own
     writers keep one chain."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, migrate: bool = True) -> None:
         self.path = path
         self._local = threading.local()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._conn().executescript(SQLITE_JOURNAL)
+            if migrate:
+                self._conn().executescript(SQLITE_JOURNAL)
         except (OSError, sqlite3.Error) as exc:
             raise SpoolUnavailable(f"journal {path}: {exc}") from None
 

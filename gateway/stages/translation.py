@@ -20,6 +20,7 @@ from concurrent.futures import Executor
 from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from gateway.config import DaemonSettings
 from gateway.errors import Fate, PasserelleError
@@ -31,7 +32,7 @@ from gateway.spool import Direction, RetryPolicy, SqliteSpool
 from gateway.spool.model import TranslateWork
 from gateway.stages.common import HEAD_MAX, Clock, Inflight, run_in
 from gateway.stages.notify import Notices
-from gateway.stages.workers import TranslatedGroup, WorkerPool, translate, worker_translate
+from gateway.stages.workers import WorkerPool, translate_stored, worker_translate_stored
 from gateway.translate import notices
 from gateway.translate.pipeline import Translator, _message_id_of
 from gateway.vocabulary import CRYPTO_KINDS, STAGES
@@ -73,39 +74,35 @@ class Translation:
         """Translation loop number ``index``: one message at a time, until stopped."""
         worker = f"{self.name}/t{index}"
         while not self.stopping:
-            work = await run_in(
+            work = await run_in(  # the envelopes: the worker reads the message itself
                 self.db,
                 self.spool.lease_translate,
                 worker,
                 now=self.clock(),
                 duration=self.settings.lease,
                 limit=1,
-                spill=self.spill,
+                bodies=False,
             )
             if not work:
                 await self.wake_translate.wait(self.settings.poll_interval)
                 continue
             for item in work:
-                await asyncio.shield(self.inflight.start(self.translate_one(item)))
+                await asyncio.shield(self.inflight.start(self.translate_one(item, worker)))
 
-    async def translate_one(self, item: TranslateWork) -> None:
-        """One leased message translated and its outcome recorded in the spool."""
-        groups: list[TranslatedGroup] = []
-        try:
-            await self._translate_stored(item, groups)
-        finally:  # the files of a large message: the spool holds it (and now its translation)
-            for name in (item.path, *(g.path for g in groups)):
-                if name:
-                    Path(name).unlink(missing_ok=True)
-
-    async def _translate_stored(self, item: TranslateWork, groups: list[TranslatedGroup]
-                                ) -> None:
+    async def translate_one(self, item: TranslateWork, owner: str) -> None:
+        """One message leased by ``owner`` (``item``: its envelope) translated and its
+        outcome recorded in the spool: by the worker that translates it when it succeeds
+        (the message's bytes go from the spool to the worker and back, never through the
+        daemon), here when it fails."""
         now = self.clock()
         try:
             if self.pool.processes:
-                groups += await self.pool.run(worker_translate, item, now, str(self.spill))
+                done = await self.pool.run(worker_translate_stored, item.queue_id, owner, now,
+                                           str(self.spill))
             else:
-                groups += await self.pool.run(translate, self.translator, item, now)
+                done = await self.pool.run(translate_stored, self.translator, self.spool,
+                                           self.journal, item.queue_id, owner, now,
+                                           str(self.spill))
         except BrokenProcessPool:  # a worker died (killed, out of memory): new workers
             log.error("translation.workers_lost", queue_id=item.queue_id)
             self.pool.renew()
@@ -118,25 +115,17 @@ class Translation:
             log.error("translation.crashed", queue_id=item.queue_id, exc_info=exc)
             await self.failed(item, Fate.RETRY, "internal", type(exc).__name__)
             return
-        at = datetime.fromtimestamp(now, UTC)
-
-        def record() -> None:  # the trace first, then the translation: one trip to a thread
-            # the journal is in the spool's database: the spool's commit syncs both
-            self.journal.append_traces([g.trace for g in groups], at=at, synced_by_next=True)
-            self.spool.store_translated(
-                item.queue_id,
-                [(g.rcpts, Path(g.path) if g.path else g.data) for g in groups],
-                now=self.clock(),
-                routes={r: a for g in groups for r, a in g.routes.items()},
-            )
-
-        await run_in(self.db, record)
+        if done is None:  # gone, or set aside as corrupt when the worker read it
+            return
+        if not done.stored:  # the lease ran out meanwhile: the one holding it now stores
+            log.warning("translation.lease_lost", queue_id=item.queue_id)
+            return
         log.info("message.translated", queue_id=item.queue_id, direction=str(item.direction))
         self.metrics.count_message("translated", str(item.direction))
-        for g in groups:
-            self._count(g)
-        unresolved = {r: why for g in groups for r, why in g.unresolved.items()}
-        if unresolved:  # directory aliases that lead nowhere: bounced, the rest goes on
+        for trace in done.traces:
+            self._count(trace)
+        if done.unresolved:  # directory aliases that lead nowhere: bounced, the rest goes on
+            unresolved = done.unresolved
             log.info("translation.unresolved", queue_id=item.queue_id, count=len(unresolved))
             self.metrics.count_message("bounced", str(item.direction), "unknown_address")
             await run_in(
@@ -150,17 +139,17 @@ class Translation:
             await self.notices.notify(
                 item.direction,
                 item.mail_from,
-                _head(item),
+                await run_in(self.db, self.spool.head, item.queue_id, HEAD_MAX),
                 [notices.Failure(r, "failed", "5.1.1", why) for r, why in unresolved.items()],
             )
         self.wake_deliver.notify()
 
-    def _count(self, group: TranslatedGroup) -> None:
+    def _count(self, trace: Any) -> None:
         """A translation's stage timings, repairs and legacy parts, from its trace."""
-        for stage, seconds in group.trace.timings.items():
+        for stage, seconds in trace.timings.items():
             if stage in STAGES:
                 self.metrics.observe_stage(stage, seconds)
-        for step in group.trace.steps:
+        for step in trace.steps:
             if step.stage == "repair":
                 for kind, n in step.details.get("repairs", {}).items():
                     self.metrics.count_repair(kind, n)
@@ -174,7 +163,20 @@ class Translation:
 
     async def failed(self, item: TranslateWork, fate: Fate, kind: str, reason: str) -> None:
         """The translation of ``item`` failed with ``fate``: the message moves accordingly,
-        with an MDN (error) and a bounce to its sender when it will not be delivered."""
+        with an MDN (error) and a bounce to its sender when it will not be delivered.
+        ``item`` without its bytes (an envelope leased for a worker): read for it here."""
+        if not item.data and not item.path:
+            whole = await run_in(self.db, self.spool.translate_work, item.queue_id, self.spill)
+            if whole is None:  # gone, or set aside as corrupt by this read
+                return
+            item = whole
+        try:
+            await self._failed(item, fate, kind, reason)
+        finally:  # a large message came as a file: the spool still holds it
+            if item.path:
+                Path(item.path).unlink(missing_ok=True)
+
+    async def _failed(self, item: TranslateWork, fate: Fate, kind: str, reason: str) -> None:
         if fate is Fate.RETRY and self.clock() - item.received_at >= self.policy.lifetime:
             # transient for the whole lifetime (a bug, a dependency down for days): an
             # operator looks at it rather than the sender waiting for ever
