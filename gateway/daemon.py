@@ -52,7 +52,12 @@ from gateway.stages.dispatch import Dispatch
 from gateway.stages.intake import Domains, Intake, listeners
 from gateway.stages.notify import Notices
 from gateway.stages.translation import Translation
-from gateway.stages.workers import WorkerPool, configure_daemon_logging, thrifty_malloc
+from gateway.stages.workers import (
+    WorkerPool,
+    configure_daemon_logging,
+    thrifty_malloc,
+    worker_seal,
+)
 from gateway.translate.factory import (
     build_translator,
     directory_resolver,
@@ -148,8 +153,12 @@ class Gateway:
         return self.translator.book
 
     async def _seal(self, letter: bytes, recipient: str) -> tuple[bytes, Sequence[str]]:
-        """A notice to a legacy user sealed for their key, in the translation workers (the
-        translator's legacy crypto as it is now: a test may replace it)."""
+        """A notice to a legacy user sealed for their key, in the translation workers: in a
+        worker process by its own translator's legacy crypto (an in-process adapter such as
+        rnp holds a C library, which cannot be sent to it), in a thread by the daemon's as
+        it is now (a test may replace it)."""
+        if self.pool.processes:
+            return await self.pool.run(worker_seal, letter, recipient)
         return await self.pool.run(self.translator.legacy.seal_traced, letter,
                                    recipient=recipient)
 

@@ -140,6 +140,14 @@ def worker_ready() -> bool:
     return _WORKER is not None
 
 
+def worker_seal(letter: bytes, recipient: str) -> tuple[bytes, tuple[str, ...]]:
+    """In a worker process: a notice sealed for a legacy ``recipient`` by this worker's own
+    legacy crypto (the daemon's cannot be sent here when it holds a C library: rnp)."""
+    assert _WORKER is not None, "translation worker not initialised"
+    sealed, tools = _WORKER.legacy.seal_traced(letter, recipient=recipient)
+    return sealed, tuple(tools)
+
+
 def worker_translate_stored(queue_id: str, owner: str, now_ts: float, spill: str
                             ) -> Stored | None:
     """:func:`translate_stored` in a worker process, with its own translator and
