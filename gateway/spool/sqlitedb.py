@@ -125,6 +125,7 @@ class SqliteJournalStore:
         self._local = threading.local()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            self._writer = writer_lock(path)  # found once: it resolves the path
             if migrate:
                 self._conn().executescript(SQLITE_JOURNAL)
         except (OSError, sqlite3.Error) as exc:
@@ -154,7 +155,7 @@ class SqliteJournalStore:
         """A transaction no other writer enters until it is committed; ``durable=False``:
         its commit waits for no fsync (the caller's next commit syncs it)."""
         try:
-            with writer_lock(self.path):  # shared with the spool: the same file
+            with self._writer:  # shared with the spool: the same file
                 db = self._conn()
                 with unsynced(self._local, db, on=not durable):
                     db.execute("BEGIN IMMEDIATE")
