@@ -68,7 +68,9 @@ from loadkit.serve import Fleet, PgSchemas, Spy  # noqa: E402
 from loadkit.sink import Sink, sink_main  # noqa: E402
 from loadkit.world import client_tls, operator_identity, stop_agents  # noqa: E402
 
+from gateway import config  # noqa: E402
 from gateway.crypto.world import build_world  # noqa: E402
+from gateway.translate.factory import resolve_adapter  # noqa: E402
 
 # -- the run -------------------------------------------------------------------------------
 
@@ -119,6 +121,9 @@ async def run(args: argparse.Namespace, work: Path, log: Callable[[str], None]
                         spool_url=schemas.new("main") if schemas is not None else "")
         await gateway.start()
         report["gateway_start"] = gateway.startup()
+        # "auto" (the gateway's default) as the gateway resolves it: rnp where librnp loads
+        report["legacy_adapter_resolved"] = resolve_adapter(
+            config.load(gateway.members[0].cfg).legacy)[0]
         log(_started(report["gateway_start"]))
         try:
             spy = Spy(gateway.pid, work / "profile-l2t.txt") if args.profile else None
@@ -276,7 +281,7 @@ def main() -> int:
     ap.add_argument("--scaleout", action="store_true",
                     help="only legacy → trust at full load: 1 instance on SQLite, 1 on "
                          "PostgreSQL, --instances on PostgreSQL (needs --spool-url)")
-    ap.add_argument("--legacy-adapter", choices=("openpgp", "sop", "rnp"), default="openpgp",
+    ap.add_argument("--legacy-adapter", choices=("auto", "openpgp", "sop", "rnp"), default="auto",
                     help="the gateway's legacy.adapter, also used by the crypto floor "
                          "(sop: needs sqop; rnp: needs librnp0)")
     ap.add_argument("--quiet", action="store_true")

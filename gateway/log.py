@@ -25,6 +25,7 @@ import traceback
 from collections.abc import Callable, MutableMapping
 from typing import Any, TextIO
 
+import orjson
 import structlog
 
 from gateway import vocabulary
@@ -405,12 +406,19 @@ def configure(level: str | int = "info", stream: TextIO | None = None) -> None:
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             redact,
-            structlog.processors.JSONRenderer(sort_keys=False),
+            structlog.processors.JSONRenderer(serializer=_dumps),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=structlog.WriteLoggerFactory(file=stream if stream else sys.stdout),
         cache_logger_on_first_use=False,
     )
+
+
+def _dumps(obj: Any, **_: Any) -> str:
+    """A log line's JSON, by orjson (about 10 × json.dumps; compact, UTF-8 as it is).  What
+    it cannot write — nothing the redaction lets through, but never a lost line — is written
+    as its ``repr`` (what structlog's own renderer falls back to)."""
+    return orjson.dumps(obj, default=repr).decode()
 
 
 def get_logger(name: str) -> Any:

@@ -146,4 +146,4 @@ def test_a_worlds_configuration_takes_keys_for_its_own_tables_and_new_ones(
     assert s.trust.anchors == (world.ca_cert,) and s.state_dir == tmp_path / "state"
     assert s.daemon.legacy_listen[1] == 2600
     default = config.load(world.write_config(tmp_path / "d.toml", tmp_path / "state", {}))
-    assert default.legacy.adapter == "openpgp"  # the world says which
+    assert default.legacy.adapter == "auto"  # the world leaves it to the default

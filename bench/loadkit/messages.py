@@ -126,7 +126,7 @@ def xdm_packages(world: World, hprims: list[str]) -> list[bytes]:
         with contextlib.suppress(Exception):
             package, _, _, _ = legacy_to_trust._documents(
                 text, tables=tables, now=datetime.now(UTC), sender=sender,
-                message_key=f"bench{n}")
+                message_id=f"<bench{n}@biolab.legacy.example>")
             if package:
                 out.append(package)
     return out

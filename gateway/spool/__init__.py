@@ -44,23 +44,27 @@ def _postgres(url: str) -> bool:
 
 
 def open_spool(url: str, *, policy: RetryPolicy | None = None,
-               create: bool = True, sealer: Sealer | None = None) -> SqliteSpool:
+               create: bool = True, sealer: Sealer | None = None, migrate: bool = True
+               ) -> SqliteSpool:
     """``sqlite:///path`` (or a bare path) or ``postgresql://user:pass@host/db``; with a
     ``sealer``, messages are sealed at rest (:mod:`gateway.atrest`).  ``create=False`` (the
     command line): a spool that does not exist is a :class:`~gateway.errors.ConfigError`,
-    never created empty."""
+    never created empty.  ``migrate=False``: the schema is not created or brought up to date
+    (a translation worker's connection: the daemon did it)."""
     if _postgres(url):
         from gateway.spool.pg import PgSpool  # psycopg is imported only for PostgreSQL
 
-        return PgSpool(url, policy=policy, create=create, sealer=sealer)
-    return SqliteSpool(spool_path(url), policy=policy, create=create, sealer=sealer)
+        return PgSpool(url, policy=policy, create=create, sealer=sealer, migrate=migrate)
+    return SqliteSpool(spool_path(url), policy=policy, create=create, sealer=sealer,
+                       migrate=migrate)
 
 
-def open_journal(url: str, *, create: bool = True) -> Journal:
+def open_journal(url: str, *, create: bool = True, migrate: bool = True) -> Journal:
     """The journal in ``sqlite:///path`` (or a bare path) or ``postgresql://…``;
-    ``create=False`` as for :func:`open_spool`."""
+    ``create=False`` as for :func:`open_spool`; ``migrate=False``: its table is not
+    created (a worker's connection)."""
     if _postgres(url):
         from gateway.spool.pg import PgJournalStore
 
-        return Journal(PgJournalStore(url))
-    return Journal(SqliteJournalStore(journal_path(url), create=create))
+        return Journal(PgJournalStore(url, migrate=migrate))
+    return Journal(SqliteJournalStore(journal_path(url), create=create, migrate=migrate))

@@ -115,11 +115,11 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
 def run_serve(args: argparse.Namespace) -> int:
     from gateway import statedir
-    from gateway.daemon import serve
+    from gateway.daemon import run, serve
 
     settings = _settings(args.config)
     with statedir.hold(settings.state_dir):  # before anything in it is touched
-        return asyncio.run(serve(settings))
+        return run(serve(settings))
 
 
 SCHEMA = "passerelle.queue/1"

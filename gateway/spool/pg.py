@@ -51,7 +51,8 @@ class PgSpool(SqliteSpool):
     """The spool in a PostgreSQL database shared by several instances."""
 
     def __init__(self, url: str, *, policy: RetryPolicy | None = None,
-                 create: bool = True, sealer: Sealer | None = None) -> None:
+                 create: bool = True, sealer: Sealer | None = None, migrate: bool = True
+                 ) -> None:
         self.url = url
         self.policy = policy or RetryPolicy()
         self.sealer = sealer
@@ -63,7 +64,8 @@ class PgSpool(SqliteSpool):
             if not found[0]:
                 raise ConfigError("no passerelle spool in that PostgreSQL database (the "
                                   "daemon creates it when it first starts: check [spool] url)")
-        self._migrate()
+        if migrate:  # not in a worker opened under live traffic: DDL there deadlocks
+            self._migrate()
         with self._read() as db:
             if create or found[1]:
                 row = db.execute("SELECT spool_id FROM spool_identity").fetchone()
@@ -132,6 +134,10 @@ class PgSpool(SqliteSpool):
     @staticmethod
     def _skip_locked(table: str) -> str:
         return f" FOR UPDATE OF {table} SKIP LOCKED" if table else " FOR UPDATE SKIP LOCKED"
+
+    @staticmethod
+    def _for_update() -> str:
+        return " FOR UPDATE"  # the row read stays as read until the transaction ends
 
     def _insert_with_data(self, db: Any, table: str, columns: tuple[str, ...],
                           values: tuple[Any, ...], data: Payload, *, returning: str,
@@ -237,10 +243,11 @@ class PgJournalStore:
     :class:`gateway.journal.JournalStore` of every instance): one chain for all of them, its
     appends serialised by a transaction-scoped advisory lock."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, migrate: bool = True) -> None:
         self.url = url
         self._local = threading.local()
-        PgSpool(url).close()  # creates or migrates the schema (the journal table included)
+        if migrate:
+            PgSpool(url).close()  # creates or migrates the schema (the journal table too)
 
     def _conn(self) -> PgConn:
         return thread_conn(self._local, self.url, "journal")

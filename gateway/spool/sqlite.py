@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -88,7 +89,10 @@ class SqliteSpool(SealedRecords, Retention, QueueAdmin, SpoolSearch):
     _lost: str | None = None
 
     def __init__(self, path: Path, *, policy: RetryPolicy | None = None,
-                 create: bool = True, sealer: Sealer | None = None) -> None:
+                 create: bool = True, sealer: Sealer | None = None,
+                 migrate: bool = True) -> None:
+        """``migrate=False``: the schema is taken as the daemon left it (a translation
+        worker's connection, opened while the daemon serves: no DDL under live traffic)."""
         self.path = path
         self.policy = policy or RetryPolicy()
         self.sealer = sealer
@@ -104,9 +108,10 @@ class SqliteSpool(SealedRecords, Retention, QueueAdmin, SpoolSearch):
         self._writer = writer_lock(path)
         if not create:
             self._must_be_a_spool()
-        self._migrate()
+        if migrate:
+            self._migrate()
         self._file_id = self._stat()
-        self.spool_id = self._identify(create=create)
+        self.spool_id = self._identify(create=create and migrate)
         self._create = False  # from now on a connection never creates a file
 
     def _must_be_a_spool(self) -> None:
@@ -307,6 +312,11 @@ class SqliteSpool(SealedRecords, Retention, QueueAdmin, SpoolSearch):
         """SQLite serialises writers (BEGIN IMMEDIATE): nothing to add to a lease query."""
         return ""
 
+    @staticmethod
+    def _for_update() -> str:
+        """SQLite serialises writers: nothing to add to a read the transaction acts on."""
+        return ""
+
     def close(self) -> None:
         db = getattr(self._local, "db", None)
         if db is not None:
@@ -498,10 +508,13 @@ class SqliteSpool(SealedRecords, Retention, QueueAdmin, SpoolSearch):
     # -- translation --------------------------------------------------------------------
 
     def lease_translate(self, worker: str, *, now: float, duration: float,
-                        limit: int = 8, spill: Path | None = None) -> list[TranslateWork]:
+                        limit: int = 8, spill: Path | None = None, bodies: bool = True
+                        ) -> list[TranslateWork]:
         """Lease up to ``limit`` messages waiting for translation.  With ``spill`` (a
         directory), a message larger than ``LARGE`` comes as a file written there (``path``;
-        ``data`` empty), for the caller to remove."""
+        ``data`` empty), for the caller to remove.  ``bodies=False``: the envelopes only
+        (``data`` empty, ``path`` ""): whoever translates reads the message itself
+        (:meth:`translate_work`)."""
         with self._tx(durable=False) as db:  # a lease lost in a power cut: translated again
             # read in the order of the index on recipients(state, next_attempt) — for a
             # waiting recipient, when its message came (or was released) — and stopped at
@@ -520,29 +533,57 @@ class SqliteSpool(SealedRecords, Retention, QueueAdmin, SpoolSearch):
                            (worker, now + duration, qid))
         work = []
         for qid in ids:
-            item = self._translate_work(qid, spill, now)
+            item = self._translate_work(qid, spill, now, body=bodies)
             if item is not None:
                 work.append(item)
         return work
 
-    def _translate_work(self, queue_id: str, spill: Path | None, now: float
-                        ) -> TranslateWork | None:
+    def translate_work(self, queue_id: str, spill: Path | None = None, *,
+                       lease_owner: str | None = None, now: float | None = None
+                       ) -> TranslateWork | None:
+        """A message leased for translation (:meth:`lease_translate`), with its bytes — or,
+        larger than ``LARGE`` and with ``spill``, in a file written there for the caller to
+        remove.  None when it is no longer there to translate (no recipient waits for it;
+        with ``lease_owner``: its lease is no longer that one's), or its bytes no longer
+        match their digest (it is then set aside: quarantined as corrupt)."""
+        if lease_owner is not None:
+            with self._read() as db:
+                row = db.execute("SELECT lease_owner FROM messages WHERE queue_id=?",
+                                 (queue_id,)).fetchone()
+            if row is None or row[0] != lease_owner:
+                return None
+        item = self._translate_work(queue_id, spill, time.time() if now is None else now)
+        if item is not None and not item.rcpts:
+            if item.path:
+                Path(item.path).unlink(missing_ok=True)
+            return None
+        return item
+
+    def _translate_work(self, queue_id: str, spill: Path | None, now: float, *,
+                        body: bool = True) -> TranslateWork | None:
         with self._read() as db:
             # (not length(data) in the same query: SQLite would read the whole blob for it)
-            large = self._large(spill, "bodies", "queue_id", queue_id)
-            row = db.execute("SELECT m.direction, m.mail_from, CASE WHEN ? THEN NULL ELSE b.data "
-                             "END, m.digest, m.received_at, m.translate_attempts, m.hub_auth, "
-                             "b.key_id "
-                             "FROM messages m JOIN bodies b ON b.queue_id = m.queue_id "
-                             "WHERE m.queue_id=?", (large, queue_id)).fetchone()
+            large = body and self._large(spill, "bodies", "queue_id", queue_id)
+            if body:
+                row = db.execute(
+                    "SELECT m.direction, m.mail_from, CASE WHEN ? THEN NULL ELSE b.data END, "
+                    "m.digest, m.received_at, m.translate_attempts, m.hub_auth, b.key_id "
+                    "FROM messages m "
+                    "JOIN bodies b ON b.queue_id = m.queue_id WHERE m.queue_id=?",
+                    (large, queue_id)).fetchone()
+            else:
+                row = db.execute(
+                    "SELECT direction, mail_from, NULL, digest, received_at, translate_attempts, "
+                    "hub_auth, '' FROM messages WHERE queue_id=?", (queue_id,)).fetchone()
             rcpts = tuple(r[0] for r in db.execute(
                 "SELECT rcpt FROM recipients WHERE queue_id=? AND state='received' ORDER BY id",
                 (queue_id,)))
             if row is None:
                 return None
             direction, mail_from, data, digest, received_at, attempts, hub_auth, key_id = row
-            wrong, data, path = self._checked(db, "bodies", "queue_id", queue_id, data,
-                                              digest, spill, queue_id, key_id, queue_id)
+            wrong, data, path = (self._checked(db, "bodies", "queue_id", queue_id, data,
+                                               digest, spill, queue_id, key_id, queue_id)
+                                 if body else ("", b"", None))
         if wrong:
             self._set_aside(queue_id, CORRUPT[wrong], now)
             return None
@@ -563,12 +604,20 @@ class SqliteSpool(SealedRecords, Retention, QueueAdmin, SpoolSearch):
             db.execute("UPDATE messages SET lease_owner=NULL WHERE queue_id=?", (queue_id,))
 
     def store_translated(self, queue_id: str, groups: Sequence[tuple[Sequence[str], Payload]],
-                         *, now: float, routes: Mapping[str, str] | None = None) -> None:
+                         *, now: float, routes: Mapping[str, str] | None = None,
+                         lease_owner: str | None = None) -> bool:
         """Translated bytes (or the file holding them) per group of recipients; ``routes``:
         the mailbox a directory alias resolved to (delivered there, reported under the
-        alias)."""
+        alias).  With ``lease_owner``: stored only while the message's translation lease is
+        still that one's (a worker process of a daemon killed meanwhile stores nothing: the
+        next run translates again); whether it was stored."""
         routes = routes or {}
         with self._tx() as db:
+            if lease_owner is not None:
+                row = db.execute("SELECT lease_owner FROM messages WHERE queue_id=?"
+                                 f"{self._for_update()}", (queue_id,)).fetchone()
+                if row is None or row[0] != lease_owner:
+                    return False
             for rcpts, data in groups:
                 digest = sha256_of(data)
                 output_id = self._insert_with_data(db, "outputs", ("queue_id", "digest"),
@@ -583,6 +632,7 @@ class SqliteSpool(SealedRecords, Retention, QueueAdmin, SpoolSearch):
                                              rcpt))
             db.execute("UPDATE messages SET lease_owner=NULL, lease_until=0 WHERE queue_id=?",
                        (queue_id,))
+        return True
 
     def translate_failed(self, queue_id: str, *, fate: str, reason: str, now: float) -> None:
         """``retry`` (back off), ``bounce`` or ``quarantine`` every waiting recipient."""

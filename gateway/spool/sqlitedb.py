@@ -9,6 +9,8 @@ is the journal's storage (the :class:`gateway.journal.JournalStore` of a SQLite 
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -18,20 +20,57 @@ from pathlib import Path
 from gateway.errors import ConfigError, SpoolFull, SpoolUnavailable
 from gateway.spool.schema import SQLITE_JOURNAL
 
-_WRITERS: dict[Path, threading.Lock] = {}
+_WRITERS: dict[Path, WriterLock] = {}
 _WRITERS_LOCK = threading.Lock()
 
 
-def writer_lock(path: Path) -> threading.Lock:
-    """The lock this process's writers to one SQLite file take before ``BEGIN IMMEDIATE``.
+class WriterLock:
+    """The lock writers to one SQLite file take before ``BEGIN IMMEDIATE``, in this process
+    (a thread lock) and across the processes that share the file (``flock`` on a file beside
+    it, ``<database>-writer``).
+
     SQLite lets one writer in at a time and makes the others sleep and try again, sleeping
     longer each time (1, 2, 5, 10 … 100 ms): two threads of the daemon that wanted the file
-    at once made an SMTP client wait 100–600 ms for a commit that took one.  Waiting on this
-    lock, the next writer goes in as soon as the last one is done; other processes (the
-    command line) still meet SQLite's own wait."""
+    at once made an SMTP client wait 100–600 ms for a commit that took one, and the
+    translation worker processes, which store their translations themselves, would do the
+    same to it.  Waiting on this lock, the next writer goes in as soon as the last one is
+    done.  Where the lock file cannot be made (a read-only directory: a command that only
+    reads), only the thread lock is taken and SQLite's own wait is left between processes."""
+
+    def __init__(self, path: Path) -> None:
+        self._thread = threading.Lock()
+        self._fd: int | None = None
+        try:
+            self._fd = os.open(f"{path}-writer", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError:
+            self._fd = None
+
+    def __enter__(self) -> WriterLock:
+        self._thread.acquire()
+        if self._fd is not None:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX)
+            except BaseException:
+                self._thread.release()
+                raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if self._fd is not None:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._thread.release()
+
+
+def writer_lock(path: Path) -> WriterLock:
+    """The writer lock of the SQLite file ``path`` in this process (one per file)."""
     key = path.resolve()
     with _WRITERS_LOCK:
-        return _WRITERS.setdefault(key, threading.Lock())
+        lock = _WRITERS.get(key)
+        if lock is None:
+            lock = _WRITERS[key] = WriterLock(key)
+        return lock
 
 
 @contextmanager
@@ -81,7 +120,7 @@ class SqliteJournalStore:
     file's writer lock and ``BEGIN IMMEDIATE``, so threads, processes and the spool's own
     writers keep one chain."""
 
-    def __init__(self, path: Path, *, create: bool = True) -> None:
+    def __init__(self, path: Path, *, create: bool = True, migrate: bool = True) -> None:
         self.path = path
         self._local = threading.local()
         if not create and not path.is_file():
@@ -89,7 +128,9 @@ class SqliteJournalStore:
                               "starts: check [spool] url and [gateway] state_dir)")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._conn().executescript(SQLITE_JOURNAL)
+            self._writer = writer_lock(path)  # found once: it resolves the path
+            if migrate:
+                self._conn().executescript(SQLITE_JOURNAL)
         except (OSError, sqlite3.Error) as exc:
             raise SpoolUnavailable(f"journal {path}: {exc}") from None
 
@@ -117,7 +158,7 @@ class SqliteJournalStore:
         """A transaction no other writer enters until it is committed; ``durable=False``:
         its commit waits for no fsync (the caller's next commit syncs it)."""
         try:
-            with writer_lock(self.path):  # shared with the spool: the same file
+            with self._writer:  # shared with the spool: the same file
                 db = self._conn()
                 with unsynced(self._local, db, on=not durable):
                     db.execute("BEGIN IMMEDIATE")

@@ -13,6 +13,7 @@ domains as they see it.
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 import time
 from collections.abc import Callable
@@ -36,7 +37,7 @@ from gateway.ops.metrics import Metrics
 from gateway.smtp.server import Arrival, HubGate, LegacyHandler, Limits, Listener, TrustHandler
 from gateway.spill import head
 from gateway.spill import size as data_size
-from gateway.spool import Direction, SqliteSpool
+from gateway.spool import Direction, SqliteSpool, State
 from gateway.stages.common import HEAD_MAX, Book, Clock, message_id_of, run_in
 from gateway.stages.notify import About, Notices
 from gateway.translate import notices
@@ -62,6 +63,70 @@ class Domains:
             return DomainList(generated_at=datetime(1970, 1, 1, tzinfo=UTC))
 
 
+Accepted = tuple[Direction, str, tuple[str, ...], Any, str, str, State, str]  # accept_many's
+
+
+class GroupCommit:
+    """Arrivals stored together: while one transaction is being committed (its fsync), the
+    messages that arrive wait and go into the next one, all of them — one commit and one
+    fsync for as many messages as came meanwhile, and none waits for more than the commit
+    in progress and its own.  Each waiter learns of its own message only once the commit
+    that holds it is durable (the listener's ``250`` comes after that, never before).  A
+    commit of several that fails is tried again one message at a time, so that one
+    message's failure is its own."""
+
+    def __init__(self, spool: SqliteSpool, db: Executor, clock: Clock) -> None:
+        self.spool = spool
+        self.db = db
+        self.clock = clock
+        self._pending: list[tuple[Accepted, asyncio.Future[tuple[str, bool]]]] = []
+        self._committer: asyncio.Task[None] | None = None
+        self.commits = 0  # transactions committed (the tests and the benchmark read it)
+
+    async def accept(self, item: Accepted) -> tuple[str, bool]:
+        """Store ``item`` durably with whatever arrives meanwhile: (queue id, duplicate?)."""
+        future: asyncio.Future[tuple[str, bool]] = asyncio.get_running_loop().create_future()
+        self._pending.append((item, future))
+        if self._committer is None or self._committer.done():
+            self._committer = asyncio.create_task(self._commit_all())
+        return await future
+
+    async def _commit_all(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                results = await run_in(self.db, self.spool.accept_many,
+                                       [item for item, _ in batch], now=self.clock())
+                self.commits += 1
+            except Exception as exc:
+                if len(batch) == 1:
+                    _settle(batch[0][1], exc)
+                    continue
+                for item, future in batch:  # one at a time: each its own outcome
+                    try:
+                        alone = await run_in(self.db, self.spool.accept_many, [item],
+                                             now=self.clock())
+                        self.commits += 1
+                    except Exception as one:
+                        _settle(future, one)
+                    else:
+                        _settle(future, alone[0])
+                continue
+            for (_, future), result in zip(batch, results, strict=True):
+                _settle(future, result)
+
+
+def _settle(future: asyncio.Future[tuple[str, bool]], outcome: tuple[str, bool] | Exception
+            ) -> None:
+    """A waiter told its outcome (unless it went away: its session was closed)."""
+    if future.done():
+        return
+    if isinstance(outcome, Exception):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
+
+
 class Intake:
     """Arrivals into the spool; the translation stage is woken for each."""
 
@@ -80,6 +145,7 @@ class Intake:
         self.wake_deliver = wake_deliver  # the hub's DSNs passed back are ready to send
         # [legacy.hub] configured: a report is believed only from the hub's own session
         self.hub_required = hub_required
+        self.commits = GroupCommit(spool, db, clock)  # arrivals meanwhile share one fsync
 
     async def accept(self, arrival: Arrival) -> str:
         """Store ``arrival`` durably (state ``received``): its queue id, for the ``250``.
@@ -88,18 +154,10 @@ class Intake:
         if arrival.side == "legacy" and not arrival.mail_from:
             return await self.hub_notice(arrival)
         direction = Direction.TO_TRUST if arrival.side == "legacy" else Direction.TO_LEGACY
-        queue_id, duplicate = await run_in(
-            self.db,
-            self.spool.accept,
-            direction=direction,
-            mail_from=arrival.mail_from,
-            rcpts=arrival.rcpt_tos,
-            data=arrival.data,
-            message_id=message_id_of(head(arrival.data, HEAD_MAX)),
-            now=self.clock(),
-            peer=arrival.peer,
-            hub_auth=arrival.hub_auth,
-        )
+        queue_id, duplicate = await self.commits.accept((
+            direction, arrival.mail_from, tuple(arrival.rcpt_tos), arrival.data,
+            message_id_of(head(arrival.data, HEAD_MAX)), arrival.peer, State.RECEIVED,
+            arrival.hub_auth))
         log.info(
             "message.accepted",
             queue_id=queue_id,

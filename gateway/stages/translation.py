@@ -19,6 +19,7 @@ from concurrent.futures import Executor
 from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from gateway.config import DaemonSettings
 from gateway.errors import Fate, PasserelleError
@@ -30,7 +31,7 @@ from gateway.spool import Direction, RetryPolicy, SqliteSpool, events
 from gateway.spool.model import TranslateWork
 from gateway.stages.common import HEAD_MAX, Clock, Inflight, run_in
 from gateway.stages.notify import About, Notices
-from gateway.stages.workers import TranslatedGroup, WorkerPool, translate, worker_translate
+from gateway.stages.workers import WorkerPool, translate_stored, worker_translate_stored
 from gateway.translate import notices
 from gateway.translate.pipeline import Translator, stopped_trace
 from gateway.translate.trace import TraceRecord
@@ -73,39 +74,35 @@ class Translation:
         """Translation loop number ``index``: one message at a time, until stopped."""
         worker = f"{self.name}/t{index}"
         while not self.stopping:
-            work = await run_in(
+            work = await run_in(  # the envelopes: the worker reads the message itself
                 self.db,
                 self.spool.lease_translate,
                 worker,
                 now=self.clock(),
                 duration=self.settings.lease,
                 limit=1,
-                spill=self.spill,
+                bodies=False,
             )
             if not work:
                 await self.wake_translate.wait(self.settings.poll_interval)
                 continue
             for item in work:
-                await asyncio.shield(self.inflight.start(self.translate_one(item)))
+                await asyncio.shield(self.inflight.start(self.translate_one(item, worker)))
 
-    async def translate_one(self, item: TranslateWork) -> None:
-        """One leased message translated and its outcome recorded in the spool."""
-        groups: list[TranslatedGroup] = []
-        try:
-            await self._translate_stored(item, groups)
-        finally:  # the files of a large message: the spool holds it (and now its translation)
-            for name in (item.path, *(g.path for g in groups)):
-                if name:
-                    Path(name).unlink(missing_ok=True)
-
-    async def _translate_stored(self, item: TranslateWork, groups: list[TranslatedGroup]
-                                ) -> None:
+    async def translate_one(self, item: TranslateWork, owner: str) -> None:
+        """One message leased by ``owner`` (``item``: its envelope) translated and its
+        outcome recorded in the spool: by the worker that translates it when it succeeds
+        (the message's bytes go from the spool to the worker and back, never through the
+        daemon), here when it fails."""
         now = self.clock()
         try:
             if self.pool.processes:
-                groups += await self.pool.run(worker_translate, item, now, str(self.spill))
+                done = await self.pool.run(worker_translate_stored, item.queue_id, owner, now,
+                                           str(self.spill))
             else:
-                groups += await self.pool.run(translate, self.translator, item, now)
+                done = await self.pool.run(translate_stored, self.translator, self.spool,
+                                           self.journal, item.queue_id, owner, now,
+                                           str(self.spill))
         except BrokenProcessPool:  # a worker died (killed, out of memory): new workers
             log.error("translation.workers_lost", queue_id=item.queue_id)
             self.pool.renew()
@@ -119,26 +116,18 @@ class Translation:
             log.error("translation.crashed", queue_id=item.queue_id, exc_info=exc)
             await self.failed(item, Fate.RETRY, "internal", type(exc).__name__)
             return
-        def record() -> None:  # the trace first, then the translation: one trip to a thread
-            # the journal is in the spool's database: the spool's commit syncs both
-            # (a message translated again — released — keeps its one received step)
-            self.journal.append_traces([g.trace for g in groups], synced_by_next=True,
-                                       queue_id=item.queue_id)
-            self.spool.store_translated(
-                item.queue_id,
-                [(g.rcpts, Path(g.path) if g.path else g.data) for g in groups],
-                now=self.clock(),
-                routes={r: a for g in groups for r, a in g.routes.items()},
-            )
-
-        await run_in(self.db, record)
-        about = About(item.queue_id, groups[0].trace.message_id, str(item.direction))
+        if done is None:  # gone, or set aside as corrupt when the worker read it
+            return
+        if not done.stored:  # the lease ran out meanwhile: the one holding it now stores
+            log.warning("translation.lease_lost", queue_id=item.queue_id)
+            return
+        about = About(item.queue_id, done.traces[0].message_id, str(item.direction))
         log.info("message.translated", queue_id=item.queue_id, direction=str(item.direction))
         self.metrics.count_message("translated", str(item.direction))
-        for g in groups:
-            self._count(g)
-        unresolved = {r: why for g in groups for r, why in g.unresolved.items()}
-        if unresolved:  # directory aliases that lead nowhere: bounced, the rest goes on
+        for trace in done.traces:
+            self._count(trace)
+        if done.unresolved:  # directory aliases that lead nowhere: bounced, the rest goes on
+            unresolved = done.unresolved
             log.info("translation.unresolved", queue_id=item.queue_id, count=len(unresolved))
             self.metrics.count_message("bounced", str(item.direction), "unknown_address")
             await run_in(
@@ -152,18 +141,18 @@ class Translation:
             await self.notices.notify(
                 item.direction,
                 item.mail_from,
-                _head(item),
+                await run_in(self.db, self.spool.head, item.queue_id, HEAD_MAX),
                 [notices.Failure(r, "failed", "5.1.1", why) for r, why in unresolved.items()],
                 about=about,
             )
         self.wake_deliver.notify()
 
-    def _count(self, group: TranslatedGroup) -> None:
+    def _count(self, trace: Any) -> None:
         """A translation's stage timings, repairs and legacy parts, from its trace."""
-        for stage, seconds in group.trace.timings.items():
+        for stage, seconds in trace.timings.items():
             if stage in STAGES:
                 self.metrics.observe_stage(stage, seconds)
-        for step in group.trace.steps:
+        for step in trace.steps:
             if step.stage == "repair":
                 for kind, n in step.details.get("repairs", {}).items():
                     self.metrics.count_repair(kind, n)
@@ -182,7 +171,21 @@ class Translation:
         steps it went through (``trace``, when it got that far) are journaled with it.
         ``unverified``: it failed before its sender was verified; unless the legacy hub
         vouched for the sender (its authenticated session), the bounce then quotes nothing
-        the message says (its Message-ID, date, recipients' names are anybody's words)."""
+        the message says (its Message-ID, date, recipients' names are anybody's words).
+        ``item`` without its bytes (an envelope leased for a worker): read for it here."""
+        if not item.data and not item.path:
+            whole = await run_in(self.db, self.spool.translate_work, item.queue_id, self.spill)
+            if whole is None:  # gone, or set aside as corrupt by this read
+                return
+            item = whole
+        try:
+            await self._failed(item, fate, kind, reason, unverified=unverified, trace=trace)
+        finally:  # a large message came as a file: the spool still holds it
+            if item.path:
+                Path(item.path).unlink(missing_ok=True)
+
+    async def _failed(self, item: TranslateWork, fate: Fate, kind: str, reason: str, *,
+                      unverified: bool, trace: TraceRecord | None) -> None:
         if fate is Fate.RETRY and self.policy.covers(  # by the clock and by the schedule
                 item.attempts + 1, self.clock() - item.received_at, self.policy.lifetime):
             # transient for the whole lifetime (a bug, a dependency down for days): an

@@ -3,9 +3,12 @@
 :func:`translate` turns one leased :class:`~gateway.spool.model.TranslateWork` into groups of
 recipients with their translated bytes and trace.  It runs in a thread of the daemon
 (``[workers] processes = 0``) or in a worker process of a :class:`WorkerPool`: each process
-builds its own translator once (:func:`worker_init`) and is handed work through
-:func:`worker_translate`.  Those entry points are top-level functions of this module because
-a process pool started with ``spawn`` pickles them by name.
+builds its own translator and opens its own connections to the spool and the journal once
+(:func:`worker_init`), and is handed message ids through :func:`worker_translate_stored`: it
+reads the message from the spool, translates it and stores the translation itself
+(:func:`translate_stored`) — the message's bytes never go through the pipe to the daemon,
+either way.  Those entry points are top-level functions of this module because a process
+pool started with ``spawn`` pickles them by name.
 """
 
 from __future__ import annotations
@@ -19,18 +22,19 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from gateway.atrest import MissingKey, open_sealer
 from gateway.config import Settings
 from gateway.crypto.pki import TrustAnchors
 from gateway.directory.addresses import AddressBook
+from gateway.journal import Journal
 from gateway.log import configure as configure_logging
 from gateway.mail.handover import Handover
-from gateway.spill import LARGE, create, new_path
-from gateway.spool import Direction
+from gateway.spool import Direction, SqliteSpool, open_journal, open_spool
 from gateway.spool.model import TranslateWork
 from gateway.stages.common import run_in
 from gateway.translate.factory import build_translator
@@ -49,7 +53,6 @@ class TranslatedGroup:
     trace: Any
     routes: dict[str, str] = field(default_factory=dict)  # directory alias -> mailbox
     unresolved: dict[str, str] = field(default_factory=dict)  # directory alias -> why
-    path: str = ""  # large translated bytes are in this file, ``data`` empty
 
 
 def translate(translator: Translator, item: TranslateWork, now_ts: float
@@ -72,22 +75,73 @@ def translate(translator: Translator, item: TranslateWork, now_ts: float
     return out
 
 
+@dataclass(frozen=True)
+class Stored:
+    """What the daemon is told of a message translated and stored by a worker: the facts
+    it logs, counts and acts on — never the message's bytes, which stay in the spool."""
+
+    stored: bool  # False: the lease was lost meanwhile (another translation stores it)
+    traces: tuple[Any, ...]  # one per recipient group (its stage timings and steps)
+    routes: dict[str, str] = field(default_factory=dict)  # directory alias -> mailbox
+    unresolved: dict[str, str] = field(default_factory=dict)  # directory alias -> why
+
+
+def open_stores(settings: Settings) -> tuple[SqliteSpool, Journal]:
+    """The spool and the journal of ``settings`` (one database by default) as a translation
+    worker process opens them: its own connections, the schema as the daemon made it (no
+    DDL while the daemon serves: on PostgreSQL it would deadlock with live transactions)."""
+    url = settings.journal_url
+    # the keyring as it is now: one rotated since is read again when a record needs it
+    spool = open_spool(url, migrate=False, sealer=open_sealer(settings.keys_file))
+    return spool, open_journal(url, migrate=False)
+
+
+def translate_stored(translator: Translator, spool: SqliteSpool, journal: Journal,
+                     queue_id: str, owner: str, now_ts: float, spill: str) -> Stored | None:
+    """The message ``queue_id``, leased by ``owner``, read from the spool, translated, and
+    its trace and translation written back — the trace first, then the translation per
+    recipient group, stored only while ``owner`` still holds the lease.  None when the
+    message is not there to translate: gone, set aside as corrupt by the read, or no longer
+    ``owner``'s (the work waited for a worker longer than the lease, and another took and
+    maybe translated it meanwhile).  A failure raises, with nothing written."""
+    item = spool.translate_work(queue_id, Path(spill), lease_owner=owner)
+    if item is None:
+        return None
+    try:
+        groups = translate(translator, item, now_ts)
+    finally:  # a large message came as a file: the spool still holds it
+        if item.path:
+            Path(item.path).unlink(missing_ok=True)
+    # the journal is in the spool's database: the spool's commit right after syncs both
+    # (a message translated again — released — keeps its one received step)
+    journal.append_traces([g.trace for g in groups], synced_by_next=True, queue_id=queue_id)
+    routes = {r: a for g in groups for r, a in g.routes.items()}
+    stored = spool.store_translated(queue_id, [(g.rcpts, g.data) for g in groups],
+                                    now=now_ts, routes=routes, lease_owner=owner)
+    return Stored(stored, tuple(g.trace for g in groups), routes,
+                  {r: why for g in groups for r, why in g.unresolved.items()})
+
+
 # -- in a worker process ----------------------------------------------------------------------
 
 _WORKER: Translator | None = None  # in a translation worker process
+_STORES: tuple[SqliteSpool, Journal] | None = None  # its own connections to them
+_SETTINGS: Settings | None = None
 
 
 def worker_init(settings: Settings, daemon_pid: int, book: AddressBook | None = None,
                 anchors: TrustAnchors | None = None) -> None:
     """A worker process starts: it ignores the signals the daemon decides on, watches the
-    daemon, logs like it, and builds its translator."""
-    global _WORKER
+    daemon, logs like it, builds its translator and opens the spool and the journal."""
+    global _WORKER, _STORES, _SETTINGS
+    _SETTINGS = settings
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the daemon decides when workers stop
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     watch_parent(daemon_pid)
     configure_daemon_logging(settings)  # to the daemon's stream (inherited), redacted alike
     thrifty_malloc()
     _WORKER = build_translator(settings, book=book, anchors=anchors)
+    _STORES = open_stores(settings)
 
 
 def worker_ready() -> bool:
@@ -95,20 +149,28 @@ def worker_ready() -> bool:
     return _WORKER is not None
 
 
-def worker_translate(item: TranslateWork, now_ts: float, spill: str) -> list[TranslatedGroup]:
-    """In a worker process: large translated bytes come back as a file in ``spill`` (sent
-    through the pipe, they would be copied twice on each side)."""
+def worker_seal(letter: bytes, recipient: str) -> tuple[bytes, tuple[str, ...]]:
+    """In a worker process: a notice sealed for a legacy ``recipient`` by this worker's own
+    legacy crypto (the daemon's cannot be sent here when it holds a C library: rnp)."""
     assert _WORKER is not None, "translation worker not initialised"
-    groups = translate(_WORKER, item, now_ts)
-    out = []
-    for g in groups:
-        if len(g.data) > LARGE:
-            path = new_path(Path(spill), item.queue_id)
-            with open(create(path), "wb") as f:
-                f.write(g.data)
-            g = replace(g, data=b"", path=str(path))
-        out.append(g)
-    return out
+    sealed, tools = _WORKER.legacy.seal_traced(letter, recipient=recipient)
+    return sealed, tuple(tools)
+
+
+def worker_translate_stored(queue_id: str, owner: str, now_ts: float, spill: str
+                            ) -> Stored | None:
+    """:func:`translate_stored` in a worker process, with its own translator and
+    connections: only the message's id goes through the pipe, and only ids and small
+    facts come back."""
+    assert _WORKER is not None and _STORES is not None, "translation worker not initialised"
+    try:
+        return translate_stored(_WORKER, *_STORES, queue_id, owner, now_ts, spill)
+    except MissingKey:  # sealed under a key added since this worker started (keys rotate)
+        spool = _STORES[0]
+        if _SETTINGS is None or spool.sealer is None:
+            raise
+        spool.sealer = open_sealer(_SETTINGS.keys_file)
+        return translate_stored(_WORKER, *_STORES, queue_id, owner, now_ts, spill)
 
 
 def configure_daemon_logging(settings: Settings) -> None:

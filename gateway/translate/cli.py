@@ -62,8 +62,13 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
 
 def run_translate(args: argparse.Namespace) -> int:
+    from gateway.log import configure as configure_logging
     from gateway.translate.factory import build_translator
     from gateway.translate.pipeline import Envelope
+
+    # stdout carries the translated message only: what the adapters log (rnp hands a
+    # refusal to gpg to name, and says so) goes to stderr, redacted, warnings and worse
+    configure_logging("warning", stream=sys.stderr)
 
     try:
         raw = args.file.read_bytes()

@@ -186,3 +186,16 @@ def test_a_workers_sop_fallback_is_logged_in_the_daemons_stream(world: World,
                         "level": "info", "timestamp": refused[0]["timestamp"],
                         "event": f"legacy.{adapter}_not_accepted"}]
     assert "SHA-1" not in log.read_text() and "Résultats" not in log.read_text()
+
+
+@pytest.mark.slow
+def test_the_demo_reaches_every_outcome_with_worker_processes_and_the_default_adapter(
+        tmp_path: Path) -> None:
+    """`passerelle demo` (worker processes, legacy.adapter left to its default: rnp here):
+    its bounce is a notice sealed for the legacy sender in a worker process — sealing there
+    once failed with the rnp adapter, which cannot be sent to a worker."""
+    demo = subprocess.run([sys.executable, "-m", "gateway", "demo", "--dir", str(tmp_path)],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert demo.returncode == 0, demo.stdout[-2000:] + demo.stderr[-2000:]
+    assert "ok: bounced, notice sealed to sender" in demo.stdout
+    assert "all messages reached the outcome they should" in demo.stdout

@@ -357,3 +357,40 @@ def test_translation_leases_take_the_oldest_messages_first_each_once(spool: Open
     rest = s.lease_translate("B", now=2000, duration=60, limit=10)
     assert [w.queue_id for w in rest] == ids[2:]  # three recipients, one message, once
     assert rest[0].rcpts == ("a@x.example", "b@x.example", "c@x.example")
+
+
+def test_a_translation_is_stored_only_by_the_lease_that_holds_the_message(spool: Open) -> None:
+    """Envelopes leased without their bytes; whoever translates reads them by id and stores
+    the translation, unless the lease passed to another meanwhile (the first one's daemon
+    was killed, or its lease ran out): then nothing is stored from it."""
+    s = spool()
+    qid = put(s)
+    [envelope] = s.lease_translate("A", now=1000, duration=60, limit=1, bodies=False)
+    assert (envelope.queue_id, envelope.data, envelope.path) == (qid, b"", "")
+    assert envelope.rcpts == ("a@x.example",) and envelope.mail_from == "s@legacy.example"
+    work = spool().translate_work(qid)  # a worker's own connection
+    assert work is not None and work.data.endswith(b"body 0")
+    [taken] = s.lease_translate("B", now=1061, duration=60, limit=1, bodies=False)  # A's ran out
+    assert taken.queue_id == qid
+    assert spool().translate_work(qid, lease_owner="A") is None  # A's worker came too late
+    assert spool().translate_work(qid, lease_owner="B") is not None
+    assert not s.store_translated(qid, [(("a@x.example",), b"from A")], now=1062,
+                                  lease_owner="A")
+    assert s.counts().get("received") == 1  # A stored nothing
+    assert s.store_translated(qid, [(("a@x.example",), b"from B")], now=1063, lease_owner="B")
+    assert s.counts().get("translated") == 1
+    [out] = s.lease_deliver("D", now=1064, duration=60)
+    assert out.data == b"from B"
+    assert spool().translate_work(qid) is None  # translated: nothing waits for it
+
+
+def test_a_message_read_by_id_whose_bytes_were_damaged_is_set_aside(spool: Open) -> None:
+    s = spool()
+    bad = put(s, 1)
+    with s._tx() as db:
+        db.execute("UPDATE bodies SET data = ? WHERE queue_id=?", (b"\x00", bad))
+    [envelope] = s.lease_translate("W", now=1000, duration=60, limit=1, bodies=False)
+    assert envelope.queue_id == bad  # its bytes not read: not checked yet
+    assert spool().translate_work(bad) is None
+    entry = s.list(state="quarantined")[0]
+    assert entry.queue_id == bad and "corrupt" in entry.recipients[0].reason

@@ -4,6 +4,7 @@ refused."""
 
 from __future__ import annotations
 
+import asyncio
 import email
 import ssl
 from dataclasses import replace
@@ -144,3 +145,48 @@ def test_a_list_of_domains_that_cannot_be_read_lists_nothing(tmp_path: Path) -> 
     assert not listing.entries
     assert listing.generated_at.year == 1970  # as old as can be: readiness fails
     assert not Domains(DomainListStore(tmp_path / "missing.xml")).current().entries
+
+
+def test_arrivals_meanwhile_share_one_commit_and_each_is_stored_before_its_id(
+        parts: Parts) -> None:
+    """Group commit: messages arriving while a commit is under way go into the next one
+    together; each caller has its queue id only once its own message is in the spool."""
+    async def main() -> None:
+        stage = intake(parts)
+        letters = [LETTER.replace(b"in-1@", f"in-g{i}@".encode()) for i in range(12)]
+        ids = await asyncio.gather(*(
+            stage.accept(arrival("legacy", ADDR["dupont"], (DR_X,), data)) for data in letters))
+        assert len(set(ids)) == 12
+        for queue_id, data in zip(ids, letters, strict=True):
+            assert parts.spool.show(queue_id)[1] == data
+        assert 1 <= stage.commits.commits < 12  # the first alone, the others together
+        stored = await stage.accept(arrival("legacy", ADDR["dupont"], (DR_X,), LETTER))
+        assert parts.spool.show(stored)[1] == LETTER  # and one alone still goes at once
+    run(main())
+
+
+def test_a_shared_commit_that_fails_is_one_failure_per_message(parts: Parts) -> None:
+    """A message the spool cannot take fails alone; those that shared its commit are
+    stored."""
+    async def main() -> None:
+        stage = intake(parts)
+        spilled = parts.world.root / "spilled-message"  # received into a file ...
+        spilled.write_bytes(LETTER.replace(b"in-1@", b"in-spilled@"))
+
+        async def lose_it() -> None:  # ... gone before the commit reads it
+            spilled.unlink()
+
+        good = [LETTER.replace(b"in-1@", f"in-f{i}@".encode()) for i in range(4)]
+        results = await asyncio.gather(
+            *(stage.accept(arrival("legacy", ADDR["dupont"], (DR_X,), d)) for d in good[:2]),
+            stage.accept(arrival("legacy", ADDR["dupont"], (DR_X,), spilled)),
+            lose_it(),
+            *(stage.accept(arrival("legacy", ADDR["dupont"], (DR_X,), d)) for d in good[2:]),
+            return_exceptions=True)
+        assert isinstance(results[2], OSError)
+        stored = [r for r in results if isinstance(r, str)]
+        assert len(stored) == 4
+        for queue_id, data in zip(stored, good, strict=True):
+            assert parts.spool.show(queue_id)[1] == data
+        assert stage.commits.commits == 4  # the shared one failed, then each alone: four
+    run(main())
