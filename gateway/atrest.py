@@ -62,7 +62,7 @@ class Unsealable(Exception):
 
 
 class MissingKey(ConfigError):
-    """The spool holds records sealed with a key the keyring does not have."""
+    """The spool holds records sealed with a key the keyring does not have (exit 78)."""
 
     kind = "missing_key"
 
