@@ -162,6 +162,10 @@ def test_operator_finds_reads_and_releases_in_a_browser(world: World, tmp_path: 
                 steps = [e for e in journal.entries("<c3-quarantined@medical33.legacy.example>")
                          if e.stage == "console.release"]
                 assert steps and steps[0].record["operator"] == f"session:{OPERATOR}"
+                # and the message's trace has its released step, as the CLI writes it
+                released = [e for e in journal.entries_of_queue(s.quarantined)
+                            if e.stage == "released"]
+                assert [e.record["operator"] for e in released] == [f"session:{OPERATOR}"]
                 # reveal is explicit and journaled
                 await ui(d.get, f"{s.url}/messages/{s.delivered}")
                 await ui(click, d, "main form button")

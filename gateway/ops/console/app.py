@@ -27,6 +27,7 @@ from gateway.log import get_logger
 from gateway.ops.console import i18n
 from gateway.ops.console.auth import COOKIE, Keys, Operator, load_tokens
 from gateway.ops.http import Site
+from gateway.spool import events
 from gateway.spool.model import QueueEntry, State
 from gateway.spool.search import AGE_BUCKETS, QueueFilter, Summary
 from gateway.spool.sqlite import SqliteSpool
@@ -614,6 +615,15 @@ class Console(Site):
             return self._page(request, i18n.text(request[LANG], action), body, status=409)
         await self._journal(entry.message_id, f"console.{action}",
                             {"operator": op.identity, "queue_id": qid, "recipients": n})
+        # in the message's trace too, as the command line's release and delete write it
+        now = self.data.clock()
+        if action == "release":
+            await self.data.call(functools.partial(
+                events.released, self.data.journal, [entry], operator=op.identity, now=now))
+        else:
+            await self.data.call(functools.partial(
+                events.purged, self.data.journal, [entry], reason="operator",
+                operator=op.identity, now=now))
         log.info(f"console.{action}", operator=op.identity, queue_id=qid, outcome="ok")
         if action == "release" and self.data.wake is not None:
             self.data.wake()
