@@ -151,7 +151,7 @@ class Journal:
         items = []
         for trace in traces:
             for step in trace.steps:
-                record = {"direction": trace.direction, **step.to_json()}
+                record = {"direction": trace.direction, **without_text(step.to_json())}
                 if queue_id:
                     record["queue_id"] = queue_id
                 items.append((trace.message_id, step.stage, record, step.at))
@@ -262,6 +262,26 @@ class Journal:
 
     def close(self) -> None:
         self.store.close()
+
+
+# Keys under which a trace step carries words of the message (a text repair's before and
+# after, a name or subject as received and as repaired): the copy attached to the message
+# keeps them for its reader; the journal, which outlives the message (retention), keeps
+# their digest and length only.
+TEXT_KEYS = frozenset({"before", "after"})
+
+
+def without_text(value: Any) -> Any:
+    """``value`` (a step's record) with every string under :data:`TEXT_KEYS`, at any depth,
+    replaced by ``{"sha256": …, "chars": …}``: which text it was can be proved against the
+    message, and read from nowhere but the message."""
+    if isinstance(value, dict):
+        return {k: ({"sha256": hashlib.sha256(v.encode("utf-8")).hexdigest(), "chars": len(v)}
+                    if k in TEXT_KEYS and isinstance(v, str) else without_text(v))
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [without_text(v) for v in value]
+    return value
 
 
 def step_record(*, at: datetime, direction: str, queue_id: str, **facts: Any

@@ -13,7 +13,9 @@ quarantine, release, the notices written about it, purge) is journaled under the
 :func:`trace_id`.
 
 Steps carry no message text, except the before/after of text repairs (words), which the
-recipient reads anyway; logs never receive a trace record, only its digest.
+recipient reads anyway in the attached copy; the journal keeps their digest and length only
+(:func:`gateway.journal.without_text`), and logs never receive a trace record, only its
+digest.
 """
 
 from __future__ import annotations

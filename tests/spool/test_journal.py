@@ -131,3 +131,37 @@ def test_each_entry_is_dated_by_its_step_and_a_message_is_received_once(url: str
     assert [e.stage for e in j.entries_of_queue("Q2")] == ["received", "open", "sign"]
     assert j.entries_of_queue("Q3") == [] and j.entries_of_queue("Q%") == []
     assert [e.stage for e in j.entries("<m@x>")].count("received") == 2
+
+
+def test_the_journal_keeps_a_repairs_digest_never_its_words(url: str) -> None:
+    """A repaired patient name (and a letter's repaired words) travel in the trace attached
+    to the message; the journal, which outlives the message, holds their digest only."""
+    import hashlib
+
+    from gateway.translate.trace import TraceRecord
+
+    garbled, repaired = "Mme PÃ©lissier GonÃ§alves", "Mme Pélissier Gonçalves"
+    t = TraceRecord("<names@x>", "to_trust")
+    t.add_digests("repair", AT, "d0", "d1",
+                  changes=[{"kind": "mojibake", "line": 1, "column": 4,
+                            "before": "Ã©", "after": "é"}])
+    t.add_digests("compose", AT, "d1", "d2", strings=[
+        {"where": "HPRIM patient name", "decided": True, "before": garbled, "after": repaired,
+         "how": "utf-8 read as cp1252"}])
+    attached = [s.to_json() for s in t.steps]  # what the message's reader is given
+    assert attached[1]["details"]["strings"][0]["after"] == repaired
+    j = open_journal(url)
+    j.append_traces([t], queue_id="q1")
+    assert j.verify().ok
+    compose = next(e for e in j.entries("<names@x>") if e.stage == "compose")
+    entry = compose.record["details"]["strings"][0]
+    assert entry["after"] == {"sha256": hashlib.sha256(repaired.encode()).hexdigest(),
+                              "chars": len(repaired)}
+    assert entry["where"] == "HPRIM patient name" and entry["decided"] is True
+    stored = repr([e.record for e in j.entries()])
+    for words in (garbled, repaired, "Pélissier", "Ã©", "Gonçalves"):
+        assert words not in stored
+    if url.startswith("sqlite"):
+        path = Path(url.removeprefix("sqlite:///"))
+        raw = b"".join(p.read_bytes() for p in path.parent.iterdir() if p.is_file())
+        assert "Pélissier".encode() not in raw and b"Gon\\u00e7alves" not in raw
