@@ -101,9 +101,15 @@ def private_files(database: Path) -> None:
     (0600), whatever the umask they were created under: they hold messages (sealed or not),
     addresses and the journal.  A file of another owner is left as it is (``config check``
     says so).  A database not there yet is created empty with that mode (SQLite would make
-    it with the umask's)."""
-    with contextlib.suppress(OSError):
-        os.close(os.open(database, os.O_WRONLY | os.O_CREAT, 0o600))
+    it with the umask's).
+
+    An existing database is never opened here, only looked at and chmod'ed: closing any
+    descriptor of a SQLite file drops every POSIX lock this process holds on it, those of
+    its other connections too, and another process (a translation worker) could then write
+    under them — the database was corrupted that way ("file is not a database")."""
+    if not database.exists():
+        with contextlib.suppress(OSError):  # (made meanwhile by another: theirs stands)
+            os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     for path in (database, Path(f"{database}-wal"), Path(f"{database}-shm")):
         with contextlib.suppress(OSError):
             if path.stat().st_mode & 0o077:
