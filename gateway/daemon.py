@@ -424,6 +424,7 @@ class Gateway:
         self._tasks.append(asyncio.create_task(self._forever(self._gauges_loop)))
         self._tasks.append(asyncio.create_task(self._forever(self._crl_loop)))
         self._tasks.append(asyncio.create_task(self._forever(self._clock_loop)))
+        self._tasks.append(asyncio.create_task(self._forever(self._retention_loop)))
 
     async def _retention_loop(self) -> None:
         """Records not under the keyring's current key (in clear from before, or an older
