@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from gateway import config
+from gateway.atrest import open_sealer
 from gateway.config import Settings
 from gateway.crypto.world import USERS, World
 from gateway.journal import Journal
@@ -128,7 +129,8 @@ def make_parts(world: World, settings: Settings) -> Iterator[Parts]:
                          d.lifetime)
     db = ThreadPoolExecutor(max_workers=2, thread_name_prefix="spool")
     pool = WorkerPool(settings)
-    p = Parts(world, settings, open_spool(settings.journal_url, policy=policy),
+    p = Parts(world, settings, open_spool(settings.journal_url, policy=policy,
+                                          sealer=open_sealer(settings.keys_file)),
               open_journal(settings.journal_url), build_translator(settings), db, pool,
               Clock(), Metrics(), Wakeup(1), Wakeup(1))
     (settings.state_dir / "spill").mkdir(exist_ok=True)
