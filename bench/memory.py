@@ -95,6 +95,18 @@ def _wrap(meter: Meter, name: str, fn: Callable[..., Any]) -> Callable[..., Any]
     return wrapped
 
 
+def _spilled(path: Path) -> Path:
+    """``path`` copied, a piece at a time, into a spill file as the daemon writes one
+    (sealed with this process's key): the file the translation reads."""
+    from gateway import spill
+
+    dest = path.with_name(spill.new_path(path.parent, path.name).name + ".spill")
+    with path.open("rb") as f, spill.create(dest) as w:
+        while piece := f.read(1 << 18):
+            w.write(piece)
+    return dest
+
+
 def child(work: Path, direction: str, traced: bool) -> dict[str, Any]:
     """One fresh process: warm up on the small message, then measure the large one."""
     from gateway import config
@@ -113,8 +125,8 @@ def child(work: Path, direction: str, traced: bool) -> dict[str, Any]:
     translate((work / meta["small"]).read_bytes(), envelope, now=now)
     # as the daemon hands them over: a legacy message from its file (never read whole), a
     # trust message read whole
-    raw: bytes | Handover = (Handover.of_file(work / meta["big"]) if direction == "to_trust"
-                             else (work / meta["big"]).read_bytes())
+    raw: bytes | Handover = (Handover.of_file(_spilled(work / meta["big"]))
+                             if direction == "to_trust" else (work / meta["big"]).read_bytes())
 
     if traced:
         tracemalloc.start()

@@ -11,11 +11,14 @@ written for a stage that parses it again may be handed with the tree the parser 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
+
+from gateway import spill
 
 SLICE = 64 * 1024  # what a reader is handed at a time
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
@@ -31,7 +34,7 @@ class Handover:
     def __init__(self, pieces: list[bytes] | None = None, *, path: Path | None = None) -> None:
         self._pieces: list[bytes | memoryview] | None = None if pieces is None else [*pieces]
         self._path = path
-        self.size = path.stat().st_size if path is not None else sum(map(len, pieces or ()))
+        self.size = spill.size(path) if path is not None else sum(map(len, pieces or ()))
         self._digest: str | None = None
         self._head: bytes | None = None
         self._read: EmailMessage | None = None
@@ -86,9 +89,9 @@ class Handover:
         let go once read, and the handover emptied."""
         self._check()
         if self._path is not None:
-            with self._path.open("rb") as f:
-                while block := f.read(SLICE):
-                    yield block
+            with contextlib.closing(spill.pieces(self._path)) as opened:  # a spill file, sealed
+                for block in opened:
+                    yield from _sliced(block)
         elif release:
             assert self._pieces is not None
             pieces, self._pieces = self._pieces, []
@@ -137,7 +140,7 @@ class Handover:
         emptied."""
         self._check()
         if self._path is not None:
-            data = self._path.read_bytes()
+            data = spill.read_bytes(self._path)
         else:
             assert self._pieces is not None
             data = (self._pieces[0] if len(self._pieces) == 1 and isinstance(

@@ -36,6 +36,7 @@ from typing import Any
 
 import aiosmtplib
 
+from gateway import spill
 from gateway.errors import Fate
 
 
@@ -177,8 +178,8 @@ class FileMessage:
         carry = b""
         at_line_start = True
         last = b""  # the last byte sent
-        with self.path.open("rb") as f:
-            for raw in _chain(self.prefix, iter(lambda: f.read(_PIECE), b"")):
+        with contextlib.closing(spill.pieces(self.path)) as opened:  # sealed: opened as it is read
+            for raw in _chain(self.prefix, opened):
                 buf = carry + raw
                 cut = buf.rfind(b"\n") + 1  # whole lines; the rest waits for its end
                 if cut == 0 and len(buf) > _PIECE:  # a line that long: sent as it comes,

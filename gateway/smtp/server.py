@@ -26,7 +26,6 @@ import email.parser
 import email.policy
 import errno
 import hmac
-import os
 import re
 import ssl
 import time
@@ -34,7 +33,7 @@ import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import Any, Protocol
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session, TLSSetupException
 
@@ -54,7 +53,7 @@ from gateway.errors import (
 )
 from gateway.log import allow_words, get_logger
 from gateway.smtp.dataread import PieceDataSMTP
-from gateway.spill import LARGE, Data, create, new_path
+from gateway.spill import LARGE, Data, Writer, create, new_path
 from gateway.spill import head as data_head
 from gateway.spill import size as data_size
 from gateway.translate import senders
@@ -638,7 +637,7 @@ class _Smtp(PieceDataSMTP):
         ``LARGE`` (aiosmtpd held about four times the message: 118 MB for 25 MB).  The file
         is removed when ``cleanup`` closes."""
         data = bytearray()
-        file: BinaryIO | None = None
+        file: Writer | None = None
         path: Path | None = None
         reading = self._data_reader()
         failed = ""  # the spill file could not be written: the sender tries again later
@@ -655,8 +654,7 @@ class _Smtp(PieceDataSMTP):
                 if self.spill is not None and len(data) > LARGE:  # the rest to a file
                     path = new_path(self.spill, "received")
                     cleanup.callback(path.unlink, missing_ok=True)
-                    file = cleanup.enter_context(
-                        os.fdopen(create(path), "wb", buffering=1 << 18))
+                    file = cleanup.enter_context(create(path))  # sealed as written
                     file.write(data)
                     data = bytearray()
             except OSError as exc:  # the disk is full, or the directory gone

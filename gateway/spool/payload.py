@@ -14,7 +14,8 @@ from pathlib import Path
 from gateway.atrest import PIECE
 from gateway.errors import SpoolUnavailable
 from gateway.spill import Data
-from gateway.spill import create as create_private
+from gateway.spill import create as create_spill
+from gateway.spill import pieces as spill_pieces
 
 # Data larger than LARGE goes into and out of the database in pieces (PIECE bytes, sealed or
 # not), and out of the spool as a file in a spill directory: bound or read whole, a 25 MB
@@ -23,9 +24,8 @@ Payload = Data
 
 
 def pieces_of(data: Payload) -> Iterator[bytes | memoryview]:
-    if isinstance(data, Path):
-        with data.open("rb") as f:
-            yield from iter(lambda: f.read(PIECE), b"")
+    if isinstance(data, Path):  # a spill file, opened as it is read
+        yield from spill_pieces(data)
         return
     view = memoryview(data)
     for at in range(0, len(view), PIECE):
@@ -47,7 +47,7 @@ def export_file(dest: Path, pieces: Iterable[bytes], digest: str) -> bool:
     :class:`SpoolUnavailable`, and none is left."""
     h = hashlib.sha256()
     try:
-        with open(create_private(dest), "wb") as f:
+        with create_spill(dest) as f:  # sealed with this process's key (gateway.spill)
             for piece in pieces:
                 h.update(piece)
                 f.write(piece)

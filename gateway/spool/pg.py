@@ -29,6 +29,7 @@ from typing import Any
 
 import psycopg
 
+from gateway import spill
 from gateway.atrest import PIECE, SEALED_PIECE, Sealer, Unsealable, open_head
 from gateway.errors import BadInputError, ConfigError, SpoolFull, SpoolUnavailable
 from gateway.pgconn import PgConn, db_error, reading, rollback_or_drop, thread_conn
@@ -144,7 +145,7 @@ class PgSpool(SqliteSpool):
                           record: str) -> Any:
         """INSERT a row and its data, sealed with a sealer (bound whole: psycopg sends a bytea
         in one piece)."""
-        payload = data.read_bytes() if isinstance(data, Path) else data
+        payload = spill.read_bytes(data) if isinstance(data, Path) else data
         key_id = ""
         if self.sealer is not None:
             payload, key_id = self.sealer.seal_bytes(payload, table, record), self.sealer.current

@@ -35,7 +35,7 @@ from gateway.errors import (
 from gateway.log import get_logger
 from gateway.ops.metrics import Metrics
 from gateway.smtp.server import Arrival, HubGate, LegacyHandler, Limits, Listener, TrustHandler
-from gateway.spill import head
+from gateway.spill import head, read_bytes
 from gateway.spill import size as data_size
 from gateway.spool import Direction, SqliteSpool, State
 from gateway.stages.common import HEAD_MAX, Book, Clock, message_id_of, run_in
@@ -181,7 +181,7 @@ class Intake:
             raise RelayDenied("delivery reports are accepted only over the legacy hub's "
                               "authenticated session")
         data = arrival.data
-        parsed = notices.read_dsn(data.read_bytes() if isinstance(data, Path) else bytes(data))
+        parsed = notices.read_dsn(read_bytes(data) if isinstance(data, Path) else bytes(data))
         if parsed is None:
             raise RelayDenied("with a null sender this gateway accepts only delivery status "
                               "notifications")

@@ -26,7 +26,7 @@ from gateway.errors import Fate, PasserelleError
 from gateway.journal import Journal
 from gateway.log import get_logger
 from gateway.ops.metrics import Metrics
-from gateway.spill import head
+from gateway.spill import head, read_bytes
 from gateway.spool import Direction, RetryPolicy, SqliteSpool, events
 from gateway.spool.model import TranslateWork
 from gateway.stages.common import HEAD_MAX, Clock, Inflight, run_in
@@ -275,6 +275,6 @@ def _whole(item: TranslateWork) -> bytes | None:
     if not item.path:
         return bytes(item.data)
     try:
-        return Path(item.path).read_bytes()
+        return read_bytes(Path(item.path))
     except OSError:
         return None

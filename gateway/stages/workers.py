@@ -34,6 +34,7 @@ from gateway.directory.addresses import AddressBook
 from gateway.journal import Journal
 from gateway.log import configure as configure_logging
 from gateway.mail.handover import Handover
+from gateway.spill import read_bytes
 from gateway.spool import Direction, SqliteSpool, open_journal, open_spool
 from gateway.spool.model import TranslateWork
 from gateway.stages.common import run_in
@@ -66,7 +67,7 @@ def translate(translator: Translator, item: TranslateWork, now_ts: float
         t = translator.to_trust(Handover.of_file(Path(item.path)) if item.path else item.data,
                                 envelope, now=now)
         return [TranslatedGroup(t.recipients, t.message, t.trace, t.routes, t.unresolved)]
-    data = Path(item.path).read_bytes() if item.path else item.data
+    data = read_bytes(Path(item.path)) if item.path else item.data
     out: list[TranslatedGroup] = []
     for rcpt in item.rcpts:
         results = translator.to_legacy(data, Envelope(item.mail_from, (rcpt,),

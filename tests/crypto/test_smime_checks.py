@@ -21,6 +21,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from hypothesis import given
 from hypothesis import strategies as st
 
+from gateway import spill
 from gateway.crypto import smime
 from gateway.crypto.pki import ChainCache, TrustAnchors
 from gateway.crypto.world import World
@@ -301,7 +302,7 @@ def test_handed_over_message_with_bare_lfs_is_signed_and_checked(
 
 
 def _written(path: Path, data: bytes) -> Path:
-    path.write_bytes(data)
+    spill.write_bytes(path, data)  # as the daemon spills it: sealed
     return path
 
 

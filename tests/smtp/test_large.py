@@ -16,6 +16,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
 from hypothesis import given, settings
 
+from gateway import spill as spilled_files
 from gateway.errors import Fate
 from gateway.smtp import delivery
 from gateway.smtp.delivery import FileMessage, MemoryMessage, Route, deliver
@@ -39,7 +40,8 @@ class Received:
     async def accept(self, arrival: Arrival) -> str:
         data = arrival.data
         if isinstance(data, Path):  # still there while the listener waits for the spool
-            self.arrivals.append((arrival, data.read_bytes(), data.stat().st_mode & 0o777))
+            self.arrivals.append((arrival, spilled_files.read_bytes(data),
+                                  data.stat().st_mode & 0o777))
         else:
             self.arrivals.append((arrival, bytes(data), None))
         return "Q1"
@@ -191,7 +193,7 @@ def test_the_wire_form_of_a_message_is_what_aiosmtplib_sends(
     a file or from memory."""
     data = b"".join(end.join(lines) + end for lines, end in parts)
     path = tmp_path_factory.mktemp("wire") / "m"
-    path.write_bytes(data)
+    spilled_files.write_bytes(path, data)
     original = delivery._PIECE
     delivery._PIECE = piece
     try:
@@ -248,7 +250,7 @@ def test_a_file_is_delivered_with_its_size_declared_and_its_bytes_intact(tmp_pat
                                                                          ) -> None:
     data = _letter(3 * LARGE).replace(b"\r\n", b"\n") + os.urandom(400).hex().encode()
     path = tmp_path / "out"
-    path.write_bytes(data)
+    spilled_files.write_bytes(path, data)
     sink = _Sink({"gone@trust.example": "550 5.1.1 no such user"})
     outcomes = _send(sink, FileMessage(path, b"X-Passerelle-Possible-Duplicate: Q\r\n"),
                      ["a@trust.example", "gone@trust.example"])
@@ -266,7 +268,7 @@ def test_a_file_is_delivered_with_its_size_declared_and_its_bytes_intact(tmp_pat
 def test_a_file_refused_at_the_end_of_data_is_bounced_or_retried(tmp_path: Path, refusal: str,
                                                                   fate: Fate) -> None:
     path = tmp_path / "out"
-    path.write_bytes(_letter(2 * LARGE))
+    spilled_files.write_bytes(path, _letter(2 * LARGE))
     outcomes = _send(_Sink({"DATA": refusal}), FileMessage(path), ["a@trust.example"])
     assert outcomes["a@trust.example"].fate is fate
     assert outcomes["a@trust.example"].status == refusal.split()[1]
@@ -274,7 +276,7 @@ def test_a_file_refused_at_the_end_of_data_is_bounced_or_retried(tmp_path: Path,
 
 def test_a_file_whose_every_recipient_is_refused_is_not_sent(tmp_path: Path) -> None:
     path = tmp_path / "out"
-    path.write_bytes(b"Subject: x\r\n\r\nbody\r\n")
+    spilled_files.write_bytes(path, b"Subject: x\r\n\r\nbody\r\n")
     sink = _Sink({"a@trust.example": "550 5.1.1 no such user"})
     outcomes = _send(sink, FileMessage(path), ["a@trust.example"])
     assert outcomes["a@trust.example"].fate is Fate.BOUNCE

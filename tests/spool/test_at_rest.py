@@ -4,6 +4,7 @@ altered record (set aside, never a crash); retention."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -12,7 +13,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from gateway.atrest import Keyring, MissingKey, Sealer
+from gateway import spill as spilled_files
+from gateway.atrest import OVERHEAD, PIECE, Keyring, MissingKey, Sealer
 from gateway.config import RetentionSettings
 from gateway.errors import BadInputError, ConfigError
 from gateway.spill import LARGE
@@ -83,19 +85,86 @@ def test_what_is_stored_is_ciphertext_and_every_reader_sees_the_message(
     spill.mkdir()
     work = {w.queue_id: w for w in s.lease_translate("W", now=1000, duration=60, spill=spill)}
     assert work[small].data.endswith(SECRET)
-    assert Path(work[large].path).read_bytes().endswith(large_body())
+    assert spilled_files.read_bytes(Path(work[large].path)).endswith(large_body())
     assert s.head(large, 20) == b"Message-ID: <2@x>\r\n\r"
     assert s.show(small)[1].endswith(SECRET)
     s.store_translated(small, [(("a@x.example",), b"translated " + SECRET)], now=1001)
     s.store_translated(large, [(("a@x.example",), Path(work[large].path))], now=1001)
     out = {d.queue_id: d for d in s.lease_deliver("W", now=1002, duration=60, spill=spill)}
     assert out[small].data == b"translated " + SECRET
-    assert Path(out[large].path).read_bytes().endswith(large_body())
+    assert spilled_files.read_bytes(Path(out[large].path)).endswith(large_body())
+    # the spill files the spool wrote (the message to translate, its translation to send)
+    # are sealed too
+    held = [p.read_bytes() for p in spill.iterdir()]
+    assert len(held) == 2 and all(len(h) > 2 * LARGE for h in held)
+    assert not any(found(SECRET[:24], h) or found("Mme Pélissier".encode(), h) for h in held)
     s._after_purge()  # SQLite: the WAL emptied into the file, which is read as it is
     raw = stored(url)
     assert not found(SECRET[:24], raw)
     assert not found("Mme Pélissier".encode(), raw)
     assert found(b"PSL1" + ring.current.encode(), raw)  # the sealed pieces are there
+
+
+@pytest.mark.parametrize("length", [0, 1, PIECE - 1, PIECE, PIECE + 1, 2 * PIECE, 3 * LARGE + 7])
+def test_spill_files_are_sealed_with_a_key_of_the_process_that_writes_them(
+        tmp_path: Path, length: int) -> None:
+    """A spill file (a message held in a file while a step runs) holds only ciphertext,
+    whatever cuts it is written in, and reads back whole, by size, by head, in pieces."""
+    text = (b"%08d " % 0 + SECRET + b"\r\n") * (length // (len(SECRET) + 11) + 1)
+    text = text[:length]
+    path = spilled_files.new_path(tmp_path, "received")
+    old = os.umask(0)
+    try:
+        with spilled_files.create(path) as w:
+            for at, cut in enumerate(range(0, length, 70_001)):  # cuts unlike the pieces
+                w.write(text[cut:cut + 70_001] if at % 2 else memoryview(text)[cut:cut + 70_001])
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o600
+    raw = path.read_bytes()
+    assert len(raw) > length
+    if length >= len(SECRET):
+        assert not found(SECRET[:24], raw) and not found("Mme Pélissier".encode(), raw)
+    assert spilled_files.read_bytes(path) == text
+    assert spilled_files.size(path) == length
+    assert spilled_files.head(path, 100) == text[:100]
+    assert spilled_files.head(path, PIECE + 5) == text[:PIECE + 5]
+    assert all(len(p) == PIECE for p in list(spilled_files.pieces(path))[:-1])
+
+
+def test_a_spill_file_altered_cut_or_from_another_process_does_not_open(tmp_path: Path) -> None:
+    text = large_body()
+    path = tmp_path / "out.1"
+    spilled_files.write_bytes(path, text)
+    raw = path.read_bytes()
+    piece = PIECE + OVERHEAD
+    altered = bytearray(raw)
+    altered[piece + 100] ^= 1
+    variants = {
+        "altered": bytes(altered),
+        "cut at a piece": raw[:2 * piece],  # what is left looks whole, but its end is not
+        "cut midway": raw[:-5],
+        "pieces swapped": raw[piece:2 * piece] + raw[:piece] + raw[2 * piece:],
+        "empty": b"",
+    }
+    for why, data in variants.items():
+        path.write_bytes(data)
+        with pytest.raises(OSError, match="does not open"):
+            spilled_files.read_bytes(path)
+            pytest.fail(why)
+    path.write_bytes(raw)
+    moved = tmp_path / "out.2"  # another file's name: its pieces are not this file's
+    path.rename(moved)
+    with pytest.raises(spilled_files.SpillError):
+        spilled_files.read_bytes(moved)
+    moved.rename(path)
+    assert spilled_files.read_bytes(path) == text
+    # the key lives in the memory of the process that wrote the file, nowhere else
+    other = subprocess.run(
+        [sys.executable, "-c", "import sys, pathlib; from gateway import spill; "
+         "spill.read_bytes(pathlib.Path(sys.argv[1]))", str(path)],
+        capture_output=True, text=True, check=False)
+    assert other.returncode != 0 and "SpillError" in other.stderr
 
 
 def test_without_a_keyring_the_same_check_finds_the_text(spool: Open, url: str) -> None:

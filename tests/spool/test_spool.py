@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway import spill as spilled_files
 from gateway.errors import BadInputError, SpoolUnavailable
 from gateway.spool import Direction, RetryPolicy, SqliteSpool, State, open_spool
 from gateway.spool.schema import SCHEMA_VERSION
@@ -290,15 +291,15 @@ def test_large_messages_travel_as_files_in_the_spill_directory(spool: Open,
                                                      spill=spill)}
     big = work[qid]
     assert big.data == b"" and Path(big.path).parent == spill
-    assert Path(big.path).read_bytes() == LARGE_DATA
+    assert spilled_files.read_bytes(Path(big.path)) == LARGE_DATA
     assert Path(big.path).stat().st_mode & 0o077 == 0  # it holds a message: owner only
     assert work[small].path == "" and work[small].data.endswith(b"body 1")
     translated = tmp_path / "out"
-    translated.write_bytes(LARGE_DATA[::-1])
+    spilled_files.write_bytes(translated, LARGE_DATA[::-1])
     s.store_translated(qid, [(("a@x.example",), translated)], now=1000)
     s.store_translated(small, [(("a@x.example",), b"small, translated")], now=1000)
     out = {d.queue_id: d for d in s.lease_deliver("D", now=1000, duration=60, spill=spill)}
-    assert Path(out[qid].path).read_bytes() == LARGE_DATA[::-1]
+    assert spilled_files.read_bytes(Path(out[qid].path)) == LARGE_DATA[::-1]
     assert out[small].data == b"small, translated" and out[small].path == ""
     assert s.show(qid)[1] == LARGE_DATA
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway import spill as spilled_files
 from gateway.crypto.domainlist import DomainListStore
 from gateway.errors import ConfigError, RelayDenied
 from gateway.smtp.server import Arrival
@@ -73,12 +74,12 @@ def test_a_trust_arrival_goes_to_legacy_and_a_repeat_is_stored_once(parts: Parts
 
 def test_a_large_arrival_in_a_file_is_stored_whole(parts: Parts, tmp_path: Path) -> None:
     big = tmp_path / "arrival"
-    big.write_bytes(LETTER + b"A" * (2 << 20))
+    spilled_files.write_bytes(big, LETTER + b"A" * (2 << 20))
 
     async def main() -> None:
         queue_id = await intake(parts).accept(arrival("legacy", ADDR["dupont"], (DR_X,), big))
         entry, data = parts.spool.show(queue_id)
-        assert data == big.read_bytes() and entry.size == len(data)
+        assert data == spilled_files.read_bytes(big) and entry.size == len(data)
         assert entry.message_id == "<in-1@medical33.legacy.example>"
     run(main())
 
@@ -171,7 +172,7 @@ def test_a_shared_commit_that_fails_is_one_failure_per_message(parts: Parts) -> 
     async def main() -> None:
         stage = intake(parts)
         spilled = parts.world.root / "spilled-message"  # received into a file ...
-        spilled.write_bytes(LETTER.replace(b"in-1@", b"in-spilled@"))
+        spilled_files.write_bytes(spilled, LETTER.replace(b"in-1@", b"in-spilled@"))
 
         async def lose_it() -> None:  # ... gone before the commit reads it
             spilled.unlink()

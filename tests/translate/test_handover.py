@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway import config
+from gateway import config, spill
 from gateway.crypto import smime
 from gateway.crypto.world import USERS, World
 from gateway.errors import SmimeError
@@ -55,7 +55,7 @@ def test_read_as_the_bytes_it_holds(data: bytes, at: list[int]) -> None:
 def test_a_file_is_read_in_slices_and_large_pieces_are_sliced(tmp_path: Path) -> None:
     data = os.urandom(3 * SLICE + 5)
     path = tmp_path / "m.eml"
-    path.write_bytes(data)
+    spill.write_bytes(path, data)
     from_file = Handover.of_file(path)
     assert from_file.size == len(data)
     assert from_file.digest() == hashlib.sha256(data).hexdigest()
@@ -129,7 +129,7 @@ def test_a_legacy_message_from_its_file_translates_as_from_its_bytes(
     raw = legacy_client(world, "dupont").seal(m.as_bytes(),
                                               recipient=world.fingerprints["gateway"])
     path = tmp_path / "in.eml"
-    path.write_bytes(raw)
+    spill.write_bytes(path, raw)
     envelope = Envelope(ADDR["dupont"], ("dr.x@hopital-a.mssante.example",))
     from_bytes = translator.to_trust(raw, envelope, now=NOW)
     from_file = translator.to_trust(Handover.of_file(path), envelope, now=NOW)
@@ -159,7 +159,7 @@ def test_a_legacy_message_from_its_file_translates_as_from_its_bytes(
         return out
 
     assert parts(trees[0]) == parts(trees[1])
-    assert path.read_bytes() == raw  # the file is read, not consumed
+    assert spill.read_bytes(path) == raw  # the file is read, not consumed
 
 
 @settings(max_examples=100, deadline=None, database=None)
