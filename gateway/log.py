@@ -23,7 +23,7 @@ import signal
 import sys
 import traceback
 from collections.abc import Callable, MutableMapping
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 import orjson
 import structlog
@@ -409,9 +409,22 @@ def configure(level: str | int = "info", stream: TextIO | None = None) -> None:
             structlog.processors.JSONRenderer(serializer=_dumps),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.WriteLoggerFactory(file=stream if stream else sys.stdout),
+        logger_factory=structlog.WriteLoggerFactory(
+            file=stream if stream else cast(TextIO, _Stdout())),
         cache_logger_on_first_use=False,
     )
+
+
+class _Stdout:
+    """Whatever ``sys.stdout`` is when a line is written, not when logging was configured:
+    a stream swapped since (a test's capture, a closed pipe replaced) never takes the log
+    down with it."""
+
+    def write(self, text: str) -> int:
+        return sys.stdout.write(text)
+
+    def flush(self) -> None:
+        sys.stdout.flush()
 
 
 def _dumps(obj: Any, **_: Any) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import sys
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -202,3 +203,17 @@ def test_the_scanner_catches_leaks_even_json_escaped() -> None:
     assert find_leaks(['{"d": "ab1481169123123 07"}'], {"1481169123123"}) == []
     with pytest.raises(AssertionError, match="line 1"):
         assert_clean(["Lebœuf"], terms)
+
+
+def test_lines_go_to_the_stdout_of_the_moment_even_after_the_first_one_closed(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Logging configured once (at import, by a daemon, a test) writes to whatever stdout is
+    when the line is written: a stream closed and replaced since does not break the log."""
+    first, second = io.StringIO(), io.StringIO()
+    monkeypatch.setattr(sys, "stdout", first)
+    configure("info")
+    get_logger("passerelle.test").info("message.accepted", queue_id="A1B2C3D4E5F6A7B8C9D0")
+    first.close()
+    monkeypatch.setattr(sys, "stdout", second)
+    get_logger("passerelle.test").info("message.delivered", queue_id="A1B2C3D4E5F6A7B8C9D0")
+    assert '"event":"message.delivered"' in second.getvalue()
