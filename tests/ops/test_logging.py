@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import io
-import sys
 import json
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
