@@ -15,7 +15,6 @@ between its ``250`` and our record) is sent again flagged ``X-Passerelle-Possibl
 from __future__ import annotations
 
 import asyncio
-import functools
 import ssl
 import time
 from concurrent.futures import Executor
@@ -194,8 +193,7 @@ class Dispatch:
                                  seconds=seconds)
                 relays[rcpt] = f"{route.host}:{route.port}"
                 ended[rcpt] = now
-        await self.trace(item, outcomes, relays, ended)
-        await self.record(item, outcomes)
+        await self.record(item, outcomes, relays, ended)
 
     async def trace_id(self, item: DeliverWork) -> str:
         """The id the message's trace is journaled under (a message without a Message-ID:
@@ -224,10 +222,9 @@ class Dispatch:
             relay=relays.get(rcpt, "none"), status=STATUS.get(o.fate, "bounced"),
             dsn=o.status, reply=clean_reply(o.reason), attempt=item.attempts + 1,
         )) for rcpt, o in outcomes.items()]
-        # between the peer's 250 and the spool's record of it (a copy in doubt if we die
-        # there): no wait for the disk here, the spool's commit right after syncs both
-        await run_in(self.db, functools.partial(self.journal.record_many, steps,
-                                                synced_by_next=True))
+        # after the spool's record of the outcome (see record): a crash between the two
+        # loses this attempt's step, never sends a copy again
+        await run_in(self.db, self.journal.record_many, steps)
 
     async def expired(self, item: DeliverWork, rcpts: list[str], reason: str) -> None:
         """The lifetime of ``rcpts`` of ``item`` ran out: a ``bounced`` step each."""
@@ -260,15 +257,21 @@ class Dispatch:
              reply=outcome.reason, delay_seconds=delay, seconds=round(seconds, 4),
              attempt=item.attempts + 1)
 
-    async def record(self, item: DeliverWork, outcomes: dict[str, Outcome]) -> None:
-        """What the peers said about each recipient of ``item``, into the spool; the
-        notices it calls for (MDN, delay notice, bounce) queued."""
+    async def record(self, item: DeliverWork, outcomes: dict[str, Outcome],
+                     relays: dict[str, str], ended: dict[str, float]) -> None:
+        """What the peers said about each recipient of ``item``, into the spool, then into
+        its trace; the notices it calls for (MDN, delay notice, bounce) queued."""
         now = self.clock()
         delivered = [r for r, o in outcomes.items() if o.fate is None]
         bounced = [r for r, o in outcomes.items() if o.fate is Fate.BOUNCE]
         deferred = [r for r, o in outcomes.items() if o.fate is Fate.RETRY]
         if delivered:
+            # first of all: from the peer's 250 to this commit, a crash leaves a copy in
+            # doubt (sent again, flagged); nothing else may lengthen that window — on
+            # PostgreSQL the journal's lock is shared with every other instance
             await run_in(self.db, self.spool.mark_delivered, item.output_id, delivered, now=now)
+        await self.trace(item, outcomes, relays, ended)
+        if delivered:
             log.info("message.delivered", queue_id=item.queue_id, count=len(delivered))
             if item.direction is Direction.TO_LEGACY:
                 await self.notices.mdn(item.queue_id, item.mail_from, delivered,
