@@ -28,13 +28,12 @@ import ctypes.util
 import os
 import threading
 import time
-from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
 from gateway.crypto.legacy import PartResult, SealedPart
 from gateway.crypto.openpgp import OpenPgpCipher
-from gateway.crypto.sop import _Cert, _listing, gpg_out, keyring_stamp
+from gateway.crypto.sop import KeyringCerts, _Cert, gpg_out, keyring_stamp
 from gateway.errors import CryptoToolError
 from gateway.log import allow_words, get_logger
 
@@ -291,10 +290,8 @@ class RnpCipher:
             raise CryptoToolError(f"the gateway's secret key {self.gpg.gateway[-16:]} cannot be "
                                   f"read from {home} without a passphrase (absent, or "
                                   "protected: the rnp adapter needs it unprotected)")
-        self._certs: OrderedDict[str, _Cert | None] = OrderedDict()
-        self._stamp: tuple[int, int, int] | None = None
-        self._generation = 0
-        self._lock = threading.Lock()
+        self._certs = KeyringCerts(self._gpg_out, self._keyring_stamp)  # a change: every
+        # thread's context is made again (its generation)
         self._local = threading.local()
         self._self_test()
 
@@ -318,42 +315,17 @@ class RnpCipher:
         return keyring_stamp(self.home)
 
     def _cert(self, fingerprint: str) -> _Cert | None:
-        """The certificate of ``fingerprint`` (a primary key's), None when the keyring has
-        none; remembered until the keyring changes (an import, a revocation)."""
-        fingerprint = fingerprint.replace(" ", "").upper()
-        stamp = self._keyring_stamp()
-        with self._lock:
-            if stamp != self._stamp:
-                self._certs.clear()
-                self._stamp = stamp
-                self._generation += 1  # every thread's context is made again
-            if fingerprint in self._certs:
-                self._certs.move_to_end(fingerprint)
-                return self._certs[fingerprint]
-        cert: _Cert | None = None
-        listed = _listing(self._gpg_out("--with-colons", "--fixed-list-mode",
-                                        "--with-subkey-fingerprint", "--list-keys",
-                                        fingerprint).decode("utf-8", "replace"))
-        if listed is not None and listed[0].fingerprint == fingerprint:
-            data = self._gpg_out("--export", "--export-options", "export-clean", fingerprint)
-            if data:
-                cert = _Cert(data, *listed)
-        with self._lock:
-            if self._stamp == stamp:
-                self._certs[fingerprint] = cert
-                while len(self._certs) > _CACHE_SIZE:
-                    self._certs.popitem(last=False)
-        return cert
+        return self._certs.get(fingerprint)
 
     def _context(self, cert: _Cert | None = None) -> _Context:
         """This thread's librnp context, holding ``cert``."""
         ctx: _Context | None = getattr(self._local, "ctx", None)
-        if (ctx is None or ctx.pid != os.getpid() or ctx.generation != self._generation
+        if (ctx is None or ctx.pid != os.getpid() or ctx.generation != self._certs.generation
                 or len(ctx.imported) >= _CACHE_SIZE):
             self._local.ctx = None
             if ctx is not None:
                 ctx.close() if ctx.pid == os.getpid() else None
-            ctx = self._local.ctx = _Context(self.lib, self._key, self._generation)
+            ctx = self._local.ctx = _Context(self.lib, self._key, self._certs.generation)
         if cert is not None and cert.primary.fingerprint not in ctx.imported:
             if not ctx.load(cert.data, _LOAD_PUBLIC):
                 return ctx  # not imported: what needs it is handed to gpg

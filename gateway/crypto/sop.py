@@ -26,7 +26,7 @@ import subprocess
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,6 +112,48 @@ def _memfd(data: bytes = b"") -> Iterator[int]:
         os.close(fd)
 
 
+class KeyringCerts:
+    """Certificates of gpg's keyring by primary fingerprint (None: the keyring has none),
+    with their state from gpg's listing, remembered until the keyring changes (an import, a
+    revocation): what the sop and rnp adapters verify and seal with.  ``generation`` counts
+    those changes."""
+
+    def __init__(self, gpg: Callable[..., bytes], stamp: Callable[[], tuple[int, int, int]]
+                 ) -> None:
+        self._gpg_out = gpg
+        self._keyring_stamp = stamp
+        self._certs: OrderedDict[str, _Cert | None] = OrderedDict()
+        self._stamp: tuple[int, int, int] | None = None
+        self._lock = threading.Lock()
+        self.generation = 0
+
+    def get(self, fingerprint: str) -> _Cert | None:
+        fingerprint = fingerprint.replace(" ", "").upper()
+        stamp = self._keyring_stamp()
+        with self._lock:
+            if stamp != self._stamp:
+                self._certs.clear()
+                self._stamp = stamp
+                self.generation += 1
+            if fingerprint in self._certs:
+                self._certs.move_to_end(fingerprint)
+                return self._certs[fingerprint]
+        cert: _Cert | None = None
+        listed = _listing(self._gpg_out("--with-colons", "--fixed-list-mode",
+                                        "--with-subkey-fingerprint", "--list-keys",
+                                        fingerprint).decode("utf-8", "replace"))
+        if listed is not None and listed[0].fingerprint == fingerprint:
+            data = self._gpg_out("--export", "--export-options", "export-clean", fingerprint)
+            if data:
+                cert = _Cert(data, *listed)
+        with self._lock:
+            if self._stamp == stamp:
+                self._certs[fingerprint] = cert
+                while len(self._certs) > _CACHE_SIZE:
+                    self._certs.popitem(last=False)
+        return cert
+
+
 class SopCipher:
     """Part-level OpenPGP for :class:`gateway.crypto.legacy.LegacyCrypto`, through sqop."""
 
@@ -138,9 +180,7 @@ class SopCipher:
             raise CryptoToolError(f"the gateway's secret key {self.gpg.gateway[-16:]} cannot be "
                                   f"read from {home} without a passphrase (absent, or "
                                   "protected: the sop adapter needs it unprotected)")
-        self._certs: OrderedDict[str, _Cert | None] = OrderedDict()
-        self._stamp: tuple[int, int, int] | None = None
-        self._lock = threading.Lock()
+        self._certs = KeyringCerts(self._gpg_out, self._keyring_stamp)
 
     # -- keys ------------------------------------------------------------------------------
 
@@ -151,31 +191,7 @@ class SopCipher:
         return keyring_stamp(self.home)
 
     def _cert(self, fingerprint: str) -> _Cert | None:
-        """The certificate of ``fingerprint`` (a primary key's), None when the keyring has
-        none; remembered until the keyring changes (an import, a revocation)."""
-        fingerprint = fingerprint.replace(" ", "").upper()
-        stamp = self._keyring_stamp()
-        with self._lock:
-            if stamp != self._stamp:
-                self._certs.clear()
-                self._stamp = stamp
-            if fingerprint in self._certs:
-                self._certs.move_to_end(fingerprint)
-                return self._certs[fingerprint]
-        cert: _Cert | None = None
-        listed = _listing(self._gpg_out("--with-colons", "--fixed-list-mode",
-                                        "--with-subkey-fingerprint", "--list-keys",
-                                        fingerprint).decode("utf-8", "replace"))
-        if listed is not None and listed[0].fingerprint == fingerprint:
-            data = self._gpg_out("--export", "--export-options", "export-clean", fingerprint)
-            if data:
-                cert = _Cert(data, *listed)
-        with self._lock:
-            if self._stamp == stamp:
-                self._certs[fingerprint] = cert
-                while len(self._certs) > _CACHE_SIZE:
-                    self._certs.popitem(last=False)
-        return cert
+        return self._certs.get(fingerprint)
 
     # -- operations ------------------------------------------------------------------------
 
