@@ -134,6 +134,8 @@ def classify(exc: BaseException) -> Outcome:
         if "STARTTLS" in text or "TLS" in text:
             return Outcome(Fate.RETRY, "4.7.4", "STARTTLS not available")
         return Outcome(Fate.RETRY, "4.4.0", text[:200])
+    if isinstance(exc, spill.SpillError):  # an OSError, but ours, not the network's
+        return Outcome(Fate.RETRY, "4.3.0", "local spill file unreadable (SpillError)")
     if isinstance(exc, OSError):
         return Outcome(Fate.RETRY, "4.4.1", f"network error ({type(exc).__name__})")
     return Outcome(Fate.RETRY, "4.3.0", f"internal error ({type(exc).__name__})")

@@ -9,6 +9,7 @@ import pytest
 
 from gateway.errors import Fate
 from gateway.smtp.delivery import NO_ROUTE, Router, classify
+from gateway.spill import SpillError
 
 
 @pytest.mark.parametrize(("exc", "fate", "status"), [
@@ -25,6 +26,7 @@ from gateway.smtp.delivery import NO_ROUTE, Router, classify
     (aiosmtplib.SMTPResponseException(554, "5.6.0 refused"), Fate.BOUNCE, "5.6.0"),
     (aiosmtplib.SMTPResponseException(-1, "lost"), Fate.RETRY, "4.4.2"),
     (OSError("network unreachable"), Fate.RETRY, "4.4.1"),
+    (SpillError("altered"), Fate.RETRY, "4.3.0"),
     (RuntimeError("bug"), Fate.RETRY, "4.3.0"),
 ])
 def test_failure_table(exc: BaseException, fate: Fate, status: str) -> None:
@@ -42,3 +44,8 @@ def test_routes_exact_suffix_and_default() -> None:
     assert r.route("medical33.legacy.example").host == "hub"  # type: ignore[union-attr]
     assert r.route("gmail.com") is None
     assert Router({"*": "smarthost:587"}).route("x.example").port == 587  # type: ignore[union-attr]
+
+
+def test_unreadable_spill_file_is_not_called_a_network_error() -> None:
+    outcome = classify(SpillError("spill file does not open"))
+    assert "network" not in outcome.reason and "spill" in outcome.reason
