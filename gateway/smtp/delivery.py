@@ -308,11 +308,18 @@ class SessionCache:
     """Idle SMTP sessions kept per destination for a few seconds and reused for the next
     message (like Postfix's connection cache): no new TCP and TLS handshake per message.
 
-    A session is checked with NOOP before reuse; an expired or broken one is closed."""
+    A session idle for more than ``check_after`` seconds is checked with NOOP before reuse;
+    an expired or broken one is closed.  One given back a moment ago (the next message of a
+    busy destination) goes straight to MAIL: the NOOP cost a round trip and a TLS record
+    each way per message, and a session the peer dropped meanwhile fails before DATA, which
+    :func:`deliver` retries at once on a fresh session — as it does a ``421`` (the peer's
+    idle timeout) in answer to that MAIL."""
 
-    def __init__(self, *, idle: float = 5.0, per_destination: int = 4) -> None:
+    def __init__(self, *, idle: float = 5.0, per_destination: int = 4,
+                 check_after: float = 1.0) -> None:
         self.idle = idle
         self.per_destination = per_destination
+        self.check_after = check_after
         self._idle: dict[tuple[str, int, bool], list[tuple[float, _Client]]] = {}
 
     async def take(self, key: tuple[str, int, bool]) -> _Client | None:
@@ -320,9 +327,12 @@ class SessionCache:
         loop = asyncio.get_running_loop()
         while sessions:
             since, client = sessions.pop()
-            if loop.time() - since > self.idle or not client.is_connected:
+            idle = loop.time() - since
+            if idle > self.idle or not client.is_connected:
                 _close_later(client)
                 continue
+            if idle <= self.check_after:
+                return client
             try:
                 await client.noop(timeout=5)
             except (TimeoutError, aiosmtplib.SMTPException, OSError):
@@ -376,9 +386,10 @@ async def deliver(message: bytes | FileMessage, *, mail_from: str, rcpts: list[s
         client.close()
         if isinstance(exc, asyncio.CancelledError):
             raise
-        if reused and not client.data_started and not isinstance(
-                exc, aiosmtplib.SMTPResponseException | aiosmtplib.SMTPRecipientsRefused):
-            # the cached session died before the peer could have the message: a fresh one
+        if reused and not client.data_started and (_closing(exc) or not isinstance(
+                exc, aiosmtplib.SMTPResponseException | aiosmtplib.SMTPRecipientsRefused)):
+            # the cached session died (or the peer closes it: 421) before the peer could
+            # have the message: a fresh one
             return await deliver(message, mail_from=mail_from, rcpts=rcpts, route=route,
                                  tls=tls, timeout=timeout, helo=helo, cache=None)
         if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
@@ -397,6 +408,12 @@ async def deliver(message: bytes | FileMessage, *, mail_from: str, rcpts: list[s
     for rcpt, response in errors.items():
         out[rcpt] = classify(aiosmtplib.SMTPResponseException(response.code, response.message))
     return out
+
+
+def _closing(exc: BaseException) -> bool:
+    """A 421: the peer closes the session (its idle timeout, a restart), not a verdict on
+    the message."""
+    return isinstance(exc, aiosmtplib.SMTPResponseException) and exc.code == 421
 
 
 _GOODBYES: set[asyncio.Task[None]] = set()

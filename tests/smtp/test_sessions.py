@@ -54,3 +54,87 @@ def test_sessions_are_reused_then_replaced_when_the_peer_dropped_them(world: Wor
             cache.close_all()
             await op.stop()
     asyncio.run(main())
+
+
+class _Peer:
+    """A plain SMTP peer on 127.0.0.1 (no TLS) that logs every command it reads; on its
+    first connection it answers the second MAIL with ``421`` and hangs up (its idle timeout
+    running out just as the next message comes)."""
+
+    def __init__(self) -> None:
+        self.commands: list[tuple[int, str]] = []
+        self.delivered: list[int] = []
+        self.connections = 0
+        self.port = 0
+
+    async def start(self) -> asyncio.Server:
+        server = await asyncio.start_server(self.session, "127.0.0.1", 0)
+        self.port = server.sockets[0].getsockname()[1]
+        return server
+
+    async def session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        conn, mails = self.connections, 0
+        writer.write(b"220 peer.example ESMTP\r\n")
+        while line := await reader.readline():
+            verb = line.decode().split(" ")[0].split(":")[0].strip().upper()
+            self.commands.append((conn, verb))
+            if verb == "EHLO":
+                writer.write(b"250-peer.example\r\n250 8BITMIME\r\n")
+            elif verb == "MAIL":
+                mails += 1
+                if conn == 1 and mails == 2:
+                    writer.write(b"421 4.4.2 idle timeout, closing\r\n")
+                    await writer.drain()
+                    writer.close()
+                    return
+                writer.write(b"250 2.1.0 ok\r\n")
+            elif verb == "DATA":
+                writer.write(b"354 go on\r\n")
+                while (await reader.readline()) != b".\r\n":
+                    pass
+                self.delivered.append(conn)
+                writer.write(b"250 2.0.0 queued\r\n")
+            elif verb == "QUIT":
+                writer.write(b"221 bye\r\n")
+                await writer.drain()
+                writer.close()
+                return
+            else:
+                writer.write(b"250 2.0.0 ok\r\n")
+            await writer.drain()
+
+
+def test_a_busy_destination_goes_straight_to_mail_and_a_421_there_means_a_new_session() -> None:
+    async def main() -> None:
+        peer = _Peer()
+        server = await peer.start()
+        route = Route("127.0.0.1", peer.port, require_tls=False)
+        cache = SessionCache(idle=30, check_after=30)
+
+        async def send(n: int) -> str:
+            got = await deliver(message(n), mail_from="a@legacy.mssante.example",
+                                rcpts=["dr.x@hopital-a.mssante.example"], route=route,
+                                tls=None, timeout=10, helo="gw.example", cache=cache)
+            return got["dr.x@hopital-a.mssante.example"].reason
+
+        try:
+            assert (await send(1)).startswith("250 ")
+            # reused at once: no NOOP; the peer's 421 to MAIL is not the message's fate,
+            # the message goes on a new session at once
+            assert (await send(2)).startswith("250 ")
+            assert peer.delivered == [1, 2]
+            assert ("NOOP" not in {verb for _, verb in peer.commands})
+            # (that one-off session is closed after); the next is kept, and when it has
+            # been idle longer than check_after it is asked first
+            assert (await send(3)).startswith("250 ")
+            cache.check_after = 0
+            await asyncio.sleep(0.01)
+            assert (await send(4)).startswith("250 ")
+            assert peer.delivered == [1, 2, 3, 3]
+            assert (3, "NOOP") in peer.commands
+        finally:
+            cache.close_all()
+            await asyncio.sleep(0.05)  # the goodbyes
+            server.close()
+    asyncio.run(main())
