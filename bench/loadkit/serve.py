@@ -261,40 +261,50 @@ class Fleet:
 
 
 class Spy:
-    """py-spy sampling every thread of the gateway (collapsed stacks), summarised."""
+    """py-spy sampling every thread of the gateway and its worker processes (collapsed
+    stacks), summarised per process.  Only samples of a thread holding the GIL are kept
+    (``--gil``): Python at work, not a thread waiting on a lock, a socket, a child or the
+    disk (which py-spy's own idle test counted as busy).  C code that lets the GIL go while
+    it works — SQLite's I/O, zlib on large buffers — is left out, as is libuv's TLS."""
 
     def __init__(self, pid: int, out: Path) -> None:
         exe = Path(sys.executable).with_name("py-spy")
         self.out = out
         self.proc = subprocess.Popen([str(exe) if exe.exists() else "py-spy", "record",
                                       "--pid", str(pid), "--format", "raw", "--rate", "100",
-                                      "--subprocesses", "-o", str(out)],
+                                      "--gil", "--subprocesses", "-o", str(out)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def stop(self, top: int = 25) -> dict[str, Any]:
         self.proc.send_signal(signal.SIGINT)
         self.proc.wait(timeout=60)
-        inclusive: dict[str, int] = {}
-        own: dict[str, int] = {}
-        total = 0
+        inclusive: dict[str, dict[str, int]] = {}
+        own: dict[str, dict[str, int]] = {}
+        totals: dict[str, int] = {}
         for line in self.out.read_text("utf-8", "replace").splitlines():
             stack, _, count = line.rpartition(" ")
             if not count.isdigit():
                 continue
             n = int(count)
-            frames = [_frame(f) for f in stack.split(";")[1:]]  # [0] is the thread
-            total += n
+            parts = stack.split(";")
+            # first the processes ("process N:"<command line>""): the daemon, then the
+            # translation worker process the sample is from, if any; then the frames
+            procs = [p for p in parts if p.startswith("process ")]
+            who = "workers" if len(procs) > 1 else "daemon"
+            frames = [_frame(f) for f in parts[len(procs):]]
+            totals[who] = totals.get(who, 0) + n
             for f in set(frames):
-                inclusive[f] = inclusive.get(f, 0) + n
+                inclusive.setdefault(who, {})[f] = inclusive.get(who, {}).get(f, 0) + n
             if frames:
-                own[frames[-1]] = own.get(frames[-1], 0) + n
+                own.setdefault(who, {})[frames[-1]] = own.get(who, {}).get(frames[-1], 0) + n
 
-        def share(d: dict[str, int]) -> dict[str, float]:
+        def share(d: dict[str, int], total: int) -> dict[str, float]:
             best = sorted(d.items(), key=lambda kv: -kv[1])[:top]
             return {k: round(v / max(1, total), 3) for k, v in best}
 
-        return {"samples": total, "file": str(self.out), "inclusive": share(inclusive),
-                "self": share(own)}
+        return {"samples": totals, "file": str(self.out), "holding_gil_only": True,
+                "inclusive": {w: share(inclusive.get(w, {}), t) for w, t in totals.items()},
+                "self": {w: share(own.get(w, {}), t) for w, t in totals.items()}}
 
 
 def _frame(text: str) -> str:
