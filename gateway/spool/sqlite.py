@@ -6,6 +6,10 @@ Guarantees:
   ``synchronous=FULL`` (the WAL is fsync'd): the listener answers ``250`` after that, never
   before.  The same Message-ID with the same content for the same recipient is accepted once
   (the duplicate is acknowledged and not queued again).
+* The translation stage's commits (a translation lease, a translation and its journal
+  entries) wait for no fsync; every later synced commit (the delivery lease that takes a
+  translation, before anything is sent) makes them durable with it: see
+  :meth:`SqliteSpool.store_translated`.  A kill -9 loses no commit at all.
 * Work is *leased* for a while (``lease_translate``/``lease_deliver``); a worker that dies
   leaves its lease to expire and another takes the work again — at-least-once delivery; a
   delivery whose outcome was lost that way is marked *in doubt* and its next attempt says so.
@@ -280,21 +284,15 @@ class SqliteSpool(SealedRecords, Retention, QueueAdmin, SpoolSearch):
     def _sqlite_tx(self, *, durable: bool = True) -> Iterator[Conn]:
         db = self._conn()
         assert isinstance(db, sqlite3.Connection)
-        with unsynced(self._local, db, on=not durable):
-            try:
+        try:
+            with unsynced(self._local, db, on=not durable):
                 db.execute("BEGIN IMMEDIATE")
                 yield db
                 db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                if "full" in str(exc).lower():
-                    raise SpoolFull(f"spool: {exc}") from None
-                raise SpoolUnavailable(f"spool: {exc}") from None
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
+        except sqlite3.Error as exc:
+            if "full" in str(exc).lower():
+                raise SpoolFull(f"spool: {exc}") from None
+            raise SpoolUnavailable(f"spool: {exc}") from None
 
     @contextmanager
     def _read(self) -> Iterator[Conn]:
@@ -321,7 +319,7 @@ class SqliteSpool(SealedRecords, Retention, QueueAdmin, SpoolSearch):
         db = getattr(self._local, "db", None)
         if db is not None:
             db.close()
-            self._local.db = None
+            self._local.db = self._local.normal = None
 
     def _reseal_row(self, db: Conn, table: str, key: str, value: Any, record: str,
                     key_id: str) -> bool:
@@ -605,14 +603,26 @@ class SqliteSpool(SealedRecords, Retention, QueueAdmin, SpoolSearch):
 
     def store_translated(self, queue_id: str, groups: Sequence[tuple[Sequence[str], Payload]],
                          *, now: float, routes: Mapping[str, str] | None = None,
-                         lease_owner: str | None = None) -> bool:
+                         lease_owner: str | None = None, durable: bool = True) -> bool:
         """Translated bytes (or the file holding them) per group of recipients; ``routes``:
         the mailbox a directory alias resolved to (delivered there, reported under the
         alias).  With ``lease_owner``: stored only while the message's translation lease is
         still that one's (a worker process of a daemon killed meanwhile stores nothing: the
-        next run translates again); whether it was stored."""
+        next run translates again); whether it was stored.
+
+        ``durable=False`` (what the translation workers do): the commit waits for no fsync.
+        Nothing is lost by it: the message it was made from is durable since its ``250``; a
+        kill -9 loses no commit (it is in the operating system's cache, which survives the
+        process); a power cut before the next synced commit loses this one whole, and the
+        message is found ``received`` again and translated again (its lease, unsynced too,
+        is lost with it or runs out).  And nothing depends on it before it is durable: the
+        delivery lease that takes it is a synced commit, made after it and before anything
+        is sent, and a synced commit makes every earlier one durable with it — SQLite's WAL
+        is replayed after a crash only up to the first frame whose running checksum breaks,
+        so what survives is always a prefix of the commits; PostgreSQL flushes its WAL up
+        to a synchronous commit's record, past every asynchronous commit before it."""
         routes = routes or {}
-        with self._tx() as db:
+        with self._tx(durable=durable) as db:
             if lease_owner is not None:
                 row = db.execute("SELECT lease_owner FROM messages WHERE queue_id=?"
                                  f"{self._for_update()}", (queue_id,)).fetchone()
