@@ -544,13 +544,17 @@ class SqliteSpool(SealedRecords, Retention, QueueAdmin, SpoolSearch):
         remove.  None when it is no longer there to translate (no recipient waits for it;
         with ``lease_owner``: its lease is no longer that one's), or its bytes no longer
         match their digest (it is then set aside: quarantined as corrupt)."""
-        if lease_owner is not None:
+        large = None
+        if lease_owner is not None:  # the lease and the size in one read
             with self._read() as db:
-                row = db.execute("SELECT lease_owner FROM messages WHERE queue_id=?",
+                row = db.execute("SELECT m.lease_owner, length(b.data) FROM messages m LEFT "
+                                 "JOIN bodies b ON b.queue_id = m.queue_id WHERE m.queue_id=?",
                                  (queue_id,)).fetchone()
             if row is None or row[0] != lease_owner:
                 return None
-        item = self._translate_work(queue_id, spill, time.time() if now is None else now)
+            large = spill is not None and int(row[1] or 0) > LARGE
+        item = self._translate_work(queue_id, spill, time.time() if now is None else now,
+                                    large=large)
         if item is not None and not item.rcpts:
             if item.path:
                 Path(item.path).unlink(missing_ok=True)
@@ -558,10 +562,13 @@ class SqliteSpool(SealedRecords, Retention, QueueAdmin, SpoolSearch):
         return item
 
     def _translate_work(self, queue_id: str, spill: Path | None, now: float, *,
-                        body: bool = True) -> TranslateWork | None:
+                        body: bool = True, large: bool | None = None) -> TranslateWork | None:
+        """``large``: whether the body is to come out as a file, when the caller read its
+        size already."""
         with self._read() as db:
             # (not length(data) in the same query: SQLite would read the whole blob for it)
-            large = body and self._large(spill, "bodies", "queue_id", queue_id)
+            if large is None:
+                large = body and self._large(spill, "bodies", "queue_id", queue_id)
             if body:
                 row = db.execute(
                     "SELECT m.direction, m.mail_from, CASE WHEN ? THEN NULL ELSE b.data END, "
