@@ -145,9 +145,10 @@ class Journal:
         message translated again: released from quarantine, or after a crash) is not
         appended again: it was received once.  ``synced_by_next``: the caller commits to
         the same database right after (the spool: the translation these traces describe),
-        and that commit's fsync takes this one's with it — this one does not wait for the
-        disk (lost in a power cut before the next, both are: the message is translated and
-        journaled again)."""
+        and that commit's fsync — or, unsynced too, the next synced commit's (the delivery
+        lease that takes the translation) — takes this one's with it: this one does not
+        wait for the disk (lost in a power cut before then, both are: the message is
+        translated and journaled again)."""
         items = []
         for trace in traces:
             for step in trace.steps:

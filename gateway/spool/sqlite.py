@@ -6,6 +6,10 @@ Guarantees:
   ``synchronous=FULL`` (the WAL is fsync'd): the listener answers ``250`` after that, never
   before.  The same Message-ID with the same content for the same recipient is accepted once
   (the duplicate is acknowledged and not queued again).
+* The translation stage's commits (a translation lease, a translation and its journal
+  entries) wait for no fsync; every later synced commit (the delivery lease that takes a
+  translation, before anything is sent) makes them durable with it: see
+  :meth:`SqliteSpool.store_translated`.  A kill -9 loses no commit at all.
 * Work is *leased* for a while (``lease_translate``/``lease_deliver``); a worker that dies
   leaves its lease to expire and another takes the work again — at-least-once delivery; a
   delivery whose outcome was lost that way is marked *in doubt* and its next attempt says so.
@@ -280,21 +284,15 @@ class SqliteSpool(SealedRecords, Retention, QueueAdmin, SpoolSearch):
     def _sqlite_tx(self, *, durable: bool = True) -> Iterator[Conn]:
         db = self._conn()
         assert isinstance(db, sqlite3.Connection)
-        with unsynced(self._local, db, on=not durable):
-            try:
+        try:
+            with unsynced(self._local, db, on=not durable):
                 db.execute("BEGIN IMMEDIATE")
                 yield db
                 db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                if "full" in str(exc).lower():
-                    raise SpoolFull(f"spool: {exc}") from None
-                raise SpoolUnavailable(f"spool: {exc}") from None
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
+        except sqlite3.Error as exc:
+            if "full" in str(exc).lower():
+                raise SpoolFull(f"spool: {exc}") from None
+            raise SpoolUnavailable(f"spool: {exc}") from None
 
     @contextmanager
     def _read(self) -> Iterator[Conn]:
@@ -321,7 +319,7 @@ class SqliteSpool(SealedRecords, Retention, QueueAdmin, SpoolSearch):
         db = getattr(self._local, "db", None)
         if db is not None:
             db.close()
-            self._local.db = None
+            self._local.db = self._local.normal = None
 
     def _reseal_row(self, db: Conn, table: str, key: str, value: Any, record: str,
                     key_id: str) -> bool:
@@ -546,13 +544,17 @@ class SqliteSpool(SealedRecords, Retention, QueueAdmin, SpoolSearch):
         remove.  None when it is no longer there to translate (no recipient waits for it;
         with ``lease_owner``: its lease is no longer that one's), or its bytes no longer
         match their digest (it is then set aside: quarantined as corrupt)."""
-        if lease_owner is not None:
+        large = None
+        if lease_owner is not None:  # the lease and the size in one read
             with self._read() as db:
-                row = db.execute("SELECT lease_owner FROM messages WHERE queue_id=?",
+                row = db.execute("SELECT m.lease_owner, length(b.data) FROM messages m LEFT "
+                                 "JOIN bodies b ON b.queue_id = m.queue_id WHERE m.queue_id=?",
                                  (queue_id,)).fetchone()
             if row is None or row[0] != lease_owner:
                 return None
-        item = self._translate_work(queue_id, spill, time.time() if now is None else now)
+            large = spill is not None and int(row[1] or 0) > LARGE
+        item = self._translate_work(queue_id, spill, time.time() if now is None else now,
+                                    large=large)
         if item is not None and not item.rcpts:
             if item.path:
                 Path(item.path).unlink(missing_ok=True)
@@ -560,10 +562,13 @@ class SqliteSpool(SealedRecords, Retention, QueueAdmin, SpoolSearch):
         return item
 
     def _translate_work(self, queue_id: str, spill: Path | None, now: float, *,
-                        body: bool = True) -> TranslateWork | None:
+                        body: bool = True, large: bool | None = None) -> TranslateWork | None:
+        """``large``: whether the body is to come out as a file, when the caller read its
+        size already."""
         with self._read() as db:
             # (not length(data) in the same query: SQLite would read the whole blob for it)
-            large = body and self._large(spill, "bodies", "queue_id", queue_id)
+            if large is None:
+                large = body and self._large(spill, "bodies", "queue_id", queue_id)
             if body:
                 row = db.execute(
                     "SELECT m.direction, m.mail_from, CASE WHEN ? THEN NULL ELSE b.data END, "
@@ -605,14 +610,26 @@ class SqliteSpool(SealedRecords, Retention, QueueAdmin, SpoolSearch):
 
     def store_translated(self, queue_id: str, groups: Sequence[tuple[Sequence[str], Payload]],
                          *, now: float, routes: Mapping[str, str] | None = None,
-                         lease_owner: str | None = None) -> bool:
+                         lease_owner: str | None = None, durable: bool = True) -> bool:
         """Translated bytes (or the file holding them) per group of recipients; ``routes``:
         the mailbox a directory alias resolved to (delivered there, reported under the
         alias).  With ``lease_owner``: stored only while the message's translation lease is
         still that one's (a worker process of a daemon killed meanwhile stores nothing: the
-        next run translates again); whether it was stored."""
+        next run translates again); whether it was stored.
+
+        ``durable=False`` (what the translation workers do): the commit waits for no fsync.
+        Nothing is lost by it: the message it was made from is durable since its ``250``; a
+        kill -9 loses no commit (it is in the operating system's cache, which survives the
+        process); a power cut before the next synced commit loses this one whole, and the
+        message is found ``received`` again and translated again (its lease, unsynced too,
+        is lost with it or runs out).  And nothing depends on it before it is durable: the
+        delivery lease that takes it is a synced commit, made after it and before anything
+        is sent, and a synced commit makes every earlier one durable with it — SQLite's WAL
+        is replayed after a crash only up to the first frame whose running checksum breaks,
+        so what survives is always a prefix of the commits; PostgreSQL flushes its WAL up
+        to a synchronous commit's record, past every asynchronous commit before it."""
         routes = routes or {}
-        with self._tx() as db:
+        with self._tx(durable=durable) as db:
             if lease_owner is not None:
                 row = db.execute("SELECT lease_owner FROM messages WHERE queue_id=?"
                                  f"{self._for_update()}", (queue_id,)).fetchone()
@@ -725,14 +742,26 @@ class SqliteSpool(SealedRecords, Retention, QueueAdmin, SpoolSearch):
                      reason: str) -> None:
         self._mark(output_id, rcpts, "bounced", reason[:300], now)
 
+    def mark_delivered_many(self, items: Sequence[tuple[int, Sequence[str], float, str]]
+                            ) -> None:
+        """:meth:`mark_delivered` for several outputs in one transaction (one fsync): each
+        ``(output id, recipients, now, reply)``."""
+        with self._tx() as db:
+            for output_id, rcpts, now, reply in items:
+                self._mark_in(db, output_id, rcpts, "delivered", reply[:300], now)
+
     def _mark(self, output_id: int, rcpts: Sequence[str], state: str, reason: str,
               now: float) -> None:
         with self._tx() as db:
-            for rcpt in rcpts:
-                db.execute("UPDATE recipients SET state=?, reason=?, lease_owner=NULL, "
-                           "lease_until=0, in_doubt=0, updated_at=?, attempts=attempts+1 "
-                           "WHERE output_id=? "
-                           "AND rcpt=?", (state, reason, now, output_id, rcpt))
+            self._mark_in(db, output_id, rcpts, state, reason, now)
+
+    @staticmethod
+    def _mark_in(db: Conn, output_id: int, rcpts: Sequence[str], state: str, reason: str,
+                 now: float) -> None:
+        for rcpt in rcpts:
+            db.execute("UPDATE recipients SET state=?, reason=?, lease_owner=NULL, "
+                       "lease_until=0, in_doubt=0, updated_at=?, attempts=attempts+1 "
+                       "WHERE output_id=? AND rcpt=?", (state, reason, now, output_id, rcpt))
 
     def mark_deferred(self, output_id: int, rcpts: Sequence[str], *, now: float,
                       reason: str) -> tuple[float, bool, bool]:

@@ -76,25 +76,32 @@ def writer_lock(path: Path) -> WriterLock:
 @contextmanager
 def unsynced(local: threading.local, db: sqlite3.Connection, *, on: bool = True
              ) -> Iterator[None]:
-    """With ``on``: the commits made inside wait for no fsync (``synchronous=NORMAL``; the
-    next commit with FULL syncs them with its own).  Afterwards the connection fsyncs again
-    — or, if that cannot be set, it is closed and dropped from ``local`` (a new one starts
-    with FULL): a later accept is never left unsynced."""
-    if not on:
-        yield
-        return
-    db.execute("PRAGMA synchronous=NORMAL")
-    try:
-        yield
-    finally:
+    """The transaction made inside waits for an fsync at its commit (``synchronous=FULL``)
+    unless ``on``: then its commit waits for none (``synchronous=NORMAL``; the next commit
+    with FULL syncs it with its own: see "Durability" in :mod:`gateway.spool.sqlite`).
+
+    The setting is changed only when it differs from what this connection was last set to
+    (``local.normal`` holds the connection left in NORMAL): a worker process whose commits
+    are all unsynced sets it once, not twice per transaction.  A connection is opened with
+    FULL; a durable transaction sets FULL back before its ``BEGIN``, and if that cannot be
+    set the connection is closed and dropped from ``local`` and the error raised (a new one
+    starts with FULL): an accept is never committed unsynced."""
+    normal = getattr(local, "normal", None) is db
+    if on != normal:
         try:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA synchronous=NORMAL" if on else "PRAGMA synchronous=FULL")
         except sqlite3.Error:
             with contextlib.suppress(sqlite3.Error):
                 db.close()
-            local.db = None
+            local.db = local.normal = None
+            raise
+        local.normal = db if on else None
+    try:
+        yield
+    finally:
+        if db.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
 
 
 def spool_path(url: str) -> Path:
@@ -176,4 +183,4 @@ class SqliteJournalStore:
         db = getattr(self._local, "db", None)
         if db is not None:
             db.close()
-            self._local.db = None
+            self._local.db = self._local.normal = None

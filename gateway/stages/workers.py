@@ -113,12 +113,16 @@ def translate_stored(translator: Translator, spool: SqliteSpool, journal: Journa
     finally:  # a large message came as a file: the spool still holds it
         if item.path:
             Path(item.path).unlink(missing_ok=True)
-    # the journal is in the spool's database: the spool's commit right after syncs both
-    # (a message translated again — released — keeps its one received step)
+    # neither commit waits for an fsync: the delivery lease that takes the translation is
+    # a synced commit to the same database, made before anything is sent, and it syncs both
+    # (lost in a power cut before it, both are, and the message is translated again: see
+    # SqliteSpool.store_translated; a message translated again — released — keeps its one
+    # received step)
     journal.append_traces([g.trace for g in groups], synced_by_next=True, queue_id=queue_id)
     routes = {r: a for g in groups for r, a in g.routes.items()}
     stored = spool.store_translated(queue_id, [(g.rcpts, g.data) for g in groups],
-                                    now=now_ts, routes=routes, lease_owner=owner)
+                                    now=now_ts, routes=routes, lease_owner=owner,
+                                    durable=False)
     return Stored(stored, tuple(g.trace for g in groups), routes,
                   {r: why for g in groups for r, why in g.unresolved.items()})
 
