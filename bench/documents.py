@@ -51,6 +51,13 @@ def _user(key: str) -> LegacyUser:
                       charset=spec.charset, hprim_code=spec.hprim_code)
 
 
+def _read_cda(entry: xdm.XdmEntry) -> cda.CdaContent:
+    """As trust_to_legacy reads a package's CDA: from the tree the unpacking parsed, where
+    this code keeps it."""
+    root = getattr(entry, "root", None)
+    return cda.read_cda(entry.xml, root=root) if root is not None else cda.read_cda(entry.xml)
+
+
 def stages() -> dict[str, tuple[int, Callable[[], object]]]:
     """Stage name → (items per call, one call over every item)."""
     tables = load_tables()
@@ -92,7 +99,7 @@ def stages() -> dict[str, tuple[int, Callable[[], object]]]:
 
     packages = pack_all()
     unpacked = [xdm.unpack(p) for p in packages]
-    contents = [[cda.read_cda(e.xml) for e in u.documents] for u in unpacked]
+    contents = [[_read_cda(e) for e in u.documents] for u in unpacked]
     hprim_out = [hprim.write(HprimFile(documents=[c.document for c in cs], ended=True),
                              newline="\n") for cs in contents]
     trust_letters = [letter_text(i, 8192).replace("\r\n", "\n") for i in range(0, 16, 2)]
@@ -130,8 +137,10 @@ def stages() -> dict[str, tuple[int, Callable[[], object]]]:
         "l→t letter: text normalize (20 KB)": (len(letters), lambda: [
             normalize(b, hint=h) for b, h in zip(letters, letter_hints, strict=True)]),
         "t→l report: XDM unpack": (n_reports, lambda: [xdm.unpack(p) for p in packages]),
-        "t→l report: CDA read": (n_reports, lambda: [[cda.read_cda(e.xml) for e in u.documents]
+        "t→l report: CDA read": (n_reports, lambda: [[_read_cda(e) for e in u.documents]
                                                     for u in unpacked]),
+        "t→l report: XDM unpack + CDA read": (n_reports, lambda: [
+            [_read_cda(e) for e in xdm.unpack(p).documents] for p in packages]),
         "t→l report: HPRIM write": (n_reports, lambda: [
             hprim.write(HprimFile(documents=[c.document for c in cs], ended=True),
                         newline="\n") for cs in contents]),
