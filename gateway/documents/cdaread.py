@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -53,13 +54,39 @@ class CdaContent:
         return 1 if self.pdf is not None else 3
 
 
+# A path of child steps (``h:a/h:b``, a step with an ``[@attr='OID']`` test) is walked by
+# ElementPath (``findall``: the same elements, in document order, for a fraction of an XPath
+# evaluation's set-up); any other expression is compiled once (``_Element.xpath`` compiles
+# its expression on every call: some sixty calls a CR-BIO).  The paths are this module's own.
+_STEP = r"h:[A-Za-z]+(\[@[A-Za-z]+='[0-9.]+'\])?"
+_CHILD_PATH = re.compile(f"{_STEP}(/{_STEP})*")
+_CHILDREN: dict[str, str] = {}  # path -> its ElementPath ("{urn:hl7-org:v3}a/…"), or ""
+_COMPILED: dict[str, etree.XPath] = {}
+
+
+def _child_path(path: str) -> str:
+    found = _CHILDREN.get(path)
+    if found is None:
+        found = _CHILDREN[path] = path.replace("h:", H) if _CHILD_PATH.fullmatch(path) else ""
+    return found
+
+
 def _x(el: etree._Element, path: str) -> list[etree._Element]:
-    found = el.xpath(path, namespaces={"h": H[1:-1]})
+    children = _child_path(path)
+    if children:
+        return el.findall(children)
+    compiled = _COMPILED.get(path)
+    if compiled is None:
+        compiled = _COMPILED[path] = etree.XPath(path, namespaces={"h": H[1:-1]})
+    found = compiled(el)
     assert isinstance(found, list)
     return [x for x in found if isinstance(x, etree._Element)]
 
 
 def _first(el: etree._Element, path: str) -> etree._Element | None:
+    children = _child_path(path)
+    if children:
+        return el.find(children)
     found = _x(el, path)
     return found[0] if found else None
 
@@ -250,9 +277,12 @@ def note(attachments: int, text_only: int) -> str:
     return "Compte rendu CDA reçu par la passerelle : " + " ; ".join(said) + "."
 
 
-def read_cda(xml: bytes) -> CdaContent:
-    """Read a CR-BIO or a level-1 CDA; DocumentError if it is neither."""
-    root = safexml.parse(xml, what="CDA")
+def read_cda(xml: bytes, *, root: etree._Element | None = None) -> CdaContent:
+    """Read a CR-BIO or a level-1 CDA; DocumentError if it is neither.  ``root``: ``xml``
+    already parsed by ``safexml.parse`` (an unpacked package's ``XdmEntry.root``), which
+    reading leaves as it is."""
+    if root is None:
+        root = safexml.parse(xml, what="CDA")
     if root.tag != H + "ClinicalDocument":
         raise DocumentError("CDA: root element is not ClinicalDocument")
     header, moved = _header(root)

@@ -34,6 +34,7 @@ MAX_TOTAL_BYTES = 200 * 1024 * 1024
 # with the id type NH; ours never do (an HPRIM report cannot establish a qualified identity).
 INS_ROOTS = frozenset({"1.2.250.1.213.1.4.8", "1.2.250.1.213.1.4.9", "1.2.250.1.213.1.4.10",
                        "1.2.250.1.213.1.4.11"})
+KEEP_PARSED = 4 * 1024 * 1024  # bytes of CDA XML of one package kept parsed (XdmEntry.root)
 MAX_RATIO = 100  # uncompressed / compressed; CDA text compresses ~10:1, bombs 1000:1 and more
 _FIXED_TIME = (1980, 1, 1, 0, 0, 0)
 
@@ -69,6 +70,10 @@ class XdmEntry:
     xml: bytes
     entry_id: str
     facts: dict[str, str] = field(default_factory=dict, compare=False)
+    # ``xml`` as the package's check parsed it (safexml), for a reader not to parse it again
+    # (``cda.read_cda(entry.xml, root=entry.root)``); None beyond the first KEEP_PARSED
+    # bytes of XML of a package, whose trees are let go as soon as checked
+    root: etree._Element | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -444,6 +449,7 @@ def _check(data: bytes) -> XdmPackage:
         docs: list[XdmEntry] = []
         others: list[XdmFile] = []
         first_meta = b""
+        kept = 0
         for meta_path in subsets:
             meta = read(meta_path) or b""
             first_meta = first_meta or meta
@@ -474,6 +480,7 @@ def _check(data: bytes) -> XdmPackage:
                 if media and "xml" not in media:
                     others.append(XdmFile(path, media, body, eo.get("id") or ""))
                     continue
+                cda_root: etree._Element | None = None
                 try:
                     cda_root = safexml.parse(body, what=path)
                     if cda_root.tag != H + "ClinicalDocument":
@@ -482,7 +489,9 @@ def _check(data: bytes) -> XdmPackage:
                     raise
                 except DocumentError:
                     findings.append(Finding("not-cda", f"{path}: not well-formed XML"))
-                docs.append(XdmEntry(path, body, eo.get("id") or "", facts))
+                kept += len(body)
+                docs.append(XdmEntry(path, body, eo.get("id") or "", facts,
+                                     root=cda_root if kept <= KEEP_PARSED else None))
         if not docs and not others and not any(f.code == "no-document" for f in findings):
             findings.append(Finding("no-document", "the package holds no readable document"))
         text = readme.decode("utf-8", "replace") if readme is not None else ""

@@ -137,6 +137,13 @@ def normalize(data: bytes, *, hint: str | None = None) -> TextResult:
     ``utf-8``, or ``pc``/``mac``/``dos``); it tips the balance, it never overrules evidence.
     Raises :class:`TextError` for input that is not text.
     """
+    return _normalize(data, hint, shortcut=True)
+
+
+def _normalize(data: bytes, hint: str | None, *, shortcut: bool) -> TextResult:
+    """:func:`normalize`; ``shortcut=False`` reads valid UTF-8 without a sign of mojibake the
+    whole way (every candidate judged) instead of returning it at once: the same result,
+    which tests/text/test_fast_paths.py proves on random and corpus text."""
     hinted = _resolve_hint(hint)
     repairs: list[Repair] = []
     body, bom = _strip_bom(data)
@@ -157,7 +164,7 @@ def normalize(data: bytes, *, hint: str | None = None) -> TextResult:
     if as_utf8 is not None and not any_sign(utf8_words):
         # The invariant, before any judging: valid UTF-8 without a positive sign of mojibake
         # (gateway.text.names) was written right and is returned as it is.
-        if not judge_words(utf8_words).suspicious:
+        if shortcut and not judge_words(utf8_words).suspicious:
             return _finish(as_utf8, [EncodingFound("utf-8", 0.99)], repairs, bom_note=bom)
         # What the letter judge doubts (a capital Mu, a Mac pi) is weighed as before, for the
         # confidence, but the text is the one written whatever the weighing would change.

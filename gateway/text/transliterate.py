@@ -15,6 +15,8 @@ Each character the charset lacks is written, in order of preference:
 
 from __future__ import annotations
 
+import functools
+import re
 import unicodedata
 
 from anyascii import anyascii
@@ -75,11 +77,43 @@ def transliterate(text: str, charset: str) -> tuple[str, dict[str, str]]:
         return text, {}
     out: list[str] = []
     replaced: dict[str, str] = {}
-    i = 0
-    while i < len(text):
+    if not _holds_ascii(charset):
+        _replace_span(text, 0, len(text), charset, out, replaced)
+        return "".join(out), replaced
+    # ASCII is written as it is (the charset holds it) and never starts or continues a word
+    # of another script: only the runs of non-ASCII characters are looked at, and those that
+    # fit are copied whole — the same text and list as the character-by-character walk.
+    pos = 0
+    for m in _NON_ASCII_RUN.finditer(text):
+        start, end = m.span()
+        out.append(text[pos:start])
+        if _fits(m.group(), charset):
+            out.append(m.group())
+        else:
+            _replace_span(text, start, end, charset, out, replaced)
+        pos = end
+    out.append(text[pos:])
+    return "".join(out), replaced
+
+
+_NON_ASCII_RUN = re.compile(r"[^\x00-\x7f]+")
+
+
+@functools.lru_cache(maxsize=64)
+def _holds_ascii(charset: str) -> bool:
+    return _fits("".join(map(chr, range(128))), charset)
+
+
+def _replace_span(text: str, start: int, stop: int, charset: str, out: list[str],
+                  replaced: dict[str, str]) -> None:
+    """Write ``text[start:stop]`` for ``charset`` into ``out``, character by character, a
+    word of another script whole (``replaced`` records what became what).  A word never
+    reaches past ``stop``: ``stop`` is the text's end or an ASCII character."""
+    i = start
+    while i < stop:
         c = text[i]
         end = i
-        while end < len(text) and _word_letter(text[end]) and not text[end].isascii():
+        while end < stop and _word_letter(text[end]) and not text[end].isascii():
             end += 1
         run = text[i:end]
         if len(run) > 1 and not _fits(run, charset) and len({_script(x) for x in run}) == 1 \
@@ -96,7 +130,6 @@ def transliterate(text: str, charset: str) -> tuple[str, dict[str, str]]:
             out.append(new)
             replaced.setdefault(c, new)
         i += 1
-    return "".join(out), replaced
 
 
 def _word_letter(c: str) -> bool:

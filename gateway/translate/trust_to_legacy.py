@@ -60,7 +60,7 @@ def _hprim_from_xdm(package: bytes, recipient: LegacyUser, strings: StringRepair
     findings = [str(f) for f in unpacked.findings]
     text_only = 0
     for n, entry in enumerate(unpacked.documents, start=1):
-        content = cda.read_cda(entry.xml)
+        content = cda.read_cda(entry.xml, root=entry.root)  # parsed once, by the unpacking
         _same_patient(entry, content.document)
         findings.extend(str(f) for f in content.findings)
         text_only += content.text_only

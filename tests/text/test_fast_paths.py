@@ -6,14 +6,17 @@ and the per-word repairs, recorded when the frozen pre-fast-path implementation 
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from pathlib import Path
 from typing import Any
 
 import ftfy
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gateway.errors import TextError
 from gateway.text import repair as fast
 from gateway.text.charsets import SINGLE_BYTE, decode
 from gateway.text.score import _WORD, judge, judge_words, words
@@ -306,3 +309,36 @@ def test_is_bad_windowed_on_every_corpus_reading_line() -> None:
         for text in texts:
             for line in text.splitlines(keepends=True):
                 assert fast._is_bad(line) == ftfy.badness.is_bad(line), line
+
+
+_HINTS = st.sampled_from([None, "cp1252", "mac_roman", "cp850", "utf-8", "latin-9"])
+_UTF8_PIECES = _PIECES | st.sampled_from(["João", "Ångström", "Wałęsa", "Μmol", "µmol", "π",
+                                          "Œdème", "naïve", "ﬁn", "Ž", "中文", "Ä", "ÃÂ"])
+
+
+def _both_ways(data: bytes, hint: str | None) -> None:
+    try:
+        shortcut = fast.normalize(data, hint=hint)
+    except TextError as exc:
+        with pytest.raises(TextError, match=re.escape(str(exc))):
+            fast._normalize(data, hint, shortcut=False)
+        return
+    assert shortcut == fast._normalize(data, hint, shortcut=False)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_UTF8_PIECES | st.text(max_size=6), max_size=40).map("".join), _HINTS)
+def test_clean_utf8_returned_at_once_is_what_the_whole_reading_gives(text: str,
+                                                                    hint: str | None) -> None:
+    """Valid UTF-8 without a sign of mojibake is returned before any candidate is judged:
+    text, encodings, confidence and repairs are those of the whole reading."""
+    _both_ways(text.encode("utf-8"), hint)
+
+
+def test_corpus_and_letters_read_the_same_with_or_without_the_shortcut() -> None:
+    for text in _TEXTS:
+        for hint in (None, "utf-8", "cp1252", "mac_roman"):
+            _both_ways(text.encode("utf-8"), hint)
+            _both_ways(text.encode("utf-8").replace(b"\n", b"\r\n"), hint)
+    for case in _CASES:  # the garbled ones take the whole reading either way
+        _both_ways(case.read_bytes(), None)
