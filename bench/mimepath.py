@@ -197,10 +197,10 @@ def table(report: dict[str, Any]) -> str:
     for kind, r in report["kinds"].items():
         lines.append(f"{kind}: {r['cpu_ms_per_msg']} ms CPU per message ({r['messages']} "
                      f"messages of ~{r['bytes_in']} bytes; wall {r['wall_ms_per_msg']} ms)")
-        whole = [p for p in r["parses"] if p[2] >= 1024]
-        lines.append(f"  parses: {len(whole)} of a message or header block, "
-                     f"{len(r['parses']) - len(whole)} of a header value; "
-                     f"serialisations: {len(r['serialisations'])}")
+        whole = [p for p in r["parses"] if p[0] == "parse"]
+        lines.append(f"  parses: {len(whole)} of a message, {len(r['parses']) - len(whole)} "
+                     f"of a header block or value; serialisations: "
+                     f"{len(r['serialisations'])}")
         for p in r["parses"]:
             lines.append(f"    parse {p[0]:<10} {p[2]:>7} chars  {p[1]}")
         for s in r["serialisations"]:
