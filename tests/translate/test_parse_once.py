@@ -32,6 +32,7 @@ from gateway import config
 from gateway.crypto import smime
 from gateway.crypto.world import USERS, World
 from gateway.errors import PolicyError
+from gateway.mail import mime, write
 from gateway.translate import senders
 from gateway.translate.factory import build_translator
 from gateway.translate.pipeline import Envelope, Translation, Translator
@@ -195,3 +196,45 @@ def test_a_header_value_is_read_as_the_parser_reads_it(value: str, name: str) ->
     if name != "From":
         assert senders.field_addresses(name, value) == senders.secondary_addresses(
             f"{name}: {value}\n\n").get(name)
+
+
+# -- a drawn boundary set without parsing is the field set_boundary parses -----------------
+
+def tree(node: Any) -> object:
+    """A parse tree as the header's readers see it: each node's class, attributes, text."""
+    attributes = {k: v for k, v in vars(node).items() if k != "defects"}
+    if isinstance(node, list):
+        return (type(node).__name__, attributes, [tree(child) for child in node])
+    return (type(node).__name__, attributes, str(node), node.token_type)
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(digits=st.integers(0, sys.maxsize), subtype=st.sampled_from(
+    ["mixed", "alternative", "related", "report"]), before=st.booleans())
+def test_a_drawn_boundary_is_the_field_set_boundary_parses(digits: int, subtype: str,
+                                                          before: bool) -> None:
+    boundary = "=" * 15 + f"{digits:019d}" + "=="
+    parts = []
+    for _ in range(2):
+        part = EmailMessage(policy=mime.POLICY)
+        if before:
+            part["Subject"] = "x"
+        getattr(part, f"make_{subtype}")() if subtype != "report" else part.set_type(
+            "multipart/report")
+        part["X-After"] = "y"
+        parts.append(part)
+    parts[0].set_boundary(boundary)
+    write.set_boundary(parts[1], boundary)
+    (slow, fast) = (p["Content-Type"] for p in parts)
+    assert "_wire_folded" in vars(fast) and "_wire_folded" not in vars(slow)  # not parsed
+    assert [k for k, _ in parts[0].raw_items()] == [k for k, _ in parts[1].raw_items()]
+    assert (type(fast), str(fast), fast.name, fast.params, fast.defects, fast.content_type) == (
+        type(slow), str(slow), slow.name, slow.params, slow.defects, slow.content_type)
+    assert tree(fast._parse_tree) == tree(slow._parse_tree)
+    for policy in (mime.WIRE, mime.POLICY):
+        assert policy.fold_binary("Content-Type", fast) == policy.fold_binary(
+            "Content-Type", slow)
+    assert write._folded("Content-Type", fast) == mime.WIRE.fold_binary("Content-Type", slow)
+    assert parts[1].get_boundary() == boundary and parts[1].get_content_type() == (
+        f"multipart/{subtype}")
+    assert write.to_bytes(parts[1]) == parts[0].as_bytes(policy=mime.WIRE)
