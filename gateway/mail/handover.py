@@ -75,6 +75,11 @@ class Handover:
         parsing them again."""
         self._read = message
 
+    def kept(self) -> EmailMessage | None:
+        """The tree held by :meth:`keep_read`, left held (a reader that changes nothing of
+        it, before the stage it is for takes it); None when none is held."""
+        return self._read
+
     def take_read(self) -> EmailMessage | None:
         """The tree held by :meth:`keep_read`, once, the bytes then let go; None when none
         is held (the bytes are then to be parsed)."""

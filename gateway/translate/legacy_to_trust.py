@@ -156,8 +156,7 @@ def _from_is(value: str, address: str) -> bool:
     """Whether the ``From`` ``value`` is exactly one mailbox, ``address`` (parsed as an
     address field, never searched as text)."""
     try:
-        return senders.same_address(
-            senders.from_address(f"From: {value}\n\n"), address)
+        return senders.same_address(senders.from_value(value), address)
     except PolicyError:
         return False
 

@@ -16,6 +16,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from email.message import EmailMessage, Message
 from typing import Any, Protocol
 
 from gateway.directory.addresses import AddressBook, LegacyUser, domain_of
@@ -23,6 +24,7 @@ from gateway.directory.resolve import DirectoryResolver
 from gateway.documents import hprim
 from gateway.documents.codes import CodeTables
 from gateway.errors import (
+    MessageFormatError,
     PasserelleError,
     PolicyError,
     RelayDenied,
@@ -102,7 +104,9 @@ def _hprim_recipients(decrypted: Handover, charset: str | None) -> list[tuple[st
     """(code, name) of the recipient line of each HPRIM report in the message body."""
     from gateway.text import normalize
 
-    inner = mime.parse(b"".join(decrypted.slices()))  # read, not let go: compose reads it
+    # the tree open kept for compose (see to_handover), read and left for it; else the
+    # bytes, read and not let go
+    inner = decrypted.kept() or mime.parse(b"".join(decrypted.slices()))
     body = next((p for p in mime.leaves(inner)
                  if p.content_type == "text/plain" and not p.is_attachment), None)
     if body is None:
@@ -283,10 +287,14 @@ class Translator:
         content: Handover
         if self.smime.is_signed(raw):
             content, subject, signer_addresses = self.smime.verify_signer(raw, at=now)
-            _signer_is_sender(content.head(), signer_addresses)
+            parsed, unreadable = _parse_once(content)
+            # the From of the tree every recipient's compose reads (the header block alone
+            # when the message cannot be read: that failure is the translation's, below)
+            _signer_is_sender(content.head() if parsed is None else parsed, signer_addresses)
             verdict: dict[str, Any] = {"smime": "verified", "signer": subject}
         elif self.accept_unsigned:
             content, verdict = Handover.of(raw), {"smime": "unsigned", "policy": "accepted"}
+            parsed, unreadable = _parse_once(content)
         else:
             raise PolicyError("unsigned trust-space mail is refused by this gateway's policy")
         if not envelope.mail_from and not _is_report(content.head()):
@@ -302,7 +310,12 @@ class Translator:
                               if envelope.mail_from else "")
             trace.add_digests("verify", now, received, content.digest(), **verdict)
             try:
-                draft = trust_to_legacy.compose(content.again(), recipient=user,
+                handed = content.again()
+                if unreadable is not None:
+                    raise unreadable  # as compose's parse of it would (the steps so far kept)
+                if parsed is not None:
+                    handed.keep_read(parsed)  # parsed once, read by each recipient's compose
+                draft = trust_to_legacy.compose(handed, recipient=user,
                                                 book=self.book, now=now, trace=trace,
                                                 domain=self.domain)
                 unsealed = draft.handed.digest()
@@ -320,6 +333,18 @@ class Translator:
         return out
 
 
+def _parse_once(content: Handover) -> tuple[EmailMessage | None, MessageFormatError | None]:
+    """The verified content parsed once, for the ``From`` check and for every recipient's
+    compose (which reads, never changes, it); or why it cannot be read.  A content that
+    may be a receipt is not (None, None): compose reads it whole, as bytes (``read_mdn``)."""
+    if b"multipart/report" in content.head().lower():
+        return None, None
+    try:
+        return mime.parse(content.again()), None
+    except MessageFormatError as exc:
+        return None, exc
+
+
 def _stopped(exc: PasserelleError, trace: TraceRecord) -> None:
     """``exc`` stopped the translation ``trace`` records: the steps done so far go with it
     (``exc.trace``), for the daemon to journal with the quarantine or the bounce."""
@@ -332,10 +357,11 @@ def stopped_trace(exc: BaseException) -> TraceRecord | None:
     return trace if isinstance(trace, TraceRecord) else None
 
 
-def _signer_is_sender(head: bytes, signer_addresses: Sequence[str]) -> None:
-    """The S/MIME signer is the ``From``: one of the addresses its certificate names is the
-    one mailbox of the ``From`` (parsed, never searched as text).  A certificate naming no
-    address cannot vouch for any ``From``."""
+def _signer_is_sender(head: bytes | Message, signer_addresses: Sequence[str]) -> None:
+    """The S/MIME signer is the ``From`` of ``head`` (a header block, or the parsed
+    message): one of the addresses its certificate names is the one mailbox of the ``From``
+    (parsed, never searched as text).  A certificate naming no address cannot vouch for any
+    ``From``."""
     sender = senders.from_address(head)
     if not signer_addresses:
         raise SenderMismatch("S/MIME signer certificate names no e-mail address")

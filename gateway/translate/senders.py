@@ -22,13 +22,15 @@ from __future__ import annotations
 
 import email.parser
 import email.policy
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from email.headerregistry import Address
 from email.message import Message
+from typing import Any
 
 import idna
 
 from gateway.errors import PolicyError
+from gateway.mail.policy import POLICY
 
 # fields that name who else speaks for, or answers for, the sender
 SECONDARY = ("Reply-To", "Sender", "Disposition-Notification-To")
@@ -82,12 +84,43 @@ def address_of(box: Address, name: str = "address") -> str:
     return f"{box.username}@{a_label(box.domain)}"
 
 
+# What the email package's parser takes for a line break (``str.splitlines``): a value holding
+# none is one header line, read as the parser would read it (see :func:`_as_field`).
+_LINE_BREAKS = frozenset("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
+
+
+def _get_all(msg: Message, name: str) -> list[Any]:
+    """``msg.get_all(name)`` as ``email.policy.default`` fetches the fields: each read by
+    the header registry (the gateway's policy, whatever ``msg``'s, with the registry's own
+    failures — not a policy's translation of them)."""
+    return [value if hasattr(value, "name") else _as_field(key, value)
+            for key, value in msg.raw_items() if key.lower() == name.lower()]
+
+
+def _as_field(name: str, value: str) -> Any:
+    # (``EmailPolicy.header_fetch_parse``: CR and LF taken out, then the registry)
+    return POLICY.header_factory(name, value.replace("\r", "").replace("\n", ""))
+
+
 def from_address(head: bytes | str | Message) -> str:
     """The one address of the one ``From`` field of ``head`` (a header block, or a parsed
     message), as :func:`address_of` writes it; :class:`PolicyError` otherwise."""
     msg = _head_message(head)
+    return _one_from(lambda: _get_all(msg, "From"))
+
+
+def from_value(value: str) -> str:
+    """``from_address(f"From: {value}\n\n")``: the one address of a ``From`` field whose
+    value is ``value``, read as the parser would read it — one field, its value without the
+    blanks before it — without parsing a message (one holding a line break is parsed)."""
+    if not _LINE_BREAKS.isdisjoint(value):
+        return from_address(f"From: {value}\n\n")
+    return _one_from(lambda: [_as_field("From", value.lstrip(" \t"))])
+
+
+def _one_from(fields_of: Callable[[], list[Any]]) -> str:
     try:
-        fields = msg.get_all("From") or []
+        fields = fields_of()
         if len(fields) != 1:
             raise PolicyError("message must have exactly one From field"
                               if fields else "message has no From field")
@@ -107,7 +140,7 @@ def secondary_addresses(head: bytes | str | Message) -> dict[str, list[str] | No
     out: dict[str, list[str] | None] = {}
     for name in SECONDARY:
         try:
-            fields = msg.get_all(name) or []
+            fields = _get_all(msg, name)
             if not fields:
                 continue
             out[name] = [address_of(b, name) for f in fields for b in _mailboxes(f, name)]
@@ -143,6 +176,14 @@ def within(addresses: Iterable[str], domains: Iterable[str]) -> bool:
 
 def field_addresses(name: str, value: str) -> list[str] | None:
     """The addresses of one address field's ``value`` (None when it cannot be read as
-    one)."""
-    return secondary_addresses(f"{name}: {value}\n\n").get(name) if name in SECONDARY else (
-        None)
+    one): what ``secondary_addresses(f"{name}: {value}\n\n")`` says of ``name``, the value
+    read as the header registry reads it (not parsed as a message)."""
+    if name not in SECONDARY:
+        return None
+    if not _LINE_BREAKS.isdisjoint(value):
+        return secondary_addresses(f"{name}: {value}\n\n").get(name)
+    try:
+        return [address_of(b, name) for b in _mailboxes(_as_field(name, value.lstrip(" \t")),
+                                                        name)]
+    except Exception:
+        return None

@@ -194,7 +194,7 @@ def _build(content: bytes | Handover, *, recipient: LegacyUser, book: AddressBoo
         # operator's certificate (docs/security.md); else removed, and that recorded
         found = senders.field_addresses("Reply-To", reply_to)
         try:
-            home = senders.domain_part(senders.from_address(f"From: {out['From']}\n\n"))
+            home = senders.domain_part(senders.from_value(str(out["From"])))
         except PolicyError:
             home = ""
         if found and home and senders.within(found, [home]):
