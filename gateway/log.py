@@ -21,8 +21,10 @@ import logging
 import re
 import signal
 import sys
+import threading
+import time
 import traceback
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any, TextIO, cast
 
 import orjson
@@ -100,6 +102,7 @@ def allow_words(*words: str) -> None:
         if not _WORD.fullmatch(word) or _dangerous(word):
             raise ValueError(f"not a log word: {word!r}")
         WORDS.add(word)
+    _forget_verdicts()
 
 
 def _word(value: object) -> bool:
@@ -146,7 +149,7 @@ def _number(value: object) -> bool:
     return isinstance(value, float)
 
 
-def _id_safe(text: str) -> bool:
+def _id_safe_full(text: str) -> bool:
     """Ids are machine-made and often hold a compact date (20240404...): refuse a NIR, a
     separated date (02/11/1948, 1948-11-02) or an id that is nothing but a compact date."""
     return not (
@@ -154,12 +157,38 @@ def _id_safe(text: str) -> bool:
     )
 
 
-def _queue_id(value: object) -> bool:
+def _queue_id_full(value: object) -> bool:
     """A spool/trace id: a token with at least one digit (ULID, UUID, hex), never a bare word."""
     return (
         isinstance(value, str)
         and bool(_QUEUE_ID.fullmatch(value))
         and any(c.isdigit() for c in value)
+        and _id_safe_full(value)
+    )
+
+
+# The same two checks in fewer steps (each message's queue id is new to the caches): the
+# digit asked for by a look-ahead of the id's pattern, a separated date looked for only in a
+# string holding one of its separators, a compact date only where the length is a compact
+# date's.  tests/ops/test_logging_fast.py checks that they give `_id_safe_full`'s and
+# `_queue_id_full`'s verdicts.
+_QUEUE_ID_WITH_DIGIT = re.compile(rf"(?=[A-Za-z_-]*[0-9]){_QUEUE_ID.pattern}")
+
+
+def _id_safe(text: str) -> bool:
+    """`_id_safe_full`, faster."""
+    return not (
+        _NIR.search(text)
+        or (("-" in text or "/" in text or "." in text) and _SEPARATED_DATE.search(text))
+        or (len(text) == 8 and _COMPACT_DATE.fullmatch(text))
+    )
+
+
+def _queue_id(value: object) -> bool:
+    """`_queue_id_full`, faster."""
+    return (
+        isinstance(value, str)
+        and _QUEUE_ID_WITH_DIGIT.fullmatch(value) is not None
         and _id_safe(value)
     )
 
@@ -231,8 +260,8 @@ def _address(value: object) -> object:
     """An e-mail address → ``***@domain``; anything else → redacted."""
     if isinstance(value, str):
         m = _ADDRESS.fullmatch(value.strip().strip("<>"))
-        if m and _host(m["domain"].lower()):
-            return f"***@{m['domain'].lower()}"
+        if m and _host_cached(domain := m["domain"].lower()):
+            return f"***@{domain}"
         if value.strip() in ("", "<>"):
             return "<>"  # the null reverse-path of a bounce
     return REDACTED
@@ -281,7 +310,31 @@ def clean_reply(value: object) -> object:
     their domain, and every other word masked as ``*``."""
     if not isinstance(value, str):
         return REDACTED
-    return _REPLY_TOKEN.sub(lambda m: _reply_token(m.group(0)), value[:300])
+    return _REPLY_TOKEN.sub(_reply_token_cached, value[:300])
+
+
+_KEPT_TOKENS: set[str] = set()  # reply tokens kept as they are (see _KEPT below)
+_MASKED_TOKENS: set[int] = set()  # hashes of reply tokens masked as "*"
+
+
+def _reply_token_cached(match: re.Match[str]) -> str:
+    """`_reply_token`'s answer, from the verdict caches when the token was seen before."""
+    token = match.group(0)
+    if token in _KEPT_TOKENS:
+        return token
+    if hash(token) in _MASKED_TOKENS:
+        return "*"
+    out = _reply_token(token)
+    if len(token) <= _CACHED_LEN:
+        if out is token:
+            if len(_KEPT_TOKENS) >= _CACHE_MAX:
+                _KEPT_TOKENS.clear()
+            _KEPT_TOKENS.add(token)
+        elif out == "*":
+            if len(_MASKED_TOKENS) >= _CACHE_MAX:
+                _MASKED_TOKENS.clear()
+            _MASKED_TOKENS.add(hash(token))
+    return out
 
 
 Shape = Callable[[object], bool]
@@ -333,7 +386,12 @@ ADDRESS_KEYS = frozenset({
     "to_address", "envelope_from", "envelope_to", "address",
 })  # fmt: skip
 
-def _clean(key: str, value: object) -> object:
+#: keys whose value is a number (`_number`): checked inline by `_redact_fields`.
+_NUMBER_KEYS = frozenset(key for key, shape in KEYS.items() if shape is _number)
+
+
+def _clean_full(key: str, value: object) -> object:
+    """``value`` of ``key`` as it may be logged (the full path: every check, no cache)."""
     if key == "reply":
         return clean_reply(value)
     if key in ADDRESS_KEYS:
@@ -348,6 +406,90 @@ def _clean(key: str, value: object) -> object:
     if isinstance(value, dict):  # e.g. {"mojibake": 2}: keys must be words, values numbers
         return {k: v for k, v in value.items() if k in WORDS and _number(v)} or REDACTED
     return value if shape(value) else REDACTED
+
+
+# Verdict caches.  The same short strings come back line after line (a message's queue id in
+# its four lines, the peers, the words, the relays, the SMTP words of the replies): each is
+# checked once.  A string that passed is kept as it is (it is what the log prints anyway); one
+# refused is kept only as a hash, so that a collision could only redact more, never let a
+# string through; strings longer than _CACHED_LEN, and timestamps (never twice the same), are
+# checked every time.  The checks depend on nothing but the value and WORDS, which only grows:
+# allow_words empties the caches all the same.  KEYS and ADDRESS_KEYS are read as they are at
+# import.  Each cache is emptied whole when full (a bound, not an LRU: the hits come from a
+# message's lines following one another within a few hundred lines).
+_CACHED_LEN = 256
+_CACHE_MAX = 4096
+_UNCACHED_KEYS = frozenset({"timestamp", "reply"}) | ADDRESS_KEYS  # reply: per token, below
+_KEPT: set[tuple[object, str]] = set()  # (key, value) kept as it is
+_REFUSED: set[int] = set()  # hash((key, value)) of those redacted
+_HOST_CHECK = object()  # the key under which a host name's verdict is cached
+
+
+def _forget_verdicts() -> None:
+    _KEPT.clear()
+    _REFUSED.clear()
+    _KEPT_TOKENS.clear()
+    _MASKED_TOKENS.clear()
+    _KEPT_EVENTS.clear()
+
+
+def _remember(pair: tuple[object, str], kept: bool) -> None:
+    if kept:
+        if len(_KEPT) >= _CACHE_MAX:
+            _KEPT.clear()
+        _KEPT.add(pair)
+    else:
+        if len(_REFUSED) >= _CACHE_MAX:
+            _REFUSED.clear()
+        _REFUSED.add(hash(pair))
+
+
+def _clean(key: str, value: object) -> object:
+    """``value`` of ``key`` as it may be logged: `_clean_full`'s answer, from the verdict
+    caches when the string was seen before."""
+    if type(value) is not str or len(value) > _CACHED_LEN or key in _UNCACHED_KEYS:
+        return _clean_full(key, value)
+    pair = (key, value)
+    if pair in _KEPT:
+        return value
+    if hash(pair) in _REFUSED:
+        return REDACTED
+    out = _clean_full(key, value)
+    if out is value or out == REDACTED:
+        _remember(pair, out is value)
+    return out
+
+
+def _host_cached(value: str) -> bool:
+    """`_host`'s verdict on a lower-cased domain (of an address), cached."""
+    if len(value) > _CACHED_LEN:
+        return _host(value)
+    pair = (_HOST_CHECK, value)
+    if pair in _KEPT:
+        return True
+    if hash(pair) in _REFUSED:
+        return False
+    ok = _host(value)
+    _remember(pair, ok)
+    return ok
+
+
+def _clean_event_full(text: str) -> str:
+    return text if _EVENT.fullmatch(text) and not _dangerous(text) else REDACTED
+
+
+def _clean_event(event: object) -> str:
+    """An event name as it may be logged: a dotted name from the code, else redacted."""
+    text = str(event)
+    if text in _KEPT_EVENTS:
+        return text
+    out = _clean_event_full(text)
+    if out is text and len(_KEPT_EVENTS) < _CACHE_MAX:  # the code's own names: a few hundred
+        _KEPT_EVENTS.add(text)
+    return out
+
+
+_KEPT_EVENTS: set[str] = set()
 
 
 def _exception_fields(exc: BaseException) -> dict[str, object]:
@@ -374,11 +516,36 @@ def redact(
 ) -> MutableMapping[str, Any]:
     """structlog processor: keep allow-listed keys with safe-shaped values, redact the rest."""
     exc_info = event_dict.pop("exc_info", None)
-    out: dict[str, Any] = {}
     event = event_dict.pop("event", None)
-    if event is not None:
-        text = str(event)
-        out["event"] = text if _EVENT.fullmatch(text) and not _dangerous(text) else REDACTED
+    out = _redact_fields(event, event_dict)
+    if exc_info is not None:
+        _add_exception(out, exc_info)
+    return out
+
+
+def _redact_fields(event: object, fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The line's event and fields as they may be logged (`_clean` for each, inlined here
+    for the two commonest cases: a string seen before, an integer or float of a number key)."""
+    out: dict[str, Any] = {} if event is None else {"event": _clean_event(event)}
+    kept = _KEPT
+    for key, value in fields.items():
+        kind = type(value)
+        if kind is str:
+            if (key, value) in kept:
+                out[key] = value
+                continue
+        elif kind is int:
+            if key in _NUMBER_KEYS and -10**12 < value < 10**12:
+                out[key] = value
+                continue
+        elif kind is float and key in _NUMBER_KEYS:
+            out[key] = value
+            continue
+        out[key] = _clean(key, value)
+    return out
+
+
+def _add_exception(out: dict[str, Any], exc_info: object) -> None:
     exc: BaseException | None = None
     if isinstance(exc_info, BaseException):
         exc = exc_info
@@ -386,33 +553,51 @@ def redact(
         exc = exc_info[1]
     elif exc_info is True:
         exc = sys.exc_info()[1]
-    for key, value in event_dict.items():
-        out[key] = _clean(key, value)
     if exc is not None:
         out.update(_exception_fields(exc))
-    return out
 
 
 def configure(level: str | int = "info", stream: TextIO | None = None) -> None:
-    """Send every structlog event as one JSON line to ``stream`` (stdout by default)."""
+    """Send every log event as one JSON line to ``stream`` (stdout by default)."""
     if isinstance(level, str):
         number = logging.getLevelNamesMapping().get(level.upper())
         if number is None:
             raise ValueError(f"unknown log level {level!r}")
         level = number
+    out = cast(TextIO, stream if stream else _Stdout())
+    processors: list[Any] = [
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        redact,
+        structlog.processors.JSONRenderer(serializer=_dumps),
+    ]
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            redact,
-            structlog.processors.JSONRenderer(serializer=_dumps),
-        ],
+        processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.WriteLoggerFactory(
-            file=stream if stream else cast(TextIO, _Stdout())),
+        logger_factory=structlog.WriteLoggerFactory(file=out),
         cache_logger_on_first_use=False,
     )
+    global _OUTPUT
+    _OUTPUT = _Output(level, out, processors)
+
+
+class _Output:
+    """What `configure` set: the lines' minimum level and stream, and the processors it gave
+    structlog (by which a logger knows the configuration is still this one)."""
+
+    __slots__ = ("level", "lock", "processors", "stream")
+
+    def __init__(self, level: int, stream: TextIO, processors: list[Any]) -> None:
+        self.level, self.stream, self.processors = level, stream, processors
+        self.lock = threading.Lock()
+
+    def write(self, line: str) -> None:
+        with self.lock:  # lines from several threads never interleave (structlog's WriteLogger)
+            self.stream.write(line + "\n")
+            self.stream.flush()
+
+
+_OUTPUT: _Output | None = None
 
 
 class _Stdout:
@@ -434,15 +619,86 @@ def _dumps(obj: Any, **_: Any) -> str:
     return orjson.dumps(obj, default=repr).decode()
 
 
+_SECOND: tuple[int, str] = (-1, "")
+
+
+def _timestamp_now() -> str:
+    """The time in ISO 8601, UTC, to the microsecond (``2026-12-07T12:01:54.554137Z``); the
+    date and second are formatted once a second."""
+    global _SECOND
+    now = time.time()
+    second = int(now)
+    known, prefix = _SECOND
+    if second != known:
+        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        _SECOND = (second, prefix)
+    return f"{prefix}.{int((now - second) * 1_000_000):06d}Z"
+
+
 def get_logger(name: str) -> Any:
-    """A bound logger whose events carry ``logger=name`` (a dotted module-like word)."""
-    # Bound at each call, so that configuration made after import (`serve`, tests) applies.
+    """A logger whose events carry ``logger=name`` (a dotted module-like word)."""
     return _NamedLogger(name)
 
 
 class _NamedLogger:
+    """``debug``, ``info``, ``warning``, ``error``, ``exception``, ``critical``: one line each,
+    straight through `redact` and `_dumps` to the stream `configure` set — the line
+    structlog's chain would write, without its per-call binding and processor calls.  The
+    configuration is read at each call (`configure` after import applies); when structlog's
+    is no longer the one `configure` made (``structlog.reset_defaults()``, or never
+    configured), and for anything else (``bind``, positional arguments), the call goes to
+    structlog as it is configured."""
+
+    __slots__ = ("_name",)
+
     def __init__(self, name: str) -> None:
         self._name = name
+
+    def _line(self, method: str, level: int, event: str, args: tuple[Any, ...],
+              kw: dict[str, Any]) -> None:
+        out = _OUTPUT
+        if out is None or args or structlog.get_config()["processors"] is not out.processors:
+            getattr(structlog.get_logger().bind(logger=self._name), method)(event, *args, **kw)
+            return
+        if level < out.level:
+            return
+        if method == "exception":
+            kw.setdefault("exc_info", True)
+            method = "error"
+        elif method == "warn":
+            method = "warning"
+        exc_info = kw.pop("exc_info", None)
+        fields: dict[str, Any] = {"logger": self._name}
+        fields.update(kw)
+        if "level" in kw or "timestamp" in kw:  # replaced where they stand, as structlog does
+            fields["level"], fields["timestamp"] = method, _timestamp_now()
+            line = _redact_fields(event, fields)
+        else:  # both made here: safe by construction
+            line = _redact_fields(event, fields)
+            line["level"], line["timestamp"] = method, _timestamp_now()
+        if exc_info is not None:
+            _add_exception(line, exc_info)
+        out.write(_dumps(line))
+
+    def debug(self, event: str, *args: Any, **kw: Any) -> None:
+        self._line("debug", logging.DEBUG, event, args, kw)
+
+    def info(self, event: str, *args: Any, **kw: Any) -> None:
+        self._line("info", logging.INFO, event, args, kw)
+
+    def warning(self, event: str, *args: Any, **kw: Any) -> None:
+        self._line("warning", logging.WARNING, event, args, kw)
+
+    warn = warning
+
+    def error(self, event: str, *args: Any, **kw: Any) -> None:
+        self._line("error", logging.ERROR, event, args, kw)
+
+    def exception(self, event: str, *args: Any, **kw: Any) -> None:
+        self._line("exception", logging.ERROR, event, args, kw)
+
+    def critical(self, event: str, *args: Any, **kw: Any) -> None:
+        self._line("critical", logging.CRITICAL, event, args, kw)
 
     def __getattr__(self, method: str) -> Any:
         return getattr(structlog.get_logger().bind(logger=self._name), method)
