@@ -82,7 +82,7 @@ _EXTRA_WORDS = """
         ok fail failed failure success pass valid invalid good bad unknown none true false
         yes no partial skipped timeout other
         start started stop stopped stopping drain draining ready not_ready reload reloaded
-        accepted refused rejected sent queued active retry retrying hold release released
+        accepted refused rejected sent queued stored active retry retrying hold release released
         delete deleted drop dropped deliver delivering expired stale fresh loaded missing
         to_trust to_legacy legacy trust inbound outbound incoming outgoing
         sqlite postgres postgresql openpgp command smime tls starttls plain
