@@ -526,7 +526,12 @@ def redact(
 def _redact_fields(event: object, fields: Mapping[str, Any]) -> dict[str, Any]:
     """The line's event and fields as they may be logged (`_clean` for each, inlined here
     for the two commonest cases: a string seen before, an integer or float of a number key)."""
-    out: dict[str, Any] = {} if event is None else {"event": _clean_event(event)}
+    if event is None:
+        out: dict[str, Any] = {}
+    elif type(event) is str and event in _KEPT_EVENTS:
+        out = {"event": event}
+    else:
+        out = {"event": _clean_event(event)}
     kept = _KEPT
     for key, value in fields.items():
         kind = type(value)
@@ -565,30 +570,28 @@ def configure(level: str | int = "info", stream: TextIO | None = None) -> None:
             raise ValueError(f"unknown log level {level!r}")
         level = number
     out = cast(TextIO, stream if stream else _Stdout())
-    processors: list[Any] = [
-        structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
-        redact,
-        structlog.processors.JSONRenderer(serializer=_dumps),
-    ]
     structlog.configure(
-        processors=processors,
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            redact,
+            structlog.processors.JSONRenderer(serializer=_dumps),
+        ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=structlog.WriteLoggerFactory(file=out),
         cache_logger_on_first_use=False,
     )
     global _OUTPUT
-    _OUTPUT = _Output(level, out, processors)
+    _OUTPUT = _Output(level, out)
 
 
 class _Output:
-    """What `configure` set: the lines' minimum level and stream, and the processors it gave
-    structlog (by which a logger knows the configuration is still this one)."""
+    """What `configure` set: the lines' minimum level and their stream."""
 
-    __slots__ = ("level", "lock", "processors", "stream")
+    __slots__ = ("level", "lock", "stream")
 
-    def __init__(self, level: int, stream: TextIO, processors: list[Any]) -> None:
-        self.level, self.stream, self.processors = level, stream, processors
+    def __init__(self, level: int, stream: TextIO) -> None:
+        self.level, self.stream = level, stream
         self.lock = threading.Lock()
 
     def write(self, line: str) -> None:
@@ -642,63 +645,53 @@ def get_logger(name: str) -> Any:
 
 class _NamedLogger:
     """``debug``, ``info``, ``warning``, ``error``, ``exception``, ``critical``: one line each,
-    straight through `redact` and `_dumps` to the stream `configure` set — the line
-    structlog's chain would write, without its per-call binding and processor calls.  The
-    configuration is read at each call (`configure` after import applies); when structlog's
-    is no longer the one `configure` made (``structlog.reset_defaults()``, or never
-    configured), and for anything else (``bind``, positional arguments), the call goes to
-    structlog as it is configured."""
+    straight through the redaction and `_dumps` to the stream `configure` set — the line
+    structlog's chain would write (tests/ops/test_logging_fast.py compares them), without its
+    per-call binding and processor calls.  The configuration is read at each call (`configure`
+    after import applies); while structlog is not configured (never, or
+    ``structlog.reset_defaults()`` since), and for anything else (``bind``, positional
+    arguments), the call goes to structlog as it is configured."""
 
     __slots__ = ("_name",)
 
     def __init__(self, name: str) -> None:
         self._name = name
 
-    def _line(self, method: str, level: int, event: str, args: tuple[Any, ...],
-              kw: dict[str, Any]) -> None:
+    def __getattr__(self, method: str) -> Any:
+        return getattr(structlog.get_logger().bind(logger=self._name), method)
+
+
+def _level_method(method: str, level: int) -> Callable[..., None]:
+    """`_NamedLogger`'s method ``method``, for lines of ``level``."""
+    name = {"exception": "error", "warn": "warning"}.get(method, method)
+    exc_default = method == "exception"  # like structlog: exc_info=True unless given
+
+    def line(self: _NamedLogger, event: str, *args: Any, **kw: Any) -> None:
         out = _OUTPUT
-        if out is None or args or structlog.get_config()["processors"] is not out.processors:
+        if out is None or args or not structlog.is_configured():
             getattr(structlog.get_logger().bind(logger=self._name), method)(event, *args, **kw)
             return
         if level < out.level:
             return
-        if method == "exception":
-            kw.setdefault("exc_info", True)
-            method = "error"
-        elif method == "warn":
-            method = "warning"
-        exc_info = kw.pop("exc_info", None)
+        exc_info = kw.pop("exc_info", True if exc_default else None)
         fields: dict[str, Any] = {"logger": self._name}
         fields.update(kw)
         if "level" in kw or "timestamp" in kw:  # replaced where they stand, as structlog does
-            fields["level"], fields["timestamp"] = method, _timestamp_now()
-            line = _redact_fields(event, fields)
+            fields["level"], fields["timestamp"] = name, _timestamp_now()
+            record = _redact_fields(event, fields)
         else:  # both made here: safe by construction
-            line = _redact_fields(event, fields)
-            line["level"], line["timestamp"] = method, _timestamp_now()
+            record = _redact_fields(event, fields)
+            record["level"], record["timestamp"] = name, _timestamp_now()
         if exc_info is not None:
-            _add_exception(line, exc_info)
-        out.write(_dumps(line))
+            _add_exception(record, exc_info)
+        out.write(_dumps(record))
 
-    def debug(self, event: str, *args: Any, **kw: Any) -> None:
-        self._line("debug", logging.DEBUG, event, args, kw)
+    line.__name__ = method
+    return line
 
-    def info(self, event: str, *args: Any, **kw: Any) -> None:
-        self._line("info", logging.INFO, event, args, kw)
 
-    def warning(self, event: str, *args: Any, **kw: Any) -> None:
-        self._line("warning", logging.WARNING, event, args, kw)
-
-    warn = warning
-
-    def error(self, event: str, *args: Any, **kw: Any) -> None:
-        self._line("error", logging.ERROR, event, args, kw)
-
-    def exception(self, event: str, *args: Any, **kw: Any) -> None:
-        self._line("exception", logging.ERROR, event, args, kw)
-
-    def critical(self, event: str, *args: Any, **kw: Any) -> None:
-        self._line("critical", logging.CRITICAL, event, args, kw)
-
-    def __getattr__(self, method: str) -> Any:
-        return getattr(structlog.get_logger().bind(logger=self._name), method)
+for _method, _level in (("debug", logging.DEBUG), ("info", logging.INFO),
+                        ("warning", logging.WARNING), ("warn", logging.WARNING),
+                        ("error", logging.ERROR), ("exception", logging.ERROR),
+                        ("critical", logging.CRITICAL)):
+    setattr(_NamedLogger, _method, _level_method(_method, _level))
