@@ -633,20 +633,19 @@ def _dumps(obj: Any, **_: Any) -> str:
     return orjson.dumps(obj, default=repr).decode()
 
 
-_SECOND: tuple[int, str] = (-1, "")
+_SECONDS: dict[int, str] = {}  # the current second → its ISO 8601 form up to the dot
 
 
 def _timestamp_now() -> str:
-    """The time in ISO 8601, UTC, to the microsecond (``2026-12-07T12:01:54.554137Z``); the
-    date and second are formatted once a second."""
-    global _SECOND
-    now = time.time()
-    second = int(now)
-    known, prefix = _SECOND
-    if second != known:
-        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        _SECOND = (second, prefix)
-    return f"{prefix}.{int((now - second) * 1_000_000):06d}Z"
+    """The time in ISO 8601, UTC, to the microsecond (``2026-12-07T12:01:54.554137Z``, what
+    structlog's ``TimeStamper(fmt="iso", utc=True)`` writes, but for its six digits always
+    there); the date and the second are formatted once a second."""
+    second, nanoseconds = divmod(time.time_ns(), 1_000_000_000)
+    prefix = _SECONDS.get(second)
+    if prefix is None:
+        _SECONDS.clear()
+        prefix = _SECONDS[second] = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second))
+    return prefix + str(nanoseconds // 1000 + 1_000_000)[1:] + "Z"
 
 
 def get_logger(name: str) -> Any:

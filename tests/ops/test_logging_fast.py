@@ -8,6 +8,7 @@ import io
 import json
 import string
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -174,3 +175,11 @@ def test_the_caches_stay_bounded() -> None:
     for i in range(3 * glog._CACHE_MAX):
         glog._redact_fields(None, {"queue_id": f"Q{i:08X}", "outcome": f"x{i}"})
     assert len(glog._KEPT) <= glog._CACHE_MAX and len(glog._REFUSED) <= glog._CACHE_MAX
+
+
+def test_the_timestamp_is_now_in_iso_8601_utc() -> None:
+    before = datetime.now(UTC)
+    stamp = glog._timestamp_now()
+    after = datetime.now(UTC)
+    assert glog._ISO_TIME.fullmatch(stamp) and stamp.endswith("Z")
+    assert before - timedelta(microseconds=1) <= datetime.fromisoformat(stamp) <= after
