@@ -509,7 +509,9 @@ def _exception_fields(exc: BaseException) -> dict[str, object]:
     if isinstance(exc, PasserelleError):
         fields["error_kind"] = exc.kind
         fields["smtp_code"] = exc.smtp_code
-    frames = traceback.extract_tb(exc.__traceback__)[-6:]
+    # where each frame is, without reading the source lines (extract_tb reads them)
+    frames = traceback.StackSummary.extract(
+        traceback.walk_tb(exc.__traceback__), lookup_lines=False)[-6:]
     fields["error_where"] = [
         f"{_short_path(f.filename)}:{f.lineno} in {f.name}" for f in frames
     ]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import string
+import traceback
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -183,3 +184,19 @@ def test_the_timestamp_is_now_in_iso_8601_utc() -> None:
     after = datetime.now(UTC)
     assert glog._ISO_TIME.fullmatch(stamp) and stamp.endswith("Z")
     assert before - timedelta(microseconds=1) <= datetime.fromisoformat(stamp) <= after
+
+
+def _deep(n: int) -> None:
+    if n:
+        _deep(n - 1)
+    raise KeyError("Pélissier")
+
+
+def test_an_exception_is_placed_where_the_traceback_module_places_it() -> None:
+    for depth in (0, 3, 9):
+        try:
+            _deep(depth)
+        except KeyError as exc:
+            expected = [f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno} in {f.name}"
+                        for f in traceback.extract_tb(exc.__traceback__)[-6:]]
+            assert glog._exception_fields(exc)["error_where"] == expected
