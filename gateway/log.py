@@ -12,6 +12,15 @@ type, error kind and code locations — never their message, which may quote the
 
 Event names are part of the allow-list too: ``log.info("message.delivered", ...)`` is kept,
 ``log.info(f"delivered to {name}")`` is redacted.
+
+Cost (issue 30; ``bench/logs.py``): a line is a few µs of CPU.  The loggers of `get_logger`
+write their line themselves — the redaction, orjson, one write — rather than through
+structlog's per-call binding and processor chain (which `configure` still sets up, and which
+writes the same line: tests/ops/test_logging_fast.py); the verdict on each short string is
+cached (a message's queue id recurs in its four lines, the peers and words in every line), a
+string that passed in clear and one refused only as a hash; queue ids and addresses have
+faster checks beside the full ones (`_queue_id_full`, `_address_full`), which the tests hold
+them to.
 """
 
 from __future__ import annotations
