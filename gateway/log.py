@@ -178,10 +178,10 @@ def _queue_id_full(value: object) -> bool:
 
 
 # The same two checks in fewer steps (each message's queue id is new to the caches): the
-# digit asked for by a look-ahead of the id's pattern, a separated date looked for only in a
-# string holding one of its separators, a compact date only where the length is a compact
-# date's.  tests/ops/test_logging_fast.py checks that they give `_id_safe_full`'s and
-# `_queue_id_full`'s verdicts.
+# digit asked for by a look-ahead of the id's pattern, a NIR looked for only where its shape
+# is (below), a separated date only in a string holding one of its separators, a compact date
+# only where the length is a compact date's.  tests/ops/test_logging_fast.py checks that they
+# give `_id_safe_full`'s and `_queue_id_full`'s verdicts.
 _QUEUE_ID_WITH_DIGIT = re.compile(rf"(?=[A-Za-z_-]*[0-9]){_QUEUE_ID.pattern}")
 
 
@@ -194,13 +194,23 @@ def _id_safe(text: str) -> bool:
     )
 
 
+# In an id (ASCII letters, digits, "_" and "-": no white space) a NIR is 13 digits in a row, or
+# 2A/2B in the 6th and 7th places: with its digits written "0", six of them, one digit or
+# A/B, six more.  Only where that shape is does _NIR itself look.
+_DIGITS_AS_0 = bytes.maketrans(b"123456789", b"000000000")
+_NIR_IN_ID_SHAPE = re.compile(rb"0{6}[0AaBb]0{6}")
+
+
 def _queue_id(value: object) -> bool:
     """`_queue_id_full`, faster."""
-    return (
-        isinstance(value, str)
-        and _QUEUE_ID_WITH_DIGIT.fullmatch(value) is not None
-        and _id_safe(value)
-    )
+    if not isinstance(value, str) or _QUEUE_ID_WITH_DIGIT.fullmatch(value) is None:
+        return False
+    masked = value.encode("ascii").translate(_DIGITS_AS_0)  # ASCII: the pattern says so
+    if _NIR_IN_ID_SHAPE.search(masked) and _NIR.search(value):
+        return False
+    if "-" in value and _SEPARATED_DATE.search(value):  # an id holds no "/" nor "."
+        return False
+    return not (len(value) == 8 and _COMPACT_DATE.fullmatch(value))
 
 
 _OPERATOR = re.compile(r"(?:certificate|token|session|unix):[A-Za-z0-9_][A-Za-z0-9_.@-]{0,63}")

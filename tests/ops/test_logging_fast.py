@@ -44,6 +44,17 @@ def hidden(draw: st.DrawFn) -> str:
     return f"{draw(HEX)}{sep}{inner}{sep}{draw(HEX)}"
 
 
+# ids (the spool's hex, UUIDs) with a NIR written without spaces (2A/2B included) or a date
+# written with dashes inside, right against hex digits or letters
+COMPACT_NIR = st.one_of(st.from_regex(r"[12378][0-9]{12}(?:[0-9][0-9])?", fullmatch=True),
+                        st.from_regex(r"[12378][0-9]{4}2[AaBb][0-9]{6}", fullmatch=True))
+DASHED_DATE = st.one_of(st.from_regex(r"[0-9]{1,2}-[0-9]{1,2}-[0-9]{2,4}", fullmatch=True),
+                        st.from_regex(r"[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}", fullmatch=True))
+ID_WITH_NIR_OR_DATE = st.builds(lambda a, inner, b: a + inner + b, HEX,
+                                st.one_of(COMPACT_NIR, DASHED_DATE,
+                                          st.builds("-{}-".format, DASHED_DATE)), HEX)
+
+
 ADDRESS = st.builds(lambda name, domain, around: around.replace("X", f"{name}@{domain}"),
                     st.one_of(NAME, st.text(ALPHABET, max_size=12)),
                     st.one_of(DOMAIN, st.text(ALPHABET, max_size=20)),
@@ -62,6 +73,13 @@ FAST = settings(max_examples=250, deadline=None,
 @FAST
 @given(st.one_of(STRINGS, hidden()))
 def test_fast_id_checks_agree_with_the_full_ones(value: str) -> None:
+    assert glog._queue_id(value) == glog._queue_id_full(value)
+    assert glog._id_safe(value) == glog._id_safe_full(value)
+
+
+@settings(max_examples=500, deadline=None)
+@given(ID_WITH_NIR_OR_DATE)
+def test_fast_id_checks_refuse_ids_holding_a_nir_or_a_date(value: str) -> None:
     assert glog._queue_id(value) == glog._queue_id_full(value)
     assert glog._id_safe(value) == glog._id_safe_full(value)
 
