@@ -555,9 +555,11 @@ def redact(
     return out
 
 
-def _redact_fields(event: object, fields: Mapping[str, Any]) -> dict[str, Any]:
-    """The line's event and fields as they may be logged (`_clean` for each, inlined here
-    for the two commonest cases: a string seen before, an integer or float of a number key)."""
+def _redact_fields(event: object, fields: Mapping[str, Any],
+                   logger: str | None = None) -> dict[str, Any]:
+    """The line's event, ``logger`` if given, and fields as they may be logged (`_clean` for
+    each, inlined here for the commonest cases: a string seen before, an integer or float of
+    a number key)."""
     if event is None:
         out: dict[str, Any] = {}
     elif type(event) is str and event in _KEPT_EVENTS:
@@ -565,6 +567,8 @@ def _redact_fields(event: object, fields: Mapping[str, Any]) -> dict[str, Any]:
     else:
         out = {"event": _clean_event(event)}
     kept = _KEPT
+    if logger is not None:
+        out["logger"] = logger if ("logger", logger) in kept else _clean("logger", logger)
     for key, value in fields.items():
         kind = type(value)
         if kind is str:
@@ -705,13 +709,13 @@ def _level_method(method: str, level: int) -> Callable[..., None]:
         if level < out.level:
             return
         exc_info = kw.pop("exc_info", True if exc_default else None)
-        fields: dict[str, Any] = {"logger": self._name}
-        fields.update(kw)
-        if "level" in kw or "timestamp" in kw:  # replaced where they stand, as structlog does
+        if "level" in kw or "timestamp" in kw or "logger" in kw:  # structlog's order: the
+            fields: dict[str, Any] = {"logger": self._name}  # bound logger name first, then
+            fields.update(kw)  # the call's, level and timestamp replaced where they stand
             fields["level"], fields["timestamp"] = name, _timestamp_now()
             record = _redact_fields(event, fields)
-        else:  # both made here: safe by construction
-            record = _redact_fields(event, fields)
+        else:  # level and timestamp made here: safe by construction
+            record = _redact_fields(event, kw, self._name)
             record["level"], record["timestamp"] = name, _timestamp_now()
         if exc_info is not None:
             _add_exception(record, exc_info)
