@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -221,10 +222,13 @@ def side_by_side(ref: str, n: int, rounds: int) -> Iterator[tuple[str, dict[str,
     the best of the rounds."""
     tree = _export(ref)
     best: dict[str, dict[str, float]] = {ref: {}, "this tree": {}}
-    for _ in range(rounds):
-        for name, where in ((ref, tree), ("this tree", None)):
-            for key, value in _child(where, n).items():
-                best[name][key] = min(value, best[name].get(key, float("inf")))
+    try:
+        for _ in range(rounds):
+            for name, where in ((ref, tree), ("this tree", None)):
+                for key, value in _child(where, n).items():
+                    best[name][key] = min(value, best[name].get(key, float("inf")))
+    finally:
+        shutil.rmtree(tree, ignore_errors=True)
     yield from best.items()
 
 
