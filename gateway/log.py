@@ -12,6 +12,15 @@ type, error kind and code locations — never their message, which may quote the
 
 Event names are part of the allow-list too: ``log.info("message.delivered", ...)`` is kept,
 ``log.info(f"delivered to {name}")`` is redacted.
+
+Cost (issue 30; ``bench/logs.py``): a line is a few µs of CPU.  The loggers of `get_logger`
+write their line themselves — the redaction, orjson, one write — rather than through
+structlog's per-call binding and processor chain (which `configure` still sets up, and which
+writes the same line: tests/ops/test_logging_fast.py); the verdict on each short string is
+cached (a message's queue id recurs in its four lines, the peers and words in every line), a
+string that passed in clear and one refused only as a hash; queue ids and addresses have
+faster checks beside the full ones (`_queue_id_full`, `_address_full`), which the tests hold
+them to.
 """
 
 from __future__ import annotations
@@ -21,8 +30,10 @@ import logging
 import re
 import signal
 import sys
+import threading
+import time
 import traceback
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any, TextIO, cast
 
 import orjson
@@ -51,7 +62,8 @@ _PORT = re.compile(r"\d{1,5}")
 _ENHANCED = re.compile(r"[245]\.\d{1,3}\.\d{1,3}")
 _SMTP = re.compile(r"[2-5]\d\d")
 _ISO_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d)?")
-_ADDRESS = re.compile(r"[^@\s]+@(?P<domain>[A-Za-z0-9.-]+\.[A-Za-z0-9-]+)")
+_ADDRESS_DOMAIN = re.compile(r"[A-Za-z0-9.-]+\.[A-Za-z0-9-]+")
+_ADDRESS = re.compile(rf"[^@\s]+@(?P<domain>{_ADDRESS_DOMAIN.pattern})")
 _MESSAGE_ID = re.compile(r"<?(?P<left>[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,128})@(?P<right>[^>\s]+)>?")
 # A NIR: 13 characters (digits, 2A/2B for Corsica) and a 2-digit key, with or without spaces.
 _NIR = re.compile(
@@ -80,7 +92,7 @@ _EXTRA_WORDS = """
         ok fail failed failure success pass valid invalid good bad unknown none true false
         yes no partial skipped timeout other
         start started stop stopped stopping drain draining ready not_ready reload reloaded
-        accepted refused rejected sent queued active retry retrying hold release released
+        accepted refused rejected sent queued stored active retry retrying hold release released
         delete deleted drop dropped deliver delivering expired stale fresh loaded missing
         to_trust to_legacy legacy trust inbound outbound incoming outgoing
         sqlite postgres postgresql openpgp command smime tls starttls plain
@@ -100,6 +112,7 @@ def allow_words(*words: str) -> None:
         if not _WORD.fullmatch(word) or _dangerous(word):
             raise ValueError(f"not a log word: {word!r}")
         WORDS.add(word)
+    _forget_verdicts()
 
 
 def _word(value: object) -> bool:
@@ -146,7 +159,7 @@ def _number(value: object) -> bool:
     return isinstance(value, float)
 
 
-def _id_safe(text: str) -> bool:
+def _id_safe_full(text: str) -> bool:
     """Ids are machine-made and often hold a compact date (20240404...): refuse a NIR, a
     separated date (02/11/1948, 1948-11-02) or an id that is nothing but a compact date."""
     return not (
@@ -154,14 +167,50 @@ def _id_safe(text: str) -> bool:
     )
 
 
-def _queue_id(value: object) -> bool:
+def _queue_id_full(value: object) -> bool:
     """A spool/trace id: a token with at least one digit (ULID, UUID, hex), never a bare word."""
     return (
         isinstance(value, str)
         and bool(_QUEUE_ID.fullmatch(value))
         and any(c.isdigit() for c in value)
-        and _id_safe(value)
+        and _id_safe_full(value)
     )
+
+
+# The same two checks in fewer steps (each message's queue id is new to the caches): the
+# digit asked for by a look-ahead of the id's pattern, a NIR looked for only where its shape
+# is (below), a separated date only in a string holding one of its separators, a compact date
+# only where the length is a compact date's.  tests/ops/test_logging_fast.py checks that they
+# give `_id_safe_full`'s and `_queue_id_full`'s verdicts.
+_QUEUE_ID_WITH_DIGIT = re.compile(rf"(?=[A-Za-z_-]*[0-9]){_QUEUE_ID.pattern}")
+
+
+def _id_safe(text: str) -> bool:
+    """`_id_safe_full`, faster."""
+    return not (
+        _NIR.search(text)
+        or (("-" in text or "/" in text or "." in text) and _SEPARATED_DATE.search(text))
+        or (len(text) == 8 and _COMPACT_DATE.fullmatch(text))
+    )
+
+
+# In an id (ASCII letters, digits, "_" and "-": no white space) a NIR is 13 digits in a row, or
+# 2A/2B in the 6th and 7th places: with its digits written "0", six of them, one digit or
+# A/B, six more.  Only where that shape is does _NIR itself look.
+_DIGITS_AS_0 = bytes.maketrans(b"123456789", b"000000000")
+_NIR_IN_ID_SHAPE = re.compile(rb"0{6}[0AaBb]0{6}")
+
+
+def _queue_id(value: object) -> bool:
+    """`_queue_id_full`, faster."""
+    if not isinstance(value, str) or _QUEUE_ID_WITH_DIGIT.fullmatch(value) is None:
+        return False
+    masked = value.encode("ascii").translate(_DIGITS_AS_0)  # ASCII: the pattern says so
+    if _NIR_IN_ID_SHAPE.search(masked) and _NIR.search(value):
+        return False
+    if "-" in value and _SEPARATED_DATE.search(value):  # an id holds no "/" nor "."
+        return False
+    return not (len(value) == 8 and _COMPACT_DATE.fullmatch(value))
 
 
 _OPERATOR = re.compile(r"(?:certificate|token|session|unix):[A-Za-z0-9_][A-Za-z0-9_.@-]{0,63}")
@@ -227,12 +276,35 @@ def _message_id(value: object) -> bool:
     return not wordy and _id_safe(left)
 
 
-def _address(value: object) -> object:
+def _address_full(value: object) -> object:
     """An e-mail address → ``***@domain``; anything else → redacted."""
     if isinstance(value, str):
         m = _ADDRESS.fullmatch(value.strip().strip("<>"))
         if m and _host(m["domain"].lower()):
             return f"***@{m['domain'].lower()}"
+        if value.strip() in ("", "<>"):
+            return "<>"  # the null reverse-path of a bounce
+    return REDACTED
+
+
+_DOMAIN_CHECK = object()  # the key under which an address domain's verdict is cached
+
+
+def _address(value: object) -> object:
+    """`_address_full`, faster: the local part (``[^@\\s]+``: no ``@``, no white space) checked
+    by string methods, the domain's verdict cached (`_KEPT`, below)."""
+    if isinstance(value, str):
+        local, at, domain = value.strip().strip("<>").rpartition("@")
+        if at and "@" not in local and local.split() == [local]:
+            pair = (_DOMAIN_CHECK, domain)
+            if pair in _KEPT:
+                return f"***@{domain.lower()}"
+            if hash(pair) not in _REFUSED:
+                ok = bool(_ADDRESS_DOMAIN.fullmatch(domain)) and _host(domain.lower())
+                if len(domain) <= _CACHED_LEN:
+                    _remember(pair, ok)
+                if ok:
+                    return f"***@{domain.lower()}"
         if value.strip() in ("", "<>"):
             return "<>"  # the null reverse-path of a bounce
     return REDACTED
@@ -281,7 +353,33 @@ def clean_reply(value: object) -> object:
     their domain, and every other word masked as ``*``."""
     if not isinstance(value, str):
         return REDACTED
-    return _REPLY_TOKEN.sub(lambda m: _reply_token(m.group(0)), value[:300])
+    parts = _REPLY_SPACES.split(value[:300])  # words at even places, white space between
+    parts[::2] = [w if w in _KEPT_TOKENS else _reply_token_cached(w) for w in parts[::2]]
+    return "".join(parts)
+
+
+_REPLY_SPACES = re.compile(r"(\s+)")
+
+
+_KEPT_TOKENS: set[str] = set()  # reply tokens kept as they are (see _KEPT below)
+_MASKED_TOKENS: set[int] = set()  # hashes of reply tokens masked as "*"
+
+
+def _reply_token_cached(token: str) -> str:
+    """`_reply_token`'s answer, from the verdict caches when the token was seen before."""
+    if hash(token) in _MASKED_TOKENS:
+        return "*"
+    out = _reply_token(token)
+    if len(token) <= _CACHED_LEN:
+        if out is token:
+            if len(_KEPT_TOKENS) >= _CACHE_MAX:
+                _KEPT_TOKENS.clear()
+            _KEPT_TOKENS.add(token)
+        elif out == "*":
+            if len(_MASKED_TOKENS) >= _CACHE_MAX:
+                _MASKED_TOKENS.clear()
+            _MASKED_TOKENS.add(hash(token))
+    return out
 
 
 Shape = Callable[[object], bool]
@@ -333,7 +431,12 @@ ADDRESS_KEYS = frozenset({
     "to_address", "envelope_from", "envelope_to", "address",
 })  # fmt: skip
 
-def _clean(key: str, value: object) -> object:
+#: keys whose value is a number (`_number`): checked inline by `_redact_fields`.
+_NUMBER_KEYS = frozenset(key for key, shape in KEYS.items() if shape is _number)
+
+
+def _clean_full(key: str, value: object) -> object:
+    """``value`` of ``key`` as it may be logged (the full path: every check, no cache)."""
     if key == "reply":
         return clean_reply(value)
     if key in ADDRESS_KEYS:
@@ -350,13 +453,84 @@ def _clean(key: str, value: object) -> object:
     return value if shape(value) else REDACTED
 
 
+# Verdict caches.  The same short strings come back line after line (a message's queue id in
+# its four lines, the peers, the words, the relays, the SMTP words of the replies): each is
+# checked once.  A string that passed is kept as it is (it is what the log prints anyway); one
+# refused is kept only as a hash, so that a collision could only redact more, never let a
+# string through; strings longer than _CACHED_LEN, and timestamps (never twice the same), are
+# checked every time.  The checks depend on nothing but the value and WORDS, which only grows:
+# allow_words empties the caches all the same.  KEYS and ADDRESS_KEYS are read as they are at
+# import.  Each cache is emptied whole when full (a bound, not an LRU: the hits come from a
+# message's lines following one another within a few hundred lines).
+_CACHED_LEN = 256
+_CACHE_MAX = 4096
+_UNCACHED_KEYS = frozenset({"timestamp"}) | ADDRESS_KEYS
+_KEPT: set[tuple[object, str]] = set()  # (key, value) kept as it is
+_REFUSED: set[int] = set()  # hash((key, value)) of those redacted
+
+
+def _forget_verdicts() -> None:
+    _KEPT.clear()
+    _REFUSED.clear()
+    _KEPT_TOKENS.clear()
+    _MASKED_TOKENS.clear()
+    _KEPT_EVENTS.clear()
+
+
+def _remember(pair: tuple[object, str], kept: bool) -> None:
+    if kept:
+        if len(_KEPT) >= _CACHE_MAX:
+            _KEPT.clear()
+        _KEPT.add(pair)
+    else:
+        if len(_REFUSED) >= _CACHE_MAX:
+            _REFUSED.clear()
+        _REFUSED.add(hash(pair))
+
+
+def _clean(key: str, value: object) -> object:
+    """``value`` of ``key`` as it may be logged: `_clean_full`'s answer, from the verdict
+    caches when the string was seen before."""
+    if type(value) is not str or len(value) > _CACHED_LEN or key in _UNCACHED_KEYS:
+        return _clean_full(key, value)
+    pair = (key, value)
+    if pair in _KEPT:
+        return value
+    if hash(pair) in _REFUSED:
+        return REDACTED
+    out = _clean_full(key, value)
+    if out in (value, REDACTED):  # a reply is a new string, equal when all was kept
+        _remember(pair, out == value)
+    return out
+
+
+def _clean_event_full(text: str) -> str:
+    return text if _EVENT.fullmatch(text) and not _dangerous(text) else REDACTED
+
+
+def _clean_event(event: object) -> str:
+    """An event name as it may be logged: a dotted name from the code, else redacted."""
+    text = str(event)
+    if text in _KEPT_EVENTS:
+        return text
+    out = _clean_event_full(text)
+    if out is text and len(_KEPT_EVENTS) < _CACHE_MAX:  # the code's own names: a few hundred
+        _KEPT_EVENTS.add(text)
+    return out
+
+
+_KEPT_EVENTS: set[str] = set()
+
+
 def _exception_fields(exc: BaseException) -> dict[str, object]:
     """Type, kind and where — never ``str(exc)``, which may quote the input."""
     fields: dict[str, object] = {"error_type": type(exc).__name__}
     if isinstance(exc, PasserelleError):
         fields["error_kind"] = exc.kind
         fields["smtp_code"] = exc.smtp_code
-    frames = traceback.extract_tb(exc.__traceback__)[-6:]
+    # where each frame is, without reading the source lines (extract_tb reads them)
+    frames = traceback.StackSummary.extract(
+        traceback.walk_tb(exc.__traceback__), lookup_lines=False)[-6:]
     fields["error_where"] = [
         f"{_short_path(f.filename)}:{f.lineno} in {f.name}" for f in frames
     ]
@@ -374,11 +548,45 @@ def redact(
 ) -> MutableMapping[str, Any]:
     """structlog processor: keep allow-listed keys with safe-shaped values, redact the rest."""
     exc_info = event_dict.pop("exc_info", None)
-    out: dict[str, Any] = {}
     event = event_dict.pop("event", None)
-    if event is not None:
-        text = str(event)
-        out["event"] = text if _EVENT.fullmatch(text) and not _dangerous(text) else REDACTED
+    out = _redact_fields(event, event_dict)
+    if exc_info is not None:
+        _add_exception(out, exc_info)
+    return out
+
+
+def _redact_fields(event: object, fields: Mapping[str, Any],
+                   logger: str | None = None) -> dict[str, Any]:
+    """The line's event, ``logger`` if given, and fields as they may be logged (`_clean` for
+    each, inlined here for the commonest cases: a string seen before, an integer or float of
+    a number key)."""
+    if event is None:
+        out: dict[str, Any] = {}
+    elif type(event) is str and event in _KEPT_EVENTS:
+        out = {"event": event}
+    else:
+        out = {"event": _clean_event(event)}
+    kept = _KEPT
+    if logger is not None:
+        out["logger"] = logger if ("logger", logger) in kept else _clean("logger", logger)
+    for key, value in fields.items():
+        kind = type(value)
+        if kind is str:
+            if (key, value) in kept:
+                out[key] = value
+                continue
+        elif kind is int:
+            if key in _NUMBER_KEYS and -10**12 < value < 10**12:
+                out[key] = value
+                continue
+        elif kind is float and key in _NUMBER_KEYS:
+            out[key] = value
+            continue
+        out[key] = _clean(key, value)
+    return out
+
+
+def _add_exception(out: dict[str, Any], exc_info: object) -> None:
     exc: BaseException | None = None
     if isinstance(exc_info, BaseException):
         exc = exc_info
@@ -386,33 +594,49 @@ def redact(
         exc = exc_info[1]
     elif exc_info is True:
         exc = sys.exc_info()[1]
-    for key, value in event_dict.items():
-        out[key] = _clean(key, value)
     if exc is not None:
         out.update(_exception_fields(exc))
-    return out
 
 
 def configure(level: str | int = "info", stream: TextIO | None = None) -> None:
-    """Send every structlog event as one JSON line to ``stream`` (stdout by default)."""
+    """Send every log event as one JSON line to ``stream`` (stdout by default)."""
     if isinstance(level, str):
         number = logging.getLevelNamesMapping().get(level.upper())
         if number is None:
             raise ValueError(f"unknown log level {level!r}")
         level = number
+    out = cast(TextIO, stream if stream else _Stdout())
     structlog.configure(
         processors=[
-            structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             redact,
             structlog.processors.JSONRenderer(serializer=_dumps),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.WriteLoggerFactory(
-            file=stream if stream else cast(TextIO, _Stdout())),
+        logger_factory=structlog.WriteLoggerFactory(file=out),
         cache_logger_on_first_use=False,
     )
+    global _OUTPUT
+    _OUTPUT = _Output(level, out)
+
+
+class _Output:
+    """What `configure` set: the lines' minimum level and their stream."""
+
+    __slots__ = ("level", "lock", "stream")
+
+    def __init__(self, level: int, stream: TextIO) -> None:
+        self.level, self.stream = level, stream
+        self.lock = threading.Lock()
+
+    def write(self, line: str) -> None:
+        with self.lock:  # lines from several threads never interleave (structlog's WriteLogger)
+            self.stream.write(line + "\n")
+            self.stream.flush()
+
+
+_OUTPUT: _Output | None = None
 
 
 class _Stdout:
@@ -434,15 +658,75 @@ def _dumps(obj: Any, **_: Any) -> str:
     return orjson.dumps(obj, default=repr).decode()
 
 
+_SECONDS: dict[int, str] = {}  # the current second → its ISO 8601 form up to the dot
+
+
+def _timestamp_now() -> str:
+    """The time in ISO 8601, UTC, to the microsecond (``2026-12-07T12:01:54.554137Z``, what
+    structlog's ``TimeStamper(fmt="iso", utc=True)`` writes, but for its six digits always
+    there); the date and the second are formatted once a second."""
+    second, nanoseconds = divmod(time.time_ns(), 1_000_000_000)
+    prefix = _SECONDS.get(second)
+    if prefix is None:
+        _SECONDS.clear()
+        prefix = _SECONDS[second] = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second))
+    return prefix + str(nanoseconds // 1000 + 1_000_000)[1:] + "Z"
+
+
 def get_logger(name: str) -> Any:
-    """A bound logger whose events carry ``logger=name`` (a dotted module-like word)."""
-    # Bound at each call, so that configuration made after import (`serve`, tests) applies.
+    """A logger whose events carry ``logger=name`` (a dotted module-like word)."""
     return _NamedLogger(name)
 
 
 class _NamedLogger:
+    """``debug``, ``info``, ``warning``, ``error``, ``exception``, ``critical``: one line each,
+    straight through the redaction and `_dumps` to the stream `configure` set — the line
+    structlog's chain would write (tests/ops/test_logging_fast.py compares them), without its
+    per-call binding and processor calls.  The configuration is read at each call (`configure`
+    after import applies); while structlog is not configured (never, or
+    ``structlog.reset_defaults()`` since), and for anything else (``bind``, positional
+    arguments), the call goes to structlog as it is configured."""
+
+    __slots__ = ("_name",)
+
     def __init__(self, name: str) -> None:
         self._name = name
 
     def __getattr__(self, method: str) -> Any:
         return getattr(structlog.get_logger().bind(logger=self._name), method)
+
+
+def _level_method(method: str, level: int) -> Callable[..., None]:
+    """`_NamedLogger`'s method ``method``, for lines of ``level``."""
+    name = {"exception": "error", "warn": "warning"}.get(method, method)
+    exc_default = method == "exception"  # like structlog: exc_info=True unless given
+
+    def line(self: _NamedLogger, event: str, *args: Any, **kw: Any) -> None:
+        out = _OUTPUT
+        if out is None or args or not structlog.is_configured():
+            getattr(structlog.get_logger().bind(logger=self._name), method)(event, *args, **kw)
+            return
+        if level < out.level:
+            return
+        exc_info = kw.pop("exc_info", True if exc_default else None)
+        if "level" in kw or "timestamp" in kw or "logger" in kw:  # structlog's order: the
+            fields: dict[str, Any] = {"logger": self._name}  # bound logger name first, then
+            fields.update(kw)  # the call's, level and timestamp replaced where they stand
+            fields["level"], fields["timestamp"] = name, _timestamp_now()
+            record = _redact_fields(event, fields)
+        else:  # level and timestamp made here: safe by construction
+            record = _redact_fields(event, kw, self._name)
+            record["level"], record["timestamp"] = name, _timestamp_now()
+        if exc_info is not None:
+            _add_exception(record, exc_info)
+        out.write(_dumps(record))
+
+    line.__name__ = method
+    return line
+
+
+for _method, _level in (("debug", logging.DEBUG), ("info", logging.INFO),
+                        ("warning", logging.WARNING), ("warn", logging.WARNING),
+                        ("error", logging.ERROR), ("exception", logging.ERROR),
+                        ("critical", logging.CRITICAL)):
+    setattr(_NamedLogger, _method, _level_method(_method, _level))
