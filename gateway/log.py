@@ -213,6 +213,12 @@ def _queue_id(value: object) -> bool:
     return not (len(value) == 8 and _COMPACT_DATE.fullmatch(value))
 
 
+def printable_queue_id(value: str) -> bool:
+    """Whether a log line shows the queue id ``value`` whole: one whose digits happen to
+    read as a NIR or a date is redacted like one, and the operator could not follow it."""
+    return _queue_id(value)
+
+
 _OPERATOR = re.compile(r"(?:certificate|token|session|unix):[A-Za-z0-9_][A-Za-z0-9_.@-]{0,63}")
 
 

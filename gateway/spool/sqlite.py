@@ -45,7 +45,7 @@ from gateway.atrest import (
 )
 from gateway.errors import BadInputError, ConfigError, SpoolFull, SpoolUnavailable
 from gateway.journal import Conn
-from gateway.log import allow_words, get_logger
+from gateway.log import allow_words, get_logger, printable_queue_id
 from gateway.spill import LARGE, new_path
 from gateway.spill import size as data_size
 from gateway.spool.admin import QueueAdmin
@@ -76,6 +76,15 @@ CORRUPT_OUTPUT = {"digest": "corrupt: translated bytes do not match their digest
 # A random id written once, when the spool is created: the daemon holds it, and refuses to
 # accept into a database that does not carry it (a spool deleted or replaced under it).
 SPOOL_IDENTITY = "CREATE TABLE IF NOT EXISTS spool_identity (spool_id TEXT NOT NULL)"
+
+
+def new_queue_id() -> str:
+    """A fresh queue id: 20 random hex digits, drawn again while their digits read as a NIR
+    or a date (about 1 in 250 draws), which every log line would show as ``[redacted]``."""
+    while True:
+        queue_id = uuid.uuid4().hex[:20].upper()
+        if printable_queue_id(queue_id):
+            return queue_id
 
 
 class SqliteSpool(SealedRecords, Retention, QueueAdmin, SpoolSearch):
@@ -384,7 +393,7 @@ class SqliteSpool(SealedRecords, Retention, QueueAdmin, SpoolSearch):
         with self._tx() as db:
             for direction, mail_from, rcpts, data, message_id, peer, state, hub_auth in items:
                 digest = sha256_of(data)
-                queue_id = uuid.uuid4().hex[:20].upper()
+                queue_id = new_queue_id()
                 fresh = []
                 for rcpt in rcpts:
                     if message_id:
