@@ -438,3 +438,19 @@ def test_a_renewed_certificate_is_the_one_a_signature_gives(
     assert smime._check_cms(der, entity)[0] == renewed
     with pytest.raises(CertificateRejected, match="expired"):
         receiver.verify(signed, at=now)
+
+
+def test_a_signer_revoked_in_a_reloaded_crl_is_refused_though_its_certificate_is_kept(
+        world: World, identity: smime.SigningIdentity, tmp_path: Path) -> None:
+    """The certificate read once and kept is still judged against the CRLs in force: the
+    anchors read again with a CRL that revokes it, its next message is refused."""
+    signed = smime.sign(MESSAGE, identity)
+    crl = world.write_crl(tmp_path / "crl.pem", ["revoked-client"])
+    receiver = smime.Smime(identity, TrustAnchors.load([world.ca_cert], [crl]))
+    now = datetime.now(UTC)
+    for _ in range(2):
+        receiver.verify(signed, at=now)
+    world.write_crl(crl, ["revoked-client", "gateway-signing"])
+    receiver = receiver.with_anchors(TrustAnchors.load([world.ca_cert], [crl]))
+    with pytest.raises(CertificateRejected, match="revoked"):
+        receiver.verify(signed, at=now)
