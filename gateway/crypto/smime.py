@@ -6,8 +6,9 @@ ends, so that no relay re-encoding can break the signature; we refuse to sign an
 output before it is queued (lesson 7 from peers): the signature it carries verifies over
 exactly the entity it carries, with our certificate, valid at the time of signing.
 
-Verification reads the CMS SignedData (asn1crypto), checks the content digest, the signature
-over the signed attributes with the signer's certificate, and the certificate's chain, expiry,
+Verification reads the CMS SignedData (directly when it is plain DER, else with asn1crypto,
+which then decides), checks the content digest, the signature over the signed attributes with
+the signer's certificate, and the certificate's chain, expiry,
 key usage and revocation (:func:`gateway.crypto.pki.validate_chain`).  :class:`Smime` keeps
 what holds from one message to the next (our certificate as read, chain validations for as
 long as they hold); the time is checked for every message.
@@ -25,6 +26,7 @@ import base64
 import binascii
 import email
 import email.policy
+import functools
 import hashlib
 import io
 import re
@@ -374,7 +376,17 @@ def _signature_der(part: bytes) -> bytes:
 
 def _check_cms(der: bytes, content: bytes | memoryview) -> tuple[x509.Certificate, bytes]:
     """The signer's certificate (and its DER) of a CMS SignedData over ``content``, once its
-    digest and its signature are checked (not its chain)."""
+    digest and its signature are checked (not its chain).
+
+    A SignedData in plain DER whose signature holds is read by :func:`_plain_signed_data`
+    (~40 µs; asn1crypto takes ~0.35 ms); anything else — another shape, another encoding, a
+    check that fails — by asn1crypto below, which decides and names what is wrong."""
+    plain = _plain_signed_data(der, content)
+    return plain if plain is not None else _read_cms(der, content)
+
+
+def _read_cms(der: bytes, content: bytes | memoryview) -> tuple[x509.Certificate, bytes]:
+    """:func:`_check_cms` through asn1crypto, whatever the SignedData's shape or encoding."""
     try:
         info = cms.ContentInfo.load(der)
         signed = info["content"]
@@ -591,6 +603,134 @@ def _our_signer_info(der: bytes, own: _OwnCertificate) -> tuple[bytes, bytes, by
     _der_shape(digest, _OCTETS)
     attrs = b"\x31" + der[si[3][1] + 1:si[3][3]]  # signed as a SET (RFC 5652 §5.4)
     return _der_value(md, digest[0]), attrs, _der_value(der, si[5])
+
+
+# -- incoming signatures in plain DER ---------------------------------------------------------
+#
+# What _check_cms reads with asn1crypto, read directly when the SignedData is plain DER (what
+# every S/MIME library writes): the first SignerInfo, naming its signer by issuer and serial
+# number, its digest algorithm, its signed attributes and their message digest, its signature;
+# the certificate it names among those included.  The same reading as asn1crypto's — the DER
+# walk above accepts only definite, shortest lengths, so what it reads asn1crypto reads the
+# same — and it only ever accepts: a shape it does not expect, or a check that fails, and it
+# answers None, for asn1crypto to decide and to name the failure as it always has.
+
+_DIGEST_OIDS = {bytes.fromhex("608648016503040201"): "sha256",
+                bytes.fromhex("608648016503040202"): "sha384",
+                bytes.fromhex("608648016503040203"): "sha512",
+                bytes.fromhex("2b0e03021a"): "sha1"}
+_CTX1 = 0xA1
+
+
+def _plain_signed_data(der: bytes, content: bytes | memoryview
+                       ) -> tuple[x509.Certificate, bytes] | None:
+    """:func:`_check_cms` of a SignedData in plain DER whose digest and signature hold; None
+    for anything else (asn1crypto then reads it)."""
+    digest: bytes | None = None
+    try:
+        (si, digest_name), certs = _plain_signer_info(der)
+        issuer_serial = _der_items(der, si[1][2], si[1][3])
+        _der_shape(issuer_serial, _SEQ, _INT)
+        issuer = der[issuer_serial[0][1]:issuer_serial[0][3]]
+        serial = int.from_bytes(_der_value(der, issuer_serial[1]), "big", signed=True)
+        for attr in _der_items(der, si[3][2], si[3][3]):
+            parts = _der_items(der, attr[2], attr[3]) if attr[0] == _SEQ else []
+            _der_shape(parts, _OID, _SET)
+            if _der_value(der, parts[0]) == _OID_MESSAGE_DIGEST:
+                values = _der_items(der, parts[1][2], parts[1][3])
+                if not values or values[0][0] != _OCTETS:
+                    return None
+                digest = _der_value(der, values[0])
+                break
+        found = [c for c in _included(der[certs[1]:certs[3]]) if c[0] == serial]
+    except _NotOurShape:
+        return None
+    if any(c[1] != issuer for c in found):
+        return None  # the same name in another encoding, perhaps: asn1crypto's
+    algo = _HASHES[digest_name]
+    if digest is None or not found or hashlib.new(algo.name, content).digest() != digest:
+        return None
+    cert_der = found[-1][2]
+    try:
+        cert, public = _certificate(cert_der)
+        attrs = b"\x31" + der[si[3][1] + 1:si[3][3]]  # signed as a SET (RFC 5652 §5.4)
+        signature = _der_value(der, si[5])
+        if isinstance(public, rsa.RSAPublicKey):
+            public.verify(signature, attrs, padding.PKCS1v15(), algo)
+        elif isinstance(public, ec.EllipticCurvePublicKey):
+            public.verify(signature, attrs, ec.ECDSA(algo))
+        else:
+            return None
+    except (InvalidSignature, ValueError, TypeError):
+        return None
+    return cert, cert_der
+
+
+def _plain_signer_info(der: bytes) -> tuple[tuple[list[tuple[int, int, int, int]], str],
+                                           tuple[int, int, int, int]]:
+    """A SignedData's first SignerInfo (its elements: version, issuer and serial number,
+    digest algorithm, signed attributes, signature algorithm, signature) with its digest's
+    name, and its certificates (the element); :class:`_NotOurShape` unless plain DER of that
+    shape, with a digest :data:`_HASHES` knows."""
+    top = _der_items(der, 0, len(der))
+    _der_shape(top, _SEQ)
+    info = _der_items(der, top[0][2], top[0][3])
+    _der_shape(info, _OID, _CTX0)
+    if _der_value(der, info[0]) != _OID_SIGNED_DATA:
+        raise _NotOurShape
+    wrapped = _der_items(der, info[1][2], info[1][3])
+    _der_shape(wrapped, _SEQ)
+    sd = _der_items(der, wrapped[0][2], wrapped[0][3])
+    tags = [i[0] for i in sd]
+    if tags not in ([_INT, _SET, _SEQ, _CTX0, _SET], [_INT, _SET, _SEQ, _CTX0, _CTX1, _SET]):
+        raise _NotOurShape
+    signers = _der_items(der, sd[-1][2], sd[-1][3])
+    if not signers or signers[0][0] != _SEQ:
+        raise _NotOurShape
+    si = _der_items(der, signers[0][2], signers[0][3])
+    tags = [i[0] for i in si]
+    if tags not in ([_INT, _SEQ, _SEQ, _CTX0, _SEQ, _OCTETS],
+                    [_INT, _SEQ, _SEQ, _CTX0, _SEQ, _OCTETS, _CTX1]):
+        raise _NotOurShape
+    digest_algorithm = _der_items(der, si[2][2], si[2][3])
+    if not digest_algorithm or digest_algorithm[0][0] != _OID:
+        raise _NotOurShape
+    name = _DIGEST_OIDS.get(_der_value(der, digest_algorithm[0]))
+    if name is None:
+        raise _NotOurShape
+    return (si, name), sd[3]
+
+
+@functools.lru_cache(maxsize=256)
+def _included(certificates: bytes) -> tuple[tuple[int, bytes, bytes], ...]:
+    """The serial number, issuer (DER) and DER of each certificate of a SignedData's
+    ``certificates`` (the element, DER), read once for all the messages that carry the same
+    ones; :class:`_NotOurShape` for another choice than a plain certificate, or not DER."""
+    out = []
+    top = _der_items(certificates, 0, len(certificates))
+    _der_shape(top, _CTX0)
+    for item in _der_items(certificates, top[0][2], top[0][3]):
+        if item[0] != _SEQ:
+            raise _NotOurShape
+        tbs = _der_items(certificates, item[2], item[3])
+        if not tbs or tbs[0][0] != _SEQ:
+            raise _NotOurShape
+        fields = _der_items(certificates, tbs[0][2], tbs[0][3])
+        if fields and fields[0][0] == _CTX0:  # the version
+            fields = fields[1:]
+        if len(fields) < 3 or fields[0][0] != _INT or fields[2][0] != _SEQ:
+            raise _NotOurShape
+        out.append((int.from_bytes(_der_value(certificates, fields[0]), "big", signed=True),
+                    certificates[fields[2][1]:fields[2][3]], certificates[item[1]:item[3]]))
+    return tuple(out)
+
+
+@functools.lru_cache(maxsize=256)
+def _certificate(der: bytes) -> tuple[x509.Certificate, object]:
+    """A certificate read from its DER, and its public key, once for all the messages it
+    signs (:class:`ValueError` when it is not one)."""
+    cert = x509.load_der_x509_certificate(der)
+    return cert, cert.public_key()
 
 
 def sign_and_check(message: bytes | Handover, identity: SigningIdentity, *, anchors: TrustAnchors,

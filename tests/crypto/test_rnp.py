@@ -15,6 +15,7 @@ import resource
 import shutil
 import subprocess
 import threading
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -94,6 +95,31 @@ def test_what_librnp_seals_the_recipients_gpg_decrypts_and_verifies(
     assert "[GNUPG:] DECRYPTION_OKAY" in status and "[GNUPG:] GOODMDC" in status
     validsig = next(line for line in status.splitlines() if "VALIDSIG" in line).split()
     assert validsig[-1] == world.fingerprints["gateway"]
+
+
+@pytest.mark.parametrize(("kind", "compressed"), [("zip", False), ("letter", True)])
+def test_what_is_compressed_already_is_sealed_without_compression(
+        world: World, rnp_crypto: LegacyCrypto, kind: str, compressed: bool) -> None:
+    """A zip (a CR-BIO package) is not deflated a second time, a letter is (ZLIB, as gpg
+    writes for these keys); the recipient's gpg reads both back as they were."""
+    if kind == "zip":
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+            z.writestr("IHE_XDM/SUBSET01/DOC0001.PDF", os.urandom(60_000))
+            z.writestr("METADATA.XML", letter().as_string() * 20)
+        data = buf.getvalue()
+    else:
+        data = letter().as_bytes() * 20
+    sealed = _cipher(rnp_crypto).encrypt_sign(data, recipient=world.fingerprints["martin"])
+    assert sealed.tool == "rnp"
+    gpg = ["gpg", "--homedir", world.gnupg_users["martin"], "--batch", "--trust-model",
+           "always"]
+    packets = subprocess.run([*gpg, "--list-packets"], input=sealed.data, capture_output=True,
+                             check=True).stdout.decode()
+    assert (":compressed packet: algo=2" in packets) is compressed
+    assert ":literal data packet:" in packets
+    assert subprocess.run([*gpg, "--decrypt"], input=sealed.data, capture_output=True,
+                          check=True).stdout == data
 
 
 def test_librnp_alone_accepts_a_signature_made_before_expiry_the_adapter_does_not(

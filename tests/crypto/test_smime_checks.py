@@ -9,6 +9,7 @@ import email
 import email.policy
 import hashlib
 import itertools
+import subprocess
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -327,3 +328,129 @@ def test_own_certificate_is_read_as_a_signer_names_it(identity: smime.SigningIde
 @given(st.binary(max_size=700))
 def test_signature_base64_is_written_as_encodebytes_writes_it(data: bytes) -> None:
     assert smime._base64_lines(data) == base64.encodebytes(data).replace(b"\n", b"\r\n")
+
+
+# -- incoming signatures read in plain DER, else by asn1crypto -------------------------------
+
+def _outcome(read: Callable[[bytes, bytes], tuple[x509.Certificate, bytes]], der: bytes,
+             content: bytes) -> tuple[str, str]:
+    try:
+        return "accepted", read(der, content)[1].hex()
+    except Exception as exc:  # the verdict compared, whatever it is
+        return type(exc).__name__, str(exc)
+
+
+def _signature_of(signed: bytes) -> tuple[bytes, bytes]:
+    """(the signature's DER, the signed entity) of a multipart/signed message."""
+    _, start, end, part = smime._locate(signed)
+    return smime._signature_der(part), signed[start:end]
+
+
+def test_a_plain_signature_is_read_without_asn1crypto(
+        identity: smime.SigningIdentity, tmp_path: Path) -> None:
+    """What cryptography writes, and what openssl writes, take the direct reading (with the
+    signer's certificate as asn1crypto finds it)."""
+    der, content = _signature_of(smime.sign(MESSAGE, identity))
+    ours = smime._plain_signed_data(der, content)
+    assert ours is not None and ours[0] == identity.cert
+    assert ours[1] == smime._read_cms(der, content)[1]
+    ossl = _openssl_signed(identity, tmp_path, "-binary", "-outform", "DER")
+    plain = smime._plain_signed_data(ossl, MESSAGE)
+    assert plain is not None and plain[0] == identity.cert
+
+
+def _openssl_signed(identity: smime.SigningIdentity, tmp: Path, *args: str) -> bytes:
+    (tmp / "in").write_bytes(MESSAGE)
+    (tmp / "cert.pem").write_bytes(identity.cert.public_bytes(serialization.Encoding.PEM))
+    (tmp / "key.pem").write_bytes(identity.key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    subprocess.run(["openssl", "cms", "-sign", "-in", str(tmp / "in"), "-signer",
+                    str(tmp / "cert.pem"), "-inkey", str(tmp / "key.pem"), "-out",
+                    str(tmp / "out"), *args], check=True, capture_output=True)
+    return (tmp / "out").read_bytes()
+
+
+@pytest.mark.parametrize("args", [("-stream",), ("-keyid",)], ids=["ber", "subject-key-id"])
+def test_a_signature_in_another_encoding_or_shape_is_left_to_asn1crypto(
+        world: World, identity: smime.SigningIdentity, tmp_path: Path,
+        args: tuple[str, ...]) -> None:
+    """Indefinite lengths (openssl's streaming), a signer named by its key identifier: not
+    read directly, and asn1crypto's verdict is the one given, as before."""
+    if "-keyid" in args:  # a certificate with a key identifier to name it by
+        key = identity.key
+        cert = (x509.CertificateBuilder(extensions=list(identity.cert.extensions))
+                .subject_name(identity.cert.subject).issuer_name(identity.cert.issuer)
+                .public_key(key.public_key()).serial_number(identity.cert.serial_number)
+                .not_valid_before(identity.cert.not_valid_before_utc)
+                .not_valid_after(identity.cert.not_valid_after_utc)
+                .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
+                               critical=False)
+                .sign(load_private_key(world.ca_key), hashes.SHA256()))  # type: ignore[arg-type]
+        identity = smime.SigningIdentity(cert, key)
+    der = _openssl_signed(identity, tmp_path, "-binary", "-outform", "DER", *args)
+    assert smime._plain_signed_data(der, MESSAGE) is None
+    assert _outcome(smime._check_cms, der, MESSAGE) == _outcome(smime._read_cms, der, MESSAGE)
+
+
+@pytest.mark.parametrize("flip", [0x01, 0x80, 0xFF])
+def test_every_changed_byte_of_a_signature_is_judged_as_asn1crypto_judges_it(
+        identity: smime.SigningIdentity, flip: int) -> None:
+    """Each byte of the CMS changed in turn (lengths, tags, the serial number, the message
+    digest, the signature, the certificate): the direct reading never accepts what asn1crypto
+    refuses, and a refusal is asn1crypto's, with its words."""
+    der, content = _signature_of(smime.sign(MESSAGE, identity))
+    accepted = 0
+    for at in range(len(der)):
+        changed = der[:at] + bytes([der[at] ^ flip]) + der[at + 1:]
+        verdict = _outcome(smime._check_cms, changed, content)
+        assert verdict == _outcome(smime._read_cms, changed, content), at
+        accepted += verdict[0] == "accepted"
+    assert 0 < accepted < len(der) // 2  # bytes no check reads (the algorithm list) do not count
+    for at in range(0, len(content), 7):  # the content: its digest is the one signed
+        changed = content[:at] + bytes([content[at] ^ flip]) + content[at + 1:]
+        verdict = _outcome(smime._check_cms, der, changed)
+        assert verdict == _outcome(smime._read_cms, der, changed)
+        assert verdict == ("SmimeError", "signed content was altered (digest mismatch)")
+
+
+def test_a_renewed_certificate_is_the_one_a_signature_gives(
+        world: World, identity: smime.SigningIdentity, anchors: TrustAnchors) -> None:
+    """Certificates read once and kept (by their exact bytes): a signer's renewed certificate —
+    same key, same subject, even the same serial number — is the one its next signatures
+    give, and its own dates are the ones judged."""
+    key = identity.key
+    first = _issue(world, key, subject="renewed@hopital-a.mssante.example", serial=4242)
+    receiver = smime.Smime(identity, anchors)
+    now = datetime.now(UTC)
+    for _ in range(2):
+        signed = smime.sign(MESSAGE, smime.SigningIdentity(first, key))
+        receiver.verify(signed, at=now)
+        assert smime._check_cms(*_signature_of(signed))[0] == first
+    renewed = (x509.CertificateBuilder().subject_name(first.subject).issuer_name(first.issuer)
+               .public_key(key.public_key()).serial_number(4242)
+               .not_valid_before(now - timedelta(days=2)).not_valid_after(now - timedelta(days=1))
+               .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]),
+                              critical=False)
+               .sign(load_private_key(world.ca_key), hashes.SHA256()))  # type: ignore[arg-type]
+    signed = smime.sign(MESSAGE, smime.SigningIdentity(renewed, key))
+    der, entity = _signature_of(signed)
+    assert smime._check_cms(der, entity)[0] == renewed
+    with pytest.raises(CertificateRejected, match="expired"):
+        receiver.verify(signed, at=now)
+
+
+def test_a_signer_revoked_in_a_reloaded_crl_is_refused_though_its_certificate_is_kept(
+        world: World, identity: smime.SigningIdentity, tmp_path: Path) -> None:
+    """The certificate read once and kept is still judged against the CRLs in force: the
+    anchors read again with a CRL that revokes it, its next message is refused."""
+    signed = smime.sign(MESSAGE, identity)
+    crl = world.write_crl(tmp_path / "crl.pem", ["revoked-client"])
+    receiver = smime.Smime(identity, TrustAnchors.load([world.ca_cert], [crl]))
+    now = datetime.now(UTC)
+    for _ in range(2):
+        receiver.verify(signed, at=now)
+    world.write_crl(crl, ["revoked-client", "gateway-signing"])
+    receiver = receiver.with_anchors(TrustAnchors.load([world.ca_cert], [crl]))
+    with pytest.raises(CertificateRejected, match="revoked"):
+        receiver.verify(signed, at=now)
