@@ -6,7 +6,6 @@ import asyncio
 import collections
 import os
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -18,16 +17,10 @@ import pytest
 
 from gateway.crypto.world import World
 from gateway.sim import SimTrustOperator
-from tests.conftest import legacy_client
+from tests.conftest import QUIET, free_port, legacy_client
 from tests.daemon.harness import ADDR
 
 N = 200
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def sealed(world: World, n: int) -> bytes:
@@ -103,6 +96,7 @@ async def operator_and_serve(world: World, tmp_path: Path, **workers: object
     return op, serve, legacy_port
 
 
+@QUIET
 @pytest.mark.slow
 def test_kill_9_mid_run_loses_nothing_and_duplicates_nothing(world: World,
                                                              tmp_path: Path) -> None:
