@@ -9,6 +9,7 @@ import signal
 import ssl
 import subprocess
 import sys
+import time
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -60,7 +61,10 @@ class Serve:
             self.proc = subprocess.Popen([sys.executable, "-m", "gateway", "serve",
                                           "--config", str(self.cfg)], stdout=out,
                                          stderr=subprocess.STDOUT)
-        for _ in range(600):
+        # 90 s by the clock (not 600 polls): after a kill -9, on a machine whose cores the
+        # other test workers share, the restart's recovery can take a while
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
             if b"serving on" in log.read_bytes():
                 return
             assert self.proc.poll() is None, log.read_text()
