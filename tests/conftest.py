@@ -47,6 +47,20 @@ CPU).  Under ``make test`` (``--dist loadgroup``) they run one after the other o
 never beside each other; without ``-n`` the mark does nothing."""
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under ``--dist loadgroup``, after pytest-xdist has given each grouped test its group
+    (a ``@name`` suffix of its node id): stop if it could not, rather than let the QUIET
+    tests run beside each other unseen (pytest 9.2 with pytest-xdist 3.8 does that)."""
+    if not getattr(config.option, "loadgroup", False):
+        return
+    for item in items:
+        if item.get_closest_marker("xdist_group") and "@" not in item.nodeid.rsplit("]", 1)[-1]:
+            raise pytest.UsageError(
+                f"pytest-xdist did not put {item.nodeid} in its xdist_group (pytest "
+                f"{pytest.__version__}: see the pytest range in pyproject.toml)")
+
+
 def free_port() -> int:
     """A port for a server started in another process (`passerelle serve`), given by the OS
     (port 0) and kept from being given again while that process starts.
