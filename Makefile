@@ -2,6 +2,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# Test workers (pytest-xdist): more than the cores, as many tests wait on subprocesses, sockets
+# and fsync; `make test TEST_WORKERS=0` runs the suite in one process.
+TEST_WORKERS ?= 4
 STAMP := $(VENV)/.installed-stamp
 
 .PHONY: demo test lint bench clean
@@ -16,7 +19,7 @@ demo: $(STAMP)
 	$(VENV)/bin/passerelle demo
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check gateway tests bench

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -34,6 +35,52 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     for home in [built.gnupg_gateway, *(Path(h) for h in built.gnupg_users.values())]:
         subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], check=False,
                        capture_output=True)
+
+
+# -- parallel runs (pytest-xdist) -----------------------------------------------------------
+
+QUIET = pytest.mark.xdist_group("quiet")
+"""The tests that must not share the machine with each other: kill -9 at an instant of a load
+(the bounds on possible duplicates are the product's promise, not to be widened), the
+PostgreSQL scale-out, and the benchmarks' smoke runs (heavy load of their own; they measure
+CPU).  Under ``make test`` (``--dist loadgroup``) they run one after the other on one worker,
+never beside each other; without ``-n`` the mark does nothing."""
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under ``--dist loadgroup``, after pytest-xdist has given each grouped test its group
+    (a ``@name`` suffix of its node id): stop if it could not, rather than let the QUIET
+    tests run beside each other unseen (pytest 9.2 with pytest-xdist 3.8 does that)."""
+    if not getattr(config.option, "loadgroup", False):
+        return
+    for item in items:
+        if item.get_closest_marker("xdist_group") and "@" not in item.nodeid.rsplit("]", 1)[-1]:
+            raise pytest.UsageError(
+                f"pytest-xdist did not put {item.nodeid} in its xdist_group (pytest "
+                f"{pytest.__version__}: see the pytest range in pyproject.toml)")
+
+
+def free_port() -> int:
+    """A port for a server started in another process (`passerelle serve`), given by the OS
+    (port 0) and kept from being given again while that process starts.
+
+    The port is left in TIME_WAIT by a connection made to it and closed from the server side:
+    the kernel hands it to no other ``bind(0)`` (another xdist worker's server, another test's
+    ``free_port``) for a minute, while a server that sets SO_REUSEADDR — asyncio's and
+    uvloop's ``create_server`` do, so the daemon's listeners do — can bind it at once (and
+    again after a kill -9)."""
+    with socket.socket() as server:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        port = int(server.getsockname()[1])
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            accepted, _ = server.accept()
+            with accepted:
+                pass  # the server side closes first: its end of the pair is in TIME_WAIT
+            client.recv(1)  # the FIN: the client side closes cleanly (no RST)
+    return port
 
 
 def legacy_client(world: World, user: str) -> LegacyCrypto:

@@ -73,9 +73,20 @@ def pg_schema_bytes(url: str) -> int:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port from the OS for the gateway's listener, kept from any other ``bind(0)`` while
+    the gateway starts (the test suite runs benchmarks beside other servers): a connection to
+    it closed from the server side leaves it in TIME_WAIT, which only a server that sets
+    SO_REUSEADDR (the daemon's asyncio listeners) may bind."""
+    with socket.socket() as server:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        port = int(server.getsockname()[1])
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            accepted, _ = server.accept()
+            accepted.close()  # the server side closes first: TIME_WAIT is on its side
+            client.recv(1)
+    return port
 
 
 class Serve:

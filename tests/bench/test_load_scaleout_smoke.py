@@ -17,11 +17,13 @@ import psycopg
 import pytest
 
 from tests.bench import short_dir
+from tests.conftest import QUIET
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 
+@QUIET
 @pytest.mark.slow
 def test_load_bench_scaleout_smoke(tmp_path: Path, pg_url: str) -> None:
     out = tmp_path / "scaleout.json"

@@ -15,12 +15,13 @@ from pathlib import Path
 import pytest
 
 from tests.bench import short_dir
-from tests.conftest import require_library, require_tool
+from tests.conftest import QUIET, require_library, require_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 
+@QUIET
 @pytest.mark.slow
 @pytest.mark.parametrize("adapter", ["openpgp", "sop", "rnp"])
 def test_load_bench_smoke(tmp_path: Path, adapter: str) -> None:

@@ -11,10 +11,12 @@ from pathlib import Path
 import pytest
 
 from tests.bench import short_dir
+from tests.conftest import QUIET
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@QUIET
 @pytest.mark.slow
 def test_memory_bench_smoke(tmp_path: Path) -> None:
     out = tmp_path / "memory.json"

@@ -14,6 +14,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import aiosmtplib
+import pytest
 
 from gateway.crypto.world import World
 from gateway.mail import mime
@@ -65,6 +66,7 @@ def _attachment(data: bytes, name: str) -> bytes:
     return found[0]
 
 
+@pytest.mark.slow
 def test_large_messages_cross_both_ways_through_files(world: World, tmp_path: Path) -> None:
     async def main() -> None:
         h = await start(world, tmp_path, overrides={"workers": {"processes": 1}})

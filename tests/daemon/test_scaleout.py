@@ -15,6 +15,7 @@ import pytest
 
 from gateway.crypto.world import World
 from gateway.sim import SimTrustOperator
+from tests.conftest import QUIET
 from tests.daemon.harness import ADDR
 from tests.daemon.test_crash import Serve, free_port, sealed, serve_tables
 
@@ -30,6 +31,7 @@ def config(world: World, state: Path, url: str, op_port: int) -> tuple[Path, int
     return world.write_config(state / "passerelle.toml", state, tables), port
 
 
+@QUIET
 @pytest.mark.slow
 def test_two_instances_one_killed_deliver_everything_once(world: World, tmp_path: Path,
                                                          pg_url: str) -> None:

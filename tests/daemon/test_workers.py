@@ -18,6 +18,7 @@ import aiosmtplib
 import pytest
 
 from gateway.crypto.world import World
+from tests.bench import short_dir
 from tests.conftest import require_library, require_tool
 from tests.daemon.harness import ADDR
 from tests.daemon.test_crash import operator_and_serve, sealed
@@ -190,11 +191,13 @@ def test_a_workers_sop_fallback_is_logged_in_the_daemons_stream(world: World,
 
 @pytest.mark.slow
 def test_the_demo_reaches_every_outcome_with_worker_processes_and_the_default_adapter(
-        tmp_path: Path) -> None:
+        ) -> None:
     """`passerelle demo` (worker processes, legacy.adapter left to its default: rnp here):
     its bounce is a notice sealed for the legacy sender in a worker process — sealing there
     once failed with the rnp adapter, which cannot be sent to a worker."""
-    demo = subprocess.run([sys.executable, "-m", "gateway", "demo", "--dir", str(tmp_path)],
+    # a short directory: the GnuPG homes' agent sockets must fit in 108 bytes, which an xdist
+    # worker's temporary path (…/popen-gwN/test_the_demo_…/world/gnupg/…) exceeds
+    demo = subprocess.run([sys.executable, "-m", "gateway", "demo", "--dir", str(short_dir())],
                           capture_output=True, text=True, timeout=300, check=False)
     assert demo.returncode == 0, demo.stdout[-2000:] + demo.stderr[-2000:]
     assert "ok: bounced, notice sealed to sender" in demo.stdout

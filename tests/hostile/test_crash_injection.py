@@ -25,7 +25,7 @@ import pytest
 
 from gateway.crypto.world import World
 from gateway.sim import SimLegacyHub, SimTrustOperator
-from tests.conftest import FIXTURES, legacy_client
+from tests.conftest import FIXTURES, QUIET, legacy_client
 from tests.daemon.harness import ADDR, TRUST
 from tests.daemon.test_crash import Serve, free_port, serve_tables
 from tests.hostile.support import OP_A, gpg, inline
@@ -199,6 +199,7 @@ def _tally(items: list[Item], fates: dict[str, list[str]],
     return tally
 
 
+@QUIET
 @pytest.mark.slow
 def test_kill_9_at_random_points_loses_nothing_and_flags_every_duplicate(
         world: World, tmp_path: Path) -> None:

@@ -48,6 +48,7 @@ def config_for(world: World, tmp_path: Path, name: str = "passerelle.toml",
     return world.write_config(tmp_path / name, tmp_path / "state", base)
 
 
+@pytest.mark.slow
 def test_a_second_serve_on_the_same_state_directory_is_refused_and_touches_nothing(
         world: World, tmp_path: Path) -> None:
     first = Serve(config_for(world, tmp_path))
@@ -154,6 +155,7 @@ def test_every_command_finds_the_configuration_the_same_way(world: World, tmp_pa
         assert "PASSERELLE_CONFIG" in one_line(missing)
 
 
+@pytest.mark.slow
 def test_whitelist_import_tells_the_running_daemon(world: World, tmp_path: Path) -> None:
     store = tmp_path / "state" / "domains.xml"
     store.parent.mkdir(parents=True)
@@ -182,6 +184,7 @@ def test_whitelist_import_tells_the_running_daemon(world: World, tmp_path: Path)
         serve.stop()
 
 
+@pytest.mark.slow
 def test_sigterm_mid_data_answers_421_and_keeps_nothing_half_received(
         world: World, tmp_path: Path) -> None:
     cfg = config_for(world, tmp_path)
