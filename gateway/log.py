@@ -699,7 +699,16 @@ class _NamedLogger:
         self._name = name
 
     def __getattr__(self, method: str) -> Any:
+        _configured()
         return getattr(structlog.get_logger().bind(logger=self._name), method)
+
+
+def _configured() -> None:
+    """Redacted JSON lines again where structlog was reset to its defaults since
+    (``structlog.reset_defaults()``): its default renders a traceback with its frames' local
+    variables — a message's addresses and bytes."""
+    if not structlog.is_configured():
+        configure("info")
 
 
 def _level_method(method: str, level: int) -> Callable[..., None]:
@@ -708,8 +717,10 @@ def _level_method(method: str, level: int) -> Callable[..., None]:
     exc_default = method == "exception"  # like structlog: exc_info=True unless given
 
     def line(self: _NamedLogger, event: str, *args: Any, **kw: Any) -> None:
+        if _OUTPUT is None or not structlog.is_configured():
+            _configured()
         out = _OUTPUT
-        if out is None or args or not structlog.is_configured():
+        if out is None or args:
             getattr(structlog.get_logger().bind(logger=self._name), method)(event, *args, **kw)
             return
         if level < out.level:
