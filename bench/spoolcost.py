@@ -13,9 +13,7 @@ expanded — a 20 KB message as 40 KB of hex — and would make the CPU figures 
     PYTHONPATH=/path/to/other/tree python bench/spoolcost.py --n 400   # side by side
 
 Only the spool API is used, so the same script measures an older tree (one without
-``mark_delivered_many`` records each outcome and its trace step in a commit of its own, as its
-daemon did; with it, the outcomes of one delivery lease are committed together, as the
-daemon's batches do when they end together — the best case).
+``mark_delivered_many`` records its outcomes one call each).
 """
 
 from __future__ import annotations
@@ -122,18 +120,18 @@ def run(n: int, group: int, workdir: Path, *, count: bool = False) -> dict[str, 
         with m("delivery lease"):
             out = spool.lease_deliver("d/d", now=now, duration=300, limit=32, spill=spill)
         with m("delivery record"):
-            steps = [[(w.message_id, "delivery", step_record(
+            done = [(w.output_id, list(w.rcpts)) for w in out]
+            if many is not None:
+                many(done, now=now)
+            else:
+                for oid, rcpts in done:
+                    spool.mark_delivered(oid, rcpts, now=now)
+            steps = [(w.message_id, "delivery", step_record(
                 at=datetime.fromtimestamp(now, UTC), direction="to_trust",
                 queue_id=w.queue_id, recipient_domain="hopital.example",
                 relay="127.0.0.1:2525", status="sent", dsn="2.0.0", reply="250 ok",
-                attempt=1))] for w in out]
-            if many is not None:  # as the daemon's batches do when all end together
-                many([(w.output_id, w.rcpts, now, "") for w in out])
-                journal.record_many([s for each in steps for s in each])
-            else:  # one commit each, outcome then its step
-                for w, each in zip(out, steps, strict=True):
-                    spool.mark_delivered(w.output_id, w.rcpts, now=now)
-                    journal.record_many(each)
+                attempt=1)) for w in out]
+            journal.record_many(steps)
             sent += len(out)
     assert sent == n, (sent, n)
     phases = list(m.cpu)

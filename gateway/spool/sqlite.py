@@ -751,26 +751,14 @@ class SqliteSpool(SealedRecords, Retention, QueueAdmin, SpoolSearch):
                      reason: str) -> None:
         self._mark(output_id, rcpts, "bounced", reason[:300], now)
 
-    def mark_delivered_many(self, items: Sequence[tuple[int, Sequence[str], float, str]]
-                            ) -> None:
-        """:meth:`mark_delivered` for several outputs in one transaction (one fsync): each
-        ``(output id, recipients, now, reply)``."""
-        with self._tx() as db:
-            for output_id, rcpts, now, reply in items:
-                self._mark_in(db, output_id, rcpts, "delivered", reply[:300], now)
-
     def _mark(self, output_id: int, rcpts: Sequence[str], state: str, reason: str,
               now: float) -> None:
         with self._tx() as db:
-            self._mark_in(db, output_id, rcpts, state, reason, now)
-
-    @staticmethod
-    def _mark_in(db: Conn, output_id: int, rcpts: Sequence[str], state: str, reason: str,
-                 now: float) -> None:
-        for rcpt in rcpts:
-            db.execute("UPDATE recipients SET state=?, reason=?, lease_owner=NULL, "
-                       "lease_until=0, in_doubt=0, updated_at=?, attempts=attempts+1 "
-                       "WHERE output_id=? AND rcpt=?", (state, reason, now, output_id, rcpt))
+            for rcpt in rcpts:
+                db.execute("UPDATE recipients SET state=?, reason=?, lease_owner=NULL, "
+                           "lease_until=0, in_doubt=0, updated_at=?, attempts=attempts+1 "
+                           "WHERE output_id=? "
+                           "AND rcpt=?", (state, reason, now, output_id, rcpt))
 
     def mark_deferred(self, output_id: int, rcpts: Sequence[str], *, now: float,
                       reason: str) -> tuple[float, bool, bool]:

@@ -20,7 +20,6 @@ import time
 from concurrent.futures import Executor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from gateway.config import DaemonSettings
 from gateway.directory.addresses import domain_of
@@ -39,7 +38,7 @@ from gateway.smtp.delivery import (
 )
 from gateway.spool import Direction, SqliteSpool
 from gateway.spool.model import DeliverWork
-from gateway.stages.common import Batched, Book, Clock, Inflight, run_in
+from gateway.stages.common import Book, Clock, Inflight, run_in
 from gateway.stages.notify import About, Notices
 from gateway.translate import notices
 from gateway.translate.trace import trace_id
@@ -62,9 +61,6 @@ class Dispatch:
         self.journal = journal  # each attempt is a step of the message's trace
         self.spool = spool
         self.db = db  # the spool's threads
-        # outcomes, and the steps that trace them, that finish together: one commit each
-        self.delivered = Batched(db, spool.mark_delivered_many)
-        self.steps = Batched(db, self._journal_steps)
         self.clock = clock
         self.book = book
         self.metrics = metrics
@@ -228,12 +224,7 @@ class Dispatch:
         )) for rcpt, o in outcomes.items()]
         # after the spool's record of the outcome (see record): a crash between the two
         # loses this attempt's step, never sends a copy again
-        await self.steps(steps)
-
-    def _journal_steps(self, batches: list[list[tuple[str, str, dict[str, Any]]]]) -> None:
-        """The steps of deliveries that ended together, in one transaction."""
-        assert self.journal is not None
-        self.journal.record_many([step for steps in batches for step in steps])
+        await run_in(self.db, self.journal.record_many, steps)
 
     async def expired(self, item: DeliverWork, rcpts: list[str], reason: str) -> None:
         """The lifetime of ``rcpts`` of ``item`` ran out: a ``bounced`` step each."""
@@ -277,9 +268,8 @@ class Dispatch:
         if delivered:
             # first of all: from the peer's 250 to this commit, a crash leaves a copy in
             # doubt (sent again, flagged); nothing else may lengthen that window — on
-            # PostgreSQL the journal's lock is shared with every other instance; outcomes
-            # that end meanwhile are committed with this one (one transaction, one fsync)
-            await self.delivered((item.output_id, tuple(delivered), now, ""))
+            # PostgreSQL the journal's lock is shared with every other instance
+            await run_in(self.db, self.spool.mark_delivered, item.output_id, delivered, now=now)
         await self.trace(item, outcomes, relays, ended)
         if delivered:
             log.info("message.delivered", queue_id=item.queue_id, count=len(delivered))

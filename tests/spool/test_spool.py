@@ -337,41 +337,15 @@ def test_what_is_accepted_after_a_translation_lease_is_synced_to_disk_again(
     """A translation lease is committed without waiting for the disk (lost in a power cut,
     the message is only translated again); the accept that follows must wait for it."""
     s = spool()
-    qid = put(s, 1)
+    put(s, 1)
     assert s.lease_translate("A", now=1000, duration=60, limit=5)
     assert not s.lease_translate("A", now=1000, duration=60, limit=5)  # nothing: same
-    # a worker's translation too (its delivery lease, synced, makes it durable)
-    assert s.store_translated(qid, [(("a@x.example",), b"out")], now=1000, lease_owner="A",
-                              durable=False)
     put(s, 2)
     db = s._conn()
     if url.startswith("sqlite"):
         assert db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
     else:
         assert db.execute("SHOW synchronous_commit").fetchone()[0] == "on"
-
-
-def test_outcomes_of_several_outputs_are_recorded_in_one_call(spool: Open) -> None:
-    s = spool()
-    ids = [put(s, n, rcpts=("a@x.example", "b@x.example")) for n in range(3)]
-    for w in s.lease_translate("A", now=1000, duration=60, limit=5):
-        s.store_translated(w.queue_id, [(w.rcpts, b"out " + w.queue_id.encode())], now=1000)
-    work = {w.queue_id: w for w in s.lease_deliver("D", now=1000, duration=60)}
-    assert set(work) == set(ids)
-    first, second = work[ids[0]], work[ids[1]]
-    s.mark_delivered_many([(first.output_id, first.rcpts, 1001, "250 ok"),
-                           (second.output_id, ("a@x.example",), 1001, "250 ok")])
-    got = {(r.rcpt, str(r.state)) for e in s.list() if e.queue_id == ids[0]
-           for r in e.recipients}
-    assert got == {("a@x.example", "delivered"), ("b@x.example", "delivered")}
-    got = {(r.rcpt, str(r.state)) for e in s.list() if e.queue_id == ids[1]
-           for r in e.recipients}
-    assert got == {("a@x.example", "delivered"), ("b@x.example", "translated")}
-    # the rest, still leased by D, is not given to another; D's lease runs out: in doubt
-    assert s.lease_deliver("E", now=1002, duration=60) == []
-    again = s.lease_deliver("E", now=1061, duration=60)
-    assert {(w.queue_id, w.rcpts, w.in_doubt) for w in again} == {
-        (ids[1], ("b@x.example",), True), (ids[2], ("a@x.example", "b@x.example"), True)}
 
 
 def test_translation_leases_take_the_oldest_messages_first_each_once(spool: Open) -> None:

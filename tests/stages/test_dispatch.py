@@ -58,8 +58,7 @@ async def peers(p: Parts) -> AsyncIterator[Peers]:
                       mx_lookup=False),
         trust_tls=client_tls_context(t.client_cert, t.client_key,
                                      anchors=trust_anchors(p.settings), ciphers=t.ciphers),
-        legacy_tls=legacy_tls, wake_deliver=p.wake_deliver, inflight=p.inflight,
-        journal=p.journal)
+        legacy_tls=legacy_tls, wake_deliver=p.wake_deliver, inflight=p.inflight)
     try:
         yield Peers(hub, op_a, stage)
     finally:
@@ -100,43 +99,6 @@ def test_delivered_to_the_trust_operator_over_mutual_tls(parts: Parts) -> None:
             assert s.stage.peer_status == {f"127.0.0.1:{s.op_a.port}": True}
             assert parts.metric("passerelle_messages_total", event="delivered",
                                 direction="to_trust", reason="ok") == 1
-    run(main())
-
-
-def test_outcomes_that_end_together_share_a_commit_each_recorded_before_its_step(
-        parts: Parts) -> None:
-    """Deliveries that end together: their outcomes in one commit, then their trace steps
-    in one; every message delivered once and its step journaled once, after its outcome."""
-    async def main() -> None:
-        async with peers(parts) as s:
-            ids = [await translated(parts, Direction.TO_TRUST, ADDR["dupont"], (DR_X,),
-                                    BODY.replace(b"<d-1@x>", f"<d-{i}@x>".encode()))
-                   for i in range(12)]
-            order: list[str] = []
-            spool_mark, journal_record = parts.spool.mark_delivered_many, \
-                parts.journal.record_many
-
-            def marked(items: list[tuple[int, tuple[str, ...], float, str]]) -> None:
-                spool_mark(items)
-                order.extend(f"marked {oid}" for oid, *_ in items)
-
-            def recorded(steps: list[tuple[str, str, dict[str, object]]]) -> object:
-                for _, _, record in steps:  # its outcome is in the spool already
-                    [entry] = [e for e in parts.spool.list()
-                               if e.queue_id == record["queue_id"]]
-                    assert [str(r.state) for r in entry.recipients] == ["delivered"]
-                return journal_record(steps)
-
-            s.stage.delivered.commit = marked  # type: ignore[assignment]
-            parts.journal.record_many = recorded  # type: ignore[method-assign]
-            await deliver(s, parts, lambda: parts.counts() == {"delivered": 12})
-            assert len(s.op_a.received) == 12
-            assert 1 <= s.stage.delivered.commits < 12  # together, not one each
-            assert 1 <= s.stage.steps.commits < 12
-            assert len(order) == 12
-            for queue_id in ids:
-                steps = [e.stage for e in parts.journal.entries_of_queue(queue_id)]
-                assert steps.count("delivery") == 1
     run(main())
 
 
