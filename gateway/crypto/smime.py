@@ -550,10 +550,9 @@ def _check_own(signed: bytes, own: _OwnCertificate) -> None:
                          "(self-check)") from None
 
 
-def _our_signer_info(der: bytes, own: _OwnCertificate) -> tuple[bytes, bytes, bytes]:
-    """From a SignedData as we write it (detached, our certificate, one SignerInfo naming
-    it, SHA-256, signed attributes): the message digest it signs, the signed attributes as
-    signed (a SET), the signature."""
+def _signed_data(der: bytes) -> list[tuple[int, int, int, int]]:
+    """The elements of the SignedData a ContentInfo in plain DER wraps;
+    :class:`_NotOurShape` when it wraps anything else."""
     top = _der_items(der, 0, len(der))
     _der_shape(top, _SEQ)
     info = _der_items(der, top[0][2], top[0][3])
@@ -563,6 +562,14 @@ def _our_signer_info(der: bytes, own: _OwnCertificate) -> tuple[bytes, bytes, by
     wrapped = _der_items(der, info[1][2], info[1][3])
     _der_shape(wrapped, _SEQ)
     sd = _der_items(der, wrapped[0][2], wrapped[0][3])
+    return sd
+
+
+def _our_signer_info(der: bytes, own: _OwnCertificate) -> tuple[bytes, bytes, bytes]:
+    """From a SignedData as we write it (detached, our certificate, one SignerInfo naming
+    it, SHA-256, signed attributes): the message digest it signs, the signed attributes as
+    signed (a SET), the signature."""
+    sd = _signed_data(der)
     _der_shape(sd, _INT, _SET, _SEQ, _CTX0, _SET)
     encap = _der_items(der, sd[2][2], sd[2][3])  # detached: the content type, no content
     _der_shape(encap, _OID)
@@ -672,15 +679,7 @@ def _plain_signer_info(der: bytes) -> tuple[tuple[list[tuple[int, int, int, int]
     digest algorithm, signed attributes, signature algorithm, signature) with its digest's
     name, and its certificates (the element); :class:`_NotOurShape` unless plain DER of that
     shape, with a digest :data:`_HASHES` knows."""
-    top = _der_items(der, 0, len(der))
-    _der_shape(top, _SEQ)
-    info = _der_items(der, top[0][2], top[0][3])
-    _der_shape(info, _OID, _CTX0)
-    if _der_value(der, info[0]) != _OID_SIGNED_DATA:
-        raise _NotOurShape
-    wrapped = _der_items(der, info[1][2], info[1][3])
-    _der_shape(wrapped, _SEQ)
-    sd = _der_items(der, wrapped[0][2], wrapped[0][3])
+    sd = _signed_data(der)
     tags = [i[0] for i in sd]
     if tags not in ([_INT, _SET, _SEQ, _CTX0, _SET], [_INT, _SET, _SEQ, _CTX0, _CTX1, _SET]):
         raise _NotOurShape
